@@ -1,0 +1,62 @@
+# walrusfs developer entry points. The README's quickstart is `make run` and `make test`.
+#
+# Both set up a fresh Debian/Ubuntu machine idempotently: the system packages (FUSE 3 and its
+# headers, because pyfuse3 compiles against them), a virtualenv in .venv and the project in
+# editable mode with its test tools.
+
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+APT_PKGS := fuse3 libfuse3-dev pkg-config rsync
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+STAMP   := $(VENV)/.installed
+
+.PHONY: setup system-deps venv run test test-fast lint typecheck check bench vectors clean
+
+setup: system-deps $(STAMP)
+
+system-deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# The main job. Until the mount lands (issue "The mount"), this prints what the codec does for
+# the README itself: its Walrus blob ID, sizes and storage cost units at 1000 shards.
+run: setup
+	$(BIN)/walrusfs blob-id README.md --json
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+bench: setup
+	$(BIN)/python bench/codec.py
+
+# Regenerate the golden vectors under tests/vectors with the official wasm encoder.
+vectors: setup
+	$(BIN)/python tests/tools/make_vectors.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

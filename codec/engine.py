@@ -1,0 +1,104 @@
+"""The one place that calls the compiled Walrus encoder (`pysui_fastcrypto.redstuff_*`).
+
+The engine is walrus-core compiled to a Python extension; it releases the GIL, so callers may
+run it in worker threads on every core. Its failures arrive as `ValueError(code, message)`;
+here they become the codec's typed errors so no other module matches on engine codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, NoReturn
+
+import pysui_fastcrypto as _fc
+
+from codec.errors import (
+    CodecError,
+    DataTooLarge,
+    InvalidParameters,
+    InvalidSliver,
+    MalformedBcs,
+    MetadataMismatch,
+    NotEnoughSlivers,
+    SliverVerificationError,
+)
+from codec.params import EncodingParams
+
+AxisName = Literal["primary", "secondary"]
+EncodeResult = _fc.RedstuffEncodeResult
+MetadataHandle = _fc.RedstuffVerifiedMetadata
+
+
+def _code(exc: ValueError) -> tuple[str, str]:
+    if len(exc.args) == 2 and isinstance(exc.args[0], str):
+        return exc.args[0], str(exc.args[1])
+    return "", str(exc)
+
+
+def _raise(exc: ValueError, context: str) -> NoReturn:
+    code, message = _code(exc)
+    text = f"{context}: {message}"
+    if code in ("invalid_n_shards", "incompatible_parameters"):
+        raise InvalidParameters(text) from exc
+    if code in ("invalid_metadata_bcs", "invalid_sliver_bcs"):
+        raise MalformedBcs(text) from exc
+    if code in ("invalid_hash_count", "blob_id_mismatch", "unencoded_length_too_large"):
+        raise MetadataMismatch(text) from exc
+    if code == "data_too_large":
+        raise CodecError(text) from exc
+    raise CodecError(f"{text} (engine code {code or 'unknown'})") from exc
+
+
+def encode(data: bytes, n_shards: int) -> EncodeResult:
+    try:
+        return _fc.redstuff_encode(data, n_shards)
+    except ValueError as exc:
+        code, _ = _code(exc)
+        if code == "data_too_large":
+            raise DataTooLarge(len(data), EncodingParams(n_shards).max_blob_size, n_shards) from exc
+        _raise(exc, "encode failed")
+
+
+def verify_metadata(metadata_with_id: bytes, n_shards: int) -> MetadataHandle:
+    try:
+        return _fc.redstuff_verify_metadata(metadata_with_id, n_shards)
+    except ValueError as exc:
+        _raise(exc, "metadata rejected")
+
+
+def verify_sliver(sliver_bcs: bytes, handle: MetadataHandle, axis: AxisName, index: int) -> None:
+    try:
+        _fc.redstuff_verify_sliver(sliver_bcs, handle, axis)
+    except ValueError as exc:
+        code, message = _code(exc)
+        if code == "merkle_root_mismatch":
+            raise SliverVerificationError(
+                f"{axis} sliver {index} does not match the blob metadata ({message})",
+                axis=axis,
+                index=index,
+            ) from exc
+        if code in ("index_too_large", "sliver_size_mismatch", "symbol_size_mismatch"):
+            raise InvalidSliver(
+                f"{axis} sliver {index} cannot belong to this blob: {message}",
+                axis=axis,
+                index=index,
+            ) from exc
+        _raise(exc, f"{axis} sliver {index} rejected")
+
+
+def decode(slivers: Sequence[bytes], size: int, n_shards: int, axis: AxisName) -> bytes:
+    try:
+        return _fc.redstuff_decode(list(slivers), size, n_shards, axis)
+    except ValueError as exc:
+        code, _ = _code(exc)
+        if code == "decoding_unsuccessful":
+            raise NotEnoughSlivers(len(slivers), -1, axis) from exc
+        _raise(exc, "decode failed")
+
+
+def decode_and_verify(slivers: Sequence[bytes], handle: MetadataHandle, axis: AxisName) -> bytes:
+    """The engine's own verified decode (full re-encode); the benchmark baseline."""
+    try:
+        return _fc.redstuff_decode_and_verify(list(slivers), handle, axis)
+    except ValueError as exc:
+        _raise(exc, "verified decode failed")
