@@ -93,8 +93,8 @@ class EncodingParams:
         return self.k_p * self.symbol_size(size)
 
     def sliver_len(self, size: int, axis: str) -> int:
-        return self.primary_sliver_len(size) if axis == "primary" else self.secondary_sliver_len(
-            size
+        return (
+            self.primary_sliver_len(size) if axis == "primary" else self.secondary_sliver_len(size)
         )
 
     @cached_property

@@ -27,6 +27,7 @@ Patch ID: quilt blob ID (32 B) || 0x01 || u16 LE start_column || u16 LE end_colu
 
 from __future__ import annotations
 
+import itertools
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -138,8 +139,9 @@ class QuiltPatchId:
 
     @classmethod
     def parse(cls, text: str) -> QuiltPatchId:
-        return cls.from_bytes(b64url_decode(text.strip(), expect_len=PATCH_ID_LEN,
-                                            what="quilt patch ID"))
+        return cls.from_bytes(
+            b64url_decode(text.strip(), expect_len=PATCH_ID_LEN, what="quilt patch ID")
+        )
 
     def __str__(self) -> str:
         return b64url_encode(self.to_bytes())
@@ -215,7 +217,7 @@ def build_quilt(items: Iterable[QuiltItem], n_shards: int) -> Quilt:
         raise QuiltError("a quilt needs at least one file")
     for it in ordered:
         validate_identifier(it.identifier)
-    for a, b in zip(ordered, ordered[1:], strict=False):
+    for a, b in itertools.pairwise(ordered):
         if a.identifier == b.identifier:
             raise QuiltError(f"duplicate quilt patch identifier {a.identifier!r}")
 
@@ -267,7 +269,10 @@ def _columns(slivers: Iterable[Sliver], meta: VerifiedMetadata, wanted: range) -
     cols = set(wanted)
     got = _collect_verified(
         (s for s in slivers if s.axis is Axis.SECONDARY and s.index in cols),
-        meta, Axis.SECONDARY, len(wanted), None,
+        meta,
+        Axis.SECONDARY,
+        len(wanted),
+        None,
     )
     missing = [c for c in wanted if c not in got]
     if missing:

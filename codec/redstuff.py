@@ -278,7 +278,10 @@ def read_range(
     wanted = set(rows)
     by_row = _collect_verified(
         (s for s in slivers if s.axis is Axis.PRIMARY and s.index in wanted),
-        meta, Axis.PRIMARY, len(rows), None,
+        meta,
+        Axis.PRIMARY,
+        len(rows),
+        None,
     )
     if len(by_row) < len(rows):
         raise NotEnoughSlivers(len(by_row), len(rows), "primary (for the range)")

@@ -59,8 +59,12 @@ class Sliver:
         if not 0 <= index <= 0xFFFF or not 0 < symbol_size <= 0xFFFF:
             raise MalformedBcs(f"sliver index {index} / symbol size {symbol_size} out of u16")
         body = b"".join(
-            (uleb128(len(data)), data, symbol_size.to_bytes(2, "little"),
-             index.to_bytes(2, "little"))
+            (
+                uleb128(len(data)),
+                data,
+                symbol_size.to_bytes(2, "little"),
+                index.to_bytes(2, "little"),
+            )
         )
         return cls(body, axis)
 

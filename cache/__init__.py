@@ -1,0 +1,4 @@
+"""Local storage of blob data: the on-disk sliver/blob cache and the crash-safe staging area.
+
+No network access here; callers hand bytes in and get bytes out.
+"""

@@ -1,0 +1,1 @@
+"""The local Sui stand-in: a gRPC `sui.rpc.v2` server with Walrus contract semantics."""

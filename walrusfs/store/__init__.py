@@ -1,0 +1,1 @@
+"""The Walrus client: store blobs (encode, register, upload, certify) and read them back."""
