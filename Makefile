@@ -56,7 +56,7 @@ bench: setup
 
 # Regenerate the golden vectors under tests/vectors with the official wasm encoder.
 vectors: setup
-	$(BIN)/python tests/tools/make_vectors.py
+	$(BIN)/python -m tests.tools.make_vectors
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -11,8 +11,8 @@ needs only the rows it touches and no decoding at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -35,7 +35,14 @@ OnBadSliver = Callable[[SliverVerificationError], None]
 
 @dataclass(frozen=True)
 class EncodedBlob:
-    """A blob ready to upload: its ID, metadata and one sliver pair per shard."""
+    """A blob ready to upload: its ID, metadata and one sliver pair per shard.
+
+    The slivers stay inside the engine's result until asked for: the engine copies a sliver into
+    a Python `bytes` on every read, so materialising all 2n of them up front would hold the
+    encoded blob twice (about 10x the blob instead of 5.5x at peak). The upload path walks
+    `iter_pairs()` once and lets each pair go after sending it; `pairs` materialises and keeps
+    them all, for callers that need random access.
+    """
 
     blob_id: BlobId
     root_hash: bytes
@@ -43,8 +50,7 @@ class EncodedBlob:
     """Inner `BlobMetadata` BCS: the body of PUT /v1/blobs/{id}/metadata."""
     unencoded_length: int
     params: EncodingParams
-    pairs: tuple[SliverPair, ...]
-    """Indexed by pair index (the URL index); `shard_for_pair` says where each one goes."""
+    _engine: engine.EncodeResult = field(repr=False)
 
     @cached_property
     def metadata(self) -> BlobMetadata:
@@ -65,8 +71,24 @@ class EncodedBlob:
     def shard_for_pair(self, pair_index: int) -> int:
         return self.params.shard_for_pair(self.blob_id.raw, pair_index)
 
+    def pair(self, pair_index: int) -> SliverPair:
+        """Sliver pair `pair_index` (the URL index), copied out of the engine's result."""
+        entry = self._engine.slivers[self.shard_for_pair(pair_index)]
+        return SliverPair(
+            pair_index, Sliver(entry.primary, Axis.PRIMARY), Sliver(entry.secondary, Axis.SECONDARY)
+        )
+
     def pair_for_shard(self, shard_index: int) -> SliverPair:
-        return self.pairs[self.params.pair_for_shard(self.blob_id.raw, shard_index)]
+        return self.pair(self.params.pair_for_shard(self.blob_id.raw, shard_index))
+
+    def iter_pairs(self) -> Iterator[SliverPair]:
+        """Every pair in pair order, each materialised only when reached."""
+        return (self.pair(p) for p in range(self.params.n_shards))
+
+    @cached_property
+    def pairs(self) -> tuple[SliverPair, ...]:
+        """All pairs, indexed by pair index, materialised once and kept."""
+        return tuple(self.iter_pairs())
 
     def verified_metadata(self) -> VerifiedMetadata:
         """Our own metadata as a verifier, for checking slivers read back from nodes."""
@@ -83,21 +105,21 @@ def encode(data: bytes | bytearray | memoryview, n_shards: int) -> EncodedBlob:
     params.check_size(len(data))
     raw = data if isinstance(data, bytes) else bytes(data)
     result = engine.encode(raw, n_shards)
-    pairs: list[SliverPair | None] = [None] * n_shards
-    for entry in result.slivers:
-        p = entry.sliver_pair_index
-        pairs[p] = SliverPair(
-            p, Sliver(entry.primary, Axis.PRIMARY), Sliver(entry.secondary, Axis.SECONDARY)
-        )
-    if any(pair is None for pair in pairs):
-        raise InvalidParameters("engine returned an incomplete set of sliver pairs")
+    blob_id = BlobId(result.blob_id)
+    offset = params.rotation_offset(blob_id.raw)
+    slivers = result.slivers
+    if len(slivers) != n_shards or any(
+        entry.sliver_pair_index != (shard - offset) % n_shards
+        for shard, entry in enumerate(slivers)
+    ):
+        raise InvalidParameters("engine returned slivers out of the pair -> shard rotation")
     return EncodedBlob(
-        blob_id=BlobId(result.blob_id),
+        blob_id=blob_id,
         root_hash=result.root_hash,
         metadata_bcs=result.metadata_bcs,
         unencoded_length=len(raw),
         params=params,
-        pairs=tuple(pair for pair in pairs if pair is not None),
+        _engine=result,
     )
 
 

@@ -129,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    codec.tune_allocator()
     func: Command = args.func
     try:
         return func(args)

@@ -5,7 +5,7 @@ our codec must agree with it bit for bit. This script copies the oracle to a scr
 installs its pinned packages there (nothing lands in the repository), runs it on inputs that
 the tests regenerate deterministically, and writes what it printed as JSON.
 
-    python tests/tools/make_vectors.py [--oracle-dir ../shared/tools/oracle]
+    python -m tests.tools.make_vectors [--oracle-dir ../shared/tools/oracle]
 
 Inputs are `random.Random(seed).randbytes(size)` or a literal, so the vectors hold no blobs.
 """
@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from tests.tools.oracle import DEFAULT_SOURCE, install_oracle
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = ROOT / "tests" / "vectors"
@@ -103,15 +105,6 @@ def make_input(spec: dict[str, Any]) -> bytes:
     if "literal" in spec:
         return bytes.fromhex(spec["literal"])
     return random.Random(spec["seed"]).randbytes(spec["size"])
-
-
-def install_oracle(src: Path, work: Path) -> Path:
-    dst = work / "oracle"
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("node_modules"))
-    subprocess.run(
-        ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=dst, check=True
-    )
-    return dst
 
 
 def run_json(cmd: list[str], cwd: Path) -> dict[str, Any]:
@@ -209,17 +202,17 @@ def quilt_vectors(oracle: Path, work: Path) -> list[dict[str, Any]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--oracle-dir", type=Path, default=ROOT.parent / "shared/tools/oracle")
+    parser.add_argument("--oracle-dir", type=Path, default=DEFAULT_SOURCE)
     args = parser.parse_args()
     if not (args.oracle_dir / "blob_id.mjs").exists():
         parser.error(f"no oracle at {args.oracle_dir}")
     with tempfile.TemporaryDirectory(prefix="walrusfs-vectors-") as tmp:
         work = Path(tmp)
-        oracle = install_oracle(args.oracle_dir, work)
+        oracle = install_oracle(work / "oracle", args.oracle_dir)
         meta = {
             "oracle": "@mysten/walrus-wasm 0.3.0 (walrus-core 1.40.0) and @mysten/walrus "
             "1.2.13 encodeQuilt, via shared/tools/oracle",
-            "regenerate": "python tests/tools/make_vectors.py",
+            "regenerate": "python -m tests.tools.make_vectors",
         }
         VECTORS.mkdir(parents=True, exist_ok=True)
         blobs = {"about": meta, "vectors": blob_vectors(oracle, work)}
