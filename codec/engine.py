@@ -92,7 +92,9 @@ def decode(slivers: Sequence[bytes], size: int, n_shards: int, axis: AxisName) -
     except ValueError as exc:
         code, _ = _code(exc)
         if code == "decoding_unsuccessful":
-            raise NotEnoughSlivers(len(slivers), -1, axis) from exc
+            params = EncodingParams(n_shards)
+            need = params.k_p if axis == "primary" else params.k_s
+            raise NotEnoughSlivers(len(slivers), need, axis) from exc
         _raise(exc, "decode failed")
 
 

@@ -223,7 +223,9 @@ def decode(
     axis = Axis(axis)
     params = meta.params
     need = params.k_p if axis is Axis.PRIMARY else params.k_s
-    good = _collect_verified(slivers, meta, axis, need, on_bad)
+    # Systematic slivers (index < need) first: if they are all there, no decoding is needed.
+    ordered = sorted(slivers, key=lambda s: s.index)
+    good = _collect_verified(ordered, meta, axis, need, on_bad)
     if len(good) < need:
         raise NotEnoughSlivers(len(good), need, axis.value)
     size = meta.unencoded_length
