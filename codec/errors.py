@@ -64,10 +64,15 @@ class SliverVerificationError(InvalidSliver):
 class NotEnoughSlivers(CodecError):
     """Fewer verified slivers were given than the decoder needs."""
 
-    def __init__(self, have: int, need: int, axis: str) -> None:
-        super().__init__(f"need {need} verified {axis} slivers to decode, have {have}")
+    def __init__(self, have: int, need: int, axis: str, missing: list[int] | None = None) -> None:
+        text = f"need {need} verified {axis} slivers, have {have}"
+        if missing:
+            shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
+            text += f"; missing {axis} slivers {shown}"
+        super().__init__(text)
         self.have = have
         self.need = need
+        self.missing = missing or []
 
 
 class InconsistentEncoding(CodecError):

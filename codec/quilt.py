@@ -39,7 +39,7 @@ from codec.blob_id import BlobId, b64url_decode, b64url_encode
 from codec.errors import MalformedBcs, QuiltError
 from codec.metadata import VerifiedMetadata
 from codec.params import DIGEST_LEN, MAX_SYMBOL_SIZE, EncodingParams
-from codec.redstuff import _collect_verified
+from codec.redstuff import join_slivers
 from codec.sliver import Axis, Sliver
 
 QUILT_VERSION_V1 = 1
@@ -266,18 +266,7 @@ def _columns(slivers: Iterable[Sliver], meta: VerifiedMetadata, wanted: range) -
     """Verified secondary slivers for columns `wanted`, concatenated in column order."""
     if wanted.stop > meta.params.k_s or wanted.start < 0:
         raise QuiltError(f"columns [{wanted.start}, {wanted.stop}) are outside the quilt")
-    cols = set(wanted)
-    got = _collect_verified(
-        (s for s in slivers if s.axis is Axis.SECONDARY and s.index in cols),
-        meta,
-        Axis.SECONDARY,
-        len(wanted),
-        None,
-    )
-    missing = [c for c in wanted if c not in got]
-    if missing:
-        raise QuiltError(f"missing secondary slivers for quilt columns {missing}")
-    return b"".join(got[c].data for c in wanted)
+    return join_slivers(slivers, meta, Axis.SECONDARY, wanted)
 
 
 def parse_index(column_bytes: bytes, column_len: int) -> tuple[list[QuiltPatch], int]:

@@ -272,6 +272,28 @@ def _check_systematic_rows(blob: bytes, meta: VerifiedMetadata, skip: set[int]) 
             ) from exc
 
 
+def join_slivers(
+    slivers: Iterable[Sliver], meta: VerifiedMetadata, axis: Axis, indices: range
+) -> bytes:
+    """The data of slivers `indices` of one axis, each verified, concatenated in index order.
+
+    Rows `< k_p` concatenated are a byte range of the blob; columns concatenated are a quilt
+    patch's stream. Slivers of other indices or the other axis are ignored.
+    """
+    wanted = set(indices)
+    got = _collect_verified(
+        (s for s in slivers if s.axis is axis and s.index in wanted),
+        meta,
+        axis,
+        len(indices),
+        None,
+    )
+    missing = [i for i in indices if i not in got]
+    if missing:
+        raise NotEnoughSlivers(len(got), len(indices), axis.value, missing)
+    return b"".join(got[i].data for i in indices)
+
+
 # -- byte ranges -----------------------------------------------------------------------------
 
 
@@ -299,18 +321,8 @@ def read_range(
     rows = rows_for_range(size, offset, length, params)
     if not rows:
         return b""
-    wanted = set(rows)
-    by_row = _collect_verified(
-        (s for s in slivers if s.axis is Axis.PRIMARY and s.index in wanted),
-        meta,
-        Axis.PRIMARY,
-        len(rows),
-        None,
-    )
-    if len(by_row) < len(rows):
-        raise NotEnoughSlivers(len(by_row), len(rows), "primary (for the range)")
     row_len = params.primary_sliver_len(size)
-    joined = b"".join(by_row[r].data for r in rows)
+    joined = join_slivers(slivers, meta, Axis.PRIMARY, rows)
     start = offset - rows.start * row_len
     end = min(offset + length, size) - rows.start * row_len
     return joined[start:end]

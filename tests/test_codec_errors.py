@@ -170,3 +170,16 @@ def test_quilt_errors() -> None:
         codec.QuiltPatchId.parse(str(codec.encode(b"", 4).blob_id))  # a blob ID, not a patch ID
     with pytest.raises(codec.QuiltError, match="empty column range"):
         codec.QuiltPatchId.from_bytes(bytes(32) + b"\x01" + b"\x05\x00" + b"\x05\x00")
+
+
+def test_missing_slivers_are_named(blob: codec.EncodedBlob) -> None:
+    meta = blob.verified_metadata()
+    row_len = blob.params.primary_sliver_len(blob.unencoded_length)
+    with pytest.raises(codec.NotEnoughSlivers, match="missing primary slivers 1") as info:
+        codec.read_range([blob.pairs[0].primary], meta, row_len - 1, 2)  # rows 0 and 1
+    assert info.value.missing == [1]
+    quilt = codec.build_quilt([codec.QuiltItem("f", b"x" * 500)], 10)
+    enc = codec.encode(quilt.data, 10)
+    patch = quilt.patch("f")
+    with pytest.raises(codec.NotEnoughSlivers, match="missing secondary slivers"):
+        codec.read_patch([], enc.verified_metadata(), patch)
