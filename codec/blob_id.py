@@ -81,10 +81,6 @@ class BlobId:
         """The value Move functions such as `register_blob(blob_id: u256, ...)` take."""
         return int.from_bytes(self.raw, "little")
 
-    @property
-    def hex(self) -> str:
-        return self.raw.hex()
-
     def __str__(self) -> str:
         return b64url_encode(self.raw)
 

@@ -72,10 +72,6 @@ class Sliver:
     def data(self) -> memoryview:
         return memoryview(self.bcs)[self._data_start : len(self.bcs) - 4]
 
-    @property
-    def n_symbols(self) -> int:
-        return (len(self.bcs) - 4 - self._data_start) // self.symbol_size
-
     def pair_index(self, params: EncodingParams) -> int:
         """The pair this sliver belongs to: the URL path index on storage nodes."""
         if self.axis is Axis.PRIMARY:
