@@ -17,8 +17,9 @@ the same run, so the result does not depend on how fast this machine happens to 
   primary slivers (what the read path fetches first) and a random k_p subset (nodes down);
 - concurrency: two 64 MiB blobs encoded at once by a pool of two long-lived worker threads vs
   one blob in that pool (target >= 1.6x on 2 cores);
-- peak RSS of a fresh process that holds the blob, encodes it once and decodes it once from a
-  random k_p subset, as a multiple of the blob size.
+- peak RSS of a fresh process that holds the blob, encodes it once, walks all sliver pairs once
+  (as an upload does) keeping a random k_p primary subset, and decodes from that subset; as a
+  multiple of the blob size.
 
 Each measurement is the best of `--repeat` runs after one warm-up, in a fresh worker process per
 size. Workers apply `codec.tune_allocator()`, as the `walrusfs` command does at start-up, so the

@@ -18,5 +18,9 @@ class WalletNotFound(WalletError, FileNotFoundError):
     """No wallet where one was expected."""
 
 
+class WalletExists(WalletError, FileExistsError):
+    """Creating a wallet where one already is; the existing one is left untouched."""
+
+
 class MalformedKeystore(WalletError):
     """A keystore or client config exists but cannot be parsed; nothing was changed."""

@@ -23,6 +23,7 @@ import dataclasses
 from typing import Any, ClassVar, Self
 
 from codec.bcs import Reader, encode_str, uleb128
+from codec.errors import MalformedBcs
 
 # Field types: "u8" "u16" "u32" "u64" "u256" "bool" "id" (32-byte address/UID) "bytes"
 # (vector<u8>) "string" "option_u32", a MoveStruct subclass, or ("vector", MoveStruct subclass).
@@ -84,7 +85,7 @@ def _decode(reader: Reader, kind: FieldType) -> Any:
     if kind == "bool":
         flag = reader.u8()
         if flag > 1:
-            raise ValueError(f"invalid BCS bool {flag}")
+            raise MalformedBcs(f"invalid BCS bool {flag}")
         return flag == 1
     if kind == "id":
         return "0x" + bytes(reader.take(32)).hex()
@@ -95,7 +96,7 @@ def _decode(reader: Reader, kind: FieldType) -> Any:
     if kind == "option_u32":
         tag = reader.u8()
         if tag > 1:
-            raise ValueError(f"invalid BCS option tag {tag}")
+            raise MalformedBcs(f"invalid BCS option tag {tag}")
         return reader.u32() if tag else None
     raise TypeError(f"unknown Move field type {kind!r}")
 

@@ -28,7 +28,7 @@ from typing import Any
 import pysui_fastcrypto as _fc
 import yaml
 
-from chain.errors import MalformedKeystore, WalletNotFound
+from chain.errors import MalformedKeystore, WalletExists, WalletNotFound
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +72,24 @@ class Keypair:
     def from_keystring(cls, text: str) -> Keypair:
         """Parse one keystore entry (base64 or Bech32); `ValueError` without echoing the key."""
         text = text.strip()
+        if not text.startswith(_BECH32_HRP):
+            try:
+                raw = base64.b64decode(text, validate=True)
+            except binascii.Error:
+                raise ValueError(
+                    "not a Sui private key (neither base64 nor suiprivkey1...)"
+                ) from None
+            if len(raw) != 33:
+                raise ValueError(
+                    f"not a Sui private key: {len(raw)} bytes, expected 33 (flag + key)"
+                )
         try:
             if text.startswith(_BECH32_HRP):
                 flag, public, private = _fc.decode_bech32(text, _BECH32_HRP)
             else:
-                raw = base64.b64decode(text, validate=True)
-                if len(raw) != 33:
-                    raise ValueError(f"a key entry is 33 bytes (flag + key), not {len(raw)}")
                 flag, public, private = _fc.keys_from_keystring(text)
-        except (ValueError, binascii.Error, TypeError) as exc:
+        except (ValueError, TypeError) as exc:
+            # the engine's message may quote its input: name only the error type
             raise ValueError(f"not a Sui private key ({type(exc).__name__})") from None
         if flag not in _SCHEMES:
             raise ValueError(f"unknown signature scheme flag {flag}")
@@ -162,7 +171,7 @@ class Wallet:
         keystore_path = directory / "sui.keystore"
         for path in (config_path, keystore_path):
             if path.exists():
-                raise MalformedKeystore(f"{path} already exists; refusing to overwrite a wallet")
+                raise WalletExists(f"{path} already exists; refusing to overwrite a wallet")
         key = Keypair.generate()
         _write_private(keystore_path, json.dumps([key.keystring()], indent=2) + "\n")
         aliases = [{"alias": "walrusfs", "public_key_base64": key.public_key_base64()}]
@@ -181,7 +190,10 @@ class Wallet:
 
 def read_keystore(path: Path) -> list[Keypair]:
     if not path.exists():
-        raise WalletNotFound(f"the wallet's keystore {path} does not exist")
+        raise WalletNotFound(
+            f"the wallet's keystore {path} does not exist: restore it, or fix `keystore: File:` "
+            "in client.yaml"
+        )
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning(

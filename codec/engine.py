@@ -96,11 +96,3 @@ def decode(slivers: Sequence[bytes], size: int, n_shards: int, axis: AxisName) -
             need = params.k_p if axis == "primary" else params.k_s
             raise NotEnoughSlivers(len(slivers), need, axis) from exc
         _raise(exc, "decode failed")
-
-
-def decode_and_verify(slivers: Sequence[bytes], handle: MetadataHandle, axis: AxisName) -> bytes:
-    """The engine's own verified decode (full re-encode); the benchmark baseline."""
-    try:
-        return _fc.redstuff_decode_and_verify(list(slivers), handle, axis)
-    except ValueError as exc:
-        _raise(exc, "verified decode failed")

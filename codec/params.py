@@ -69,11 +69,6 @@ class EncodingParams:
     def max_blob_size(self) -> int:
         return self.source_symbols * MAX_SYMBOL_SIZE
 
-    @cached_property
-    def quorum_weight(self) -> int:
-        """Shard weight of confirmations needed to certify: n - f (`is_at_least_min_n_correct`)."""
-        return self.n_shards - self.f
-
     def check_size(self, size: int) -> None:
         if size < 0:
             raise InvalidParameters(f"blob size must be non-negative, got {size}")

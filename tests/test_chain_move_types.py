@@ -96,7 +96,7 @@ def test_truncated_or_invalid_bcs() -> None:
         mt.Blob.from_bcs(good[:-1])
     with pytest.raises(MalformedBcs, match="trailing"):
         mt.Blob.from_bcs(good + b"\x00")
-    with pytest.raises(ValueError, match="bool"):
+    with pytest.raises(MalformedBcs, match="bool"):
         mt.Blob.from_bcs(good[:-1] + b"\x02")
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from pysui.sui.sui_crypto import keypair_from_keystring
 
-from chain.errors import MalformedKeystore, WalletNotFound
+from chain.errors import MalformedKeystore, WalletExists, WalletNotFound
 from chain.wallet import Keypair, Wallet
 
 # Made with @mysten/sui 2.33.1: Ed25519Keypair.fromSecretKey(bytes 1..32).toSuiAddress()
@@ -55,7 +55,7 @@ def test_create_then_load(tmp_path: Path) -> None:
     # the files are the Sui CLI's: a keystore entry is base64(flag || 32-byte key)
     entries = json.loads((tmp_path / "w" / "sui.keystore").read_text())
     assert len(base64.b64decode(entries[0])) == 33
-    with pytest.raises(MalformedKeystore, match="refusing to overwrite"):
+    with pytest.raises(WalletExists, match="refusing to overwrite"):
         Wallet.create(tmp_path / "w", env_alias="devnet", rpc="localhost:9000")
 
 
@@ -81,7 +81,7 @@ def test_existing_sui_cli_wallet_with_relative_keystore(tmp_path: Path) -> None:
         ("not json", "not a JSON array"),
         ({"a": 1}, "JSON array of key strings"),
         (["!!!"], "entry 0: not a Sui private key"),
-        ([base64.b64encode(b"\x00" * 10).decode()], "entry 0: not a Sui private key"),
+        ([base64.b64encode(b"\x00" * 10).decode()], "10 bytes, expected 33"),
         ([base64.b64encode(b"\x07" + SEED).decode()], "entry 0"),
         ([], "holds no keys"),
     ],

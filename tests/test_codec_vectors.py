@@ -149,3 +149,15 @@ def test_quilt_matches_oracle(vec: dict[str, Any]) -> None:
         assert content.identifier == want_patch["identifier"]
         assert content.data == item.data
         assert content.tags == dict(item.tags)
+
+
+@pytest.mark.parametrize("vec", [v for v in BLOBS if v["n_shards"] in (10, 100)], ids=_id)
+def test_pairs_route_to_the_shards_walrus_assigns(vec: dict[str, Any]) -> None:
+    """A sliver pair uploaded to the wrong shard's node is rejected: routing must be exact."""
+    enc = codec.encode(make_input(vec["input"]), vec["n_shards"])
+    n, offset = vec["n_shards"], vec["rotation_offset"]
+    for shard in range(n):
+        pair = enc.pair_for_shard(shard)
+        assert pair.pair_index == (shard - offset) % n
+        assert enc.shard_for_pair(pair.pair_index) == shard
+        assert pair.primary.bcs == enc.pairs[pair.pair_index].primary.bcs

@@ -19,8 +19,6 @@ from walrusfs import __version__
 from walrusfs.config import Paths
 from walrusfs.errors import ExitCode, InputError, InvalidDataError, UserError
 
-log = logging.getLogger(__name__)
-
 #: Shard count of Walrus mainnet and testnet; the default when no network is consulted.
 DEFAULT_N_SHARDS = 1000
 
@@ -45,10 +43,9 @@ def _read_input(name: str) -> bytes:
 
 def cmd_blob_id(args: argparse.Namespace) -> int:
     """Print the blob ID Walrus assigns to a file, like the official `walrus blob-id`."""
-    params = codec.EncodingParams(args.n_shards)
     data = _read_input(args.file)
     try:
-        encoded = codec.encode(data, params.n_shards)
+        encoded = codec.encode(data, args.n_shards)
     except codec.DataTooLarge as exc:
         raise InvalidDataError(f"{args.file}: {exc}") from None
     if args.json:
@@ -59,7 +56,7 @@ def cmd_blob_id(args: argparse.Namespace) -> int:
             "encodedLength": encoded.encoded_size,
             "storageUnits": encoded.storage_units,
             "symbolSize": encoded.symbol_size,
-            "nShards": params.n_shards,
+            "nShards": args.n_shards,
             "rootHash": encoded.root_hash.hex(),
             "blobIdU256": str(encoded.blob_id.to_u256()),
         }
