@@ -24,3 +24,71 @@ class WalletExists(WalletError, FileExistsError):
 
 class MalformedKeystore(WalletError):
     """A keystore or client config exists but cannot be parsed; nothing was changed."""
+
+
+class ChainUnavailable(ChainError, ConnectionError):
+    """The Sui gRPC endpoint cannot be reached or did not answer; retrying later may work."""
+
+
+class ObjectNotFound(ChainError, LookupError):
+    """An object the caller named does not exist (any more) on chain."""
+
+
+class InsufficientFunds(ChainError):
+    """The wallet cannot pay; nothing was sent. `need` and `have` are in FROST or MIST."""
+
+    def __init__(self, message: str, need: int, have: int) -> None:
+        super().__init__(message)
+        self.need = need
+        self.have = have
+
+
+class InsufficientWal(InsufficientFunds):
+    """Not enough WAL for the storage and write fees."""
+
+
+class InsufficientGas(InsufficientFunds):
+    """Not enough SUI for the gas budget."""
+
+
+class TransactionRejected(ChainError):
+    """The chain refused the transaction before executing it (invalid signature, stale object
+    reference, an object the sender does not own...); the ledger is unchanged."""
+
+
+class TransactionFailed(ChainError):
+    """The transaction executed and failed; only gas was charged. `digest` names it."""
+
+    def __init__(self, message: str, digest: str, kind: str) -> None:
+        super().__init__(message)
+        self.digest = digest
+        self.kind = kind
+
+
+class MoveAbortError(TransactionFailed):
+    """A Move `assert!` failed: `module`, `code` and, when known, the constant's `name`."""
+
+    def __init__(
+        self, message: str, digest: str, module: str, function: str, code: int, name: str | None
+    ) -> None:
+        super().__init__(message, digest, "MOVE_ABORT")
+        self.module = module
+        self.function = function
+        self.code = code
+        self.name = name
+
+
+class NotCertified(MoveAbortError):
+    """The blob is not certified (`blob::ENotCertified`)."""
+
+
+class Expired(MoveAbortError):
+    """The blob or its storage is outside its validity period (`blob::EResourceBounds`)."""
+
+
+class AlreadyCertified(MoveAbortError):
+    """The blob was certified before (`blob::EAlreadyCertified`)."""
+
+
+class QuorumNotReached(MoveAbortError):
+    """The certificate's signers hold fewer than 2f+1 shards (`bls_aggregate::ENotEnoughStake`)."""

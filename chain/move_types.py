@@ -12,8 +12,10 @@ layout is written once and read in both directions (the client decodes, the stan
                node_id: ID }
     BlsCommittee { members: vector<BlsCommitteeMember>, n_shards: u16, epoch: u32,
                total_aggregated_key: vector<u8> }
-    SystemStateInnerV1 prefix { committee, total_capacity_size: u64, used_capacity_size: u64,
-               storage_price_per_unit_size: u64, write_price_per_unit_size: u64, ... }
+    SystemStateInnerV1 { committee, total_capacity_size: u64, used_capacity_size: u64,
+               storage_price_per_unit_size: u64, write_price_per_unit_size: u64,
+               future_accounting, event_blob_certification_state, deny_list_sizes }
+    StakingInnerV1, StakingPool (node_info: name, network_address, BLS key), Coin, Exchange
     Metadata { metadata: VecMap<String, String> }   (insertion order, not sorted)
 """
 
@@ -25,8 +27,9 @@ from typing import Any, ClassVar, Self
 from codec.bcs import Reader, encode_str, uleb128
 from codec.errors import MalformedBcs
 
-# Field types: "u8" "u16" "u32" "u64" "u256" "bool" "id" (32-byte address/UID) "bytes"
-# (vector<u8>) "string" "option_u32", a MoveStruct subclass, or ("vector", MoveStruct subclass).
+# Field types: "u8" "u16" "u32" "u64" "u256" "bool" "id" (32-byte address/UID/ID) "bytes"
+# (vector<u8>) "string" "option_u32", a MoveStruct subclass, ("vector", T), ("option", T) (value
+# or None), or ("enum", (T0 | None, T1 | None, ...)) whose value is `(variant index, payload)`.
 FieldType = Any
 
 _INT_WIDTH = {"u8": 1, "u16": 2, "u32": 4, "u64": 8, "u256": 32}
@@ -54,6 +57,12 @@ class MoveStruct:
 
 def _encode(value: Any, kind: FieldType) -> bytes:
     if isinstance(kind, tuple):
+        if kind[0] == "option":
+            return b"\x00" if value is None else b"\x01" + _encode(value, kind[1])
+        if kind[0] == "enum":
+            index, payload = value
+            variant = kind[1][index]
+            return uleb128(index) + (b"" if variant is None else _encode(payload, variant))
         return uleb128(len(value)) + b"".join(_encode(v, kind[1]) for v in value)
     if isinstance(kind, type) and issubclass(kind, MoveStruct):
         return bytes(value.to_bcs())
@@ -77,6 +86,17 @@ def _encode(value: Any, kind: FieldType) -> bytes:
 
 def _decode(reader: Reader, kind: FieldType) -> Any:
     if isinstance(kind, tuple):
+        if kind[0] == "option":
+            tag = reader.u8()
+            if tag > 1:
+                raise MalformedBcs(f"invalid BCS option tag {tag}")
+            return _decode(reader, kind[1]) if tag else None
+        if kind[0] == "enum":
+            index = reader.uleb128()
+            if index >= len(kind[1]):
+                raise MalformedBcs(f"enum variant {index} out of range")
+            variant = kind[1][index]
+            return (index, None if variant is None else _decode(reader, variant))
         return [_decode(reader, kind[1]) for _ in range(reader.uleb128())]
     if isinstance(kind, type) and issubclass(kind, MoveStruct):
         return kind.read(reader)
@@ -167,11 +187,65 @@ class BlsCommittee(MoveStruct):
 
 
 @dataclasses.dataclass(frozen=True)
-class SystemStatePrefix(MoveStruct):
-    """The leading fields of `SystemStateInnerV1`: all a client needs (epoch, committee, prices).
+class FutureAccounting(MoveStruct):
+    """One future epoch's used capacity and WAL rewards (`storage_accounting.move`)."""
 
-    Decode with `read(Reader(buf))`; the rest of the struct (accounting ring buffer, event blob
-    state, deny lists) follows and is not parsed.
+    epoch: int
+    used_capacity: int
+    rewards_to_distribute: int
+    FIELDS = (("epoch", "u32"), ("used_capacity", "u64"), ("rewards_to_distribute", "u64"))
+
+
+@dataclasses.dataclass(frozen=True)
+class FutureAccountingRingBuffer(MoveStruct):
+    """`length` is max_epochs_ahead; entry `(current_index + i) % length` is epoch + i."""
+
+    current_index: int
+    length: int
+    ring_buffer: list[FutureAccounting]
+    FIELDS = (
+        ("current_index", "u32"),
+        ("length", "u32"),
+        ("ring_buffer", ("vector", FutureAccounting)),
+    )
+
+    def lookup(self, epochs_in_future: int) -> FutureAccounting:
+        return self.ring_buffer[(self.current_index + epochs_in_future) % self.length]
+
+
+@dataclasses.dataclass(frozen=True)
+class EventBlob(MoveStruct):
+    blob_id: int
+    ending_checkpoint_sequence_number: int
+    FIELDS = (("blob_id", "u256"), ("ending_checkpoint_sequence_number", "u64"))
+
+
+@dataclasses.dataclass(frozen=True)
+class EventBlobWeight(MoveStruct):
+    """One `VecMap<EventBlob, u16>` entry."""
+
+    key: EventBlob
+    value: int
+    FIELDS = (("key", EventBlob), ("value", "u16"))
+
+
+@dataclasses.dataclass(frozen=True)
+class EventBlobCertificationState(MoveStruct):
+    latest_certified_blob: EventBlob | None
+    aggregate_weight_per_blob: list[EventBlobWeight]
+    FIELDS = (
+        ("latest_certified_blob", ("option", EventBlob)),
+        ("aggregate_weight_per_blob", ("vector", EventBlobWeight)),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class SystemStateInnerV1(MoveStruct):
+    """The System object's versioned inner state (dynamic field `u64 version` of System).
+
+    The current Walrus epoch is `committee.epoch`; `future_accounting.length` is
+    max_epochs_ahead. Decode with `read(Reader(buf))` to tolerate fields a later contract
+    version appends.
     """
 
     committee: BlsCommittee
@@ -179,13 +253,229 @@ class SystemStatePrefix(MoveStruct):
     used_capacity_size: int
     storage_price_per_unit_size: int
     write_price_per_unit_size: int
+    future_accounting: FutureAccountingRingBuffer
+    event_blob_certification_state: EventBlobCertificationState
+    deny_list_sizes: str  # ExtendedField<VecMap<ID, u64>> { id }
     FIELDS = (
         ("committee", BlsCommittee),
         ("total_capacity_size", "u64"),
         ("used_capacity_size", "u64"),
         ("storage_price_per_unit_size", "u64"),
         ("write_price_per_unit_size", "u64"),
+        ("future_accounting", FutureAccountingRingBuffer),
+        ("event_blob_certification_state", EventBlobCertificationState),
+        ("deny_list_sizes", "id"),
     )
+
+    @property
+    def epoch(self) -> int:
+        return self.committee.epoch
+
+    @property
+    def n_shards(self) -> int:
+        return self.committee.n_shards
+
+    @property
+    def max_epochs_ahead(self) -> int:
+        return self.future_accounting.length
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionedRoot(MoveStruct):
+    """`System` and `Staking`: `{ id, version, package_id, new_package_id }`.
+
+    The inner state is the dynamic field named `version` (u64); `package_id` is the package
+    to call (it changes on upgrade; struct types keep their original package ID).
+    """
+
+    id: str
+    version: int
+    package_id: str
+    new_package_id: str | None
+    FIELDS = (
+        ("id", "id"),
+        ("version", "u64"),
+        ("package_id", "id"),
+        ("new_package_id", ("option", "id")),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardAssignment(MoveStruct):
+    """One `Committee` entry: a storage node and the shards it holds this epoch."""
+
+    node_id: str
+    shards: list[int]
+    FIELDS = (("node_id", "id"), ("shards", ("vector", "u16")))
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochParams(MoveStruct):
+    total_capacity_size: int
+    storage_price_per_unit_size: int
+    write_price_per_unit_size: int
+    FIELDS = (
+        ("total_capacity_size", "u64"),
+        ("storage_price_per_unit_size", "u64"),
+        ("write_price_per_unit_size", "u64"),
+    )
+
+
+# EpochState: EpochChangeSync(u16) | EpochChangeDone(u64 ms) | NextParamsSelected(u64 ms)
+EPOCH_STATE = ("enum", ("u16", "u64", "u64"))
+EPOCH_CHANGE_DONE = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class StakingInnerV1(MoveStruct):
+    """Staking's inner state: epoch timing and the shard assignment of the committee."""
+
+    n_shards: int
+    epoch_duration: int
+    first_epoch_start: int
+    pools: str  # ObjectTable<ID, StakingPool> { id, size }
+    pools_size: int
+    epoch: int
+    active_set: str  # ExtendedField<ActiveSet> { id }
+    next_committee: list[ShardAssignment] | None
+    committee: list[ShardAssignment]
+    previous_committee: list[ShardAssignment]
+    next_epoch_params: EpochParams | None
+    epoch_state: tuple[int, int]
+    next_epoch_public_keys: str  # ExtendedField<VecMap<ID, Element<UncompressedG1>>> { id }
+    FIELDS = (
+        ("n_shards", "u16"),
+        ("epoch_duration", "u64"),
+        ("first_epoch_start", "u64"),
+        ("pools", "id"),
+        ("pools_size", "u64"),
+        ("epoch", "u32"),
+        ("active_set", "id"),
+        ("next_committee", ("option", ("vector", ShardAssignment))),
+        ("committee", ("vector", ShardAssignment)),
+        ("previous_committee", ("vector", ShardAssignment)),
+        ("next_epoch_params", ("option", EpochParams)),
+        ("epoch_state", EPOCH_STATE),
+        ("next_epoch_public_keys", "id"),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageNodeInfo(MoveStruct):
+    name: str
+    node_id: str
+    network_address: str
+    public_key: bytes  # 96-byte uncompressed G1
+    next_epoch_public_key: bytes | None
+    network_public_key: bytes
+    metadata: str  # ExtendedField<NodeMetadata> { id }
+    FIELDS = (
+        ("name", "string"),
+        ("node_id", "id"),
+        ("network_address", "string"),
+        ("public_key", "bytes"),
+        ("next_epoch_public_key", ("option", "bytes")),
+        ("network_public_key", "bytes"),
+        ("metadata", "id"),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class VotingParams(MoveStruct):
+    storage_price: int
+    write_price: int
+    node_capacity: int
+    FIELDS = (("storage_price", "u64"), ("write_price", "u64"), ("node_capacity", "u64"))
+
+
+@dataclasses.dataclass(frozen=True)
+class PendingValue(MoveStruct):
+    epoch: int
+    value: int
+    FIELDS = (("epoch", "u32"), ("value", "u64"))
+
+
+# PoolState: Active | Withdrawing(u32) | Withdrawn;  Authorized: Address(address) | ObjectID(ID)
+POOL_STATE = ("enum", (None, "u32", None))
+AUTHORIZED = ("enum", ("id", "id"))
+
+
+@dataclasses.dataclass(frozen=True)
+class StakingPool(MoveStruct):
+    """A storage node's pool; its object ID is the node ID (`node_info.node_id`)."""
+
+    id: str
+    state: tuple[int, int | None]
+    voting_params: VotingParams
+    node_info: StorageNodeInfo
+    activation_epoch: int
+    latest_epoch: int
+    wal_balance: int
+    num_shares: int
+    pending_shares_withdraw: list[PendingValue]
+    pre_active_withdrawals: list[PendingValue]
+    pending_commission_rate: list[PendingValue]
+    commission_rate: int
+    exchange_rates: str  # Table<u32, PoolExchangeRate> { id, size }
+    exchange_rates_size: int
+    pending_stake: list[PendingValue]
+    rewards_pool: int
+    commission: int
+    commission_receiver: tuple[int, str]
+    governance_authorized: tuple[int, str]
+    extra_fields: str  # Bag { id, size }
+    extra_fields_size: int
+    FIELDS = (
+        ("id", "id"),
+        ("state", POOL_STATE),
+        ("voting_params", VotingParams),
+        ("node_info", StorageNodeInfo),
+        ("activation_epoch", "u32"),
+        ("latest_epoch", "u32"),
+        ("wal_balance", "u64"),
+        ("num_shares", "u64"),
+        ("pending_shares_withdraw", ("vector", PendingValue)),
+        ("pre_active_withdrawals", ("vector", PendingValue)),
+        ("pending_commission_rate", ("vector", PendingValue)),
+        ("commission_rate", "u16"),
+        ("exchange_rates", "id"),
+        ("exchange_rates_size", "u64"),
+        ("pending_stake", ("vector", PendingValue)),
+        ("rewards_pool", "u64"),
+        ("commission", "u64"),
+        ("commission_receiver", AUTHORIZED),
+        ("governance_authorized", AUTHORIZED),
+        ("extra_fields", "id"),
+        ("extra_fields_size", "u64"),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Coin(MoveStruct):
+    """`0x2::coin::Coin<T> { id, balance: Balance<T> { value: u64 } }`."""
+
+    id: str
+    balance: int
+    FIELDS = (("id", "id"), ("balance", "u64"))
+
+
+@dataclasses.dataclass(frozen=True)
+class ExchangeRate(MoveStruct):
+    wal: int
+    sui: int
+    FIELDS = (("wal", "u64"), ("sui", "u64"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Exchange(MoveStruct):
+    """`wal_exchange::Exchange` (testnet and devnet): swaps SUI for WAL at `rate`."""
+
+    id: str
+    wal: int
+    sui: int
+    rate: ExchangeRate
+    admin: str
+    FIELDS = (("id", "id"), ("wal", "u64"), ("sui", "u64"), ("rate", ExchangeRate), ("admin", "id"))
 
 
 @dataclasses.dataclass(frozen=True)

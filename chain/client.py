@@ -1,0 +1,781 @@
+"""The Walrus chain client: pysui's gRPC client on its own asyncio thread, awaited from trio.
+
+`WalrusChain` is what the rest of walrusfs uses. Every public method is a coroutine that trio
+code awaits; the work (gRPC calls, BCS, signing) runs on the `AsyncioThread`, so the FUSE loop
+is never blocked. The same code serves devnet (the stand-in), testnet and mainnet: only the
+`NetworkProfile` differs.
+
+Money is checked before it is spent: `register_blob` and `extend_blob` compute the exact WAL
+price from the System object (Move formulas, `chain.pricing`) and refuse with
+`InsufficientWal`/`InsufficientGas` before anything is signed. Storage is reused the way the
+Walrus client does it: the smallest owned `Storage` that covers the size and the epochs,
+ties broken by the earlier end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpclib.client
+import grpclib.exceptions
+import pysui.sui.sui_grpc.pgrpc_requests as rq
+import pysui.sui.sui_grpc.suimsgs.sui.rpc.v2 as pb
+from pysui import GrpcProtocolClient, PysuiConfiguration
+from pysui.sui.sui_common.config import confgroup
+
+from chain import errors
+from chain import move_types as mt
+from chain.aio_bridge import AsyncioThread
+from chain.pricing import extend_cost, reserve_cost, write_cost
+from chain.ptb import ObjectRef, Ptb
+from chain.wallet import Keypair
+from codec.params import EncodingParams
+from codec.params import ENCODING_TYPE_RS2
+
+log = logging.getLogger(__name__)
+
+SUI_COIN = "0x2::coin::Coin<0x2::sui::SUI>"
+DEFAULT_GAS_BUDGET = 50_000_000  # MIST (0.05 SUI)
+METADATA_FIELD_NAME = b"\x08metadata"
+
+
+@dataclass(frozen=True)
+class NetworkProfile:
+    """Where a network's Walrus lives. Package IDs are read from the System object."""
+
+    name: str
+    grpc_url: str  # host:port (a hostname: pysui rejects bare IPs)
+    tls: bool
+    system_object: str
+    staking_object: str
+    wal_type: str
+    exchange_objects: tuple[str, ...] = ()
+
+
+MAINNET = NetworkProfile(
+    "mainnet",
+    "fullnode.mainnet.sui.io:443",
+    True,
+    "0x2134d52768ea07e8c43570ef975eb3e4c27a39fa6396bef985b5abc58d03ddd2",
+    "0x10b9d30c28448939ce6c4d6c6e0ffce4a7f8a4ada8248bdad09ef8b70e4a3904",
+    "0x356a26eb9e012a68958082340d4c4116e7f55615cf27affcff209cf0ae544f59::wal::WAL",
+)
+TESTNET = NetworkProfile(
+    "testnet",
+    "fullnode.testnet.sui.io:443",
+    True,
+    "0x6c2547cbbc38025cf3adac45f63cb0a8d12ecf777cdc75a4971612bf97fdf6af",
+    "0xbe46180321c30aab2f8b3501e24048377287fa708018a5b7c2792b35fe339ee3",
+    "0x8270feb7375eee355e64fdb69c50abb6b5f9393a722883c1cf45f8e26048810a::wal::WAL",
+    (
+        "0xf4d164ea2def5fe07dc573992a029e010dba09b1a8dcbc44c5c2e79567f39073",
+        "0x19825121c52080bb1073662231cfea5c0e4d905fd13e95f21e9a018f2ef41862",
+        "0x83b454e524c71f30803f4d6c302a86fb6a39e96cdfb873c2d1e93bc1c26a3bc5",
+        "0x8d63209cf8589ce7aef8f262437163c67577ed09f3e636a9d8e0813843fb8bf1",
+    ),
+)
+PROFILES = {"mainnet": MAINNET, "testnet": TESTNET}
+
+
+def devnet_profile(
+    port: int, system_object: str, staking_object: str, wal_type: str, exchange: str
+) -> NetworkProfile:
+    """The stand-in on this machine (plaintext gRPC on localhost)."""
+    return NetworkProfile(
+        "devnet", f"localhost:{port}", False, system_object, staking_object, wal_type, (exchange,)
+    )
+
+
+# (module, abort code) -> (constant, error class). From the Move sources.
+_ABORTS: dict[tuple[str, int], tuple[str, type[errors.MoveAbortError]]] = {
+    ("system_state_inner", 1): ("EStorageExceeded", errors.MoveAbortError),
+    ("system_state_inner", 2): ("EInvalidEpochsAhead", errors.MoveAbortError),
+    ("system_state_inner", 3): ("EInvalidIdEpoch", errors.MoveAbortError),
+    ("system_state_inner", 11): ("EInvalidResourceSize", errors.MoveAbortError),
+    ("system", 1): ("EWrongVersion", errors.MoveAbortError),
+    ("blob", 0): ("ENotCertified", errors.NotCertified),
+    ("blob", 1): ("EBlobNotDeletable", errors.MoveAbortError),
+    ("blob", 2): ("EResourceBounds", errors.Expired),
+    ("blob", 3): ("EResourceSize", errors.MoveAbortError),
+    ("blob", 5): ("EAlreadyCertified", errors.AlreadyCertified),
+    ("blob", 6): ("EInvalidBlobId", errors.MoveAbortError),
+    ("blob", 7): ("EDuplicateMetadata", errors.MoveAbortError),
+    ("blob", 8): ("EMissingMetadata", errors.MoveAbortError),
+    ("blob", 9): ("EInvalidBlobPersistenceType", errors.MoveAbortError),
+    ("blob", 10): ("EInvalidBlobObject", errors.MoveAbortError),
+    ("bls_aggregate", 0): ("EInvalidBitmap", errors.MoveAbortError),
+    ("bls_aggregate", 1): ("ESigVerification", errors.MoveAbortError),
+    ("bls_aggregate", 2): ("ENotEnoughStake", errors.QuorumNotReached),
+    ("messages", 0): ("EIncorrectAppId", errors.MoveAbortError),
+    ("messages", 1): ("EIncorrectEpoch", errors.MoveAbortError),
+    ("messages", 2): ("EInvalidMsgType", errors.MoveAbortError),
+    ("messages", 3): ("EIncorrectIntentVersion", errors.MoveAbortError),
+    ("messages", 4): ("EInvalidBlobPersistenceType", errors.MoveAbortError),
+    ("storage_resource", 0): ("EInvalidEpoch", errors.MoveAbortError),
+    ("storage_resource", 1): ("EIncompatibleEpochs", errors.MoveAbortError),
+    ("storage_resource", 2): ("EIncompatibleAmount", errors.MoveAbortError),
+    ("storage_resource", 3): ("EInvalidEpochRange", errors.MoveAbortError),
+    ("balance", 2): ("ENotEnough", errors.MoveAbortError),
+    ("vec_map", 1): ("EKeyDoesNotExist", errors.MoveAbortError),
+    ("wal_exchange", 0): ("EInsufficientFundsInExchange", errors.MoveAbortError),
+    ("wal_exchange", 1): ("EInsufficientInputBalance", errors.MoveAbortError),
+}
+
+
+@dataclass(frozen=True)
+class CommitteeMember:
+    """A storage node as the chain describes it this epoch."""
+
+    node_id: str
+    name: str
+    network_address: str
+    public_key: bytes  # 96-byte uncompressed G1
+    network_public_key: bytes
+    shards: tuple[int, ...]
+
+    @property
+    def weight(self) -> int:
+        return len(self.shards)
+
+
+@dataclass(frozen=True)
+class SystemInfo:
+    epoch: int
+    n_shards: int
+    storage_price: int  # FROST per MiB unit per epoch
+    write_price: int  # FROST per MiB unit
+    total_capacity: int
+    used_capacity: int
+    max_epochs_ahead: int
+    package_id: str  # the package to call
+    type_package: str  # the package that defines Blob and Storage
+    system_initial_version: int
+    committee_keys: tuple[mt.BlsCommitteeMember, ...]
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """The WAL a blob of `size` for `epochs` costs, and the Storage it would reuse."""
+
+    size: int
+    encoded_size: int
+    epochs: int
+    storage: int  # 0 when `reuse` is set
+    write: int
+    reuse: mt.Storage | None
+
+    @property
+    def total(self) -> int:
+        return self.storage + self.write
+
+
+@dataclass(frozen=True)
+class Balances:
+    sui: int  # MIST
+    wal: int  # FROST
+
+
+@dataclass(frozen=True)
+class TxResult:
+    digest: str
+    gas_used: int
+    created: dict[str, list[Any]]  # object type -> decoded values
+    events: list[tuple[str, bytes]]  # (event type, BCS)
+
+
+class WalrusChain:
+    """Walrus on Sui, for one wallet key. Create with `await WalrusChain.connect(...)`."""
+
+    def __init__(
+        self,
+        profile: NetworkProfile,
+        key: Keypair,
+        bridge: AsyncioThread | None = None,
+        gas_budget: int = DEFAULT_GAS_BUDGET,
+    ) -> None:
+        self.profile = profile
+        self.key = key
+        self.address = key.address
+        self.gas_budget = gas_budget
+        self._own_bridge = bridge is None
+        self.bridge = bridge or AsyncioThread()
+        self._client: GrpcProtocolClient | None = None
+        self._system: SystemInfo | None = None
+        self._tx_lock: asyncio.Lock | None = None
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await self.bridge.run(client.close())
+        if self._own_bridge:
+            self.bridge.close()
+
+    # -- plumbing (runs on the asyncio thread) ----------------------------------------------
+
+    async def _grpc(self) -> GrpcProtocolClient:
+        if self._client is None:
+            self._client = _make_client(self.profile)
+        return self._client
+
+    async def _call(self, request: Any) -> Any:
+        client = await self._grpc()
+        try:
+            result = await client.execute_grpc_request(request=request, timeout=30)
+        except (OSError, TimeoutError, grpclib.exceptions.StreamTerminatedError) as exc:
+            raise errors.ChainUnavailable(
+                f"cannot reach the Sui endpoint {self.profile.grpc_url}: {exc}"
+            ) from exc
+        if result.is_ok():
+            return result.result_data
+        return _raise_rpc_error(self.profile, result.result_string)
+
+    async def _object(self, object_id: str) -> pb.Object:
+        reply = await self._call(rq.GetObject(object_id=object_id))
+        obj: pb.Object | None = reply.object
+        if obj is None or obj.contents is None:
+            raise errors.ObjectNotFound(f"object {object_id} not found")
+        return obj
+
+    def _run(self, coro: Any) -> Any:
+        return self.bridge.run(coro)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def system_info(self, refresh: bool = True) -> SystemInfo:
+        """Epoch, shards, prices, capacity and the committee's keys, from the System object."""
+        if self._system is not None and not refresh:
+            return self._system
+        self._system = await self._run(self._system_info())
+        return self._system
+
+    async def _system_info(self) -> SystemInfo:
+        system = await self._object((self.profile.system_object))
+        root = mt.VersionedRoot.from_bcs(system.contents.value)
+        fields = await self._call(rq.GetDynamicFields(object_id=self.profile.system_object))
+        inner: mt.SystemStateInnerV1 | None = None
+        for field in fields.dynamic_fields:
+            if field.name.value == root.version.to_bytes(8, "little"):
+                from codec.bcs import Reader
+
+                inner = mt.SystemStateInnerV1.read(Reader(field.value.value))
+        if inner is None:
+            raise errors.ChainError(
+                f"System {self.profile.system_object} has no inner state for version "
+                f"{root.version}: is this the right network profile?"
+            )
+        type_package = system.object_type.split("::", 1)[0]
+        return SystemInfo(
+            epoch=inner.epoch,
+            n_shards=inner.n_shards,
+            storage_price=inner.storage_price_per_unit_size,
+            write_price=inner.write_price_per_unit_size,
+            total_capacity=inner.total_capacity_size,
+            used_capacity=inner.used_capacity_size,
+            max_epochs_ahead=inner.max_epochs_ahead,
+            package_id=root.package_id,
+            type_package=_norm(type_package),
+            system_initial_version=int(system.owner.version),
+            committee_keys=tuple(inner.committee.members),
+        )
+
+    async def committee(self) -> list[CommitteeMember]:
+        """The storage nodes, their shards and network addresses (Staking + StakingPools)."""
+        return await self._run(self._committee())  # type: ignore[no-any-return]
+
+    async def _committee(self) -> list[CommitteeMember]:
+        staking = await self._object((self.profile.staking_object))
+        root = mt.VersionedRoot.from_bcs(staking.contents.value)
+        fields = await self._call(rq.GetDynamicFields(object_id=self.profile.staking_object))
+        inner: mt.StakingInnerV1 | None = None
+        from codec.bcs import Reader
+
+        for field in fields.dynamic_fields:
+            if field.name.value == root.version.to_bytes(8, "little"):
+                inner = mt.StakingInnerV1.read(Reader(field.value.value))
+        if inner is None:
+            raise errors.ChainError("the Staking object has no inner state")
+        ids = [a.node_id for a in inner.committee]
+        pools = await self._call(rq.GetMultipleObjects(object_ids=ids))
+        members = []
+        for assignment, result in zip(inner.committee, pools.objects, strict=True):
+            if result.object is None:
+                raise errors.ObjectNotFound(f"staking pool {assignment.node_id} not found")
+            pool = mt.StakingPool.read(Reader(result.object.contents.value))
+            info = pool.node_info
+            members.append(
+                CommitteeMember(
+                    assignment.node_id,
+                    info.name,
+                    info.network_address,
+                    info.public_key,
+                    info.network_public_key,
+                    tuple(assignment.shards),
+                )
+            )
+        return members
+
+    async def balances(self) -> Balances:
+        return await self._run(self._balances())  # type: ignore[no-any-return]
+
+    async def _balances(self) -> Balances:
+        sui = await self._call(rq.GetAddressCoinBalance(owner=self.address))
+        wal = await self._call(
+            rq.GetAddressCoinBalance(owner=self.address, coin_type=self.profile.wal_type)
+        )
+        return Balances(int(sui.balance.balance or 0), int(wal.balance.balance or 0))
+
+    async def _owned(self, type_: str) -> list[pb.Object]:
+        out: list[pb.Object] = []
+        token: bytes | None = None
+        while True:
+            page = await self._call(
+                rq.GetObjectsOwnedByAddress(
+                    owner=self.address, object_type=type_, page_token=token, field_mask=["*"]
+                )
+            )
+            out.extend(page.objects)
+            token = page.next_page_token
+            if not token:
+                return out
+
+    async def blobs(self, valid_only: bool = True) -> list[mt.Blob]:
+        """Owned Blob objects; `valid_only` drops those whose end epoch has passed."""
+        return await self._run(self._blobs(valid_only))  # type: ignore[no-any-return]
+
+    async def _blobs(self, valid_only: bool) -> list[mt.Blob]:
+        info = await self._system_info()
+        objs = await self._owned(f"{info.type_package}::blob::Blob")
+        blobs = [mt.Blob.from_bcs(o.contents.value) for o in objs]
+        return [b for b in blobs if not valid_only or b.end_epoch > info.epoch]
+
+    async def storage_resources(self, valid_only: bool = True) -> list[mt.Storage]:
+        return await self._run(self._storages(valid_only))  # type: ignore[no-any-return]
+
+    async def _storages(self, valid_only: bool) -> list[mt.Storage]:
+        info = await self._system_info()
+        objs = await self._owned(f"{info.type_package}::storage_resource::Storage")
+        res = [mt.Storage.from_bcs(o.contents.value) for o in objs]
+        return [s for s in res if not valid_only or s.end_epoch > info.epoch]
+
+    async def blob(self, object_id: str) -> mt.Blob:
+        return await self._run(self._blob(object_id))  # type: ignore[no-any-return]
+
+    async def _blob(self, object_id: str) -> mt.Blob:
+        obj = await self._object((object_id))
+        return mt.Blob.from_bcs(obj.contents.value)
+
+    async def attributes(self, blob_object_id: str) -> dict[str, str]:
+        """The blob's attributes (its `metadata` dynamic field); {} when it has none."""
+        return await self._run(self._attributes(blob_object_id))  # type: ignore[no-any-return]
+
+    async def _attributes(self, blob_object_id: str) -> dict[str, str]:
+        fields = await self._call(rq.GetDynamicFields(object_id=blob_object_id))
+        for field in fields.dynamic_fields:
+            if field.name.value == METADATA_FIELD_NAME:
+                return mt.BlobAttributes.from_bcs(field.value.value).as_dict()
+        return {}
+
+    # -- costs --------------------------------------------------------------------------------
+
+    async def estimate(self, size: int, epochs: int) -> CostEstimate:
+        """What storing `size` bytes for `epochs` epochs costs now, reusing owned Storage."""
+        return await self._run(self._estimate(size, epochs))  # type: ignore[no-any-return]
+
+    async def _estimate(self, size: int, epochs: int) -> CostEstimate:
+        info = await self._system_info()
+        if not 0 < epochs <= info.max_epochs_ahead:
+            raise ValueError(f"epochs must be 1..{info.max_epochs_ahead}, got {epochs}")
+        encoded = EncodingParams(info.n_shards).encoded_size(size)
+        end = info.epoch + epochs
+        candidates = [
+            s
+            for s in await self._storages(True)
+            if s.storage_size >= encoded and s.start_epoch <= info.epoch and s.end_epoch >= end
+        ]
+        reuse = min(candidates, key=lambda s: (s.storage_size, s.end_epoch), default=None)
+        storage = 0 if reuse else reserve_cost(encoded, epochs, info.storage_price)
+        return CostEstimate(
+            size, encoded, epochs, storage, write_cost(encoded, info.write_price), reuse
+        )
+
+    # -- transactions -------------------------------------------------------------------------
+
+    async def _coins(self, type_: str) -> list[pb.Object]:
+        return sorted(
+            await self._owned(f"0x2::coin::Coin<{type_}>"),
+            key=lambda o: int(o.balance or 0),
+            reverse=True,
+        )
+
+    async def _execute(
+        self, build: Callable[[Ptb, SystemInfo, Any], None], wal_needed: int = 0
+    ) -> TxResult:
+        """Build with `build(ptb, info, wal coin)`, check the money, sign, execute, raise.
+
+        Transactions of one client run one at a time: they spend the same gas and WAL coins,
+        and a second one built from the same coin versions would be rejected as stale.
+        """
+        if self._tx_lock is None:
+            self._tx_lock = asyncio.Lock()
+        async with self._tx_lock:
+            return await self._execute_locked(build, wal_needed)
+
+    async def _execute_locked(
+        self, build: Callable[[Ptb, SystemInfo, Any], None], wal_needed: int
+    ) -> TxResult:
+        info = await self._system_info()
+        gas_coins = await self._coins("0x2::sui::SUI")
+        gas = next((c for c in gas_coins if int(c.balance or 0) >= self.gas_budget), None)
+        if gas is None:
+            have = max((int(c.balance or 0) for c in gas_coins), default=0)
+            raise errors.InsufficientGas(
+                f"no SUI coin holds the gas budget of {self.gas_budget} MIST "
+                f"(largest holds {have}); get SUI for {self.address}",
+                self.gas_budget,
+                have,
+            )
+        ptb = Ptb()
+        wal = None
+        if wal_needed:
+            wal_coins = await self._coins(self.profile.wal_type)
+            have = sum(int(c.balance or 0) for c in wal_coins)
+            if have < wal_needed:
+                raise errors.InsufficientWal(
+                    f"this needs {wal_needed} FROST of WAL, the wallet {self.address} holds "
+                    f"{have}; get WAL first (devnet/testnet: `walrusfs get-wal`)",
+                    wal_needed,
+                    have,
+                )
+            refs = [_ref(c) for c in wal_coins if int(c.balance or 0) > 0]
+            wal = ptb.owned(refs[0])
+            if len(refs) > 1:
+                ptb.merge_coins(wal, [ptb.owned(r) for r in refs[1:]])
+        build(ptb, info, wal)
+        gas_price = await self._gas_price()
+        tx_bytes = ptb.build(self.address, _ref(gas), gas_price, self.gas_budget)
+        signature = self.key.sign_transaction(tx_bytes)
+        executed = await self._call(
+            rq.ExecuteTransaction(tx_bytestr=tx_bytes, sig_array=[signature])
+        )
+        return self._result(executed)
+
+    async def _gas_price(self) -> int:
+        reply = await self._call(rq.GetEpoch(field_mask=["reference_gas_price"]))
+        return int(reply.epoch.reference_gas_price or 1000)
+
+    def _result(self, executed: pb.ExecutedTransaction) -> TxResult:
+        effects = executed.effects
+        digest = executed.digest or ""
+        gas = effects.gas_used
+        gas_used = int(gas.computation_cost or 0) + int(gas.storage_cost or 0) - int(
+            gas.storage_rebate or 0
+        )
+        if not effects.status.success:
+            _raise_execution_error(digest, effects.status.error)
+        created: dict[str, list[Any]] = {}
+        outputs = {o.object_id: o for o in (executed.objects.objects if executed.objects else [])}
+        for change in effects.changed_objects:
+            if change.output_state != pb.ChangedObjectOutputObjectState.OBJECT_WRITE:
+                continue
+            obj = outputs.get(change.object_id)
+            if obj is None or obj.contents is None:
+                continue
+            type_ = obj.object_type or ""
+            decoded: Any = obj
+            if type_.endswith("::blob::Blob"):
+                decoded = mt.Blob.from_bcs(obj.contents.value)
+            elif type_.endswith("::storage_resource::Storage"):
+                decoded = mt.Storage.from_bcs(obj.contents.value)
+            if change.id_operation == pb.ChangedObjectIdOperation.CREATED or (
+                change.input_state == pb.ChangedObjectInputObjectState.DOES_NOT_EXIST
+            ):
+                created.setdefault(type_.rsplit("::", 2)[-2] + "::" + type_.rsplit("::", 1)[-1], [])
+                created[type_.rsplit("::", 2)[-2] + "::" + type_.rsplit("::", 1)[-1]].append(
+                    decoded
+                )
+        events = [
+            (e.event_type or "", bytes(e.contents.value or b""))
+            for e in (executed.events.events if executed.events else [])
+        ]
+        return TxResult(digest, gas_used, created, events)
+
+    def _system_arg(self, ptb: Ptb, info: SystemInfo, mutable: bool) -> Any:
+        return ptb.shared(self.profile.system_object, info.system_initial_version, mutable)
+
+    async def _owned_ref(self, object_id: str) -> ObjectRef:
+        obj = await self._object((object_id))
+        if obj.owner is None or obj.owner.address != self.address:
+            raise errors.ObjectNotFound(f"{object_id} is not owned by {self.address}")
+        return _ref(obj)
+
+    async def register_blob(
+        self,
+        blob_id: int,
+        root_hash: int,
+        size: int,
+        epochs: int,
+        deletable: bool = True,
+        attributes: dict[str, str] | None = None,
+    ) -> tuple[mt.Blob, CostEstimate, TxResult]:
+        """One transaction: reuse (or reserve) Storage, register the blob, set attributes."""
+        return await self._run(  # type: ignore[no-any-return]
+            self._register(blob_id, root_hash, size, epochs, deletable, attributes or {})
+        )
+
+    async def _register(
+        self,
+        blob_id: int,
+        root_hash: int,
+        size: int,
+        epochs: int,
+        deletable: bool,
+        attributes: dict[str, str],
+    ) -> tuple[mt.Blob, CostEstimate, TxResult]:
+        cost = await self._estimate(size, epochs)
+        storage_ref = await self._owned_ref(cost.reuse.id) if cost.reuse else None
+
+        def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
+            system = self._system_arg(ptb, info, True)
+            if storage_ref is not None:
+                storage = ptb.owned(storage_ref)
+            else:
+                storage = ptb.move_call(
+                    info.package_id,
+                    "system",
+                    "reserve_space",
+                    [system, ptb.u64(cost.encoded_size), ptb.u32(epochs), wal],
+                )
+            blob = ptb.move_call(
+                info.package_id,
+                "system",
+                "register_blob",
+                [
+                    system,
+                    storage,
+                    ptb.u256(blob_id),
+                    ptb.u256(root_hash),
+                    ptb.u64(size),
+                    ptb.u8(ENCODING_TYPE_RS2),
+                    ptb.bool(deletable),
+                    wal,
+                ],
+            )
+            for key, value in attributes.items():
+                ptb.move_call(
+                    info.package_id,
+                    "blob",
+                    "insert_or_update_metadata_pair",
+                    [blob, ptb.string(key), ptb.string(value)],
+                )
+            ptb.transfer([blob], self.address)
+
+        result = await self._execute(build, wal_needed=cost.total)
+        blobs = result.created.get("blob::Blob", [])
+        if len(blobs) != 1:
+            raise errors.ChainError(f"transaction {result.digest} created no Blob")
+        return blobs[0], cost, result
+
+    async def certify_blob(
+        self, blob_object_id: str, signature: bytes, signers_bitmap: bytes, message: bytes
+    ) -> TxResult:
+        """Certify with an aggregated confirmation (a quorum of the committee's shards)."""
+
+        async def go() -> TxResult:
+            blob_ref = await self._owned_ref(blob_object_id)
+
+            def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
+                ptb.move_call(
+                    info.package_id,
+                    "system",
+                    "certify_blob",
+                    [
+                        self._system_arg(ptb, info, False),
+                        ptb.owned(blob_ref),
+                        ptb.bytes(signature),
+                        ptb.bytes(signers_bitmap),
+                        ptb.bytes(message),
+                    ],
+                )
+
+            return await self._execute(build)
+
+        return await self._run(go())  # type: ignore[no-any-return]
+
+    async def extend_blob(self, blob_object_id: str, epochs: int) -> tuple[int, TxResult]:
+        """Extend by `epochs`; returns the WAL paid. Checks the price and balance first."""
+
+        async def go() -> tuple[int, TxResult]:
+            blob_ref = await self._owned_ref(blob_object_id)
+            blob = await self._blob(blob_object_id)
+            info = await self._system_info()
+            cost = extend_cost(blob.storage.storage_size, epochs, info.storage_price)
+
+            def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
+                ptb.move_call(
+                    info.package_id,
+                    "system",
+                    "extend_blob",
+                    [
+                        self._system_arg(ptb, info, True),
+                        ptb.owned(blob_ref),
+                        ptb.u32(epochs),
+                        wal,
+                    ],
+                )
+
+            return cost, await self._execute(build, wal_needed=max(cost, 1))
+
+        return await self._run(go())  # type: ignore[no-any-return]
+
+    async def delete_blob(self, blob_object_id: str) -> mt.Storage:
+        """Delete a deletable blob; its Storage comes back to the wallet for reuse."""
+
+        async def go() -> mt.Storage:
+            blob_ref = await self._owned_ref(blob_object_id)
+
+            def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
+                storage = ptb.move_call(
+                    info.package_id,
+                    "system",
+                    "delete_blob",
+                    [self._system_arg(ptb, info, False), ptb.owned(blob_ref)],
+                )
+                ptb.transfer([storage], self.address)
+
+            result = await self._execute(build)
+            storages = result.created.get("storage_resource::Storage", [])
+            if len(storages) != 1:
+                raise errors.ChainError(f"transaction {result.digest} returned no Storage")
+            storage: mt.Storage = storages[0]
+            return storage
+
+        return await self._run(go())  # type: ignore[no-any-return]
+
+    async def set_attributes(self, blob_object_id: str, pairs: dict[str, str]) -> TxResult:
+        async def go() -> TxResult:
+            blob_ref = await self._owned_ref(blob_object_id)
+
+            def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
+                blob = ptb.owned(blob_ref)
+                for key, value in pairs.items():
+                    ptb.move_call(
+                        info.package_id,
+                        "blob",
+                        "insert_or_update_metadata_pair",
+                        [blob, ptb.string(key), ptb.string(value)],
+                    )
+
+            return await self._execute(build)
+
+        return await self._run(go())  # type: ignore[no-any-return]
+
+    async def remove_attributes(self, blob_object_id: str, keys: list[str]) -> TxResult:
+        """Remove the keys that exist (absent keys are not an error)."""
+
+        async def go() -> TxResult:
+            blob_ref = await self._owned_ref(blob_object_id)
+
+            def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
+                blob = ptb.owned(blob_ref)
+                for key in keys:
+                    ptb.move_call(
+                        info.package_id,
+                        "blob",
+                        "remove_metadata_pair_if_exists",
+                        [blob, ptb.string(key)],
+                    )
+
+            return await self._execute(build)
+
+        return await self._run(go())  # type: ignore[no-any-return]
+
+    async def get_wal(self, mist: int) -> TxResult:
+        """Swap `mist` of SUI for WAL at the exchange (devnet and testnet only)."""
+        if not self.profile.exchange_objects:
+            raise errors.ChainError(f"{self.profile.name} has no WAL exchange: buy WAL instead")
+
+        async def go() -> TxResult:
+            exchange = await self._object((self.profile.exchange_objects[0]))
+            package = exchange.object_type.split("::", 1)[0]
+            version = int(exchange.owner.version)
+
+            def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
+                (sui,) = ptb.split_coins(ptb.gas(), [ptb.u64(mist)])
+                wal = ptb.move_call(
+                    package,
+                    "wal_exchange",
+                    "exchange_all_for_wal",
+                    [ptb.shared(self.profile.exchange_objects[0], version, True), sui],
+                )
+                ptb.transfer([wal], self.address)
+
+            return await self._execute(build)
+
+        return await self._run(go())  # type: ignore[no-any-return]
+
+
+def _norm(addr: str) -> str:
+    return "0x" + addr.removeprefix("0x").rjust(64, "0").lower()
+
+
+def _ref(obj: pb.Object) -> ObjectRef:
+    return ObjectRef(obj.object_id or "", int(obj.version or 0), obj.digest or "")
+
+
+def _make_client(profile: NetworkProfile) -> GrpcProtocolClient:
+    """A pysui gRPC client for `profile` (its config holds the URL only, never keys)."""
+    with tempfile.TemporaryDirectory(prefix="walrusfs-pysui-") as tmp:
+        cfg = PysuiConfiguration.initialize_config(
+            in_folder=Path(tmp), init_groups=[{"name": "walrusfs", "make_active": True}]
+        )
+        group = cfg.model.get_group(group_name="walrusfs")
+        group.group_protocol = confgroup.GroupProtocol.GRPC
+        group.profiles.append(confgroup.Profile(profile.name, profile.grpc_url))
+        group.using_profile = profile.name
+        client = GrpcProtocolClient(pysui_config=cfg)
+    if not profile.tls:
+        host, port = profile.grpc_url.rsplit(":", 1)
+        client._channel.close()  # noqa: SLF001 - pysui hard-codes TLS (research/sui-chain.md)
+        client._channel = grpclib.client.Channel(host, int(port), ssl=False)  # noqa: SLF001
+    return client
+
+
+def _raise_rpc_error(profile: NetworkProfile, detail: Any) -> Any:
+    text = " ".join(str(d) for d in detail) if isinstance(detail, tuple | list) else str(detail)
+    lowered = text.lower()
+    if any(s in lowered for s in ("connect call failed", "connection refused", "unavailable")):
+        raise errors.ChainUnavailable(f"cannot reach the Sui endpoint {profile.grpc_url}: {text}")
+    if "not found" in lowered:
+        raise errors.ObjectNotFound(text)
+    raise errors.TransactionRejected(text)
+
+
+def _raise_execution_error(digest: str, error: pb.ExecutionError | None) -> None:
+    if error is None:
+        raise errors.TransactionFailed(f"transaction {digest} failed", digest, "UNKNOWN")
+    kind = error.kind.name if error.kind is not None else "UNKNOWN"
+    if error.abort is not None:
+        location = error.abort.location
+        module = location.module if location and location.module else "?"
+        function = location.function_name if location and location.function_name else "?"
+        code = int(error.abort.abort_code or 0)
+        name, cls = _ABORTS.get((module, code), (None, errors.MoveAbortError))
+        raise cls(
+            f"transaction {digest} aborted in {module}::{function} with code {code}"
+            + (f" ({name})" if name else "")
+            + f": {error.description}",
+            digest,
+            module,
+            function,
+            code,
+            name,
+        )
+    raise errors.TransactionFailed(
+        f"transaction {digest} failed ({kind}): {error.description}", digest, kind
+    )

@@ -1,0 +1,524 @@
+"""The stand-in chain: genesis, Walrus epochs, transaction execution and the replies the
+`sui.rpc.v2` services send (as pysui's bundled protobuf messages).
+
+Walrus epochs advance with wall-clock time (`epoch_duration_ms`, checked before every request)
+and by `advance_epoch()` for tests. An epoch change does what `advance_epoch` in
+`system_state_inner.move` does for the client-visible state: the committee's epoch moves on,
+the future-accounting ring buffer pops the finished epoch and appends an empty one, and the
+used capacity becomes the new epoch's. The committee itself (nodes, keys, shards) is fixed at
+genesis: the devnet has no staking.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pysui.sui.sui_grpc.suimsgs.sui.rpc.v2 as pb
+
+from chain import move_types as mt
+from chain.bls import g1_sum
+from chain.localnet.executor import (
+    ExecFailure,
+    Executor,
+    Outcome,
+    coin_inner,
+    object_digest,
+)
+from chain.localnet.ledger import (
+    OWNER_ADDRESS,
+    OWNER_IMMUTABLE,
+    OWNER_OBJECT,
+    OWNER_SHARED,
+    Ledger,
+    StoredObject,
+)
+from chain.localnet.moves import (
+    STAKING_VERSION,
+    SYSTEM_VERSION,
+    Deployment,
+    build_functions,
+)
+
+MIST_PER_SUI = 10**9
+FROST_PER_WAL = 10**9
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """A storage node of the devnet committee."""
+
+    name: str
+    network_address: str  # host:port of its REST API
+    bls_public_key: bytes  # 96-byte uncompressed G1
+    network_public_key: bytes
+    shards: list[int]
+
+
+@dataclass(frozen=True)
+class GenesisConfig:
+    n_shards: int
+    nodes: list[NodeSpec]
+    funded: list[tuple[str, int, int]]  # (address, MIST, FROST)
+    storage_price: int = 100_000  # FROST per MiB unit per epoch
+    write_price: int = 20_000  # FROST per MiB unit
+    total_capacity: int = 1 << 50
+    max_epochs_ahead: int = 53
+    epoch_duration_ms: int = 24 * 3600 * 1000
+    reference_gas_price: int = 1_000
+    exchange_wal: int = 10**9 * FROST_PER_WAL
+    exchange_rate: tuple[int, int] = (1, 1)  # (wal, sui): 1 MIST buys 1 FROST
+    seed: str = "walrusfs-devnet"
+    coins_per_account: int = 2
+
+
+def _derived_id(seed: str, name: str) -> str:
+    return "0x" + hashlib.blake2b(f"{seed}/{name}".encode(), digest_size=32).hexdigest()
+
+
+@dataclass
+class Localnet:
+    """One stand-in chain over one ledger file."""
+
+    ledger: Ledger
+    deployment: Deployment
+    executor: Executor = field(init=False)
+
+    def __post_init__(self) -> None:
+        gas_price = int(self.ledger.meta("reference_gas_price") or "1000")
+        self.executor = Executor(
+            self.ledger,
+            self.deployment.decode,
+            build_functions(self.deployment),
+            gas_price,
+            self.walrus_epoch,
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path) -> Localnet:
+        """Open an existing ledger (genesis done)."""
+        ledger = Ledger(path)
+        values = {
+            k: ledger.meta(k)
+            for k in (
+                "walrus_pkg",
+                "wal_pkg",
+                "exchange_pkg",
+                "system_id",
+                "staking_id",
+                "exchange_id",
+            )
+        }
+        if any(v is None for v in values.values()):
+            ledger.close()
+            raise FileNotFoundError(f"{path} is not a devnet ledger (no genesis)")
+        return cls(ledger, Deployment(**values))  # type: ignore[arg-type]
+
+    @classmethod
+    def genesis(cls, path: Path, config: GenesisConfig) -> Localnet:
+        """Create the ledger: packages, System, Staking, Exchange, pools and funded coins."""
+        ledger = Ledger(path)
+        if ledger.meta("system_id") is not None:
+            ledger.close()
+            raise FileExistsError(f"{path} already holds a devnet ledger")
+        seed = config.seed
+        dep = Deployment(
+            walrus_pkg=_derived_id(seed, "walrus"),
+            wal_pkg=_derived_id(seed, "wal"),
+            exchange_pkg=_derived_id(seed, "wal_exchange"),
+            system_id=_derived_id(seed, "system"),
+            staking_id=_derived_id(seed, "staking"),
+            exchange_id=_derived_id(seed, "exchange"),
+        )
+        now_ms = int(time.time() * 1000)
+        objects: list[StoredObject] = []
+
+        def add(
+            object_id: str,
+            type_: str,
+            contents: bytes,
+            owner_kind: int,
+            owner: str | None,
+            df: tuple[str, bytes, str] | None = None,
+        ) -> None:
+            obj = StoredObject(
+                object_id,
+                1,
+                "",
+                owner_kind,
+                owner,
+                1 if owner_kind == OWNER_SHARED else None,
+                type_,
+                contents,
+                "genesis",
+                *(df or (None, None, None)),
+            )
+            obj.digest = object_digest(obj)
+            objects.append(obj)
+
+        nodes = sorted(
+            ((_derived_id(seed, f"node/{n.name}"), n) for n in config.nodes), key=lambda p: p[0]
+        )
+        assigned = sorted(s for _, n in nodes for s in n.shards)
+        if assigned != list(range(config.n_shards)):
+            raise ValueError("the nodes' shards must be exactly 0..n_shards-1, each once")
+        members = [
+            mt.BlsCommitteeMember(n.bls_public_key, len(n.shards), node_id) for node_id, n in nodes
+        ]
+        committee = mt.BlsCommittee(
+            members,
+            config.n_shards,
+            0,
+            g1_sum([m.public_key for m in members]),
+        )
+        ring = mt.FutureAccountingRingBuffer(
+            0,
+            config.max_epochs_ahead,
+            [mt.FutureAccounting(e, 0, 0) for e in range(config.max_epochs_ahead)],
+        )
+        inner = mt.SystemStateInnerV1(
+            committee,
+            config.total_capacity,
+            0,
+            config.storage_price,
+            config.write_price,
+            ring,
+            mt.EventBlobCertificationState(None, []),
+            _derived_id(seed, "deny_list_sizes"),
+        )
+        system = mt.VersionedRoot(dep.system_id, SYSTEM_VERSION, dep.walrus_pkg, None)
+        add(dep.system_id, dep.t("system", "System"), system.to_bcs(), OWNER_SHARED, None)
+        key = SYSTEM_VERSION.to_bytes(8, "little")
+        add(
+            dep.system_inner_id(),
+            dep.system_inner_type,
+            bytes.fromhex(dep.system_inner_id()[2:]) + key + inner.to_bcs(),
+            OWNER_OBJECT,
+            dep.system_id,
+            ("u64", key, dep.t("system_state_inner", "SystemStateInnerV1")),
+        )
+        assignment = [mt.ShardAssignment(node_id, sorted(n.shards)) for node_id, n in nodes]
+        staking_inner = mt.StakingInnerV1(
+            config.n_shards,
+            config.epoch_duration_ms,
+            now_ms,
+            _derived_id(seed, "pools"),
+            len(nodes),
+            0,
+            _derived_id(seed, "active_set"),
+            None,
+            assignment,
+            [],
+            None,
+            (mt.EPOCH_CHANGE_DONE, now_ms),
+            _derived_id(seed, "next_epoch_public_keys"),
+        )
+        staking = mt.VersionedRoot(dep.staking_id, STAKING_VERSION, dep.walrus_pkg, None)
+        add(dep.staking_id, dep.t("staking", "Staking"), staking.to_bcs(), OWNER_SHARED, None)
+        skey = STAKING_VERSION.to_bytes(8, "little")
+        add(
+            dep.staking_inner_id(),
+            dep.staking_inner_type,
+            bytes.fromhex(dep.staking_inner_id()[2:]) + skey + staking_inner.to_bcs(),
+            OWNER_OBJECT,
+            dep.staking_id,
+            ("u64", skey, dep.t("staking_inner", "StakingInnerV1")),
+        )
+        for node_id, n in nodes:
+            pool = mt.StakingPool(
+                node_id,
+                (0, None),
+                mt.VotingParams(config.storage_price, config.write_price, config.total_capacity),
+                mt.StorageNodeInfo(
+                    n.name,
+                    node_id,
+                    n.network_address,
+                    n.bls_public_key,
+                    None,
+                    n.network_public_key,
+                    _derived_id(seed, f"node/{n.name}/metadata"),
+                ),
+                0,
+                0,
+                0,
+                0,
+                [],
+                [],
+                [],
+                0,
+                _derived_id(seed, f"node/{n.name}/exchange_rates"),
+                0,
+                [],
+                0,
+                0,
+                (0, node_id),
+                (0, node_id),
+                _derived_id(seed, f"node/{n.name}/extra_fields"),
+                0,
+            )
+            # A dynamic object field of the pools table; its own ID is the node ID.
+            add(
+                node_id,
+                dep.t("staking_pool", "StakingPool"),
+                pool.to_bcs(),
+                OWNER_OBJECT,
+                _derived_id(seed, "pools"),
+            )
+        exchange = mt.Exchange(
+            dep.exchange_id,
+            config.exchange_wal,
+            0,
+            mt.ExchangeRate(*config.exchange_rate),
+            _derived_id(seed, "exchange_admin_cap"),
+        )
+        add(dep.exchange_id, dep.exchange_type, exchange.to_bcs(), OWNER_SHARED, None)
+        for account, (address, mist, frost) in enumerate(config.funded):
+            for kind, amount, type_ in (("sui", mist, dep.sui_coin), ("wal", frost, dep.wal_coin)):
+                parts = config.coins_per_account
+                for i in range(parts):
+                    share = amount // parts + (amount % parts if i == 0 else 0)
+                    coin_id = _derived_id(seed, f"coin/{account}/{kind}/{i}")
+                    add(coin_id, type_, mt.Coin(coin_id, share).to_bcs(), OWNER_ADDRESS, address)
+        meta = {
+            **dataclasses.asdict(dep),
+            "chain_id": _derived_id(seed, "chain")[2:10],
+            "reference_gas_price": str(config.reference_gas_price),
+            "epoch_duration_ms": str(config.epoch_duration_ms),
+            "epoch_start_ms": str(now_ms),
+            "next_seq": "1",
+        }
+        ledger.apply(objects, [], meta=meta)
+        return cls(ledger, dep)
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    # -- epochs -----------------------------------------------------------------------------
+
+    def walrus_epoch(self) -> int:
+        inner = self.system_state()
+        return inner.committee.epoch
+
+    def system_state(self) -> mt.SystemStateInnerV1:
+        stored = self.ledger.get(self.deployment.system_inner_id())
+        assert stored is not None
+        value: mt.SystemStateInnerV1 = self.deployment.decode(stored)
+        return value
+
+    def tick(self, now_ms: int | None = None) -> int:
+        """Advance past every epoch whose time is up; returns the current epoch."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        with self.ledger.lock:
+            duration = int(self.ledger.meta("epoch_duration_ms") or "0")
+            start = int(self.ledger.meta("epoch_start_ms") or "0")
+            while duration > 0 and now_ms >= start + duration:
+                start += duration
+                self._advance_one(start)
+            return self.walrus_epoch()
+
+    def advance_epoch(self, count: int = 1) -> int:
+        """Admin: start the next epoch now (`count` times). Returns the new epoch."""
+        with self.ledger.lock:
+            now_ms = int(time.time() * 1000)
+            for _ in range(count):
+                self._advance_one(now_ms)
+            return self.walrus_epoch()
+
+    def _advance_one(self, start_ms: int) -> None:
+        dep = self.deployment
+        sys_stored = self.ledger.get(dep.system_inner_id())
+        stk_stored = self.ledger.get(dep.staking_inner_id())
+        assert sys_stored is not None and stk_stored is not None
+        inner: mt.SystemStateInnerV1 = dep.decode(sys_stored)
+        staking: mt.StakingInnerV1 = dep.decode(stk_stored)
+        ring = inner.future_accounting
+        entries = list(ring.ring_buffer)
+        finished = entries[ring.current_index]
+        entries[ring.current_index] = mt.FutureAccounting(finished.epoch + ring.length, 0, 0)
+        new_index = (ring.current_index + 1) % ring.length
+        ring = mt.FutureAccountingRingBuffer(new_index, ring.length, entries)
+        epoch = inner.committee.epoch + 1
+        inner = dataclasses.replace(
+            inner,
+            committee=dataclasses.replace(inner.committee, epoch=epoch),
+            future_accounting=ring,
+            used_capacity_size=ring.lookup(0).used_capacity,
+        )
+        staking = dataclasses.replace(
+            staking,
+            epoch=epoch,
+            previous_committee=staking.committee,
+            epoch_state=(mt.EPOCH_CHANGE_DONE, start_ms),
+        )
+        written = []
+        for stored, value in ((sys_stored, inner), (stk_stored, staking)):
+            assert stored.df_name is not None
+            new = dataclasses.replace(
+                stored,
+                version=stored.version + 1,
+                contents=bytes.fromhex(stored.id[2:]) + stored.df_name + value.to_bcs(),
+                previous_tx="epoch-change",
+            )
+            new.digest = object_digest(new)
+            written.append(new)
+        self.ledger.apply(written, [], meta={"epoch_start_ms": str(start_ms)})
+
+    # -- transactions -----------------------------------------------------------------------
+
+    def execute(self, tx_bytes: bytes, signatures: list[bytes]) -> pb.ExecutedTransaction:
+        """Execute; `TxRejected` if invalid. A failed execution is a reply with an error."""
+        with self.ledger.lock:
+            self.tick()
+            outcome = self.executor.execute(tx_bytes, signatures)
+            written = [after for _, _, after, _ in outcome.changed if after is not None]
+            deleted = [obj.id for obj, _, after, _ in outcome.changed if after is None]
+            reply = self._reply(tx_bytes, signatures, outcome)
+            seq = self.ledger.apply(
+                written, deleted, tx=(outcome.digest, bytes(reply))
+            )
+            reply.checkpoint = seq
+            return reply
+
+    def _reply(
+        self, tx_bytes: bytes, signatures: list[bytes], outcome: Outcome
+    ) -> pb.ExecutedTransaction:
+        status = pb.ExecutionStatus(success=outcome.success)
+        if outcome.error is not None:
+            status.error = _error_proto(outcome.error)
+        changed: list[pb.ChangedObject] = []
+        gas_object: pb.ChangedObject | None = None
+        outputs: list[pb.Object] = []
+        for obj, before, after, op in outcome.changed:
+            proto = pb.ChangedObject(
+                object_id=obj.id,
+                input_state=pb.ChangedObjectInputObjectState.EXISTS
+                if before is not None
+                else pb.ChangedObjectInputObjectState.DOES_NOT_EXIST,
+                output_state=pb.ChangedObjectOutputObjectState.OBJECT_WRITE
+                if after is not None
+                else pb.ChangedObjectOutputObjectState.DOES_NOT_EXIST,
+                id_operation={
+                    "created": pb.ChangedObjectIdOperation.CREATED,
+                    "deleted": pb.ChangedObjectIdOperation.DELETED,
+                    "none": pb.ChangedObjectIdOperation.NONE,
+                }[op],
+                object_type=obj.type,
+            )
+            if before is not None:
+                proto.input_version = before.version
+                proto.input_digest = before.digest
+                proto.input_owner = owner_proto(before)
+            if after is not None:
+                proto.output_version = after.version
+                proto.output_digest = after.digest
+                proto.output_owner = owner_proto(after)
+                outputs.append(object_proto(after))
+            changed.append(proto)
+            if obj.id == outcome.gas_id:
+                gas_object = proto
+        digest = outcome.digest
+        events = [
+            pb.Event(
+                package_id=package,
+                module=module,
+                sender=self._sender_of(tx_bytes),
+                event_type=f"{package}::{module}::{type(event).__name__}",
+                contents=pb.Bcs(
+                    name=f"{package}::{module}::{type(event).__name__}", value=event.to_bcs()
+                ),
+                transaction_digest=digest,
+                event_index=i,
+            )
+            for i, (package, module, event) in enumerate(outcome.events)
+        ]
+        return pb.ExecutedTransaction(
+            digest=digest,
+            transaction=pb.Transaction(bcs=pb.Bcs(name="TransactionData", value=tx_bytes)),
+            signatures=[
+                pb.UserSignature(bcs=pb.Bcs(name="UserSignature", value=s)) for s in signatures
+            ],
+            effects=pb.TransactionEffects(
+                status=status,
+                epoch=self.walrus_epoch(),
+                gas_used=pb.GasCostSummary(
+                    computation_cost=outcome.gas_used - outcome.storage_cost,
+                    storage_cost=outcome.storage_cost,
+                    storage_rebate=0,
+                    non_refundable_storage_fee=0,
+                ),
+                transaction_digest=digest,
+                gas_object=gas_object,
+                changed_objects=changed,
+                lamport_version=outcome.lamport,
+            ),
+            events=pb.TransactionEvents(events=events),
+            objects=pb.ObjectSet(objects=outputs),
+            timestamp=datetime.datetime.now(datetime.UTC),
+        )
+
+    @staticmethod
+    def _sender_of(tx_bytes: bytes) -> str:
+        from pysui.sui.sui_bcs import bcs
+
+        return "0x" + bytes(bcs.TransactionData.deserialize(tx_bytes).value.Sender.Address).hex()
+
+
+def _error_proto(error: ExecFailure) -> pb.ExecutionError:
+    proto = pb.ExecutionError(
+        description=error.description,
+        kind=pb.ExecutionErrorExecutionErrorKind(error.kind),
+    )
+    if error.command is not None:
+        proto.command = error.command
+    if error.abort_code is not None:
+        proto.abort = pb.MoveAbort(
+            abort_code=error.abort_code,
+            location=pb.MoveLocation(
+                package=error.package, module=error.module, function_name=error.function
+            ),
+        )
+    return proto
+
+
+def owner_proto(obj: StoredObject) -> pb.Owner:
+    if obj.owner_kind == OWNER_SHARED:
+        return pb.Owner(kind=pb.OwnerOwnerKind.SHARED, version=obj.initial_shared_version)
+    if obj.owner_kind == OWNER_IMMUTABLE:
+        return pb.Owner(kind=pb.OwnerOwnerKind.IMMUTABLE)
+    kind = pb.OwnerOwnerKind.ADDRESS if obj.owner_kind == OWNER_ADDRESS else pb.OwnerOwnerKind.OBJECT
+    return pb.Owner(kind=kind, address=obj.owner)
+
+
+def object_proto(obj: StoredObject) -> pb.Object:
+    proto = pb.Object(
+        object_id=obj.id,
+        version=obj.version,
+        digest=obj.digest,
+        owner=owner_proto(obj),
+        object_type=obj.type,
+        has_public_transfer=obj.owner_kind == OWNER_ADDRESS,
+        contents=pb.Bcs(name=obj.type, value=obj.contents),
+        previous_transaction=obj.previous_tx,
+    )
+    if coin_inner(obj.type) is not None:
+        proto.balance = int.from_bytes(obj.contents[32:40], "little")
+    return proto
+
+
+def dynamic_field_proto(obj: StoredObject) -> pb.DynamicField:
+    assert obj.df_name is not None and obj.df_name_type is not None
+    return pb.DynamicField(
+        kind=pb.DynamicFieldDynamicFieldKind.FIELD,
+        parent=obj.owner,
+        field_id=obj.id,
+        name=pb.Bcs(name=obj.df_name_type, value=obj.df_name),
+        value=pb.Bcs(name=obj.df_value_type, value=obj.contents[32 + len(obj.df_name) :]),
+        value_type=obj.df_value_type,
+        field_object=object_proto(obj),
+    )

@@ -1,0 +1,303 @@
+"""The `sui.rpc.v2` gRPC services of the stand-in, served with grpclib on 127.0.0.1.
+
+Methods served (what pysui's `GrpcProtocolClient` sends for the Walrus flows):
+
+    LedgerService      GetServiceInfo GetEpoch GetObject BatchGetObjects GetTransaction
+    StateService       ListOwnedObjects ListDynamicFields GetBalance ListBalances
+    TransactionExecutionService  ExecuteTransaction
+
+A rejected transaction (bad signature, stale object version, someone else's object, too
+little gas) is answered with gRPC status INVALID_ARGUMENT and its reason, as a Sui full node
+does; a transaction that executes and aborts is a normal reply whose effects carry the error.
+
+`LocalnetServer` runs the services on their own asyncio loop in a thread (tests, the devnet
+launcher); `python -m chain.localnet` runs them in the foreground.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpclib.const
+import grpclib.server
+import pysui.sui.sui_grpc.suimsgs.sui.rpc.v2 as pb
+from pysui.sui.sui_grpc.suimsgs.google import rpc as google_rpc
+from grpclib.exceptions import GRPCError
+
+from chain.localnet.executor import TxRejected, coin_inner, normalize_address
+from chain.localnet.ledger import OWNER_ADDRESS
+from chain.localnet.node import Localnet, dynamic_field_proto, object_proto
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 50
+
+
+class SuiServices:
+    """The handlers; `__mapping__` tells grpclib which path runs which."""
+
+    def __init__(self, net: Localnet) -> None:
+        self.net = net
+
+    def __mapping__(self) -> dict[str, grpclib.const.Handler]:
+        unary = grpclib.const.Cardinality.UNARY_UNARY
+        routes: list[tuple[str, str, Callable[[Any], Awaitable[Any]], Any, Any]] = [
+            ("LedgerService", "GetServiceInfo", self.get_service_info,
+             pb.GetServiceInfoRequest, pb.GetServiceInfoResponse),
+            ("LedgerService", "GetEpoch", self.get_epoch, pb.GetEpochRequest, pb.GetEpochResponse),
+            ("LedgerService", "GetObject", self.get_object,
+             pb.GetObjectRequest, pb.GetObjectResponse),
+            ("LedgerService", "BatchGetObjects", self.batch_get_objects,
+             pb.BatchGetObjectsRequest, pb.BatchGetObjectsResponse),
+            ("LedgerService", "GetTransaction", self.get_transaction,
+             pb.GetTransactionRequest, pb.GetTransactionResponse),
+            ("StateService", "ListOwnedObjects", self.list_owned_objects,
+             pb.ListOwnedObjectsRequest, pb.ListOwnedObjectsResponse),
+            ("StateService", "ListDynamicFields", self.list_dynamic_fields,
+             pb.ListDynamicFieldsRequest, pb.ListDynamicFieldsResponse),
+            ("StateService", "GetBalance", self.get_balance,
+             pb.GetBalanceRequest, pb.GetBalanceResponse),
+            ("StateService", "ListBalances", self.list_balances,
+             pb.ListBalancesRequest, pb.ListBalancesResponse),
+            ("TransactionExecutionService", "ExecuteTransaction", self.execute_transaction,
+             pb.ExecuteTransactionRequest, pb.ExecuteTransactionResponse),
+        ]  # fmt: skip
+        return {
+            f"/sui.rpc.v2.{service}/{method}": grpclib.const.Handler(
+                self._wrap(handler), unary, req, resp
+            )
+            for service, method, handler, req, resp in routes
+        }
+
+    def _wrap(self, handler: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[None]]:
+        async def run(stream: Any) -> None:
+            request = await stream.recv_message()
+            try:
+                self.net.tick()
+                reply = await handler(request)
+            except GRPCError:
+                raise
+            except TxRejected as exc:
+                raise GRPCError(grpclib.const.Status.INVALID_ARGUMENT, str(exc)) from None
+            except ValueError as exc:
+                raise GRPCError(grpclib.const.Status.INVALID_ARGUMENT, str(exc)) from None
+            except Exception as exc:
+                log.exception("stand-in handler failed")
+                raise GRPCError(grpclib.const.Status.INTERNAL, f"stand-in error: {exc}") from exc
+            await stream.send_message(reply)
+
+        return run
+
+    # -- ledger -------------------------------------------------------------------------------
+
+    async def get_service_info(self, _: pb.GetServiceInfoRequest) -> pb.GetServiceInfoResponse:
+        return pb.GetServiceInfoResponse(
+            chain_id=self.net.ledger.meta("chain_id"),
+            chain="walrusfs-devnet",
+            epoch=self.net.walrus_epoch(),
+            checkpoint_height=self.net.ledger.checkpoint(),
+            timestamp=datetime.datetime.now(datetime.UTC),
+            server="walrusfs-localnet",
+        )
+
+    async def get_epoch(self, _: pb.GetEpochRequest) -> pb.GetEpochResponse:
+        gas_price = int(self.net.ledger.meta("reference_gas_price") or "1000")
+        return pb.GetEpochResponse(
+            epoch=pb.Epoch(
+                epoch=self.net.walrus_epoch(),
+                reference_gas_price=gas_price,
+                protocol_config=pb.ProtocolConfig(
+                    protocol_version=1,
+                    attributes={
+                        "max_arguments": "512",
+                        "max_input_objects": "2048",
+                        "max_num_transferred_move_object_ids": "2048",
+                        "max_programmable_tx_commands": "1024",
+                        "max_pure_argument_size": "16384",
+                        "max_tx_size_bytes": "131072",
+                        "max_type_argument_depth": "16",
+                        "max_type_arguments": "16",
+                        "max_tx_gas": "50000000000",
+                        "max_publish_or_upgrade_per_ptb": "5",
+                    },
+                ),
+            )
+        )
+
+    def _object(self, object_id: str | None) -> pb.Object:
+        stored = self.net.ledger.get(normalize_address(object_id or ""))
+        if stored is None:
+            raise GRPCError(grpclib.const.Status.NOT_FOUND, f"object {object_id} not found")
+        return object_proto(stored)
+
+    async def get_object(self, request: pb.GetObjectRequest) -> pb.GetObjectResponse:
+        return pb.GetObjectResponse(object=self._object(request.object_id))
+
+    async def batch_get_objects(
+        self, request: pb.BatchGetObjectsRequest
+    ) -> pb.BatchGetObjectsResponse:
+        results = []
+        for item in request.requests:
+            try:
+                results.append(pb.GetObjectResult(object=self._object(item.object_id)))
+            except GRPCError as exc:
+                results.append(
+                    pb.GetObjectResult(
+                        error=google_rpc.Status(code=exc.status.value, message=exc.message)
+                    )
+                )
+        return pb.BatchGetObjectsResponse(objects=results)
+
+    async def get_transaction(self, request: pb.GetTransactionRequest) -> pb.GetTransactionResponse:
+        raw = self.net.ledger.transaction(request.digest or "")
+        if raw is None:
+            raise GRPCError(
+                grpclib.const.Status.NOT_FOUND, f"transaction {request.digest} not found"
+            )
+        return pb.GetTransactionResponse(transaction=pb.ExecutedTransaction.parse(raw))
+
+    # -- state --------------------------------------------------------------------------------
+
+    async def list_owned_objects(
+        self, request: pb.ListOwnedObjectsRequest
+    ) -> pb.ListOwnedObjectsResponse:
+        owner = normalize_address(request.owner or "")
+        type_filter = _normalize_type(request.object_type) if request.object_type else None
+        objects = [
+            o
+            for o in self.net.ledger.owned_by(owner)
+            if o.owner_kind == OWNER_ADDRESS and _type_matches(o.type, type_filter)
+        ]
+        start = int(request.page_token.decode()) if request.page_token else 0
+        size = min(request.page_size or PAGE_SIZE, 1000)
+        page = objects[start : start + size]
+        more = start + size < len(objects)
+        return pb.ListOwnedObjectsResponse(
+            objects=[object_proto(o) for o in page],
+            next_page_token=str(start + size).encode() if more else None,
+        )
+
+    async def list_dynamic_fields(
+        self, request: pb.ListDynamicFieldsRequest
+    ) -> pb.ListDynamicFieldsResponse:
+        fields = self.net.ledger.dynamic_fields(normalize_address(request.parent or ""))
+        start = int(request.page_token.decode()) if request.page_token else 0
+        size = min(request.page_size or PAGE_SIZE, 1000)
+        more = start + size < len(fields)
+        return pb.ListDynamicFieldsResponse(
+            dynamic_fields=[dynamic_field_proto(f) for f in fields[start : start + size]],
+            next_page_token=str(start + size).encode() if more else None,
+        )
+
+    def _balances(self, owner: str) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for obj in self.net.ledger.owned_by(normalize_address(owner)):
+            inner = coin_inner(obj.type)
+            if inner is not None and obj.owner_kind == OWNER_ADDRESS:
+                totals[inner] = totals.get(inner, 0) + int.from_bytes(obj.contents[32:40], "little")
+        return totals
+
+    async def get_balance(self, request: pb.GetBalanceRequest) -> pb.GetBalanceResponse:
+        coin = _normalize_type(request.coin_type or "0x2::sui::SUI")
+        total = self._balances(request.owner or "").get(coin, 0)
+        return pb.GetBalanceResponse(
+            balance=pb.Balance(coin_type=coin, balance=total, coin_balance=total, address_balance=0)
+        )
+
+    async def list_balances(self, request: pb.ListBalancesRequest) -> pb.ListBalancesResponse:
+        return pb.ListBalancesResponse(
+            balances=[
+                pb.Balance(coin_type=c, balance=v, coin_balance=v, address_balance=0)
+                for c, v in sorted(self._balances(request.owner or "").items())
+            ]
+        )
+
+    # -- execution ----------------------------------------------------------------------------
+
+    async def execute_transaction(
+        self, request: pb.ExecuteTransactionRequest
+    ) -> pb.ExecuteTransactionResponse:
+        if request.transaction is None or request.transaction.bcs is None:
+            raise TxRejected("the transaction must be given as BCS")
+        tx_bytes = bytes(request.transaction.bcs.value or b"")
+        signatures = [bytes(s.bcs.value or b"") for s in request.signatures if s.bcs is not None]
+        executed = self.net.execute(tx_bytes, signatures)
+        return pb.ExecuteTransactionResponse(transaction=executed)
+
+
+def _normalize_type(type_: str) -> str:
+    """Addresses in a type string to full length: `0x2::coin::Coin<0x2::sui::SUI>` etc."""
+    out, i = [], 0
+    while i < len(type_):
+        if type_.startswith("0x", i):
+            j = i + 2
+            while j < len(type_) and type_[j] in "0123456789abcdefABCDEF":
+                j += 1
+            out.append(normalize_address(type_[i:j]))
+            i = j
+        else:
+            out.append(type_[i])
+            i += 1
+    return "".join(out)
+
+
+def _type_matches(type_: str, wanted: str | None) -> bool:
+    """Exact type, or a type without generics matching any instantiation (as Sui filters)."""
+    if wanted is None:
+        return True
+    return type_ == wanted or ("<" not in wanted and type_.startswith(wanted + "<"))
+
+
+class LocalnetServer:
+    """The services on their own asyncio loop in a daemon thread."""
+
+    def __init__(self, net: Localnet, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.net = net
+        self.host = host
+        self.port = port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: grpclib.server.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> int:
+        """Start serving; returns the port (an ephemeral one when `port` was 0)."""
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            self._loop = loop
+            try:
+                server = grpclib.server.Server([SuiServices(self.net)])
+                loop.run_until_complete(server.start(self.host, self.port))
+                sockets = server._server.sockets if server._server else []  # noqa: SLF001
+                self.port = sockets[0].getsockname()[1]
+                self._server = server
+            except BaseException as exc:
+                failure.append(exc)
+                started.set()
+                return
+            started.set()
+            loop.run_forever()
+            server.close()
+            loop.run_until_complete(server.wait_closed())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="localnet-grpc", daemon=True)
+        self._thread.start()
+        started.wait()
+        if failure:
+            raise failure[0]
+        return self.port
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._loop = None
