@@ -465,6 +465,33 @@ class WalrusChain:
         )
         return self._result(executed)
 
+    async def execute_ptb(
+        self, build: Callable[[Ptb, SystemInfo, Any], None], wal_needed: int = 0
+    ) -> TxResult:
+        """Run a caller-built PTB with the same coin selection, money checks and errors.
+
+        `build(ptb, info, wal)` gets the merged WAL coin argument when `wal_needed` > 0.
+        """
+        return await self._run(self._execute(build, wal_needed))  # type: ignore[no-any-return]
+
+    async def execute_signed(self, tx_bytes: bytes, signatures: list[bytes]) -> TxResult:
+        """Submit a transaction signed elsewhere (offline signing, multi-party flows)."""
+
+        async def go() -> TxResult:
+            executed = await self._call(
+                rq.ExecuteTransaction(tx_bytestr=tx_bytes, sig_array=signatures)
+            )
+            return self._result(executed)
+
+        return await self._run(go())  # type: ignore[no-any-return]
+
+    async def object_ref(self, object_id: str) -> ObjectRef:
+        """The current reference (ID, version, digest) of an object."""
+        return _ref(await self._run(self._object(object_id)))
+
+    async def gas_price(self) -> int:
+        return await self._run(self._gas_price())  # type: ignore[no-any-return]
+
     async def _gas_price(self) -> int:
         reply = await self._call(rq.GetEpoch(field_mask=["reference_gas_price"]))
         return int(reply.epoch.reference_gas_price or 1000)

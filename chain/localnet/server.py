@@ -111,21 +111,7 @@ class SuiServices:
             epoch=pb.Epoch(
                 epoch=self.net.walrus_epoch(),
                 reference_gas_price=gas_price,
-                protocol_config=pb.ProtocolConfig(
-                    protocol_version=1,
-                    attributes={
-                        "max_arguments": "512",
-                        "max_input_objects": "2048",
-                        "max_num_transferred_move_object_ids": "2048",
-                        "max_programmable_tx_commands": "1024",
-                        "max_pure_argument_size": "16384",
-                        "max_tx_size_bytes": "131072",
-                        "max_type_argument_depth": "16",
-                        "max_type_arguments": "16",
-                        "max_tx_gas": "50000000000",
-                        "max_publish_or_upgrade_per_ptb": "5",
-                    },
-                ),
+                protocol_config=pb.ProtocolConfig(protocol_version=1),
             )
         )
 
