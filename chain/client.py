@@ -35,8 +35,8 @@ from chain.aio_bridge import AsyncioThread
 from chain.pricing import extend_cost, reserve_cost, write_cost
 from chain.ptb import ObjectRef, Ptb
 from chain.wallet import Keypair
-from codec.params import EncodingParams
-from codec.params import ENCODING_TYPE_RS2
+from codec.bcs import Reader
+from codec.params import ENCODING_TYPE_RS2, EncodingParams
 
 log = logging.getLogger(__name__)
 
@@ -255,21 +255,19 @@ class WalrusChain:
         return self._system
 
     async def _system_info(self) -> SystemInfo:
-        system = await self._object((self.profile.system_object))
-        root = mt.VersionedRoot.from_bcs(system.contents.value)
+        system = await self._object(self.profile.system_object)
+        root = mt.VersionedRoot.from_bcs(_bcs(system))
         fields = await self._call(rq.GetDynamicFields(object_id=self.profile.system_object))
         inner: mt.SystemStateInnerV1 | None = None
         for field in fields.dynamic_fields:
             if field.name.value == root.version.to_bytes(8, "little"):
-                from codec.bcs import Reader
-
                 inner = mt.SystemStateInnerV1.read(Reader(field.value.value))
         if inner is None:
             raise errors.ChainError(
                 f"System {self.profile.system_object} has no inner state for version "
                 f"{root.version}: is this the right network profile?"
             )
-        type_package = system.object_type.split("::", 1)[0]
+        type_package = (system.object_type or "").split("::", 1)[0]
         return SystemInfo(
             epoch=inner.epoch,
             n_shards=inner.n_shards,
@@ -280,7 +278,7 @@ class WalrusChain:
             max_epochs_ahead=inner.max_epochs_ahead,
             package_id=root.package_id,
             type_package=_norm(type_package),
-            system_initial_version=int(system.owner.version),
+            system_initial_version=_shared_version(system),
             committee_keys=tuple(inner.committee.members),
         )
 
@@ -289,12 +287,10 @@ class WalrusChain:
         return await self._run(self._committee())  # type: ignore[no-any-return]
 
     async def _committee(self) -> list[CommitteeMember]:
-        staking = await self._object((self.profile.staking_object))
-        root = mt.VersionedRoot.from_bcs(staking.contents.value)
+        staking = await self._object(self.profile.staking_object)
+        root = mt.VersionedRoot.from_bcs(_bcs(staking))
         fields = await self._call(rq.GetDynamicFields(object_id=self.profile.staking_object))
         inner: mt.StakingInnerV1 | None = None
-        from codec.bcs import Reader
-
         for field in fields.dynamic_fields:
             if field.name.value == root.version.to_bytes(8, "little"):
                 inner = mt.StakingInnerV1.read(Reader(field.value.value))
@@ -351,7 +347,7 @@ class WalrusChain:
     async def _blobs(self, valid_only: bool) -> list[mt.Blob]:
         info = await self._system_info()
         objs = await self._owned(f"{info.type_package}::blob::Blob")
-        blobs = [mt.Blob.from_bcs(o.contents.value) for o in objs]
+        blobs = [mt.Blob.from_bcs(_bcs(o)) for o in objs]
         return [b for b in blobs if not valid_only or b.end_epoch > info.epoch]
 
     async def storage_resources(self, valid_only: bool = True) -> list[mt.Storage]:
@@ -360,15 +356,15 @@ class WalrusChain:
     async def _storages(self, valid_only: bool) -> list[mt.Storage]:
         info = await self._system_info()
         objs = await self._owned(f"{info.type_package}::storage_resource::Storage")
-        res = [mt.Storage.from_bcs(o.contents.value) for o in objs]
+        res = [mt.Storage.from_bcs(_bcs(o)) for o in objs]
         return [s for s in res if not valid_only or s.end_epoch > info.epoch]
 
     async def blob(self, object_id: str) -> mt.Blob:
         return await self._run(self._blob(object_id))  # type: ignore[no-any-return]
 
     async def _blob(self, object_id: str) -> mt.Blob:
-        obj = await self._object((object_id))
-        return mt.Blob.from_bcs(obj.contents.value)
+        obj = await self._object(object_id)
+        return mt.Blob.from_bcs(_bcs(obj))
 
     async def attributes(self, blob_object_id: str) -> dict[str, str]:
         """The blob's attributes (its `metadata` dynamic field); {} when it has none."""
@@ -499,9 +495,13 @@ class WalrusChain:
     def _result(self, executed: pb.ExecutedTransaction) -> TxResult:
         effects = executed.effects
         digest = executed.digest or ""
+        if effects is None or effects.status is None or effects.gas_used is None:
+            raise errors.ChainError(f"transaction {digest}: the reply carries no effects")
         gas = effects.gas_used
-        gas_used = int(gas.computation_cost or 0) + int(gas.storage_cost or 0) - int(
-            gas.storage_rebate or 0
+        gas_used = (
+            int(gas.computation_cost or 0)
+            + int(gas.storage_cost or 0)
+            - int(gas.storage_rebate or 0)
         )
         if not effects.status.success:
             _raise_execution_error(digest, effects.status.error)
@@ -516,9 +516,9 @@ class WalrusChain:
             type_ = obj.object_type or ""
             decoded: Any = obj
             if type_.endswith("::blob::Blob"):
-                decoded = mt.Blob.from_bcs(obj.contents.value)
+                decoded = mt.Blob.from_bcs(_bcs(obj))
             elif type_.endswith("::storage_resource::Storage"):
-                decoded = mt.Storage.from_bcs(obj.contents.value)
+                decoded = mt.Storage.from_bcs(_bcs(obj))
             if change.id_operation == pb.ChangedObjectIdOperation.CREATED or (
                 change.input_state == pb.ChangedObjectInputObjectState.DOES_NOT_EXIST
             ):
@@ -527,7 +527,7 @@ class WalrusChain:
                     decoded
                 )
         events = [
-            (e.event_type or "", bytes(e.contents.value or b""))
+            (e.event_type or "", bytes(e.contents.value or b"") if e.contents else b"")
             for e in (executed.events.events if executed.events else [])
         ]
         return TxResult(digest, gas_used, created, events)
@@ -536,7 +536,7 @@ class WalrusChain:
         return ptb.shared(self.profile.system_object, info.system_initial_version, mutable)
 
     async def _owned_ref(self, object_id: str) -> ObjectRef:
-        obj = await self._object((object_id))
+        obj = await self._object(object_id)
         if obj.owner is None or obj.owner.address != self.address:
             raise errors.ObjectNotFound(f"{object_id} is not owned by {self.address}")
         return _ref(obj)
@@ -547,12 +547,15 @@ class WalrusChain:
         root_hash: int,
         size: int,
         epochs: int,
+        *,
         deletable: bool = True,
         attributes: dict[str, str] | None = None,
     ) -> tuple[mt.Blob, CostEstimate, TxResult]:
         """One transaction: reuse (or reserve) Storage, register the blob, set attributes."""
         return await self._run(  # type: ignore[no-any-return]
-            self._register(blob_id, root_hash, size, epochs, deletable, attributes or {})
+            self._register(
+                blob_id, root_hash, size, epochs, deletable=deletable, attributes=attributes or {}
+            )
         )
 
     async def _register(
@@ -561,6 +564,7 @@ class WalrusChain:
         root_hash: int,
         size: int,
         epochs: int,
+        *,
         deletable: bool,
         attributes: dict[str, str],
     ) -> tuple[mt.Blob, CostEstimate, TxResult]:
@@ -589,7 +593,7 @@ class WalrusChain:
                     ptb.u256(root_hash),
                     ptb.u64(size),
                     ptb.u8(ENCODING_TYPE_RS2),
-                    ptb.bool(deletable),
+                    ptb.boolean(deletable),
                     wal,
                 ],
             )
@@ -624,9 +628,9 @@ class WalrusChain:
                     [
                         self._system_arg(ptb, info, False),
                         ptb.owned(blob_ref),
-                        ptb.bytes(signature),
-                        ptb.bytes(signers_bitmap),
-                        ptb.bytes(message),
+                        ptb.byte_vector(signature),
+                        ptb.byte_vector(signers_bitmap),
+                        ptb.byte_vector(message),
                     ],
                 )
 
@@ -728,9 +732,9 @@ class WalrusChain:
             raise errors.ChainError(f"{self.profile.name} has no WAL exchange: buy WAL instead")
 
         async def go() -> TxResult:
-            exchange = await self._object((self.profile.exchange_objects[0]))
-            package = exchange.object_type.split("::", 1)[0]
-            version = int(exchange.owner.version)
+            exchange = await self._object(self.profile.exchange_objects[0])
+            package = (exchange.object_type or "").split("::", 1)[0]
+            version = _shared_version(exchange)
 
             def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
                 (sui,) = ptb.split_coins(ptb.gas(), [ptb.u64(mist)])
@@ -751,6 +755,18 @@ def _norm(addr: str) -> str:
     return "0x" + addr.removeprefix("0x").rjust(64, "0").lower()
 
 
+def _bcs(obj: pb.Object) -> bytes:
+    if obj.contents is None or obj.contents.value is None:
+        raise errors.ChainError(f"object {obj.object_id} came without its contents")
+    return bytes(obj.contents.value)
+
+
+def _shared_version(obj: pb.Object) -> int:
+    if obj.owner is None or obj.owner.version is None:
+        raise errors.ChainError(f"object {obj.object_id} is not a shared object")
+    return int(obj.owner.version)
+
+
 def _ref(obj: pb.Object) -> ObjectRef:
     return ObjectRef(obj.object_id or "", int(obj.version or 0), obj.digest or "")
 
@@ -768,9 +784,9 @@ def _make_client(profile: NetworkProfile) -> GrpcProtocolClient:
         client = GrpcProtocolClient(pysui_config=cfg)
     if not profile.tls:
         host, port = profile.grpc_url.rsplit(":", 1)
-        client._channel.close()  # noqa: SLF001 - pysui hard-codes TLS (research/sui-chain.md)
-        client._channel = grpclib.client.Channel(host, int(port), ssl=False)  # noqa: SLF001
-    return client
+        client._channel.close()
+        client._channel = grpclib.client.Channel(host, int(port), ssl=False)
+    return client  # type: ignore[no-any-return]
 
 
 def _raise_rpc_error(profile: NetworkProfile, detail: Any) -> Any:
@@ -798,10 +814,10 @@ def _raise_execution_error(digest: str, error: pb.ExecutionError | None) -> None
             + (f" ({name})" if name else "")
             + f": {error.description}",
             digest,
-            module,
-            function,
-            code,
-            name,
+            module=module,
+            function=function,
+            code=code,
+            name=name,
         )
     raise errors.TransactionFailed(
         f"transaction {digest} failed ({kind}): {error.description}", digest, kind

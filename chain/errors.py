@@ -69,7 +69,14 @@ class MoveAbortError(TransactionFailed):
     """A Move `assert!` failed: `module`, `code` and, when known, the constant's `name`."""
 
     def __init__(
-        self, message: str, digest: str, module: str, function: str, code: int, name: str | None
+        self,
+        message: str,
+        digest: str,
+        *,
+        module: str,
+        function: str,
+        code: int,
+        name: str | None,
     ) -> None:
         super().__init__(message, digest, "MOVE_ABORT")
         self.module = module

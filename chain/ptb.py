@@ -56,13 +56,13 @@ class Ptb:
     def u256(self, v: int) -> Any:
         return self.pure(v.to_bytes(32, "little"))
 
-    def bool(self, v: bool) -> Any:
+    def boolean(self, v: bool) -> Any:
         return self.pure(b"\x01" if v else b"\x00")
 
     def address(self, addr: str) -> Any:
         return self.pure(bytes.fromhex(addr.removeprefix("0x").rjust(64, "0")))
 
-    def bytes(self, v: bytes) -> Any:
+    def byte_vector(self, v: bytes) -> Any:
         return self.pure(uleb128(len(v)) + v)
 
     def string(self, v: str) -> Any:
@@ -110,9 +110,14 @@ class Ptb:
         return bcs.Argument("Result", len(self.commands) - 1)
 
     def move_call(
-        self, package: str, module: str, function: str, args: list[Any], type_args: list[str] = []
+        self,
+        package: str,
+        module: str,
+        function: str,
+        args: list[Any],
+        type_args: list[str] | None = None,
     ) -> Any:
-        tags = [bcs.TypeTag.type_tag_from(t) for t in type_args]
+        tags = [bcs.TypeTag.type_tag_from(t) for t in type_args or []]
         return self._command(
             "MoveCall", bcs.ProgrammableMoveCall(_addr(package), module, function, tags, args)
         )
@@ -143,7 +148,11 @@ class Ptb:
             "ProgrammableTransaction", bcs.ProgrammableTransaction(self.inputs, self.commands)
         )
         gas_data = bcs.GasData(
-            [bcs.ObjectReference(_addr(gas.object_id), gas.version, bcs.Digest.from_str(gas.digest))],
+            [
+                bcs.ObjectReference(
+                    _addr(gas.object_id), gas.version, bcs.Digest.from_str(gas.digest)
+                )
+            ],
             _addr(sender),
             gas_price,
             gas_budget,

@@ -49,7 +49,9 @@ class LocalTestnet:
         if object_id is None:
             message = bytes(_fc.bls_confirmation_bytes(epoch, blob_id))
         else:
-            message = bytes(_fc.bls_confirmation_bytes(epoch, blob_id, bytes.fromhex(object_id[2:])))
+            message = bytes(
+                _fc.bls_confirmation_bytes(epoch, blob_id, bytes.fromhex(object_id[2:]))
+            )
         keys = self.member_keys()
         signature = aggregate([keys[i].sign(message) for i in signers])
         bitmap = bytearray((len(keys) + 7) // 8)
@@ -73,9 +75,7 @@ def localnet(
         )
         for i, k in enumerate(keys)
     ]
-    config = GenesisConfig(
-        N_SHARDS, nodes, [(k.address, sui, wal) for k in funded], **genesis
-    )
+    config = GenesisConfig(N_SHARDS, nodes, [(k.address, sui, wal) for k in funded], **genesis)
     net = Localnet.genesis(directory / "ledger.db", config)
     server = LocalnetServer(net)
     port = server.start()

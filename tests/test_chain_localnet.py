@@ -21,7 +21,7 @@ from chain.client import SystemInfo, WalrusChain, devnet_profile
 from chain.localnet.node import Localnet
 from chain.localnet.server import LocalnetServer
 from chain.pricing import extend_cost, reserve_cost, write_cost
-from chain.ptb import Ptb
+from chain.ptb import ObjectRef, Ptb
 from chain.wallet import Keypair
 from tests.localnet_harness import LocalTestnet, localnet
 
@@ -75,22 +75,25 @@ async def _register(
     chain: WalrusChain, enc: Encoded, epochs: int = 3, deletable: bool = True, **kw: Any
 ) -> mt.Blob:
     blob, _, _ = await chain.register_blob(
-        enc.blob_id.to_u256(), enc.root_hash, len(enc.data), epochs, deletable, **kw
+        enc.blob_id.to_u256(), enc.root_hash, len(enc.data), epochs, deletable=deletable, **kw
     )
     return blob
 
 
 async def _certify(chain: WalrusChain, tn: LocalTestnet, blob: mt.Blob) -> None:
     object_id = blob.id if blob.deletable else None
-    sig, bitmap, msg = tn.confirm(codec.BlobId.from_u256(blob.blob_id).raw, _quorum(tn),
-                                  object_id=object_id)
+    sig, bitmap, msg = tn.confirm(
+        codec.BlobId.from_u256(blob.blob_id).raw, _quorum(tn), object_id=object_id
+    )
     await chain.certify_blob(blob.id, sig, bitmap, msg)
 
 
 # -- reads ------------------------------------------------------------------------------------
 
 
-async def test_system_state_committee_and_balances(chain: WalrusChain, testnet: LocalTestnet) -> None:
+async def test_system_state_committee_and_balances(
+    chain: WalrusChain, testnet: LocalTestnet
+) -> None:
     info = await chain.system_info()
     assert (info.epoch, info.n_shards, info.max_epochs_ahead) == (0, 10, 53)
     assert (info.storage_price, info.write_price) == (100_000, 20_000)
@@ -120,11 +123,20 @@ async def test_blob_lifecycle_and_storage_reuse(chain: WalrusChain, testnet: Loc
     assert estimate.write == write_cost(encoded, info.write_price)
 
     blob, cost, result = await chain.register_blob(
-        enc.blob_id.to_u256(), enc.root_hash, len(enc.data), 3, True, {"path": "/docs/a.txt"}
+        enc.blob_id.to_u256(),
+        enc.root_hash,
+        len(enc.data),
+        3,
+        deletable=True,
+        attributes={"path": "/docs/a.txt"},
     )
     assert cost == estimate
     assert (blob.size, blob.deletable, blob.end_epoch, blob.certified_epoch) == (
-        len(enc.data), True, 3, None)
+        len(enc.data),
+        True,
+        3,
+        None,
+    )
     assert blob.storage.storage_size == encoded
     assert [t.rsplit("::", 1)[1] for t, _ in result.events] == ["BlobRegistered"]
     assert mt.BlobRegistered.from_bcs(result.events[0][1]).object_id == blob.id
@@ -208,7 +220,10 @@ def _reserve_build(testnet: LocalTestnet, size: int, epochs: int) -> Any:
     def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
         system = ptb.shared(testnet.profile.system_object, info.system_initial_version, True)
         res = ptb.move_call(
-            info.package_id, "system", "reserve_space", [system, ptb.u64(size), ptb.u32(epochs), wal]
+            info.package_id,
+            "system",
+            "reserve_space",
+            [system, ptb.u64(size), ptb.u32(epochs), wal],
         )
         ptb.transfer([res], USER.address)
 
@@ -223,7 +238,10 @@ async def test_abort_epochs_ahead_out_of_range(
     with pytest.raises(errors.MoveAbortError) as info:
         await chain.execute_ptb(_reserve_build(testnet, 1000, epochs), wal_needed=1)
     assert (info.value.module, info.value.code, info.value.name) == (
-        "system_state_inner", 2, "EInvalidEpochsAhead")
+        "system_state_inner",
+        2,
+        "EInvalidEpochsAhead",
+    )
     assert "EInvalidEpochsAhead" in str(info.value)
     after = await chain.balances()
     assert after.wal == wal  # a failed transaction changes nothing but the gas
@@ -236,13 +254,25 @@ async def _register_with(
     def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
         system = ptb.shared(testnet.profile.system_object, info.system_initial_version, True)
         res = ptb.move_call(
-            info.package_id, "system", "reserve_space",
+            info.package_id,
+            "system",
+            "reserve_space",
             [system, ptb.u64(storage_size), ptb.u32(2), wal],
         )
         blob = ptb.move_call(
-            info.package_id, "system", "register_blob",
-            [system, res, ptb.u256(blob_id), ptb.u256(enc.root_hash), ptb.u64(len(enc.data)),
-             ptb.u8(1), ptb.bool(True), wal],
+            info.package_id,
+            "system",
+            "register_blob",
+            [
+                system,
+                res,
+                ptb.u256(blob_id),
+                ptb.u256(enc.root_hash),
+                ptb.u64(len(enc.data)),
+                ptb.u8(1),
+                ptb.boolean(True),
+                wal,
+            ],
         )
         ptb.transfer([blob], USER.address)
 
@@ -300,7 +330,10 @@ async def test_abort_bad_aggregate_signature(chain: WalrusChain, testnet: LocalT
     with pytest.raises(errors.MoveAbortError) as info:
         await chain.certify_blob(blob.id, other_sig, bitmap, msg)
     assert (info.value.module, info.value.code, info.value.name) == (
-        "bls_aggregate", 1, "ESigVerification")
+        "bls_aggregate",
+        1,
+        "ESigVerification",
+    )
 
 
 async def test_abort_message_for_another_epoch(chain: WalrusChain, testnet: LocalTestnet) -> None:
@@ -311,15 +344,17 @@ async def test_abort_message_for_another_epoch(chain: WalrusChain, testnet: Loca
     with pytest.raises(errors.MoveAbortError) as info:
         await chain.certify_blob(blob.id, sig, bitmap, msg)
     assert (info.value.module, info.value.code, info.value.name) == (
-        "messages", 1, "EIncorrectEpoch")
+        "messages",
+        1,
+        "EIncorrectEpoch",
+    )
 
 
 async def test_abort_delete_of_a_permanent_blob(chain: WalrusChain, testnet: LocalTestnet) -> None:
     blob = await _register(chain, _encode(b"forever"), deletable=False)
     with pytest.raises(errors.MoveAbortError) as info:
         await chain.delete_blob(blob.id)
-    assert (info.value.module, info.value.code, info.value.name) == (
-        "blob", 1, "EBlobNotDeletable")
+    assert (info.value.module, info.value.code, info.value.name) == ("blob", 1, "EBlobNotDeletable")
     assert [b.id for b in await chain.blobs()] == [blob.id]
 
 
@@ -332,7 +367,9 @@ async def test_abort_extend_of_an_expired_blob(chain: WalrusChain, testnet: Loca
     assert (info.value.module, info.value.code) == ("blob", 2)  # EResourceBounds
 
 
-async def test_abort_extend_of_an_uncertified_blob(chain: WalrusChain, testnet: LocalTestnet) -> None:
+async def test_abort_extend_of_an_uncertified_blob(
+    chain: WalrusChain, testnet: LocalTestnet
+) -> None:
     blob = await _register(chain, _encode(b"not yet"))
     with pytest.raises(errors.NotCertified):
         await chain.extend_blob(blob.id, 1)
@@ -345,8 +382,12 @@ async def test_reject_stale_object_version(chain: WalrusChain, testnet: LocalTes
 
     def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
         b = ptb.owned(old)
-        ptb.move_call(info.package_id, "blob", "insert_or_update_metadata_pair",
-                      [b, ptb.string("k"), ptb.string("w")])
+        ptb.move_call(
+            info.package_id,
+            "blob",
+            "insert_or_update_metadata_pair",
+            [b, ptb.string("k"), ptb.string("w")],
+        )
 
     with pytest.raises(errors.TransactionRejected, match="not available for consumption"):
         await chain.execute_ptb(build)
@@ -358,6 +399,7 @@ async def test_reject_object_of_another_owner(testnet: LocalTestnet, chain: Walr
     ref = await chain.object_ref(blob.id)
     thief = WalrusChain(testnet.profile, OTHER)
     try:
+
         def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
             ptb.transfer([ptb.owned(ref)], OTHER.address)
 
@@ -374,8 +416,6 @@ async def test_reject_transaction_signed_by_a_non_owner(
     gas = next(o for o in testnet.net.ledger.owned_by(USER.address) if "sui::SUI" in o.type)
     ptb = Ptb()
     ptb.transfer([ptb.gas()], OTHER.address)
-    from chain.ptb import ObjectRef
-
     tx = ptb.build(USER.address, ObjectRef(gas.id, gas.version, gas.digest), 1000, 10**7)
     with pytest.raises(errors.TransactionRejected, match="not the transaction sender"):
         await chain.execute_signed(tx, [OTHER.sign_transaction(tx)])
@@ -427,7 +467,10 @@ async def test_capacity_accounting_per_epoch(chain: WalrusChain, testnet: LocalT
     state = testnet.net.system_state()
     assert state.used_capacity_size == encoded
     assert [state.future_accounting.lookup(i).used_capacity for i in range(3)] == [
-        encoded, encoded, 0]
+        encoded,
+        encoded,
+        0,
+    ]
     testnet.net.advance_epoch(2)
     assert testnet.net.system_state().used_capacity_size == 0
 

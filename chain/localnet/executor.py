@@ -255,7 +255,7 @@ def verify_user_signature(tx_bytes: bytes, signature: bytes, sender: str) -> Non
     digest = hashlib.blake2b(b"\x00\x00\x00" + tx_bytes, digest_size=32).digest()
     ok = _fc.verify_pubk(
         0,
-        list(public_key),
+        public_key,
         base64.b64encode(digest).decode(),
         base64.b64encode(signature[1:65]).decode(),
     )
@@ -637,7 +637,9 @@ class Executor:
                 elif name == "MakeMoveVec":
                     results.append([[take(a, index) for a in body.Vector]])
                 elif name == "MoveCall":
-                    results.append(self._move_call(tx, body, index, take, get, obj_of))
+                    results.append(
+                        self._move_call(tx, body, index, take=take, get=get, obj_of=obj_of)
+                    )
                 else:
                     raise ExecFailure(
                         KIND_COMMAND_ARGUMENT_ERROR, f"{name} is not supported", index
@@ -666,6 +668,7 @@ class Executor:
         tx: Tx,
         call: Any,
         index: int,
+        *,
         take: Callable[[Any, int], Any],
         get: Callable[[Any, int], Any],
         obj_of: Callable[[Any, int, str], LiveObject],
@@ -741,7 +744,7 @@ class Executor:
         self, tx: Tx, lamport: int, digest: str
     ) -> list[tuple[LiveObject, StoredObject | None, StoredObject | None, str]]:
         """(object, input state, output state, id operation) for every changed object."""
-        changed = []
+        changed: list[tuple[LiveObject, StoredObject | None, StoredObject | None, str]] = []
         for obj in tx.objs.values():
             before = obj.input
             if before is not None and not obj.mutable:

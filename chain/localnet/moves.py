@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from chain import move_types as mt
 from chain.bls import aggregate_verify
@@ -31,6 +32,8 @@ from chain.localnet.executor import (
     derive_dynamic_field_id,
 )
 from chain.localnet.ledger import OWNER_OBJECT, StoredObject
+
+Impl = TypeVar("Impl", bound=Callable[..., list[Any]])
 
 SYSTEM_VERSION = 4  # `system.move` VERSION: the key of System's inner-state dynamic field
 STAKING_VERSION = 2
@@ -329,8 +332,10 @@ def build_functions(dep: Deployment) -> dict[tuple[str, str, str], MoveFunction]
     wal_coin, sui_coin = dep.wal_coin, dep.sui_coin
     table: dict[tuple[str, str, str], MoveFunction] = {}
 
-    def fn(pkg: str, module: str, name: str, params: list[Param], type_params: int = 0) -> Any:
-        def register(impl: Any) -> Any:
+    def fn(
+        pkg: str, module: str, name: str, params: list[Param], type_params: int = 0
+    ) -> Callable[[Impl], Impl]:
+        def register(impl: Impl) -> Impl:
             table[(pkg, module, name)] = MoveFunction(params, impl, type_params)
             return impl
 
@@ -425,8 +430,11 @@ def build_functions(dep: Deployment) -> dict[tuple[str, str, str], MoveFunction]
         res: mt.Storage = storage.value
         if not res.start_epoch <= epoch < res.end_epoch:
             raise _abort(
-                tx, dep, E_RESOURCE_BOUNDS, "new", f"storage [{res.start_epoch}, {res.end_epoch})"
-                f" does not cover epoch {epoch}"
+                tx,
+                dep,
+                E_RESOURCE_BOUNDS,
+                "new",
+                f"storage [{res.start_epoch}, {res.end_epoch}) does not cover epoch {epoch}",
             )
         if encoding_type != RED_STUFF_RAPTOR:
             raise _abort(tx, dep, E_INVALID_ENCODING_TYPE, "encoded_blob_length", "encoding")
@@ -435,7 +443,10 @@ def build_functions(dep: Deployment) -> dict[tuple[str, str, str], MoveFunction]
             raise ExecFailure(12, "arithmetic error: the blob is too large for its symbol size")
         if encoded > res.storage_size:
             raise _abort(
-                tx, dep, E_RESOURCE_SIZE, "new",
+                tx,
+                dep,
+                E_RESOURCE_SIZE,
+                "new",
                 f"encoded size {encoded} exceeds the storage size {res.storage_size}",
             )
         if derive_blob_id(root_hash, encoding_type, size) != blob_id:
@@ -488,7 +499,10 @@ def build_functions(dep: Deployment) -> dict[tuple[str, str, str], MoveFunction]
                 weight += committee.members[index].weight
         if not 3 * weight >= 2 * committee.n_shards + 1:
             raise _abort(
-                tx, dep, E_NOT_ENOUGH_STAKE, "verify_certificate_and_weight",
+                tx,
+                dep,
+                E_NOT_ENOUGH_STAKE,
+                "verify_certificate_and_weight",
                 f"signers hold {weight} of {committee.n_shards} shards: no quorum",
             )
         if not signers or not aggregate_verify(signature, signers, msg):
@@ -505,7 +519,10 @@ def build_functions(dep: Deployment) -> dict[tuple[str, str, str], MoveFunction]
             raise _abort(tx, dep, E_INCORRECT_APP_ID, "new_certified_message", "app id")
         if cert_epoch != committee.epoch:
             raise _abort(
-                tx, dep, E_INCORRECT_EPOCH, "new_certified_message",
+                tx,
+                dep,
+                E_INCORRECT_EPOCH,
+                "new_certified_message",
                 f"message for epoch {cert_epoch}, the committee is in epoch {committee.epoch}",
             )
         if cert_epoch != view.epoch:
@@ -532,7 +549,10 @@ def build_functions(dep: Deployment) -> dict[tuple[str, str, str], MoveFunction]
             raise _abort(tx, dep, E_RESOURCE_BOUNDS, "certify_with_certified_msg", "expired")
         if value.deletable != (persistence == 1):
             raise _abort(
-                tx, dep, E_INVALID_BLOB_PERSISTENCE_TYPE, "certify_with_certified_msg",
+                tx,
+                dep,
+                E_INVALID_BLOB_PERSISTENCE_TYPE,
+                "certify_with_certified_msg",
                 "persistence type",
             )
         if value.deletable and "0x" + body[33:65].hex() != blob.id:
@@ -589,7 +609,10 @@ def build_functions(dep: Deployment) -> dict[tuple[str, str, str], MoveFunction]
             raise _abort(tx, dep, E_NOT_CERTIFIED, "assert_certified_not_expired", name)
         if not epoch < value.storage.end_epoch:
             raise _abort(
-                tx, dep, E_RESOURCE_BOUNDS, "assert_certified_not_expired",
+                tx,
+                dep,
+                E_RESOURCE_BOUNDS,
+                "assert_certified_not_expired",
                 f"{name}: the blob expired at epoch {value.storage.end_epoch}",
             )
 
@@ -604,7 +627,10 @@ def build_functions(dep: Deployment) -> dict[tuple[str, str, str], MoveFunction]
         end_offset = start_offset + epochs
         if epochs == 0 or end_offset > view.state.future_accounting.length:
             raise _abort(
-                tx, dep, E_INVALID_EPOCHS_AHEAD, "extend_blob",
+                tx,
+                dep,
+                E_INVALID_EPOCHS_AHEAD,
+                "extend_blob",
                 f"new end {value.storage.end_epoch + epochs} is beyond max_epochs_ahead",
             )
         size = value.storage.storage_size
@@ -670,9 +696,7 @@ def build_functions(dep: Deployment) -> dict[tuple[str, str, str], MoveFunction]
         return [field.value.as_dict()]
 
     @fn(W, "blob", "insert_or_update_metadata_pair", [mut(blob_t), pure("string"), pure("string")])
-    def insert_or_update_metadata_pair(
-        tx: Tx, blob: LiveObject, key: str, value: str
-    ) -> list[Any]:
+    def insert_or_update_metadata_pair(tx: Tx, blob: LiveObject, key: str, value: str) -> list[Any]:
         field = _metadata_field(tx, dep, blob)
         pairs = field.value.as_dict() if field is not None else {}
         pairs[key] = value
@@ -772,7 +796,10 @@ def build_functions(dep: Deployment) -> dict[tuple[str, str, str], MoveFunction]
         wal_amount = sui_amount * ex.rate.wal // ex.rate.sui
         if ex.wal < wal_amount:
             raise _abort(
-                tx, dep, E_EXCHANGE_INSUFFICIENT_FUNDS, "exchange_all_for_wal",
+                tx,
+                dep,
+                E_EXCHANGE_INSUFFICIENT_FUNDS,
+                "exchange_all_for_wal",
                 f"the exchange holds {ex.wal} FROST, {wal_amount} asked",
             )
         exchange.value = dataclasses.replace(ex, wal=ex.wal - wal_amount, sui=ex.sui + sui_amount)
@@ -789,9 +816,7 @@ def build_functions(dep: Deployment) -> dict[tuple[str, str, str], MoveFunction]
         "exchange_for_wal",
         [mut(dep.exchange_type), mut(sui_coin), pure("u64")],
     )
-    def exchange_for_wal(
-        tx: Tx, exchange: LiveObject, sui: LiveObject, amount: int
-    ) -> list[Any]:
+    def exchange_for_wal(tx: Tx, exchange: LiveObject, sui: LiveObject, amount: int) -> list[Any]:
         if sui.value.balance < amount:
             raise _abort(
                 tx, dep, E_EXCHANGE_INSUFFICIENT_INPUT, "exchange_for_wal", "SUI coin too small"

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pysui.sui.sui_grpc.suimsgs.sui.rpc.v2 as pb
+from pysui.sui.sui_bcs import bcs
 
 from chain import move_types as mt
 from chain.bls import g1_sum
@@ -145,6 +146,7 @@ class Localnet:
             contents: bytes,
             owner_kind: int,
             owner: str | None,
+            *,
             df: tuple[str, bytes, str] | None = None,
         ) -> None:
             obj = StoredObject(
@@ -201,7 +203,7 @@ class Localnet:
             bytes.fromhex(dep.system_inner_id()[2:]) + key + inner.to_bcs(),
             OWNER_OBJECT,
             dep.system_id,
-            ("u64", key, dep.t("system_state_inner", "SystemStateInnerV1")),
+            df=("u64", key, dep.t("system_state_inner", "SystemStateInnerV1")),
         )
         assignment = [mt.ShardAssignment(node_id, sorted(n.shards)) for node_id, n in nodes]
         staking_inner = mt.StakingInnerV1(
@@ -228,7 +230,7 @@ class Localnet:
             bytes.fromhex(dep.staking_inner_id()[2:]) + skey + staking_inner.to_bcs(),
             OWNER_OBJECT,
             dep.staking_id,
-            ("u64", skey, dep.t("staking_inner", "StakingInnerV1")),
+            df=("u64", skey, dep.t("staking_inner", "StakingInnerV1")),
         )
         for node_id, n in nodes:
             pool = mt.StakingPool(
@@ -379,9 +381,7 @@ class Localnet:
             written = [after for _, _, after, _ in outcome.changed if after is not None]
             deleted = [obj.id for obj, _, after, _ in outcome.changed if after is None]
             reply = self._reply(tx_bytes, signatures, outcome)
-            seq = self.ledger.apply(
-                written, deleted, tx=(outcome.digest, bytes(reply))
-            )
+            seq = self.ledger.apply(written, deleted, tx=(outcome.digest, bytes(reply)))
             reply.checkpoint = seq
             return reply
 
@@ -464,8 +464,6 @@ class Localnet:
 
     @staticmethod
     def _sender_of(tx_bytes: bytes) -> str:
-        from pysui.sui.sui_bcs import bcs
-
         return "0x" + bytes(bcs.TransactionData.deserialize(tx_bytes).value.Sender.Address).hex()
 
 
@@ -491,7 +489,9 @@ def owner_proto(obj: StoredObject) -> pb.Owner:
         return pb.Owner(kind=pb.OwnerOwnerKind.SHARED, version=obj.initial_shared_version)
     if obj.owner_kind == OWNER_IMMUTABLE:
         return pb.Owner(kind=pb.OwnerOwnerKind.IMMUTABLE)
-    kind = pb.OwnerOwnerKind.ADDRESS if obj.owner_kind == OWNER_ADDRESS else pb.OwnerOwnerKind.OBJECT
+    kind = (
+        pb.OwnerOwnerKind.ADDRESS if obj.owner_kind == OWNER_ADDRESS else pb.OwnerOwnerKind.OBJECT
+    )
     return pb.Owner(kind=kind, address=obj.owner)
 
 

@@ -26,8 +26,8 @@ from typing import Any
 import grpclib.const
 import grpclib.server
 import pysui.sui.sui_grpc.suimsgs.sui.rpc.v2 as pb
-from pysui.sui.sui_grpc.suimsgs.google import rpc as google_rpc
 from grpclib.exceptions import GRPCError
+from pysui.sui.sui_grpc.suimsgs.google import rpc as google_rpc
 
 from chain.localnet.executor import TxRejected, coin_inner, normalize_address
 from chain.localnet.ledger import OWNER_ADDRESS
@@ -134,7 +134,7 @@ class SuiServices:
             except GRPCError as exc:
                 results.append(
                     pb.GetObjectResult(
-                        error=google_rpc.Status(code=exc.status.value, message=exc.message)
+                        error=google_rpc.Status(code=exc.status.value, message=exc.message or "")
                     )
                 )
         return pb.BatchGetObjectsResponse(objects=results)
@@ -262,7 +262,8 @@ class LocalnetServer:
             try:
                 server = grpclib.server.Server([SuiServices(self.net)])
                 loop.run_until_complete(server.start(self.host, self.port))
-                sockets = server._server.sockets if server._server else []  # noqa: SLF001
+                raw = server._server  # grpclib exposes no bound-port accessor
+                sockets = raw.sockets if isinstance(raw, asyncio.Server) else ()
                 self.port = sockets[0].getsockname()[1]
                 self._server = server
             except BaseException as exc:
