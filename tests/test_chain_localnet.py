@@ -537,3 +537,68 @@ async def test_ledger_survives_a_restart(tmp_path: Path) -> None:
         await client.close()
         server.stop()
         net.close()
+
+
+# -- pysui's own high-level builder ------------------------------------------------------------
+
+
+async def test_pysui_high_level_transaction_runs_on_the_stand_in(
+    testnet: LocalTestnet, tmp_path: Path
+) -> None:
+    """pysui's AsyncSuiTransaction (GetFunction, BatchGetObjects, GetEpoch, gas coins) works
+    unchanged: the stand-in is a Sui endpoint, not a walrusfs-only mock."""
+    import grpclib.client
+    from pysui import GrpcProtocolClient, PysuiConfiguration
+    from pysui.sui.sui_common.config import confgroup
+
+    cfg = PysuiConfiguration.initialize_config(
+        in_folder=tmp_path / "pysui", init_groups=[{"name": "t", "make_active": True}]
+    )
+    cfg.new_group(
+        group_name="grpc",
+        profile_block=[
+            {
+                "profile_name": "devnet",
+                "url": testnet.profile.grpc_url,
+                "network_type": confgroup.NetworkType.LOCAL,
+                "make_active": True,
+            }
+        ],
+        key_block=[{"key_string": USER.keystring(), "alias": "user"}],
+        active_address_index=0,
+        group_protocol=confgroup.GroupProtocol.GRPC,
+        make_group_active=True,
+    )
+
+    async def run() -> Any:
+        # grpclib channels belong to the loop they are made on: make it on the bridge's.
+        client = GrpcProtocolClient(pysui_config=cfg)
+        client._channel = grpclib.client.Channel("localhost", testnet.server.port, ssl=False)
+        try:
+            return await build_and_execute(client)
+        finally:
+            await client.close()
+
+    async def build_and_execute(client: Any) -> Any:
+        txn = await client.transaction()
+        sui = await txn.split_coin(coin=txn.gas, amounts=[7_000])
+        wal = await txn.move_call(
+            target=f"{testnet.net.deployment.exchange_pkg}::wal_exchange::exchange_all_for_wal",
+            arguments=[testnet.profile.exchange_objects[0], sui],
+        )
+        await txn.transfer_objects(transfers=[wal], recipient=USER.address)
+        return await client.execute(
+            command=__import__("pysui").ExecuteTransaction(
+                **await txn.build_and_sign(gas_budget=10_000_000)
+            )
+        )
+
+    chain = WalrusChain(testnet.profile, USER)
+    try:
+        before = (await chain.balances()).wal
+        result = await chain.bridge.run(run())
+        assert result.is_ok(), result.result_string
+        assert result.result_data.effects.status.success
+        assert (await chain.balances()).wal == before + 7_000
+    finally:
+        await chain.close()

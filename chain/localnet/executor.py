@@ -146,9 +146,13 @@ class Param:
 
 @dataclass
 class MoveFunction:
+    """A callable Move function: parameters, return types (`Param.type` syntax) and the
+    Python implementation `impl(tx, *type_args, *args) -> [return values]`."""
+
     params: list[Param]
     impl: Callable[..., list[Any]]
     type_params: int = 0
+    returns: list[str] = field(default_factory=list)
 
 
 Decoder = Callable[[StoredObject], Any]

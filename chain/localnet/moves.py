@@ -332,11 +332,29 @@ def build_functions(dep: Deployment) -> dict[tuple[str, str, str], MoveFunction]
     wal_coin, sui_coin = dep.wal_coin, dep.sui_coin
     table: dict[tuple[str, str, str], MoveFunction] = {}
 
+    storage_returns = {"reserve_space", "reserve_space_for_epochs", "delete_blob"}
+    storage_returns |= {"split_by_epoch", "split_by_size"}
+    returns: dict[str, list[str]] = {
+        **{n: [storage_t] for n in storage_returns},
+        "register_blob": [blob_t],
+        "take_metadata": ["Metadata"],
+        "new": ["Metadata"],
+        "remove_metadata_pair": ["string", "string"],
+        "remove_metadata_pair_if_exists": ["option<string>"],
+        "exchange_all_for_wal": [wal_coin],
+        "exchange_for_wal": [wal_coin],
+        "split": [coin_type("T")],
+        "zero": [coin_type("T")],
+        "value": ["u64"],
+    }
+
     def fn(
         pkg: str, module: str, name: str, params: list[Param], type_params: int = 0
     ) -> Callable[[Impl], Impl]:
         def register(impl: Impl) -> Impl:
-            table[(pkg, module, name)] = MoveFunction(params, impl, type_params)
+            table[(pkg, module, name)] = MoveFunction(
+                params, impl, type_params, returns.get(name, [])
+            )
             return impl
 
         return register
@@ -670,7 +688,8 @@ def build_functions(dep: Deployment) -> dict[tuple[str, str, str], MoveFunction]
                 }[_name]
             ]
 
-        table[(W, "system", name)] = MoveFunction([ref(system_t)], accessor)
+        result_type = {"epoch": "u32", "n_shards": "u16"}.get(name, "u64")
+        table[(W, "system", name)] = MoveFunction([ref(system_t)], accessor, 0, [result_type])
 
     # -- blob ------------------------------------------------------------------------------
 

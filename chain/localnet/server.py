@@ -4,14 +4,17 @@ Methods served (what pysui's `GrpcProtocolClient` sends for the Walrus flows):
 
     LedgerService      GetServiceInfo GetEpoch GetObject BatchGetObjects GetTransaction
     StateService       ListOwnedObjects ListDynamicFields GetBalance ListBalances
+    MovePackageService GetFunction (signatures of the functions the stand-in implements)
     TransactionExecutionService  ExecuteTransaction
+
+Not served yet: SimulateTransaction (pysui calls it only when no gas budget is given).
 
 A rejected transaction (bad signature, stale object version, someone else's object, too
 little gas) is answered with gRPC status INVALID_ARGUMENT and its reason, as a Sui full node
 does; a transaction that executes and aborts is a normal reply whose effects carry the error.
 
-`LocalnetServer` runs the services on their own asyncio loop in a thread (tests, the devnet
-launcher); `python -m chain.localnet` runs them in the foreground.
+`LocalnetServer` runs the services on their own asyncio loop in a thread (tests; the devnet
+launcher will run it in its own process).
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ class SuiServices:
              pb.ListBalancesRequest, pb.ListBalancesResponse),
             ("TransactionExecutionService", "ExecuteTransaction", self.execute_transaction,
              pb.ExecuteTransactionRequest, pb.ExecuteTransactionResponse),
+            ("MovePackageService", "GetFunction", self.get_function,
+             pb.GetFunctionRequest, pb.GetFunctionResponse),
         ]  # fmt: skip
         return {
             f"/sui.rpc.v2.{service}/{method}": grpclib.const.Handler(
@@ -203,6 +208,34 @@ class SuiServices:
             ]
         )
 
+    # -- packages -----------------------------------------------------------------------------
+
+    async def get_function(self, request: pb.GetFunctionRequest) -> pb.GetFunctionResponse:
+        """The signature of a function the stand-in implements (pysui's high-level builder
+        asks for it to encode arguments)."""
+        key = (
+            normalize_address(request.package_id or ""),
+            request.module_name or "",
+            request.name or "",
+        )
+        fn = self.net.executor.functions.get(key)
+        if fn is None:
+            raise GRPCError(grpclib.const.Status.NOT_FOUND, f"function {'::'.join(key)} not found")
+        return pb.GetFunctionResponse(
+            function=pb.FunctionDescriptor(
+                name=key[2],
+                visibility=pb.FunctionDescriptorVisibility.PUBLIC,
+                is_entry=False,
+                type_parameters=[pb.TypeParameter() for _ in range(fn.type_params)],
+                parameters=[
+                    _signature(p.type, p.kind, self.net.deployment.t("metadata", "Metadata"))
+                    for p in fn.params
+                ]
+                + [_signature(_TX_CONTEXT, "mut", "")],
+                returns=[_signature(t, "val", "") for t in fn.returns],
+            )
+        )
+
     # -- execution ----------------------------------------------------------------------------
 
     async def execute_transaction(
@@ -214,6 +247,61 @@ class SuiServices:
         signatures = [bytes(s.bcs.value or b"") for s in request.signatures if s.bcs is not None]
         executed = self.net.execute(tx_bytes, signatures)
         return pb.ExecuteTransactionResponse(transaction=executed)
+
+
+_TX_CONTEXT = "0x" + "0" * 63 + "2::tx_context::TxContext"
+_SCALARS = {
+    "u8": pb.OpenSignatureBodyType.U8,
+    "u16": pb.OpenSignatureBodyType.U16,
+    "u32": pb.OpenSignatureBodyType.U32,
+    "u64": pb.OpenSignatureBodyType.U64,
+    "u128": pb.OpenSignatureBodyType.U128,
+    "u256": pb.OpenSignatureBodyType.U256,
+    "bool": pb.OpenSignatureBodyType.BOOL,
+    "address": pb.OpenSignatureBodyType.ADDRESS,
+    "id": pb.OpenSignatureBodyType.ADDRESS,
+}
+
+
+def _body(type_: str, metadata_type: str) -> pb.OpenSignatureBody:
+    if type_ in _SCALARS:
+        return pb.OpenSignatureBody(type=_SCALARS[type_])
+    if type_ == "vector<u8>":
+        return pb.OpenSignatureBody(
+            type=pb.OpenSignatureBodyType.VECTOR,
+            type_parameter_instantiation=[pb.OpenSignatureBody(type=pb.OpenSignatureBodyType.U8)],
+        )
+    if type_ == "string":
+        return pb.OpenSignatureBody(
+            type=pb.OpenSignatureBodyType.DATATYPE, type_name="0x" + "0" * 63 + "1::string::String"
+        )
+    if type_ == "Metadata":
+        return pb.OpenSignatureBody(type=pb.OpenSignatureBodyType.DATATYPE, type_name=metadata_type)
+    if type_ == "T":
+        return pb.OpenSignatureBody(type=pb.OpenSignatureBodyType.TYPE_PARAMETER, type_parameter=0)
+    if type_.startswith("option<"):
+        return pb.OpenSignatureBody(
+            type=pb.OpenSignatureBodyType.DATATYPE,
+            type_name="0x" + "0" * 63 + "1::option::Option",
+            type_parameter_instantiation=[_body(type_[7:-1], metadata_type)],
+        )
+    name, _, generic = type_.partition("<")
+    return pb.OpenSignatureBody(
+        type=pb.OpenSignatureBodyType.DATATYPE,
+        type_name=name,
+        type_parameter_instantiation=[_body(generic[:-1], metadata_type)] if generic else [],
+    )
+
+
+def _signature(type_: str, kind: str, metadata_type: str) -> pb.OpenSignature:
+    reference = {
+        "ref": pb.OpenSignatureReference.IMMUTABLE,
+        "mut": pb.OpenSignatureReference.MUTABLE,
+    }.get(kind)
+    signature = pb.OpenSignature(body=_body(type_, metadata_type))
+    if reference is not None:
+        signature.reference = reference
+    return signature
 
 
 def _normalize_type(type_: str) -> str:
