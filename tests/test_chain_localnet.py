@@ -11,8 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpclib.client
+import pysui
 import pytest
 import trio
+from pysui import GrpcProtocolClient, PysuiConfiguration
+from pysui.sui.sui_common.config import confgroup
 
 import codec
 from chain import errors
@@ -547,10 +551,6 @@ async def test_pysui_high_level_transaction_runs_on_the_stand_in(
 ) -> None:
     """pysui's AsyncSuiTransaction (GetFunction, BatchGetObjects, GetEpoch, gas coins) works
     unchanged: the stand-in is a Sui endpoint, not a walrusfs-only mock."""
-    import grpclib.client
-    from pysui import GrpcProtocolClient, PysuiConfiguration
-    from pysui.sui.sui_common.config import confgroup
-
     cfg = PysuiConfiguration.initialize_config(
         in_folder=tmp_path / "pysui", init_groups=[{"name": "t", "make_active": True}]
     )
@@ -588,9 +588,7 @@ async def test_pysui_high_level_transaction_runs_on_the_stand_in(
         )
         await txn.transfer_objects(transfers=[wal], recipient=USER.address)
         return await client.execute(
-            command=__import__("pysui").ExecuteTransaction(
-                **await txn.build_and_sign(gas_budget=10_000_000)
-            )
+            command=pysui.ExecuteTransaction(**await txn.build_and_sign(gas_budget=10_000_000))
         )
 
     chain = WalrusChain(testnet.profile, USER)
