@@ -546,11 +546,12 @@ async def test_ledger_survives_a_restart(tmp_path: Path) -> None:
 # -- pysui's own high-level builder ------------------------------------------------------------
 
 
+@pytest.mark.parametrize("budget", [10_000_000, None], ids=["budget", "simulated"])
 async def test_pysui_high_level_transaction_runs_on_the_stand_in(
-    testnet: LocalTestnet, tmp_path: Path
+    testnet: LocalTestnet, tmp_path: Path, budget: int | None
 ) -> None:
-    """pysui's AsyncSuiTransaction (GetFunction, BatchGetObjects, GetEpoch, gas coins) works
-    unchanged: the stand-in is a Sui endpoint, not a walrusfs-only mock."""
+    """pysui's AsyncSuiTransaction (GetFunction, BatchGetObjects, GetEpoch, gas coins and,
+    without a budget, SimulateTransaction) works unchanged: the stand-in is a Sui endpoint."""
     cfg = PysuiConfiguration.initialize_config(
         in_folder=tmp_path / "pysui", init_groups=[{"name": "t", "make_active": True}]
     )
@@ -588,7 +589,7 @@ async def test_pysui_high_level_transaction_runs_on_the_stand_in(
         )
         await txn.transfer_objects(transfers=[wal], recipient=USER.address)
         return await client.execute(
-            command=pysui.ExecuteTransaction(**await txn.build_and_sign(gas_budget=10_000_000))
+            command=pysui.ExecuteTransaction(**await txn.build_and_sign(gas_budget=budget))
         )
 
     chain = WalrusChain(testnet.profile, USER)

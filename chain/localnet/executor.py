@@ -350,9 +350,14 @@ class Executor:
 
     def execute(self, tx_bytes: bytes, signatures: list[bytes]) -> Outcome:
         with self.ledger.lock:
-            return self._execute(tx_bytes, signatures)
+            return self._execute(tx_bytes, signatures, simulate=False)
 
-    def _execute(self, tx_bytes: bytes, signatures: list[bytes]) -> Outcome:
+    def simulate(self, tx_bytes: bytes) -> Outcome:
+        """Run without a signature and without committing (SimulateTransaction)."""
+        with self.ledger.lock:
+            return self._execute(tx_bytes, [], simulate=True)
+
+    def _execute(self, tx_bytes: bytes, signatures: list[bytes], *, simulate: bool) -> Outcome:
         try:
             data = bcs.TransactionData.deserialize(tx_bytes)
         except Exception as exc:  # canoser raises bare Exceptions on malformed input
@@ -362,12 +367,13 @@ class Executor:
         if kind.enum_name != "ProgrammableTransaction":
             raise TxRejected(f"unsupported transaction kind {kind.enum_name}")
         sender = "0x" + bytes(v1.Sender.Address).hex()
-        if len(signatures) != 1:
-            raise TxRejected("exactly one user signature (the sender's) is required")
-        verify_user_signature(tx_bytes, signatures[0], sender)
+        if not simulate:
+            if len(signatures) != 1:
+                raise TxRejected("exactly one user signature (the sender's) is required")
+            verify_user_signature(tx_bytes, signatures[0], sender)
         digest = tx_digest(tx_bytes)
         digest_str = str(base58.b58encode(digest).decode())
-        if self.ledger.transaction(digest_str) is not None:
+        if not simulate and self.ledger.transaction(digest_str) is not None:
             raise TxRejected(f"transaction {digest_str} was already executed")
 
         tx = Tx(self.ledger, self.decode, sender, digest, self.current_epoch())

@@ -24,10 +24,13 @@ from pysui.sui.sui_bcs import bcs
 from chain import move_types as mt
 from chain.bls import g1_sum
 from chain.localnet.executor import (
+    SUI_FRAMEWORK,
     ExecFailure,
     Executor,
     Outcome,
+    TxRejected,
     coin_inner,
+    coin_type,
     object_digest,
 )
 from chain.localnet.ledger import (
@@ -384,6 +387,37 @@ class Localnet:
             seq = self.ledger.apply(written, deleted, tx=(outcome.digest, bytes(reply)))
             reply.checkpoint = seq
             return reply
+
+    def simulate(self, tx_bytes: bytes, gas_selection: bool) -> pb.ExecutedTransaction:
+        """Dry-run: the effects the transaction would have; nothing is written.
+
+        With `gas_selection` and no gas payment in the transaction, the sender's largest SUI
+        coin pays, with a budget of its balance (capped at 50 SUI), as a full node selects.
+        """
+        with self.ledger.lock:
+            self.tick()
+            data = bcs.TransactionData.deserialize(tx_bytes)
+            v1 = data.value
+            if gas_selection and not v1.GasData.Payment:
+                sender = "0x" + bytes(v1.Sender.Address).hex()
+                coins = [
+                    o for o in self.ledger.owned_by(sender, coin_type(f"{SUI_FRAMEWORK}::sui::SUI"))
+                ]
+                if not coins:
+                    raise TxRejected(f"{sender} owns no SUI coin to pay for gas")
+                best = max(coins, key=lambda o: int.from_bytes(o.contents[32:40], "little"))
+                balance = int.from_bytes(best.contents[32:40], "little")
+                v1.GasData.Payment = [
+                    bcs.ObjectReference(
+                        bcs.Address.from_str(best.id),
+                        best.version,
+                        bcs.Digest.from_str(best.digest),
+                    )
+                ]
+                v1.GasData.Budget = min(balance, 50 * MIST_PER_SUI)
+                tx_bytes = bytes(data.serialize())
+            outcome = self.executor.simulate(tx_bytes)
+            return self._reply(tx_bytes, [], outcome)
 
     def _reply(
         self, tx_bytes: bytes, signatures: list[bytes], outcome: Outcome

@@ -5,9 +5,7 @@ Methods served (what pysui's `GrpcProtocolClient` sends for the Walrus flows):
     LedgerService      GetServiceInfo GetEpoch GetObject BatchGetObjects GetTransaction
     StateService       ListOwnedObjects ListDynamicFields GetBalance ListBalances
     MovePackageService GetFunction (signatures of the functions the stand-in implements)
-    TransactionExecutionService  ExecuteTransaction
-
-Not served yet: SimulateTransaction (pysui calls it only when no gas budget is given).
+    TransactionExecutionService  ExecuteTransaction SimulateTransaction (BCS, dry run)
 
 A rejected transaction (bad signature, stale object version, someone else's object, too
 little gas) is answered with gRPC status INVALID_ARGUMENT and its reason, as a Sui full node
@@ -30,6 +28,7 @@ import grpclib.const
 import grpclib.server
 import pysui.sui.sui_grpc.suimsgs.sui.rpc.v2 as pb
 from grpclib.exceptions import GRPCError
+from pysui.sui.sui_bcs import bcs
 from pysui.sui.sui_grpc.suimsgs.google import rpc as google_rpc
 
 from chain.localnet.executor import TxRejected, coin_inner, normalize_address
@@ -69,6 +68,8 @@ class SuiServices:
              pb.ListBalancesRequest, pb.ListBalancesResponse),
             ("TransactionExecutionService", "ExecuteTransaction", self.execute_transaction,
              pb.ExecuteTransactionRequest, pb.ExecuteTransactionResponse),
+            ("TransactionExecutionService", "SimulateTransaction", self.simulate_transaction,
+             pb.SimulateTransactionRequest, pb.SimulateTransactionResponse),
             ("MovePackageService", "GetFunction", self.get_function,
              pb.GetFunctionRequest, pb.GetFunctionResponse),
         ]  # fmt: skip
@@ -247,6 +248,124 @@ class SuiServices:
         signatures = [bytes(s.bcs.value or b"") for s in request.signatures if s.bcs is not None]
         executed = self.net.execute(tx_bytes, signatures)
         return pb.ExecuteTransactionResponse(transaction=executed)
+
+    async def simulate_transaction(
+        self, request: pb.SimulateTransactionRequest
+    ) -> pb.SimulateTransactionResponse:
+        gas_price = int(self.net.ledger.meta("reference_gas_price") or "1000")
+        tx = request.transaction
+        if tx is None:
+            raise TxRejected("no transaction to simulate")
+        if tx.bcs is not None and tx.bcs.value:
+            tx_bytes = bytes(tx.bcs.value)
+        else:
+            tx_bytes = _proto_transaction_to_bcs(tx, gas_price)
+        executed = self.net.simulate(tx_bytes, bool(request.do_gas_selection))
+        return pb.SimulateTransactionResponse(transaction=executed, suggested_gas_price=gas_price)
+
+
+def _proto_argument(arg: pb.Argument | None) -> Any:
+    if arg is None:
+        raise TxRejected("a command argument is missing")
+    if arg.kind == pb.ArgumentArgumentKind.GAS:
+        return bcs.Argument("GasCoin", None)
+    if arg.kind == pb.ArgumentArgumentKind.INPUT:
+        return bcs.Argument("Input", int(arg.input or 0))
+    if arg.kind == pb.ArgumentArgumentKind.RESULT:
+        if arg.subresult is None:
+            return bcs.Argument("Result", int(arg.result or 0))
+        return bcs.Argument("NestedResult", (int(arg.result or 0), int(arg.subresult)))
+    raise TxRejected(f"unsupported argument kind {arg.kind}")
+
+
+def _proto_transaction_to_bcs(tx: pb.Transaction, gas_price: int) -> bytes:
+    """A transaction given field by field (pysui's SimulateTransactionKind) as BCS bytes; the
+    gas payment may be empty (the node selects it)."""
+    if tx.kind is None or tx.kind.programmable_transaction is None or not tx.sender:
+        raise TxRejected("only programmable transactions with a sender can be simulated")
+    ptb = tx.kind.programmable_transaction
+    inputs: list[Any] = []
+    for item in ptb.inputs:
+        if item.kind == pb.InputInputKind.PURE:
+            inputs.append(bcs.CallArg("Pure", list(item.pure or b"")))
+        elif item.kind == pb.InputInputKind.IMMUTABLE_OR_OWNED:
+            ref = bcs.ObjectReference(
+                bcs.Address.from_str(item.object_id or ""),
+                int(item.version or 0),
+                bcs.Digest.from_str(item.digest or ""),
+            )
+            inputs.append(bcs.CallArg("Object", bcs.ObjectArg("ImmOrOwnedObject", ref)))
+        elif item.kind == pb.InputInputKind.SHARED:
+            shared = bcs.SharedObjectReference(
+                bcs.Address.from_str(item.object_id or ""),
+                int(item.version or 0),
+                bool(item.mutable),
+            )
+            inputs.append(bcs.CallArg("Object", bcs.ObjectArg("SharedObject", shared)))
+        else:
+            raise TxRejected(f"unsupported input kind {item.kind}")
+    commands: list[Any] = []
+    for command in ptb.commands:
+        if command.move_call is not None:
+            call = command.move_call
+            commands.append(
+                bcs.Command(
+                    "MoveCall",
+                    bcs.ProgrammableMoveCall(
+                        bcs.Address.from_str(call.package or ""),
+                        call.module or "",
+                        call.function or "",
+                        [bcs.TypeTag.type_tag_from(t) for t in call.type_arguments],
+                        [_proto_argument(a) for a in call.arguments],
+                    ),
+                )
+            )
+        elif command.split_coins is not None:
+            split = command.split_coins
+            commands.append(
+                bcs.Command(
+                    "SplitCoin",
+                    bcs.SplitCoin(
+                        _proto_argument(split.coin), [_proto_argument(a) for a in split.amounts]
+                    ),
+                )
+            )
+        elif command.merge_coins is not None:
+            merge = command.merge_coins
+            commands.append(
+                bcs.Command(
+                    "MergeCoins",
+                    bcs.MergeCoins(
+                        _proto_argument(merge.coin),
+                        [_proto_argument(a) for a in merge.coins_to_merge],
+                    ),
+                )
+            )
+        elif command.transfer_objects is not None:
+            move = command.transfer_objects
+            commands.append(
+                bcs.Command(
+                    "TransferObjects",
+                    bcs.TransferObjects(
+                        [_proto_argument(a) for a in move.objects], _proto_argument(move.address)
+                    ),
+                )
+            )
+        else:
+            raise TxRejected("the stand-in simulates MoveCall, SplitCoins, MergeCoins, Transfer")
+    sender = bcs.Address.from_str(tx.sender)
+    data = bcs.TransactionData(
+        "V1",
+        bcs.TransactionDataV1(
+            bcs.TransactionKind(
+                "ProgrammableTransaction", bcs.ProgrammableTransaction(inputs, commands)
+            ),
+            sender,
+            bcs.GasData([], sender, gas_price, 0),
+            bcs.TransactionExpiration("None", None),
+        ),
+    )
+    return bytes(data.serialize())
 
 
 _TX_CONTEXT = "0x" + "0" * 63 + "2::tx_context::TxContext"
