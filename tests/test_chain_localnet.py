@@ -217,6 +217,48 @@ async def test_get_wal_from_the_exchange(chain: WalrusChain) -> None:
     assert before.sui - after.sui == 5 * 10**9 + result.gas_used
 
 
+async def test_metadata_built_in_a_ptb_and_missing_key_abort(
+    chain: WalrusChain, testnet: LocalTestnet
+) -> None:
+    """`metadata::new` + `insert_or_update` + `add_metadata` in one PTB; removing an absent key
+    with `remove_metadata_pair` aborts in `sui::vec_map` (EKeyDoesNotExist = 1)."""
+    blob = await _register(chain, _encode(b"metadata in a ptb"))
+    ref = await chain.object_ref(blob.id)
+
+    def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
+        meta = ptb.move_call(info.package_id, "metadata", "new", [])
+        ptb.move_call(
+            info.package_id,
+            "metadata",
+            "insert_or_update",
+            [meta, ptb.string("a"), ptb.string("1")],
+        )
+        ptb.move_call(info.package_id, "blob", "add_metadata", [ptb.owned(ref), meta])
+
+    await chain.execute_ptb(build)
+    assert await chain.attributes(blob.id) == {"a": "1"}
+    ref = await chain.object_ref(blob.id)
+
+    def twice(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
+        meta = ptb.move_call(info.package_id, "metadata", "new", [])
+        ptb.move_call(info.package_id, "blob", "add_metadata", [ptb.owned(ref), meta])
+
+    with pytest.raises(errors.MoveAbortError) as dup:
+        await chain.execute_ptb(twice)
+    assert (dup.value.module, dup.value.code, dup.value.name) == ("blob", 7, "EDuplicateMetadata")
+    ref = await chain.object_ref(blob.id)
+
+    def remove_absent(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
+        ptb.move_call(
+            info.package_id, "blob", "remove_metadata_pair", [ptb.owned(ref), ptb.string("zz")]
+        )
+
+    with pytest.raises(errors.MoveAbortError) as missing:
+        await chain.execute_ptb(remove_absent)
+    assert (missing.value.module, missing.value.code) == ("vec_map", 1)
+    assert await chain.attributes(blob.id) == {"a": "1"}
+
+
 # -- mirrored aborts: one test each ----------------------------------------------------------
 
 

@@ -340,6 +340,9 @@ def build_functions(dep: Deployment) -> dict[tuple[str, str, str], MoveFunction]
         "take_metadata": ["Metadata"],
         "new": ["Metadata"],
         "remove_metadata_pair": ["string", "string"],
+        "remove": ["string", "string"],
+        "remove_if_exists": ["option<string>"],
+        "add_or_replace_metadata": ["option<Metadata>"],
         "remove_metadata_pair_if_exists": ["option<string>"],
         "exchange_all_for_wal": [wal_coin],
         "exchange_for_wal": [wal_coin],
@@ -754,6 +757,23 @@ def build_functions(dep: Deployment) -> dict[tuple[str, str, str], MoveFunction]
     def metadata_insert(tx: Tx, metadata: dict[str, str], key: str, value: str) -> list[Any]:
         metadata[key] = value
         return []
+
+    @fn(W, "metadata", "remove", [mut("Metadata"), pure("string")])
+    def metadata_remove(tx: Tx, metadata: dict[str, str], key: str) -> list[Any]:
+        if key not in metadata:
+            raise _abort(tx, dep, E_VEC_MAP_KEY_MISSING, "remove", f"no attribute {key!r}")
+        return [key, metadata.pop(key)]
+
+    @fn(W, "metadata", "remove_if_exists", [mut("Metadata"), pure("string")])
+    def metadata_remove_if_exists(tx: Tx, metadata: dict[str, str], key: str) -> list[Any]:
+        return [metadata.pop(key, None)]
+
+    @fn(W, "blob", "add_or_replace_metadata", [mut(blob_t), val("Metadata")])
+    def add_or_replace_metadata(tx: Tx, blob: LiveObject, metadata: dict[str, str]) -> list[Any]:
+        field = _metadata_field(tx, dep, blob)
+        previous = field.value.as_dict() if field is not None else None
+        _put_metadata(tx, dep, blob, dict(metadata))
+        return [previous]
 
     # -- storage_resource --------------------------------------------------------------------
 
