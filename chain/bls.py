@@ -66,15 +66,6 @@ class BlsKeypair:
             raise ValueError("a BLS key seed is at least 32 bytes")
         return cls(bytes(BasicSchemeMPL.key_gen(seed)))
 
-    @classmethod
-    def from_secret(cls, secret: bytes) -> BlsKeypair:
-        PrivateKey.from_bytes(secret)  # validates: 32 bytes, below the group order
-        return cls(bytes(secret))
-
-    @property
-    def secret(self) -> bytes:
-        return self._secret
-
     @property
     def public_key(self) -> bytes:
         """Compressed (48 bytes)."""

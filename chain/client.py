@@ -26,13 +26,14 @@ import grpclib.client
 import grpclib.exceptions
 import pysui.sui.sui_grpc.pgrpc_requests as rq
 import pysui.sui.sui_grpc.suimsgs.sui.rpc.v2 as pb
+from grpclib.const import Status as GRPCStatus
 from pysui import GrpcProtocolClient, PysuiConfiguration
 from pysui.sui.sui_common.config import confgroup
 
-from chain import errors
+from chain import aborts, errors
 from chain import move_types as mt
 from chain.aio_bridge import AsyncioThread
-from chain.pricing import extend_cost, reserve_cost, write_cost
+from chain.pricing import extend_cost, format_wal, store_cost
 from chain.ptb import ObjectRef, Ptb
 from chain.wallet import Keypair
 from codec.bcs import Reader
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 
 SUI_COIN = "0x2::coin::Coin<0x2::sui::SUI>"
 DEFAULT_GAS_BUDGET = 50_000_000  # MIST (0.05 SUI)
-METADATA_FIELD_NAME = b"\x08metadata"
 
 
 @dataclass(frozen=True)
@@ -92,39 +92,12 @@ def devnet_profile(
     )
 
 
-# (module, abort code) -> (constant, error class). From the Move sources.
-_ABORTS: dict[tuple[str, int], tuple[str, type[errors.MoveAbortError]]] = {
-    ("system_state_inner", 1): ("EStorageExceeded", errors.MoveAbortError),
-    ("system_state_inner", 2): ("EInvalidEpochsAhead", errors.MoveAbortError),
-    ("system_state_inner", 3): ("EInvalidIdEpoch", errors.MoveAbortError),
-    ("system_state_inner", 11): ("EInvalidResourceSize", errors.MoveAbortError),
-    ("system", 1): ("EWrongVersion", errors.MoveAbortError),
-    ("blob", 0): ("ENotCertified", errors.NotCertified),
-    ("blob", 1): ("EBlobNotDeletable", errors.MoveAbortError),
-    ("blob", 2): ("EResourceBounds", errors.Expired),
-    ("blob", 3): ("EResourceSize", errors.MoveAbortError),
-    ("blob", 5): ("EAlreadyCertified", errors.AlreadyCertified),
-    ("blob", 6): ("EInvalidBlobId", errors.MoveAbortError),
-    ("blob", 7): ("EDuplicateMetadata", errors.MoveAbortError),
-    ("blob", 8): ("EMissingMetadata", errors.MoveAbortError),
-    ("blob", 9): ("EInvalidBlobPersistenceType", errors.MoveAbortError),
-    ("blob", 10): ("EInvalidBlobObject", errors.MoveAbortError),
-    ("bls_aggregate", 0): ("EInvalidBitmap", errors.MoveAbortError),
-    ("bls_aggregate", 1): ("ESigVerification", errors.MoveAbortError),
-    ("bls_aggregate", 2): ("ENotEnoughStake", errors.QuorumNotReached),
-    ("messages", 0): ("EIncorrectAppId", errors.MoveAbortError),
-    ("messages", 1): ("EIncorrectEpoch", errors.MoveAbortError),
-    ("messages", 2): ("EInvalidMsgType", errors.MoveAbortError),
-    ("messages", 3): ("EIncorrectIntentVersion", errors.MoveAbortError),
-    ("messages", 4): ("EInvalidBlobPersistenceType", errors.MoveAbortError),
-    ("storage_resource", 0): ("EInvalidEpoch", errors.MoveAbortError),
-    ("storage_resource", 1): ("EIncompatibleEpochs", errors.MoveAbortError),
-    ("storage_resource", 2): ("EIncompatibleAmount", errors.MoveAbortError),
-    ("storage_resource", 3): ("EInvalidEpochRange", errors.MoveAbortError),
-    ("balance", 2): ("ENotEnough", errors.MoveAbortError),
-    ("vec_map", 1): ("EKeyDoesNotExist", errors.MoveAbortError),
-    ("wal_exchange", 0): ("EInsufficientFundsInExchange", errors.MoveAbortError),
-    ("wal_exchange", 1): ("EInsufficientInputBalance", errors.MoveAbortError),
+# Aborts with an error class of their own; every other abort is a plain MoveAbortError.
+_ABORT_CLASSES: dict[aborts.Abort, type[errors.MoveAbortError]] = {
+    aborts.E_NOT_CERTIFIED: errors.NotCertified,
+    aborts.E_RESOURCE_BOUNDS: errors.Expired,
+    aborts.E_ALREADY_CERTIFIED: errors.AlreadyCertified,
+    aborts.E_NOT_ENOUGH_STAKE: errors.QuorumNotReached,
 }
 
 
@@ -185,7 +158,7 @@ class Balances:
 class TxResult:
     digest: str
     gas_used: int
-    created: dict[str, list[Any]]  # object type -> decoded values
+    created: dict[str, list[Any]]  # `module::Struct` -> new objects (Blob/Storage decoded)
     events: list[tuple[str, bytes]]  # (event type, BCS)
 
 
@@ -206,7 +179,6 @@ class WalrusChain:
         self._own_bridge = bridge is None
         self.bridge = bridge or AsyncioThread()
         self._client: GrpcProtocolClient | None = None
-        self._system: SystemInfo | None = None
         self._tx_lock: asyncio.Lock | None = None
 
     async def close(self) -> None:
@@ -233,7 +205,9 @@ class WalrusChain:
             ) from exc
         if result.is_ok():
             return result.result_data
-        return _raise_rpc_error(self.profile, result.result_string)
+        return _raise_rpc_error(
+            self.profile, result.result_string, isinstance(request, rq.ExecuteTransaction)
+        )
 
     async def _object(self, object_id: str) -> pb.Object:
         reply = await self._call(rq.GetObject(object_id=object_id))
@@ -247,27 +221,28 @@ class WalrusChain:
 
     # -- reads ------------------------------------------------------------------------------
 
-    async def system_info(self, refresh: bool = True) -> SystemInfo:
+    async def system_info(self) -> SystemInfo:
         """Epoch, shards, prices, capacity and the committee's keys, from the System object."""
-        if self._system is not None and not refresh:
-            return self._system
-        self._system = await self._run(self._system_info())
-        return self._system
+        return await self._run(self._system_info())  # type: ignore[no-any-return]
+
+    async def _versioned_inner(self, root_id: str) -> tuple[pb.Object, mt.VersionedRoot, Reader]:
+        """A System/Staking root and a reader over its inner state (the field `version`)."""
+        root_obj = await self._object(root_id)
+        root = mt.VersionedRoot.from_bcs(_bcs(root_obj))
+        try:
+            field = await self._object(mt.versioned_inner_id(root_id, root.version))
+        except errors.ObjectNotFound:
+            raise errors.ChainError(
+                f"{root_id} has no inner state for version {root.version}: "
+                "is this the right network profile?"
+            ) from None
+        key = root.version.to_bytes(8, "little")
+        # `read`, not `from_bcs`: later contract versions may append fields.
+        return root_obj, root, Reader(mt.field_value(_bcs(field), key))
 
     async def _system_info(self) -> SystemInfo:
-        system = await self._object(self.profile.system_object)
-        root = mt.VersionedRoot.from_bcs(_bcs(system))
-        fields = await self._call(rq.GetDynamicFields(object_id=self.profile.system_object))
-        inner: mt.SystemStateInnerV1 | None = None
-        for field in fields.dynamic_fields:
-            if field.name.value == root.version.to_bytes(8, "little"):
-                inner = mt.SystemStateInnerV1.read(Reader(field.value.value))
-        if inner is None:
-            raise errors.ChainError(
-                f"System {self.profile.system_object} has no inner state for version "
-                f"{root.version}: is this the right network profile?"
-            )
-        type_package = (system.object_type or "").split("::", 1)[0]
+        system, root, reader = await self._versioned_inner(self.profile.system_object)
+        inner = mt.SystemStateInnerV1.read(reader)
         return SystemInfo(
             epoch=inner.epoch,
             n_shards=inner.n_shards,
@@ -277,7 +252,7 @@ class WalrusChain:
             used_capacity=inner.used_capacity_size,
             max_epochs_ahead=inner.max_epochs_ahead,
             package_id=root.package_id,
-            type_package=_norm(type_package),
+            type_package=_norm((system.object_type or "").split("::", 1)[0]),
             system_initial_version=_shared_version(system),
             committee_keys=tuple(inner.committee.members),
         )
@@ -287,23 +262,15 @@ class WalrusChain:
         return await self._run(self._committee())  # type: ignore[no-any-return]
 
     async def _committee(self) -> list[CommitteeMember]:
-        staking = await self._object(self.profile.staking_object)
-        root = mt.VersionedRoot.from_bcs(_bcs(staking))
-        fields = await self._call(rq.GetDynamicFields(object_id=self.profile.staking_object))
-        inner: mt.StakingInnerV1 | None = None
-        for field in fields.dynamic_fields:
-            if field.name.value == root.version.to_bytes(8, "little"):
-                inner = mt.StakingInnerV1.read(Reader(field.value.value))
-        if inner is None:
-            raise errors.ChainError("the Staking object has no inner state")
+        _, _, reader = await self._versioned_inner(self.profile.staking_object)
+        inner = mt.StakingInnerV1.read(reader)
         ids = [a.node_id for a in inner.committee]
         pools = await self._call(rq.GetMultipleObjects(object_ids=ids))
         members = []
         for assignment, result in zip(inner.committee, pools.objects, strict=True):
             if result.object is None:
                 raise errors.ObjectNotFound(f"staking pool {assignment.node_id} not found")
-            pool = mt.StakingPool.read(Reader(result.object.contents.value))
-            info = pool.node_info
+            info = mt.StakingPool.read(Reader(_bcs(result.object))).node_info
             members.append(
                 CommitteeMember(
                     assignment.node_id,
@@ -351,10 +318,12 @@ class WalrusChain:
         return [b for b in blobs if not valid_only or b.end_epoch > info.epoch]
 
     async def storage_resources(self, valid_only: bool = True) -> list[mt.Storage]:
-        return await self._run(self._storages(valid_only))  # type: ignore[no-any-return]
+        async def go() -> list[mt.Storage]:
+            return await self._storages(await self._system_info(), valid_only)
 
-    async def _storages(self, valid_only: bool) -> list[mt.Storage]:
-        info = await self._system_info()
+        return await self._run(go())  # type: ignore[no-any-return]
+
+    async def _storages(self, info: SystemInfo, valid_only: bool) -> list[mt.Storage]:
         objs = await self._owned(f"{info.type_package}::storage_resource::Storage")
         res = [mt.Storage.from_bcs(_bcs(o)) for o in objs]
         return [s for s in res if not valid_only or s.end_epoch > info.epoch]
@@ -371,34 +340,36 @@ class WalrusChain:
         return await self._run(self._attributes(blob_object_id))  # type: ignore[no-any-return]
 
     async def _attributes(self, blob_object_id: str) -> dict[str, str]:
-        fields = await self._call(rq.GetDynamicFields(object_id=blob_object_id))
-        for field in fields.dynamic_fields:
-            if field.name.value == METADATA_FIELD_NAME:
-                return mt.BlobAttributes.from_bcs(field.value.value).as_dict()
-        return {}
+        try:
+            field = await self._object(mt.metadata_field_id(blob_object_id))
+        except errors.ObjectNotFound:
+            return {}  # a blob without attributes has no field
+        value = mt.field_value(_bcs(field), mt.METADATA_FIELD_NAME)
+        return mt.BlobAttributes.from_bcs(value).as_dict()
 
     # -- costs --------------------------------------------------------------------------------
 
     async def estimate(self, size: int, epochs: int) -> CostEstimate:
         """What storing `size` bytes for `epochs` epochs costs now, reusing owned Storage."""
-        return await self._run(self._estimate(size, epochs))  # type: ignore[no-any-return]
 
-    async def _estimate(self, size: int, epochs: int) -> CostEstimate:
-        info = await self._system_info()
+        async def go() -> CostEstimate:
+            return await self._estimate(await self._system_info(), size, epochs)
+
+        return await self._run(go())  # type: ignore[no-any-return]
+
+    async def _estimate(self, info: SystemInfo, size: int, epochs: int) -> CostEstimate:
         if not 0 < epochs <= info.max_epochs_ahead:
             raise ValueError(f"epochs must be 1..{info.max_epochs_ahead}, got {epochs}")
         encoded = EncodingParams(info.n_shards).encoded_size(size)
         end = info.epoch + epochs
         candidates = [
             s
-            for s in await self._storages(True)
+            for s in await self._storages(info, True)
             if s.storage_size >= encoded and s.start_epoch <= info.epoch and s.end_epoch >= end
         ]
         reuse = min(candidates, key=lambda s: (s.storage_size, s.end_epoch), default=None)
-        storage = 0 if reuse else reserve_cost(encoded, epochs, info.storage_price)
-        return CostEstimate(
-            size, encoded, epochs, storage, write_cost(encoded, info.write_price), reuse
-        )
+        cost = store_cost(encoded, epochs, info.storage_price, info.write_price)
+        return CostEstimate(size, encoded, epochs, 0 if reuse else cost.storage, cost.write, reuse)
 
     # -- transactions -------------------------------------------------------------------------
 
@@ -410,45 +381,54 @@ class WalrusChain:
         )
 
     async def _execute(
-        self, build: Callable[[Ptb, SystemInfo, Any], None], wal_needed: int = 0
+        self,
+        build: Callable[[Ptb, SystemInfo, Any], None],
+        wal_needed: int | None = None,
+        info: SystemInfo | None = None,
     ) -> TxResult:
         """Build with `build(ptb, info, wal coin)`, check the money, sign, execute, raise.
 
-        Transactions of one client run one at a time: they spend the same gas and WAL coins,
-        and a second one built from the same coin versions would be rejected as stale.
+        `wal_needed` None: the transaction takes no WAL coin; otherwise the wallet's WAL coins
+        are merged into one argument that must hold `wal_needed` FROST. `info` saves a re-read
+        of the System when the caller has it. Transactions of one client run one at a time:
+        they spend the same gas and WAL coins, and a second one built from the same coin
+        versions would be rejected as stale.
         """
         if self._tx_lock is None:
             self._tx_lock = asyncio.Lock()
         async with self._tx_lock:
-            return await self._execute_locked(build, wal_needed)
+            return await self._execute_locked(build, wal_needed, info or await self._system_info())
 
     async def _execute_locked(
-        self, build: Callable[[Ptb, SystemInfo, Any], None], wal_needed: int
+        self,
+        build: Callable[[Ptb, SystemInfo, Any], None],
+        wal_needed: int | None,
+        info: SystemInfo,
     ) -> TxResult:
-        info = await self._system_info()
         gas_coins = await self._coins("0x2::sui::SUI")
         gas = next((c for c in gas_coins if int(c.balance or 0) >= self.gas_budget), None)
         if gas is None:
             have = max((int(c.balance or 0) for c in gas_coins), default=0)
             raise errors.InsufficientGas(
                 f"no SUI coin holds the gas budget of {self.gas_budget} MIST "
-                f"(largest holds {have}); get SUI for {self.address}",
+                f"(largest holds {have}): send SUI to {self.address}",
                 self.gas_budget,
                 have,
             )
         ptb = Ptb()
         wal = None
-        if wal_needed:
+        if wal_needed is not None:
             wal_coins = await self._coins(self.profile.wal_type)
             have = sum(int(c.balance or 0) for c in wal_coins)
-            if have < wal_needed:
+            refs = [_ref(c) for c in wal_coins if int(c.balance or 0) > 0]
+            if have < wal_needed or not refs:
                 raise errors.InsufficientWal(
-                    f"this needs {wal_needed} FROST of WAL, the wallet {self.address} holds "
-                    f"{have}; get WAL first (devnet/testnet: `walrusfs get-wal`)",
+                    f"this needs {format_wal(wal_needed)}, the wallet {self.address} holds "
+                    f"{format_wal(have)}: send WAL to it (on devnet and testnet, swap SUI for "
+                    "WAL at the exchange)",
                     wal_needed,
                     have,
                 )
-            refs = [_ref(c) for c in wal_coins if int(c.balance or 0) > 0]
             wal = ptb.owned(refs[0])
             if len(refs) > 1:
                 ptb.merge_coins(wal, [ptb.owned(r) for r in refs[1:]])
@@ -462,11 +442,11 @@ class WalrusChain:
         return self._result(executed)
 
     async def execute_ptb(
-        self, build: Callable[[Ptb, SystemInfo, Any], None], wal_needed: int = 0
+        self, build: Callable[[Ptb, SystemInfo, Any], None], wal_needed: int | None = None
     ) -> TxResult:
         """Run a caller-built PTB with the same coin selection, money checks and errors.
 
-        `build(ptb, info, wal)` gets the merged WAL coin argument when `wal_needed` > 0.
+        `build(ptb, info, wal)` gets the merged WAL coin argument unless `wal_needed` is None.
         """
         return await self._run(self._execute(build, wal_needed))  # type: ignore[no-any-return]
 
@@ -505,27 +485,20 @@ class WalrusChain:
         )
         if not effects.status.success:
             _raise_execution_error(digest, effects.status.error)
+        # New to the ledger: created, or unwrapped (a Storage coming back out of a Blob).
+        new_ids = {
+            c.object_id
+            for c in effects.changed_objects
+            if c.input_state == pb.ChangedObjectInputObjectState.DOES_NOT_EXIST
+            and c.output_state == pb.ChangedObjectOutputObjectState.OBJECT_WRITE
+        }
         created: dict[str, list[Any]] = {}
-        outputs = {o.object_id: o for o in (executed.objects.objects if executed.objects else [])}
-        for change in effects.changed_objects:
-            if change.output_state != pb.ChangedObjectOutputObjectState.OBJECT_WRITE:
+        for obj in executed.objects.objects if executed.objects else []:
+            if obj.object_id not in new_ids:
                 continue
-            obj = outputs.get(change.object_id)
-            if obj is None or obj.contents is None:
-                continue
-            type_ = obj.object_type or ""
-            decoded: Any = obj
-            if type_.endswith("::blob::Blob"):
-                decoded = mt.Blob.from_bcs(_bcs(obj))
-            elif type_.endswith("::storage_resource::Storage"):
-                decoded = mt.Storage.from_bcs(_bcs(obj))
-            if change.id_operation == pb.ChangedObjectIdOperation.CREATED or (
-                change.input_state == pb.ChangedObjectInputObjectState.DOES_NOT_EXIST
-            ):
-                created.setdefault(type_.rsplit("::", 2)[-2] + "::" + type_.rsplit("::", 1)[-1], [])
-                created[type_.rsplit("::", 2)[-2] + "::" + type_.rsplit("::", 1)[-1]].append(
-                    decoded
-                )
+            short = _short_type(obj.object_type or "")
+            decoder = _DECODERS.get(short)
+            created.setdefault(short, []).append(decoder(_bcs(obj)) if decoder else obj)
         events = [
             (e.event_type or "", bytes(e.contents.value or b"") if e.contents else b"")
             for e in (executed.events.events if executed.events else [])
@@ -535,11 +508,14 @@ class WalrusChain:
     def _system_arg(self, ptb: Ptb, info: SystemInfo, mutable: bool) -> Any:
         return ptb.shared(self.profile.system_object, info.system_initial_version, mutable)
 
-    async def _owned_ref(self, object_id: str) -> ObjectRef:
+    async def _owned_object(self, object_id: str) -> pb.Object:
         obj = await self._object(object_id)
         if obj.owner is None or obj.owner.address != self.address:
             raise errors.ObjectNotFound(f"{object_id} is not owned by {self.address}")
-        return _ref(obj)
+        return obj
+
+    async def _owned_ref(self, object_id: str) -> ObjectRef:
+        return _ref(await self._owned_object(object_id))
 
     async def register_blob(
         self,
@@ -568,7 +544,8 @@ class WalrusChain:
         deletable: bool,
         attributes: dict[str, str],
     ) -> tuple[mt.Blob, CostEstimate, TxResult]:
-        cost = await self._estimate(size, epochs)
+        info = await self._system_info()
+        cost = await self._estimate(info, size, epochs)
         storage_ref = await self._owned_ref(cost.reuse.id) if cost.reuse else None
 
         def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
@@ -606,7 +583,7 @@ class WalrusChain:
                 )
             ptb.transfer([blob], self.address)
 
-        result = await self._execute(build, wal_needed=cost.total)
+        result = await self._execute(build, wal_needed=cost.total, info=info)
         blobs = result.created.get("blob::Blob", [])
         if len(blobs) != 1:
             raise errors.ChainError(f"transaction {result.digest} created no Blob")
@@ -642,8 +619,8 @@ class WalrusChain:
         """Extend by `epochs`; returns the WAL paid. Checks the price and balance first."""
 
         async def go() -> tuple[int, TxResult]:
-            blob_ref = await self._owned_ref(blob_object_id)
-            blob = await self._blob(blob_object_id)
+            obj = await self._owned_object(blob_object_id)
+            blob_ref, blob = _ref(obj), mt.Blob.from_bcs(_bcs(obj))
             info = await self._system_info()
             cost = extend_cost(blob.storage.storage_size, epochs, info.storage_price)
 
@@ -660,7 +637,7 @@ class WalrusChain:
                     ],
                 )
 
-            return cost, await self._execute(build, wal_needed=max(cost, 1))
+            return cost, await self._execute(build, wal_needed=cost, info=info)
 
         return await self._run(go())  # type: ignore[no-any-return]
 
@@ -755,6 +732,17 @@ def _norm(addr: str) -> str:
     return "0x" + addr.removeprefix("0x").rjust(64, "0").lower()
 
 
+_DECODERS: dict[str, Callable[[bytes], Any]] = {
+    "blob::Blob": mt.Blob.from_bcs,
+    "storage_resource::Storage": mt.Storage.from_bcs,
+}
+
+
+def _short_type(type_: str) -> str:
+    """`0x..::blob::Blob` -> `blob::Blob`; `0x2::coin::Coin<...>` -> `coin::Coin`."""
+    return "::".join(type_.split("<", 1)[0].split("::")[-2:])
+
+
 def _bcs(obj: pb.Object) -> bytes:
     if obj.contents is None or obj.contents.value is None:
         raise errors.ChainError(f"object {obj.object_id} came without its contents")
@@ -789,14 +777,21 @@ def _make_client(profile: NetworkProfile) -> GrpcProtocolClient:
     return client  # type: ignore[no-any-return]
 
 
-def _raise_rpc_error(profile: NetworkProfile, detail: Any) -> Any:
-    text = " ".join(str(d) for d in detail) if isinstance(detail, tuple | list) else str(detail)
-    lowered = text.lower()
-    if any(s in lowered for s in ("connect call failed", "connection refused", "unavailable")):
-        raise errors.ChainUnavailable(f"cannot reach the Sui endpoint {profile.grpc_url}: {text}")
-    if "not found" in lowered:
-        raise errors.ObjectNotFound(text)
-    raise errors.TransactionRejected(text)
+def _raise_rpc_error(profile: NetworkProfile, detail: Any, executing: bool) -> Any:
+    """Map a failed RPC by its gRPC status (pysui hands back `GRPCError.args`)."""
+    parts = detail if isinstance(detail, tuple | list) else (detail,)
+    status = parts[0] if parts and isinstance(parts[0], GRPCStatus) else None
+    message = str(parts[1] if status is not None and len(parts) > 1 else parts[0])
+    if status in (GRPCStatus.UNAVAILABLE, GRPCStatus.DEADLINE_EXCEEDED):
+        raise errors.ChainUnavailable(
+            f"cannot reach the Sui endpoint {profile.grpc_url}: {message}"
+        )
+    if status == GRPCStatus.NOT_FOUND:
+        raise errors.ObjectNotFound(message)
+    if executing and status in (GRPCStatus.INVALID_ARGUMENT, GRPCStatus.FAILED_PRECONDITION):
+        raise errors.TransactionRejected(message)
+    name = status.name if status is not None else "error"
+    raise errors.ChainError(f"the Sui endpoint {profile.grpc_url} answered {name}: {message}")
 
 
 def _raise_execution_error(digest: str, error: pb.ExecutionError | None) -> None:
@@ -808,7 +803,9 @@ def _raise_execution_error(digest: str, error: pb.ExecutionError | None) -> None
         module = location.module if location and location.module else "?"
         function = location.function_name if location and location.function_name else "?"
         code = int(error.abort.abort_code or 0)
-        name, cls = _ABORTS.get((module, code), (None, errors.MoveAbortError))
+        known = aborts.by_location(module, code)
+        name = known.name if known else None
+        cls = _ABORT_CLASSES.get(known, errors.MoveAbortError) if known else errors.MoveAbortError
         raise cls(
             f"transaction {digest} aborted in {module}::{function} with code {code}"
             + (f" ({name})" if name else "")

@@ -22,6 +22,7 @@ layout is written once and read in both directions (the client decodes, the stan
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Any, ClassVar, Self
 
 from codec.bcs import Reader, encode_str, uleb128
@@ -552,3 +553,46 @@ class BlobDeleted(MoveStruct):
         ("object_id", "id"),
         ("was_certified", "bool"),
     )
+
+
+# -- dynamic fields ----------------------------------------------------------------------------
+# A dynamic field is an object `0x2::dynamic_field::Field<K, V> { id: UID, name: K, value: V }`
+# owned by its parent; its ID is derived from the parent, the name and the name's type, so a
+# client can fetch it directly. System and Staking keep their state in the field named by
+# their `version` (u64); a Blob keeps its attributes in the field named b"metadata".
+
+TYPE_TAG_U64 = b"\x02"  # BCS of the TypeTag `u64`
+TYPE_TAG_VECTOR_U8 = b"\x06\x01"  # BCS of the TypeTag `vector<u8>`
+METADATA_FIELD_NAME = b"\x08metadata"  # BCS of the vector<u8> b"metadata"
+
+
+def dynamic_field_id(parent: str, type_tag_bcs: bytes, name_bcs: bytes) -> str:
+    """blake2b(0xf0 || parent || len(name) u64 LE || name BCS || TypeTag BCS) (Sui)."""
+    raw = hashlib.blake2b(
+        b"\xf0"
+        + bytes.fromhex(parent.removeprefix("0x").rjust(64, "0"))
+        + len(name_bcs).to_bytes(8, "little")
+        + name_bcs
+        + type_tag_bcs,
+        digest_size=32,
+    ).digest()
+    return "0x" + raw.hex()
+
+
+def versioned_inner_id(root_id: str, version: int) -> str:
+    """The field holding a versioned object's (System, Staking) inner state."""
+    return dynamic_field_id(root_id, TYPE_TAG_U64, version.to_bytes(8, "little"))
+
+
+def metadata_field_id(blob_id: str) -> str:
+    """The field holding a Blob's attributes."""
+    return dynamic_field_id(blob_id, TYPE_TAG_VECTOR_U8, METADATA_FIELD_NAME)
+
+
+def field_contents(field_id: str, name_bcs: bytes, value_bcs: bytes) -> bytes:
+    return bytes.fromhex(field_id.removeprefix("0x").rjust(64, "0")) + name_bcs + value_bcs
+
+
+def field_value(contents: bytes, name_bcs: bytes) -> bytes:
+    """The value's BCS inside a `Field<K, V>` object's contents."""
+    return contents[32 + len(name_bcs) :]

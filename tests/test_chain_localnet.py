@@ -62,6 +62,10 @@ def _encode(data: bytes) -> Encoded:
     return Encoded(data, enc.blob_id, int.from_bytes(enc.root_hash, "little"))
 
 
+def _where(exc: errors.MoveAbortError) -> tuple[str, int, str | None]:
+    return exc.module, exc.code, exc.name
+
+
 def _quorum(tn: LocalTestnet) -> list[int]:
     """The fewest members (heaviest first) whose shards reach 3w >= 2n+1."""
     weights = tn.member_weights()
@@ -107,7 +111,6 @@ async def test_system_state_committee_and_balances(
     assert {m.network_address for m in members} == {f"localhost:{9100 + i}" for i in range(4)}
     keys = {m.public_key for m in members}
     assert keys == set(testnet.node_keys)
-    assert await chain.balances() == (await chain.balances())
     balances = await chain.balances()
     assert (balances.sui, balances.wal) == (10**12, 10**12)
 
@@ -259,6 +262,16 @@ async def test_metadata_built_in_a_ptb_and_missing_key_abort(
     assert await chain.attributes(blob.id) == {"a": "1"}
 
 
+async def test_gas_coin_cannot_also_be_an_input(chain: WalrusChain, testnet: LocalTestnet) -> None:
+    gas = next(o for o in testnet.net.ledger.owned_by(USER.address) if "sui::SUI" in o.type)
+    ptb = Ptb()
+    ref = ObjectRef(gas.id, gas.version, gas.digest)
+    ptb.transfer([ptb.owned(ref)], OTHER.address)
+    tx = ptb.build(USER.address, ref, 1000, 10**7)
+    with pytest.raises(errors.TransactionRejected, match="also an input"):
+        await chain.execute_signed(tx, [USER.sign_transaction(tx)])
+
+
 # -- mirrored aborts: one test each ----------------------------------------------------------
 
 
@@ -283,7 +296,7 @@ async def test_abort_epochs_ahead_out_of_range(
     wal = (await chain.balances()).wal
     with pytest.raises(errors.MoveAbortError) as info:
         await chain.execute_ptb(_reserve_build(testnet, 1000, epochs), wal_needed=1)
-    assert (info.value.module, info.value.code, info.value.name) == (
+    assert _where(info.value) == (
         "system_state_inner",
         2,
         "EInvalidEpochsAhead",
@@ -332,7 +345,7 @@ async def test_abort_storage_smaller_than_encoded_size(
     encoded = codec.EncodingParams(10).encoded_size(len(enc.data))
     with pytest.raises(errors.MoveAbortError) as info:
         await _register_with(chain, testnet, encoded - 1, enc, enc.blob_id.to_u256())
-    assert (info.value.module, info.value.code) == ("blob", 3)  # EResourceSize
+    assert _where(info.value)[:2] == ("blob", 3)  # EResourceSize
     await _register_with(chain, testnet, encoded, enc, enc.blob_id.to_u256())  # exact fits
 
 
@@ -343,7 +356,7 @@ async def test_abort_blob_id_not_derived_from_root_hash_and_size(
     encoded = codec.EncodingParams(10).encoded_size(len(enc.data))
     with pytest.raises(errors.MoveAbortError) as info:
         await _register_with(chain, testnet, encoded, enc, enc.blob_id.to_u256() ^ 1)
-    assert (info.value.module, info.value.code, info.value.name) == ("blob", 6, "EInvalidBlobId")
+    assert _where(info.value) == ("blob", 6, "EInvalidBlobId")
 
 
 async def test_abort_certify_twice(chain: WalrusChain, testnet: LocalTestnet) -> None:
@@ -351,7 +364,7 @@ async def test_abort_certify_twice(chain: WalrusChain, testnet: LocalTestnet) ->
     await _certify(chain, testnet, blob)
     with pytest.raises(errors.AlreadyCertified) as info:
         await _certify(chain, testnet, blob)
-    assert (info.value.module, info.value.code) == ("blob", 5)
+    assert _where(info.value)[:2] == ("blob", 5)
 
 
 async def test_abort_certify_below_quorum(chain: WalrusChain, testnet: LocalTestnet) -> None:
@@ -363,7 +376,7 @@ async def test_abort_certify_below_quorum(chain: WalrusChain, testnet: LocalTest
     sig, bitmap, msg = testnet.confirm(codec.BlobId.from_u256(blob.blob_id).raw, signers)
     with pytest.raises(errors.QuorumNotReached) as info:
         await chain.certify_blob(blob.id, sig, bitmap, msg)
-    assert (info.value.module, info.value.code) == ("bls_aggregate", 2)
+    assert _where(info.value)[:2] == ("bls_aggregate", 2)
     assert (await chain.blob(blob.id)).certified_epoch is None
 
 
@@ -375,7 +388,7 @@ async def test_abort_bad_aggregate_signature(chain: WalrusChain, testnet: LocalT
     other_sig, _, _ = testnet.confirm(bytes(32), quorum)  # valid signatures, other message
     with pytest.raises(errors.MoveAbortError) as info:
         await chain.certify_blob(blob.id, other_sig, bitmap, msg)
-    assert (info.value.module, info.value.code, info.value.name) == (
+    assert _where(info.value) == (
         "bls_aggregate",
         1,
         "ESigVerification",
@@ -389,7 +402,7 @@ async def test_abort_message_for_another_epoch(chain: WalrusChain, testnet: Loca
     )
     with pytest.raises(errors.MoveAbortError) as info:
         await chain.certify_blob(blob.id, sig, bitmap, msg)
-    assert (info.value.module, info.value.code, info.value.name) == (
+    assert _where(info.value) == (
         "messages",
         1,
         "EIncorrectEpoch",
@@ -400,7 +413,7 @@ async def test_abort_delete_of_a_permanent_blob(chain: WalrusChain, testnet: Loc
     blob = await _register(chain, _encode(b"forever"), deletable=False)
     with pytest.raises(errors.MoveAbortError) as info:
         await chain.delete_blob(blob.id)
-    assert (info.value.module, info.value.code, info.value.name) == ("blob", 1, "EBlobNotDeletable")
+    assert _where(info.value) == ("blob", 1, "EBlobNotDeletable")
     assert [b.id for b in await chain.blobs()] == [blob.id]
 
 
@@ -410,7 +423,7 @@ async def test_abort_extend_of_an_expired_blob(chain: WalrusChain, testnet: Loca
     testnet.net.advance_epoch()
     with pytest.raises(errors.Expired) as info:
         await chain.extend_blob(blob.id, 1)
-    assert (info.value.module, info.value.code) == ("blob", 2)  # EResourceBounds
+    assert _where(info.value)[:2] == ("blob", 2)  # EResourceBounds
 
 
 async def test_abort_extend_of_an_uncertified_blob(
@@ -492,9 +505,25 @@ async def test_advancing_epochs_expires_blobs_and_storage(
     testnet.net.advance_epoch()
     assert await chain.storage_resources() == []
     assert [s.id for s in await chain.storage_resources(valid_only=False)] == [storage.id]
-    # Registering into expired storage is refused by the contract too.
-    info = testnet.net.system_state()
-    assert info.future_accounting.lookup(0).epoch == 2
+    assert testnet.net.system_state().future_accounting.lookup(0).epoch == 2
+    # Registering into the expired Storage is refused by the contract too.
+    enc = _encode(b"into expired storage")
+    storage_ref = await chain.object_ref(storage.id)
+
+    def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
+        system = ptb.shared(testnet.profile.system_object, info.system_initial_version, True)
+        blob = ptb.move_call(
+            info.package_id,
+            "system",
+            "register_blob",
+            [system, ptb.owned(storage_ref), ptb.u256(enc.blob_id.to_u256()),
+             ptb.u256(enc.root_hash), ptb.u64(len(enc.data)), ptb.u8(1), ptb.boolean(True), wal],
+        )  # fmt: skip
+        ptb.transfer([blob], USER.address)
+
+    with pytest.raises(errors.Expired) as info:
+        await chain.execute_ptb(build, wal_needed=0)
+    assert _where(info.value) == ("blob", 2, "EResourceBounds")
 
 
 async def test_epochs_follow_the_wall_clock(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 import codec
 from chain import move_types as mt
+from chain.localnet.moves import encoded_blob_length
 from chain.pricing import extend_cost, format_wal, reserve_cost, store_cost, write_cost
 from codec.errors import MalformedBcs
 
@@ -110,3 +111,15 @@ def test_prices_follow_the_move_formulas() -> None:
     assert (cost.storage, cost.write, cost.total) == (466_300_000, 93_260_000, 559_560_000)
     assert format_wal(559_560_000) == "0.559560000 WAL"
     assert format_wal(3 * 10**9 + 5) == "3.000000005 WAL"
+
+
+def test_contract_encoded_length_equals_the_codec() -> None:
+    """The stand-in's `encoded_blob_length` (from the Move source) and the client's codec agree,
+    so a size check on chain never disagrees with what the client paid for."""
+    for n_shards in (4, 10, 100, 1000):
+        params = codec.EncodingParams(n_shards)
+        for size in (0, 1, 2, 1000, 12345, 1 << 20, params.max_blob_size):
+            if size <= params.max_blob_size:
+                assert encoded_blob_length(size, n_shards) == params.encoded_size(size)
+        # One byte past the codec's maximum, the contract's u16 symbol size overflows too.
+        assert encoded_blob_length(params.max_blob_size + 1, n_shards) is None

@@ -36,7 +36,7 @@ from chain.localnet.ledger import (
     Ledger,
     StoredObject,
 )
-from chain.move_types import Coin, MoveStruct
+from chain.move_types import Coin, MoveStruct, field_contents
 
 SUI_FRAMEWORK = "0x" + "0" * 63 + "2"
 SUI_TYPE = f"{SUI_FRAMEWORK}::sui::SUI"
@@ -125,7 +125,7 @@ class LiveObject:
     def contents(self) -> bytes:
         body = self.value.to_bcs() if isinstance(self.value, MoveStruct) else bytes(self.value)
         if self.df is not None:
-            return bytes.fromhex(self.id[2:]) + self.df[1] + body
+            return field_contents(self.id, self.df[1], body)
         return body
 
 
@@ -205,9 +205,6 @@ class Tx:
         self.objs[obj.id] = obj
         return obj
 
-    def dynamic_field(self, parent: str, name_type_tag: bytes, name_bcs: bytes) -> str:
-        return derive_dynamic_field_id(parent, name_type_tag, name_bcs)
-
     def delete(self, obj: LiveObject) -> None:
         obj.state = "deleted"
         obj.touched = True
@@ -218,19 +215,6 @@ class Tx:
 
     def emit(self, package: str, module: str, event: MoveStruct) -> None:
         self.events.append((package, module, event))
-
-
-def derive_dynamic_field_id(parent: str, type_tag_bcs: bytes, name_bcs: bytes) -> str:
-    """blake2b(0xf0 || parent || len(name) u64 LE || name BCS || TypeTag BCS) (Sui)."""
-    raw = hashlib.blake2b(
-        b"\xf0"
-        + bytes.fromhex(parent[2:])
-        + len(name_bcs).to_bytes(8, "little")
-        + name_bcs
-        + type_tag_bcs,
-        digest_size=32,
-    ).digest()
-    return "0x" + raw.hex()
 
 
 def object_digest(obj: StoredObject) -> str:
@@ -329,6 +313,7 @@ class Outcome:
     events: list[tuple[str, str, MoveStruct]]
     lamport: int
     gas_id: str
+    sender: str
 
 
 class Executor:
@@ -432,6 +417,7 @@ class Executor:
             tx.events,
             lamport,
             gas_obj.id,
+            sender,
         )
 
     # -- inputs -----------------------------------------------------------------------------
@@ -497,8 +483,8 @@ class Executor:
         coins: list[LiveObject] = []
         for ref in gas.Payment:
             object_id = "0x" + bytes(ref.ObjectID.Address).hex()
-            if object_id in tx.objs and tx.objs[object_id].input is not None and coins:
-                raise TxRejected(f"gas coin {object_id} is given twice")
+            if object_id in tx.objs:
+                raise TxRejected(f"gas coin {object_id} is also an input, or given twice")
             obj = tx.load(object_id)
             if obj is None or obj.input is None:
                 raise TxRejected(f"gas coin {object_id} does not exist")

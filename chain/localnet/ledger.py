@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,12 +150,6 @@ class Ledger:
                 (parent, OWNER_OBJECT),
             ).fetchall()
         return [StoredObject(*r) for r in rows]
-
-    def iter_all(self) -> Iterator[StoredObject]:
-        with self.lock:
-            rows = self._db.execute(f"SELECT {_COLUMNS} FROM objects ORDER BY id").fetchall()
-        for r in rows:
-            yield StoredObject(*r)
 
     # -- writes -----------------------------------------------------------------------------
 

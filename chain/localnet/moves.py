@@ -17,6 +17,42 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from chain import move_types as mt
+from chain.aborts import (
+    E_ALREADY_CERTIFIED,
+    E_BALANCE_NON_ZERO,
+    E_BALANCE_NOT_ENOUGH,
+    E_BLOB_NOT_DELETABLE,
+    E_DUPLICATE_METADATA,
+    E_EXCHANGE_INSUFFICIENT_FUNDS,
+    E_EXCHANGE_INSUFFICIENT_INPUT,
+    E_INCOMPATIBLE_AMOUNT,
+    E_INCOMPATIBLE_EPOCHS,
+    E_INCORRECT_APP_ID,
+    E_INCORRECT_EPOCH,
+    E_INCORRECT_INTENT_VERSION,
+    E_INVALID_BITMAP,
+    E_INVALID_BLOB_ID,
+    E_INVALID_BLOB_OBJECT,
+    E_INVALID_BLOB_PERSISTENCE_TYPE,
+    E_INVALID_ENCODING_TYPE,
+    E_INVALID_EPOCH,
+    E_INVALID_EPOCH_RANGE,
+    E_INVALID_EPOCHS_AHEAD,
+    E_INVALID_ID_EPOCH,
+    E_INVALID_MSG_TYPE,
+    E_INVALID_RESOURCE_SIZE,
+    E_MISSING_METADATA,
+    E_MSG_INVALID_PERSISTENCE,
+    E_NOT_CERTIFIED,
+    E_NOT_ENOUGH_STAKE,
+    E_RESOURCE_BOUNDS,
+    E_RESOURCE_SIZE,
+    E_SIG_VERIFICATION,
+    E_STORAGE_EXCEEDED,
+    E_VEC_MAP_KEY_MISSING,
+    E_WRONG_VERSION,
+    Abort,
+)
 from chain.bls import aggregate_verify
 from chain.localnet.executor import (
     SUI_FRAMEWORK,
@@ -29,54 +65,14 @@ from chain.localnet.executor import (
     Tx,
     coin_inner,
     coin_type,
-    derive_dynamic_field_id,
 )
 from chain.localnet.ledger import OWNER_OBJECT, StoredObject
+from codec.params import storage_units
 
 Impl = TypeVar("Impl", bound=Callable[..., list[Any]])
 
 SYSTEM_VERSION = 4  # `system.move` VERSION: the key of System's inner-state dynamic field
 STAKING_VERSION = 2
-TYPE_TAG_U64 = b"\x02"
-TYPE_TAG_VECTOR_U8 = b"\x06\x01"
-METADATA_KEY_BCS = b"\x08metadata"  # BCS of the vector<u8> b"metadata"
-
-# Abort codes (module, constant): see the Move sources.
-E_INVALID_EPOCHS_AHEAD = ("system_state_inner", 2)
-E_STORAGE_EXCEEDED = ("system_state_inner", 1)
-E_INVALID_ID_EPOCH = ("system_state_inner", 3)
-E_INVALID_RESOURCE_SIZE = ("system_state_inner", 11)
-E_WRONG_VERSION = ("system", 1)
-E_NOT_CERTIFIED = ("blob", 0)
-E_BLOB_NOT_DELETABLE = ("blob", 1)
-E_RESOURCE_BOUNDS = ("blob", 2)
-E_RESOURCE_SIZE = ("blob", 3)
-E_ALREADY_CERTIFIED = ("blob", 5)
-E_INVALID_BLOB_ID = ("blob", 6)
-E_DUPLICATE_METADATA = ("blob", 7)
-E_MISSING_METADATA = ("blob", 8)
-E_INVALID_BLOB_PERSISTENCE_TYPE = ("blob", 9)
-E_INVALID_BLOB_OBJECT = ("blob", 10)
-E_INVALID_BITMAP = ("bls_aggregate", 0)
-E_SIG_VERIFICATION = ("bls_aggregate", 1)
-E_NOT_ENOUGH_STAKE = ("bls_aggregate", 2)
-E_INCORRECT_APP_ID = ("messages", 0)
-E_INCORRECT_EPOCH = ("messages", 1)
-E_INVALID_MSG_TYPE = ("messages", 2)
-E_INCORRECT_INTENT_VERSION = ("messages", 3)
-E_MSG_INVALID_PERSISTENCE = ("messages", 4)
-E_INVALID_ENCODING_TYPE = ("encoding", 0)
-E_INVALID_EPOCH = ("storage_resource", 0)
-E_INCOMPATIBLE_EPOCHS = ("storage_resource", 1)
-E_INCOMPATIBLE_AMOUNT = ("storage_resource", 2)
-E_INVALID_EPOCH_RANGE = ("storage_resource", 3)
-E_BALANCE_NOT_ENOUGH = ("balance", 2)  # sui::balance::ENotEnough
-E_BALANCE_NON_ZERO = ("balance", 0)  # sui::balance::ENonZero
-E_VEC_MAP_KEY_MISSING = ("vec_map", 1)  # sui::vec_map::EKeyDoesNotExist
-E_EXCHANGE_INSUFFICIENT_FUNDS = ("wal_exchange", 0)
-E_EXCHANGE_INSUFFICIENT_INPUT = ("wal_exchange", 1)
-
-BYTES_PER_UNIT_SIZE = 1024 * 1024
 BLOB_CERT_MSG_TYPE = 1
 INTENT_VERSION = 0
 APP_ID = 3
@@ -111,32 +107,25 @@ class Deployment:
 
     @property
     def system_inner_type(self) -> str:
-        inner = self.t("system_state_inner", "SystemStateInnerV1")
-        return f"{SUI_FRAMEWORK}::dynamic_field::Field<u64, {inner}>"
+        return field_type("u64", self.t("system_state_inner", "SystemStateInnerV1"))
 
     @property
     def staking_inner_type(self) -> str:
-        inner = self.t("staking_inner", "StakingInnerV1")
-        return f"{SUI_FRAMEWORK}::dynamic_field::Field<u64, {inner}>"
+        return field_type("u64", self.t("staking_inner", "StakingInnerV1"))
 
     @property
     def metadata_field_type(self) -> str:
-        meta = self.t("metadata", "Metadata")
-        return f"{SUI_FRAMEWORK}::dynamic_field::Field<vector<u8>, {meta}>"
+        return field_type("vector<u8>", self.t("metadata", "Metadata"))
 
     @property
     def exchange_type(self) -> str:
         return f"{self.exchange_pkg}::wal_exchange::Exchange"
 
     def system_inner_id(self) -> str:
-        return derive_dynamic_field_id(
-            self.system_id, TYPE_TAG_U64, SYSTEM_VERSION.to_bytes(8, "little")
-        )
+        return mt.versioned_inner_id(self.system_id, SYSTEM_VERSION)
 
     def staking_inner_id(self) -> str:
-        return derive_dynamic_field_id(
-            self.staking_id, TYPE_TAG_U64, STAKING_VERSION.to_bytes(8, "little")
-        )
+        return mt.versioned_inner_id(self.staking_id, STAKING_VERSION)
 
     def decode(self, stored: StoredObject) -> Any:
         """The Move value of a stored object, by its type."""
@@ -154,7 +143,7 @@ class Deployment:
         if coin_inner(stored.type) is not None:
             return mt.Coin.from_bcs(raw)
         if stored.df_name is not None:
-            body = raw[32 + len(stored.df_name) :]
+            body = mt.field_value(raw, stored.df_name)
             fields: dict[str, type[mt.MoveStruct]] = {
                 self.system_inner_type: mt.SystemStateInnerV1,
                 self.staking_inner_type: mt.StakingInnerV1,
@@ -165,8 +154,12 @@ class Deployment:
         raise ValueError(f"the stand-in does not know the type {stored.type}")
 
 
-def _abort(tx: Tx, dep: Deployment, error: tuple[str, int], function: str, what: str) -> MoveAbort:
-    module, code = error
+def field_type(name_type: str, value_type: str) -> str:
+    return f"{SUI_FRAMEWORK}::dynamic_field::Field<{name_type}, {value_type}>"
+
+
+def _abort(tx: Tx, dep: Deployment, error: Abort, function: str, what: str) -> MoveAbort:
+    module, code = error.module, error.code
     package = {
         "balance": SUI_FRAMEWORK,
         "vec_map": SUI_FRAMEWORK,
@@ -176,7 +169,11 @@ def _abort(tx: Tx, dep: Deployment, error: tuple[str, int], function: str, what:
 
 
 def encoded_blob_length(size: int, n_shards: int) -> int | None:
-    """`redstuff::encoded_blob_length`; None where Move's `as u16` cast would abort."""
+    """`redstuff::encoded_blob_length`; None where Move's `as u16` cast would abort.
+
+    Written from the Move source rather than taken from `codec`, so the contract-side check
+    stays an independent cross-check of the client's encoder (tested equal).
+    """
     f = (n_shards - 1) // 3
     primary, secondary = n_shards - 2 * f, n_shards - f
     symbol_size = (max(size, 1) - 1) // (primary * secondary) + 1
@@ -184,10 +181,6 @@ def encoded_blob_length(size: int, n_shards: int) -> int | None:
     if symbol_size > 0xFFFF:
         return None
     return n_shards * ((primary + secondary) * symbol_size + n_shards * 2 * 32 + 32)
-
-
-def storage_units(size: int) -> int:
-    return (size + BYTES_PER_UNIT_SIZE - 1) // BYTES_PER_UNIT_SIZE
 
 
 def derive_blob_id(root_hash: int, encoding_type: int, size: int) -> int:
@@ -294,8 +287,7 @@ def _new_storage(tx: Tx, dep: Deployment, start: int, end: int, size: int) -> Li
 
 
 def _metadata_field(tx: Tx, dep: Deployment, blob: LiveObject) -> LiveObject | None:
-    field_id = derive_dynamic_field_id(blob.id, TYPE_TAG_VECTOR_U8, METADATA_KEY_BCS)
-    obj = tx.load(field_id)
+    obj = tx.load(mt.metadata_field_id(blob.id))
     if obj is None or obj.state != "live":
         return None
     return obj
@@ -308,14 +300,14 @@ def _put_metadata(tx: Tx, dep: Deployment, blob: LiveObject, pairs: dict[str, st
         existing.value = value
         existing.touched = True
         return
-    field_id = derive_dynamic_field_id(blob.id, TYPE_TAG_VECTOR_U8, METADATA_KEY_BCS)
+    field_id = mt.metadata_field_id(blob.id)
     obj = tx.objs.get(field_id)
     if obj is not None:  # removed earlier in this transaction: revive it
         obj.state, obj.value, obj.touched = "live", value, True
         return
     obj = tx.create(dep.metadata_field_type, value, object_id=field_id)
     obj.owner_kind, obj.owner = OWNER_OBJECT, blob.id
-    obj.df = ("vector<u8>", METADATA_KEY_BCS, dep.t("metadata", "Metadata"))
+    obj.df = ("vector<u8>", mt.METADATA_FIELD_NAME, dep.t("metadata", "Metadata"))
 
 
 def _unwrap(tx: Tx, type_: str, value: mt.MoveStruct, object_id: str) -> LiveObject:

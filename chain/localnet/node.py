@@ -46,6 +46,7 @@ from chain.localnet.moves import (
     SYSTEM_VERSION,
     Deployment,
     build_functions,
+    field_type,
 )
 
 MIST_PER_SUI = 10**9
@@ -167,6 +168,18 @@ class Localnet:
             obj.digest = object_digest(obj)
             objects.append(obj)
 
+        def add_versioned(
+            root_id: str, root_type: str, version: int, value_type: str, inner: mt.MoveStruct
+        ) -> None:
+            """A shared `{ id, version, package_id, ... }` root and its inner-state field."""
+            root = mt.VersionedRoot(root_id, version, dep.walrus_pkg, None)
+            add(root_id, root_type, root.to_bcs(), OWNER_SHARED, None)
+            field_id = mt.versioned_inner_id(root_id, version)
+            key = version.to_bytes(8, "little")
+            contents = mt.field_contents(field_id, key, inner.to_bcs())
+            type_ = field_type("u64", value_type)
+            add(field_id, type_, contents, OWNER_OBJECT, root_id, df=("u64", key, value_type))
+
         nodes = sorted(
             ((_derived_id(seed, f"node/{n.name}"), n) for n in config.nodes), key=lambda p: p[0]
         )
@@ -197,16 +210,12 @@ class Localnet:
             mt.EventBlobCertificationState(None, []),
             _derived_id(seed, "deny_list_sizes"),
         )
-        system = mt.VersionedRoot(dep.system_id, SYSTEM_VERSION, dep.walrus_pkg, None)
-        add(dep.system_id, dep.t("system", "System"), system.to_bcs(), OWNER_SHARED, None)
-        key = SYSTEM_VERSION.to_bytes(8, "little")
-        add(
-            dep.system_inner_id(),
-            dep.system_inner_type,
-            bytes.fromhex(dep.system_inner_id()[2:]) + key + inner.to_bcs(),
-            OWNER_OBJECT,
+        add_versioned(
             dep.system_id,
-            df=("u64", key, dep.t("system_state_inner", "SystemStateInnerV1")),
+            dep.t("system", "System"),
+            SYSTEM_VERSION,
+            dep.t("system_state_inner", "SystemStateInnerV1"),
+            inner,
         )
         assignment = [mt.ShardAssignment(node_id, sorted(n.shards)) for node_id, n in nodes]
         staking_inner = mt.StakingInnerV1(
@@ -224,16 +233,12 @@ class Localnet:
             (mt.EPOCH_CHANGE_DONE, now_ms),
             _derived_id(seed, "next_epoch_public_keys"),
         )
-        staking = mt.VersionedRoot(dep.staking_id, STAKING_VERSION, dep.walrus_pkg, None)
-        add(dep.staking_id, dep.t("staking", "Staking"), staking.to_bcs(), OWNER_SHARED, None)
-        skey = STAKING_VERSION.to_bytes(8, "little")
-        add(
-            dep.staking_inner_id(),
-            dep.staking_inner_type,
-            bytes.fromhex(dep.staking_inner_id()[2:]) + skey + staking_inner.to_bcs(),
-            OWNER_OBJECT,
+        add_versioned(
             dep.staking_id,
-            df=("u64", skey, dep.t("staking_inner", "StakingInnerV1")),
+            dep.t("staking", "Staking"),
+            STAKING_VERSION,
+            dep.t("staking_inner", "StakingInnerV1"),
+            staking_inner,
         )
         for node_id, n in nodes:
             pool = mt.StakingPool(
@@ -367,7 +372,7 @@ class Localnet:
             new = dataclasses.replace(
                 stored,
                 version=stored.version + 1,
-                contents=bytes.fromhex(stored.id[2:]) + stored.df_name + value.to_bcs(),
+                contents=mt.field_contents(stored.id, stored.df_name, value.to_bcs()),
                 previous_tx="epoch-change",
             )
             new.digest = object_digest(new)
@@ -461,7 +466,7 @@ class Localnet:
             pb.Event(
                 package_id=package,
                 module=module,
-                sender=self._sender_of(tx_bytes),
+                sender=outcome.sender,
                 event_type=f"{package}::{module}::{type(event).__name__}",
                 contents=pb.Bcs(
                     name=f"{package}::{module}::{type(event).__name__}", value=event.to_bcs()
@@ -495,10 +500,6 @@ class Localnet:
             objects=pb.ObjectSet(objects=outputs),
             timestamp=datetime.datetime.now(datetime.UTC),
         )
-
-    @staticmethod
-    def _sender_of(tx_bytes: bytes) -> str:
-        return "0x" + bytes(bcs.TransactionData.deserialize(tx_bytes).value.Sender.Address).hex()
 
 
 def _error_proto(error: ExecFailure) -> pb.ExecutionError:
@@ -552,7 +553,7 @@ def dynamic_field_proto(obj: StoredObject) -> pb.DynamicField:
         parent=obj.owner,
         field_id=obj.id,
         name=pb.Bcs(name=obj.df_name_type, value=obj.df_name),
-        value=pb.Bcs(name=obj.df_value_type, value=obj.contents[32 + len(obj.df_name) :]),
+        value=pb.Bcs(name=obj.df_value_type, value=mt.field_value(obj.contents, obj.df_name)),
         value_type=obj.df_value_type,
         field_object=object_proto(obj),
     )
