@@ -26,6 +26,7 @@ import grpclib.client
 import grpclib.exceptions
 import pysui.sui.sui_grpc.pgrpc_requests as rq
 import pysui.sui.sui_grpc.suimsgs.sui.rpc.v2 as pb
+import trio
 from grpclib.const import Status as GRPCStatus
 from pysui import GrpcProtocolClient, PysuiConfiguration
 from pysui.sui.sui_common.config import confgroup
@@ -186,7 +187,8 @@ class WalrusChain:
             client, self._client = self._client, None
             await self.bridge.run(client.close())
         if self._own_bridge:
-            self.bridge.close()
+            # Joining the thread blocks: do it off the trio loop.
+            await trio.to_thread.run_sync(self.bridge.close)
 
     # -- plumbing (runs on the asyncio thread) ----------------------------------------------
 
