@@ -39,6 +39,11 @@ def g1_uncompress(compressed: bytes) -> bytes:
     return x.to_bytes(48, "big") + y.to_bytes(48, "big")
 
 
+def g1_compress(public_key: bytes) -> bytes:
+    """Either form -> the 48-byte compressed G1 that verification takes."""
+    return public_key if len(public_key) == 48 else bytes(_fc.bls_g1_compress(public_key))
+
+
 def g1_sum(public_keys: list[bytes]) -> bytes:
     """Compressed sum of G1 keys (either form): the committee's `total_aggregated_key`."""
     if not public_keys:

@@ -156,6 +156,21 @@ class Balances:
 
 
 @dataclass(frozen=True)
+class ChainEvent:
+    """One Move event, located as Sui's EventID does (transaction digest, index)."""
+
+    checkpoint: int
+    tx_digest: str
+    index: int
+    type: str  # full type: `0xpkg::module::Struct`
+    bcs: bytes
+
+    @property
+    def name(self) -> str:
+        return self.type.rsplit("::", 1)[-1]
+
+
+@dataclass(frozen=True)
 class TxResult:
     digest: str
     gas_used: int
@@ -169,13 +184,13 @@ class WalrusChain:
     def __init__(
         self,
         profile: NetworkProfile,
-        key: Keypair,
+        key: Keypair | None,
         bridge: AsyncioThread | None = None,
         gas_budget: int = DEFAULT_GAS_BUDGET,
     ) -> None:
         self.profile = profile
-        self.key = key
-        self.address = key.address
+        self.key = key  # None: read-only (a storage node following the chain)
+        self.address = key.address if key is not None else ""
         self.gas_budget = gas_budget
         self._own_bridge = bridge is None
         self.bridge = bridge or AsyncioThread()
@@ -284,6 +299,38 @@ class WalrusChain:
                 )
             )
         return members
+
+    async def latest_checkpoint(self) -> int:
+        """The sequence number of the newest checkpoint."""
+
+        async def go() -> int:
+            reply = await self._call(rq.GetLatestCheckpoint(field_mask=["sequence_number"]))
+            return int(reply.checkpoint.sequence_number or 0)
+
+        return await self._run(go())  # type: ignore[no-any-return]
+
+    async def checkpoint_events(self, seq: int, package: str) -> list[ChainEvent] | None:
+        """The events that `package`'s modules emitted in checkpoint `seq` (None: not yet).
+
+        Only events of the given package count: anyone can publish a module with a struct
+        named `BlobRegistered`, so a follower must filter by the Walrus type package."""
+
+        async def go() -> list[ChainEvent] | None:
+            try:
+                reply = await self._call(rq.GetCheckpointBySequence(sequence_number=seq))
+            except errors.ObjectNotFound:
+                return None
+            out: list[ChainEvent] = []
+            for tx in reply.checkpoint.transactions:
+                for index, event in enumerate(tx.events.events if tx.events else []):
+                    type_ = event.event_type or ""
+                    if _norm(type_.split("::", 1)[0]) != _norm(package):
+                        continue
+                    bcs = bytes(event.contents.value or b"") if event.contents else b""
+                    out.append(ChainEvent(seq, tx.digest or "", index, type_, bcs))
+            return out
+
+        return await self._run(go())  # type: ignore[no-any-return]
 
     async def balances(self) -> Balances:
         return await self._run(self._balances())  # type: ignore[no-any-return]
@@ -407,6 +454,8 @@ class WalrusChain:
         wal_needed: int | None,
         info: SystemInfo,
     ) -> TxResult:
+        if self.key is None:
+            raise errors.WalletError("this chain client is read-only: it has no wallet key")
         gas_coins = await self._coins("0x2::sui::SUI")
         gas = next((c for c in gas_coins if int(c.balance or 0) >= self.gas_budget), None)
         if gas is None:

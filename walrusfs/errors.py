@@ -21,6 +21,8 @@ class ExitCode(IntEnum):
     INPUT = 3
     #: The input violates the Walrus protocol (blob too large, malformed blob ID).
     INVALID_DATA = 4
+    #: A service is unreachable or failed: the chain endpoint, storage nodes, the devnet.
+    SERVICE = 5
 
 
 class UserError(Exception):
@@ -44,3 +46,7 @@ class InputError(UserError):
 
 class InvalidDataError(UserError):
     exit_code = ExitCode.INVALID_DATA
+
+
+class ServiceError(UserError):
+    exit_code = ExitCode.SERVICE

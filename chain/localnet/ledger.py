@@ -210,6 +210,14 @@ class Ledger:
     def checkpoint(self) -> int:
         return int(self.meta("next_seq") or "1") - 1
 
+    def transaction_at(self, seq: int) -> tuple[str, bytes] | None:
+        """(digest, response) of the transaction executed `seq`-th: checkpoint `seq`."""
+        with self.lock:
+            row = self._db.execute(
+                "SELECT digest, response FROM transactions WHERE seq = ?", (seq,)
+            ).fetchone()
+        return None if row is None else (str(row[0]), bytes(row[1]))
+
     def _meta_locked(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])

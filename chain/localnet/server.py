@@ -3,9 +3,11 @@
 Methods served (what pysui's `GrpcProtocolClient` sends for the Walrus flows):
 
     LedgerService      GetServiceInfo GetEpoch GetObject BatchGetObjects GetTransaction
+                       GetCheckpoint (one transaction per checkpoint, with its events)
     StateService       ListOwnedObjects ListDynamicFields GetBalance ListBalances
     MovePackageService GetFunction (signatures of the functions the stand-in implements)
     TransactionExecutionService  ExecuteTransaction SimulateTransaction (BCS, dry run)
+    walrusfs.devnet.v1.AdminService  AdvanceEpoch (devnet only: fault drills past expiry)
 
 A rejected transaction (bad signature, stale object version, someone else's object, too
 little gas) is answered with gRPC status INVALID_ARGUMENT and its reason, as a Sui full node
@@ -38,6 +40,8 @@ from chain.localnet.node import Localnet, dynamic_field_proto, object_proto
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
+#: The devnet admin method (request and reply are GetEpoch messages; see `advance_epoch`).
+ADVANCE_EPOCH_PATH = "/walrusfs.devnet.v1.AdminService/AdvanceEpoch"
 
 
 class SuiServices:
@@ -58,6 +62,8 @@ class SuiServices:
              pb.BatchGetObjectsRequest, pb.BatchGetObjectsResponse),
             ("LedgerService", "GetTransaction", self.get_transaction,
              pb.GetTransactionRequest, pb.GetTransactionResponse),
+            ("LedgerService", "GetCheckpoint", self.get_checkpoint,
+             pb.GetCheckpointRequest, pb.GetCheckpointResponse),
             ("StateService", "ListOwnedObjects", self.list_owned_objects,
              pb.ListOwnedObjectsRequest, pb.ListOwnedObjectsResponse),
             ("StateService", "ListDynamicFields", self.list_dynamic_fields,
@@ -73,12 +79,16 @@ class SuiServices:
             ("MovePackageService", "GetFunction", self.get_function,
              pb.GetFunctionRequest, pb.GetFunctionResponse),
         ]  # fmt: skip
-        return {
+        mapping = {
             f"/sui.rpc.v2.{service}/{method}": grpclib.const.Handler(
                 self._wrap(handler), unary, req, resp
             )
             for service, method, handler, req, resp in routes
         }
+        mapping[ADVANCE_EPOCH_PATH] = grpclib.const.Handler(
+            self._wrap(self.advance_epoch), unary, pb.GetEpochRequest, pb.GetEpochResponse
+        )
+        return mapping
 
     def _wrap(self, handler: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[None]]:
         async def run(stream: Any) -> None:
@@ -152,6 +162,37 @@ class SuiServices:
                 grpclib.const.Status.NOT_FOUND, f"transaction {request.digest} not found"
             )
         return pb.GetTransactionResponse(transaction=pb.ExecutedTransaction.parse(raw))
+
+    async def get_checkpoint(self, request: pb.GetCheckpointRequest) -> pb.GetCheckpointResponse:
+        """Checkpoint `seq` holds exactly the `seq`-th executed transaction (with its events);
+        checkpoint 0 is genesis (empty); without a sequence number, the latest. Storage nodes follow the chain through these."""
+        seq = request.sequence_number
+        if seq is None:
+            seq = self.net.ledger.checkpoint()
+        if seq == 0:  # genesis: the state was written directly, no transactions
+            return pb.GetCheckpointResponse(
+                checkpoint=pb.Checkpoint(sequence_number=0, digest="genesis", transactions=[])
+            )
+        found = self.net.ledger.transaction_at(seq)
+        if found is None:
+            raise GRPCError(grpclib.const.Status.NOT_FOUND, f"checkpoint {seq} not found")
+        digest, raw = found
+        executed = pb.ExecutedTransaction.parse(raw)
+        executed.checkpoint = seq
+        return pb.GetCheckpointResponse(
+            checkpoint=pb.Checkpoint(sequence_number=seq, digest=digest, transactions=[executed])
+        )
+
+    async def advance_epoch(self, request: pb.GetEpochRequest) -> pb.GetEpochResponse:
+        """Devnet admin (not a Sui method): start the next epoch `request.epoch` times now.
+
+        Reuses the GetEpoch messages so no new protobuf schema is needed; the launcher's
+        `walrusfs devnet epoch advance` is its only caller."""
+        count = request.epoch if request.epoch is not None else 1
+        if not 1 <= count <= 1000:
+            raise ValueError(f"advance by 1..1000 epochs, not {count}")
+        self.net.advance_epoch(count)
+        return await self.get_epoch(pb.GetEpochRequest())
 
     # -- state --------------------------------------------------------------------------------
 

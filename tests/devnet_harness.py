@@ -1,0 +1,180 @@
+"""A devnet of real processes for tests, and the raw storage-node protocol spoken with httpx.
+
+The flow functions here are deliberately the bare protocol (walrus-protocol.md sections 9-10):
+register on chain, PUT metadata then slivers to the node holding each shard, GET confirmations,
+aggregate, certify. The product's client (walrusfs.store) is tested separately.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+import codec
+from chain import move_types as mt
+from chain.bls import aggregate, aggregate_verify, g1_compress
+from chain.client import CommitteeMember, SystemInfo, WalrusChain
+from walrusfs.devnet.launcher import Devnet, DevnetSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+N_SHARDS = 10  # 4 nodes hold shards [0,1] [2,3,4] [5,6] [7,8,9]; quorum 7, k_p 4
+
+
+def walrusfs(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, WALRUSFS_HOME=str(home), PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-m", "walrusfs.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"walrusfs {' '.join(args)} -> {proc.returncode}\n{proc.stderr}")
+    return proc
+
+
+@dataclass
+class RunningDevnet:
+    home: Path
+    devnet: Devnet
+    spec: DevnetSpec
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return walrusfs(self.home, *args, check=check)
+
+    async def chain(self) -> WalrusChain:
+        return WalrusChain(self.spec.profile(), self.devnet.wallet().active)
+
+
+@dataclass
+class Node:
+    index: int  # committee member index (bit of the signers bitmap)
+    member: CommitteeMember
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.member.network_address}"
+
+    @property
+    def port(self) -> int:
+        return int(self.member.network_address.rsplit(":", 1)[1])
+
+    def devnet_index(self, dn: RunningDevnet) -> int:
+        """The `node-<i>` this member is (for `walrusfs devnet node ... I`)."""
+        return dn.spec.node_ports.index(self.port)
+
+
+def start_devnet(home: Path, *extra: str) -> Iterator[RunningDevnet]:
+    walrusfs(home, "devnet", "up", "--n-shards", str(N_SHARDS), *extra)
+    devnet = Devnet(home / "data")
+    try:
+        yield RunningDevnet(home, devnet, devnet.spec())
+    finally:
+        devnet.down()
+
+
+async def nodes(chain: WalrusChain) -> tuple[SystemInfo, list[Node]]:
+    """The committee with each node's member index (order of `SystemInfo.committee_keys`)."""
+    info = await chain.system_info()
+    by_key = {m.public_key: i for i, m in enumerate(info.committee_keys)}
+    members = await chain.committee()
+    return info, sorted((Node(by_key[m.public_key], m) for m in members), key=lambda n: n.index)
+
+
+def node_of_shard(all_nodes: list[Node], shard: int) -> Node:
+    return next(n for n in all_nodes if shard in n.member.shards)
+
+
+async def register(
+    chain: WalrusChain, enc: codec.EncodedBlob, epochs: int = 2, deletable: bool = False
+) -> mt.Blob:
+    blob, _, _ = await chain.register_blob(
+        enc.blob_id.to_u256(),
+        int.from_bytes(enc.root_hash, "little"),
+        enc.unencoded_length,
+        epochs,
+        deletable=deletable,
+    )
+    return blob
+
+
+async def upload(
+    client: httpx.AsyncClient, all_nodes: list[Node], enc: codec.EncodedBlob, skip: set[int]
+) -> None:
+    """PUT metadata and both slivers of each pair to the node holding its shard."""
+    for node in all_nodes:
+        if node.index in skip:
+            continue
+        rsp = await client.put(
+            f"{node.url}/v1/blobs/{enc.blob_id}/metadata", content=enc.metadata_bcs
+        )
+        assert rsp.status_code in (200, 201), rsp.text
+        for shard in node.member.shards:
+            pair = enc.pair_for_shard(shard)
+            for sliver in (pair.primary, pair.secondary):
+                rsp = await client.put(
+                    f"{node.url}/v1/blobs/{enc.blob_id}/slivers/{pair.pair_index}/{sliver.axis}",
+                    content=sliver.bcs,
+                )
+                assert rsp.status_code in (200, 201), rsp.text
+
+
+async def confirmations(
+    client: httpx.AsyncClient,
+    all_nodes: list[Node],
+    blob_id: codec.BlobId,
+    object_id: str | None = None,
+) -> dict[int, tuple[bytes, bytes]]:
+    """member index -> (message, signature) from every node that answers, each verified."""
+    out = {}
+    for node in all_nodes:
+        path = "permanent" if object_id is None else f"deletable/{object_id}"
+        try:
+            rsp = await client.get(f"{node.url}/v1/blobs/{blob_id}/confirmation/{path}")
+        except httpx.TransportError:
+            continue
+        if rsp.status_code != 200:
+            continue
+        signed = rsp.json()["success"]["data"]["signed"]
+        message = base64.b64decode(signed["serializedMessage"])
+        signature = base64.b64decode(signed["signature"])
+        pubkey = g1_compress(node.member.public_key)
+        assert aggregate_verify(signature, [pubkey], message), f"bad signature from {node.index}"
+        out[node.index] = (message, signature)
+    return out
+
+
+def certificate(
+    info: SystemInfo, confirmed: dict[int, tuple[bytes, bytes]]
+) -> tuple[bytes, bytes, bytes] | None:
+    """(aggregate signature, bitmap, message) if the signers' shards reach 3w >= 2n+1."""
+    weight = sum(info.committee_keys[i].weight for i in confirmed)
+    if 3 * weight < 2 * info.n_shards + 1:
+        return None
+    messages = {m for m, _ in confirmed.values()}
+    assert len(messages) == 1, "nodes signed different messages"
+    bitmap = bytearray((len(info.committee_keys) + 7) // 8)
+    for i in confirmed:
+        bitmap[i // 8] |= 1 << (i % 8)
+    return aggregate([s for _, s in confirmed.values()]), bytes(bitmap), messages.pop()
+
+
+async def get_sliver(
+    client: httpx.AsyncClient, node: Node, blob_id: codec.BlobId, pair: int, axis: str
+) -> httpx.Response:
+    return await client.get(f"{node.url}/v1/blobs/{blob_id}/slivers/{pair}/{axis}")
+
+
+def error_reason(rsp: httpx.Response) -> str:
+    body: dict[str, Any] = rsp.json()
+    return str(body["error"]["details"][0]["reason"])

@@ -1,0 +1,207 @@
+"""The storage-node REST conventions: Walrus status JSON, BCS bodies, bounded request bodies.
+
+Success bodies are `{"success":{"code":<http>,"data":<T>}}`; errors are Google-style statuses
+exactly as walrus-storage-node-client parses them:
+
+    {"error": {"code": 400, "status": "FAILED_PRECONDITION",
+               "message": "the blob has not been registered or has already expired",
+               "details": [{"@type": "ErrorInfo", "reason": "NOT_REGISTERED",
+                            "domain": "storage.walrus.space", "metadata": {}}]}}
+
+`status` and `code` always correspond as in Walrus's `status_codes!` table (for example
+FAILED_PRECONDITION and INVALID_ARGUMENT are both 400). One addition: an oversized body is
+answered 413 (what the real node's HTTP layer answers) with status SIZE_EXCEEDED and reason
+PAYLOAD_TOO_LARGE, so that the body is still a Walrus status.
+
+This is a plain ASGI application (no framework): the node has twelve routes, and owning the
+body reading is what lets it refuse an oversized upload before reading it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+STORAGE_DOMAIN = "storage.walrus.space"
+GLOBAL_DOMAIN = "global"
+
+#: Walrus StatusCode -> HTTP code (crates/walrus-storage-node-client/src/api/errors.rs).
+STATUS_HTTP = {
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "NOT_FOUND": 404,
+    "PERMISSION_DENIED": 403,
+    "SIZE_EXCEEDED": 413,
+    "UNAVAILABLE_FOR_LEGAL_REASONS": 451,
+    "INTERNAL": 500,
+    "DEADLINE_EXCEEDED": 504,
+    "UNAVAILABLE": 503,
+}
+
+
+class ApiError(Exception):
+    """A request the node refuses; becomes a Walrus error status."""
+
+    def __init__(
+        self, status: str, reason: str, message: str, domain: str = STORAGE_DOMAIN
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.domain = domain
+
+    @property
+    def http_code(self) -> int:
+        return STATUS_HTTP[self.status]
+
+    def body(self) -> bytes:
+        return json.dumps(
+            {
+                "error": {
+                    "code": self.http_code,
+                    "status": self.status,
+                    "message": self.message,
+                    "details": [
+                        {
+                            "@type": "ErrorInfo",
+                            "reason": self.reason,
+                            "domain": self.domain,
+                            "metadata": {},
+                        }
+                    ],
+                }
+            }
+        ).encode()
+
+
+def not_registered() -> ApiError:
+    return ApiError(
+        "FAILED_PRECONDITION",
+        "NOT_REGISTERED",
+        "the blob has not been registered or has already expired",
+    )
+
+
+def unavailable() -> ApiError:
+    return ApiError(
+        "UNAVAILABLE", "UNAVAILABLE", "the service is currently unavailable", GLOBAL_DOMAIN
+    )
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+
+def success(code: int, data: Any) -> Response:
+    return Response(code, json.dumps({"success": {"code": code, "data": data}}).encode())
+
+
+def binary(data: bytes) -> Response:
+    return Response(200, data, "application/octet-stream")
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    params: dict[str, str]
+    receive: Callable[[], Awaitable[dict[str, Any]]]
+    content_length: int | None
+    _body: bytes | None = field(default=None, repr=False)
+
+    def flag(self, name: str) -> bool:
+        return (self.query.get(name) or ["false"])[-1].lower() == "true"
+
+    async def body(self, limit: int) -> bytes:
+        """The whole body, refused with SIZE_EXCEEDED as soon as it is known to pass `limit`."""
+        if self._body is not None:
+            return self._body
+        if self.content_length is not None and self.content_length > limit:
+            raise _too_large(self.content_length, limit)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise ApiError("INVALID_ARGUMENT", "DISCONNECTED", "client went away")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(size, limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        self._body = b"".join(chunks)
+        return self._body
+
+
+def _too_large(size: int, limit: int) -> ApiError:
+    return ApiError(
+        "SIZE_EXCEEDED",
+        "PAYLOAD_TOO_LARGE",
+        f"the request body ({size} bytes or more) exceeds this endpoint's limit of {limit} bytes",
+    )
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Router:
+    """(method, path pattern) -> handler. Patterns use {name} for one path segment."""
+
+    def __init__(self) -> None:
+        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+
+    def add(self, method: str, pattern: str, handler: Handler) -> None:
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern)
+        self._routes.append((method, re.compile(f"^{regex}$"), handler))
+
+    def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+        allowed = False
+        for route_method, regex, handler in self._routes:
+            found = regex.match(path)
+            if found is None:
+                continue
+            if route_method == method:
+                return handler, found.groupdict()
+            allowed = True
+        if allowed:
+            raise ApiError("INVALID_ARGUMENT", "METHOD_NOT_ALLOWED", f"{method} not allowed")
+        raise ApiError("NOT_FOUND", "NOT_FOUND", f"no such endpoint: {path}", GLOBAL_DOMAIN)
+
+
+async def send_response(send: Callable[[dict[str, Any]], Awaitable[None]], rsp: Response) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": rsp.status,
+            "headers": [
+                (b"content-type", rsp.content_type.encode()),
+                (b"content-length", str(len(rsp.body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": rsp.body})
+
+
+def make_request(
+    scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]]
+) -> Request:
+    length: int | None = None
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                length = None
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    return Request(scope["method"], scope["path"], query, {}, receive, length)

@@ -1,0 +1,673 @@
+"""A Walrus storage node: the storage-node REST API over a `NodeStore`, following the chain.
+
+What it enforces, in the order a request meets it (each refusal is a Walrus error status,
+see `walrusfs.devnet.http`):
+
+    body size      metadata: exactly one BlobMetadata for n shards; sliver: the largest
+                   primary sliver + 128 B (as the real node)             -> 413 PAYLOAD_TOO_LARGE
+    sliver index   < n_shards                                            -> INDEX_OUT_OF_RANGE
+    shard          the pair's shard (rotation by blob ID) is this node's -> SHARD_NOT_ASSIGNED
+    registration   a valid Blob object for the blob ID exists on chain   -> NOT_REGISTERED
+    metadata       recomputes the blob ID                                -> INVALID_METADATA
+    sliver         metadata stored first; index matches the URL; the
+                   sliver's Merkle root matches the metadata             -> METADATA_NOT_FOUND,
+                                                                            SLIVER_INDEX_MISMATCH,
+                                                                            INVALID_SLIVER
+    confirmation   registered (for `deletable/{object}`: that object);
+                   both slivers of every pair this node's shards hold    -> MISSING_SLIVERS
+
+Registration is known from the Walrus package's events (`BlobRegistered`, `BlobCertified`,
+`BlobDeleted`), read checkpoint by checkpoint into the node's index, and from the System
+object's epoch. An upload for a blob the index does not know makes the node catch up with the
+chain first (one catch-up at a time, shared by all waiting requests), so a client that has
+just registered is never refused because the node lagged. When a blob's last registration is
+deleted or expires, its directory is removed.
+
+Confirmations are signed with the node's BLS key (min_pk, basic scheme) over the exact message
+`certify_blob` verifies: BCS `Confirmation` = intent [1, 0, 3] || epoch u32 LE || blob ID ||
+blob type (0 permanent | 1 || object ID).
+
+Test switches, read from `faults.json` in the node directory whenever it changes (the
+launcher's `walrusfs devnet node corrupt|slow|refuse|heal` writes it):
+`{"corrupt": true}` flips bytes in every sliver served (the BCS stays well-formed, the Merkle
+root does not match); `{"delay_ms": N}` answers every request N ms late; `{"refuse": true}`
+answers every request 503 UNAVAILABLE.
+
+Concurrency: one trio loop per node process. Disk writes, fsyncs and sliver verification run
+in worker threads (`trio.to_thread`); the index is SQLite behind a lock. The loop only routes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pysui_fastcrypto as fc
+import trio
+from cachetools import LRUCache
+
+import codec
+from chain.bls import BlsKeypair
+from chain.client import ChainEvent, NetworkProfile, WalrusChain, devnet_profile
+from chain.errors import ChainError, ChainUnavailable
+from codec.bcs import Reader, uleb128
+from codec.blob_id import BlobId
+from codec.params import EncodingParams
+from codec.sliver import Axis, Sliver
+from walrusfs.devnet import http
+from walrusfs.devnet.http import ApiError, Request, Response
+from walrusfs.devnet.storage import CorruptRecord, NodeStore, Registration
+
+log = logging.getLogger("walrusfs.devnet.node")
+
+NODE_CONFIG = "node.json"
+BLS_KEY_FILE = "bls.key"
+FAULTS_FILE = "faults.json"
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """`node.json`: written by the launcher at genesis, read by the node process."""
+
+    name: str
+    host: str
+    port: int
+    chain: dict[str, Any]  # devnet_profile(**chain)
+    fsync: bool = True
+    poll_interval: float = 0.25
+
+    @classmethod
+    def load(cls, directory: Path) -> NodeConfig:
+        raw = json.loads((directory / NODE_CONFIG).read_text(encoding="utf-8"))
+        return cls(**raw)
+
+    def save(self, directory: Path) -> None:
+        text = json.dumps(self.__dict__, indent=2) + "\n"
+        (directory / NODE_CONFIG).write_text(text, encoding="utf-8")
+
+    def profile(self) -> NetworkProfile:
+        return devnet_profile(**self.chain)
+
+
+def load_bls_key(directory: Path) -> BlsKeypair:
+    seed = bytes.fromhex((directory / BLS_KEY_FILE).read_text(encoding="ascii").strip())
+    return BlsKeypair.from_seed(seed)
+
+
+def write_bls_key(directory: Path, seed: bytes) -> None:
+    path = directory / BLS_KEY_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(seed.hex() + "\n")
+
+
+@dataclass
+class Faults:
+    corrupt: bool = False
+    delay_ms: int = 0
+    refuse: bool = False
+
+
+class FaultSwitch:
+    """`faults.json`, re-read when its modification time changes (one stat per request)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: float | None = None
+        self.current = Faults()
+
+    def get(self) -> Faults:
+        try:
+            stamp = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            self._stamp, self.current = None, Faults()
+            return self.current
+        if stamp != self._stamp:
+            try:
+                raw = json.loads(self.path.read_text(encoding="utf-8"))
+                self.current = Faults(
+                    bool(raw.get("corrupt", False)),
+                    int(raw.get("delay_ms", 0)),
+                    bool(raw.get("refuse", False)),
+                )
+            except (ValueError, OSError, AttributeError) as exc:
+                log.warning("ignoring unreadable %s: %s", self.path, exc)
+                self.current = Faults()
+            self._stamp = stamp
+        return self.current
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _parse_blob_id(text: str) -> BlobId:
+    try:
+        return BlobId.parse(text)
+    except codec.MalformedBlobId as exc:
+        raise ApiError("INVALID_ARGUMENT", "INVALID_BLOB_ID", str(exc)) from None
+
+
+def _parse_axis(text: str) -> Axis:
+    try:
+        return Axis(text)
+    except ValueError:
+        raise ApiError(
+            "INVALID_ARGUMENT", "INVALID_SLIVER_TYPE", f"sliver type {text!r}: primary|secondary"
+        ) from None
+
+
+def _event_id(reg: Registration) -> dict[str, Any]:
+    return {"txDigest": reg.event_tx, "eventSeq": str(reg.event_ix)}
+
+
+class StorageNode:
+    def __init__(
+        self, directory: Path, config: NodeConfig, key: BlsKeypair, chain: WalrusChain
+    ) -> None:
+        self.directory = directory
+        self.config = config
+        self.key = key
+        self.chain = chain
+        self.store = NodeStore(directory, fsync=config.fsync)
+        self.faults = FaultSwitch(directory / FAULTS_FILE)
+        self.started = time.monotonic()
+        self.epoch = self.store.meta("epoch")
+        self.n_shards = 0
+        self.params: EncodingParams | None = None
+        self.shards: frozenset[int] = frozenset()
+        self.type_package = ""
+        self._epoch_checked = 0.0
+        self._sync_done: trio.Event | None = None
+        self._verified: LRUCache[bytes, codec.VerifiedMetadata] = LRUCache(maxsize=64)
+        self.router = http.Router()
+        r = self.router.add
+        r("GET", "/v1/health", self.health)
+        r("PUT", "/v1/blobs/{blob_id}/metadata", self.put_metadata)
+        r("GET", "/v1/blobs/{blob_id}/metadata", self.get_metadata)
+        r("GET", "/v1/blobs/{blob_id}/metadata/status", self.metadata_status)
+        r("PUT", "/v1/blobs/{blob_id}/slivers/{pair}/{axis}", self.put_sliver)
+        r("GET", "/v1/blobs/{blob_id}/slivers/{pair}/{axis}", self.get_sliver)
+        r("GET", "/v1/blobs/{blob_id}/slivers/{pair}/{axis}/status", self.sliver_status)
+        r("GET", "/v1/blobs/{blob_id}/confirmation/permanent", self.confirm_permanent)
+        r("GET", "/v1/blobs/{blob_id}/confirmation/deletable/{object_id}", self.confirm_deletable)
+        r("GET", "/v1/blobs/{blob_id}/status", self.blob_status)
+
+    # -- chain ------------------------------------------------------------------------------
+
+    async def refresh_committee(self) -> None:
+        """Epoch, shard count and this node's shards, from System and Staking."""
+        info = await self.chain.system_info()
+        members = await self.chain.committee()
+        mine = [m for m in members if m.public_key == self.key.public_key_uncompressed]
+        self.type_package = info.type_package
+        if self.n_shards != info.n_shards:
+            self.n_shards = info.n_shards
+            self.params = EncodingParams(info.n_shards)
+        self.shards = frozenset(mine[0].shards) if mine else frozenset()
+        if not mine:
+            log.warning("%s is not in the committee of epoch %d", self.config.name, info.epoch)
+        await self._set_epoch(info.epoch)
+
+    async def _set_epoch(self, epoch: int) -> None:
+        self._epoch_checked = time.monotonic()
+        if epoch != self.epoch or self.store.meta("epoch", -1) != epoch:
+            log.info("epoch %d", epoch)
+            self.epoch = epoch
+            await trio.to_thread.run_sync(self.store.set_epoch, epoch)
+            await self.collect_garbage()
+
+    async def sync(self) -> None:
+        """Catch up with the chain: the epoch, then every new checkpoint's Walrus events.
+
+        Concurrent callers share one catch-up: a burst of uploads for a new blob costs one."""
+        if self._sync_done is not None:
+            await self._sync_done.wait()
+            return
+        self._sync_done = done = trio.Event()
+        try:
+            info = await self.chain.system_info()
+            if info.epoch != self.epoch:
+                await self.refresh_committee()
+            else:
+                self._epoch_checked = time.monotonic()
+            deleted = False
+            cursor = self.store.meta("cursor")
+            latest = await self.chain.latest_checkpoint()
+            while cursor < latest:
+                events = await self.chain.checkpoint_events(cursor + 1, self.type_package)
+                if events is None:
+                    break
+                cursor += 1
+                deleted |= await self._apply(cursor, events)
+            if deleted:
+                await self.collect_garbage()
+        finally:
+            self._sync_done = None
+            done.set()
+
+    async def _apply(self, cursor: int, events: list[ChainEvent]) -> bool:
+        registered: list[Registration] = []
+        certified: list[tuple[str, int, int, str, int]] = []
+        deleted: list[str] = []
+        from chain import move_types as mt  # local: only the follower decodes events
+
+        for ev in events:
+            if ev.name == "BlobRegistered":
+                r = mt.BlobRegistered.from_bcs(ev.bcs)
+                blob = BlobId.from_u256(r.blob_id)
+                registered.append(
+                    Registration(
+                        r.object_id, blob.raw, r.deletable, r.size, r.epoch, r.end_epoch,
+                        None, ev.tx_digest, ev.index,
+                    )
+                )  # fmt: skip
+            elif ev.name == "BlobCertified":
+                c = mt.BlobCertified.from_bcs(ev.bcs)
+                certified.append((c.object_id, c.end_epoch, c.epoch, ev.tx_digest, ev.index))
+            elif ev.name == "BlobDeleted":
+                d = mt.BlobDeleted.from_bcs(ev.bcs)
+                deleted.append(d.object_id)
+        await trio.to_thread.run_sync(
+            self.store.apply_events, cursor, registered, certified, deleted
+        )
+        return bool(deleted)
+
+    async def collect_garbage(self) -> None:
+        """Remove every stored blob without a valid registration (deleted or expired)."""
+
+        def run() -> list[BlobId]:
+            live = self.store.live_blob_ids(self.epoch)
+            gone = [b for b in self.store.stored_blobs() if b.raw not in live]
+            for blob in gone:
+                self.store.remove_blob(blob)
+                self._verified.pop(blob.raw, None)
+            return gone
+
+        for blob in await trio.to_thread.run_sync(run):
+            log.info("removed blob %s: deleted or expired", blob)
+
+    async def follow(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Poll the chain forever; a chain outage is logged and retried, never fatal."""
+        started = False
+        while True:
+            try:
+                if self.params is None or not started:
+                    await self.refresh_committee()
+                await self.sync()
+                if not started:
+                    started = True
+                    task_status.started()
+            except (ChainUnavailable, ChainError) as exc:
+                log.warning("following the chain: %s", exc)
+                await trio.sleep(1.0)
+            await trio.sleep(self.config.poll_interval)
+
+    async def _registrations(self, blob: BlobId) -> list[Registration]:
+        """Valid registrations; an unknown blob triggers one catch-up with the chain."""
+        regs = self.store.registrations(blob, self.epoch)
+        if not regs:
+            await self.sync()
+            regs = self.store.registrations(blob, self.epoch)
+        return regs
+
+    async def _current_epoch(self) -> int:
+        """The epoch to sign for: re-read from the chain if the last look is not fresh."""
+        if time.monotonic() - self._epoch_checked > self.config.poll_interval:
+            info = await self.chain.system_info()
+            if info.epoch != self.epoch:
+                await self.refresh_committee()
+            self._epoch_checked = time.monotonic()
+        return self.epoch
+
+    # -- limits and checks ------------------------------------------------------------------
+
+    def _params(self) -> EncodingParams:
+        if self.params is None:
+            raise http.unavailable()
+        return self.params
+
+    def _metadata_limit(self) -> int:
+        n = self._params().n_shards
+        return 10 + len(uleb128(n)) + 66 * n
+
+    def _sliver_limit(self) -> int:
+        params = self._params()
+        largest = params.primary_sliver_len(params.max_blob_size)
+        return largest + len(uleb128(largest)) + 4 + 128
+
+    def _pair(self, text: str) -> int:
+        n = self._params().n_shards
+        try:
+            pair = int(text)
+        except ValueError:
+            raise ApiError("INVALID_ARGUMENT", "INVALID_INDEX", f"{text!r} is no index") from None
+        if not 0 <= pair < n:
+            raise ApiError(
+                "INVALID_ARGUMENT", "INDEX_OUT_OF_RANGE", f"requires 0 <= index ({pair}) < {n}"
+            )
+        return pair
+
+    def _check_shard(self, blob: BlobId, pair: int) -> None:
+        shard = self._params().shard_for_pair(blob.raw, pair)
+        if shard not in self.shards:
+            raise ApiError(
+                "FAILED_PRECONDITION",
+                "SHARD_NOT_ASSIGNED",
+                f"shard {shard} is not assigned to this node in epoch {self.epoch}",
+            )
+
+    async def _verified_metadata(self, blob: BlobId) -> codec.VerifiedMetadata | None:
+        cached = self._verified.get(blob.raw)
+        if cached is not None:
+            return cached
+        raw = await self._read(self.store.get_metadata, blob)
+        if raw is None:
+            return None
+        meta = await trio.to_thread.run_sync(
+            codec.verify_metadata, blob, raw, self._params().n_shards
+        )
+        self._verified[blob.raw] = meta
+        return meta
+
+    async def _read(self, fn: Any, *args: Any) -> Any:
+        try:
+            return await trio.to_thread.run_sync(fn, *args)
+        except CorruptRecord as exc:
+            log.error("%s", exc)
+            return None
+
+    # -- handlers ---------------------------------------------------------------------------
+
+    async def health(self, _: Request) -> Response:
+        usage = await trio.to_thread.run_sync(self.store.disk_usage)
+        return http.success(
+            200,
+            {
+                "uptime": {"secs": int(time.monotonic() - self.started), "nanos": 0},
+                "epoch": self.epoch,
+                "publicKey": _b64(self.key.public_key),
+                "nodeStatus": "Active" if self.shards else "Standby",
+                "eventProgress": {"persisted": self.store.meta("cursor"), "pending": 0},
+                "shardSummary": {"owned": len(self.shards)},
+                "nShards": self.n_shards,
+                "diskUsage": usage,
+            },
+        )
+
+    async def put_metadata(self, req: Request) -> Response:
+        blob = _parse_blob_id(req.params["blob_id"])
+        body = await req.body(self._metadata_limit())
+        if not await self._registrations(blob):
+            raise http.not_registered()
+        if self.store.has_metadata(blob):
+            return http.success(200, "metadata already stored")
+        try:
+            meta = await trio.to_thread.run_sync(
+                codec.verify_metadata, blob, body, self._params().n_shards
+            )
+        except codec.CodecError as exc:
+            raise ApiError(
+                "INVALID_ARGUMENT",
+                "INVALID_METADATA",
+                f"the provided metadata failed to verify: {exc}",
+            ) from None
+        await trio.to_thread.run_sync(self.store.put_metadata, blob, meta.metadata.to_bcs())
+        self._verified[blob.raw] = meta
+        return http.success(201, "metadata successfully stored")
+
+    async def get_metadata(self, req: Request) -> Response:
+        blob = _parse_blob_id(req.params["blob_id"])
+        raw = await self._read(self.store.get_metadata, blob)
+        if raw is None:
+            raise ApiError(
+                "NOT_FOUND", "METADATA_NOT_FOUND", "the requested metadata is unavailable"
+            )
+        return http.binary(blob.raw + raw)
+
+    async def metadata_status(self, req: Request) -> Response:
+        blob = _parse_blob_id(req.params["blob_id"])
+        return http.success(200, "stored" if self.store.has_metadata(blob) else "nonexistent")
+
+    async def put_sliver(self, req: Request) -> Response:
+        blob = _parse_blob_id(req.params["blob_id"])
+        pair = self._pair(req.params["pair"])
+        axis = _parse_axis(req.params["axis"])
+        self._check_shard(blob, pair)
+        body = await req.body(self._sliver_limit())
+        if not await self._registrations(blob):
+            raise http.not_registered()
+        meta = await self._verified_metadata(blob)
+        if meta is None:
+            raise ApiError(
+                "FAILED_PRECONDITION", "METADATA_NOT_FOUND", "blob metadata is required but missing"
+            )
+        try:
+            sliver = Sliver(body, axis)
+        except codec.CodecError as exc:
+            raise ApiError("INVALID_ARGUMENT", "INVALID_SLIVER", f"malformed sliver: {exc}") from None
+        params = self._params()
+        expected = pair if axis is Axis.PRIMARY else params.secondary_index(pair)
+        if sliver.index != expected:
+            raise ApiError(
+                "INVALID_ARGUMENT",
+                "SLIVER_INDEX_MISMATCH",
+                f"sliver index {sliver.index} is inconsistent with sliver pair index {pair}",
+            )
+        if self.store.has_sliver(blob, pair, axis):
+            return http.success(200, "sliver already stored")
+        try:
+            await trio.to_thread.run_sync(codec.verify_sliver, sliver, meta)
+        except codec.CodecError as exc:
+            raise ApiError(
+                "INVALID_ARGUMENT", "INVALID_SLIVER", f"the provided sliver is invalid: {exc}"
+            ) from None
+        await trio.to_thread.run_sync(self.store.put_sliver, blob, pair, axis, body)
+        return http.success(201, "sliver successfully stored")
+
+    async def get_sliver(self, req: Request) -> Response:
+        blob = _parse_blob_id(req.params["blob_id"])
+        pair = self._pair(req.params["pair"])
+        axis = _parse_axis(req.params["axis"])
+        self._check_shard(blob, pair)
+        raw = await self._read(self.store.get_sliver, blob, pair, axis)
+        if raw is None:
+            raise ApiError("NOT_FOUND", "SLIVER_NOT_FOUND", "the requested sliver is unavailable")
+        if self.faults.get().corrupt:
+            raw = _corrupt(raw)
+        return http.binary(raw)
+
+    async def sliver_status(self, req: Request) -> Response:
+        blob = _parse_blob_id(req.params["blob_id"])
+        pair = self._pair(req.params["pair"])
+        axis = _parse_axis(req.params["axis"])
+        self._check_shard(blob, pair)
+        stored = self.store.has_sliver(blob, pair, axis)
+        return http.success(200, "stored" if stored else "nonexistent")
+
+    async def _confirm(self, blob: BlobId, object_id: str | None) -> Response:
+        regs = await self._registrations(blob)
+        if object_id is None:
+            ok = any(not r.deletable for r in regs)
+        else:
+            ok = any(r.deletable and _same_id(r.object_id, object_id) for r in regs)
+        if not ok:
+            raise http.not_registered()
+        params = self._params()
+        pairs = [params.pair_for_shard(blob.raw, s) for s in sorted(self.shards)]
+        missing = await trio.to_thread.run_sync(self.store.missing_pairs, blob, pairs)
+        if missing or not self.store.has_metadata(blob):
+            raise ApiError(
+                "FAILED_PRECONDITION",
+                "MISSING_SLIVERS",
+                f"the required slivers are not all stored ({len(missing)} of {len(pairs)} "
+                "pairs missing)",
+            )
+        epoch = await self._current_epoch()
+        if object_id is None:
+            message = bytes(fc.bls_confirmation_bytes(epoch, blob.raw))
+        else:
+            oid = bytes.fromhex(object_id.removeprefix("0x").rjust(64, "0"))
+            message = bytes(fc.bls_confirmation_bytes(epoch, blob.raw, oid))
+        signature = self.key.sign(message)
+        return http.success(
+            200, {"signed": {"serializedMessage": _b64(message), "signature": _b64(signature)}}
+        )
+
+    async def confirm_permanent(self, req: Request) -> Response:
+        return await self._confirm(_parse_blob_id(req.params["blob_id"]), None)
+
+    async def confirm_deletable(self, req: Request) -> Response:
+        object_id = req.params["object_id"]
+        try:
+            int(object_id.removeprefix("0x"), 16)
+        except ValueError:
+            raise ApiError(
+                "INVALID_ARGUMENT", "INVALID_OBJECT_ID", f"{object_id!r} is no object ID"
+            ) from None
+        return await self._confirm(_parse_blob_id(req.params["blob_id"]), object_id)
+
+    async def blob_status(self, req: Request) -> Response:
+        blob = _parse_blob_id(req.params["blob_id"])
+        regs = await self._registrations(blob)
+        if not regs:
+            return http.success(200, "nonexistent")
+        deletable = [r for r in regs if r.deletable]
+        counts = {
+            "count_deletable_total": len(deletable),
+            "count_deletable_certified": sum(r.certified_epoch is not None for r in deletable),
+        }
+        certified_epochs = [r.certified_epoch for r in regs if r.certified_epoch is not None]
+        initial = min(certified_epochs) if certified_epochs else None
+        permanent = [r for r in regs if not r.deletable]
+        if permanent:
+            best = max(permanent, key=lambda r: (r.certified_epoch is not None, r.end_epoch))
+            status: dict[str, Any] = {
+                "permanent": {
+                    "endEpoch": best.end_epoch,
+                    "isCertified": best.certified_epoch is not None,
+                    "statusEvent": _event_id(best),
+                    "deletableCounts": counts,
+                    "initialCertifiedEpoch": initial,
+                }
+            }
+        else:
+            status = {"deletable": {"initialCertifiedEpoch": initial, "deletableCounts": counts}}
+        return http.success(200, status)
+
+    # -- ASGI -------------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        req = http.make_request(scope, receive)
+        faults = self.faults.get()
+        try:
+            if faults.delay_ms:
+                await trio.sleep(faults.delay_ms / 1000)
+            if faults.refuse:
+                raise http.unavailable()
+            handler, req.params = self.router.match(req.method, req.path)
+            rsp = await handler(req)
+        except ApiError as exc:
+            rsp = Response(exc.http_code, exc.body())
+        except (ChainUnavailable, ChainError) as exc:
+            log.warning("%s %s: chain: %s", req.method, req.path, exc)
+            rsp = Response(503, http.unavailable().body())
+        except Exception:
+            log.exception("%s %s failed", req.method, req.path)
+            err = ApiError("INTERNAL", "INTERNAL", "internal error", http.GLOBAL_DOMAIN)
+            rsp = Response(500, err.body())
+        await http.send_response(send, rsp)
+
+
+def quiet_pysui() -> None:
+    """pysui logs every RPC at INFO and every NOT_FOUND with a traceback at ERROR; a node
+    polling the chain would fill its log. Our own errors are logged where they are handled."""
+    logging.getLogger("pgrpc_client").setLevel(logging.CRITICAL)
+
+
+def _same_id(a: str, b: str) -> bool:
+    return a.removeprefix("0x").rjust(64, "0").lower() == b.removeprefix("0x").rjust(64, "0").lower()
+
+
+def _corrupt(sliver_bcs: bytes) -> bytes:
+    """Flip the first data byte of every symbol-sized stretch: same shape, wrong content."""
+    reader = Reader(sliver_bcs)
+    length = reader.uleb128()
+    start = reader.pos
+    out = bytearray(sliver_bcs)
+    step = max(1, math.isqrt(max(length, 1)))
+    for i in range(start, start + length, step):
+        out[i] ^= 0xFF
+    return bytes(out)
+
+
+async def serve(directory: Path, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Run the node in `directory` until cancelled or SIGTERM/SIGINT."""
+    from hypercorn.config import Config
+    from hypercorn.trio import serve as hypercorn_serve
+
+    config = NodeConfig.load(directory)
+    key = load_bls_key(directory)
+    chain = WalrusChain(config.profile(), None)
+    node = StorageNode(directory, config, key, chain)
+    hc = Config()
+    hc.bind = [f"{config.host}:{config.port}"]
+    hc.accesslog = None
+    hc.errorlog = log
+    hc.keep_alive_timeout = 30
+    hc.h2_max_concurrent_streams = 256
+    hc.graceful_timeout = 2
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.follow)
+            await nursery.start(hypercorn_serve, node, hc)  # type: ignore[arg-type]
+            log.info(
+                "%s serving on http://%s:%d, shards %s",
+                config.name,
+                config.host,
+                config.port,
+                sorted(node.shards),
+            )
+            task_status.started(node)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    log.info("signal %d: stopping", signum)
+                    nursery.cancel_scope.cancel()
+                    break
+    finally:
+        node.store.close()
+        await chain.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="walrusfs devnet storage node")
+    parser.add_argument("directory", type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    quiet_pysui()
+    trio.run(serve, args.directory)
+
+
+if __name__ == "__main__":
+    main()

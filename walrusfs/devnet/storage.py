@@ -1,0 +1,302 @@
+"""A storage node's disk: checksummed sliver and metadata files, and its view of the chain.
+
+Layout under the node directory (`walrusfs devnet status` prints it):
+
+    blobs/<blob id>/metadata            BlobMetadata, inner BCS (as PUT), in a record
+    blobs/<blob id>/<pair>.primary      SliverData BCS of the primary sliver of pair <pair>
+    blobs/<blob id>/<pair>.secondary    SliverData BCS of the secondary sliver of pair <pair>
+    node.db                             SQLite: registrations and the follower cursor (`SCHEMA`)
+
+A record is the file's whole content:
+
+    width   field
+    4       magic     b"WSN1"
+    32      checksum  BLAKE2b-256 of the payload
+    rest    payload
+
+Writes go to a temporary file in the same directory, are fsynced and renamed over the target:
+after a kill -9 or a power cut a file is the old record or the new one, never a torn one, and
+temporary leftovers are removed at start. A record whose checksum fails (bit rot, a truncated
+copy) is treated as absent and removed, so the node never serves bytes it did not verify when
+they arrived; the client recovers from the other nodes.
+
+Deletion removes the blob's directory. Nothing else on the node holds sliver bytes: the index
+keeps only blob IDs, object IDs and epochs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from codec.blob_id import BlobId
+from codec.sliver import Axis
+
+MAGIC = b"WSN1"
+_HEADER = len(MAGIC) + 32
+_TMP_PREFIX = ".tmp-"
+
+SCHEMA = """
+-- One row per registered, not deleted Blob object (permanent or deletable), from the events of
+-- the Walrus package. A blob ID is stored while any of its rows has end_epoch > current epoch.
+--   object_id         0x-hex ID of the Sui Blob object (BlobRegistered.object_id)
+--   blob_id           32 raw bytes
+--   deletable         0/1
+--   size              unencoded length the blob was registered with
+--   registered_epoch  epoch of BlobRegistered
+--   end_epoch         first epoch the blob is no longer stored (raised by extensions)
+--   certified_epoch   epoch of the first BlobCertified; NULL: not certified
+--   event_tx/event_ix EventID of the latest status-changing event (registration/certification)
+CREATE TABLE IF NOT EXISTS registrations (
+    object_id TEXT PRIMARY KEY,
+    blob_id BLOB NOT NULL,
+    deletable INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    registered_epoch INTEGER NOT NULL,
+    end_epoch INTEGER NOT NULL,
+    certified_epoch INTEGER,
+    event_tx TEXT NOT NULL,
+    event_ix INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS registrations_by_blob ON registrations (blob_id);
+-- key/value: `cursor` = last checkpoint whose events are applied (0: none);
+--            `epoch` = the Walrus epoch the node last saw.
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Registration:
+    object_id: str
+    blob_id: bytes
+    deletable: bool
+    size: int
+    registered_epoch: int
+    end_epoch: int
+    certified_epoch: int | None
+    event_tx: str
+    event_ix: int
+
+
+def _record(payload: bytes) -> bytes:
+    return MAGIC + hashlib.blake2b(payload, digest_size=32).digest() + payload
+
+
+class CorruptRecord(OSError):
+    """A file failed its checksum: it is treated as missing."""
+
+
+class NodeStore:
+    """Files and index of one node. Thread-safe: the node calls it from worker threads."""
+
+    def __init__(self, root: Path, fsync: bool = True) -> None:
+        self.root = root
+        self.blobs = root / "blobs"
+        self.fsync = fsync
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(
+            str(root / "node.db"), check_same_thread=False, isolation_level=None
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+        self._remove_leftovers()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- files ------------------------------------------------------------------------------
+
+    def _remove_leftovers(self) -> None:
+        for directory in self.blobs.iterdir():
+            if not directory.is_dir():
+                continue
+            for tmp in directory.glob(_TMP_PREFIX + "*"):
+                tmp.unlink(missing_ok=True)
+
+    def _dir(self, blob_id: BlobId) -> Path:
+        return self.blobs / str(blob_id)
+
+    @staticmethod
+    def _sliver_name(pair: int, axis: Axis) -> str:
+        return f"{pair}.{axis.value}"
+
+    def _write(self, path: Path, payload: bytes) -> None:
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.parent / f"{_TMP_PREFIX}{path.name}.{os.getpid()}.{threading.get_ident()}"
+        with open(tmp, "wb") as fh:
+            fh.write(_record(payload))
+            if self.fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        if self.fsync:
+            fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _read(self, path: Path) -> bytes | None:
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        payload = raw[_HEADER:]
+        if (
+            raw[: len(MAGIC)] != MAGIC
+            or hashlib.blake2b(payload, digest_size=32).digest() != raw[len(MAGIC) : _HEADER]
+        ):
+            path.unlink(missing_ok=True)
+            raise CorruptRecord(f"{path}: checksum mismatch; removed")
+        return payload
+
+    def put_metadata(self, blob_id: BlobId, metadata_bcs: bytes) -> None:
+        self._write(self._dir(blob_id) / "metadata", metadata_bcs)
+
+    def get_metadata(self, blob_id: BlobId) -> bytes | None:
+        return self._read(self._dir(blob_id) / "metadata")
+
+    def has_metadata(self, blob_id: BlobId) -> bool:
+        return (self._dir(blob_id) / "metadata").exists()
+
+    def put_sliver(self, blob_id: BlobId, pair: int, axis: Axis, sliver_bcs: bytes) -> None:
+        self._write(self._dir(blob_id) / self._sliver_name(pair, axis), sliver_bcs)
+
+    def get_sliver(self, blob_id: BlobId, pair: int, axis: Axis) -> bytes | None:
+        return self._read(self._dir(blob_id) / self._sliver_name(pair, axis))
+
+    def has_sliver(self, blob_id: BlobId, pair: int, axis: Axis) -> bool:
+        return (self._dir(blob_id) / self._sliver_name(pair, axis)).exists()
+
+    def missing_pairs(self, blob_id: BlobId, pairs: list[int]) -> list[int]:
+        """The pairs of `pairs` not holding both slivers (one directory listing)."""
+        try:
+            names = set(os.listdir(self._dir(blob_id)))
+        except FileNotFoundError:
+            return list(pairs)
+        return [
+            p
+            for p in pairs
+            if self._sliver_name(p, Axis.PRIMARY) not in names
+            or self._sliver_name(p, Axis.SECONDARY) not in names
+        ]
+
+    def stored_blobs(self) -> list[BlobId]:
+        out = []
+        for directory in self.blobs.iterdir():
+            with contextlib.suppress(ValueError):
+                out.append(BlobId.parse(directory.name))
+        return out
+
+    def remove_blob(self, blob_id: BlobId) -> bool:
+        path = self._dir(blob_id)
+        if not path.exists():
+            return False
+        shutil.rmtree(path)
+        return True
+
+    def disk_usage(self) -> int:
+        total = 0
+        for dirpath, _, files in os.walk(self.root):
+            for name in files:
+                with contextlib.suppress(FileNotFoundError):
+                    total += os.stat(os.path.join(dirpath, name)).st_size
+        return total
+
+    # -- index ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def meta(self, key: str, default: int = 0) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else int(row[0])
+
+    def apply_events(
+        self,
+        cursor: int,
+        registered: list[Registration],
+        certified: list[tuple[str, int, int, str, int]],
+        deleted: list[str],
+    ) -> None:
+        """Apply one checkpoint's events and advance the cursor, atomically.
+
+        `certified` rows are (object_id, end_epoch, epoch, event_tx, event_ix); an extension
+        is a certification that only raises end_epoch."""
+        with self._tx() as db:
+            for r in registered:
+                db.execute(
+                    "INSERT OR REPLACE INTO registrations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        r.object_id,
+                        r.blob_id,
+                        int(r.deletable),
+                        r.size,
+                        r.registered_epoch,
+                        r.end_epoch,
+                        r.certified_epoch,
+                        r.event_tx,
+                        r.event_ix,
+                    ),
+                )
+            for object_id, end_epoch, epoch, tx, ix in certified:
+                db.execute(
+                    "UPDATE registrations SET end_epoch = ?, "
+                    "certified_epoch = COALESCE(certified_epoch, ?), event_tx = ?, event_ix = ? "
+                    "WHERE object_id = ?",
+                    (end_epoch, epoch, tx, ix, object_id),
+                )
+            for object_id in deleted:
+                db.execute("DELETE FROM registrations WHERE object_id = ?", (object_id,))
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('cursor', ?)", (str(cursor),)
+            )
+
+    def set_epoch(self, epoch: int) -> None:
+        """Record the epoch and forget registrations that have expired."""
+        with self._tx() as db:
+            db.execute("DELETE FROM registrations WHERE end_epoch <= ?", (epoch,))
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?)", (str(epoch),)
+            )
+
+    def registrations(self, blob_id: BlobId, epoch: int) -> list[Registration]:
+        """The blob's registrations still valid in `epoch`."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM registrations WHERE blob_id = ? AND end_epoch > ?",
+                (blob_id.raw, epoch),
+            ).fetchall()
+        return [
+            Registration(r[0], bytes(r[1]), bool(r[2]), r[3], r[4], r[5], r[6], r[7], r[8])
+            for r in rows
+        ]
+
+    def live_blob_ids(self, epoch: int) -> set[bytes]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT blob_id FROM registrations WHERE end_epoch > ?", (epoch,)
+            ).fetchall()
+        return {bytes(r[0]) for r in rows}
