@@ -75,9 +75,9 @@ class Node:
 
 
 def start_devnet(home: Path, *extra: str) -> Iterator[RunningDevnet]:
-    walrusfs(home, "devnet", "up", "--n-shards", str(N_SHARDS), *extra)
     devnet = Devnet(home / "data")
     try:
+        walrusfs(home, "devnet", "up", "--n-shards", str(N_SHARDS), *extra)
         yield RunningDevnet(home, devnet, devnet.spec())
     finally:
         devnet.down()

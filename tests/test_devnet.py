@@ -30,6 +30,7 @@ from tests.devnet_harness import (
     register,
     start_devnet,
     upload,
+    walrusfs,
 )
 
 pytestmark = [pytest.mark.trio, pytest.mark.timeout(180)]
@@ -84,9 +85,7 @@ async def _store(
     info, all_nodes = await nodes(chain)
     blob = await register(chain, enc, epochs, deletable)
     await upload(client, all_nodes, enc, skip or set())
-    confirmed = await confirmations(
-        client, all_nodes, enc.blob_id, blob.id if deletable else None
-    )
+    confirmed = await confirmations(client, all_nodes, enc.blob_id, blob.id if deletable else None)
     cert = certificate(info, confirmed)
     assert cert is not None, f"no quorum from members {sorted(confirmed)}"
     await chain.certify_blob(blob.id, *cert)
@@ -168,12 +167,12 @@ async def test_committee_on_chain_matches_nodes(dn: RunningDevnet, chain: Walrus
 
 
 async def test_nodes_listen_on_loopback_only(dn: RunningDevnet) -> None:
-    listening = set()
+    listening: set[tuple[str, int]] = set()
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         local, state = line.split()[1], line.split()[3]
         if state == "0A":  # LISTEN
-            addr, port = local.split(":")
-            listening.add((addr, int(port, 16)))
+            addr, hex_port = local.split(":")
+            listening.add((addr, int(hex_port, 16)))
     for port in [dn.spec.sui_port, *dn.spec.node_ports]:
         assert ("0100007F", port) in listening, port
         assert ("00000000", port) not in listening, port
@@ -183,8 +182,6 @@ async def test_bad_cli_input_has_stable_exit_codes(dn: RunningDevnet, tmp_path: 
     assert dn.cli("devnet", "node", "stop", "9", check=False).returncode == 2
     assert dn.cli("devnet", "up", "--epoch-duration", "soon", check=False).returncode == 2
     empty = tmp_path / "empty-home"
-    from tests.devnet_harness import walrusfs
-
     proc = walrusfs(empty, "devnet", "status", check=False)
     assert proc.returncode == 5 and "walrusfs devnet up" in proc.stderr
 
@@ -224,7 +221,7 @@ async def test_one_node_stopped_still_certifies(
     down = node_of_shard(all_nodes, 2)  # 3 shards down: 7 of 10 remain, 3*7 >= 21
     dn.cli("devnet", "node", "stop", str(down.devnet_index(dn)))
     data = _data(50_000, 2)
-    enc, blob_id = await _store(chain, client, data, skip={down.index})
+    _, blob_id = await _store(chain, client, data, skip={down.index})
     blob = await chain.blob(blob_id)
     assert blob.certified_epoch == 0
 
@@ -438,9 +435,7 @@ async def test_corrupt_file_on_disk_is_never_served(
     assert not path.exists()
     assert "checksum mismatch" in dn.devnet.log_tail(f"node-{idx}", 50)
     # The blob still reads from the others, and re-uploading the sliver repairs the node.
-    assert await _read_primary(
-        client, [n for n in all_nodes if n is not node], enc
-    ) == data
+    assert await _read_primary(client, [n for n in all_nodes if n is not node], enc) == data
     rsp = await client.put(
         f"{node.url}/v1/blobs/{enc.blob_id}/slivers/{pair}/primary",
         content=enc.pair(pair).primary.bcs,

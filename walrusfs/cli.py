@@ -168,7 +168,8 @@ def cmd_devnet_node(args: argparse.Namespace) -> int:
     i = args.index
     if args.action == "stop":
         done = devnet.node_stop(i, kill=args.kill)
-        print(f"node-{i} {'killed' if args.kill else 'stopped'}" if done else f"node-{i} was not running")
+        verb = "killed" if args.kill else "stopped"
+        print(f"node-{i} {verb}" if done else f"node-{i} was not running")
     elif args.action == "start":
         print(f"node-{i} running, pid {devnet.node_start(i)}")
     elif args.action == "corrupt":

@@ -165,7 +165,8 @@ class SuiServices:
 
     async def get_checkpoint(self, request: pb.GetCheckpointRequest) -> pb.GetCheckpointResponse:
         """Checkpoint `seq` holds exactly the `seq`-th executed transaction (with its events);
-        checkpoint 0 is genesis (empty); without a sequence number, the latest. Storage nodes follow the chain through these."""
+        checkpoint 0 is genesis (empty); without a sequence number, the latest. Storage nodes
+        follow the chain through these."""
         seq = request.sequence_number
         if seq is None:
             seq = self.net.ledger.checkpoint()

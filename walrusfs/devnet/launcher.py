@@ -178,9 +178,7 @@ class Devnet:
             "exchange": dep.exchange_id,
         }
         for i in range(n_nodes):
-            NodeConfig(f"node-{i}", "127.0.0.1", ports[i], chain).save(
-                tmp / "nodes" / f"node-{i}"
-            )
+            NodeConfig(f"node-{i}", "127.0.0.1", ports[i], chain).save(tmp / "nodes" / f"node-{i}")
         # The wallet's keystore path must point at its final place.
         cfg = (tmp / "wallet" / "client.yaml").read_text(encoding="utf-8")
         (tmp / "wallet" / "client.yaml").write_text(
@@ -234,9 +232,7 @@ class Devnet:
         """Start the service unless it runs; the new process, or None if it was running."""
         if self.pid(service) is not None:
             return None
-        log_path = self._pid_file(service).with_name(
-            "sui.log" if service == "sui" else "node.log"
-        )
+        log_path = self._pid_file(service).with_name("sui.log" if service == "sui" else "node.log")
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
@@ -312,10 +308,8 @@ class Devnet:
     def up(
         self, n_nodes: int = 4, n_shards: int = 1000, epoch_duration_ms: int = 86_400_000
     ) -> DevnetSpec:
-        if self.exists:
-            spec = self.spec()
-        else:
-            spec = self.genesis(n_nodes, n_shards, epoch_duration_ms)
+        exists = self.exists
+        spec = self.spec() if exists else self.genesis(n_nodes, n_shards, epoch_duration_ms)
         deadline = time.monotonic() + START_TIMEOUT
         proc = self._start("sui", spec)
         self._wait_ready("sui", spec.sui_port, deadline, proc)
@@ -378,7 +372,9 @@ class Devnet:
 
     def chain_epoch(self, spec: DevnetSpec) -> int | None:
         try:
-            reply = self._chain_call(spec, "/sui.rpc.v2.LedgerService/GetEpoch", pb.GetEpochRequest())
+            reply = self._chain_call(
+                spec, "/sui.rpc.v2.LedgerService/GetEpoch", pb.GetEpochRequest()
+            )
         except ServiceError:
             return None
         return int(reply.epoch.epoch or 0)
@@ -420,7 +416,12 @@ class Devnet:
         sui_pid = self.pid("sui")
         services = [
             ServiceStatus(
-                "sui", sui_pid, spec.sui_port, sui_pid is not None, False, {"log": str(self.log_path("sui"))}
+                "sui",
+                sui_pid,
+                spec.sui_port,
+                sui_pid is not None,
+                False,
+                {"log": str(self.log_path("sui"))},
             )
         ]
         epoch = self.chain_epoch(spec) if sui_pid is not None else None
@@ -442,7 +443,9 @@ class Devnet:
                 detail["epoch"] = health.get("epoch")
                 detail["checkpoint"] = health.get("eventProgress", {}).get("persisted")
             services.append(
-                ServiceStatus(name, pid, spec.node_ports[i], pid is not None, health is not None, detail)
+                ServiceStatus(
+                    name, pid, spec.node_ports[i], pid is not None, health is not None, detail
+                )
             )
         return {
             "home": str(self.root),

@@ -54,8 +54,11 @@ from typing import Any
 import pysui_fastcrypto as fc
 import trio
 from cachetools import LRUCache
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
 
 import codec
+from chain import move_types as mt
 from chain.bls import BlsKeypair
 from chain.client import ChainEvent, NetworkProfile, WalrusChain, devnet_profile
 from chain.errors import ChainError, ChainUnavailable
@@ -259,8 +262,6 @@ class StorageNode:
         registered: list[Registration] = []
         certified: list[tuple[str, int, int, str, int]] = []
         deleted: list[str] = []
-        from chain import move_types as mt  # local: only the follower decodes events
-
         for ev in events:
             if ev.name == "BlobRegistered":
                 r = mt.BlobRegistered.from_bcs(ev.bcs)
@@ -300,6 +301,12 @@ class StorageNode:
         """Poll the chain forever; a chain outage is logged and retried, never fatal."""
         started = False
         while True:
+            if not (self.directory / NODE_CONFIG).exists():
+                # The devnet was destroyed under us (or a test's temp dir removed): an orphan
+                # must not keep a port and poll a chain forever.
+                log.error("%s vanished: exiting", self.directory / NODE_CONFIG)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
             try:
                 if self.params is None or not started:
                     await self.refresh_committee()
@@ -454,7 +461,9 @@ class StorageNode:
         try:
             sliver = Sliver(body, axis)
         except codec.CodecError as exc:
-            raise ApiError("INVALID_ARGUMENT", "INVALID_SLIVER", f"malformed sliver: {exc}") from None
+            raise ApiError(
+                "INVALID_ARGUMENT", "INVALID_SLIVER", f"malformed sliver: {exc}"
+            ) from None
         params = self._params()
         expected = pair if axis is Axis.PRIMARY else params.secondary_index(pair)
         if sliver.index != expected:
@@ -605,7 +614,9 @@ def quiet_pysui() -> None:
 
 
 def _same_id(a: str, b: str) -> bool:
-    return a.removeprefix("0x").rjust(64, "0").lower() == b.removeprefix("0x").rjust(64, "0").lower()
+    return (
+        a.removeprefix("0x").rjust(64, "0").lower() == b.removeprefix("0x").rjust(64, "0").lower()
+    )
 
 
 def _corrupt(sliver_bcs: bytes) -> bytes:
@@ -622,9 +633,6 @@ def _corrupt(sliver_bcs: bytes) -> bytes:
 
 async def serve(directory: Path, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Run the node in `directory` until cancelled or SIGTERM/SIGINT."""
-    from hypercorn.config import Config
-    from hypercorn.trio import serve as hypercorn_serve
-
     config = NodeConfig.load(directory)
     key = load_bls_key(directory)
     chain = WalrusChain(config.profile(), None)
@@ -635,11 +643,14 @@ async def serve(directory: Path, task_status: Any = trio.TASK_STATUS_IGNORED) ->
     hc.errorlog = log
     hc.keep_alive_timeout = 30
     hc.h2_max_concurrent_streams = 256
+    # Hypercorn's default closes a connection after 1000 requests (an HTTP/2 GOAWAY mid-upload
+    # at n_shards=1000); a storage node serves thousands of slivers per connection.
+    hc.keep_alive_max_requests = 1 << 30
     hc.graceful_timeout = 2
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(node.follow)
-            await nursery.start(hypercorn_serve, node, hc)  # type: ignore[arg-type]
+            await nursery.start(hypercorn_serve, node, hc)
             log.info(
                 "%s serving on http://%s:%d, shards %s",
                 config.name,

@@ -8,13 +8,25 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
+import threading
+import time
 from pathlib import Path
 
 from chain.localnet.node import Localnet
 from chain.localnet.server import LocalnetServer
 
 log = logging.getLogger("walrusfs.devnet.sui")
+
+
+def _watch(ledger: Path) -> None:
+    """Stop when the ledger is deleted (devnet destroyed, a test's temp dir removed), so an
+    orphaned stand-in does not hold its port forever."""
+    while ledger.exists():
+        time.sleep(1.0)
+    log.error("%s vanished: exiting", ledger)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    threading.Thread(target=_watch, args=(args.ledger,), name="ledger-watch", daemon=True).start()
     net = Localnet.open(args.ledger)
     server = LocalnetServer(net, "127.0.0.1", args.port)
     try:
