@@ -34,7 +34,8 @@ venv: $(STAMP)
 # The main job. Until the mount lands (issue "The mount"), this prints what the codec does for
 # the README itself: its Walrus blob ID, sizes and storage cost units at 1000 shards.
 run: setup
-	$(BIN)/walrusfs blob-id README.md --json
+	$(BIN)/walrusfs devnet up
+	$(BIN)/walrusfs devnet status
 
 test: setup
 	$(BIN)/python -m pytest -q
