@@ -336,19 +336,27 @@ class WalrusChain:
         return await self._run(self._balances())  # type: ignore[no-any-return]
 
     async def _balances(self) -> Balances:
-        sui = await self._call(rq.GetAddressCoinBalance(owner=self.address))
+        sui = await self._call(rq.GetAddressCoinBalance(owner=self._owner()))
         wal = await self._call(
             rq.GetAddressCoinBalance(owner=self.address, coin_type=self.profile.wal_type)
         )
         return Balances(int(sui.balance.balance or 0), int(wal.balance.balance or 0))
 
+    def _owner(self) -> str:
+        if self.key is None:
+            raise errors.WalletError(
+                "this chain client is read-only: it has no wallet key, so it owns nothing"
+            )
+        return self.address
+
     async def _owned(self, type_: str) -> list[pb.Object]:
+        owner = self._owner()
         out: list[pb.Object] = []
         token: bytes | None = None
         while True:
             page = await self._call(
                 rq.GetObjectsOwnedByAddress(
-                    owner=self.address, object_type=type_, page_token=token, field_mask=["*"]
+                    owner=owner, object_type=type_, page_token=token, field_mask=["*"]
                 )
             )
             out.extend(page.objects)

@@ -672,3 +672,36 @@ async def test_pysui_high_level_transaction_runs_on_the_stand_in(
         assert (await chain.balances()).wal == before + 7_000
     finally:
         await chain.close()
+
+
+async def test_checkpoints_carry_walrus_events_for_followers(
+    chain: WalrusChain, testnet: LocalTestnet
+) -> None:
+    """Storage nodes follow the chain by checkpoint: genesis is 0 and empty, each transaction
+    is one checkpoint, and only the Walrus package's events count."""
+    assert await chain.latest_checkpoint() == 0
+    assert await chain.checkpoint_events(0, "0x2") == []
+    assert await chain.checkpoint_events(1, "0x2") is None
+    info = await chain.system_info()
+    enc = _encode(b"followed")
+    blob = await _register(chain, enc, deletable=False)
+    seq = await chain.latest_checkpoint()
+    assert seq >= 1
+    events = await chain.checkpoint_events(seq, info.type_package)
+    assert events is not None
+    registered = [e for e in events if e.name == "BlobRegistered"]
+    assert len(registered) == 1 and registered[0].tx_digest
+    ev = mt.BlobRegistered.from_bcs(registered[0].bcs)
+    assert ev.object_id == blob.id and ev.blob_id == enc.blob_id.to_u256()
+    assert await chain.checkpoint_events(seq, "0x2") == []  # another package's events: none
+    assert await chain.checkpoint_events(seq + 1, info.type_package) is None
+
+
+async def test_read_only_client_refuses_to_sign(testnet: LocalTestnet) -> None:
+    reader = WalrusChain(testnet.profile, None)
+    try:
+        assert (await reader.system_info()).n_shards == 10
+        with pytest.raises(errors.WalletError, match="read-only"):
+            await reader.register_blob(1, 1, 1, 1)
+    finally:
+        await reader.close()
