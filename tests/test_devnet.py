@@ -247,7 +247,11 @@ async def test_restarted_node_keeps_its_slivers(
     node = node_of_shard(all_nodes, 2)
     idx = node.devnet_index(dn)
     dn.cli("devnet", "node", "stop", str(idx), "--kill")
+    # What a kill -9 in the middle of a write leaves: a temporary file, never a torn record.
+    torn = _blob_dir(dn, idx, enc.blob_id) / ".tmp-0.primary.1.2"
+    torn.write_bytes(b"WSN1" + b"\0" * 100)
     dn.cli("devnet", "node", "start", str(idx))
+    assert not torn.exists()
     for shard in node.member.shards:
         pair = enc.pair_for_shard(shard)
         for sliver in (pair.primary, pair.secondary):
