@@ -1,0 +1,549 @@
+"""Store bytes as a certified Walrus blob and read them back: what `walrus store`/`read` do.
+
+Write: encode in a worker thread -> reuse an owned certified blob with the same ID (extend it
+if it ends too early) or register (reusing or reserving Storage, attributes in the same
+transaction; WAL and SUI are checked before anything is signed or uploaded) -> per node, PUT
+the metadata and then both slivers of each of its shards, `upload_concurrency` requests in
+flight overall -> as each node finishes, GET its confirmation and verify it (signature against
+the node's key, message equal to the expected one) -> once the signers' shards reach
+3w >= 2n+1, give the other nodes a short grace period (so the blob lands on as many nodes as
+possible), aggregate, certify.
+
+Read: metadata from the cache or the first node whose copy verifies against the blob ID ->
+byte ranges from just the systematic primary slivers (rows) that hold them; a whole blob from
+the k_p systematic rows if they all arrive (no decoding), otherwise from any k_p verified
+primary slivers, decoded. Nodes are tried fastest first (a moving average of their answer
+times); a node that serves a sliver failing verification is dropped for the rest of that read
+and named in the log. Every sliver fetched is verified before use and cached on disk; a cache
+hit makes no request.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+import pysui_fastcrypto as fc
+import trio
+
+import codec
+from cache.ranges import RangeCache
+from cache.slivers import SliverCache
+from chain import move_types as mt
+from chain.bls import aggregate, aggregate_verify
+from chain.client import CostEstimate, WalrusChain
+from codec.sliver import Axis, Sliver
+from walrusfs.store.errors import (
+    BlobNotFound,
+    BlobUnavailable,
+    NodeError,
+    NotEnoughConfirmations,
+)
+from walrusfs.store.nodes import Committee, NodeClient, StorageNode
+from walrusfs.store.retry import is_temporary, retry
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]  # (bytes done, bytes total)
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    blob_id: codec.BlobId
+    object_id: str
+    size: int
+    encoded_size: int
+    end_epoch: int
+    deletable: bool
+    cost: int  # FROST paid for storage + write (0 when an existing blob was reused)
+    reused_storage: bool  # an owned Storage resource was used instead of reserve_space
+    already_certified: bool  # an owned certified blob with this ID existed
+    extended_by: int = 0  # epochs added to that existing blob
+    signers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class QuiltResult:
+    quilt: StoreResult
+    patches: dict[str, codec.QuiltPatchId]
+
+
+@dataclass
+class _NodeStats:
+    """Exponential moving average of answer times, to ask fast nodes first."""
+
+    latency: dict[str, float] = field(default_factory=dict)
+
+    def record(self, node: StorageNode, seconds: float) -> None:
+        old = self.latency.get(node.name)
+        self.latency[node.name] = seconds if old is None else 0.7 * old + 0.3 * seconds
+
+    def order(self, nodes: Sequence[StorageNode]) -> list[StorageNode]:
+        return sorted(nodes, key=lambda n: self.latency.get(n.name, 0.0))
+
+
+class WalrusStore:
+    def __init__(
+        self,
+        chain: WalrusChain,
+        *,
+        cache: SliverCache | None = None,
+        ranges: RangeCache | None = None,
+        http: httpx.AsyncClient | None = None,
+        upload_concurrency: int = 32,
+        read_concurrency: int = 32,
+        deadline: float = 60.0,
+        grace: float = 2.0,
+    ) -> None:
+        self.chain = chain
+        self.cache = cache
+        self.ranges = ranges
+        self._own_http = http is None
+        self.http = http or httpx.AsyncClient(
+            http1=False,
+            http2=True,
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+        )
+        self.nodes = NodeClient(self.http)
+        self.upload_limit = trio.CapacityLimiter(upload_concurrency)
+        self.read_limit = trio.CapacityLimiter(read_concurrency)
+        self.deadline = deadline
+        self.grace = grace
+        self.stats = _NodeStats()
+        self._committee: Committee | None = None
+        self._committee_at = 0.0
+
+    async def close(self) -> None:
+        if self._own_http:
+            await self.http.aclose()
+
+    async def committee(self, fresh: bool = False) -> Committee:
+        if fresh or self._committee is None or time.monotonic() - self._committee_at > 60:
+            self._committee = await Committee.load(self.chain)
+            self._committee_at = time.monotonic()
+        return self._committee
+
+    # -- write ------------------------------------------------------------------------------
+
+    async def estimate(self, size: int, epochs: int) -> CostEstimate:
+        return await self.chain.estimate(size, epochs)
+
+    async def store(
+        self,
+        data: bytes,
+        epochs: int,
+        *,
+        deletable: bool = True,
+        attributes: dict[str, str] | None = None,
+        progress: Progress | None = None,
+    ) -> StoreResult:
+        committee = await self.committee(fresh=True)
+        enc = await trio.to_thread.run_sync(codec.encode, data, committee.n_shards)
+        return await self._store_encoded(
+            enc, committee, epochs, deletable=deletable, attributes=attributes, progress=progress
+        )
+
+    async def _store_encoded(
+        self,
+        enc: codec.EncodedBlob,
+        committee: Committee,
+        epochs: int,
+        *,
+        deletable: bool,
+        attributes: dict[str, str] | None,
+        progress: Progress | None,
+    ) -> StoreResult:
+        want_end = committee.epoch + epochs
+        for blob in await self.chain.blobs():
+            if (
+                blob.blob_id == enc.blob_id.to_u256()
+                and blob.certified_epoch is not None
+                and blob.deletable == deletable
+            ):
+                extended = 0
+                paid = 0
+                if blob.storage.end_epoch < want_end:
+                    extended = want_end - blob.storage.end_epoch
+                    paid, _ = await self.chain.extend_blob(blob.id, extended)
+                log.info("%s is already certified as %s; reusing it", enc.blob_id, blob.id)
+                return StoreResult(
+                    enc.blob_id, blob.id, enc.unencoded_length, enc.encoded_size,
+                    max(blob.storage.end_epoch, want_end), deletable, paid, False, True, extended,
+                )  # fmt: skip
+        blob, estimate, _ = await self.chain.register_blob(
+            enc.blob_id.to_u256(),
+            int.from_bytes(enc.root_hash, "little"),
+            enc.unencoded_length,
+            epochs,
+            deletable=deletable,
+            attributes=attributes,
+        )
+        signers = await self._upload_and_certify(enc, committee, blob, progress)
+        return StoreResult(
+            enc.blob_id, blob.id, enc.unencoded_length, enc.encoded_size,
+            blob.storage.end_epoch, deletable, estimate.total, estimate.reuse is not None,
+            False, 0, tuple(signers),
+        )  # fmt: skip
+
+    async def _upload_and_certify(
+        self,
+        enc: codec.EncodedBlob,
+        committee: Committee,
+        blob: mt.Blob,
+        progress: Progress | None,
+    ) -> list[str]:
+        object_id = blob.id if blob.deletable else None
+        expected = _confirmation_message(committee.epoch, enc.blob_id, object_id)
+        total = sum(len(p.primary.bcs) + len(p.secondary.bcs) for p in enc.iter_pairs())
+        done = 0
+        confirmed: dict[int, tuple[StorageNode, bytes]] = {}
+        failures: dict[str, str] = {}
+        quorum_reached = trio.Event()
+
+        def weight() -> int:
+            return sum(n.weight for n, _ in confirmed.values())
+
+        async def sliver(node: StorageNode, pair: codec.SliverPair, s: Sliver) -> None:
+            nonlocal done
+            async with self.upload_limit:
+                await retry(self.deadline)(self.nodes.put_sliver)(
+                    node, enc.blob_id, pair.pair_index, s
+                )
+            done += len(s.bcs)
+            if progress is not None:
+                progress(done, total)
+
+        async def one_node(node: StorageNode) -> None:
+            try:
+                started = time.monotonic()
+                await retry(self.deadline)(self.nodes.put_metadata)(
+                    node, enc.blob_id, enc.metadata_bcs
+                )
+                async with trio.open_nursery() as nursery:
+                    for shard in node.shards:
+                        pair = enc.pair_for_shard(shard)
+                        nursery.start_soon(sliver, node, pair, pair.primary)
+                        nursery.start_soon(sliver, node, pair, pair.secondary)
+                message, signature = await retry(self.deadline)(self.nodes.confirmation)(
+                    node, enc.blob_id, object_id
+                )
+                self.stats.record(node, time.monotonic() - started)
+                if message != expected:
+                    raise NodeError(node.name, 200, "WRONG_MESSAGE", "signed another message")
+                if not aggregate_verify(signature, [node.public_key], message):
+                    raise NodeError(node.name, 200, "BAD_SIGNATURE", "signature does not verify")
+                confirmed[node.index] = (node, signature)
+                if weight() >= committee.quorum:
+                    quorum_reached.set()
+            except Exception as exc:
+                if not (is_temporary(exc) or isinstance(exc, NodeError)):
+                    raise
+                failures[node.name] = str(exc)
+                log.warning("storing %s on %s failed: %s", enc.blob_id, node.name, exc)
+
+        began = trio.current_time()
+        async with trio.open_nursery() as outer:
+
+            async def uploads() -> None:
+                async with trio.open_nursery() as inner:
+                    for node in committee.nodes:
+                        inner.start_soon(one_node, node)
+                outer.cancel_scope.cancel()  # every node answered: stop waiting
+
+            async def cutoff() -> None:
+                # Quorum is enough to certify; stragglers get `grace` seconds, or half as long
+                # again as quorum took, to finish, so the blob lands on as many nodes as
+                # possible without a dead node holding the upload hostage.
+                await quorum_reached.wait()
+                took = trio.current_time() - began
+                await trio.sleep(max(self.grace, 0.5 * took))
+                late = [
+                    n.name
+                    for n in committee.nodes
+                    if n.index not in confirmed and n.name not in failures
+                ]
+                if late:
+                    log.warning(
+                        "certifying %s without %s: quorum reached, stragglers cut off",
+                        enc.blob_id,
+                        ", ".join(late),
+                    )
+                outer.cancel_scope.cancel()
+
+            outer.start_soon(uploads)
+            outer.start_soon(cutoff)
+        if weight() < committee.quorum:
+            raise NotEnoughConfirmations(weight(), committee.quorum, failures)
+        signatures = [sig for _, sig in confirmed.values()]
+        bitmap = bytearray((max(n.index for n in committee.nodes) + 8) // 8)
+        for index in confirmed:
+            bitmap[index // 8] |= 1 << (index % 8)
+        await self.chain.certify_blob(blob.id, aggregate(signatures), bytes(bitmap), expected)
+        return [n.name for n, _ in confirmed.values()]
+
+    async def store_quilt(
+        self,
+        items: Sequence[codec.QuiltItem],
+        epochs: int,
+        *,
+        deletable: bool = True,
+        attributes: dict[str, str] | None = None,
+        progress: Progress | None = None,
+    ) -> QuiltResult:
+        committee = await self.committee(fresh=True)
+        quilt = await trio.to_thread.run_sync(codec.build_quilt, items, committee.n_shards)
+        enc = await trio.to_thread.run_sync(codec.encode, quilt.data, committee.n_shards)
+        result = await self._store_encoded(
+            enc, committee, epochs, deletable=deletable, attributes=attributes, progress=progress
+        )
+        patches = {p.identifier: p.patch_id(enc.blob_id) for p in quilt.patches}
+        return QuiltResult(result, patches)
+
+    # -- read -------------------------------------------------------------------------------
+
+    async def metadata(
+        self, blob_id: codec.BlobId, *, use_cache: bool = True
+    ) -> codec.VerifiedMetadata:
+        cache = self.cache if use_cache else None
+        if cache is not None:
+            raw = await trio.to_thread.run_sync(cache.get, str(blob_id), "metadata")
+            if raw is not None:
+                try:
+                    n = codec.parse_metadata_with_id(raw)[1].n_shards
+                    return await trio.to_thread.run_sync(codec.verify_metadata, blob_id, raw, n)
+                except codec.CodecError as exc:
+                    log.warning("cached metadata of %s is invalid (%s); refetching", blob_id, exc)
+        committee = await self.committee()
+        errors: list[str] = []
+        for node in self.stats.order(committee.nodes):
+            try:
+                raw = await retry(min(self.deadline, 10.0))(self.nodes.get_metadata)(node, blob_id)
+            except (httpx.TransportError, NodeError) as exc:
+                errors.append(f"{node.name}: {exc}")
+                continue
+            if raw is None:
+                errors.append(f"{node.name}: no metadata")
+                continue
+            try:
+                meta = await trio.to_thread.run_sync(
+                    codec.verify_metadata, blob_id, raw, committee.n_shards
+                )
+            except codec.CodecError as exc:
+                log.warning("%s served invalid metadata for %s: %s", node.name, blob_id, exc)
+                errors.append(f"{node.name}: invalid metadata")
+                continue
+            if cache is not None:
+                await trio.to_thread.run_sync(
+                    functools.partial(cache.put, str(blob_id), "metadata", raw, hashed=False)
+                )
+            return meta
+        if all("no metadata" in e for e in errors):
+            raise BlobNotFound(f"no storage node has blob {blob_id}")
+        raise BlobUnavailable(f"no verifiable metadata for {blob_id}: " + "; ".join(errors))
+
+    async def read(
+        self,
+        blob_id: codec.BlobId,
+        offset: int = 0,
+        length: int | None = None,
+        *,
+        use_cache: bool = True,
+    ) -> bytes:
+        """Bytes [offset, offset+length) of the blob (all of it by default)."""
+        cache = self.cache if use_cache else None
+        meta = await self.metadata(blob_id, use_cache=use_cache)
+        size = meta.unencoded_length
+        if offset < 0 or (length is not None and length < 0):
+            raise ValueError(f"invalid range: offset {offset}, length {length}")
+        if length is None:
+            length = size - offset
+        length = max(0, min(length, size - offset))
+        if self.ranges is not None and use_cache:
+            hit = self.ranges.get(blob_id.raw, offset, length)
+            if hit is not None:
+                return hit
+        if offset == 0 and length == size:
+            data = await self._read_all(meta, cache)
+        else:
+            data = await self._read_rows(meta, offset, length, cache)
+        if self.ranges is not None and use_cache:
+            self.ranges.put(blob_id.raw, offset, length, data)
+        return data
+
+    async def read_patch(
+        self, patch_id: codec.QuiltPatchId, *, use_cache: bool = True
+    ) -> codec.PatchContent:
+        """One file of a quilt, from the secondary slivers (columns) of its patch only."""
+        cache = self.cache if use_cache else None
+        meta = await self.metadata(patch_id.quilt_id, use_cache=use_cache)
+        columns = list(range(patch_id.start, patch_id.end))
+        got = await self._fetch(
+            meta, Axis.SECONDARY, columns, need=len(columns), strict=True, cache=cache
+        )
+        if len(got) < len(columns):
+            raise BlobUnavailable(
+                f"patch {patch_id}: {len(columns) - len(got)} of its {len(columns)} columns "
+                "could not be fetched and verified"
+            )
+        return await trio.to_thread.run_sync(codec.read_patch, list(got.values()), meta, patch_id)
+
+    async def _read_rows(
+        self, meta: codec.VerifiedMetadata, offset: int, length: int, cache: SliverCache | None
+    ) -> bytes:
+        rows = codec.rows_for_range(meta.unencoded_length, offset, length, meta.params)
+        if not rows:
+            return b""
+        got = await self._fetch(
+            meta, Axis.PRIMARY, list(rows), need=len(rows), strict=True, cache=cache
+        )
+        if len(got) == len(rows):
+            return await trio.to_thread.run_sync(
+                codec.read_range, list(got.values()), meta, offset, length
+            )
+        log.info("rows %s of %s not all available; decoding the blob", rows, meta.blob_id)
+        whole = await self._read_all(meta, cache)
+        return whole[offset : offset + length]
+
+    async def _read_all(self, meta: codec.VerifiedMetadata, cache: SliverCache | None) -> bytes:
+        k = meta.params.k_p
+        n = meta.params.n_shards
+        if meta.unencoded_length == 0:
+            return b""
+        # Systematic rows first: if all arrive, the blob is assembled without decoding.
+        got = await self._fetch(
+            meta, Axis.PRIMARY, list(range(k)), need=k, strict=False, cache=cache
+        )
+        if len(got) < k:
+            others = list(range(k, n))
+            more = await self._fetch(
+                meta, Axis.PRIMARY, others, need=k - len(got), strict=False, cache=cache
+            )
+            got.update(more)
+        if len(got) < k:
+            raise BlobUnavailable(
+                f"{meta.blob_id}: only {len(got)} of the {k} primary slivers needed could be "
+                "fetched and verified"
+            )
+        return await trio.to_thread.run_sync(codec.decode, list(got.values()), meta)
+
+    async def _fetch(
+        self,
+        meta: codec.VerifiedMetadata,
+        axis: Axis,
+        indices: list[int],
+        *,
+        need: int,
+        strict: bool,
+        cache: SliverCache | None,
+    ) -> dict[int, codec.VerifiedSliver]:
+        """Verified slivers of `indices` (sliver indices of `axis`), from cache or nodes, until
+        `need` are in hand. `strict`: all of `indices` are wanted (a range); otherwise any."""
+        blob_id = meta.blob_id
+        params = meta.params
+        got: dict[int, codec.VerifiedSliver] = {}
+        prefix = "p" if axis is Axis.PRIMARY else "s"
+        missing: list[int] = []
+        for i in indices:
+            raw = None
+            if cache is not None:
+                raw = await trio.to_thread.run_sync(cache.get, str(blob_id), f"{prefix}{i}")
+            if raw is not None:
+                # Trusted by the hash recorded when it was verified.
+                got[i] = codec.VerifiedSliver(Sliver(raw, axis), blob_id.raw)
+                if len(got) >= need and not strict:
+                    return got
+            else:
+                missing.append(i)
+        if not missing:
+            return got
+        committee = await self.committee()
+        bad: set[str] = set()
+        order = {n.name: r for r, n in enumerate(self.stats.order(committee.nodes))}
+
+        def holder(i: int) -> StorageNode:
+            pair = i if axis is Axis.PRIMARY else params.pair_of_secondary(i)
+            return committee.by_shard[params.shard_for_pair(blob_id.raw, pair)]
+
+        missing.sort(key=lambda i: order[holder(i).name] if not strict else 0)
+        enough = trio.Event()
+
+        async def one(i: int) -> None:
+            node = holder(i)
+            if node.name in bad:
+                return
+            pair = i if axis is Axis.PRIMARY else params.pair_of_secondary(i)
+            async with self.read_limit:
+                if enough.is_set() or node.name in bad:
+                    return
+                started = time.monotonic()
+                try:
+                    raw = await retry(min(self.deadline, 10.0))(self.nodes.get_sliver)(
+                        node, blob_id, pair, axis
+                    )
+                except (httpx.TransportError, NodeError) as exc:
+                    log.info("%s: sliver %s%d of %s: %s", node.name, prefix, i, blob_id, exc)
+                    return
+                self.stats.record(node, time.monotonic() - started)
+            if raw is None:
+                return
+            try:
+                sliver = Sliver(raw, axis)
+                verified = await trio.to_thread.run_sync(codec.verify_sliver, sliver, meta)
+                if sliver.index != i:
+                    raise codec.InvalidSliver(
+                        f"asked for {i}, got {sliver.index}", axis=axis, index=sliver.index
+                    )
+            except codec.CodecError as exc:
+                bad.add(node.name)
+                log.warning(
+                    "storage node %s served a bad %s sliver %d of %s (%s); "
+                    "not using it for the rest of this read",
+                    node.name, axis, i, blob_id, exc,
+                )  # fmt: skip
+                return
+            got[i] = verified
+            if cache is not None:
+                await trio.to_thread.run_sync(cache.put, str(blob_id), f"{prefix}{i}", raw)
+            if len(got) >= need and not strict:
+                enough.set()
+
+        # Ask for `need` at a time, more only if some fail: a healthy network is asked for
+        # exactly what is needed.
+        queue = list(missing)
+        while queue and len(got) < need:
+            wanted = need - len(got) if not strict else len(queue)
+            batch, queue = queue[:wanted], queue[wanted:]
+            async with trio.open_nursery() as nursery:
+                for i in batch:
+                    nursery.start_soon(one, i)
+            if strict:
+                break
+        return got
+
+    # -- chain-side management --------------------------------------------------------------
+
+    async def blobs(self) -> list[mt.Blob]:
+        return await self.chain.blobs(valid_only=True)
+
+    async def delete(self, object_id: str) -> None:
+        blob = await self.chain.blob(object_id)
+        await self.chain.delete_blob(object_id)
+        if self.cache is not None:
+            blob_id = codec.BlobId.from_u256(blob.blob_id)
+            await trio.to_thread.run_sync(self.cache.remove_blob, str(blob_id))
+
+    async def extend(self, object_id: str, epochs: int) -> int:
+        paid, _ = await self.chain.extend_blob(object_id, epochs)
+        return paid
+
+
+def _confirmation_message(epoch: int, blob_id: codec.BlobId, object_id: str | None) -> bytes:
+    if object_id is None:
+        return bytes(fc.bls_confirmation_bytes(epoch, blob_id.raw))
+    oid = bytes.fromhex(object_id.removeprefix("0x").rjust(64, "0"))
+    return bytes(fc.bls_confirmation_bytes(epoch, blob_id.raw, oid))

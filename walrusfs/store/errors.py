@@ -1,0 +1,64 @@
+"""Errors of the store/read client.
+
+Small on purpose: the chain's own errors (`chain.errors`: `InsufficientWal`,
+`ChainUnavailable`, `MoveAbortError`...) pass through unchanged; these add what only the
+storage-node side can say. Each is an OSError where an errno fits, so the mount can hand the
+meaning to the kernel unchanged.
+"""
+
+from __future__ import annotations
+
+import errno
+
+
+class StoreError(Exception):
+    """Base of the client's own failures."""
+
+
+class NodeError(StoreError):
+    """A storage node refused a request (a Walrus error status) or answered nonsense."""
+
+    def __init__(self, node: str, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{node}: {status} {reason}: {message}")
+        self.node = node
+        self.status = status
+        self.reason = reason
+
+    @property
+    def temporary(self) -> bool:
+        """Worth retrying: the node is busy or lags (it has not seen the registration yet)."""
+        return self.status in (429, 500, 502, 503, 504) or self.reason in (
+            "NOT_REGISTERED",
+            "MISSING_SLIVERS",
+            "CACHE_SATURATED",
+        )
+
+
+class NotEnoughConfirmations(StoreError, OSError):
+    """Too few shards confirmed the blob to certify it (3w >= 2n+1 not reached)."""
+
+    def __init__(self, weight: int, needed: int, failures: dict[str, str]) -> None:
+        detail = "; ".join(f"{k}: {v}" for k, v in sorted(failures.items()))
+        OSError.__init__(
+            self,
+            errno.EIO,
+            f"only {weight} of the {needed} shards needed confirmed the blob"
+            + (f" ({detail})" if detail else ""),
+        )
+        self.weight = weight
+        self.needed = needed
+        self.failures = failures
+
+
+class BlobUnavailable(StoreError, OSError):
+    """The blob cannot be read: not enough nodes serve verifiable slivers, or no metadata."""
+
+    def __init__(self, message: str) -> None:
+        OSError.__init__(self, errno.EIO, message)
+
+
+class BlobNotFound(StoreError, OSError):
+    """No node knows the blob (never stored, deleted, or expired)."""
+
+    def __init__(self, message: str) -> None:
+        OSError.__init__(self, errno.ENOENT, message)

@@ -1,0 +1,154 @@
+"""The committee as the client sees it, and the storage-node REST calls.
+
+A node's on-chain network address is `host:port`. Real Walrus nodes serve HTTPS; a loopback
+address (the devnet) is spoken to in cleartext HTTP/2 with prior knowledge. One
+`httpx.AsyncClient` carries every request, so connections are reused across blobs.
+
+Every request is counted per kind (`NodeClient.counts`): the tests assert, for example, that a
+small range read fetches at most two slivers and that a cached read makes none.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+import codec
+from chain.bls import g1_compress
+from chain.client import WalrusChain
+from codec.params import EncodingParams
+from walrusfs.store.errors import NodeError
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = ("127.", "localhost", "[::1]")
+
+
+@dataclass(frozen=True)
+class StorageNode:
+    index: int  # member index: the bit of the signers bitmap
+    name: str
+    url: str
+    public_key: bytes  # compressed G1 (48 bytes)
+    shards: tuple[int, ...]
+
+    @property
+    def weight(self) -> int:
+        return len(self.shards)
+
+
+def node_url(network_address: str) -> str:
+    scheme = "http" if network_address.startswith(LOOPBACK) else "https"
+    return f"{scheme}://{network_address}"
+
+
+@dataclass(frozen=True)
+class Committee:
+    epoch: int
+    n_shards: int
+    nodes: tuple[StorageNode, ...]
+    by_shard: dict[int, StorageNode] = field(repr=False)
+
+    @property
+    def params(self) -> EncodingParams:
+        return EncodingParams(self.n_shards)
+
+    @property
+    def quorum(self) -> int:
+        """The least shard weight w with 3w >= 2n + 1 (what certify_blob requires)."""
+        return (2 * self.n_shards + 1 + 2) // 3
+
+    @classmethod
+    async def load(cls, chain: WalrusChain) -> Committee:
+        info = await chain.system_info()
+        members = await chain.committee()
+        position = {m.public_key: i for i, m in enumerate(info.committee_keys)}
+        nodes = []
+        for m in members:
+            if m.public_key not in position:
+                continue  # staked but not in this epoch's BLS committee
+            nodes.append(
+                StorageNode(
+                    position[m.public_key],
+                    m.name,
+                    node_url(m.network_address),
+                    g1_compress(m.public_key),
+                    m.shards,
+                )
+            )
+        nodes.sort(key=lambda n: n.index)
+        by_shard = {s: n for n in nodes for s in n.shards}
+        return cls(info.epoch, info.n_shards, tuple(nodes), by_shard)
+
+
+class NodeClient:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+        self.counts: Counter[str] = Counter()
+
+    @staticmethod
+    def _raise(node: StorageNode, rsp: httpx.Response) -> None:
+        try:
+            err = rsp.json()["error"]
+            reason = str(err["details"][0]["reason"])
+            message = str(err["message"])
+        except (ValueError, KeyError, IndexError, TypeError):
+            reason, message = "HTTP", rsp.text[:200]
+        raise NodeError(node.name, rsp.status_code, reason, message)
+
+    async def _request(
+        self, kind: str, node: StorageNode, method: str, path: str, body: bytes | None = None
+    ) -> httpx.Response:
+        self.counts[kind] += 1
+        rsp = await self.http.request(method, node.url + path, content=body)
+        if rsp.status_code >= 300 and rsp.status_code != 404:
+            self._raise(node, rsp)
+        return rsp
+
+    async def put_metadata(self, node: StorageNode, blob_id: codec.BlobId, bcs: bytes) -> None:
+        await self._request("put_metadata", node, "PUT", f"/v1/blobs/{blob_id}/metadata", bcs)
+
+    async def put_sliver(
+        self, node: StorageNode, blob_id: codec.BlobId, pair: int, sliver: codec.Sliver
+    ) -> None:
+        path = f"/v1/blobs/{blob_id}/slivers/{pair}/{sliver.axis}"
+        await self._request("put_sliver", node, "PUT", path, sliver.bcs)
+
+    async def get_metadata(self, node: StorageNode, blob_id: codec.BlobId) -> bytes | None:
+        rsp = await self._request("get_metadata", node, "GET", f"/v1/blobs/{blob_id}/metadata")
+        return None if rsp.status_code == 404 else rsp.content
+
+    async def get_sliver(
+        self, node: StorageNode, blob_id: codec.BlobId, pair: int, axis: codec.Axis
+    ) -> bytes | None:
+        path = f"/v1/blobs/{blob_id}/slivers/{pair}/{axis}"
+        rsp = await self._request("get_sliver", node, "GET", path)
+        return None if rsp.status_code == 404 else rsp.content
+
+    async def confirmation(
+        self, node: StorageNode, blob_id: codec.BlobId, object_id: str | None
+    ) -> tuple[bytes, bytes]:
+        """(serialized message, signature) as the node signed them."""
+        kind = "permanent" if object_id is None else f"deletable/{object_id}"
+        rsp = await self._request(
+            "confirmation", node, "GET", f"/v1/blobs/{blob_id}/confirmation/{kind}"
+        )
+        if rsp.status_code == 404:
+            self._raise(node, rsp)
+        try:
+            signed = rsp.json()["success"]["data"]["signed"]
+            return (
+                base64.b64decode(signed["serializedMessage"]),
+                base64.b64decode(signed["signature"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise NodeError(node.name, rsp.status_code, "BAD_REPLY", str(exc)) from None
+
+    async def blob_status(self, node: StorageNode, blob_id: codec.BlobId) -> Any:
+        rsp = await self._request("status", node, "GET", f"/v1/blobs/{blob_id}/status")
+        return rsp.json()["success"]["data"]
