@@ -106,15 +106,13 @@ async def test_corrupting_node_is_named_and_bytes_are_right(
     result = await store.store(data, epochs=2)
     params = codec.EncodingParams(N_SHARDS)
     # Corrupt the node holding systematic row 0, so the read must meet it.
-    index, name = await _node_index(
-        store, dn, params.shard_for_pair(result.blob_id.raw, 0)
-    )
+    index, name = await _node_index(store, dn, params.shard_for_pair(result.blob_id.raw, 0))
     dn.devnet.set_faults(index, corrupt=True)
     with caplog.at_level(logging.WARNING, logger="walrusfs.store.client"):
         assert await store.read(result.blob_id, use_cache=False) == data
-    assert any(
-        name in r.getMessage() and "bad" in r.getMessage() for r in caplog.records
-    ), caplog.text
+    assert any(name in r.getMessage() and "bad" in r.getMessage() for r in caplog.records), (
+        caplog.text
+    )
 
 
 async def test_range_read_fetches_only_its_rows_and_cache_hits_make_no_requests(
