@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import codec
-from walrusfs import __version__
+from walrusfs import __version__, blobcmd
 from walrusfs.config import Paths
 from walrusfs.devnet.launcher import Devnet
 from walrusfs.errors import ExitCode, InputError, InvalidDataError, UserError
@@ -269,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("advance", choices=["advance"])
     p.add_argument("count", type=int, nargs="?", default=1)
     p.set_defaults(func=cmd_devnet_epoch)
+
+    blobcmd.add_parser(sub)
     return parser
 
 

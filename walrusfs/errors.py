@@ -23,6 +23,14 @@ class ExitCode(IntEnum):
     INVALID_DATA = 4
     #: A service is unreachable or failed: the chain endpoint, storage nodes, the devnet.
     SERVICE = 5
+    #: Not enough WAL (storage fees) or SUI (gas) in the wallet; nothing was uploaded.
+    FUNDS = 6
+    #: The blob or object does not exist (never stored, deleted, or expired).
+    NOT_FOUND = 7
+    #: The chain executed and rejected the transaction (a Move abort, a stale object).
+    CHAIN_REJECTED = 8
+    #: The wallet is missing or unreadable.
+    WALLET = 9
 
 
 class UserError(Exception):
@@ -50,3 +58,19 @@ class InvalidDataError(UserError):
 
 class ServiceError(UserError):
     exit_code = ExitCode.SERVICE
+
+
+class FundsError(UserError):
+    exit_code = ExitCode.FUNDS
+
+
+class NotFoundError(UserError):
+    exit_code = ExitCode.NOT_FOUND
+
+
+class ChainRejectedError(UserError):
+    exit_code = ExitCode.CHAIN_REJECTED
+
+
+class WalletUserError(UserError):
+    exit_code = ExitCode.WALLET

@@ -1,0 +1,388 @@
+"""`walrusfs blob ...`: store, read, list, extend and delete blobs, like the `walrus` CLI.
+
+Network: the local devnet (`walrusfs devnet up`) with its wallet; the same `WalrusStore` runs
+against testnet and mainnet once the config selects them. Chain and node failures become
+`UserError`s with stable exit codes (docs/exit-codes.md) through `user_errors`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import trio
+
+import codec
+from cache.ranges import RangeCache
+from cache.slivers import SliverCache
+from chain import errors as chain_errors
+from chain.client import WalrusChain
+from chain.pricing import format_wal
+from codec.quilt import validate_identifier
+from walrusfs.config import Paths
+from walrusfs.devnet.launcher import Devnet
+from walrusfs.errors import (
+    ChainRejectedError,
+    FundsError,
+    InputError,
+    InvalidDataError,
+    NotFoundError,
+    ServiceError,
+    UsageError,
+    WalletUserError,
+)
+from walrusfs.store.client import StoreResult, WalrusStore
+from walrusfs.store.errors import BlobNotFound, BlobUnavailable, NodeError, NotEnoughConfirmations
+
+CACHE_LIMIT = 2 << 30  # bytes of slivers kept in the on-disk cache
+RANGE_CACHE = 64 << 20
+
+
+def _message(exc: Exception) -> str:
+    """The text without OSError's "[Errno N]" prefix."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Map chain/store failures to the CLI's documented exit codes."""
+    try:
+        yield
+    except chain_errors.InsufficientFunds as exc:
+        raise FundsError(str(exc)) from None
+    except chain_errors.WalletError as exc:
+        raise WalletUserError(str(exc)) from None
+    except chain_errors.ChainUnavailable as exc:
+        raise ServiceError(f"{exc}; is the devnet up? (`walrusfs devnet status`)") from None
+    except (chain_errors.TransactionFailed, chain_errors.TransactionRejected) as exc:
+        raise ChainRejectedError(str(exc)) from None
+    except (chain_errors.ObjectNotFound, BlobNotFound) as exc:
+        raise NotFoundError(_message(exc)) from None
+    except (NotEnoughConfirmations, BlobUnavailable, NodeError) as exc:
+        raise ServiceError(_message(exc)) from None
+    except chain_errors.ChainError as exc:
+        raise ServiceError(str(exc)) from None
+
+
+@contextlib.asynccontextmanager
+async def open_store(use_cache: bool = True) -> AsyncIterator[WalrusStore]:
+    paths = Paths.from_env()
+    devnet = Devnet(paths.data_dir)
+    spec = devnet.spec()
+    chain = WalrusChain(spec.profile(), devnet.wallet().active)
+    cache = SliverCache(paths.cache_dir / "slivers", CACHE_LIMIT) if use_cache else None
+    store = WalrusStore(chain, cache=cache, ranges=RangeCache(RANGE_CACHE))
+    try:
+        yield store
+    finally:
+        await store.close()
+        await chain.close()
+        if cache is not None:
+            cache.close()
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, only when it is a terminal and the transfer is long."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.enabled = sys.stderr.isatty()
+        self.last = 0.0
+        self.started = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < 0.2 and done < total):
+            return
+        if now - self.started < 1.0 and done < total:
+            return
+        self.last = now
+        width = 30
+        filled = width * done // max(total, 1)
+        rate = done / max(now - self.started, 1e-6) / 1e6
+        print(
+            f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
+            f"{100 * done // max(total, 1):3}% {rate:6.1f} MB/s",
+            end="" if done < total else "\n",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _run(fn: Callable[[], Awaitable[int]]) -> int:
+    with user_errors():
+        return trio.run(fn)
+
+
+def _read(path: str) -> bytes:
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise InputError(f"{path}: is a directory; use `walrusfs blob store-quilt DIR`")
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+
+
+def _result_json(path: str, r: StoreResult) -> dict[str, Any]:
+    return {
+        "file": path,
+        "blobId": str(r.blob_id),
+        "objectId": r.object_id,
+        "size": r.size,
+        "encodedSize": r.encoded_size,
+        "endEpoch": r.end_epoch,
+        "deletable": r.deletable,
+        "costFrost": r.cost,
+        "reusedStorage": r.reused_storage,
+        "alreadyCertified": r.already_certified,
+        "extendedBy": r.extended_by,
+    }
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    """Store files as Walrus blobs: WAL cost shown before, paid amount after."""
+    if args.epochs < 1:
+        raise UsageError("--epochs must be at least 1")
+    files = [(f, _read(f)) for f in args.files]
+
+    async def go() -> int:
+        async with open_store() as store:
+            before = (await store.chain.balances()).wal
+            out = []
+            for name, data in files:
+                try:
+                    codec.EncodingParams((await store.committee()).n_shards).check_size(len(data))
+                except codec.DataTooLarge as exc:
+                    raise InvalidDataError(f"{name}: {exc}") from None
+                est = await store.estimate(len(data), args.epochs)
+                if not args.json:
+                    reuse = " (reusing an owned Storage resource)" if est.reuse else ""
+                    print(
+                        f"{name}: {len(data)} bytes, {args.epochs} epochs: at most "
+                        f"{format_wal(est.total)}{reuse}",
+                        file=sys.stderr,
+                    )
+                result = await store.store(
+                    data,
+                    args.epochs,
+                    deletable=not args.permanent,
+                    progress=ProgressBar(f"{Path(name).name[:20]:20}"),
+                )
+                out.append(_result_json(name, result))
+                if not args.json:
+                    note = " (already certified: reused)" if result.already_certified else ""
+                    print(f"{name}: {result.blob_id} object {result.object_id}{note}")
+            after = (await store.chain.balances()).wal
+            if args.json:
+                print(json.dumps({"blobs": out, "walSpentFrost": before - after}, indent=2))
+            else:
+                print(f"spent {format_wal(before - after)}; balance {format_wal(after)}")
+        return 0
+
+    return _run(go)
+
+
+def _parse_range(text: str) -> tuple[int, int | None]:
+    try:
+        a, _, b = text.partition("-")
+        start = int(a)
+        end = int(b) if b else None
+    except ValueError:
+        raise UsageError(f"--range {text!r}: use START-END (bytes, END exclusive)") from None
+    if start < 0 or (end is not None and end < start):
+        raise UsageError(f"--range {text!r}: need 0 <= START <= END")
+    return start, None if end is None else end - start
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    """Read a blob (or a byte range of it) to a file or standard output."""
+    try:
+        blob_id = codec.BlobId.parse(args.blob_id)
+    except codec.MalformedBlobId as exc:
+        raise InvalidDataError(str(exc)) from None
+    offset, length = _parse_range(args.range) if args.range else (0, None)
+
+    async def go() -> int:
+        async with open_store(use_cache=not args.no_cache) as store:
+            data = await store.read(blob_id, offset, length, use_cache=not args.no_cache)
+        if args.output:
+            tmp = Path(args.output + ".walrusfs-tmp")
+            tmp.write_bytes(data)
+            tmp.replace(args.output)
+        else:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        return 0
+
+    return _run(go)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """The wallet's blobs that have not expired."""
+
+    async def go() -> int:
+        async with open_store(use_cache=False) as store:
+            epoch = (await store.committee()).epoch
+            blobs = await store.blobs()
+        rows = [
+            {
+                "blobId": str(codec.BlobId.from_u256(b.blob_id)),
+                "objectId": b.id,
+                "size": b.size,
+                "certified": b.certified_epoch is not None,
+                "endEpoch": b.storage.end_epoch,
+                "deletable": b.deletable,
+            }
+            for b in blobs
+        ]
+        if args.json:
+            print(json.dumps({"epoch": epoch, "blobs": rows}, indent=2))
+            return 0
+        print(f"epoch {epoch}, {len(rows)} blobs")
+        for r in rows:
+            flags = ("certified" if r["certified"] else "uncertified") + (
+                ",deletable" if r["deletable"] else ",permanent"
+            )
+            print(
+                f"{r['blobId']}  {r['size']:>12}  end {r['endEpoch']:>4}  {flags}  {r['objectId']}"
+            )
+        return 0
+
+    return _run(go)
+
+
+def cmd_extend(args: argparse.Namespace) -> int:
+    """Extend a blob's storage by N epochs (paid in WAL)."""
+    if args.epochs < 1:
+        raise UsageError("--epochs must be at least 1")
+
+    async def go() -> int:
+        async with open_store(use_cache=False) as store:
+            paid = await store.extend(args.object_id, args.epochs)
+            blob = await store.chain.blob(args.object_id)
+        print(
+            f"{args.object_id}: now ends at epoch {blob.storage.end_epoch}; paid {format_wal(paid)}"
+        )
+        return 0
+
+    return _run(go)
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    """Delete a deletable blob; its storage returns to the wallet for reuse."""
+
+    async def go() -> int:
+        async with open_store() as store:
+            await store.delete(args.object_id)
+        print(f"{args.object_id}: deleted; its storage is back in the wallet")
+        return 0
+
+    return _run(go)
+
+
+def cmd_store_quilt(args: argparse.Namespace) -> int:
+    """Store every file of a directory as one quilt; prints each file's patch ID."""
+    root = Path(args.directory)
+    if not root.is_dir():
+        raise InputError(f"{args.directory}: not a directory")
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    if not files:
+        raise InputError(f"{args.directory}: no files")
+    items = []
+    for p in files:
+        ident = str(p.relative_to(root))
+        try:
+            validate_identifier(ident)
+        except codec.QuiltError as exc:
+            raise InvalidDataError(f"{p}: {exc}") from None
+        items.append(codec.QuiltItem(ident, _read(str(p))))
+
+    async def go() -> int:
+        async with open_store() as store:
+            try:
+                result = await store.store_quilt(
+                    items, args.epochs, deletable=not args.permanent, progress=ProgressBar("quilt")
+                )
+            except codec.QuiltError as exc:
+                raise InvalidDataError(str(exc)) from None
+        out = {
+            "quilt": _result_json(str(root), result.quilt),
+            "patches": {k: str(v) for k, v in result.patches.items()},
+        }
+        if args.json:
+            print(json.dumps(out, indent=2))
+        else:
+            q = result.quilt
+            print(f"quilt {q.blob_id} ({len(items)} files), object {q.object_id}")
+            for ident, pid in result.patches.items():
+                print(f"  {pid}  {ident}")
+        return 0
+
+    return _run(go)
+
+
+def cmd_read_patch(args: argparse.Namespace) -> int:
+    """Read one file of a quilt by its patch ID."""
+    try:
+        patch_id = codec.QuiltPatchId.parse(args.patch_id)
+    except (codec.CodecError, ValueError) as exc:
+        raise InvalidDataError(f"{args.patch_id}: {exc}") from None
+
+    async def go() -> int:
+        async with open_store() as store:
+            content = await store.read_patch(patch_id)
+        if args.output:
+            Path(args.output).write_bytes(content.data)
+        else:
+            sys.stdout.buffer.write(content.data)
+        return 0
+
+    return _run(go)
+
+
+def add_parser(sub: Any) -> None:
+    blob = sub.add_parser("blob", help="store, read, list, extend and delete blobs")
+    bsub = blob.add_subparsers(dest="blob_command", required=True, metavar="ACTION")
+    p = bsub.add_parser("store", help=cmd_store.__doc__, description=cmd_store.__doc__)
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--epochs", type=int, default=1, help="epochs to store for (default 1)")
+    p.add_argument("--permanent", action="store_true", help="not deletable before it expires")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_store)
+    p = bsub.add_parser("read", help=cmd_read.__doc__, description=cmd_read.__doc__)
+    p.add_argument("blob_id", metavar="BLOB_ID")
+    p.add_argument("-o", "--output", metavar="FILE")
+    p.add_argument("--range", metavar="A-B", help="bytes A (inclusive) to B (exclusive)")
+    p.add_argument("--no-cache", action="store_true", help="bypass the local sliver cache")
+    p.set_defaults(func=cmd_read)
+    p = bsub.add_parser("list", help=cmd_list.__doc__)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+    p = bsub.add_parser("extend", help=cmd_extend.__doc__)
+    p.add_argument("object_id", metavar="OBJECT_ID")
+    p.add_argument("--epochs", type=int, required=True)
+    p.set_defaults(func=cmd_extend)
+    p = bsub.add_parser("delete", help=cmd_delete.__doc__)
+    p.add_argument("object_id", metavar="OBJECT_ID")
+    p.set_defaults(func=cmd_delete)
+    p = bsub.add_parser("store-quilt", help=cmd_store_quilt.__doc__)
+    p.add_argument("directory", metavar="DIR")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--permanent", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_store_quilt)
+    p = bsub.add_parser("read-patch", help=cmd_read_patch.__doc__)
+    p.add_argument("patch_id", metavar="PATCH_ID")
+    p.add_argument("-o", "--output", metavar="FILE")
+    p.set_defaults(func=cmd_read_patch)
