@@ -55,6 +55,7 @@ check: lint typecheck test
 bench: setup
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/nodes.py
+	$(BIN)/python bench/store.py
 
 # Regenerate the golden vectors under tests/vectors with the official wasm encoder.
 vectors: setup

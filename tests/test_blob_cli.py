@@ -27,6 +27,8 @@ def test_store_read_list_extend_delete(dn: RunningDevnet, tmp_path: Path) -> Non
     out = json.loads(dn.cli("blob", "store", str(src), "--epochs", "2", "--json").stdout)
     (blob,) = out["blobs"]
     assert blob["blobId"] == str(codec.blob_id_of(data, N_SHARDS))
+    offline = dn.cli("blob-id", "--n-shards", str(N_SHARDS), str(src)).stdout.strip()
+    assert offline == blob["blobId"]
     assert out["walSpentFrost"] == blob["costFrost"] > 0
     dst = tmp_path / "out.bin"
     dn.cli("blob", "read", blob["blobId"], "-o", str(dst), "--no-cache")
