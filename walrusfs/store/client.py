@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import httpx
 import pysui_fastcrypto as fc
 import trio
+from cachetools import LRUCache
 
 import codec
 from cache.ranges import RangeCache
@@ -49,6 +50,7 @@ from walrusfs.store.retry import is_temporary, retry
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
+FAILURE_PENALTY = 30.0  # seconds of "latency" recorded for a node that failed
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,10 @@ class _NodeStats:
     def record(self, node: StorageNode, seconds: float) -> None:
         old = self.latency.get(node.name)
         self.latency[node.name] = seconds if old is None else 0.7 * old + 0.3 * seconds
+
+    def failed(self, node: StorageNode) -> None:
+        """A failure counts as a very slow answer: the node is asked last until it recovers."""
+        self.record(node, FAILURE_PENALTY)
 
     def order(self, nodes: Sequence[StorageNode]) -> list[StorageNode]:
         return sorted(nodes, key=lambda n: self.latency.get(n.name, 0.0))
@@ -117,6 +123,8 @@ class WalrusStore:
         self.stats = _NodeStats()
         self._committee: Committee | None = None
         self._committee_at = 0.0
+        # Metadata already verified against its blob ID (n=1000: 66 KB and 1000 hashes each).
+        self._metadata: LRUCache[bytes, codec.VerifiedMetadata] = LRUCache(maxsize=256)
 
     async def close(self) -> None:
         if self._own_http:
@@ -235,7 +243,10 @@ class WalrusStore:
                 self.stats.record(node, time.monotonic() - started)
                 if message != expected:
                     raise NodeError(node.name, 200, "WRONG_MESSAGE", "signed another message")
-                if not aggregate_verify(signature, [node.public_key], message):
+                valid = await trio.to_thread.run_sync(
+                    aggregate_verify, signature, [node.public_key], message
+                )
+                if not valid:
                     raise NodeError(node.name, 200, "BAD_SIGNATURE", "signature does not verify")
                 confirmed[node.index] = (node, signature)
                 if weight() >= committee.quorum:
@@ -309,25 +320,37 @@ class WalrusStore:
     async def metadata(
         self, blob_id: codec.BlobId, *, use_cache: bool = True
     ) -> codec.VerifiedMetadata:
+        """Verified metadata: memory, then the disk cache (re-verified), then the nodes.
+
+        Reads ask each node once, fastest first, and move on at the first failure: the other
+        nodes are the redundancy, so retrying a dead one would only add its timeout."""
+        if use_cache and (known := self._metadata.get(blob_id.raw)) is not None:
+            return known
         cache = self.cache if use_cache else None
         if cache is not None:
             raw = await trio.to_thread.run_sync(cache.get, str(blob_id), "metadata")
             if raw is not None:
                 try:
                     n = codec.parse_metadata_with_id(raw)[1].n_shards
-                    return await trio.to_thread.run_sync(codec.verify_metadata, blob_id, raw, n)
+                    meta = await trio.to_thread.run_sync(codec.verify_metadata, blob_id, raw, n)
+                    self._metadata[blob_id.raw] = meta
+                    return meta
                 except codec.CodecError as exc:
                     log.warning("cached metadata of %s is invalid (%s); refetching", blob_id, exc)
         committee = await self.committee()
         errors: list[str] = []
+        absent = 0
         for node in self.stats.order(committee.nodes):
+            started = time.monotonic()
             try:
-                raw = await retry(min(self.deadline, 10.0))(self.nodes.get_metadata)(node, blob_id)
+                raw = await self.nodes.get_metadata(node, blob_id)
             except (httpx.TransportError, NodeError) as exc:
+                self.stats.failed(node)
                 errors.append(f"{node.name}: {exc}")
                 continue
+            self.stats.record(node, time.monotonic() - started)
             if raw is None:
-                errors.append(f"{node.name}: no metadata")
+                absent += 1
                 continue
             try:
                 meta = await trio.to_thread.run_sync(
@@ -341,8 +364,9 @@ class WalrusStore:
                 await trio.to_thread.run_sync(
                     functools.partial(cache.put, str(blob_id), "metadata", raw, hashed=False)
                 )
+            self._metadata[blob_id.raw] = meta
             return meta
-        if all("no metadata" in e for e in errors):
+        if absent and not errors:
             raise BlobNotFound(f"no storage node has blob {blob_id}")
         raise BlobUnavailable(f"no verifiable metadata for {blob_id}: " + "; ".join(errors))
 
@@ -482,10 +506,10 @@ class WalrusStore:
                     return
                 started = time.monotonic()
                 try:
-                    raw = await retry(min(self.deadline, 10.0))(self.nodes.get_sliver)(
-                        node, blob_id, pair, axis
-                    )
+                    # One attempt: a failed sliver is replaced by another row (see `metadata`).
+                    raw = await self.nodes.get_sliver(node, blob_id, pair, axis)
                 except (httpx.TransportError, NodeError) as exc:
+                    self.stats.failed(node)
                     log.info("%s: sliver %s%d of %s: %s", node.name, prefix, i, blob_id, exc)
                     return
                 self.stats.record(node, time.monotonic() - started)
@@ -533,8 +557,11 @@ class WalrusStore:
     async def delete(self, object_id: str) -> None:
         blob = await self.chain.blob(object_id)
         await self.chain.delete_blob(object_id)
+        blob_id = codec.BlobId.from_u256(blob.blob_id)
+        self._metadata.pop(blob_id.raw, None)
+        if self.ranges is not None:
+            self.ranges.forget(blob_id.raw)
         if self.cache is not None:
-            blob_id = codec.BlobId.from_u256(blob.blob_id)
             await trio.to_thread.run_sync(self.cache.remove_blob, str(blob_id))
 
     async def extend(self, object_id: str, epochs: int) -> int:
