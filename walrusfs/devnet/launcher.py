@@ -232,7 +232,7 @@ class Devnet:
         """Start the service unless it runs; the new process, or None if it was running."""
         if self.pid(service) is not None:
             return None
-        log_path = self._pid_file(service).with_name("sui.log" if service == "sui" else "node.log")
+        log_path = self.log_path(service)
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")

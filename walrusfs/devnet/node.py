@@ -43,7 +43,6 @@ import argparse
 import base64
 import json
 import logging
-import math
 import os
 import signal
 import time
@@ -60,7 +59,7 @@ from hypercorn.trio import serve as hypercorn_serve
 import codec
 from chain import move_types as mt
 from chain.bls import BlsKeypair
-from chain.client import ChainEvent, NetworkProfile, WalrusChain, devnet_profile
+from chain.client import ChainEvent, NetworkProfile, SystemInfo, WalrusChain, devnet_profile
 from chain.errors import ChainError, ChainUnavailable
 from codec.bcs import Reader, uleb128
 from codec.blob_id import BlobId
@@ -191,6 +190,7 @@ class StorageNode:
         self.type_package = ""
         self._epoch_checked = 0.0
         self._sync_done: trio.Event | None = None
+        self._sync_failed: Exception | None = None
         self._verified: LRUCache[bytes, codec.VerifiedMetadata] = LRUCache(maxsize=64)
         self.router = http.Router()
         r = self.router.add
@@ -207,9 +207,8 @@ class StorageNode:
 
     # -- chain ------------------------------------------------------------------------------
 
-    async def refresh_committee(self) -> None:
-        """Epoch, shard count and this node's shards, from System and Staking."""
-        info = await self.chain.system_info()
+    async def refresh_committee(self, info: SystemInfo) -> None:
+        """Epoch, shard count and this node's shards, from System (`info`) and Staking."""
         members = await self.chain.committee()
         mine = [m for m in members if m.public_key == self.key.public_key_uncompressed]
         self.type_package = info.type_package
@@ -229,20 +228,27 @@ class StorageNode:
             await trio.to_thread.run_sync(self.store.set_epoch, epoch)
             await self.collect_garbage()
 
+    async def _check_epoch(self) -> None:
+        """Re-read the epoch; on a new one (or at start) reload the committee and collect."""
+        info = await self.chain.system_info()
+        if info.epoch != self.epoch or self.params is None:
+            await self.refresh_committee(info)
+        self._epoch_checked = time.monotonic()
+
     async def sync(self) -> None:
         """Catch up with the chain: the epoch, then every new checkpoint's Walrus events.
 
-        Concurrent callers share one catch-up: a burst of uploads for a new blob costs one."""
+        Concurrent callers share one catch-up: a burst of uploads for a new blob costs one,
+        and if it fails (the chain is down) they all see that failure."""
         if self._sync_done is not None:
             await self._sync_done.wait()
+            if self._sync_failed is not None:
+                raise ChainUnavailable(f"catching up with the chain: {self._sync_failed}")
             return
         self._sync_done = done = trio.Event()
+        self._sync_failed = None
         try:
-            info = await self.chain.system_info()
-            if info.epoch != self.epoch:
-                await self.refresh_committee()
-            else:
-                self._epoch_checked = time.monotonic()
+            await self._check_epoch()
             deleted = False
             cursor = self.store.meta("cursor")
             latest = await self.chain.latest_checkpoint()
@@ -254,6 +260,9 @@ class StorageNode:
                 deleted |= await self._apply(cursor, events)
             if deleted:
                 await self.collect_garbage()
+        except Exception as exc:
+            self._sync_failed = exc
+            raise
         finally:
             self._sync_done = None
             done.set()
@@ -308,8 +317,6 @@ class StorageNode:
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
             try:
-                if self.params is None or not started:
-                    await self.refresh_committee()
                 await self.sync()
                 if not started:
                     started = True
@@ -330,10 +337,7 @@ class StorageNode:
     async def _current_epoch(self) -> int:
         """The epoch to sign for: re-read from the chain if the last look is not fresh."""
         if time.monotonic() - self._epoch_checked > self.config.poll_interval:
-            info = await self.chain.system_info()
-            if info.epoch != self.epoch:
-                await self.refresh_committee()
-            self._epoch_checked = time.monotonic()
+            await self._check_epoch()
         return self.epoch
 
     # -- limits and checks ------------------------------------------------------------------
@@ -396,7 +400,7 @@ class StorageNode:
     # -- handlers ---------------------------------------------------------------------------
 
     async def health(self, _: Request) -> Response:
-        usage = await trio.to_thread.run_sync(self.store.disk_usage)
+        # Cheap on purpose: the launcher polls it while starting; disk use is `devnet status`'s.
         return http.success(
             200,
             {
@@ -407,7 +411,6 @@ class StorageNode:
                 "eventProgress": {"persisted": self.store.meta("cursor"), "pending": 0},
                 "shardSummary": {"owned": len(self.shards)},
                 "nShards": self.n_shards,
-                "diskUsage": usage,
             },
         )
 
@@ -428,7 +431,7 @@ class StorageNode:
                 "INVALID_METADATA",
                 f"the provided metadata failed to verify: {exc}",
             ) from None
-        await trio.to_thread.run_sync(self.store.put_metadata, blob, meta.metadata.to_bcs())
+        await trio.to_thread.run_sync(self.store.put_metadata, blob, body)
         self._verified[blob.raw] = meta
         return http.success(201, "metadata successfully stored")
 
@@ -620,13 +623,14 @@ def _same_id(a: str, b: str) -> bool:
 
 
 def _corrupt(sliver_bcs: bytes) -> bytes:
-    """Flip the first data byte of every symbol-sized stretch: same shape, wrong content."""
+    """Flip the first byte of every symbol: same length and BCS shape, wrong content."""
     reader = Reader(sliver_bcs)
     length = reader.uleb128()
     start = reader.pos
+    reader.take(length)
+    symbol_size = reader.u16()
     out = bytearray(sliver_bcs)
-    step = max(1, math.isqrt(max(length, 1)))
-    for i in range(start, start + length, step):
+    for i in range(start, start + length, symbol_size):
         out[i] ^= 0xFF
     return bytes(out)
 

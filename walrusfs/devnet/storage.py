@@ -208,14 +208,6 @@ class NodeStore:
         shutil.rmtree(path)
         return True
 
-    def disk_usage(self) -> int:
-        total = 0
-        for dirpath, _, files in os.walk(self.root):
-            for name in files:
-                with contextlib.suppress(FileNotFoundError):
-                    total += os.stat(os.path.join(dirpath, name)).st_size
-        return total
-
     # -- index ------------------------------------------------------------------------------
 
     @contextlib.contextmanager
