@@ -37,6 +37,7 @@ from walrusfs.errors import (
     UsageError,
     WalletUserError,
 )
+from walrusfs.files import read_input, write_output
 from walrusfs.store.client import StoreResult, WalrusStore
 from walrusfs.store.errors import BlobNotFound, BlobUnavailable, NodeError, NotEnoughConfirmations
 
@@ -123,15 +124,7 @@ def _run(fn: Callable[[], Awaitable[int]]) -> int:
 
 
 def _read(path: str) -> bytes:
-    p = Path(path)
-    try:
-        if p.is_dir():
-            raise InputError(f"{path}: is a directory; use `walrusfs blob store-quilt DIR`")
-        return p.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except PermissionError:
-        raise InputError(f"{path}: permission denied") from None
+    return read_input(path, "use `walrusfs blob store-quilt DIR`")
 
 
 def _result_json(path: str, r: StoreResult) -> dict[str, Any]:
@@ -154,13 +147,16 @@ def cmd_store(args: argparse.Namespace) -> int:
     """Store files as Walrus blobs: WAL cost shown before, paid amount after."""
     if args.epochs < 1:
         raise UsageError("--epochs must be at least 1")
-    files = [(f, _read(f)) for f in args.files]
+    for name in args.files:  # every path checked before anything is paid for
+        if name != "-" and not Path(name).is_file():
+            _read(name)  # raises the InputError that says what is wrong with it
 
     async def go() -> int:
         async with open_store() as store:
             before = (await store.chain.balances()).wal
             out = []
-            for name, data in files:
+            for name in args.files:
+                data = _read(name)  # one file in memory at a time
                 try:
                     codec.EncodingParams((await store.committee()).n_shards).check_size(len(data))
                 except codec.DataTooLarge as exc:
@@ -216,13 +212,7 @@ def cmd_read(args: argparse.Namespace) -> int:
     async def go() -> int:
         async with open_store(use_cache=not args.no_cache) as store:
             data = await store.read(blob_id, offset, length, use_cache=not args.no_cache)
-        if args.output:
-            tmp = Path(args.output + ".walrusfs-tmp")
-            tmp.write_bytes(data)
-            tmp.replace(args.output)
-        else:
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
+        write_output(args.output, data)
         return 0
 
     return _run(go)
@@ -342,10 +332,7 @@ def cmd_read_patch(args: argparse.Namespace) -> int:
     async def go() -> int:
         async with open_store() as store:
             content = await store.read_patch(patch_id)
-        if args.output:
-            Path(args.output).write_bytes(content.data)
-        else:
-            sys.stdout.buffer.write(content.data)
+        write_output(args.output, content.data)
         return 0
 
     return _run(go)

@@ -12,13 +12,13 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import codec
 from walrusfs import __version__, blobcmd
 from walrusfs.config import Paths
 from walrusfs.devnet.launcher import Devnet
-from walrusfs.errors import ExitCode, InputError, InvalidDataError, UserError
+from walrusfs.errors import ExitCode, InvalidDataError, UserError
+from walrusfs.files import read_input
 
 #: Shard count of Walrus mainnet and testnet; the default when no network is consulted.
 DEFAULT_N_SHARDS = 1000
@@ -26,25 +26,9 @@ DEFAULT_N_SHARDS = 1000
 Command = Callable[[argparse.Namespace], int]
 
 
-def _read_input(name: str) -> bytes:
-    if name == "-":
-        return sys.stdin.buffer.read()
-    path = Path(name)
-    try:
-        if path.is_dir():
-            raise InputError(f"{name}: is a directory; give a file")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{name}: no such file") from None
-    except PermissionError:
-        raise InputError(f"{name}: permission denied") from None
-    except OSError as exc:
-        raise InputError(f"{name}: cannot read: {exc.strerror or exc}") from None
-
-
 def cmd_blob_id(args: argparse.Namespace) -> int:
     """Print the blob ID Walrus assigns to a file, like the official `walrus blob-id`."""
-    data = _read_input(args.file)
+    data = read_input(args.file)
     try:
         encoded = codec.encode(data, args.n_shards)
     except codec.DataTooLarge as exc:
@@ -107,15 +91,20 @@ def cmd_devnet_up(args: argparse.Namespace) -> int:
     """Start the local devnet (genesis on first use) and wait until every service answers."""
     devnet = _devnet()
     fresh = not devnet.exists
-    spec = devnet.up(args.nodes, args.n_shards, args.epoch_duration)
-    if not fresh and (args.nodes, args.n_shards) != (spec.n_nodes, spec.n_shards):
-        explicit = any(a in sys.argv for a in ("--nodes", "--n-shards"))
-        if explicit:
-            print(
-                f"walrusfs: note: the existing devnet has {spec.n_nodes} nodes and "
-                f"{spec.n_shards} shards; `walrusfs devnet destroy` to start over",
-                file=sys.stderr,
-            )
+    asked = (args.nodes, args.n_shards, args.epoch_duration)
+    spec = devnet.up(
+        4 if args.nodes is None else args.nodes,
+        DEFAULT_N_SHARDS if args.n_shards is None else args.n_shards,
+        86_400_000 if args.epoch_duration is None else args.epoch_duration,
+    )
+    have = (spec.n_nodes, spec.n_shards, spec.epoch_duration_ms)
+    if not fresh and any(a is not None and a != h for a, h in zip(asked, have, strict=True)):
+        print(
+            f"walrusfs: note: the existing devnet keeps its genesis settings ({spec.n_nodes} "
+            f"nodes, {spec.n_shards} shards, {spec.epoch_duration_ms} ms epochs); "
+            "`walrusfs devnet destroy` to start over with new ones",
+            file=sys.stderr,
+        )
     print(
         f"devnet {'created and ' if fresh else ''}running: {spec.n_nodes} nodes, "
         f"{spec.n_shards} shards, chain on localhost:{spec.sui_port}, "
@@ -240,14 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dsub = devnet.add_subparsers(dest="devnet_command", required=True, metavar="ACTION")
     p = dsub.add_parser("up", help=cmd_devnet_up.__doc__, description=cmd_devnet_up.__doc__)
-    p.add_argument("--nodes", type=int, default=4, help="storage nodes at genesis (default 4)")
-    p.add_argument(
-        "--n-shards", type=_n_shards, default=DEFAULT_N_SHARDS, help="shards at genesis (1000)"
-    )
+    p.add_argument("--nodes", type=int, help="storage nodes at genesis (default 4)")
+    p.add_argument("--n-shards", type=_n_shards, help="shards at genesis (default 1000)")
     p.add_argument(
         "--epoch-duration",
         type=_duration_ms,
-        default=86_400_000,
         metavar="DURATION",
         help="epoch length at genesis: 30s, 10m, 1h, 1d (default 1d)",
     )
