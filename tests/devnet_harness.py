@@ -74,13 +74,22 @@ class Node:
         return dn.spec.node_ports.index(self.port)
 
 
-def start_devnet(home: Path, *extra: str) -> Iterator[RunningDevnet]:
+def start_devnet(home: Path, n_shards: int = N_SHARDS) -> Iterator[RunningDevnet]:
+    """`walrusfs devnet up` in `home` for a module's tests; every process stopped after."""
     devnet = Devnet(home / "data")
     try:
-        walrusfs(home, "devnet", "up", "--n-shards", str(N_SHARDS), *extra)
+        walrusfs(home, "devnet", "up", "--n-shards", str(n_shards))
         yield RunningDevnet(home, devnet, devnet.spec())
     finally:
         devnet.down()
+
+
+def heal_all(dn: RunningDevnet) -> None:
+    """All nodes running, no test switches: how every fault-drill test must leave the devnet."""
+    for i in range(dn.spec.n_nodes):
+        dn.devnet.set_faults(i)
+        if dn.devnet.pid(f"node-{i}") is None:
+            dn.devnet.node_start(i)
 
 
 async def nodes(chain: WalrusChain) -> tuple[SystemInfo, list[Node]]:

@@ -25,6 +25,7 @@ from tests.devnet_harness import (
     confirmations,
     error_reason,
     get_sliver,
+    heal_all,
     node_of_shard,
     nodes,
     register,
@@ -42,15 +43,6 @@ def dn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
 
 
 @pytest.fixture
-async def chain(dn: RunningDevnet) -> AsyncIterator[WalrusChain]:
-    c = await dn.chain()
-    try:
-        yield c
-    finally:
-        await c.close()
-
-
-@pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=30) as c:
         yield c
@@ -58,12 +50,8 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture(autouse=True)
 def _all_nodes_up(dn: RunningDevnet) -> Iterator[None]:
-    """Every test starts and ends with all nodes running and healed."""
     yield
-    for i in range(dn.spec.n_nodes):
-        dn.devnet.set_faults(i)
-        if dn.devnet.pid(f"node-{i}") is None:
-            dn.devnet.node_start(i)
+    heal_all(dn)
 
 
 def _data(size: int, seed: int) -> bytes:
@@ -128,10 +116,17 @@ async def _status_when(
             await trio.sleep(0.1)
 
 
-async def _wait_gone(path: Path) -> None:
+async def _gone_from_every_disk(dn: RunningDevnet, enc: codec.EncodedBlob) -> None:
+    """Wait until no node has the blob's directory, then check that no file on any node
+    still holds its bytes (the index keeps IDs and epochs only)."""
     with trio.fail_after(30):
-        while path.exists():
+        while any(_blob_dir(dn, i, enc.blob_id).exists() for i in range(dn.spec.n_nodes)):
             await trio.sleep(0.1)
+    probe = enc.pair(0).primary.data.tobytes()[:64]
+    for i in range(dn.spec.n_nodes):
+        for dirpath, _, files in os.walk(dn.devnet.node_dir(i)):
+            for name in files:
+                assert probe not in Path(dirpath, name).read_bytes(), (dirpath, name)
 
 
 def _blob_dir(dn: RunningDevnet, index: int, blob_id: codec.BlobId) -> Path:
@@ -162,7 +157,7 @@ async def test_committee_on_chain_matches_nodes(dn: RunningDevnet, chain: Walrus
     assert info.n_shards == N_SHARDS
     shards = sorted(s for n in all_nodes for s in n.member.shards)
     assert shards == list(range(N_SHARDS))
-    ports = {int(n.member.network_address.rsplit(":", 1)[1]) for n in all_nodes}
+    ports = {n.port for n in all_nodes}
     assert ports == set(dn.spec.node_ports)
 
 
@@ -353,13 +348,7 @@ async def test_deleted_blob_leaves_every_disk(
     )
     assert status["deletable"]["deletableCounts"]["count_deletable_total"] == 1
     await chain.delete_blob(blob_id)
-    for d in dirs:
-        await _wait_gone(d)
-    probe = enc.pair(0).primary.data.tobytes()[:64]
-    for i in range(dn.spec.n_nodes):
-        for dirpath, _, files in os.walk(dn.devnet.node_dir(i)):
-            for name in files:
-                assert probe not in Path(dirpath, name).read_bytes(), (dirpath, name)
+    await _gone_from_every_disk(dn, enc)
     rsp = await client.get(f"{all_nodes[0].url}/v1/blobs/{enc.blob_id}/status")
     assert rsp.json()["success"]["data"] == "nonexistent"
 
@@ -378,8 +367,7 @@ async def test_expired_blob_leaves_every_disk(
     assert epoch < end < epoch + 5
     out = dn.cli("devnet", "epoch", "advance", str(end - epoch)).stdout
     assert out.strip() == f"epoch {end}"
-    for d in dirs:
-        await _wait_gone(d)
+    await _gone_from_every_disk(dn, enc)
     assert all(_blob_dir(dn, i, keeper.blob_id).is_dir() for i in range(dn.spec.n_nodes))
     _, all_nodes = await nodes(chain)
     rsp = await client.get(f"{all_nodes[0].url}/v1/blobs/{enc.blob_id}/confirmation/permanent")

@@ -16,7 +16,7 @@ from cache.slivers import SliverCache
 from chain import errors as chain_errors
 from chain.client import WalrusChain
 from chain.wallet import Keypair
-from tests.devnet_harness import N_SHARDS, RunningDevnet, start_devnet
+from tests.devnet_harness import N_SHARDS, RunningDevnet, heal_all, start_devnet
 from walrusfs.store.client import WalrusStore
 from walrusfs.store.nodes import Committee
 
@@ -31,19 +31,7 @@ def dn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
 @pytest.fixture(autouse=True)
 def _all_nodes_up(dn: RunningDevnet) -> Iterator[None]:
     yield
-    for i in range(dn.spec.n_nodes):
-        dn.devnet.set_faults(i)
-        if dn.devnet.pid(f"node-{i}") is None:
-            dn.devnet.node_start(i)
-
-
-@pytest.fixture
-async def chain(dn: RunningDevnet) -> AsyncIterator[WalrusChain]:
-    c = await dn.chain()
-    try:
-        yield c
-    finally:
-        await c.close()
+    heal_all(dn)
 
 
 def _store(chain: WalrusChain, cache_dir: Path | None = None, **kw: Any) -> WalrusStore:

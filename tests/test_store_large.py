@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,8 +14,7 @@ import codec
 from cache.ranges import RangeCache
 from cache.slivers import SliverCache
 from chain.client import WalrusChain
-from tests.devnet_harness import RunningDevnet, walrusfs
-from walrusfs.devnet.launcher import Devnet
+from tests.devnet_harness import RunningDevnet, start_devnet
 from walrusfs.store.client import WalrusStore
 
 pytestmark = [pytest.mark.trio, pytest.mark.timeout(900)]
@@ -25,22 +24,7 @@ N = 1000
 
 @pytest.fixture(scope="module")
 def dn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
-    home = tmp_path_factory.mktemp("large-home")
-    devnet = Devnet(home / "data")
-    try:
-        walrusfs(home, "devnet", "up", "--n-shards", str(N))
-        yield RunningDevnet(home, devnet, devnet.spec())
-    finally:
-        devnet.down()
-
-
-@pytest.fixture
-async def chain(dn: RunningDevnet) -> AsyncIterator[WalrusChain]:
-    c = await dn.chain()
-    try:
-        yield c
-    finally:
-        await c.close()
+    yield from start_devnet(tmp_path_factory.mktemp("large-home"), N)
 
 
 @pytest.mark.parametrize("mib", [64, 256])
