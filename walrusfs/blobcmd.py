@@ -68,7 +68,9 @@ def user_errors() -> Iterator[None]:
     except (chain_errors.ObjectNotFound, BlobNotFound) as exc:
         raise NotFoundError(_message(exc)) from None
     except (NotEnoughConfirmations, BlobUnavailable, NodeError) as exc:
-        raise ServiceError(_message(exc)) from None
+        raise ServiceError(
+            f"{_message(exc)}; check the storage nodes (`walrusfs devnet status`) and retry"
+        ) from None
     except chain_errors.ChainError as exc:
         raise ServiceError(str(exc)) from None
 
@@ -158,7 +160,7 @@ def cmd_store(args: argparse.Namespace) -> int:
             for name in args.files:
                 data = _read(name)  # one file in memory at a time
                 try:
-                    codec.EncodingParams((await store.committee()).n_shards).check_size(len(data))
+                    (await store.committee()).params.check_size(len(data))
                 except codec.DataTooLarge as exc:
                     raise InvalidDataError(f"{name}: {exc}") from None
                 est = await store.estimate(len(data), args.epochs)

@@ -118,9 +118,6 @@ class Request:
     content_length: int | None
     _body: bytes | None = field(default=None, repr=False)
 
-    def flag(self, name: str) -> bool:
-        return (self.query.get(name) or ["false"])[-1].lower() == "true"
-
     async def body(self, limit: int) -> bytes:
         """The whole body, refused with SIZE_EXCEEDED as soon as it is known to pass `limit`."""
         if self._body is not None:

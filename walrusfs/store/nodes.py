@@ -14,7 +14,6 @@ import base64
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 
@@ -148,7 +147,3 @@ class NodeClient:
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise NodeError(node.name, rsp.status_code, "BAD_REPLY", str(exc)) from None
-
-    async def blob_status(self, node: StorageNode, blob_id: codec.BlobId) -> Any:
-        rsp = await self._request("status", node, "GET", f"/v1/blobs/{blob_id}/status")
-        return rsp.json()["success"]["data"]
