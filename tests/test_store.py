@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import codec
@@ -18,7 +19,7 @@ from chain.client import WalrusChain
 from chain.wallet import Keypair
 from tests.devnet_harness import N_SHARDS, RunningDevnet, heal_all, start_devnet
 from walrusfs.store.client import WalrusStore
-from walrusfs.store.nodes import Committee
+from walrusfs.store.nodes import Committee, StorageNode
 
 pytestmark = [pytest.mark.trio, pytest.mark.timeout(300)]
 
@@ -207,3 +208,30 @@ async def test_committee_quorum(store: WalrusStore) -> None:
     committee: Committee = await store.committee()
     assert committee.quorum == 7  # 3*7 >= 21
     assert sum(n.weight for n in committee.nodes) == N_SHARDS
+
+
+async def test_a_node_that_times_out_does_not_sink_the_store(
+    store: WalrusStore, chain: WalrusChain, dn: RunningDevnet
+) -> None:
+    """Upload failures arrive grouped from the per-sliver tasks; a node whose every request
+    times out must count as one failed node, and the others still certify the blob."""
+    index, name = await _node_index(store, dn, 2)  # a 3-shard node: 7 shards remain
+    quick = httpx.AsyncClient(http1=False, http2=True, timeout=0.5)
+    # The failure must land before the grace period after quorum would cut the node off.
+    s = WalrusStore(chain, http=quick, deadline=1.0, grace=10.0)
+    put_metadata = s.nodes.put_metadata
+
+    async def then_slow(node: StorageNode, blob_id: codec.BlobId, bcs: bytes) -> None:
+        # The metadata lands; every sliver PUT to this node then times out.
+        await put_metadata(node, blob_id, bcs)
+        if node.name == name:
+            dn.devnet.set_faults(index, delay_ms=3000)
+
+    s.nodes.put_metadata = then_slow  # type: ignore[method-assign]
+    try:
+        result = await s.store(_data(20_000, 19), epochs=2)
+        assert name not in result.signers and len(result.signers) == 3
+        assert (await chain.blob(result.object_id)).certified_epoch is not None
+    finally:
+        await s.close()
+        await quick.aclose()

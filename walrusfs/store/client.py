@@ -252,10 +252,13 @@ class WalrusStore:
                 if weight() >= committee.quorum:
                     quorum_reached.set()
             except Exception as exc:
-                if not (is_temporary(exc) or isinstance(exc, NodeError)):
+                # The sliver uploads run in a nursery, so their failures arrive grouped: the
+                # node has failed if every leaf is a node failure; anything else is a bug.
+                leaves = _leaves(exc)
+                if not all(is_temporary(e) or isinstance(e, NodeError) for e in leaves):
                     raise
-                failures[node.name] = str(exc)
-                log.warning("storing %s on %s failed: %s", enc.blob_id, node.name, exc)
+                failures[node.name] = str(leaves[0])
+                log.warning("storing %s on %s failed: %s", enc.blob_id, node.name, leaves[0])
 
         began = trio.current_time()
         async with trio.open_nursery() as outer:
@@ -567,6 +570,13 @@ class WalrusStore:
     async def extend(self, object_id: str, epochs: int) -> int:
         paid, _ = await self.chain.extend_blob(object_id, epochs)
         return paid
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, or `exc` itself."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
 
 
 def _confirmation_message(epoch: int, blob_id: codec.BlobId, object_id: str | None) -> bytes:
