@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 import codec
@@ -216,9 +215,8 @@ async def test_a_node_that_times_out_does_not_sink_the_store(
     """Upload failures arrive grouped from the per-sliver tasks; a node whose every request
     times out must count as one failed node, and the others still certify the blob."""
     index, name = await _node_index(store, dn, 2)  # a 3-shard node: 7 shards remain
-    quick = httpx.AsyncClient(http1=False, http2=True, timeout=0.5)
     # The failure must land before the grace period after quorum would cut the node off.
-    s = WalrusStore(chain, http=quick, deadline=1.0, grace=10.0)
+    s = WalrusStore(chain, timeout=0.5, deadline=1.0, grace=10.0)
     put_metadata = s.nodes.put_metadata
 
     async def then_slow(node: StorageNode, blob_id: codec.BlobId, bcs: bytes) -> None:
@@ -234,4 +232,3 @@ async def test_a_node_that_times_out_does_not_sink_the_store(
         assert (await chain.blob(result.object_id)).certified_epoch is not None
     finally:
         await s.close()
-        await quick.aclose()

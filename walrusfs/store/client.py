@@ -99,7 +99,7 @@ class WalrusStore:
         *,
         cache: SliverCache | None = None,
         ranges: RangeCache | None = None,
-        http: httpx.AsyncClient | None = None,
+        timeout: float = 30.0,
         upload_concurrency: int = 32,
         read_concurrency: int = 32,
         deadline: float = 60.0,
@@ -108,14 +108,7 @@ class WalrusStore:
         self.chain = chain
         self.cache = cache
         self.ranges = ranges
-        self._own_http = http is None
-        self.http = http or httpx.AsyncClient(
-            http1=False,
-            http2=True,
-            timeout=httpx.Timeout(30.0, connect=5.0),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
-        )
-        self.nodes = NodeClient(self.http)
+        self.nodes = NodeClient(timeout, upload_concurrency)
         self.upload_limit = trio.CapacityLimiter(upload_concurrency)
         self.read_limit = trio.CapacityLimiter(read_concurrency)
         self.deadline = deadline
@@ -127,8 +120,7 @@ class WalrusStore:
         self._metadata: LRUCache[bytes, codec.VerifiedMetadata] = LRUCache(maxsize=256)
 
     async def close(self) -> None:
-        if self._own_http:
-            await self.http.aclose()
+        await self.nodes.aclose()
 
     async def committee(self, fresh: bool = False) -> Committee:
         if fresh or self._committee is None or time.monotonic() - self._committee_at > 60:

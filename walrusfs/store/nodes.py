@@ -1,8 +1,9 @@
 """The committee as the client sees it, and the storage-node REST calls.
 
 A node's on-chain network address is `host:port`. Real Walrus nodes serve HTTPS; a loopback
-address (the devnet) is spoken to in cleartext HTTP/2 with prior knowledge. One
-`httpx.AsyncClient` carries every request, so connections are reused across blobs.
+address (the devnet) is spoken to in cleartext. Reads go over HTTP/2 (prior knowledge on
+cleartext), uploads over HTTP/1.1 keep-alive (see `NodeClient`); both pools live as long as
+the `WalrusStore`, so connections are reused across blobs.
 
 Every request is counted per kind (`NodeClient.counts`): the tests assert, for example, that a
 small range read fetches at most two slivers and that a cached read makes none.
@@ -86,9 +87,35 @@ class Committee:
 
 
 class NodeClient:
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self.http = http
+    """Two connection pools: HTTP/2 for reads, HTTP/1.1 for uploads.
+
+    Uploads do not use HTTP/2 because httpcore's HTTP/2 client can stall one of several
+    concurrent large request bodies until its read timeout (`_wait_for_outgoing_flow` waits
+    on a socket read for a WINDOW_UPDATE another stream already consumed; see
+    github.com/pydantic/httpx2/issues/1133). We hit it as intermittent 30 s ReadTimeouts when
+    32 slivers went to one node at once. GETs send no body and are not affected, so reads
+    keep HTTP/2 (one connection per node, cheaper per request).
+    """
+
+    def __init__(self, timeout: float = 30.0, upload_connections: int = 32) -> None:
+        limits = httpx.Timeout(timeout, connect=5.0)
+        self.reads = httpx.AsyncClient(
+            http1=False,
+            http2=True,
+            timeout=limits,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+        )
+        self.uploads = httpx.AsyncClient(
+            timeout=limits,
+            limits=httpx.Limits(
+                max_connections=upload_connections, max_keepalive_connections=upload_connections
+            ),
+        )
         self.counts: Counter[str] = Counter()
+
+    async def aclose(self) -> None:
+        await self.reads.aclose()
+        await self.uploads.aclose()
 
     @staticmethod
     def _raise(node: StorageNode, rsp: httpx.Response) -> None:
@@ -104,7 +131,8 @@ class NodeClient:
         self, kind: str, node: StorageNode, method: str, path: str, body: bytes | None = None
     ) -> httpx.Response:
         self.counts[kind] += 1
-        rsp = await self.http.request(method, node.url + path, content=body)
+        client = self.uploads if body is not None else self.reads
+        rsp = await client.request(method, node.url + path, content=body)
         if rsp.status_code >= 300 and rsp.status_code != 404:
             self._raise(node, rsp)
         return rsp
