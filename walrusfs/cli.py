@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 import codec
-from walrusfs import __version__, blobcmd
+from walrusfs import __version__, blobcmd, mountcmd
 from walrusfs.config import Paths
 from walrusfs.devnet.launcher import Devnet
 from walrusfs.errors import ExitCode, InvalidDataError, UserError
@@ -257,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_devnet_epoch)
 
     blobcmd.add_parser(sub)
+    mountcmd.add_parser(sub)
     return parser
 
 

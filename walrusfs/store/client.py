@@ -141,12 +141,16 @@ class WalrusStore:
         deletable: bool = True,
         attributes: dict[str, str] | None = None,
         progress: Progress | None = None,
+        reuse: bool = True,
     ) -> StoreResult:
+        """`reuse=False` skips the search for an owned certified blob with the same ID (a
+        listing of all owned blobs): for callers that keep their own index, like the mount."""
         committee = await self.committee(fresh=True)
         enc = await trio.to_thread.run_sync(codec.encode, data, committee.n_shards)
         return await self._store_encoded(
-            enc, committee, epochs, deletable=deletable, attributes=attributes, progress=progress
-        )
+            enc, committee, epochs, deletable=deletable, attributes=attributes,
+            progress=progress, reuse=reuse,
+        )  # fmt: skip
 
     async def _store_encoded(
         self,
@@ -157,9 +161,10 @@ class WalrusStore:
         deletable: bool,
         attributes: dict[str, str] | None,
         progress: Progress | None,
+        reuse: bool = True,
     ) -> StoreResult:
         want_end = committee.epoch + epochs
-        for blob in await self.chain.blobs():
+        for blob in await self.chain.blobs() if reuse else []:
             if (
                 blob.blob_id == enc.blob_id.to_u256()
                 and blob.certified_epoch is not None
@@ -300,13 +305,15 @@ class WalrusStore:
         deletable: bool = True,
         attributes: dict[str, str] | None = None,
         progress: Progress | None = None,
+        reuse: bool = True,
     ) -> QuiltResult:
         committee = await self.committee(fresh=True)
         quilt = await trio.to_thread.run_sync(codec.build_quilt, items, committee.n_shards)
         enc = await trio.to_thread.run_sync(codec.encode, quilt.data, committee.n_shards)
         result = await self._store_encoded(
-            enc, committee, epochs, deletable=deletable, attributes=attributes, progress=progress
-        )
+            enc, committee, epochs, deletable=deletable, attributes=attributes,
+            progress=progress, reuse=reuse,
+        )  # fmt: skip
         patches = {p.identifier: p.patch_id(enc.blob_id) for p in quilt.patches}
         return QuiltResult(result, patches)
 

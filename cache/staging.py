@@ -1,0 +1,132 @@
+"""The staging area: file data written into the mount that is not on Walrus yet.
+
+One sparse local file per dirty chunk, `<root>/<inode>.<chunkno>`, written in place with
+pwrite. The mount's database says which chunks are staged (chunks.staged = 1); a file with no
+such row is garbage from a crash and is removed by `sweep`. fsync on a chunk makes its bytes
+durable; the directory is fsynced when a file is created, so the name survives a crash too.
+
+This module does local disk I/O only (no network, no database): callers hold the rules.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+Key = tuple[int, int]  # (inode, chunkno)
+
+MAX_OPEN_FILES = 128
+
+
+class Staging:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self._fds: OrderedDict[Key, int] = OrderedDict()
+        self._sizes: dict[Key, int] = {}
+        for key in self.keys():
+            self._sizes[key] = self._path(key).stat().st_size
+        self._dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+
+    def _path(self, key: Key) -> Path:
+        return self.root / f"{key[0]}.{key[1]}"
+
+    def keys(self) -> Iterator[Key]:
+        for entry in os.scandir(self.root):
+            name = entry.name
+            inode, _, chunkno = name.partition(".")
+            if inode.isdigit() and chunkno.isdigit():
+                yield int(inode), int(chunkno)
+            else:  # a temporary file of an interrupted materialisation
+                os.unlink(entry.path)
+
+    def sweep(self, live: Iterable[Key]) -> int:
+        """Remove staging files the database does not reference; returns how many."""
+        keep = set(live)
+        removed = 0
+        for key in list(self.keys()):
+            if key not in keep:
+                self.remove(key)
+                removed += 1
+        return removed
+
+    def _fd(self, key: Key, create: bool = False) -> int:
+        fd = self._fds.get(key)
+        if fd is not None:
+            self._fds.move_to_end(key)
+            return fd
+        flags = os.O_RDWR | (os.O_CREAT if create else 0)
+        fd = os.open(self._path(key), flags, 0o600)
+        if create and key not in self._sizes:
+            self._sizes[key] = 0
+            os.fsync(self._dir_fd)
+        self._fds[key] = fd
+        while len(self._fds) > MAX_OPEN_FILES:
+            _, old = self._fds.popitem(last=False)
+            os.close(old)
+        return fd
+
+    def exists(self, key: Key) -> bool:
+        return key in self._sizes
+
+    def size(self, key: Key) -> int:
+        return self._sizes.get(key, 0)
+
+    @property
+    def used_bytes(self) -> int:
+        return sum(self._sizes.values())
+
+    def create(self, key: Key, data: bytes = b"") -> None:
+        """A staging file holding `data` (empty: a new chunk), durable before it is referenced."""
+        fd = self._fd(key, create=True)
+        os.ftruncate(fd, 0)
+        if data:
+            os.pwrite(fd, data, 0)
+        self._sizes[key] = len(data)
+
+    def write(self, key: Key, offset: int, data: bytes | memoryview) -> None:
+        fd = self._fd(key, create=True)
+        written = os.pwrite(fd, data, offset)
+        while written < len(data):  # pwrite on a regular file only stops short on ENOSPC
+            written += os.pwrite(fd, data[written:], offset + written)
+        end = offset + len(data)
+        if end > self._sizes.get(key, 0):
+            self._sizes[key] = end
+
+    def read(self, key: Key, offset: int, length: int) -> bytes:
+        """Up to `length` bytes; short (or empty) where the staging file ends."""
+        if key not in self._sizes:
+            return b""
+        return os.pread(self._fd(key), length, offset)
+
+    def snapshot(self, key: Key) -> bytes | None:
+        """The chunk's bytes, read through a file descriptor of its own (safe in a worker
+        thread while the loop keeps writing; the caller detects such writes by generation).
+        None if the chunk was removed meanwhile."""
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def truncate(self, key: Key, length: int) -> None:
+        os.ftruncate(self._fd(key, create=True), length)
+        self._sizes[key] = length
+
+    def fsync(self, key: Key) -> None:
+        if key in self._sizes:
+            os.fsync(self._fd(key))
+
+    def remove(self, key: Key) -> None:
+        fd = self._fds.pop(key, None)
+        if fd is not None:
+            os.close(fd)
+        self._sizes.pop(key, None)
+        self._path(key).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        os.close(self._dir_fd)

@@ -1,0 +1,290 @@
+"""File content: chunks that are staged locally or stored on Walrus (schema: `chunks`).
+
+Reads come from staging, then the in-memory segment cache, then the store (which has its
+own on-disk sliver cache and asks the network last). A write into a chunk that is on Walrus
+first copies that chunk into staging ("materialises" it), then writes there; the uploader
+later replaces the chunk's blob. A truncate never downloads anything.
+
+Database rule (docs/mount.md): statements between two awaits are atomic with respect to
+other requests, so every check-then-act below re-reads the row after its last await.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sqlite3
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import trio
+from cachetools import LRUCache
+
+import codec
+from cache.staging import Key, Staging
+from walrusfs.store.client import WalrusStore
+
+log = logging.getLogger(__name__)
+
+SEGMENT = 4 << 20  # blob bytes fetched at a time: a whole row or two at n=100 and 64 MiB chunks
+
+
+@dataclass(frozen=True)
+class Chunk:
+    staged: bool
+    blob: int | None
+    patch: str | None
+    length: int
+
+
+class Content:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        staging: Staging,
+        store: WalrusStore,
+        chunk_size: int,
+        segment_cache_bytes: int = 256 << 20,
+    ) -> None:
+        self.db = db
+        self.staging = staging
+        self.store = store
+        self.chunk_size = chunk_size
+        #: Bumped on every change of a staged chunk, so the uploader knows whether the bytes
+        #: it uploaded are still the chunk's bytes when the blob is certified.
+        self.gen: dict[Key, int] = {}
+        self._counter = itertools.count(1)
+        #: monotonic time of the last change of each staged chunk (idle detection).
+        self.last_write: dict[Key, float] = {}
+        #: open file handles that may write, per inode (their chunks are not uploaded yet,
+        #: unless full).
+        self.writers: defaultdict[int, int] = defaultdict(int)
+        self._locks: dict[Key, trio.Lock] = {}
+        self._segments: LRUCache[tuple[str, int], bytes] = LRUCache(
+            maxsize=segment_cache_bytes, getsizeof=len
+        )
+        self._inflight: dict[tuple[str, int], trio.Event] = {}
+        #: set when staged bytes shrink (an upload finished): writers waiting for room retry.
+        self.space_freed = trio.Event()
+
+    # -- rows -------------------------------------------------------------------------------
+
+    def chunk(self, inode: int, chunkno: int) -> Chunk | None:
+        row = self.db.execute(
+            "SELECT staged, blob, patch, length FROM chunks WHERE inode = ? AND chunkno = ?",
+            (inode, chunkno),
+        ).fetchone()
+        return None if row is None else Chunk(bool(row[0]), row[1], row[2], row[3])
+
+    def generation(self, key: Key) -> int:
+        """The chunk's current generation (unique across all chunks, changes on every write)."""
+        gen = self.gen.get(key)
+        if gen is None:
+            gen = self.gen[key] = next(self._counter)
+        return gen
+
+    def _touch(self, key: Key) -> None:
+        self.gen[key] = next(self._counter)
+        self.last_write[key] = time.monotonic()
+
+    def decref(self, blob: int | None) -> None:
+        if blob is None:
+            return
+        self.db.execute("UPDATE blobs SET refcount = refcount - 1 WHERE id = ?", (blob,))
+        self.db.execute(
+            "UPDATE blobs SET deleted_at = ? WHERE id = ? AND refcount <= 0", (time.time(), blob)
+        )
+
+    def _split(self, offset: int, length: int) -> Iterator[tuple[int, int, int]]:
+        """(chunkno, offset in chunk, length) pieces of a file range."""
+        end = offset + length
+        while offset < end:
+            chunkno, within = divmod(offset, self.chunk_size)
+            n = min(end - offset, self.chunk_size - within)
+            yield chunkno, within, n
+            offset += n
+
+    # -- read -------------------------------------------------------------------------------
+
+    async def read(self, inode: int, offset: int, length: int) -> bytes:
+        """File bytes [offset, offset+length), the caller having clamped to the file size."""
+        parts: list[bytes] = []
+        for chunkno, within, n in self._split(offset, length):
+            c = self.chunk(inode, chunkno)
+            if c is None:
+                parts.append(bytes(n))
+            elif c.staged:
+                data = self.staging.read((inode, chunkno), within, n)
+                parts.append(data + bytes(n - len(data)))
+            else:
+                stored = max(0, min(n, c.length - within))
+                data = await self._stored(c, within, stored) if stored else b""
+                parts.append(data + bytes(n - len(data)))
+        return b"".join(parts)
+
+    async def _stored(self, c: Chunk, offset: int, length: int) -> bytes:
+        if c.patch is not None:
+            whole = await self._segment(c.patch, -1)
+            return whole[offset : offset + length]
+        assert c.blob is not None
+        row = self.db.execute("SELECT blob_id FROM blobs WHERE id = ?", (c.blob,)).fetchone()
+        if row is None:
+            raise OSError(5, f"chunk refers to blob row {c.blob}, which does not exist")
+        blob_id: str = row[0]
+        parts = []
+        pos, end = offset, offset + length
+        while pos < end:
+            seg = pos // SEGMENT
+            data = await self._segment(blob_id, seg)
+            lo = pos - seg * SEGMENT
+            piece = data[lo : lo + (end - pos)]
+            if not piece:
+                break
+            parts.append(piece)
+            pos += len(piece)
+        return b"".join(parts)
+
+    async def _segment(self, ident: str, seg: int) -> bytes:
+        """One aligned segment of a blob (seg >= 0) or a whole quilt patch (seg = -1), fetched
+        once even when the kernel's readahead asks for it several times at once."""
+        key = (ident, seg)
+        while True:
+            hit = self._segments.get(key)
+            if hit is not None:
+                return hit
+            pending = self._inflight.get(key)
+            if pending is None:
+                break
+            await pending.wait()
+            if key in self._segments or key not in self._inflight:
+                hit = self._segments.get(key)
+                if hit is not None:
+                    return hit
+                # the fetch failed or was evicted at once: fetch it ourselves
+                break
+        done = self._inflight[key] = trio.Event()
+        try:
+            if seg < 0:
+                patch = await self.store.read_patch(codec.QuiltPatchId.parse(ident))
+                data = patch.data
+            else:
+                data = await self.store.read(
+                    codec.BlobId.parse(ident), seg * SEGMENT, SEGMENT, use_cache=True
+                )
+            self._segments[key] = data
+            return data
+        finally:
+            del self._inflight[key]
+            done.set()
+
+    def remember(self, ident: str, seg: int, data: bytes) -> None:
+        """Seed the segment cache with bytes just uploaded (they are what the blob holds)."""
+        if len(data) <= self._segments.maxsize // 4:
+            self._segments[(ident, seg)] = data
+
+    # -- write ------------------------------------------------------------------------------
+
+    def _lock(self, key: Key) -> trio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = trio.Lock()
+        return lock
+
+    async def stage(self, inode: int, chunkno: int) -> None:
+        """Make the chunk staged, copying its bytes from Walrus if it has some."""
+        key = (inode, chunkno)
+        c = self.chunk(inode, chunkno)
+        if c is not None and c.staged:
+            return
+        if c is None:
+            self.staging.create(key)
+            self.db.execute(
+                "INSERT INTO chunks (inode, chunkno, staged, length) VALUES (?, ?, 1, 0)",
+                (inode, chunkno),
+            )
+            self._touch(key)
+            return
+        lock = self._lock(key)
+        async with lock:
+            try:
+                c = self.chunk(inode, chunkno)
+                if c is None or c.staged:
+                    return await self.stage(inode, chunkno)
+                data = await self._stored(c, 0, c.length) if c.length else b""
+                c2 = self.chunk(inode, chunkno)
+                if c2 != c:  # changed (truncated, removed) while we fetched: start again
+                    return await self.stage(inode, chunkno)
+                self.staging.create(key, data)
+                self.db.execute(
+                    "UPDATE chunks SET staged = 1 WHERE inode = ? AND chunkno = ?",
+                    (inode, chunkno),
+                )
+                self._touch(key)
+            finally:
+                if not lock.statistics().tasks_waiting:
+                    self._locks.pop(key, None)
+
+    async def write(self, inode: int, offset: int, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        pos = 0
+        for chunkno, within, n in self._split(offset, len(view)):
+            key = (inode, chunkno)
+            if not self._is_staged(key):
+                await self.stage(inode, chunkno)
+            self.staging.write(key, within, view[pos : pos + n])
+            self._touch(key)
+            pos += n
+
+    def _is_staged(self, key: Key) -> bool:
+        c = self.chunk(*key)
+        return c is not None and c.staged
+
+    def truncate(self, inode: int, old_size: int, new_size: int) -> None:
+        """Drop content past `new_size` (growing needs nothing: missing bytes read as zeros)."""
+        if new_size >= old_size:
+            return
+        first_gone = -(-new_size // self.chunk_size)  # chunks entirely past the new end
+        for chunkno, blob in self.db.execute(
+            "SELECT chunkno, blob FROM chunks WHERE inode = ? AND chunkno >= ?",
+            (inode, first_gone),
+        ).fetchall():
+            self.staging.remove((inode, chunkno))
+            self.decref(blob)
+            self._forget_key((inode, chunkno))
+        self.db.execute("DELETE FROM chunks WHERE inode = ? AND chunkno >= ?", (inode, first_gone))
+        chunkno, within = divmod(new_size, self.chunk_size)
+        if within:
+            c = self.chunk(inode, chunkno)
+            key = (inode, chunkno)
+            if c is not None and c.staged:
+                if self.staging.size(key) > within:
+                    self.staging.truncate(key, within)
+                self._touch(key)
+            elif c is not None and c.length > within:
+                self.db.execute(
+                    "UPDATE chunks SET length = ? WHERE inode = ? AND chunkno = ?",
+                    (within, inode, chunkno),
+                )
+
+    def _forget_key(self, key: Key) -> None:
+        # no generation: an upload of this chunk that is in flight finds it changed
+        self.gen.pop(key, None)
+        self.last_write.pop(key, None)
+
+    def purge(self, inode: int) -> None:
+        """Remove all content of an inode that nothing refers to any more."""
+        for chunkno, blob in self.db.execute(
+            "SELECT chunkno, blob FROM chunks WHERE inode = ?", (inode,)
+        ).fetchall():
+            self.staging.remove((inode, chunkno))
+            self.decref(blob)
+            self._forget_key((inode, chunkno))
+        self.db.execute("DELETE FROM chunks WHERE inode = ?", (inode,))
+
+    def fsync(self, inode: int) -> None:
+        for (chunkno,) in self.db.execute(
+            "SELECT chunkno FROM chunks WHERE inode = ? AND staged = 1", (inode,)
+        ).fetchall():
+            self.staging.fsync((inode, chunkno))

@@ -1,0 +1,379 @@
+"""Mounting a volume: open its database and staging area, run the handlers and the uploader.
+
+Lifecycle (`run`): check the mountpoint -> open the chain and the store, read the committee ->
+open or create the volume database, repair what a crash left (see docs/mount.md, crash
+windows) -> mark the volume mounted -> `pyfuse3.init` (errors reach the terminal) -> report
+ready -> uploader + request loop -> on unmount (fusermount -u, SIGINT/SIGTERM): forget the
+kernel's remaining inodes, mark the volume cleanly unmounted.
+"""
+
+from __future__ import annotations
+
+import errno
+import faulthandler
+import logging
+import os
+import signal
+import sqlite3
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyfuse3
+import trio
+
+import codec
+from cache.ranges import RangeCache
+from cache.slivers import SliverCache
+from cache.staging import Staging
+from chain import errors as chain_errors
+from chain.client import WalrusChain
+from walrusfs.errors import ExitCode, UsageError, UserError
+from walrusfs.fs import schema
+from walrusfs.fs.content import Content
+from walrusfs.fs.ops import Operations
+from walrusfs.fs.uploader import UploadConfig, Uploader
+from walrusfs.store.client import WalrusStore
+
+log = logging.getLogger(__name__)
+
+FSNAME = "walrusfs"
+STATFS_TTL = 5.0
+REFRESH_INTERVAL = 60.0
+
+
+@dataclass(frozen=True)
+class MountOptions:
+    mountpoint: Path
+    volume_dir: Path  # <data_dir>/volumes/<name>: meta.db, staging/, mount.log
+    cache_dir: Path  # sliver cache
+    chunk_size: int = 64 << 20  # for new volumes; capped at the network's max blob size
+    cache_bytes: int = 2 << 30  # on-disk sliver cache
+    memory_bytes: int = 2 << 30  # RSS bound: segment cache + concurrent encodes
+    staging_limit: int = 16 << 30  # staged bytes before writes wait for uploads
+    allow_other: bool = False
+    upload: UploadConfig = field(default_factory=UploadConfig)
+
+
+class MountError(UserError):
+    exit_code = ExitCode.SERVICE
+
+
+def is_mountpoint(path: Path) -> str | None:
+    """The filesystem type mounted at `path` (from /proc/mounts), or None."""
+    target = os.path.realpath(path)
+    with open("/proc/mounts", encoding="utf-8") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3 and parts[1].encode().decode("unicode_escape") == target:
+                return parts[2]
+    return None
+
+
+def check_mountpoint(path: Path) -> None:
+    if not path.exists():
+        raise UsageError(f"mountpoint {path} does not exist (create it with mkdir)")
+    if not path.is_dir():
+        raise UsageError(f"mountpoint {path} is not a directory")
+    if is_mountpoint(path) is not None:
+        raise UsageError(f"{path} is already a mountpoint (`walrusfs umount {path}` first)")
+
+
+class Volume:
+    """The state shared by handlers, uploader and control commands (ops.Control)."""
+
+    def __init__(
+        self,
+        options: MountOptions,
+        db: sqlite3.Connection,
+        *,
+        staging: Staging,
+        content: Content,
+        uploader: Uploader,
+        chain: WalrusChain,
+    ) -> None:
+        self.options = options
+        self.db = db
+        self.staging = staging
+        self.content = content
+        self.uploader = uploader
+        self.chain = chain
+        self.started = time.time()
+        self.wal: int | None = None
+        self.sui: int | None = None
+        self.bytes_affordable: int | None = None
+        self.epoch: int | None = None
+        self._statfs: tuple[float, pyfuse3.StatvfsData] | None = None
+
+    # -- ops.Control ------------------------------------------------------------------------
+
+    def wake_uploader(self) -> None:
+        self.uploader.wake()
+
+    def uploading(self, inode: int) -> bool:
+        return any(key[0] == inode for key in self.uploader.inflight)
+
+    async def wait_for_room(self, nbytes: int) -> None:
+        """Writes wait while staging is over its limit and uploads make progress; ENOSPC when
+        they cannot (uploads failing: no WAL, nodes unreachable)."""
+        while self.staging.used_bytes + nbytes > self.options.staging_limit:
+            if self.uploader.stats.last_error is not None and not self.uploader.inflight:
+                log.error(
+                    "staging is full (%d bytes) and uploads fail: %s",
+                    self.staging.used_bytes, self.uploader.stats.last_error,
+                )  # fmt: skip
+                raise pyfuse3.FUSEError(errno.ENOSPC)
+            self.uploader.wake()
+            freed = self.content.space_freed
+            with trio.move_on_after(60):
+                await freed.wait()
+                continue
+            raise pyfuse3.FUSEError(errno.ENOSPC)
+
+    def sync_db(self) -> None:
+        """Make every committed transaction durable (a full WAL sync)."""
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute("COMMIT")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+
+    def statfs(self) -> pyfuse3.StatvfsData:
+        now = time.monotonic()
+        if self._statfs is not None and now - self._statfs[0] < STATFS_TTL:
+            return self._statfs[1]
+        used = int(
+            self.db.execute(
+                "SELECT coalesce(sum(size), 0) FROM inodes WHERE mode & ? = ?",
+                (0o170000, stat.S_IFREG),
+            ).fetchone()[0]
+        )
+        files = int(self.db.execute("SELECT count(*) FROM inodes").fetchone()[0])
+        staging_free = max(0, self.options.staging_limit - self.staging.used_bytes)
+        # free space: what the wallet can still pay for; unknown yet -> the staging room
+        free = staging_free if self.bytes_affordable is None else self.bytes_affordable
+        bsize = 4096
+        s = pyfuse3.StatvfsData()
+        s.f_bsize = bsize
+        s.f_frsize = bsize
+        s.f_blocks = (used + free) // bsize
+        s.f_bfree = free // bsize
+        s.f_bavail = free // bsize
+        s.f_files = files + 10_000_000
+        s.f_ffree = 10_000_000
+        s.f_favail = 10_000_000
+        s.f_namemax = 255
+        self._statfs = (now, s)
+        return s
+
+    async def command(self, name: str, value: bytes) -> None:
+        if name == "sync":
+            await self.uploader.flush()
+            self.sync_db()
+        else:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+
+    def query(self, name: str) -> Any:
+        if name == "pid":
+            return os.getpid()
+        if name == "status":
+            return self.status()
+        raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+
+    def status(self) -> dict[str, Any]:
+        chunks, nbytes = self.uploader.pending()
+        st = self.uploader.stats
+        blobs = self.db.execute(
+            "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(encoded_size), 0), "
+            "min(end_epoch) FROM blobs WHERE refcount > 0"
+        ).fetchone()
+        cache = self.content.store.cache
+        return {
+            "pid": os.getpid(),
+            "mountpoint": str(self.options.mountpoint),
+            "volume": str(self.options.volume_dir),
+            "volume_id": schema.get_param(self.db, "volume_id"),
+            "uptime": round(time.time() - self.started, 1),
+            "pending": {
+                "chunks": chunks,
+                "bytes": nbytes,
+                "uploading": len(self.uploader.inflight),
+            },
+            "staging": {"bytes": self.staging.used_bytes, "limit": self.options.staging_limit},
+            "uploaded": {
+                "blobs": st.blobs,
+                "quilts": st.quilts,
+                "chunks": st.chunks,
+                "bytes": st.bytes,
+                "wal_spent": st.wal_spent,
+                "failures": st.failures,
+                "last_error": st.last_error,
+            },
+            "stored": {
+                "blobs": blobs[0],
+                "bytes": blobs[1],
+                "encoded_bytes": blobs[2],
+                "earliest_end_epoch": blobs[3],
+            },
+            "cache": {
+                "bytes": cache.total_bytes if cache is not None else 0,
+                "limit": self.options.cache_bytes,
+            },
+            "chain": {"epoch": self.epoch, "wal": self.wal, "sui": self.sui},
+        }
+
+    async def refresh(self) -> None:
+        """Balances and prices for statfs and status, every minute (the chain may be down:
+        the old figures stay)."""
+        while True:
+            try:
+                info = await self.chain.system_info()
+                bal = await self.chain.balances()
+                self.wal, self.sui, self.epoch = bal.wal, bal.sui, info.epoch
+                params = codec.EncodingParams(info.n_shards)
+                probe = self.content.chunk_size
+                units = codec.storage_units(params.encoded_size(probe))
+                per_chunk = units * (info.storage_price * self.uploader.config.epochs
+                                     + info.write_price)  # fmt: skip
+                self.bytes_affordable = (bal.wal // max(per_chunk, 1)) * probe
+            except (chain_errors.ChainError, OSError) as exc:
+                log.warning("could not refresh balances: %s", exc)
+            await trio.sleep(REFRESH_INTERVAL)
+
+
+def _repair(db: sqlite3.Connection, staging: Staging) -> None:
+    """Bring database and staging area back in line after a crash (docs/mount.md)."""
+    live = {
+        (int(i), int(c))
+        for i, c in db.execute("SELECT inode, chunkno FROM chunks WHERE staged = 1")
+    }
+    have = set(staging.keys())
+    for key in sorted(live - have):
+        # impossible by construction (the file is written before the row): report, keep
+        # the previous upload if there is one
+        log.error("staged chunk %s has no staging file; reverting it to its last upload", key)
+        db.execute(
+            "UPDATE chunks SET staged = 0 WHERE inode = ? AND chunkno = ? AND blob IS NOT NULL",
+            key,
+        )
+        db.execute("DELETE FROM chunks WHERE inode = ? AND chunkno = ? AND blob IS NULL", key)
+    removed = staging.sweep(live)
+    if removed:
+        log.info("removed %d staging files no chunk refers to", removed)
+    # files unlinked while open when the last mount ended
+    for (inode,) in db.execute("SELECT id FROM inodes WHERE nlink = 0").fetchall():
+        for chunkno, blob in db.execute(
+            "SELECT chunkno, blob FROM chunks WHERE inode = ?", (inode,)
+        ).fetchall():
+            staging.remove((inode, chunkno))
+            if blob is not None:
+                db.execute("UPDATE blobs SET refcount = refcount - 1 WHERE id = ?", (blob,))
+        db.execute(
+            "UPDATE blobs SET deleted_at = ? WHERE refcount <= 0 AND deleted_at IS NULL",
+            (time.time(),),
+        )
+        for table, col in (("chunks", "inode"), ("symlinks", "inode"), ("xattrs", "inode"),
+                           ("inodes", "id")):  # fmt: skip
+            db.execute(f"DELETE FROM {table} WHERE {col} = ?", (inode,))
+
+
+async def run(
+    options: MountOptions,
+    chain: WalrusChain,
+    *,
+    foreground_debug: bool = False,
+    ready: Callable[[str | None], None] = lambda error: None,
+) -> None:
+    """Mount and serve until unmounted. `ready(None)` once the mount is live, `ready(message)`
+    if it failed before that."""
+    check_mountpoint(options.mountpoint)
+    cache = SliverCache(options.cache_dir / "slivers", options.cache_bytes)
+    store = WalrusStore(
+        chain, cache=cache, ranges=RangeCache(min(256 << 20, options.memory_bytes // 8))
+    )
+    try:
+        committee = await store.committee()
+        params = committee.params
+        db_path = options.volume_dir / "meta.db"
+        chunk_size = min(options.chunk_size, params.max_blob_size)
+        try:
+            db = schema.open_volume(db_path, uid=os.getuid(), gid=os.getgid(),
+                                    chunk_size=chunk_size)  # fmt: skip
+        except schema.SchemaMismatch as exc:
+            raise MountError(str(exc), ExitCode.USAGE) from None
+        chunk_size = int(schema.get_param(db, "chunk_size") or chunk_size)
+        if chunk_size > params.max_blob_size:
+            raise MountError(
+                f"this volume's chunk size ({chunk_size}) exceeds the network's maximum blob "
+                f"size ({params.max_blob_size})", ExitCode.USAGE,
+            )  # fmt: skip
+        staging = Staging(options.volume_dir / "staging")
+        if schema.get_param(db, "clean_unmount") != "1":
+            log.warning("the last mount of this volume did not end cleanly; repairing")
+        db.execute("BEGIN")
+        _repair(db, staging)
+        schema.set_param(db, "clean_unmount", "0")
+        db.execute("COMMIT")
+        segment_bytes = min(256 << 20, options.memory_bytes // 8)
+        content = Content(db, staging, store, chunk_size, segment_bytes)
+        jobs = max(1, min(options.upload.jobs, options.memory_bytes // (12 * chunk_size)))
+        upload = UploadConfig(**{**options.upload.__dict__, "jobs": jobs})
+        volume_id = schema.get_param(db, "volume_id") or ""
+        uploader = Uploader(
+            db, content, store, config=upload, volume_id=volume_id, max_patches=params.k_s - 1
+        )
+        volume = Volume(
+            options, db, staging=staging, content=content, uploader=uploader, chain=chain
+        )
+        ops = Operations(db, content, volume)
+        fuse_options = set(pyfuse3.default_options)
+        fuse_options |= {
+            f"fsname={FSNAME}:{options.volume_dir.name}", f"subtype={FSNAME}", "noatime"
+        }
+        if options.allow_other:
+            fuse_options.add("allow_other")
+        if foreground_debug:
+            fuse_options.add("debug")
+        try:
+            pyfuse3.init(ops, str(options.mountpoint), fuse_options)
+        except RuntimeError as exc:
+            raise MountError(f"cannot mount {options.mountpoint}: {exc}") from None
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+        clean = False
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(uploader.run)
+                nursery.start_soon(volume.refresh)
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    nursery.start_soon(_terminate_on, signals)
+                    ready(None)
+                    log.info("mounted %s on %s", options.volume_dir, options.mountpoint)
+                    await pyfuse3.main()
+                nursery.cancel_scope.cancel()
+            clean = True
+        finally:
+            pyfuse3.close(unmount=clean)
+            ops.forget_all()
+            chunks, nbytes = uploader.pending()
+            if chunks:
+                log.warning(
+                    "unmounted with %d chunk(s), %d bytes not uploaded yet: they stay in "
+                    "staging and upload at the next mount", chunks, nbytes,
+                )  # fmt: skip
+            schema.set_param(db, "clean_unmount", "1" if clean else "0")
+            volume.sync_db()
+            db.close()
+            staging.close()
+            log.info("unmounted %s", options.mountpoint)
+    finally:
+        await store.close()
+        cache.close()
+
+
+async def _terminate_on(signals: Any) -> None:
+    async for _ in signals:
+        log.info("signal received: unmounting")
+        pyfuse3.terminate()
+        return

@@ -1,0 +1,720 @@
+"""The pyfuse3 request handlers: POSIX semantics over the volume database and `Content`.
+
+Every handler runs on the mount's trio loop. Rules (docs/mount.md):
+- only `FUSEError` may leave a handler: `_errors` maps OSError to its errno and anything else
+  to EIO with a logged traceback (an escaping exception would kill the mount);
+- database statements between two awaits are atomic; handlers re-read what they checked
+  before an await;
+- lookup counts follow pyfuse3's rules: +1 for lookup/create/mknod/mkdir/symlink/link and for
+  each readdir entry the kernel accepted; an inode's row and content are purged when both its
+  link count and its lookup count are 0.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import json
+import logging
+import os
+import sqlite3
+import stat
+import time
+from collections import defaultdict
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+import pyfuse3
+import trio
+from pyfuse3 import EntryAttributes, FileInfo, FUSEError, RequestContext, SetattrFields
+
+from chain import errors as chain_errors
+from walrusfs.fs.content import Content
+from walrusfs.fs.schema import ROOT_INODE
+from walrusfs.store.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+NAME_MAX = 255
+MAX_FILE_SIZE = 1 << 60  # far beyond anything storable; 10**15 stays sparse and costs nothing
+TIMEOUT = 300.0  # attribute and entry cache: this process is the only writer of the volume
+BLOCK_SIZE = 4096
+IO_SIZE = 128 * 1024  # st_blksize: invites large writes
+
+#: Read-only attributes computed from the database (see `_walrus_xattr`).
+WALRUS_XATTR_PREFIX = b"user.walrus."
+#: Control channel of the CLI (`walrusfs sync`, `status`, `umount`): xattrs on the root.
+CTL_PREFIX = b"user.walrusfs.ctl."
+
+
+def _errors(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except FUSEError:
+            raise
+        except OSError as exc:
+            if exc.errno is None:
+                log.exception("%s failed", fn.__name__)
+                raise FUSEError(errno.EIO) from None
+            if exc.errno == errno.EIO:
+                log.error("%s failed: %s", fn.__name__, exc)
+            raise FUSEError(exc.errno) from None
+        except (StoreError, chain_errors.ChainError) as exc:
+            log.error("%s failed: %s", fn.__name__, exc)
+            raise FUSEError(errno.EIO) from None
+        except Exception:
+            log.exception("%s failed (internal error)", fn.__name__)
+            raise FUSEError(errno.EIO) from None
+
+    return wrapper
+
+
+@dataclass
+class Handle:
+    inode: int
+    writable: bool
+
+
+class Operations(pyfuse3.Operations):
+    supports_dot_lookup = True
+    enable_writeback_cache = True
+    enable_acl = False
+
+    def __init__(self, db: sqlite3.Connection, content: Content, control: Control) -> None:
+        super().__init__()
+        self.db = db
+        self.content = content
+        self.control = control
+        self.lookups: defaultdict[int, int] = defaultdict(int)
+        self.handles: dict[int, Handle] = {}
+        self._next_fh = 1
+        self._statfs: tuple[float, pyfuse3.StatvfsData] | None = None
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _row(self, inode: int) -> tuple[Any, ...]:
+        row = self.db.execute(
+            "SELECT id, mode, uid, gid, size, nlink, rdev, atime_ns, mtime_ns, ctime_ns, "
+            "btime_ns FROM inodes WHERE id = ?",
+            (inode,),
+        ).fetchone()
+        if row is None:
+            raise FUSEError(errno.ENOENT)
+        return tuple(row)
+
+    @staticmethod
+    def _attrs(row: tuple[Any, ...]) -> EntryAttributes:
+        a = EntryAttributes()
+        (a.st_ino, a.st_mode, a.st_uid, a.st_gid, a.st_size, a.st_nlink, a.st_rdev,
+         a.st_atime_ns, a.st_mtime_ns, a.st_ctime_ns, a.st_birthtime_ns) = row  # fmt: skip
+        a.generation = 0
+        a.entry_timeout = TIMEOUT
+        a.attr_timeout = TIMEOUT
+        a.st_blksize = IO_SIZE
+        a.st_blocks = (a.st_size + 511) // 512 if stat.S_ISREG(a.st_mode) else 0
+        return a
+
+    def attrs(self, inode: int) -> EntryAttributes:
+        return self._attrs(self._row(inode))
+
+    def _child(self, parent: int, name: bytes) -> int | None:
+        row = self.db.execute(
+            "SELECT inode FROM dentries WHERE parent = ? AND name = ?", (parent, name)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def _mode(self, inode: int) -> int:
+        row = self.db.execute("SELECT mode FROM inodes WHERE id = ?", (inode,)).fetchone()
+        if row is None:
+            raise FUSEError(errno.ENOENT)
+        return int(row[0])
+
+    def _dir(self, inode: int) -> None:
+        if not stat.S_ISDIR(self._mode(inode)):
+            raise FUSEError(errno.ENOTDIR)
+
+    @staticmethod
+    def _check_name(name: bytes) -> None:
+        if len(name) > NAME_MAX:
+            raise FUSEError(errno.ENAMETOOLONG)
+
+    def _touch_dir(self, inode: int, now: int) -> None:
+        self.db.execute(
+            "UPDATE inodes SET mtime_ns = ?, ctime_ns = ? WHERE id = ?", (now, now, inode)
+        )
+
+    def _maybe_purge(self, inode: int) -> None:
+        """Delete an inode nothing names and the kernel no longer knows."""
+        if self.lookups.get(inode, 0) > 0:
+            return
+        row = self.db.execute("SELECT nlink FROM inodes WHERE id = ?", (inode,)).fetchone()
+        if row is None or row[0] > 0:
+            return
+        self.db.execute("BEGIN")
+        self.content.purge(inode)
+        self.db.execute("DELETE FROM symlinks WHERE inode = ?", (inode,))
+        self.db.execute("DELETE FROM xattrs WHERE inode = ?", (inode,))
+        self.db.execute("DELETE FROM inodes WHERE id = ?", (inode,))
+        self.db.execute("COMMIT")
+
+    def _new_inode(
+        self, parent: int, name: bytes, mode: int, ctx: RequestContext, *, rdev: int = 0,
+        target: bytes | None = None,
+    ) -> int:  # fmt: skip
+        """Create an inode and its dentry (one transaction); the caller adds the lookup."""
+        self._check_name(name)
+        prow = self._row(parent)
+        if not stat.S_ISDIR(prow[1]):
+            raise FUSEError(errno.ENOTDIR)
+        if prow[5] == 0:  # the directory was removed while open
+            raise FUSEError(errno.ENOENT)
+        if self._child(parent, name) is not None:
+            raise FUSEError(errno.EEXIST)
+        gid = ctx.gid
+        if prow[1] & stat.S_ISGID:  # BSD group semantics of setgid directories
+            gid = prow[3]
+            if stat.S_ISDIR(mode):
+                mode |= stat.S_ISGID
+        now = time.time_ns()
+        nlink = 2 if stat.S_ISDIR(mode) else 1
+        self.db.execute("BEGIN")
+        cur = self.db.execute(
+            "INSERT INTO inodes (mode, uid, gid, size, nlink, rdev, atime_ns, mtime_ns, "
+            "ctime_ns, btime_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (mode, ctx.uid, gid, len(target or b""), nlink, rdev, now, now, now, now),
+        )
+        inode = int(cur.lastrowid or 0)
+        if target is not None:
+            self.db.execute("INSERT INTO symlinks VALUES (?, ?)", (inode, target))
+        self.db.execute(
+            "INSERT INTO dentries (parent, name, inode) VALUES (?, ?, ?)", (parent, name, inode)
+        )
+        if stat.S_ISDIR(mode):
+            self.db.execute("UPDATE inodes SET nlink = nlink + 1 WHERE id = ?", (parent,))
+        self._touch_dir(parent, now)
+        self.db.execute("COMMIT")
+        return inode
+
+    def _lookup_inc(self, inode: int) -> EntryAttributes:
+        attrs = self.attrs(inode)
+        self.lookups[inode] += 1
+        return attrs
+
+    # -- lookups ----------------------------------------------------------------------------
+
+    @_errors
+    async def lookup(self, parent_inode: int, name: bytes, ctx: RequestContext) -> EntryAttributes:
+        self._check_name(name)
+        if name == b".":
+            inode: int | None = parent_inode
+        elif name == b"..":
+            inode = self._parent_of(parent_inode)
+        else:
+            self._dir(parent_inode)
+            inode = self._child(parent_inode, name)
+        if inode is None:
+            raise FUSEError(errno.ENOENT)
+        return self._lookup_inc(inode)
+
+    def _parent_of(self, inode: int) -> int:
+        if inode == ROOT_INODE:
+            return ROOT_INODE
+        row = self.db.execute("SELECT parent FROM dentries WHERE inode = ?", (inode,)).fetchone()
+        if row is None:
+            raise FUSEError(errno.ENOENT)
+        return int(row[0])
+
+    def forget(self, inode_list: list[tuple[int, int]]) -> None:  # type: ignore[override]
+        for inode, nlookup in inode_list:
+            try:
+                left = self.lookups[inode] - nlookup
+                if left > 0:
+                    self.lookups[inode] = left
+                    continue
+                self.lookups.pop(inode, None)
+                self._maybe_purge(inode)
+            except Exception:  # forget must never raise; the inode stays until fsck
+                log.exception("forget(%d) failed", inode)
+
+    def forget_all(self) -> None:
+        """At unmount the kernel does not forget everything: do it, so unlinked inodes go."""
+        self.forget([(inode, count) for inode, count in list(self.lookups.items())])
+
+    @_errors
+    async def getattr(self, inode: int, ctx: RequestContext) -> EntryAttributes:
+        return self.attrs(inode)
+
+    @_errors
+    async def setattr(
+        self,
+        inode: int,
+        attr: EntryAttributes,
+        fields: SetattrFields,
+        fh: int | None,
+        ctx: RequestContext,
+    ) -> EntryAttributes:
+        row = self._row(inode)
+        now = time.time_ns()
+        sets: dict[str, int] = {}
+        if fields.update_size:
+            if not stat.S_ISREG(row[1]):
+                raise FUSEError(errno.EISDIR if stat.S_ISDIR(row[1]) else errno.EINVAL)
+            if attr.st_size > MAX_FILE_SIZE:
+                raise FUSEError(errno.EFBIG)
+            self.db.execute("BEGIN")
+            self.content.truncate(inode, row[4], attr.st_size)
+            self.db.execute("UPDATE inodes SET size = ? WHERE id = ?", (attr.st_size, inode))
+            self.db.execute("COMMIT")
+            if not fields.update_mtime:
+                sets["mtime_ns"] = now
+        if fields.update_mode:
+            sets["mode"] = (row[1] & ~0o7777) | (attr.st_mode & 0o7777)
+        if fields.update_uid:
+            sets["uid"] = attr.st_uid
+        if fields.update_gid:
+            sets["gid"] = attr.st_gid
+        if fields.update_atime:
+            sets["atime_ns"] = attr.st_atime_ns
+        if fields.update_mtime:
+            sets["mtime_ns"] = attr.st_mtime_ns
+        sets["ctime_ns"] = attr.st_ctime_ns if fields.update_ctime else now
+        cols = ", ".join(f"{k} = ?" for k in sets)
+        self.db.execute(f"UPDATE inodes SET {cols} WHERE id = ?", (*sets.values(), inode))
+        return self.attrs(inode)
+
+    @_errors
+    async def readlink(self, inode: int, ctx: RequestContext) -> bytes:
+        row = self.db.execute("SELECT target FROM symlinks WHERE inode = ?", (inode,)).fetchone()
+        if row is None:
+            raise FUSEError(errno.EINVAL)
+        return bytes(row[0])
+
+    # -- creating ---------------------------------------------------------------------------
+
+    @_errors
+    async def mknod(
+        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: RequestContext
+    ) -> EntryAttributes:
+        if stat.S_IFMT(mode) == 0:
+            mode |= stat.S_IFREG
+        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+                or stat.S_ISCHR(mode) or stat.S_ISBLK(mode)):  # fmt: skip
+            raise FUSEError(errno.EINVAL)
+        keep_rdev = stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        inode = self._new_inode(parent_inode, name, mode, ctx, rdev=rdev if keep_rdev else 0)
+        return self._lookup_inc(inode)
+
+    @_errors
+    async def mkdir(
+        self, parent_inode: int, name: bytes, mode: int, ctx: RequestContext
+    ) -> EntryAttributes:
+        inode = self._new_inode(parent_inode, name, (mode & 0o7777) | stat.S_IFDIR, ctx)
+        return self._lookup_inc(inode)
+
+    @_errors
+    async def symlink(
+        self, parent_inode: int, name: bytes, target: bytes, ctx: RequestContext
+    ) -> EntryAttributes:
+        mode = stat.S_IFLNK | 0o777
+        inode = self._new_inode(parent_inode, name, mode, ctx, target=target)
+        return self._lookup_inc(inode)
+
+    @_errors
+    async def create(
+        self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: RequestContext
+    ) -> tuple[FileInfo, EntryAttributes]:
+        inode = self._new_inode(parent_inode, name, (mode & 0o7777) | stat.S_IFREG, ctx)
+        attrs = self._lookup_inc(inode)
+        return self._open_handle(inode, flags), attrs
+
+    @_errors
+    async def link(
+        self, inode: int, new_parent_inode: int, new_name: bytes, ctx: RequestContext
+    ) -> EntryAttributes:
+        self._check_name(new_name)
+        row = self._row(inode)
+        if stat.S_ISDIR(row[1]):
+            raise FUSEError(errno.EPERM)
+        prow = self._row(new_parent_inode)
+        if not stat.S_ISDIR(prow[1]):
+            raise FUSEError(errno.ENOTDIR)
+        if prow[5] == 0:
+            raise FUSEError(errno.ENOENT)
+        if self._child(new_parent_inode, new_name) is not None:
+            raise FUSEError(errno.EEXIST)
+        if row[5] == 0:  # linkat() of an O_TMPFILE-less unlinked file
+            raise FUSEError(errno.ENOENT)
+        now = time.time_ns()
+        self.db.execute("BEGIN")
+        self.db.execute(
+            "INSERT INTO dentries (parent, name, inode) VALUES (?, ?, ?)",
+            (new_parent_inode, new_name, inode),
+        )
+        self.db.execute(
+            "UPDATE inodes SET nlink = nlink + 1, ctime_ns = ? WHERE id = ?", (now, inode)
+        )
+        self._touch_dir(new_parent_inode, now)
+        self.db.execute("COMMIT")
+        return self._lookup_inc(inode)
+
+    # -- removing ---------------------------------------------------------------------------
+
+    @_errors
+    async def unlink(self, parent_inode: int, name: bytes, ctx: RequestContext) -> None:
+        self._check_name(name)
+        inode = self._child(parent_inode, name)
+        if inode is None:
+            raise FUSEError(errno.ENOENT)
+        if stat.S_ISDIR(self._mode(inode)):
+            raise FUSEError(errno.EISDIR)
+        now = time.time_ns()
+        self.db.execute("BEGIN")
+        self.db.execute("DELETE FROM dentries WHERE parent = ? AND name = ?", (parent_inode, name))
+        self.db.execute(
+            "UPDATE inodes SET nlink = nlink - 1, ctime_ns = ? WHERE id = ?", (now, inode)
+        )
+        self._touch_dir(parent_inode, now)
+        self.db.execute("COMMIT")
+        self._maybe_purge(inode)
+
+    @_errors
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: RequestContext) -> None:
+        self._check_name(name)
+        inode = self._child(parent_inode, name)
+        if inode is None:
+            raise FUSEError(errno.ENOENT)
+        self.db.execute("BEGIN")
+        try:
+            self._remove_dir(parent_inode, name, inode, time.time_ns())
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        self._maybe_purge(inode)
+
+    def _remove_dir(self, parent: int, name: bytes, inode: int, now: int) -> None:
+        """Inside the caller's transaction."""
+        if not stat.S_ISDIR(self._mode(inode)):
+            raise FUSEError(errno.ENOTDIR)
+        if self.db.execute("SELECT 1 FROM dentries WHERE parent = ? LIMIT 1", (inode,)).fetchone():
+            raise FUSEError(errno.ENOTEMPTY)
+        self.db.execute("DELETE FROM dentries WHERE parent = ? AND name = ?", (parent, name))
+        self.db.execute("UPDATE inodes SET nlink = 0, ctime_ns = ? WHERE id = ?", (now, inode))
+        self.db.execute(
+            "UPDATE inodes SET nlink = nlink - 1, mtime_ns = ?, ctime_ns = ? WHERE id = ?",
+            (now, now, parent),
+        )
+
+    @_errors
+    async def rename(  # noqa: PLR0917 (pyfuse3's signature)
+        self,
+        parent_inode_old: int,
+        name_old: bytes,
+        parent_inode_new: int,
+        name_new: bytes,
+        flags: int,
+        ctx: RequestContext,
+    ) -> None:
+        self._check_name(name_new)
+        inode = self._child(parent_inode_old, name_old)
+        if inode is None:
+            raise FUSEError(errno.ENOENT)
+        self._dir(parent_inode_new)
+        target = self._child(parent_inode_new, name_new)
+        now = time.time_ns()
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            if target is None:
+                raise FUSEError(errno.ENOENT)
+            self._exchange(parent_inode_old, name_old, inode, parent_inode_new, name_new, target)
+            return
+        if target is not None and flags & pyfuse3.RENAME_NOREPLACE:
+            raise FUSEError(errno.EEXIST)
+        if target == inode:  # both names are links of one file: nothing to do
+            return
+        is_dir = stat.S_ISDIR(self._mode(inode))
+        if is_dir and parent_inode_old != parent_inode_new:
+            # moving a directory into itself or below it
+            p = parent_inode_new
+            while p != ROOT_INODE:
+                if p == inode:
+                    raise FUSEError(errno.EINVAL)
+                p = self._parent_of(p)
+        self.db.execute("SAVEPOINT rename")
+        try:
+            if target is not None:
+                tdir = stat.S_ISDIR(self._mode(target))
+                if is_dir and not tdir:
+                    raise FUSEError(errno.ENOTDIR)
+                if tdir and not is_dir:
+                    raise FUSEError(errno.EISDIR)
+                if tdir:
+                    self._remove_dir(parent_inode_new, name_new, target, now)
+                else:
+                    self.db.execute(
+                        "DELETE FROM dentries WHERE parent = ? AND name = ?",
+                        (parent_inode_new, name_new),
+                    )
+                    self.db.execute(
+                        "UPDATE inodes SET nlink = nlink - 1, ctime_ns = ? WHERE id = ?",
+                        (now, target),
+                    )
+            self.db.execute(
+                "UPDATE dentries SET parent = ?, name = ? WHERE parent = ? AND name = ?",
+                (parent_inode_new, name_new, parent_inode_old, name_old),
+            )
+            if is_dir and parent_inode_old != parent_inode_new:
+                self.db.execute("UPDATE inodes SET nlink = nlink - 1 WHERE id = ?",
+                                (parent_inode_old,))  # fmt: skip
+                self.db.execute("UPDATE inodes SET nlink = nlink + 1 WHERE id = ?",
+                                (parent_inode_new,))  # fmt: skip
+            self.db.execute("UPDATE inodes SET ctime_ns = ? WHERE id = ?", (now, inode))
+            self._touch_dir(parent_inode_old, now)
+            self._touch_dir(parent_inode_new, now)
+        except BaseException:
+            self.db.execute("ROLLBACK TO rename")
+            self.db.execute("RELEASE rename")
+            raise
+        self.db.execute("RELEASE rename")
+        if target is not None:
+            self._maybe_purge(target)
+
+    def _exchange(self, p1: int, n1: bytes, i1: int, p2: int, n2: bytes, i2: int) -> None:  # noqa: PLR0917
+        now = time.time_ns()
+        d1, d2 = stat.S_ISDIR(self._mode(i1)), stat.S_ISDIR(self._mode(i2))
+        self.db.execute("BEGIN")
+        swap = "UPDATE dentries SET inode = ? WHERE parent = ? AND name = ?"
+        self.db.execute(swap, (i2, p1, n1))
+        self.db.execute(swap, (i1, p2, n2))
+        if p1 != p2 and d1 != d2:
+            delta = 1 if d1 else -1  # a directory moves from p1 to p2, or from p2 to p1
+            self.db.execute("UPDATE inodes SET nlink = nlink + ? WHERE id = ?", (delta, p2))
+            self.db.execute("UPDATE inodes SET nlink = nlink - ? WHERE id = ?", (delta, p1))
+        for i in (i1, i2):
+            self.db.execute("UPDATE inodes SET ctime_ns = ? WHERE id = ?", (now, i))
+        self._touch_dir(p1, now)
+        self._touch_dir(p2, now)
+        self.db.execute("COMMIT")
+
+    # -- files ------------------------------------------------------------------------------
+
+    def _open_handle(self, inode: int, flags: int) -> FileInfo:
+        writable = (flags & os.O_ACCMODE) != os.O_RDONLY
+        fh = self._next_fh
+        self._next_fh += 1
+        self.handles[fh] = Handle(inode, writable)
+        if writable:
+            self.content.writers[inode] += 1
+        return FileInfo(fh=fh, keep_cache=True)
+
+    @_errors
+    async def open(self, inode: int, flags: int, ctx: RequestContext) -> FileInfo:
+        mode = self._mode(inode)
+        if stat.S_ISDIR(mode):
+            raise FUSEError(errno.EISDIR)
+        info = self._open_handle(inode, flags)
+        if flags & os.O_TRUNC and stat.S_ISREG(mode):
+            row = self._row(inode)
+            self.db.execute("BEGIN")
+            self.content.truncate(inode, row[4], 0)
+            now = time.time_ns()
+            self.db.execute(
+                "UPDATE inodes SET size = 0, mtime_ns = ?, ctime_ns = ? WHERE id = ?",
+                (now, now, inode),
+            )
+            self.db.execute("COMMIT")
+        return info
+
+    @_errors
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        inode = self.handles[fh].inode
+        row = self.db.execute("SELECT size FROM inodes WHERE id = ?", (inode,)).fetchone()
+        if row is None:
+            raise FUSEError(errno.ENOENT)
+        length = max(0, min(size, row[0] - off))
+        if length == 0:
+            return b""
+        return await self.content.read(inode, off, length)
+
+    @_errors
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        inode = self.handles[fh].inode
+        if off + len(buf) > MAX_FILE_SIZE:
+            raise FUSEError(errno.EFBIG)
+        await self.control.wait_for_room(len(buf))
+        await self.content.write(inode, off, buf)
+        now = time.time_ns()
+        self.db.execute(
+            "UPDATE inodes SET size = max(size, ?), mtime_ns = ?, ctime_ns = ? WHERE id = ?",
+            (off + len(buf), now, now, inode),
+        )
+        return len(buf)
+
+    @_errors
+    async def flush(self, fh: int) -> None:
+        return None  # close() does not upload: see the durability contract in docs/mount.md
+
+    @_errors
+    async def release(self, fh: int) -> None:
+        handle = self.handles.pop(fh)
+        if handle.writable:
+            self.content.writers[handle.inode] -= 1
+            if self.content.writers[handle.inode] <= 0:
+                del self.content.writers[handle.inode]
+                self.control.wake_uploader()
+
+    @_errors
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        inode = self.handles[fh].inode
+        await trio.to_thread.run_sync(self.content.fsync, inode)
+        self.control.sync_db()
+
+    # -- directories ------------------------------------------------------------------------
+
+    @_errors
+    async def opendir(self, inode: int, ctx: RequestContext) -> int:
+        self._dir(inode)
+        return inode
+
+    @_errors
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        inode = fh
+        if start_id == 0:
+            if not pyfuse3.readdir_reply(token, b".", self.attrs(inode), 1):
+                return
+            start_id = 1
+        if start_id == 1:
+            if not pyfuse3.readdir_reply(token, b"..", self.attrs(self._parent_of(inode)), 2):
+                return
+            start_id = 2
+        rows = self.db.execute(
+            "SELECT d.id, d.name, i.id, i.mode, i.uid, i.gid, i.size, i.nlink, i.rdev, "
+            "i.atime_ns, i.mtime_ns, i.ctime_ns, i.btime_ns FROM dentries d "
+            "JOIN inodes i ON i.id = d.inode WHERE d.parent = ? AND d.id > ? ORDER BY d.id",
+            (inode, start_id - 3),
+        ).fetchall()
+        for row in rows:
+            attrs = self._attrs(tuple(row[2:]))
+            if not pyfuse3.readdir_reply(token, bytes(row[1]), attrs, row[0] + 3):
+                break
+            self.lookups[row[2]] += 1
+
+    @_errors
+    async def releasedir(self, fh: int) -> None:
+        return None
+
+    @_errors
+    async def fsyncdir(self, fh: int, datasync: bool) -> None:
+        self.control.sync_db()
+
+    @_errors
+    async def statfs(self, ctx: RequestContext) -> pyfuse3.StatvfsData:
+        return self.control.statfs()
+
+    # -- xattrs -----------------------------------------------------------------------------
+
+    @_errors
+    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: RequestContext) -> None:
+        self._row(inode)
+        if name.startswith(CTL_PREFIX):
+            if inode != ROOT_INODE:
+                raise FUSEError(errno.EPERM)
+            await self.control.command(name[len(CTL_PREFIX) :].decode(), value)
+            return
+        if name.startswith(WALRUS_XATTR_PREFIX):
+            raise FUSEError(errno.EPERM)
+        if name.startswith(b"system.posix_acl"):
+            raise FUSEError(errno.EOPNOTSUPP)
+        if len(name) > 255:
+            raise FUSEError(errno.ERANGE)
+        if len(value) > 65536:
+            raise FUSEError(errno.E2BIG)
+        now = time.time_ns()
+        self.db.execute("INSERT OR REPLACE INTO xattrs VALUES (?, ?, ?)", (inode, name, value))
+        self.db.execute("UPDATE inodes SET ctime_ns = ? WHERE id = ?", (now, inode))
+
+    @_errors
+    async def getxattr(self, inode: int, name: bytes, ctx: RequestContext) -> bytes:
+        self._row(inode)
+        if name.startswith(CTL_PREFIX) and inode == ROOT_INODE:
+            return json.dumps(self.control.query(name[len(CTL_PREFIX) :].decode())).encode()
+        if name.startswith(WALRUS_XATTR_PREFIX):
+            value = self._walrus_xattr(inode, name[len(WALRUS_XATTR_PREFIX) :].decode())
+            if value is None:
+                raise FUSEError(pyfuse3.ENOATTR)
+            return value.encode()
+        row = self.db.execute(
+            "SELECT value FROM xattrs WHERE inode = ? AND name = ?", (inode, name)
+        ).fetchone()
+        if row is None:
+            raise FUSEError(pyfuse3.ENOATTR)
+        return bytes(row[0])
+
+    def _walrus_xattr(self, inode: int, key: str) -> str | None:
+        """user.walrus.{blob_id,object_id,end_epoch,state}: where a file's bytes are.
+
+        A file of several chunks lists one value per chunk, space separated, in file order.
+        """
+        if not stat.S_ISREG(self._mode(inode)):
+            return None
+        rows = self.db.execute(
+            "SELECT c.staged, c.patch, b.blob_id, b.object_id, b.end_epoch FROM chunks c "
+            "LEFT JOIN blobs b ON b.id = c.blob WHERE c.inode = ? ORDER BY c.chunkno",
+            (inode,),
+        ).fetchall()
+        if key == "state":
+            if any(r[0] for r in rows):
+                return "uploading" if self.control.uploading(inode) else "staged"
+            return "certified"
+        stored = [r for r in rows if not r[0]]
+        if not stored or len(stored) < len(rows):
+            return None
+        if key == "blob_id":
+            return " ".join(r[1] or r[2] for r in stored)
+        if key == "object_id":
+            return " ".join(r[3] for r in stored)
+        if key == "end_epoch":
+            return str(min(r[4] for r in stored))
+        return None
+
+    @_errors
+    async def listxattr(self, inode: int, ctx: RequestContext) -> list[bytes]:
+        self._row(inode)
+        return [
+            bytes(r[0])
+            for r in self.db.execute("SELECT name FROM xattrs WHERE inode = ?", (inode,))
+        ]
+
+    @_errors
+    async def removexattr(self, inode: int, name: bytes, ctx: RequestContext) -> None:
+        self._row(inode)
+        if name.startswith(WALRUS_XATTR_PREFIX) or name.startswith(CTL_PREFIX):
+            raise FUSEError(errno.EPERM)
+        cur = self.db.execute("DELETE FROM xattrs WHERE inode = ? AND name = ?", (inode, name))
+        if cur.rowcount == 0:
+            raise FUSEError(pyfuse3.ENOATTR)
+        self.db.execute("UPDATE inodes SET ctime_ns = ? WHERE id = ?", (time.time_ns(), inode))
+
+
+class Control(Protocol):
+    """What the handlers need from the rest of the mount (uploader, statfs figures, the CLI's
+    commands); `walrusfs.fs.mount.Volume` provides it."""
+
+    def wake_uploader(self) -> None: ...
+
+    def uploading(self, inode: int) -> bool: ...
+
+    async def wait_for_room(self, nbytes: int) -> None: ...
+
+    def sync_db(self) -> None: ...
+
+    def statfs(self) -> pyfuse3.StatvfsData: ...
+
+    async def command(self, name: str, value: bytes) -> None: ...
+
+    def query(self, name: str) -> Any: ...

@@ -1,0 +1,175 @@
+"""The mount's SQLite metadata: the one place that documents every table, column and sentinel.
+
+The database is authoritative while a volume is mounted. It lives at
+`<data_dir>/volumes/<volume>/meta.db`, in WAL mode, and is only ever touched from the trio
+thread of the mount (see docs/mount.md, "Concurrency rules"): every sequence of statements
+between two `await`s is atomic with respect to other requests.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import time
+from pathlib import Path
+
+#: Bumped when a table or the meaning of a column changes; a volume with another version is
+#: refused at mount time instead of being misread.
+SCHEMA_VERSION = 1
+
+ROOT_INODE = 1
+
+
+def create_tables(db: sqlite3.Connection, *, uid: int, gid: int, chunk_size: int) -> None:
+    """Create an empty volume: the tables below and the root directory.
+
+    inodes: one row per file, directory, symlink, fifo, socket or device.
+      id          INTEGER PRIMARY KEY AUTOINCREMENT: the inode number the kernel sees. AUTOINCREMENT
+                  so that numbers are never reused: the kernel may still hold an unlinked one.
+      mode        st_mode (file type and permission bits).
+      uid, gid    owner.
+      size        st_size. Regular files: bytes; symlinks: length of the target; directories: 0.
+      nlink       hard links (dentries naming it; directories: 2 + subdirectories). 0 means
+                  unlinked but still known to the kernel (lookup count > 0, e.g. open); the row
+                  and its chunks are purged when the kernel forgets it.
+      rdev        device number of character and block devices, else 0.
+      atime_ns, mtime_ns, ctime_ns, btime_ns   timestamps in nanoseconds since the epoch.
+
+    dentries: directory entries.
+      id          INTEGER PRIMARY KEY AUTOINCREMENT: the stable readdir cursor (next_id = id + 3,
+                  because offsets 1 and 2 are "." and "..").
+      parent      inode of the directory.  name: BLOB, never "." or "..".  inode: the target.
+      UNIQUE(parent, name).
+
+    symlinks:  inode -> target (BLOB).
+    xattrs:    (inode, name BLOB) -> value BLOB. The read-only `user.walrus.*` names are computed,
+               never stored.
+
+    chunks: the content of regular files, in fixed chunks of `params.chunk_size` bytes: chunk
+      `chunkno` covers file bytes [chunkno * chunk_size, (chunkno + 1) * chunk_size). A chunk
+      with no row is a hole (reads as zeros).
+      inode, chunkno   PRIMARY KEY.
+      staged      1: the staging file `<inode>.<chunkno>` (cache/staging.py) holds the chunk's
+                  current bytes; `blob`/`patch`/`length` still describe the previous upload, if
+                  any, until the uploader replaces them. 0: the bytes are on Walrus.
+      blob        blobs.id holding the uploaded bytes, NULL if the chunk was never uploaded.
+      patch       the quilt patch ID (text form) when the chunk is a patch of a quilt blob, NULL
+                  when it is a whole blob of its own.
+      length      bytes of the chunk held by the blob/patch; file bytes of the chunk past
+                  `length` (up to the file size) read as zeros. A truncate inside an uploaded
+                  chunk only lowers `length`.
+
+    blobs: certified Walrus blobs (Sui Blob objects) this volume uses. A row is inserted only
+      after certification (never-violated order: certified -> referenced -> staging dropped).
+      id          INTEGER PRIMARY KEY AUTOINCREMENT.
+      blob_id     Walrus blob ID, base64url.        object_id: the Sui Blob object ID (0x...).
+      kind        'blob' (one chunk) or 'quilt' (QuiltV1 of small files).
+      size        unencoded bytes.   encoded_size: bytes paid for on the nodes.
+      end_epoch   first epoch in which the blob is no longer stored.
+      refcount    chunks referencing it. 0: no file uses it any more; `deleted_at` is set and
+                  the blob is deleted on chain (its Storage resource reused) after a delay, so
+                  reads that started before the change still finish.
+      deleted_at  unix time when refcount reached 0, NULL while in use.
+
+    params: key -> value (TEXT). Keys: schema_version, volume_id (random hex, names the volume
+      in Blob attributes), chunk_size, created (unix seconds), clean_unmount ('1' after a clean
+      unmount, '0' while mounted: a '0' at mount time means the last mount crashed).
+    """
+    now = time.time_ns()
+    db.executescript(
+        """
+        CREATE TABLE inodes (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,
+            size INTEGER NOT NULL DEFAULT 0, nlink INTEGER NOT NULL,
+            rdev INTEGER NOT NULL DEFAULT 0,
+            atime_ns INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
+            btime_ns INTEGER NOT NULL
+        );
+        CREATE TABLE dentries (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            parent INTEGER NOT NULL, name BLOB NOT NULL, inode INTEGER NOT NULL,
+            UNIQUE (parent, name)
+        );
+        CREATE INDEX dentries_inode ON dentries (inode);
+        CREATE TABLE symlinks (inode INTEGER PRIMARY KEY, target BLOB NOT NULL);
+        CREATE TABLE xattrs (
+            inode INTEGER NOT NULL, name BLOB NOT NULL, value BLOB NOT NULL,
+            PRIMARY KEY (inode, name)
+        );
+        CREATE TABLE chunks (
+            inode INTEGER NOT NULL, chunkno INTEGER NOT NULL,
+            staged INTEGER NOT NULL, blob INTEGER, patch TEXT, length INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (inode, chunkno)
+        );
+        CREATE INDEX chunks_staged ON chunks (staged) WHERE staged = 1;
+        CREATE INDEX chunks_blob ON chunks (blob);
+        CREATE TABLE blobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            blob_id TEXT NOT NULL, object_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+            size INTEGER NOT NULL, encoded_size INTEGER NOT NULL, end_epoch INTEGER NOT NULL,
+            refcount INTEGER NOT NULL, deleted_at REAL
+        );
+        CREATE TABLE params (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        """
+    )
+    db.execute(
+        "INSERT INTO inodes (id, mode, uid, gid, nlink, atime_ns, mtime_ns, ctime_ns, btime_ns) "
+        "VALUES (?, ?, ?, ?, 2, ?, ?, ?, ?)",
+        (ROOT_INODE, 0o040755, uid, gid, now, now, now, now),
+    )
+    for key, value in {
+        "schema_version": str(SCHEMA_VERSION),
+        "volume_id": secrets.token_hex(16),
+        "chunk_size": str(chunk_size),
+        "created": str(int(time.time())),
+        "clean_unmount": "1",
+    }.items():
+        db.execute("INSERT INTO params VALUES (?, ?)", (key, value))
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (not create) a volume database with the mount's settings.
+
+    WAL + synchronous=NORMAL: a crash keeps the database transaction-consistent and may lose
+    the last commits; fsync() on a file forces a full WAL sync (`sync_wal`).
+    """
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA foreign_keys=OFF")
+    db.execute("PRAGMA wal_autocheckpoint=8192")
+    return db
+
+
+class SchemaMismatch(Exception):
+    pass
+
+
+def open_volume(path: Path, *, uid: int, gid: int, chunk_size: int) -> sqlite3.Connection:
+    """The volume database at `path`, created (atomically) if it does not exist yet."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".new")
+        tmp.unlink(missing_ok=True)
+        db = sqlite3.connect(tmp, isolation_level=None)
+        create_tables(db, uid=uid, gid=gid, chunk_size=chunk_size)  # atomic by the rename
+        db.close()
+        tmp.rename(path)
+    db = connect(path)
+    version = get_param(db, "schema_version")
+    if version != str(SCHEMA_VERSION):
+        db.close()
+        raise SchemaMismatch(
+            f"{path} has schema version {version}, this walrusfs reads version {SCHEMA_VERSION}"
+        )
+    return db
+
+
+def get_param(db: sqlite3.Connection, key: str) -> str | None:
+    row = db.execute("SELECT value FROM params WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_param(db: sqlite3.Connection, key: str, value: str) -> None:
+    db.execute("INSERT OR REPLACE INTO params VALUES (?, ?)", (key, value))

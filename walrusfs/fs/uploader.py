@@ -1,0 +1,334 @@
+"""Moves staged chunks to Walrus, and deletes blobs no file uses any more.
+
+A staged chunk is uploaded once it has been idle for `delay` seconds and its file is closed
+(or the chunk is full: a file being written for a long time uploads as it goes). Single-chunk
+files up to `quilt_threshold` bytes are batched into quilts (one blob, one registration and
+one certificate for up to k_s - 1 files); other chunks become one blob each. rsync's
+temp-file-then-rename costs one upload: a rename changes a dentry, not the inode's chunks.
+
+Order, never violated: blob certified -> the chunk row points at it (one transaction) -> the
+staging file is removed. If the chunk changed while it was uploading (its generation moved
+on), the new blob is left unreferenced and deleted like any unused blob.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+import codec
+from cache.staging import Key
+from chain import errors as chain_errors
+from walrusfs.fs.content import SEGMENT, Content
+from walrusfs.store.client import StoreResult, WalrusStore
+from walrusfs.store.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+DELETE_DELAY = 10.0  # seconds an unused blob is kept, so reads already under way finish
+
+
+@dataclass(frozen=True)
+class UploadConfig:
+    delay: float = 3.0  # idle seconds before a closed file's chunk is uploaded
+    epochs: int = 10  # storage epochs bought per blob
+    quilt_threshold: int = 4 << 20  # single-chunk files up to this size go into quilts
+    jobs: int = 2  # uploads (blob or quilt) at once; each holds ~10x its bytes while encoding
+    retry_after: float = 15.0  # first back-off after a failed upload (doubles, up to 5 min)
+
+
+@dataclass
+class UploadStats:
+    blobs: int = 0
+    quilts: int = 0
+    chunks: int = 0
+    bytes: int = 0
+    wal_spent: int = 0  # FROST
+    failures: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+    recent: list[str] = field(default_factory=list)
+
+
+class Uploader:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        content: Content,
+        store: WalrusStore,
+        *,
+        config: UploadConfig,
+        volume_id: str,
+        max_patches: int,
+    ) -> None:
+        self.db = db
+        self.content = content
+        self.staging = content.staging
+        self.store = store
+        self.config = config
+        self.volume_id = volume_id
+        self.max_patches = max_patches
+        self.inflight: dict[Key, int] = {}  # chunk -> generation being uploaded
+        self.stats = UploadStats()
+        self._wake = trio.Event()
+        self._progress = trio.Event()
+        self._jobs = trio.Semaphore(config.jobs)
+        self._forced = 0
+        self._retry_at = 0.0
+        self._backoff = config.retry_after
+        self._nursery: trio.Nursery | None = None
+
+    # -- status -----------------------------------------------------------------------------
+
+    def pending(self) -> tuple[int, int]:
+        """(chunks, bytes) staged for upload, in flight included."""
+        chunks = 0
+        nbytes = 0
+        for inode, chunkno in self.db.execute(
+            "SELECT c.inode, c.chunkno FROM chunks c JOIN inodes i ON i.id = c.inode "
+            "WHERE c.staged = 1 AND i.nlink > 0"
+        ):
+            chunks += 1
+            nbytes += self.staging.size((inode, chunkno))
+        return chunks, nbytes
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _progressed(self) -> None:
+        self._progress.set()
+        self._progress = trio.Event()
+        self.content.space_freed.set()
+        self.content.space_freed = trio.Event()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            while True:
+                with trio.move_on_after(1.0):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+                await self._schedule()
+                await self._delete_unused()
+
+    def _eligible(self) -> tuple[list[tuple[Key, int]], list[Key]]:
+        """(small single-chunk files with their sizes, other chunks) ready for upload."""
+        now = time.monotonic()
+        force = self._forced > 0
+        if not force and now < self._retry_at:
+            return [], []
+        small: list[tuple[Key, int]] = []
+        big: list[Key] = []
+        cs = self.content.chunk_size
+        for inode, chunkno, size in self.db.execute(
+            "SELECT c.inode, c.chunkno, i.size FROM chunks c JOIN inodes i ON i.id = c.inode "
+            "WHERE c.staged = 1 AND i.nlink > 0"
+        ).fetchall():
+            key = (inode, chunkno)
+            if key in self.inflight:
+                continue
+            if not force:
+                if now - self.content.last_write.get(key, 0.0) < self.config.delay:
+                    continue
+                if self.content.writers.get(inode) and self.staging.size(key) < cs:
+                    continue
+            if chunkno == 0 and size <= self.config.quilt_threshold:
+                small.append((key, min(size, cs)))
+            else:
+                big.append(key)
+        return small, big
+
+    async def _schedule(self) -> None:
+        assert self._nursery is not None
+        small, big = self._eligible()
+        batch: list[Key] = []
+        batch_bytes = 0
+        limit = min(self.content.chunk_size, SEGMENT * 16)
+        for key, size in small:
+            if batch and (len(batch) >= self.max_patches or batch_bytes + size > limit):
+                self._start(self._quilt_job, batch)
+                batch, batch_bytes = [], 0
+            batch.append(key)
+            batch_bytes += size
+        if batch:
+            self._start(self._quilt_job, batch)
+        for key in big:
+            self._start(self._blob_job, [key])
+
+    def _start(self, job: Any, keys: list[Key]) -> None:
+        assert self._nursery is not None
+        for key in keys:
+            self.inflight[key] = self.content.generation(key)
+        self._nursery.start_soon(self._guard, job, keys)
+
+    async def _guard(self, job: Any, keys: list[Key]) -> None:
+        """Run an upload job; a failure leaves its chunks staged and backs off (never raises:
+        an exception here would end the uploader's nursery and with it the mount)."""
+        try:
+            async with self._jobs:
+                await job(keys)
+            self._backoff = self.config.retry_after
+        except Exception as exc:
+            if isinstance(exc, (StoreError, chain_errors.ChainError, OSError)):
+                message = str(exc)
+                log.warning("upload of %d chunk(s) failed, will retry: %s", len(keys), message)
+            else:
+                message = f"internal error: {exc!r}"
+                log.exception("upload of %d chunk(s) failed (internal error)", len(keys))
+            self.stats.failures += 1
+            self.stats.last_error = message
+            self.stats.last_error_at = time.time()
+            self._retry_at = time.monotonic() + self._backoff
+            self._backoff = min(self._backoff * 2, 300.0)
+        finally:
+            for key in keys:
+                self.inflight.pop(key, None)
+            self._progressed()
+
+    async def _snapshots(self, keys: Sequence[Key]) -> list[tuple[Key, int, bytes]]:
+        out = []
+        for key in keys:
+            gen = self.inflight[key]
+            data = await trio.to_thread.run_sync(self.staging.snapshot, key)
+            if data is None or self.content.gen.get(key) != gen:
+                continue  # removed or changed meanwhile: the next round takes it
+            if not data:
+                self._commit_empty(key, gen)
+                continue
+            out.append((key, gen, data))
+        return out
+
+    def _attributes(self, kind: str) -> dict[str, str]:
+        return {"walrusfs:volume": self.volume_id, "walrusfs:kind": kind}
+
+    async def _blob_job(self, keys: list[Key]) -> None:
+        snaps = await self._snapshots(keys)
+        if not snaps:
+            return
+        ((key, gen, data),) = snaps
+        result = await self.store.store(
+            data, self.config.epochs, attributes=self._attributes("data"), reuse=False
+        )
+        row = self._blob_row(result, "blob")
+        if self._commit(key, gen, row, None, len(data)):
+            for seg in range(0, len(data), SEGMENT):
+                self.content.remember(str(result.blob_id), seg // SEGMENT,
+                                      data[seg : seg + SEGMENT])  # fmt: skip
+        self.stats.blobs += 1
+        self._account(result, 1, len(data))
+
+    async def _quilt_job(self, keys: list[Key]) -> None:
+        snaps = await self._snapshots(keys)
+        if not snaps:
+            return
+        items = [codec.QuiltItem(f"{k[0]}.{k[1]}", data) for k, _, data in snaps]
+        result = await self.store.store_quilt(
+            items, self.config.epochs, attributes=self._attributes("quilt"), reuse=False
+        )
+        row = self._blob_row(result.quilt, "quilt")
+        for (key, gen, data), item in zip(snaps, items, strict=True):
+            patch = str(result.patches[item.identifier])
+            if self._commit(key, gen, row, patch, len(data)):
+                self.content.remember(patch, -1, data)
+        self.stats.quilts += 1
+        self._account(result.quilt, len(snaps), sum(len(d) for _, _, d in snaps))
+
+    def _account(self, result: StoreResult, chunks: int, nbytes: int) -> None:
+        self.stats.chunks += chunks
+        self.stats.bytes += nbytes
+        self.stats.wal_spent += result.cost
+
+    # -- database ---------------------------------------------------------------------------
+
+    def _blob_row(self, r: StoreResult, kind: str) -> int:
+        """The blobs row of a certified blob, unreferenced (and so due for deletion) until a
+        chunk is committed to it."""
+        row = self.db.execute("SELECT id FROM blobs WHERE object_id = ?", (r.object_id,)).fetchone()
+        if row is not None:
+            return int(row[0])
+        cur = self.db.execute(
+            "INSERT INTO blobs (blob_id, object_id, kind, size, encoded_size, end_epoch, "
+            "refcount, deleted_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+            (str(r.blob_id), r.object_id, kind, r.size, r.encoded_size, r.end_epoch, time.time()),
+        )
+        return int(cur.lastrowid or 0)
+
+    def _commit(self, key: Key, gen: int, blob: int, patch: str | None, length: int) -> bool:
+        c = self.content.chunk(*key)
+        if c is None or not c.staged or self.content.gen.get(key) != gen:
+            log.debug("chunk %s changed during its upload; it is uploaded again later", key)
+            return False
+        self.db.execute("BEGIN")
+        self.db.execute(
+            "UPDATE chunks SET staged = 0, blob = ?, patch = ?, length = ? "
+            "WHERE inode = ? AND chunkno = ?",
+            (blob, patch, length, *key),
+        )
+        self.db.execute(
+            "UPDATE blobs SET refcount = refcount + 1, deleted_at = NULL WHERE id = ?", (blob,)
+        )
+        self.content.decref(c.blob)
+        self.db.execute("COMMIT")
+        self.staging.remove(key)
+        self.content.last_write.pop(key, None)
+        return True
+
+    def _commit_empty(self, key: Key, gen: int) -> None:
+        """A staged chunk with no bytes is a hole: no blob needed."""
+        c = self.content.chunk(*key)
+        if c is None or not c.staged or self.content.gen.get(key) != gen:
+            return
+        self.db.execute("BEGIN")
+        self.db.execute("DELETE FROM chunks WHERE inode = ? AND chunkno = ?", key)
+        self.content.decref(c.blob)
+        self.db.execute("COMMIT")
+        self.staging.remove(key)
+
+    async def _delete_unused(self) -> None:
+        """Delete blobs no chunk uses (their Storage goes back to the wallet for reuse)."""
+        due = self.db.execute(
+            "SELECT id, object_id FROM blobs WHERE refcount <= 0 AND deleted_at < ?",
+            (time.time() - DELETE_DELAY,),
+        ).fetchall()
+        for row_id, object_id in due:
+            try:
+                await self.store.delete(object_id)
+            except chain_errors.ObjectNotFound:
+                log.info("blob object %s is already gone", object_id)
+            except (StoreError, chain_errors.ChainError, OSError) as exc:
+                log.warning("could not delete unused blob %s (retrying later): %s", object_id, exc)
+                continue
+            self.db.execute("DELETE FROM blobs WHERE id = ? AND refcount <= 0", (row_id,))
+
+    # -- sync -------------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Upload everything staged now, and return when it is certified.
+
+        Raises OSError(EIO) with the reason if an upload fails meanwhile (the data stays
+        staged and is retried later).
+        """
+        failures = self.stats.failures
+        self._forced += 1
+        try:
+            while True:
+                chunks, _ = self.pending()
+                if chunks == 0:
+                    return
+                if self.stats.failures != failures:
+                    raise OSError(5, f"upload failed: {self.stats.last_error}")
+                progress = self._progress
+                self.wake()
+                with trio.move_on_after(1.0):
+                    await progress.wait()
+        finally:
+            self._forced -= 1

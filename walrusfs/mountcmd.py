@@ -1,0 +1,366 @@
+"""`walrusfs mount | umount | sync | status`: the drive's commands.
+
+`mount` starts a daemon and returns once the mount is live (or prints why it failed, with the
+documented exit code): the daemon reports over a pipe after `pyfuse3.init`, so errors at mount
+time reach the terminal. The other commands talk to the daemon through xattrs on the mount's
+root (`user.walrusfs.ctl.*`, see docs/mount.md), as S3QL's tools do: no socket, no auth, and
+only who can see the mount can ask.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from chain.client import WalrusChain
+from chain.pricing import format_wal
+from walrusfs.blobcmd import ProgressBar, user_errors
+from walrusfs.config import Paths
+from walrusfs.devnet.launcher import Devnet
+from walrusfs.errors import ExitCode, ServiceError, UsageError, UserError
+from walrusfs.fs.mount import MountOptions, is_mountpoint, run
+from walrusfs.fs.uploader import UploadConfig
+
+log = logging.getLogger(__name__)
+
+CTL = "user.walrusfs.ctl."
+READY_TIMEOUT = 300.0
+
+
+def _size(text: str) -> int:
+    units = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    t = text.strip().lower().removesuffix("b").removesuffix("i")
+    num, unit = (t[:-1], t[-1]) if t and t[-1] in units else (t, "")
+    try:
+        value = int(float(num) * units[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r} (e.g. 512M, 2G)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}")
+    return value
+
+
+def default_mountpoint(paths: Paths) -> Path:
+    if os.environ.get("WALRUSFS_HOME"):
+        return paths.data_dir.parent / "mnt"
+    return Path.home() / "walrus"
+
+
+def _volume_dir(paths: Paths, name: str) -> Path:
+    if not name or "/" in name or name.startswith("."):
+        raise UsageError(f"invalid volume name {name!r}")
+    return paths.data_dir / "volumes" / name
+
+
+def cmd_mount(args: argparse.Namespace) -> int:
+    """Mount a volume (the devnet is started if it is not running)."""
+    paths = Paths.from_env()
+    mnt = Path(args.mountpoint).absolute() if args.mountpoint else default_mountpoint(paths)
+    if not args.mountpoint:
+        mnt.mkdir(parents=True, exist_ok=True)
+    volume_dir = _volume_dir(paths, args.volume)
+    options = MountOptions(
+        mountpoint=mnt,
+        volume_dir=volume_dir,
+        cache_dir=paths.cache_dir,
+        cache_bytes=args.cache_size,
+        memory_bytes=args.memory,
+        staging_limit=args.staging_limit,
+        allow_other=args.allow_other,
+        upload=UploadConfig(delay=args.upload_delay, epochs=args.epochs),
+    )
+    if args.ready_fd is None and not args.foreground:
+        return _spawn_daemon(args, mnt, volume_dir)
+    return _serve(options, args.ready_fd, args.debug)
+
+
+def _spawn_daemon(args: argparse.Namespace, mnt: Path, volume_dir: Path) -> int:
+    volume_dir.mkdir(parents=True, exist_ok=True)
+    log_path = volume_dir / "mount.log"
+    read_fd, write_fd = os.pipe()
+    argv = [sys.executable, "-m", "walrusfs.cli"] + (["--debug"] if args.debug else [])
+    argv += [a for a in sys.argv[1:] if a != "--debug"]
+    if not args.mountpoint:
+        argv.append(str(mnt))
+    argv += ["--ready-fd", str(write_fd)]
+    with open(log_path, "ab") as logf:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+            pass_fds=(write_fd,), start_new_session=True,
+        )  # fmt: skip
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        message = pipe.read().decode(errors="replace").strip()
+    if message == "ok":
+        print(f"walrusfs: mounted on {mnt} (log: {log_path})")
+        return 0
+    code = proc.wait(timeout=30)
+    if message.startswith("error "):
+        _, code_text, text = message.split(" ", 2)
+        print(f"walrusfs: {text}", file=sys.stderr)
+        return int(code_text)
+    print(f"walrusfs: the mount daemon exited ({code}) before mounting; see {log_path}",
+          file=sys.stderr)  # fmt: skip
+    return int(ExitCode.INTERNAL)
+
+
+def _serve(options: MountOptions, ready_fd: int | None, debug: bool) -> int:
+    """The daemon (or --foreground): start the devnet if needed, mount, serve."""
+    if ready_fd is not None:
+        logging.getLogger().handlers.clear()
+        logging.basicConfig(
+            level=logging.DEBUG if debug else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+            force=True,
+        )
+        for noisy in ("httpx", "httpcore", "pgrpc_client", "hpack", "grpc"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    reported = False
+
+    def ready(error: str | None, code: int = int(ExitCode.SERVICE)) -> None:
+        nonlocal reported
+        if reported:
+            return
+        reported = True
+        if ready_fd is None:
+            if error is not None:
+                print(f"walrusfs: {error}", file=sys.stderr)
+            return
+        text = "ok" if error is None else f"error {code} {error}"
+        os.write(ready_fd, text.encode())
+        os.close(ready_fd)
+
+    try:
+        paths = Paths.from_env()
+        with user_errors():
+            devnet = Devnet(paths.data_dir)
+            devnet.up()
+            spec = devnet.spec()
+            chain = WalrusChain(spec.profile(), devnet.wallet().active)
+
+            async def main() -> None:
+                try:
+                    await run(options, chain, ready=ready)
+                finally:
+                    await chain.close()
+
+            trio.run(main)
+    except UserError as exc:
+        ready(str(exc), int(exc.exit_code))
+        if ready_fd is not None:
+            log.error("%s", exc)
+        return int(exc.exit_code)
+    except BaseException as exc:
+        ready(f"internal error: {exc!r}", int(ExitCode.INTERNAL))
+        raise
+    ready("the mount ended before it was ready", int(ExitCode.INTERNAL))
+    return 0
+
+
+# -- talking to a running mount ---------------------------------------------------------------
+
+
+def _find_mount(arg: str | None) -> Path:
+    if arg:
+        mnt = Path(arg).absolute()
+        fstype = is_mountpoint(mnt)
+        if fstype != "fuse.walrusfs":
+            raise UsageError(f"{mnt} is not a walrusfs mount")
+        return mnt
+    mounts = []
+    with open("/proc/mounts", encoding="utf-8") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3 and parts[2] == "fuse.walrusfs":
+                mounts.append(Path(parts[1].encode().decode("unicode_escape")))
+    if len(mounts) != 1:
+        raise UsageError(
+            "no walrusfs mount found" if not mounts
+            else "several walrusfs mounts: name one (" + ", ".join(map(str, mounts)) + ")"
+        )  # fmt: skip
+    return mounts[0]
+
+
+def query(mnt: Path, name: str) -> Any:
+    try:
+        return json.loads(os.getxattr(mnt, CTL + name))
+    except OSError as exc:
+        raise ServiceError(f"the mount at {mnt} does not answer: {exc.strerror}") from None
+
+
+def _sync(mnt: Path, label: str) -> None:
+    """Ask the mount to upload everything, with a progress bar of the bytes left."""
+    result: dict[str, BaseException | None] = {"error": None}
+
+    def go() -> None:
+        try:
+            os.setxattr(mnt, CTL + "sync", b"1")
+        except BaseException as exc:  # reported below
+            result["error"] = exc
+
+    worker = threading.Thread(target=go, daemon=True)
+    worker.start()
+    bar = ProgressBar(label)
+    total: int | None = None
+    while worker.is_alive():
+        worker.join(0.5)
+        if not worker.is_alive():
+            break
+        with _quiet():
+            pending = query(mnt, "status")["pending"]["bytes"]
+            total = max(total or 0, pending)
+            bar(total - pending, total)
+    err = result["error"]
+    if isinstance(err, OSError):
+        raise ServiceError(
+            f"sync failed: {err.strerror}; the data stays staged and is retried "
+            f"(`walrusfs status` and {mnt} mount.log say why)"
+        )
+    if err is not None:
+        raise err
+    if total:
+        bar(total, total)
+
+
+class _quiet:
+    """Status polling during a sync may fail transiently; the sync result is what counts."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, typ: Any, exc: BaseException | None, tb: Any) -> bool:
+        return isinstance(exc, ServiceError)
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    """Upload everything written so far and wait until it is certified on Walrus."""
+    mnt = _find_mount(args.mountpoint)
+    _sync(mnt, "uploading")
+    return 0
+
+
+def cmd_umount(args: argparse.Namespace) -> int:
+    """Upload what is pending (with progress), unmount, and wait for the daemon to exit."""
+    mnt = _find_mount(args.mountpoint)
+    pid = int(query(mnt, "pid"))
+    if not args.no_sync:
+        _sync(mnt, "uploading before unmount")
+    fusermount = shutil.which("fusermount3") or shutil.which("fusermount") or "fusermount"
+    cmd = [fusermount, "-u"] + (["-z"] if args.lazy else []) + [str(mnt)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise UserError(f"cannot unmount {mnt}: {proc.stderr.strip()}", ExitCode.SERVICE)
+    deadline = time.monotonic() + 120
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if Path(f"/proc/{pid}").exists():
+        raise ServiceError(f"unmounted, but the daemon (pid {pid}) has not exited yet")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Pending uploads, cache, stored blobs, balances of a running mount."""
+    mnt = _find_mount(args.mountpoint)
+    st = query(mnt, "status")
+    if args.json:
+        print(json.dumps(st, indent=2))
+        return 0
+    p, up, stored, ch = st["pending"], st["uploaded"], st["stored"], st["chain"]
+    lines = [
+        f"mountpoint   {st['mountpoint']} (pid {st['pid']})",
+        f"pending      {p['chunks']} chunk(s), {p['bytes']} bytes ({p['uploading']} uploading)",
+        f"staging      {st['staging']['bytes']} of {st['staging']['limit']} bytes",
+        f"cache        {st['cache']['bytes']} of {st['cache']['limit']} bytes",
+        f"stored       {stored['blobs']} blob(s), {stored['bytes']} bytes "
+        f"({stored['encoded_bytes']} encoded), earliest end epoch {stored['earliest_end_epoch']}",
+        f"this mount   {up['blobs']} blob(s) + {up['quilts']} quilt(s), {up['bytes']} bytes, "
+        f"{format_wal(up['wal_spent'])} spent",
+        f"chain        epoch {ch['epoch']}, "
+        + (f"{format_wal(ch['wal'])}, {ch['sui'] / 1e9:.3f} SUI" if ch["wal"] is not None
+           else "balances not known yet"),
+    ]  # fmt: skip
+    if up["last_error"]:
+        lines.append(f"last error   {up['last_error']} ({up['failures']} failed upload(s))")
+    print("\n".join(lines))
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("mount", help=cmd_mount.__doc__, description=cmd_mount.__doc__)
+    p.add_argument(
+        "mountpoint",
+        nargs="?",
+        metavar="MOUNTPOINT",
+        help="directory to mount on (default ~/walrus, or $WALRUSFS_HOME/mnt)",
+    )
+    p.add_argument("--foreground", "-f", action="store_true", help="do not daemonize")
+    p.add_argument("--volume", default="default", help="volume name (default: default)")
+    p.add_argument(
+        "--upload-delay",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="idle time before a closed file is uploaded (default 3)",
+    )
+    p.add_argument(
+        "--epochs", type=int, default=10, help="storage epochs bought per blob (default 10)"
+    )
+    p.add_argument(
+        "--cache-size",
+        type=_size,
+        default=2 << 30,
+        metavar="SIZE",
+        help="on-disk sliver cache limit (default 2G)",
+    )
+    p.add_argument(
+        "--staging-limit",
+        type=_size,
+        default=16 << 30,
+        metavar="SIZE",
+        help="bytes waiting for upload before writes wait (default 16G)",
+    )
+    p.add_argument(
+        "--memory",
+        type=_size,
+        default=2 << 30,
+        metavar="SIZE",
+        help="memory bound of the mount process (default 2G)",
+    )
+    p.add_argument(
+        "--allow-other",
+        action="store_true",
+        help="let other users access the mount (permissions are checked)",
+    )
+    p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_mount)  # fmt: skip
+
+    p = sub.add_parser("umount", help=cmd_umount.__doc__, description=cmd_umount.__doc__)
+    p.add_argument("mountpoint", nargs="?", metavar="MOUNTPOINT")
+    p.add_argument("--lazy", action="store_true", help="detach now even if busy (umount -l)")
+    p.add_argument(
+        "--no-sync",
+        action="store_true",
+        help="do not wait for uploads (staged data uploads at the next mount)",
+    )
+    p.set_defaults(func=cmd_umount)  # fmt: skip
+
+    p = sub.add_parser("sync", help=cmd_sync.__doc__, description=cmd_sync.__doc__)
+    p.add_argument("mountpoint", nargs="?", metavar="MOUNTPOINT")
+    p.set_defaults(func=cmd_sync)
+
+    p = sub.add_parser("status", help=cmd_status.__doc__, description=cmd_status.__doc__)
+    p.add_argument("mountpoint", nargs="?", metavar="MOUNTPOINT")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
