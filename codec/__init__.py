@@ -31,6 +31,7 @@ from codec.quilt import (
     build_quilt,
     parse_index,
     read_index,
+    patch_from_blob,
     read_patch,
 )
 from codec.redstuff import (
@@ -78,6 +79,7 @@ __all__ = [
     "parse_index",
     "parse_metadata_with_id",
     "read_index",
+    "patch_from_blob",
     "read_patch",
     "read_range",
     "rows_for_range",

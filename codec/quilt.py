@@ -355,3 +355,20 @@ def read_patch(
     if isinstance(patch, QuiltPatchId) and patch.quilt_id != meta.blob_id:
         raise QuiltError(f"patch ID belongs to quilt {patch.quilt_id}, not {meta.blob_id}")
     return parse_patch(_columns(slivers, meta, range(patch.start, patch.end)))
+
+
+def patch_from_blob(
+    blob: bytes, meta: VerifiedMetadata, patch: QuiltPatch | QuiltPatchId
+) -> PatchContent:
+    """One file of a quilt cut out of the whole quilt blob: the fallback when the secondary
+    slivers of its columns cannot be fetched (the blob then comes from any k_p primary
+    slivers). The blob is the k_p x k_s symbol matrix in row order; a patch is columns."""
+    if isinstance(patch, QuiltPatchId) and patch.quilt_id != meta.blob_id:
+        raise QuiltError(f"patch ID belongs to quilt {patch.quilt_id}, not {meta.blob_id}")
+    params, sym = meta.params, meta.symbol_size
+    if patch.end > params.k_s or len(blob) != meta.unencoded_length:
+        raise QuiltError(f"columns [{patch.start}, {patch.end}) are outside the quilt")
+    matrix = np.zeros(params.k_p * params.k_s * sym, dtype=np.uint8)
+    matrix[: len(blob)] = np.frombuffer(blob, dtype=np.uint8)
+    cols = matrix.reshape(params.k_p, params.k_s, sym)[:, patch.start : patch.end, :]
+    return parse_patch(cols.transpose(1, 0, 2).tobytes())

@@ -28,14 +28,16 @@ ROOT = Path(__file__).resolve().parents[1]
 N_SHARDS = 10  # 4 nodes hold shards [0,1] [2,3,4] [5,6] [7,8,9]; quorum 7, k_p 4
 
 
-def walrusfs(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def walrusfs(
+    home: Path, *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, WALRUSFS_HOME=str(home), PYTHONPATH=str(ROOT))
     proc = subprocess.run(
         [sys.executable, "-m", "walrusfs.cli", *args],
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     if check and proc.returncode != 0:
@@ -49,8 +51,10 @@ class RunningDevnet:
     devnet: Devnet
     spec: DevnetSpec
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return walrusfs(self.home, *args, check=check)
+    def cli(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        return walrusfs(self.home, *args, check=check, timeout=timeout)
 
     async def chain(self) -> WalrusChain:
         return WalrusChain(self.spec.profile(), self.devnet.wallet().active)

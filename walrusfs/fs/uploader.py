@@ -32,6 +32,7 @@ from walrusfs.store.errors import StoreError
 log = logging.getLogger(__name__)
 
 DELETE_DELAY = 10.0  # seconds an unused blob is kept, so reads already under way finish
+QUILT_WINDOW = 2.0  # seconds a partial quilt waits for more small files (unless syncing)
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class Uploader:
         self.stats = UploadStats()
         self._wake = trio.Event()
         self._progress = trio.Event()
-        self._jobs = trio.Semaphore(config.jobs)
+        self._running = 0
         self._forced = 0
         self._retry_at = 0.0
         self._backoff = config.retry_after
@@ -148,34 +149,45 @@ class Uploader:
         return small, big
 
     async def _schedule(self) -> None:
-        assert self._nursery is not None
+        """Start at most as many jobs as there are free slots: while they run, small files
+        accumulate into fuller quilts (one quilt per file would cost a blob's fixed overhead
+        and two transactions each)."""
+        free = self.config.jobs - self._running
+        if free <= 0:
+            return
         small, big = self._eligible()
+        batches: list[list[Key]] = []
         batch: list[Key] = []
         batch_bytes = 0
         limit = min(self.content.chunk_size, SEGMENT * 16)
         for key, size in small:
             if batch and (len(batch) >= self.max_patches or batch_bytes + size > limit):
-                self._start(self._quilt_job, batch)
+                batches.append(batch)
                 batch, batch_bytes = [], 0
             batch.append(key)
             batch_bytes += size
+        jobs: list[tuple[Any, list[Key]]] = [(self._quilt_job, b) for b in batches]
+        jobs += [(self._blob_job, [key]) for key in big]
         if batch:
-            self._start(self._quilt_job, batch)
-        for key in big:
-            self._start(self._blob_job, [key])
+            now = time.monotonic()
+            oldest = min(self.content.last_write.get(k, 0.0) for k in batch)
+            if self._forced or now - oldest >= self.config.delay + QUILT_WINDOW:
+                jobs.append((self._quilt_job, batch))
+        for job, keys in jobs[:free]:
+            self._start(job, keys)
 
     def _start(self, job: Any, keys: list[Key]) -> None:
         assert self._nursery is not None
         for key in keys:
             self.inflight[key] = self.content.generation(key)
+        self._running += 1
         self._nursery.start_soon(self._guard, job, keys)
 
     async def _guard(self, job: Any, keys: list[Key]) -> None:
         """Run an upload job; a failure leaves its chunks staged and backs off (never raises:
         an exception here would end the uploader's nursery and with it the mount)."""
         try:
-            async with self._jobs:
-                await job(keys)
+            await job(keys)
             self._backoff = self.config.retry_after
         except Exception as exc:
             if isinstance(exc, (StoreError, chain_errors.ChainError, OSError)):
@@ -190,9 +202,11 @@ class Uploader:
             self._retry_at = time.monotonic() + self._backoff
             self._backoff = min(self._backoff * 2, 300.0)
         finally:
+            self._running -= 1
             for key in keys:
                 self.inflight.pop(key, None)
             self._progressed()
+            self.wake()  # a slot is free
 
     async def _snapshots(self, keys: Sequence[Key]) -> list[tuple[Key, int, bytes]]:
         out = []

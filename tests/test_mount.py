@@ -1,0 +1,192 @@
+"""The drive, mounted for real (a `walrusfs mount` daemon over a devnet of real processes):
+files round-trip through Walrus, survive unmount + lost cache, and the tools users point at
+it (cp, rsync -a, git, tar) work."""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import subprocess
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.devnet_harness import RunningDevnet, heal_all, start_devnet
+from tests.mount_harness import Mount, mount, mounted, xattr
+
+N_SHARDS = 100  # k_s 67: quilts of up to 66 files, blobs up to 149 MB
+
+
+@pytest.fixture(scope="module")
+def dn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
+    yield from start_devnet(tmp_path_factory.mktemp("mount-home"), n_shards=N_SHARDS)
+
+
+@pytest.fixture
+def mnt(dn: RunningDevnet, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Mount]:
+    volume = request.node.name.replace("[", "-").replace("]", "")[:60]
+    with mount(dn, tmp_path / "mnt", volume=volume) as m:
+        yield m
+    heal_all(dn)
+
+
+def _random_file(path: Path, size: int) -> None:
+    with path.open("wb") as f:
+        left = size
+        while left:
+            n = min(left, 1 << 20)
+            f.write(os.urandom(n))
+            left -= n
+
+
+def test_files_round_trip_and_survive_remount_without_cache(mnt: Mount, tmp_path: Path) -> None:
+    sizes = [0, 1, 4095, 4096, 65537, (1 << 20) + 1, 5 << 20, 70 << 20]
+    src = tmp_path / "src"
+    src.mkdir()
+    for size in sizes:
+        _random_file(src / f"f{size}", size)
+        subprocess.run(["cp", str(src / f"f{size}"), str(mnt.path)], check=True)
+        assert filecmp.cmp(src / f"f{size}", mnt.path / f"f{size}", shallow=False)
+    mnt.sync()
+    for size in sizes:
+        assert xattr(mnt.path / f"f{size}", "state") == "certified"
+        if size:
+            ids = xattr(mnt.path / f"f{size}", "blob_id").split()
+            assert len(ids) == (2 if size > 64 << 20 else 1)
+    status = mnt.status()
+    assert status["pending"]["chunks"] == 0
+    assert status["uploaded"]["quilts"] >= 1 and status["uploaded"]["blobs"] >= 3
+    mnt.umount()
+    mnt.drop_cache()
+    mnt.mount()
+    for size in sizes:
+        assert (mnt.path / f"f{size}").stat().st_size == size
+        assert filecmp.cmp(src / f"f{size}", mnt.path / f"f{size}", shallow=False), size
+
+
+def test_overwrite_and_truncate_after_upload(mnt: Mount) -> None:
+    f = mnt.path / "doc"
+    data = bytearray(os.urandom(3 << 20))
+    f.write_bytes(data)
+    mnt.sync()
+    first = xattr(f, "blob_id")
+    with f.open("r+b") as h:  # in-place change of an uploaded file
+        h.seek(1000)
+        h.write(b"X" * 10)
+        data[1000:1010] = b"X" * 10
+    assert f.read_bytes() == data
+    os.truncate(f, 2000)
+    del data[2000:]
+    with f.open("ab") as h:
+        h.write(b"tail")
+    data += b"tail"
+    assert f.read_bytes() == data
+    mnt.sync()
+    assert xattr(f, "blob_id") != first
+    mnt.umount()
+    mnt.drop_cache()
+    mnt.mount()
+    assert f.read_bytes() == data
+
+
+def test_rsync_of_the_standard_library_round_trips(mnt: Mount) -> None:
+    stdlib = sysconfig.get_paths()["stdlib"]
+    excludes = ["--exclude", "site-packages", "--exclude", "__pycache__"]
+    dest = str(mnt.path / "stdlib")
+    subprocess.run(["rsync", "-a", *excludes, f"{stdlib}/", dest], check=True)
+    mnt.sync()
+    assert mnt.status()["pending"]["chunks"] == 0
+    mnt.umount()
+    mnt.drop_cache()
+    mnt.mount()
+    out = subprocess.run(
+        ["rsync", "-a", "-c", "--dry-run", "--itemize-changes", *excludes, f"{stdlib}/", dest],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert out == "", out[:2000]
+
+
+def test_git_repository_inside_the_mount(mnt: Mount) -> None:
+    repo = mnt.path / "repo"
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
+               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com")  # fmt: skip
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env
+        ).stdout
+
+    subprocess.run(["git", "init", "-q", str(repo)], check=True, env=env)
+    for i in range(3):
+        (repo / f"file{i}.txt").write_text(f"version {i}\n" * 1000)
+        (repo / "sub").mkdir(exist_ok=True)
+        (repo / "sub" / "x.bin").write_bytes(os.urandom(100_000))
+        git("add", "-A")
+        git("commit", "-q", "-m", f"commit {i}")
+    git("gc", "-q")
+    assert "commit 2" in git("log", "--oneline")
+    subprocess.run(["git", "-C", str(repo), "fsck", "--full", "--strict"], check=True, env=env)
+    mnt.sync()
+    mnt.umount()
+    mnt.drop_cache()
+    mnt.mount()
+    subprocess.run(["git", "-C", str(repo), "fsck", "--full", "--strict"], check=True, env=env)
+    assert git("status", "--porcelain") == ""
+
+
+def test_tar_extract_and_compare(mnt: Mount, tmp_path: Path) -> None:
+    src = Path(sysconfig.get_paths()["stdlib"]) / "email"
+    tarball = tmp_path / "email.tar"
+    subprocess.run(["tar", "-cf", str(tarball), "-C", str(src.parent), "email"], check=True)
+    subprocess.run(["tar", "-xf", str(tarball), "-C", str(mnt.path)], check=True)
+    subprocess.run(["tar", "-df", str(tarball), "-C", str(mnt.path)], check=True)
+    mnt.sync()
+    mnt.umount()
+    mnt.drop_cache()
+    mnt.mount()
+    subprocess.run(["tar", "-df", str(tarball), "-C", str(mnt.path)], check=True)
+
+
+def test_uploads_certify_with_one_node_stopped(mnt: Mount, dn: RunningDevnet) -> None:
+    dn.cli("devnet", "node", "stop", "0")
+    files = {f"n{i}": os.urandom(size) for i, size in enumerate([10, 200_000, 6 << 20])}
+    for name, data in files.items():
+        (mnt.path / name).write_bytes(data)
+    mnt.sync()
+    for name, data in files.items():
+        assert xattr(mnt.path / name, "state") == "certified"
+    mnt.umount()
+    mnt.drop_cache()
+    mnt.mount()
+    for name, data in files.items():
+        assert (mnt.path / name).read_bytes() == data
+
+
+def test_kill_9_loses_nothing_written_and_fsynced(dn: RunningDevnet, tmp_path: Path) -> None:
+    m = Mount(dn, tmp_path / "mnt", "crash")
+    m.mount("--upload-delay", "3600")  # nothing uploads on its own
+    try:
+        data = os.urandom(300_000)
+        fd = os.open(m.path / "precious", os.O_CREAT | os.O_WRONLY, 0o644)
+        os.write(fd, data)
+        os.fsync(fd)
+        os.close(fd)
+        (m.path / "dir").mkdir()
+        assert xattr(m.path / "precious", "state") == "staged"
+        m.kill()
+        assert not mounted(m.path)
+        m.mount()
+        assert (m.path / "precious").read_bytes() == data
+        assert (m.path / "dir").is_dir()
+        m.sync()
+        assert xattr(m.path / "precious", "state") == "certified"
+        m.umount()
+        m.drop_cache()
+        m.mount()
+        assert (m.path / "precious").read_bytes() == data
+    finally:
+        m.teardown()
