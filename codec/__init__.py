@@ -30,8 +30,8 @@ from codec.quilt import (
     QuiltPatchId,
     build_quilt,
     parse_index,
-    read_index,
     patch_from_blob,
+    read_index,
     read_patch,
 )
 from codec.redstuff import (
@@ -78,8 +78,8 @@ __all__ = [
     "encode",
     "parse_index",
     "parse_metadata_with_id",
-    "read_index",
     "patch_from_blob",
+    "read_index",
     "read_patch",
     "read_range",
     "rows_for_range",

@@ -157,7 +157,7 @@ def test_uploads_certify_with_one_node_stopped(mnt: Mount, dn: RunningDevnet) ->
     for name, data in files.items():
         (mnt.path / name).write_bytes(data)
     mnt.sync()
-    for name, data in files.items():
+    for name in files:
         assert xattr(mnt.path / name, "state") == "certified"
     mnt.umount()
     mnt.drop_cache()
