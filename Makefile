@@ -7,7 +7,7 @@
 PYTHON  ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
-APT_PKGS := fuse3 libfuse3-dev pkg-config rsync
+APT_PKGS := fuse3 libfuse3-dev pkg-config rsync git restic borgbackup
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP   := $(VENV)/.installed
 
@@ -31,11 +31,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# The main job. Until the mount lands (issue "The mount"), this prints what the codec does for
-# the README itself: its Walrus blob ID, sizes and storage cost units at 1000 shards.
+# The main job: mount the drive (default ~/walrus, or $$WALRUSFS_HOME/mnt) on the embedded devnet,
+# which `walrusfs mount` starts when it is not running. `walrusfs umount` ends it.
 run: setup
-	$(BIN)/walrusfs devnet up
-	$(BIN)/walrusfs devnet status
+	$(BIN)/walrusfs mount
+	$(BIN)/walrusfs status
 
 test: setup
 	$(BIN)/python -m pytest -q

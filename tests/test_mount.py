@@ -190,3 +190,56 @@ def test_kill_9_loses_nothing_written_and_fsynced(dn: RunningDevnet, tmp_path: P
         assert (m.path / "precious").read_bytes() == data
     finally:
         m.teardown()
+
+
+def _backup_source(tmp_path: Path) -> Path:
+    src = tmp_path / "home"
+    subprocess.run(
+        ["cp", "-a", str(Path(sysconfig.get_paths()["stdlib"]) / "json"), str(src)], check=True
+    )
+    _random_file(src / "photo.raw", 9 << 20)
+    (src / "notes.txt").write_text("remember the milk\n" * 100)
+    return src
+
+
+def test_restic_backup_check_and_restore(mnt: Mount, tmp_path: Path) -> None:
+    src = _backup_source(tmp_path)
+    env = dict(os.environ, RESTIC_PASSWORD="correct horse", RESTIC_REPOSITORY=str(mnt.path / "restic"),
+               RESTIC_CACHE_DIR=str(tmp_path / "restic-cache"))  # fmt: skip
+
+    def restic(*args: str) -> None:
+        subprocess.run(["restic", "-q", *args], check=True, env=env, capture_output=True)
+
+    restic("init")
+    restic("backup", str(src))
+    mnt.umount()
+    mnt.drop_cache()
+    mnt.mount()
+    restic("check", "--read-data")
+    restic("restore", "latest", "--target", str(tmp_path / "restored"))
+    diff = subprocess.run(["diff", "-r", str(src), str(tmp_path / "restored" / src.relative_to("/"))],
+                          capture_output=True, text=True)  # fmt: skip
+    assert diff.returncode == 0, diff.stdout[:2000]
+
+
+def test_borg_backup_check_and_restore(mnt: Mount, tmp_path: Path) -> None:
+    src = _backup_source(tmp_path)
+    repo = str(mnt.path / "borg")
+    env = dict(os.environ, BORG_PASSPHRASE="correct horse", BORG_BASE_DIR=str(tmp_path / "borg-base"),
+               BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes", BORG_RELOCATED_REPO_ACCESS_IS_OK="yes")  # fmt: skip
+
+    def borg(*args: str, cwd: Path | None = None) -> None:
+        subprocess.run(["borg", *args], check=True, env=env, capture_output=True, cwd=cwd)
+
+    borg("init", "--encryption=repokey", repo)
+    borg("create", f"{repo}::first", str(src))
+    mnt.umount()
+    mnt.drop_cache()
+    mnt.mount()
+    borg("check", "--verify-data", repo)
+    out = tmp_path / "restored"
+    out.mkdir()
+    borg("extract", f"{repo}::first", cwd=out)
+    diff = subprocess.run(["diff", "-r", str(src), str(out / src.relative_to("/"))],
+                          capture_output=True, text=True)  # fmt: skip
+    assert diff.returncode == 0, diff.stdout[:2000]
