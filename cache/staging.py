@@ -82,8 +82,9 @@ class Staging:
         """A staging file holding `data` (empty: a new chunk), durable before it is referenced."""
         fd = self._fd(key, create=True)
         os.ftruncate(fd, 0)
-        if data:
+        if data:  # bytes copied from Walrus: durable before the database says "staged"
             os.pwrite(fd, data, 0)
+            os.fsync(fd)
         self._sizes[key] = len(data)
 
     def write(self, key: Key, offset: int, data: bytes | memoryview) -> None:
