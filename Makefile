@@ -7,7 +7,7 @@
 PYTHON  ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
-APT_PKGS := fuse3 libfuse3-dev pkg-config rsync git restic borgbackup
+APT_PKGS := fuse3 libfuse3-dev pkg-config rsync git attr restic borgbackup
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP   := $(VENV)/.installed
 
