@@ -3,7 +3,7 @@
 One sparse local file per dirty chunk, `<root>/<inode>.<chunkno>`, written in place with
 pwrite. The mount's database says which chunks are staged (chunks.staged = 1); a file with no
 such row is garbage from a crash and is removed by `sweep`. fsync on a chunk makes its bytes
-durable; the directory is fsynced when a file is created, so the name survives a crash too.
+and its name durable (the directory is fsynced then, not at every creation).
 
 This module does local disk I/O only (no network, no database): callers hold the rules.
 """
@@ -26,9 +26,18 @@ class Staging:
         root.mkdir(parents=True, exist_ok=True)
         self._fds: OrderedDict[Key, int] = OrderedDict()
         self._sizes: dict[Key, int] = {}
+        self._total = 0
         for key in self.keys():
-            self._sizes[key] = self._path(key).stat().st_size
+            self._set_size(key, self._path(key).stat().st_size)
         self._dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        self._dir_dirty = False  # names created since the directory was last fsynced
+
+    def _set_size(self, key: Key, size: int | None) -> None:
+        self._total += (size or 0) - self._sizes.get(key, 0)
+        if size is None:
+            self._sizes.pop(key, None)
+        else:
+            self._sizes[key] = size
 
     def _path(self, key: Key) -> Path:
         return self.root / f"{key[0]}.{key[1]}"
@@ -60,8 +69,8 @@ class Staging:
         flags = os.O_RDWR | (os.O_CREAT if create else 0)
         fd = os.open(self._path(key), flags, 0o600)
         if create and key not in self._sizes:
-            self._sizes[key] = 0
-            os.fsync(self._dir_fd)
+            self._set_size(key, 0)
+            self._dir_dirty = True
         self._fds[key] = fd
         while len(self._fds) > MAX_OPEN_FILES:
             _, old = self._fds.popitem(last=False)
@@ -76,7 +85,7 @@ class Staging:
 
     @property
     def used_bytes(self) -> int:
-        return sum(self._sizes.values())
+        return self._total
 
     def create(self, key: Key, data: bytes = b"") -> None:
         """A staging file holding `data` (empty: a new chunk), durable before it is referenced."""
@@ -85,7 +94,8 @@ class Staging:
         if data:  # bytes copied from Walrus: durable before the database says "staged"
             os.pwrite(fd, data, 0)
             os.fsync(fd)
-        self._sizes[key] = len(data)
+            self._sync_dir()
+        self._set_size(key, len(data))
 
     def write(self, key: Key, offset: int, data: bytes | memoryview) -> None:
         fd = self._fd(key, create=True)
@@ -94,7 +104,7 @@ class Staging:
             written += os.pwrite(fd, data[written:], offset + written)
         end = offset + len(data)
         if end > self._sizes.get(key, 0):
-            self._sizes[key] = end
+            self._set_size(key, end)
 
     def read(self, key: Key, offset: int, length: int) -> bytes:
         """Up to `length` bytes; short (or empty) where the staging file ends."""
@@ -113,17 +123,25 @@ class Staging:
 
     def truncate(self, key: Key, length: int) -> None:
         os.ftruncate(self._fd(key, create=True), length)
-        self._sizes[key] = length
+        self._set_size(key, length)
 
     def fsync(self, key: Key) -> None:
+        """The chunk's bytes and its name on disk (a new name is not fsynced at creation:
+        one directory fsync per file would cost milliseconds per create)."""
         if key in self._sizes:
             os.fsync(self._fd(key))
+            self._sync_dir()
+
+    def _sync_dir(self) -> None:
+        if self._dir_dirty:
+            self._dir_dirty = False
+            os.fsync(self._dir_fd)
 
     def remove(self, key: Key) -> None:
         fd = self._fds.pop(key, None)
         if fd is not None:
             os.close(fd)
-        self._sizes.pop(key, None)
+        self._set_size(key, None)
         self._path(key).unlink(missing_ok=True)
 
     def close(self) -> None:

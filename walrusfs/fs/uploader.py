@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 DELETE_DELAY = 10.0  # seconds an unused blob is kept, so reads already under way finish
 QUILT_WINDOW = 2.0  # seconds a partial quilt waits for more small files (unless syncing)
+SCAN_INTERVAL = 0.5  # at most two scans for ready chunks per second: a scan reads every staged row
 
 
 @dataclass(frozen=True)
@@ -114,15 +115,21 @@ class Uploader:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
+            last_scan = 0.0
             while True:
                 with trio.move_on_after(1.0):
                     await self._wake.wait()
                 self._wake = trio.Event()
+                pause = last_scan + SCAN_INTERVAL - time.monotonic()
+                if pause > 0:
+                    await trio.sleep(pause)
+                last_scan = time.monotonic()
                 await self._schedule()
                 await self._delete_unused()
 
-    def _eligible(self) -> tuple[list[tuple[Key, int]], list[Key]]:
-        """(small single-chunk files with their sizes, other chunks) ready for upload."""
+    def _eligible(self, free: int) -> tuple[list[tuple[Key, int]], list[Key]]:
+        """(small single-chunk files with their sizes, other chunks) ready for upload; stops
+        once there is enough for `free` jobs."""
         now = time.monotonic()
         force = self._forced > 0
         if not force and now < self._retry_at:
@@ -133,7 +140,9 @@ class Uploader:
         for inode, chunkno, size in self.db.execute(
             "SELECT c.inode, c.chunkno, i.size FROM chunks c JOIN inodes i ON i.id = c.inode "
             "WHERE c.staged = 1 AND i.nlink > 0"
-        ).fetchall():
+        ):
+            if len(big) >= free and len(small) >= free * self.max_patches:
+                break
             key = (inode, chunkno)
             if key in self.inflight:
                 continue
@@ -155,7 +164,7 @@ class Uploader:
         free = self.config.jobs - self._running
         if free <= 0:
             return
-        small, big = self._eligible()
+        small, big = self._eligible(free)
         batches: list[list[Key]] = []
         batch: list[Key] = []
         batch_bytes = 0

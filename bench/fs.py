@@ -1,0 +1,208 @@
+"""The mount against a local directory, same machine, same run (the method of
+../shared/tools/bench/fsbench.sh, self-contained): ratios mount/local per row.
+
+    .venv/bin/python bench/fs.py [--size 1G] [--files 10000] [--n-shards 1000]
+
+Rows: sequential write of SIZE in 1 MiB blocks + fsync; the same + `walrusfs sync` (certified
+on Walrus); sequential read warm (mount's caches warm, kernel page cache dropped) and cold
+(remounted, sliver cache deleted: every byte from the storage nodes); random 4 KiB reads for
+a fixed time; create/stat/read/delete of FILES 4 KiB files (100 per directory); rsync -a of
+this Python's standard library (without site-packages); ls -lR of that copy.
+
+It starts its own devnet in a temporary WALRUSFS_HOME and removes it afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCK = 1 << 20
+
+
+def parse_size(text: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return (
+        int(float(text[:-1]) * units[text[-1].upper()]) if text[-1].upper() in units else int(text)
+    )
+
+
+def drop_page_cache() -> None:
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError:
+        print("# cannot drop the page cache (not root): warm reads may come from it")
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def seq_write(path: Path, size: int) -> None:
+    block = os.urandom(BLOCK)
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+    try:
+        for _ in range(size // BLOCK):
+            os.write(fd, block)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def seq_read(path: Path) -> int:
+    n = 0
+    with path.open("rb", buffering=0) as f:
+        while chunk := f.read(BLOCK):
+            n += len(chunk)
+    return n
+
+
+def rand_read(path: Path, seconds: float) -> int:
+    size = path.stat().st_size
+    rng = random.Random(7)
+    ops = 0
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            os.pread(fd, 4096, rng.randrange(0, size // 4096) * 4096)
+            ops += 1
+    finally:
+        os.close(fd)
+    return ops
+
+
+def small_files(root: Path, n: int) -> dict[str, float]:
+    data = os.urandom(4096)
+    paths = [root / f"d{i // 100:04d}" / f"f{i:06d}" for i in range(n)]
+    root.mkdir()
+    out = {}
+
+    def create() -> None:
+        for i in range(0, n, 100):
+            paths[i].parent.mkdir()
+        for p in paths:
+            with p.open("wb") as f:
+                f.write(data)
+
+    def stat() -> None:
+        for p in paths:
+            p.stat()
+
+    def read() -> None:
+        for p in paths:
+            if p.read_bytes() != data:
+                raise SystemExit(f"content mismatch in {p}")
+
+    def delete() -> None:
+        for p in paths:
+            p.unlink()
+        for i in range(0, n, 100):
+            paths[i].parent.rmdir()
+
+    for name, fn in (("create", create), ("stat", stat), ("read", read), ("delete", delete)):
+        out[name] = n / timed(fn)
+    return out
+
+
+class Mounted:
+    def __init__(self, home: Path, n_shards: int) -> None:
+        self.home = home
+        self.mnt = home / "mnt"
+        self.env = dict(os.environ, WALRUSFS_HOME=str(home), PYTHONPATH=str(ROOT))
+        self.cli("devnet", "up", "--n-shards", str(n_shards))
+
+    def cli(self, *args: str) -> None:
+        subprocess.run([sys.executable, "-m", "walrusfs.cli", *args], env=self.env, check=True,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+
+    def mount(self) -> None:
+        self.mnt.mkdir(exist_ok=True)
+        self.cli("mount", str(self.mnt))
+
+    def umount(self) -> None:
+        self.cli("umount", str(self.mnt))
+
+    def sync(self) -> None:
+        self.cli("sync", str(self.mnt))
+
+    def close(self) -> None:
+        subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)], check=False,
+                       stderr=subprocess.DEVNULL)  # fmt: skip
+        self.cli("devnet", "down")
+
+
+def run(target: Path, args: argparse.Namespace, m: Mounted | None) -> dict[str, float]:
+    size = parse_size(args.size)
+    res: dict[str, float] = {}
+    big = target / "big.bin"
+    dt = timed(lambda: seq_write(big, size))
+    res["seq write MiB/s"] = size / BLOCK / dt
+    if m is not None:
+        dt += timed(m.sync)
+    res["seq write + upload MiB/s"] = size / BLOCK / dt
+    drop_page_cache()
+    res["seq read warm MiB/s"] = size / BLOCK / timed(lambda: seq_read(big))
+    if m is not None:
+        m.umount()
+        shutil.rmtree(m.home / "cache", ignore_errors=True)
+        m.mount()
+    drop_page_cache()
+    res["seq read cold MiB/s"] = size / BLOCK / timed(lambda: seq_read(big))
+    drop_page_cache()
+    res["rand read 4K IOPS"] = rand_read(big, args.rand_seconds) / args.rand_seconds
+    big.unlink()
+    for k, v in small_files(target / "small", args.files).items():
+        res[f"small {k} files/s"] = v
+    stdlib = sysconfig.get_paths()["stdlib"]
+    dest = target / "stdlib"
+    res["rsync stdlib s"] = timed(lambda: subprocess.run(
+        ["rsync", "-a", "--exclude", "site-packages", f"{stdlib}/", str(dest)], check=True))  # fmt: skip
+    drop_page_cache()
+    res["ls -lR s"] = timed(lambda: subprocess.run(["ls", "-lR", str(dest)], check=True,
+                                                   stdout=subprocess.DEVNULL))  # fmt: skip
+    return res
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--size", default="1G")
+    p.add_argument("--files", type=int, default=10_000)
+    p.add_argument("--rand-seconds", type=float, default=10.0)
+    p.add_argument("--n-shards", type=int, default=1000)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fsbench-", dir="/var/tmp") as tmp:
+        local = Path(tmp) / "local"
+        local.mkdir()
+        base = run(local, args, None)
+        m = Mounted(Path(tmp) / "home", args.n_shards)
+        try:
+            m.mount()
+            ours = run(m.mnt, args, m)
+            m.umount()
+        finally:
+            m.close()
+    print(f"# size {args.size}, {args.files} small files, devnet 4 nodes / {args.n_shards} shards")
+    print(f"{'row':28} {'local':>10} {'walrusfs':>10} {'ratio':>7}")
+    for key, value in base.items():
+        mine = ours[key]
+        ratio = value / mine if key.endswith(" s") else mine / value
+        print(f"{key:28} {value:10.1f} {mine:10.1f} {ratio:7.2f}")
+    print("# ratio: walrusfs as a fraction of local (higher is better; for times local/walrusfs)")
+
+
+if __name__ == "__main__":
+    main()
