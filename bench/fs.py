@@ -139,6 +139,14 @@ class Mounted:
     def sync(self) -> None:
         self.cli("sync", str(self.mnt))
 
+    def peak_rss(self) -> int:
+        """VmHWM of the mount daemon (the high-water mark of its resident memory)."""
+        pid = int(os.getxattr(self.mnt, "user.walrusfs.ctl.pid"))
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmHWM")
+
     def close(self) -> None:
         subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)], check=False,
                        stderr=subprocess.DEVNULL)  # fmt: skip
@@ -169,8 +177,8 @@ def run(target: Path, args: argparse.Namespace, m: Mounted | None) -> dict[str, 
         res[f"small {k} files/s"] = v
     stdlib = sysconfig.get_paths()["stdlib"]
     dest = target / "stdlib"
-    res["rsync stdlib s"] = timed(lambda: subprocess.run(
-        ["rsync", "-a", "--exclude", "site-packages", f"{stdlib}/", str(dest)], check=True))  # fmt: skip
+    rsync = ["rsync", "-a", "--exclude", "site-packages", f"{stdlib}/", str(dest)]
+    res["rsync stdlib s"] = timed(lambda: subprocess.run(rsync, check=True))
     drop_page_cache()
     res["ls -lR s"] = timed(lambda: subprocess.run(["ls", "-lR", str(dest)], check=True,
                                                    stdout=subprocess.DEVNULL))  # fmt: skip
@@ -192,6 +200,7 @@ def main() -> None:
         try:
             m.mount()
             ours = run(m.mnt, args, m)
+            ours["mount peak RSS MiB"] = m.peak_rss() / (1 << 20)
             m.umount()
         finally:
             m.close()
@@ -201,6 +210,7 @@ def main() -> None:
         mine = ours[key]
         ratio = value / mine if key.endswith(" s") else mine / value
         print(f"{key:28} {value:10.1f} {mine:10.1f} {ratio:7.2f}")
+    print(f"{'mount peak RSS MiB':28} {'':10} {ours['mount peak RSS MiB']:10.0f}  (bound 2048)")
     print("# ratio: walrusfs as a fraction of local (higher is better; for times local/walrusfs)")
 
 

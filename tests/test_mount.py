@@ -204,8 +204,12 @@ def _backup_source(tmp_path: Path) -> Path:
 
 def test_restic_backup_check_and_restore(mnt: Mount, tmp_path: Path) -> None:
     src = _backup_source(tmp_path)
-    env = dict(os.environ, RESTIC_PASSWORD="correct horse", RESTIC_REPOSITORY=str(mnt.path / "restic"),
-               RESTIC_CACHE_DIR=str(tmp_path / "restic-cache"))  # fmt: skip
+    env = dict(
+        os.environ,
+        RESTIC_PASSWORD="correct horse",
+        RESTIC_REPOSITORY=str(mnt.path / "restic"),
+        RESTIC_CACHE_DIR=str(tmp_path / "restic-cache"),
+    )
 
     def restic(*args: str) -> None:
         subprocess.run(["restic", "-q", *args], check=True, env=env, capture_output=True)
@@ -217,16 +221,23 @@ def test_restic_backup_check_and_restore(mnt: Mount, tmp_path: Path) -> None:
     mnt.mount()
     restic("check", "--read-data")
     restic("restore", "latest", "--target", str(tmp_path / "restored"))
-    diff = subprocess.run(["diff", "-r", str(src), str(tmp_path / "restored" / src.relative_to("/"))],
-                          capture_output=True, text=True)  # fmt: skip
+    restored = tmp_path / "restored" / src.relative_to("/")
+    diff = subprocess.run(
+        ["diff", "-r", str(src), str(restored)], capture_output=True, text=True, check=False
+    )
     assert diff.returncode == 0, diff.stdout[:2000]
 
 
 def test_borg_backup_check_and_restore(mnt: Mount, tmp_path: Path) -> None:
     src = _backup_source(tmp_path)
     repo = str(mnt.path / "borg")
-    env = dict(os.environ, BORG_PASSPHRASE="correct horse", BORG_BASE_DIR=str(tmp_path / "borg-base"),
-               BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes", BORG_RELOCATED_REPO_ACCESS_IS_OK="yes")  # fmt: skip
+    env = dict(
+        os.environ,
+        BORG_PASSPHRASE="correct horse",
+        BORG_BASE_DIR=str(tmp_path / "borg-base"),
+        BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes",
+        BORG_RELOCATED_REPO_ACCESS_IS_OK="yes",
+    )
 
     def borg(*args: str, cwd: Path | None = None) -> None:
         subprocess.run(["borg", *args], check=True, env=env, capture_output=True, cwd=cwd)
@@ -240,6 +251,23 @@ def test_borg_backup_check_and_restore(mnt: Mount, tmp_path: Path) -> None:
     out = tmp_path / "restored"
     out.mkdir()
     borg("extract", f"{repo}::first", cwd=out)
-    diff = subprocess.run(["diff", "-r", str(src), str(out / src.relative_to("/"))],
-                          capture_output=True, text=True)  # fmt: skip
+    diff = subprocess.run(
+        ["diff", "-r", str(src), str(out / src.relative_to("/"))],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert diff.returncode == 0, diff.stdout[:2000]
+
+
+def test_300_mib_file_round_trips(mnt: Mount, tmp_path: Path) -> None:
+    src = tmp_path / "big"
+    _random_file(src, 300 << 20)
+    subprocess.run(["cp", str(src), str(mnt.path / "big")], check=True)
+    subprocess.run(["cmp", str(src), str(mnt.path / "big")], check=True)
+    mnt.sync()
+    assert len(xattr(mnt.path / "big", "blob_id").split()) == 5  # 64 MiB chunks
+    mnt.umount()
+    mnt.drop_cache()
+    mnt.mount()
+    subprocess.run(["cmp", str(src), str(mnt.path / "big")], check=True)

@@ -50,6 +50,7 @@ from walrusfs.errors import ServiceError, UsageError
 DEVNET_FILE = "devnet.json"
 SUI_PER_WALLET = 10_000 * 10**9  # MIST
 WAL_PER_WALLET = 10_000 * 10**9  # FROST
+DEVNET_NICE = 10  # scheduling priority of the devnet's processes (see _start)
 START_TIMEOUT = 60.0
 
 
@@ -246,6 +247,11 @@ class Devnet:
                 env=env,
                 cwd=self.root,
             )
+        # The devnet stands in for remote machines: at a lower priority its CPU use does not
+        # slow down the mount it serves on this machine (the nodes of a real network run
+        # elsewhere).
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, proc.pid, DEVNET_NICE)
         self._pid_file(service).write_text(f"{proc.pid}\n")
         return proc
 

@@ -26,7 +26,6 @@ import pyfuse3
 import trio
 
 import codec
-from cache.ranges import RangeCache
 from cache.slivers import SliverCache
 from cache.staging import Staging
 from chain import errors as chain_errors
@@ -290,9 +289,8 @@ async def run(
     if it failed before that."""
     check_mountpoint(options.mountpoint)
     cache = SliverCache(options.cache_dir / "slivers", options.cache_bytes)
-    store = WalrusStore(
-        chain, cache=cache, ranges=RangeCache(min(256 << 20, options.memory_bytes // 8))
-    )
+    # no RangeCache: Content keeps its own segment cache of what the store returns
+    store = WalrusStore(chain, cache=cache)
     try:
         committee = await store.committee()
         params = committee.params
@@ -318,7 +316,9 @@ async def run(
         db.execute("COMMIT")
         segment_bytes = min(256 << 20, options.memory_bytes // 8)
         content = Content(db, staging, store, chunk_size, segment_bytes)
-        jobs = max(1, min(options.upload.jobs, options.memory_bytes // (12 * chunk_size)))
+        # an encode holds ~10x its chunk (docs/design.md, encoding memory) + the segment cache
+        room = max(0, options.memory_bytes - segment_bytes - (128 << 20))
+        jobs = max(1, min(options.upload.jobs, room // (12 * chunk_size)))
         upload = UploadConfig(**{**options.upload.__dict__, "jobs": jobs})
         volume_id = schema.get_param(db, "volume_id") or ""
         uploader = Uploader(
@@ -330,7 +330,9 @@ async def run(
         ops = Operations(db, content, volume)
         fuse_options = set(pyfuse3.default_options)
         fuse_options |= {
-            f"fsname={FSNAME}:{options.volume_dir.name}", f"subtype={FSNAME}", "noatime"
+            f"fsname={FSNAME}:{options.volume_dir.name}",
+            f"subtype={FSNAME}",
+            "noatime",
         }
         if options.allow_other:
             fuse_options.add("allow_other")
