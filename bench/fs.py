@@ -148,6 +148,9 @@ class Mounted:
         raise RuntimeError("no VmHWM")
 
     def close(self) -> None:
+        log = self.home / "data" / "volumes" / "default" / "mount.log"
+        if log.exists():
+            shutil.copy(log, "/tmp/fsbench-mount.log")
         subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)], check=False,
                        stderr=subprocess.DEVNULL)  # fmt: skip
         self.cli("devnet", "down")

@@ -271,3 +271,16 @@ def test_300_mib_file_round_trips(mnt: Mount, tmp_path: Path) -> None:
     mnt.drop_cache()
     mnt.mount()
     subprocess.run(["cmp", str(src), str(mnt.path / "big")], check=True)
+
+
+def test_mount_errors_reach_the_terminal(dn: RunningDevnet, tmp_path: Path) -> None:
+    missing = dn.cli("mount", str(tmp_path / "nowhere"), check=False)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    (tmp_path / "file").write_text("x")
+    not_dir = dn.cli("mount", str(tmp_path / "file"), check=False)
+    assert not_dir.returncode == 2 and "not a directory" in not_dir.stderr
+    with mount(dn, tmp_path / "mnt", volume="twice") as m:
+        again = dn.cli("mount", str(m.path), "--volume", "twice", check=False)
+        assert again.returncode == 2 and "already a mountpoint" in again.stderr
+    not_mounted = dn.cli("sync", str(tmp_path / "mnt"), check=False)
+    assert not_mounted.returncode == 2 and "not a walrusfs mount" in not_mounted.stderr

@@ -322,7 +322,7 @@ async def run(
         upload = UploadConfig(**{**options.upload.__dict__, "jobs": jobs})
         volume_id = schema.get_param(db, "volume_id") or ""
         uploader = Uploader(
-            db, content, store, config=upload, volume_id=volume_id, max_patches=params.k_s - 1
+            db, content, store, config=upload, volume_id=volume_id, params=params
         )
         volume = Volume(
             options, db, staging=staging, content=content, uploader=uploader, chain=chain

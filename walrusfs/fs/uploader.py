@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 DELETE_DELAY = 10.0  # seconds an unused blob is kept, so reads already under way finish
 QUILT_WINDOW = 2.0  # seconds a partial quilt waits for more small files (unless syncing)
+QUILT_MAX_BLOB = 64 << 20  # quilt blob size at most (its encoding holds ~10x this in memory)
+ENTRY_OVERHEAD = 40  # bytes a quilt entry adds to a file: header, identifier "<inode>.<chunk>"
+INDEX_ENTRY = 32  # bytes of the quilt index per file
 SCAN_INTERVAL = 0.5  # at most two scans for ready chunks per second: a scan reads every staged row
 
 
@@ -67,7 +70,7 @@ class Uploader:
         *,
         config: UploadConfig,
         volume_id: str,
-        max_patches: int,
+        params: codec.EncodingParams,
     ) -> None:
         self.db = db
         self.content = content
@@ -75,7 +78,9 @@ class Uploader:
         self.store = store
         self.config = config
         self.volume_id = volume_id
-        self.max_patches = max_patches
+        self.params = params
+        self.max_patches = params.k_s - 1
+        self._sizes_of: dict[Key, int] = {}  # sizes of the keys in the last batches built
         self.inflight: dict[Key, int] = {}  # chunk -> generation being uploaded
         self.stats = UploadStats()
         self._wake = trio.Event()
@@ -165,16 +170,8 @@ class Uploader:
         if free <= 0:
             return
         small, big = self._eligible(free)
-        batches: list[list[Key]] = []
-        batch: list[Key] = []
-        batch_bytes = 0
-        limit = min(self.content.chunk_size, SEGMENT * 16)
-        for key, size in small:
-            if batch and (len(batch) >= self.max_patches or batch_bytes + size > limit):
-                batches.append(batch)
-                batch, batch_bytes = [], 0
-            batch.append(key)
-            batch_bytes += size
+        batches = self._quilt_batches(small)
+        batch = batches.pop() if batches and not self._full(batches[-1]) else []
         jobs: list[tuple[Any, list[Key]]] = [(self._quilt_job, b) for b in batches]
         jobs += [(self._blob_job, [key]) for key in big]
         if batch:
@@ -184,6 +181,45 @@ class Uploader:
                 jobs.append((self._quilt_job, batch))
         for job, keys in jobs[:free]:
             self._start(job, keys)
+        self._sizes_of.clear()
+
+    def _quilt_blob_size(self, sizes: Sequence[int]) -> int:
+        """The quilt blob for files of these sizes (QuiltV1 pads every file to whole columns
+        of k_p symbols, so one large file among small ones makes a huge blob)."""
+        p = self.params
+        entries = [size + ENTRY_OVERHEAD for size in sizes]
+        index = codec.quilt.INDEX_PREFIX_LEN + INDEX_ENTRY * len(sizes)
+        return p.k_p * p.k_s * codec.quilt.quilt_symbol_size([index, *entries], p)
+
+    def _quilt_batches(self, small: list[tuple[Key, int]]) -> list[list[Key]]:
+        """Small files in quilts of similar sizes: sorted by size, each batch the longest run
+        whose quilt blob stays within QUILT_MAX_BLOB (bounded memory for its encoding, and
+        little padding paid for)."""
+        ordered = sorted(small, key=lambda ks: ks[1])
+        batches: list[list[Key]] = []
+        while ordered:
+            hi = min(len(ordered), self.max_patches)
+            sizes = [size for _, size in ordered[:hi]]
+            if self._quilt_blob_size(sizes) > QUILT_MAX_BLOB:
+                lo = 1  # the largest prefix that fits (one file alone always does)
+                while lo < hi:
+                    mid = (lo + hi + 1) // 2
+                    if self._quilt_blob_size(sizes[:mid]) <= QUILT_MAX_BLOB:
+                        lo = mid
+                    else:
+                        hi = mid - 1
+                hi = lo
+            batches.append([key for key, _ in ordered[:hi]])
+            self._sizes_of.update(ordered[:hi])
+            ordered = ordered[hi:]
+        return batches
+
+    def _full(self, batch: list[Key]) -> bool:
+        """A batch that cannot take more files (of its size) now."""
+        if len(batch) >= self.max_patches:
+            return True
+        sizes = [self._sizes_of[k] for k in batch]
+        return self._quilt_blob_size([*sizes, max(sizes)]) > QUILT_MAX_BLOB
 
     def _start(self, job: Any, keys: list[Key]) -> None:
         assert self._nursery is not None
