@@ -42,6 +42,10 @@ class Staging:
     def _path(self, key: Key) -> Path:
         return self.root / f"{key[0]}.{key[1]}"
 
+    def path(self, key: Key) -> Path:
+        """Where the chunk's bytes are (for a reader in another process)."""
+        return self._path(key)
+
     def keys(self) -> Iterator[Key]:
         for entry in os.scandir(self.root):
             name = entry.name

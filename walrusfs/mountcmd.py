@@ -152,7 +152,9 @@ def _serve(options: MountOptions, ready_fd: int | None, debug: bool) -> int:
 
             async def main() -> None:
                 try:
-                    await run(options, chain, ready=ready)
+                    worker = [sys.executable, "-m", "walrusfs.fs.upload_worker",
+                              "--devnet", str(paths.data_dir)]  # fmt: skip
+                    await run(options, chain, worker_argv=worker, ready=ready)
                 finally:
                     await chain.close()
 

@@ -179,11 +179,6 @@ class Content:
             del self._inflight[key]
             done.set()
 
-    def remember(self, ident: str, seg: int, data: bytes) -> None:
-        """Seed the segment cache with bytes just uploaded (they are what the blob holds)."""
-        if len(data) <= self._segments.maxsize // 4:
-            self._segments[(ident, seg)] = data
-
     # -- write ------------------------------------------------------------------------------
 
     def _lock(self, key: Key) -> trio.Lock:

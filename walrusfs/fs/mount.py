@@ -34,6 +34,7 @@ from walrusfs.errors import ExitCode, UsageError, UserError
 from walrusfs.fs import schema
 from walrusfs.fs.content import Content
 from walrusfs.fs.ops import Operations
+from walrusfs.fs.upload_worker import UploadWorker
 from walrusfs.fs.uploader import UploadConfig, Uploader
 from walrusfs.store.client import WalrusStore
 
@@ -282,6 +283,7 @@ async def run(
     options: MountOptions,
     chain: WalrusChain,
     *,
+    worker_argv: list[str],
     foreground_debug: bool = False,
     ready: Callable[[str | None], None] = lambda error: None,
 ) -> None:
@@ -321,9 +323,8 @@ async def run(
         jobs = max(1, min(options.upload.jobs, room // (12 * chunk_size)))
         upload = UploadConfig(**{**options.upload.__dict__, "jobs": jobs})
         volume_id = schema.get_param(db, "volume_id") or ""
-        uploader = Uploader(
-            db, content, store, config=upload, volume_id=volume_id, params=params
-        )
+        worker = UploadWorker(worker_argv)
+        uploader = Uploader(db, content, worker, config=upload, volume_id=volume_id, params=params)
         volume = Volume(
             options, db, staging=staging, content=content, uploader=uploader, chain=chain
         )
@@ -346,6 +347,7 @@ async def run(
         clean = False
         try:
             async with trio.open_nursery() as nursery:
+                await nursery.start(worker.run)
                 await nursery.start(uploader.run)
                 nursery.start_soon(volume.refresh)
                 with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -357,6 +359,8 @@ async def run(
             clean = True
         finally:
             pyfuse3.close(unmount=clean)
+            with trio.CancelScope(shield=True):
+                await worker.aclose()
             ops.forget_all()
             chunks, nbytes = uploader.pending()
             if chunks:

@@ -25,8 +25,9 @@ import trio
 import codec
 from cache.staging import Key
 from chain import errors as chain_errors
-from walrusfs.fs.content import SEGMENT, Content
-from walrusfs.store.client import StoreResult, WalrusStore
+from walrusfs.fs.content import Content
+from walrusfs.fs.upload_worker import UploadWorker, result_from_json
+from walrusfs.store.client import StoreResult
 from walrusfs.store.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class Uploader:
         self,
         db: sqlite3.Connection,
         content: Content,
-        store: WalrusStore,
+        worker: UploadWorker,
         *,
         config: UploadConfig,
         volume_id: str,
@@ -75,7 +76,7 @@ class Uploader:
         self.db = db
         self.content = content
         self.staging = content.staging
-        self.store = store
+        self.worker = worker
         self.config = config
         self.volume_id = volume_id
         self.params = params
@@ -253,53 +254,57 @@ class Uploader:
             self._progressed()
             self.wake()  # a slot is free
 
-    async def _snapshots(self, keys: Sequence[Key]) -> list[tuple[Key, int, bytes]]:
+    def _ready(self, keys: Sequence[Key]) -> list[tuple[Key, int]]:
+        """The chunks (with generations) still worth uploading; empty ones become holes."""
         out = []
         for key in keys:
             gen = self.inflight[key]
-            data = await trio.to_thread.run_sync(self.staging.snapshot, key)
-            if data is None or self.content.gen.get(key) != gen:
+            if self.content.gen.get(key) != gen or not self.staging.exists(key):
                 continue  # removed or changed meanwhile: the next round takes it
-            if not data:
+            if self.staging.size(key) == 0:
                 self._commit_empty(key, gen)
                 continue
-            out.append((key, gen, data))
+            out.append((key, gen))
         return out
 
     def _attributes(self, kind: str) -> dict[str, str]:
         return {"walrusfs:volume": self.volume_id, "walrusfs:kind": kind}
 
     async def _blob_job(self, keys: list[Key]) -> None:
-        snaps = await self._snapshots(keys)
-        if not snaps:
+        ready = self._ready(keys)
+        if not ready:
             return
-        ((key, gen, data),) = snaps
-        result = await self.store.store(
-            data, self.config.epochs, attributes=self._attributes("data"), reuse=False
-        )
+        ((key, gen),) = ready
+        answer = await self.worker.call({
+            "op": "blob", "path": str(self.staging.path(key)), "epochs": self.config.epochs,
+            "attributes": self._attributes("data"),
+        })  # fmt: skip
+        if answer["result"] is None:
+            return
+        result = result_from_json(answer["result"])
         row = self._blob_row(result, "blob")
-        if self._commit(key, gen, row, None, len(data)):
-            for seg in range(0, len(data), SEGMENT):
-                self.content.remember(str(result.blob_id), seg // SEGMENT,
-                                      data[seg : seg + SEGMENT])  # fmt: skip
+        self._commit(key, gen, row, None, answer["length"])
         self.stats.blobs += 1
-        self._account(result, 1, len(data))
+        self._account(result, 1, answer["length"])
 
     async def _quilt_job(self, keys: list[Key]) -> None:
-        snaps = await self._snapshots(keys)
-        if not snaps:
+        ready = self._ready(keys)
+        if not ready:
             return
-        items = [codec.QuiltItem(f"{k[0]}.{k[1]}", data) for k, _, data in snaps]
-        result = await self.store.store_quilt(
-            items, self.config.epochs, attributes=self._attributes("quilt"), reuse=False
-        )
-        row = self._blob_row(result.quilt, "quilt")
-        for (key, gen, data), item in zip(snaps, items, strict=True):
-            patch = str(result.patches[item.identifier])
-            if self._commit(key, gen, row, patch, len(data)):
-                self.content.remember(patch, -1, data)
+        idents = {f"{k[0]}.{k[1]}": (k, gen) for k, gen in ready}
+        answer = await self.worker.call({
+            "op": "quilt", "epochs": self.config.epochs, "attributes": self._attributes("quilt"),
+            "items": [[ident, str(self.staging.path(k))] for ident, (k, _) in idents.items()],
+        })  # fmt: skip
+        if answer["result"] is None:
+            return
+        result = result_from_json(answer["result"])
+        row = self._blob_row(result, "quilt")
+        for ident, patch in answer["patches"].items():
+            key, gen = idents[ident]
+            self._commit(key, gen, row, patch, answer["lengths"][ident])
         self.stats.quilts += 1
-        self._account(result.quilt, len(snaps), sum(len(d) for _, _, d in snaps))
+        self._account(result, len(answer["patches"]), sum(answer["lengths"].values()))
 
     def _account(self, result: StoreResult, chunks: int, nbytes: int) -> None:
         self.stats.chunks += chunks
@@ -360,7 +365,7 @@ class Uploader:
         ).fetchall()
         for row_id, object_id in due:
             try:
-                await self.store.delete(object_id)
+                await self.worker.call({"op": "delete", "object_id": object_id})
             except chain_errors.ObjectNotFound:
                 log.info("blob object %s is already gone", object_id)
             except (StoreError, chain_errors.ChainError, OSError) as exc:
