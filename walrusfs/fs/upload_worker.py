@@ -67,6 +67,7 @@ class UploadWorker:
         self._pending: dict[int, tuple[trio.Event, list[dict[str, Any]]]] = {}
         self._next = 1
         self._send_lock = trio.Lock()
+        self._start_lock = trio.Lock()  # one worker, even when two jobs start at once
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -76,15 +77,16 @@ class UploadWorker:
             await trio.sleep_forever()
 
     async def _ensure(self) -> trio.Process:
-        if self._proc is not None and self._proc.returncode is None:
-            return self._proc
-        assert self._nursery is not None
-        proc = await trio.lowlevel.open_process(
-            self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE
-        )
-        self._proc = proc
-        self._nursery.start_soon(self._reader, proc)
-        return proc
+        async with self._start_lock:
+            if self._proc is not None and self._proc.returncode is None:
+                return self._proc
+            assert self._nursery is not None
+            proc = await trio.lowlevel.open_process(
+                self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
+            self._proc = proc
+            self._nursery.start_soon(self._reader, proc)
+            return proc
 
     async def _reader(self, proc: trio.Process) -> None:
         assert proc.stdout is not None
