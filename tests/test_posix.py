@@ -7,6 +7,7 @@ these are the checks a user relies on, run on every CI pass against a real mount
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import stat
 import subprocess
@@ -37,7 +38,7 @@ def mnt(dn: RunningDevnet, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 @pytest.fixture
 def d(mnt: Mount, request: pytest.FixtureRequest) -> Path:
-    path = mnt.path / request.node.name
+    path: Path = mnt.path / str(request.node.name)
     path.mkdir()
     return path
 
@@ -188,6 +189,7 @@ def test_directory_listing_is_complete_under_changes(d: Path) -> None:
 
 # -- the same random operations on the mount and on a local directory ---------------------------
 
+_RUNS = itertools.count()  # each example gets fresh directories
 NAMES = st.sampled_from(["a", "b", "c", "d/e", "d/f"])
 SMALL = st.integers(0, 70_000)
 
@@ -202,8 +204,7 @@ class MountMatchesLocalDisk(RuleBasedStateMachine):
 
     @initialize()
     def setup(self) -> None:
-        self.n = getattr(type(self), "_runs", 0)
-        type(self)._runs = self.n + 1  # type: ignore[attr-defined]
+        self.n = next(_RUNS)
         self.m = self.mount.path / f"state{self.n}"
         self.l = self.local_root / f"state{self.n}"
         for root in (self.m, self.l):
@@ -211,7 +212,7 @@ class MountMatchesLocalDisk(RuleBasedStateMachine):
             (root / "d").mkdir()
 
     def both(self, fn: object, *rel: str, **kw: object) -> None:
-        results = []
+        results: list[int | None] = []
         for root in (self.m, self.l):
             try:
                 fn(*(root / r for r in rel), **kw)  # type: ignore[operator]
