@@ -91,15 +91,36 @@ class Staging:
     def used_bytes(self) -> int:
         return self._total
 
-    def create(self, key: Key, data: bytes = b"") -> None:
-        """A staging file holding `data` (empty: a new chunk), durable before it is referenced."""
-        fd = self._fd(key, create=True)
-        os.ftruncate(fd, 0)
-        if data:  # bytes copied from Walrus: durable before the database says "staged"
-            os.pwrite(fd, data, 0)
+    def create(self, key: Key) -> None:
+        """An empty staging file for a new chunk."""
+        os.ftruncate(self._fd(key, create=True), 0)
+        self._set_size(key, 0)
+
+    def put(self, key: Key, data: bytes) -> None:
+        """Write a whole chunk copied from Walrus, durably (bytes and name), before the database
+        says it is staged. Safe in a worker thread: it touches no shared state; `adopt` then
+        registers the file on the loop."""
+        path = self._path(key)
+        tmp = path.with_name(path.name + ".tmp")  # swept by keys() if we crash here
+        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, data)
             os.fsync(fd)
-            self._sync_dir()
-        self._set_size(key, len(data))
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+        dir_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def adopt(self, key: Key, size: int) -> None:
+        """Register a file `put` wrote (a descriptor cached for the old file is stale)."""
+        fd = self._fds.pop(key, None)
+        if fd is not None:
+            os.close(fd)
+        self._set_size(key, size)
 
     def write(self, key: Key, offset: int, data: bytes | memoryview) -> None:
         fd = self._fd(key, create=True)
@@ -116,30 +137,28 @@ class Staging:
             return b""
         return os.pread(self._fd(key), length, offset)
 
-    def snapshot(self, key: Key) -> bytes | None:
-        """The chunk's bytes, read through a file descriptor of its own (safe in a worker
-        thread while the loop keeps writing; the caller detects such writes by generation).
-        None if the chunk was removed meanwhile."""
-        try:
-            return self._path(key).read_bytes()
-        except FileNotFoundError:
-            return None
-
     def truncate(self, key: Key, length: int) -> None:
         os.ftruncate(self._fd(key, create=True), length)
         self._set_size(key, length)
 
-    def fsync(self, key: Key) -> None:
-        """The chunk's bytes and its name on disk (a new name is not fsynced at creation:
-        one directory fsync per file would cost milliseconds per create)."""
-        if key in self._sizes:
-            os.fsync(self._fd(key))
-            self._sync_dir()
-
-    def _sync_dir(self) -> None:
+    def dup_for_fsync(self, keys: Iterable[Key]) -> list[int]:
+        """Descriptors to fsync (the chunks', and the directory's if names were created since
+        its last fsync: not fsynced per create, which would cost milliseconds each), duplicated
+        so a worker thread can fsync and close them while the loop goes on. `fsync_fds` them."""
+        fds = [os.dup(self._fd(key)) for key in keys if key in self._sizes]
         if self._dir_dirty:
             self._dir_dirty = False
-            os.fsync(self._dir_fd)
+            fds.append(os.dup(self._dir_fd))
+        return fds
+
+    @staticmethod
+    def fsync_fds(fds: list[int]) -> None:
+        try:
+            for fd in fds:
+                os.fsync(fd)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def remove(self, key: Key) -> None:
         fd = self._fds.pop(key, None)

@@ -164,9 +164,10 @@ def test_metadata_changes(d: Path) -> None:
     os.removexattr(f, "user.color")
     assert os.listxattr(f) == []
     fd = os.open(f, os.O_RDWR)
-    os.write(fd, b"y")
+    os.pwrite(fd, b"y", 1)
     os.fsync(fd)
     os.close(fd)
+    assert f.read_bytes() == b"xy"
 
 
 def test_directory_listing_is_complete_under_changes(d: Path) -> None:

@@ -10,6 +10,7 @@ only who can see the mount can ask.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -220,30 +221,21 @@ def _sync(mnt: Path, label: str) -> None:
         worker.join(0.5)
         if not worker.is_alive():
             break
-        with _quiet():
+        # status polling may fail transiently during a sync; the sync's own result is what counts
+        with contextlib.suppress(ServiceError):
             pending = query(mnt, "status")["pending"]["bytes"]
             total = max(total or 0, pending)
             bar(total - pending, total)
     err = result["error"]
     if isinstance(err, OSError):
         raise ServiceError(
-            f"sync failed: {err.strerror}; the data stays staged and is retried "
-            f"(`walrusfs status` and {mnt} mount.log say why)"
+            f"sync failed: {err.strerror}; the data stays staged and its upload is retried; "
+            f"`walrusfs status {mnt}` shows the last upload error"
         )
     if err is not None:
         raise err
     if total:
         bar(total, total)
-
-
-class _quiet:
-    """Status polling during a sync may fail transiently; the sync result is what counts."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, typ: Any, exc: BaseException | None, tb: Any) -> bool:
-        return isinstance(exc, ServiceError)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:

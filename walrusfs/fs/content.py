@@ -190,36 +190,37 @@ class Content:
     async def stage(self, inode: int, chunkno: int) -> None:
         """Make the chunk staged, copying its bytes from Walrus if it has some."""
         key = (inode, chunkno)
-        c = self.chunk(inode, chunkno)
-        if c is not None and c.staged:
-            return
-        if c is None:
-            self.staging.create(key)
-            self.db.execute(
-                "INSERT INTO chunks (inode, chunkno, staged, length) VALUES (?, ?, 1, 0)",
-                (inode, chunkno),
-            )
-            self._touch(key)
-            return
-        lock = self._lock(key)
-        async with lock:
-            try:
-                c = self.chunk(inode, chunkno)
-                if c is None or c.staged:
-                    return await self.stage(inode, chunkno)
-                data = await self._stored(c, 0, c.length) if c.length else b""
-                c2 = self.chunk(inode, chunkno)
-                if c2 != c:  # changed (truncated, removed) while we fetched: start again
-                    return await self.stage(inode, chunkno)
-                self.staging.create(key, data)
+        while True:
+            c = self.chunk(inode, chunkno)
+            if c is not None and c.staged:
+                return
+            if c is None:
+                self.staging.create(key)
                 self.db.execute(
-                    "UPDATE chunks SET staged = 1 WHERE inode = ? AND chunkno = ?",
+                    "INSERT INTO chunks (inode, chunkno, staged, length) VALUES (?, ?, 1, 0)",
                     (inode, chunkno),
                 )
                 self._touch(key)
-            finally:
-                if not lock.statistics().tasks_waiting:
-                    self._locks.pop(key, None)
+                return
+            lock = self._lock(key)
+            async with lock:
+                try:
+                    if self.chunk(inode, chunkno) != c:
+                        continue  # changed while we waited for the lock: look again
+                    data = await self._stored(c, 0, c.length) if c.length else b""
+                    await trio.to_thread.run_sync(self.staging.put, key, data)
+                    if self.chunk(inode, chunkno) != c:
+                        continue  # truncated or removed while we fetched: look again
+                    self.staging.adopt(key, len(data))
+                    self.db.execute(
+                        "UPDATE chunks SET staged = 1 WHERE inode = ? AND chunkno = ?",
+                        (inode, chunkno),
+                    )
+                    self._touch(key)
+                    return
+                finally:
+                    if not lock.statistics().tasks_waiting:
+                        self._locks.pop(key, None)
 
     async def write(self, inode: int, offset: int, data: bytes | memoryview) -> None:
         view = memoryview(data)
@@ -278,8 +279,14 @@ class Content:
             self._forget_key((inode, chunkno))
         self.db.execute("DELETE FROM chunks WHERE inode = ?", (inode,))
 
-    def fsync(self, inode: int) -> None:
-        for (chunkno,) in self.db.execute(
-            "SELECT chunkno FROM chunks WHERE inode = ? AND staged = 1", (inode,)
-        ).fetchall():
-            self.staging.fsync((inode, chunkno))
+    async def fsync(self, inode: int) -> None:
+        """The file's staged bytes and names on disk (the fsyncs run in a worker thread on
+        duplicated descriptors: the loop keeps using and evicting its own)."""
+        keys = [
+            (inode, chunkno)
+            for (chunkno,) in self.db.execute(
+                "SELECT chunkno FROM chunks WHERE inode = ? AND staged = 1", (inode,)
+            )
+        ]
+        fds = self.staging.dup_for_fsync(keys)
+        await trio.to_thread.run_sync(self.staging.fsync_fds, fds)

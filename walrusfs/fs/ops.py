@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 import pyfuse3
-import trio
 from pyfuse3 import EntryAttributes, FileInfo, FUSEError, RequestContext, SetattrFields
 
 from chain import errors as chain_errors
@@ -94,7 +93,6 @@ class Operations(pyfuse3.Operations):
         self.lookups: defaultdict[int, int] = defaultdict(int)
         self.handles: dict[int, Handle] = {}
         self._next_fh = 1
-        self._statfs: tuple[float, pyfuse3.StatvfsData] | None = None
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -571,7 +569,7 @@ class Operations(pyfuse3.Operations):
     @_errors
     async def fsync(self, fh: int, datasync: bool) -> None:
         inode = self.handles[fh].inode
-        await trio.to_thread.run_sync(self.content.fsync, inode)
+        await self.content.fsync(inode)
         self.control.sync_db()
 
     # -- directories ------------------------------------------------------------------------

@@ -81,7 +81,6 @@ class Uploader:
         self.volume_id = volume_id
         self.params = params
         self.max_patches = params.k_s - 1
-        self._sizes_of: dict[Key, int] = {}  # sizes of the keys in the last batches built
         self.inflight: dict[Key, int] = {}  # chunk -> generation being uploaded
         self.stats = UploadStats()
         self._wake = trio.Event()
@@ -172,8 +171,9 @@ class Uploader:
             return
         small, big = self._eligible(free)
         batches = self._quilt_batches(small)
-        batch = batches.pop() if batches and not self._full(batches[-1]) else []
-        jobs: list[tuple[Any, list[Key]]] = [(self._quilt_job, b) for b in batches]
+        last = batches.pop() if batches and not self._full(batches[-1][1]) else None
+        batch = [] if last is None else last[0]
+        jobs: list[tuple[Any, list[Key]]] = [(self._quilt_job, keys) for keys, _ in batches]
         jobs += [(self._blob_job, [key]) for key in big]
         if batch:
             now = time.monotonic()
@@ -182,7 +182,6 @@ class Uploader:
                 jobs.append((self._quilt_job, batch))
         for job, keys in jobs[:free]:
             self._start(job, keys)
-        self._sizes_of.clear()
 
     def _quilt_blob_size(self, sizes: Sequence[int]) -> int:
         """The quilt blob for files of these sizes (QuiltV1 pads every file to whole columns
@@ -192,12 +191,12 @@ class Uploader:
         index = codec.quilt.INDEX_PREFIX_LEN + INDEX_ENTRY * len(sizes)
         return p.k_p * p.k_s * codec.quilt.quilt_symbol_size([index, *entries], p)
 
-    def _quilt_batches(self, small: list[tuple[Key, int]]) -> list[list[Key]]:
+    def _quilt_batches(self, small: list[tuple[Key, int]]) -> list[tuple[list[Key], list[int]]]:
         """Small files in quilts of similar sizes: sorted by size, each batch the longest run
         whose quilt blob stays within QUILT_MAX_BLOB (bounded memory for its encoding, and
-        little padding paid for)."""
+        little padding paid for). Each batch comes with its files' sizes."""
         ordered = sorted(small, key=lambda ks: ks[1])
-        batches: list[list[Key]] = []
+        batches: list[tuple[list[Key], list[int]]] = []
         while ordered:
             hi = min(len(ordered), self.max_patches)
             sizes = [size for _, size in ordered[:hi]]
@@ -210,16 +209,14 @@ class Uploader:
                     else:
                         hi = mid - 1
                 hi = lo
-            batches.append([key for key, _ in ordered[:hi]])
-            self._sizes_of.update(ordered[:hi])
+            batches.append(([key for key, _ in ordered[:hi]], sizes[:hi]))
             ordered = ordered[hi:]
         return batches
 
-    def _full(self, batch: list[Key]) -> bool:
-        """A batch that cannot take more files (of its size) now."""
-        if len(batch) >= self.max_patches:
+    def _full(self, sizes: list[int]) -> bool:
+        """A batch (given by its files' sizes) that cannot take more files of its size."""
+        if len(sizes) >= self.max_patches:
             return True
-        sizes = [self._sizes_of[k] for k in batch]
         return self._quilt_blob_size([*sizes, max(sizes)]) > QUILT_MAX_BLOB
 
     def _start(self, job: Any, keys: list[Key]) -> None:
