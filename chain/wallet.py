@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -100,6 +101,11 @@ class Keypair:
 
     def public_key_base64(self) -> str:
         return base64.b64encode(bytes([self.flag]) + self.public_key).decode()
+
+    def derive_secret(self, context: bytes) -> bytes:
+        """A 32-byte secret bound to this key and `context` (HMAC-SHA256 keyed by the private
+        key): what only the holder of the wallet can compute, e.g. a volume's encryption key."""
+        return hmac.new(self._private_key, context, hashlib.sha256).digest()
 
     def sign_transaction(self, tx_bytes: bytes) -> bytes:
         """Sui user signature over BLAKE2b(intent [0,0,0] || tx): flag || sig || public key."""

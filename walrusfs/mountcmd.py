@@ -79,6 +79,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
         memory_bytes=args.memory,
         staging_limit=args.staging_limit,
         allow_other=args.allow_other,
+        public=args.public,
         upload=UploadConfig(delay=args.upload_delay, epochs=args.epochs),
     )
     if args.ready_fd is None and not args.foreground:
@@ -336,6 +337,12 @@ def add_parser(sub: Any) -> None:
         "--allow-other",
         action="store_true",
         help="let other users access the mount (permissions are checked)",
+    )
+    p.add_argument(
+        "--public",
+        action="store_true",
+        help="create the volume unencrypted: anyone can read its blobs by ID (new volumes only; "
+        "volumes are encrypted by default)",
     )
     p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_mount)  # fmt: skip

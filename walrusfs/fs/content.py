@@ -24,11 +24,13 @@ from cachetools import LRUCache
 
 import codec
 from cache.staging import Key, Staging
+from walrusfs.fs import crypto
 from walrusfs.store.client import WalrusStore
 
 log = logging.getLogger(__name__)
 
-SEGMENT = 4 << 20  # blob bytes fetched at a time: a whole row or two at n=100 and 64 MiB chunks
+SEGMENT = 4 << 20  # file bytes fetched at a time: a whole row or two at n=100 and 64 MiB chunks
+CRYPTO_PER_SEGMENT = SEGMENT // crypto.SEGMENT  # encrypted segments in one fetch
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,11 @@ class Content:
         store: WalrusStore,
         chunk_size: int,
         segment_cache_bytes: int = 256 << 20,
+        *,
+        keys: crypto.VolumeKeys | None = None,
     ) -> None:
         self.db = db
+        self.keys = keys  # None: a public volume (plaintext blobs)
         self.staging = staging
         self.store = store
         self.chunk_size = chunk_size
@@ -66,6 +71,7 @@ class Content:
             maxsize=segment_cache_bytes, getsizeof=len
         )
         self._inflight: dict[tuple[str, int], trio.Event] = {}
+        self._headers: LRUCache[str, bytes] = LRUCache(maxsize=4096)  # WFE1 headers by blob
         #: set when staged bytes shrink (an upload finished): writers waiting for room retry.
         self.space_freed = trio.Event()
 
@@ -129,7 +135,7 @@ class Content:
             whole = await self._segment(c.patch, -1)
             return whole[offset : offset + length]
         assert c.blob is not None
-        row = self.db.execute("SELECT blob_id FROM blobs WHERE id = ?", (c.blob,)).fetchone()
+        row = self.db.execute("SELECT blob_id, size FROM blobs WHERE id = ?", (c.blob,)).fetchone()
         if row is None:
             raise OSError(5, f"chunk refers to blob row {c.blob}, which does not exist")
         blob_id: str = row[0]
@@ -137,7 +143,7 @@ class Content:
         pos, end = offset, offset + length
         while pos < end:
             seg = pos // SEGMENT
-            data = await self._segment(blob_id, seg)
+            data = await self._segment(blob_id, seg, int(row[1]))
             lo = pos - seg * SEGMENT
             piece = data[lo : lo + (end - pos)]
             if not piece:
@@ -146,9 +152,10 @@ class Content:
             pos += len(piece)
         return b"".join(parts)
 
-    async def _segment(self, ident: str, seg: int) -> bytes:
-        """One aligned segment of a blob (seg >= 0) or a whole quilt patch (seg = -1), fetched
-        once even when the kernel's readahead asks for it several times at once."""
+    async def _segment(self, ident: str, seg: int, blob_size: int = 0) -> bytes:
+        """One aligned segment of a chunk's bytes (seg >= 0) or a whole quilt patch (seg = -1),
+        decrypted, fetched once even when the kernel's readahead asks for it several times at
+        once."""
         key = (ident, seg)
         while True:
             hit = self._segments.get(key)
@@ -169,15 +176,38 @@ class Content:
             if seg < 0:
                 patch = await self.store.read_patch(codec.QuiltPatchId.parse(ident))
                 data = patch.data
-            else:
+                if self.keys is not None:
+                    data = await trio.to_thread.run_sync(crypto.open_stream, self.keys, data)
+            elif self.keys is None:
                 data = await self.store.read(
                     codec.BlobId.parse(ident), seg * SEGMENT, SEGMENT, use_cache=True
                 )
+            else:
+                data = await self._decrypted(ident, seg, blob_size)
             self._segments[key] = data
             return data
         finally:
             del self._inflight[key]
             done.set()
+
+    async def _decrypted(self, ident: str, seg: int, sealed_size: int) -> bytes:
+        """Plaintext bytes [seg * SEGMENT, (seg + 1) * SEGMENT) of an encrypted blob: only the
+        WFE1 segments that hold them are read, and each is authenticated."""
+        assert self.keys is not None
+        blob_id = codec.BlobId.parse(ident)
+        total = crypto.segments_of(crypto.plain_size(sealed_size))
+        first = seg * CRYPTO_PER_SEGMENT
+        if first >= total:
+            return b""
+        header = self._headers.get(ident)
+        if header is None:
+            header = await self.store.read(blob_id, 0, crypto.HEADER, use_cache=True)
+            self._headers[ident] = header
+        off, length = crypto.cipher_span(first, CRYPTO_PER_SEGMENT, sealed_size)
+        cipher = await self.store.read(blob_id, off, length, use_cache=True)
+        return await trio.to_thread.run_sync(
+            crypto.open_segments, self.keys, header, cipher, first, total
+        )
 
     # -- write ------------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from cache.staging import Staging
 from chain import errors as chain_errors
 from chain.client import WalrusChain
 from walrusfs.errors import ExitCode, UsageError, UserError
-from walrusfs.fs import schema
+from walrusfs.fs import crypto, schema
 from walrusfs.fs.content import Content
 from walrusfs.fs.ops import Operations
 from walrusfs.fs.upload_worker import UploadWorker
@@ -55,6 +55,7 @@ class MountOptions:
     memory_bytes: int = 2 << 30  # RSS bound: segment cache + concurrent encodes
     staging_limit: int = 16 << 30  # staged bytes before writes wait for uploads
     allow_other: bool = False
+    public: bool = False  # new volumes only: store plaintext (no encryption)
     upload: UploadConfig = field(default_factory=UploadConfig)
 
 
@@ -195,6 +196,7 @@ class Volume:
             "mountpoint": str(self.options.mountpoint),
             "volume": str(self.options.volume_dir),
             "volume_id": schema.get_param(self.db, "volume_id"),
+            "encryption": schema.get_param(self.db, "encryption") or "none",
             "uptime": round(time.time() - self.started, 1),
             "pending": {
                 "chunks": chunks,
@@ -241,6 +243,71 @@ class Volume:
             except (chain_errors.ChainError, OSError) as exc:
                 log.warning("could not refresh balances: %s", exc)
             await trio.sleep(REFRESH_INTERVAL)
+
+
+KEY_FILE = "volume.key"
+
+
+def load_keys(
+    options: MountOptions, db: sqlite3.Connection, chain: WalrusChain, *, new: bool
+) -> tuple[crypto.VolumeKeys | None, bytes | None]:
+    """The volume's keys (None, None for a public volume).
+
+    The key is read from `<volume>/volume.key` (0600), or derived from the wallet's private key
+    and the volume ID and written there: whoever holds the wallet can mount the volume on
+    another machine. A key that does not match the volume's fingerprint is refused here,
+    rather than every read failing later.
+    """
+    encryption = schema.get_param(db, "encryption") or "none"
+    if encryption == "none":
+        if not new and not options.public:
+            log.info("volume %s is public: its blobs are plaintext", options.volume_dir.name)
+        return None, None
+    if options.public and not new:
+        raise MountError(
+            f"volume {options.volume_dir.name} is encrypted; --public applies to new volumes "
+            "only (create another volume with --volume NAME --public)", ExitCode.USAGE,
+        )  # fmt: skip
+    if encryption != "wfe1":
+        raise MountError(f"unknown encryption {encryption!r} in this volume", ExitCode.USAGE)
+    volume_id = schema.get_param(db, "volume_id") or ""
+    key_file = options.volume_dir / KEY_FILE
+    if key_file.exists():
+        try:
+            key = bytes.fromhex(key_file.read_text(encoding="ascii").strip())
+        except (ValueError, UnicodeDecodeError):
+            raise MountError(f"{key_file}: not a hex volume key", ExitCode.USAGE) from None
+        if len(key) != 32:
+            raise MountError(f"{key_file}: a volume key is 32 bytes (64 hex digits)",
+                             ExitCode.USAGE)  # fmt: skip
+    else:
+        if chain.key is None:
+            raise MountError("an encrypted volume needs a wallet key", ExitCode.WALLET)
+        key = chain.key.derive_secret(crypto.wallet_key_context(volume_id))
+        write_private(key_file, key.hex() + "\n")
+    keys = crypto.VolumeKeys.from_volume_key(key)
+    check = schema.get_param(db, "key_check")
+    if check is None:
+        schema.set_param(db, "key_check", keys.check_value())
+    elif check != keys.check_value():
+        raise MountError(
+            f"{key_file} is not the key of this volume (another wallet's, or another "
+            "volume's): restore the right volume.key or mount with the wallet that made it",
+            ExitCode.WALLET,
+        )  # fmt: skip
+    return keys, key
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a secret atomically, readable by its owner only."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    tmp.rename(path)
 
 
 def _repair(db: sqlite3.Connection, staging: Staging) -> None:
@@ -298,11 +365,15 @@ async def run(
         params = committee.params
         db_path = options.volume_dir / "meta.db"
         chunk_size = min(options.chunk_size, params.max_blob_size)
+        new = not db_path.exists()
         try:
-            db = schema.open_volume(db_path, uid=os.getuid(), gid=os.getgid(),
-                                    chunk_size=chunk_size)  # fmt: skip
+            db = schema.open_volume(
+                db_path, uid=os.getuid(), gid=os.getgid(), chunk_size=chunk_size,
+                encryption="none" if options.public else "wfe1",
+            )  # fmt: skip
         except schema.SchemaMismatch as exc:
             raise MountError(str(exc), ExitCode.USAGE) from None
+        keys, volume_key = load_keys(options, db, chain, new=new)
         chunk_size = int(schema.get_param(db, "chunk_size") or chunk_size)
         if chunk_size > params.max_blob_size:
             raise MountError(
@@ -317,14 +388,16 @@ async def run(
         schema.set_param(db, "clean_unmount", "0")
         db.execute("COMMIT")
         segment_bytes = min(256 << 20, options.memory_bytes // 8)
-        content = Content(db, staging, store, chunk_size, segment_bytes)
+        content = Content(db, staging, store, chunk_size, segment_bytes, keys=keys)
         # an encode holds ~10x its chunk (docs/design.md, encoding memory) + the segment cache
         room = max(0, options.memory_bytes - segment_bytes - (128 << 20))
         jobs = max(1, min(options.upload.jobs, room // (12 * chunk_size)))
         upload = UploadConfig(**{**options.upload.__dict__, "jobs": jobs})
         volume_id = schema.get_param(db, "volume_id") or ""
-        worker = UploadWorker(worker_argv)
-        uploader = Uploader(db, content, worker, config=upload, volume_id=volume_id, params=params)
+        worker = UploadWorker(worker_argv, key=volume_key)
+        uploader = Uploader(
+            db, content, worker, config=upload, volume_id=volume_id, params=params, keys=keys
+        )
         volume = Volume(
             options, db, staging=staging, content=content, uploader=uploader, chain=chain
         )

@@ -20,7 +20,9 @@ SCHEMA_VERSION = 1
 ROOT_INODE = 1
 
 
-def create_tables(db: sqlite3.Connection, *, uid: int, gid: int, chunk_size: int) -> None:
+def create_tables(
+    db: sqlite3.Connection, *, uid: int, gid: int, chunk_size: int, encryption: str = "wfe1"
+) -> None:
     """Create an empty volume: the tables below and the root directory.
 
     inodes: one row per file, directory, symlink, fifo, socket or device.
@@ -73,7 +75,14 @@ def create_tables(db: sqlite3.Connection, *, uid: int, gid: int, chunk_size: int
 
     params: key -> value (TEXT). Keys: schema_version, volume_id (random hex, names the volume
       in Blob attributes), chunk_size, created (unix seconds), clean_unmount ('1' after a clean
-      unmount, '0' while mounted: a '0' at mount time means the last mount crashed).
+      unmount, '0' while mounted: a '0' at mount time means the last mount crashed),
+      encryption ('wfe1': every chunk, patch and checkpoint is a WFE1 stream, walrusfs/fs/crypto.py;
+      'none': a public volume, plaintext blobs; missing: a volume made before encryption existed,
+      'none'), key_check (fingerprint of the volume key, crypto.VolumeKeys.check_value; missing
+      until the first mount with a key).
+
+    Encrypted volumes: `blobs.size` is the size of the sealed stream (what is on Walrus),
+    `chunks.length` the plaintext bytes of the chunk it holds.
     """
     now = time.time_ns()
     db.executescript(
@@ -124,6 +133,7 @@ def create_tables(db: sqlite3.Connection, *, uid: int, gid: int, chunk_size: int
         "chunk_size": str(chunk_size),
         "created": str(int(time.time())),
         "clean_unmount": "1",
+        "encryption": encryption,
     }.items():
         db.execute("INSERT INTO params VALUES (?, ?)", (key, value))
 
@@ -146,14 +156,16 @@ class SchemaMismatch(Exception):
     pass
 
 
-def open_volume(path: Path, *, uid: int, gid: int, chunk_size: int) -> sqlite3.Connection:
+def open_volume(
+    path: Path, *, uid: int, gid: int, chunk_size: int, encryption: str = "wfe1"
+) -> sqlite3.Connection:
     """The volume database at `path`, created (atomically) if it does not exist yet."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".new")
         tmp.unlink(missing_ok=True)
         db = sqlite3.connect(tmp, isolation_level=None)
-        create_tables(db, uid=uid, gid=gid, chunk_size=chunk_size)  # atomic by the rename
+        create_tables(db, uid=uid, gid=gid, chunk_size=chunk_size, encryption=encryption)
         db.close()
         tmp.rename(path)
     db = connect(path)

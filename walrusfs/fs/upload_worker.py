@@ -8,11 +8,16 @@ path, stores them (its own WalrusStore and chain client, the only one that sends
 transactions) and answers with the results. The mount keeps the database and decides what
 the results mean (generation checks, commit).
 
+Encrypted volumes are sealed here (walrusfs/fs/crypto.py), so the mount's loop never spends
+CPU on it; the volume key arrives on stdin in the first line, never on the command line.
+
 Protocol: one JSON object per line on stdin/stdout, requests carry an "id" echoed in the
-answer; requests run concurrently.
+answer; requests run concurrently, except the first line:
+  {"id": 0, "op": "init", "key": hex volume key | null}   (no answer)
   {"id", "op": "blob",  "path", "epochs", "attributes"}   -> {"id", "result", "length"}
-  {"id", "op": "quilt", "items": [[identifier, path]...], "epochs", "attributes"}
+  {"id", "op": "quilt", "items": [[identifier, path, tags]...], "epochs", "attributes"}
         -> {"id", "result", "patches": {identifier: patch_id}, "lengths": {identifier: n}}
+  (lengths are plaintext bytes; the result describes the blob as stored, sealed if encrypted)
   {"id", "op": "delete", "object_id"}                     -> {"id"}
   failure: {"id", "error": message, "type": "not_found" | "funds" | "other"};
   a missing file: "result": null (the chunk was removed meanwhile).
@@ -35,6 +40,7 @@ import codec
 from chain import errors as chain_errors
 from chain.client import WalrusChain
 from walrusfs.devnet.launcher import Devnet
+from walrusfs.fs import crypto
 from walrusfs.store.client import StoreResult, WalrusStore
 from walrusfs.store.errors import StoreError
 
@@ -61,8 +67,9 @@ def result_from_json(d: dict[str, Any]) -> StoreResult:
 
 
 class UploadWorker:
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(self, argv: list[str], key: bytes | None = None) -> None:
         self.argv = argv
+        self._key = key
         self._proc: trio.Process | None = None
         self._pending: dict[int, tuple[trio.Event, list[dict[str, Any]]]] = {}
         self._next = 1
@@ -86,6 +93,10 @@ class UploadWorker:
             )
             self._proc = proc
             self._nursery.start_soon(self._reader, proc)
+            assert proc.stdin is not None
+            init = {"id": 0, "op": "init", "key": None if self._key is None else self._key.hex()}
+            async with self._send_lock:
+                await proc.stdin.send_all(json.dumps(init).encode() + b"\n")
             return proc
 
     async def _reader(self, proc: trio.Process) -> None:
@@ -151,10 +162,12 @@ async def _serve(data_dir: Path) -> None:
         async with lock:
             await out.send_all(json.dumps(obj).encode() + b"\n")
 
+    keys: list[crypto.VolumeKeys | None] = [None]
+
     async def handle(req: dict[str, Any]) -> None:
         rid = req["id"]
         try:
-            await answer({"id": rid, **await _do(store, req)})
+            await answer({"id": rid, **await _do(store, keys[0], req)})
         except chain_errors.ObjectNotFound as exc:
             await answer({"id": rid, "error": str(exc), "type": "not_found"})
         except chain_errors.InsufficientFunds as exc:
@@ -173,44 +186,59 @@ async def _serve(data_dir: Path) -> None:
                 buf += data
                 while b"\n" in buf:
                     line, buf = buf.split(b"\n", 1)
-                    nursery.start_soon(handle, json.loads(line))
+                    req = json.loads(line)
+                    if req["op"] == "init":
+                        key = req["key"]
+                        keys[0] = (
+                            None
+                            if key is None
+                            else crypto.VolumeKeys.from_volume_key(bytes.fromhex(key))
+                        )
+                        continue
+                    nursery.start_soon(handle, req)
     finally:
         await store.close()
         await chain.close()
 
 
-def _read(path: str) -> bytes | None:
+def _read(path: str, keys: crypto.VolumeKeys | None) -> tuple[bytes, int] | None:
+    """(bytes to store, plaintext length) of a staged file, sealed on an encrypted volume."""
     try:
-        return Path(path).read_bytes()
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         return None
+    return (data if keys is None else crypto.seal(keys, data)), len(data)
 
 
-async def _do(store: WalrusStore, req: dict[str, Any]) -> dict[str, Any]:
+async def _do(
+    store: WalrusStore, keys: crypto.VolumeKeys | None, req: dict[str, Any]
+) -> dict[str, Any]:
     op = req["op"]
     if op == "delete":
         await store.delete(req["object_id"])
         return {}
     attrs = req["attributes"]
     if op == "blob":
-        data = await trio.to_thread.run_sync(_read, req["path"])
-        if data is None:
+        got = await trio.to_thread.run_sync(_read, req["path"], keys)
+        if got is None:
             return {"result": None}
-        r = await store.store(data, req["epochs"], attributes=attrs, reuse=False)
-        return {"result": _result_json(r), "length": len(data)}
+        r = await store.store(got[0], req["epochs"], attributes=attrs, reuse=False)
+        return {"result": _result_json(r), "length": got[1]}
     if op == "quilt":
         items = []
-        for ident, path in req["items"]:
-            data = await trio.to_thread.run_sync(_read, path)
-            if data:
-                items.append(codec.QuiltItem(ident, data))
+        lengths = {}
+        for ident, path, tags in req["items"]:
+            got = await trio.to_thread.run_sync(_read, path, keys)
+            if got is not None and got[1]:
+                items.append(codec.QuiltItem(ident, got[0], tags))
+                lengths[ident] = got[1]
         if not items:
             return {"result": None}
         q = await store.store_quilt(items, req["epochs"], attributes=attrs, reuse=False)
         return {
             "result": _result_json(q.quilt),
             "patches": {k: str(v) for k, v in q.patches.items()},
-            "lengths": {it.identifier: len(it.data) for it in items},
+            "lengths": lengths,
         }
     raise ValueError(f"unknown op {op!r}")
 

@@ -25,7 +25,9 @@ import trio
 import codec
 from cache.staging import Key
 from chain import errors as chain_errors
+from walrusfs.fs import crypto
 from walrusfs.fs.content import Content
+from walrusfs.fs.schema import ROOT_INODE
 from walrusfs.fs.upload_worker import UploadWorker, result_from_json
 from walrusfs.store.client import StoreResult
 from walrusfs.store.errors import StoreError
@@ -35,8 +37,11 @@ log = logging.getLogger(__name__)
 DELETE_DELAY = 10.0  # seconds an unused blob is kept, so reads already under way finish
 QUILT_WINDOW = 2.0  # seconds a partial quilt waits for more small files (unless syncing)
 QUILT_MAX_BLOB = 64 << 20  # quilt blob size at most (its encoding holds ~10x this in memory)
-ENTRY_OVERHEAD = 40  # bytes a quilt entry adds to a file: header, identifier "<inode>.<chunk>"
+# bytes a quilt entry adds to a file: header, identifier "<inode>.<chunk>", the sealed file
+# record tag (typical paths; a longer one makes the quilt a little larger than planned)
+ENTRY_OVERHEAD = 600
 INDEX_ENTRY = 32  # bytes of the quilt index per file
+FILE_ATTR = "walrusfs:file"  # blob attribute / quilt patch tag: the sealed file record
 SCAN_INTERVAL = 0.5  # at most two scans for ready chunks per second: a scan reads every staged row
 
 
@@ -62,6 +67,22 @@ class UploadStats:
     recent: list[str] = field(default_factory=list)
 
 
+def path_of(db: sqlite3.Connection, inode: int) -> str | None:
+    """A path of the inode from the root (its first link), None once it has no name."""
+    parts: list[bytes] = []
+    seen = set()
+    while inode != ROOT_INODE:
+        row = db.execute(
+            "SELECT parent, name FROM dentries WHERE inode = ? ORDER BY id LIMIT 1", (inode,)
+        ).fetchone()
+        if row is None or inode in seen:
+            return None
+        seen.add(inode)
+        parts.append(bytes(row[1]))
+        inode = int(row[0])
+    return b"/".join(reversed(parts)).decode("utf-8", "surrogateescape")
+
+
 class Uploader:
     def __init__(
         self,
@@ -72,6 +93,7 @@ class Uploader:
         config: UploadConfig,
         volume_id: str,
         params: codec.EncodingParams,
+        keys: crypto.VolumeKeys | None = None,
     ) -> None:
         self.db = db
         self.content = content
@@ -79,6 +101,7 @@ class Uploader:
         self.worker = worker
         self.config = config
         self.volume_id = volume_id
+        self.keys = keys
         self.params = params
         self.max_patches = params.k_s - 1
         self.inflight: dict[Key, int] = {}  # chunk -> generation being uploaded
@@ -187,7 +210,7 @@ class Uploader:
         """The quilt blob for files of these sizes (QuiltV1 pads every file to whole columns
         of k_p symbols, so one large file among small ones makes a huge blob)."""
         p = self.params
-        entries = [size + ENTRY_OVERHEAD for size in sizes]
+        entries = [crypto.sealed_size(size) + ENTRY_OVERHEAD for size in sizes]
         index = codec.quilt.INDEX_PREFIX_LEN + INDEX_ENTRY * len(sizes)
         return p.k_p * p.k_s * codec.quilt.quilt_symbol_size([index, *entries], p)
 
@@ -267,14 +290,31 @@ class Uploader:
     def _attributes(self, kind: str) -> dict[str, str]:
         return {"walrusfs:volume": self.volume_id, "walrusfs:kind": kind}
 
+    def _file_attr(self, key: Key) -> str:
+        """What `walrusfs fsck --rebuild` needs to put the chunk back in a tree without the
+        database: the file's path, metadata and the chunk's place, sealed with the volume's
+        metadata key (a path is as private as the content)."""
+        inode, chunkno = key
+        row = self.db.execute(
+            "SELECT mode, uid, gid, size, mtime_ns FROM inodes WHERE id = ?", (inode,)
+        ).fetchone()
+        mode, uid, gid, size, mtime_ns = row if row is not None else (0o100644, 0, 0, 0, 0)
+        info = {
+            "path": path_of(self.db, inode), "inode": inode, "chunk": chunkno,
+            "chunk_size": self.content.chunk_size, "mode": mode, "uid": uid, "gid": gid,
+            "size": size, "mtime_ns": mtime_ns,
+        }  # fmt: skip
+        return crypto.seal_json(self.keys, info)
+
     async def _blob_job(self, keys: list[Key]) -> None:
         ready = self._ready(keys)
         if not ready:
             return
         ((key, gen),) = ready
+        attributes = {**self._attributes("data"), FILE_ATTR: self._file_attr(key)}
         answer = await self.worker.call({
             "op": "blob", "path": str(self.staging.path(key)), "epochs": self.config.epochs,
-            "attributes": self._attributes("data"),
+            "attributes": attributes,
         })  # fmt: skip
         if answer["result"] is None:
             return
@@ -291,7 +331,10 @@ class Uploader:
         idents = {f"{k[0]}.{k[1]}": (k, gen) for k, gen in ready}
         answer = await self.worker.call({
             "op": "quilt", "epochs": self.config.epochs, "attributes": self._attributes("quilt"),
-            "items": [[ident, str(self.staging.path(k))] for ident, (k, _) in idents.items()],
+            "items": [
+                [ident, str(self.staging.path(k)), {FILE_ATTR: self._file_attr(k)}]
+                for ident, (k, _) in idents.items()
+            ],
         })  # fmt: skip
         if answer["result"] is None:
             return

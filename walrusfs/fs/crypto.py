@@ -1,0 +1,193 @@
+"""Encryption of a volume's content, checkpoints and file attributes (docs/formats.md).
+
+Any blob on Walrus can be read by anyone who knows its ID, so an encrypted volume (the
+default) never gives a storage node a plaintext byte: every chunk, quilt patch and checkpoint
+is sealed client side as a **WFE1 stream** before it is encoded:
+
+    offset  size  field
+    0       4     magic "WFE1"
+    4       16    salt: the first 16 bytes of HMAC-SHA256(dedup key, plaintext)
+    20      7     nonce prefix: the next 7 bytes of that HMAC
+    27      ...   segments: plaintext segment i (65,536 bytes; the last one shorter, possibly
+                  empty) encrypted with AES-256-GCM, each followed by its 16-byte tag
+
+    segment key = HKDF-SHA256(ikm = content key, salt = salt, info = "walrusfs segment v1")
+    nonce i     = prefix (7) || i (u32 big-endian) || 1 if i is the last segment else 0 (1)
+
+Segments make range reads cheap and authenticated (a 4 KiB read decrypts one 64 KiB
+segment); the last-segment flag and the counter make truncation and reordering fail
+authentication (the STREAM construction, as in Tink's AES-GCM-HKDF streaming AEAD). The salt
+is a *keyed* hash of the plaintext: equal plaintexts give equal blobs (dedup by blob ID) while
+no one without the key can test whether a volume holds a known file. Because the per-stream
+key and nonces derive from the plaintext's keyed hash, a (key, nonce) pair never encrypts two
+different plaintexts.
+
+Keys: a 32-byte volume key, from `<volume>/volume.key` (0600) or derived from the wallet's
+private key and the volume ID (so the wallet alone restores the volume on a new machine).
+HKDF splits it into the content key, the dedup key and the metadata key (file attributes on
+chain: `seal_json`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+MAGIC = b"WFE1"
+HEADER = 27  # magic 4 + salt 16 + nonce prefix 7
+SEGMENT = 64 << 10  # plaintext bytes per encrypted segment
+TAG = 16
+CSEGMENT = SEGMENT + TAG  # ciphertext bytes per full segment
+ATTR_PREFIX = "wfe1:"  # sealed attribute values (base64url of nonce 12 || ciphertext)
+
+
+class DecryptError(OSError):
+    """Ciphertext that does not authenticate: corrupted, truncated, or another volume's key."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(5, message)  # EIO: what a reader of the file gets
+
+
+def _hkdf(ikm: bytes, info: bytes, salt: bytes | None = None) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(ikm)
+
+
+@dataclass(frozen=True)
+class VolumeKeys:
+    content: bytes
+    dedup: bytes
+    meta: bytes
+
+    @classmethod
+    def from_volume_key(cls, key: bytes) -> VolumeKeys:
+        if len(key) != 32:
+            raise ValueError("a volume key is 32 bytes")
+        return cls(
+            _hkdf(key, b"walrusfs content v1"),
+            _hkdf(key, b"walrusfs dedup v1"),
+            _hkdf(key, b"walrusfs metadata v1"),
+        )
+
+    def check_value(self) -> str:
+        """A short fingerprint stored with the volume: a wrong key is refused at mount time
+        instead of failing every read."""
+        return hmac.new(self.meta, b"walrusfs key check", hashlib.sha256).hexdigest()[:16]
+
+    def keyed_hash(self, data: bytes | memoryview) -> bytes:
+        return hmac.new(self.dedup, data, hashlib.sha256).digest()
+
+
+def wallet_key_context(volume_id: str) -> bytes:
+    """What a wallet's key is asked to derive a volume's key from (`Keypair.derive_secret`)."""
+    return b"walrusfs volume key v1\0" + volume_id.encode()
+
+
+def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
+    return prefix + struct.pack(">IB", index, 1 if last else 0)
+
+
+def segments_of(plain_len: int) -> int:
+    return max(1, -(-plain_len // SEGMENT))
+
+
+def sealed_size(plain_len: int) -> int:
+    return HEADER + plain_len + TAG * segments_of(plain_len)
+
+
+def plain_size(sealed_len: int) -> int:
+    """The plaintext length of a WFE1 stream of `sealed_len` bytes."""
+    if sealed_len < HEADER + TAG:
+        raise DecryptError(f"an encrypted stream of {sealed_len} bytes is too short")
+    nseg = -(-(sealed_len - HEADER) // CSEGMENT)
+    return sealed_len - HEADER - TAG * nseg
+
+
+def seal(keys: VolumeKeys, data: bytes | memoryview) -> bytes:
+    view = memoryview(data)
+    mac = keys.keyed_hash(view)
+    salt, prefix = mac[:16], mac[16:23]
+    aead = AESGCM(_hkdf(keys.content, b"walrusfs segment v1", salt))
+    nseg = segments_of(len(view))
+    out = [MAGIC, salt, prefix]
+    for i in range(nseg):
+        piece = view[i * SEGMENT : (i + 1) * SEGMENT]
+        out.append(aead.encrypt(_nonce(prefix, i, i == nseg - 1), bytes(piece), None))
+    return b"".join(out)
+
+
+def _aead(keys: VolumeKeys, header: bytes) -> tuple[AESGCM, bytes]:
+    if len(header) < HEADER or header[:4] != MAGIC:
+        raise DecryptError("not an encrypted walrusfs stream (bad magic): a plaintext blob?")
+    return AESGCM(_hkdf(keys.content, b"walrusfs segment v1", header[4:20])), header[20:27]
+
+
+def open_segments(keys: VolumeKeys, header: bytes, cipher: bytes, first: int, total: int) -> bytes:
+    """Decrypt consecutive segments `first`.. of a stream of `total` segments; `cipher` holds
+    whole segments (the last one of the stream may be short)."""
+    aead, prefix = _aead(keys, header)
+    out = []
+    view = memoryview(cipher)
+    i = first
+    pos = 0
+    while pos < len(view):
+        piece = view[pos : pos + CSEGMENT]
+        try:
+            out.append(aead.decrypt(_nonce(prefix, i, i == total - 1), bytes(piece), None))
+        except InvalidTag:
+            raise DecryptError(f"segment {i} of an encrypted stream does not authenticate") from (
+                None
+            )
+        pos += len(piece)
+        i += 1
+    return b"".join(out)
+
+
+def open_stream(keys: VolumeKeys, sealed: bytes) -> bytes:
+    total = segments_of(plain_size(len(sealed)))
+    return open_segments(keys, sealed[:HEADER], sealed[HEADER:], 0, total)
+
+
+def cipher_span(first_seg: int, nsegs: int, sealed_len: int) -> tuple[int, int]:
+    """(offset, length) in the stream of segments [first_seg, first_seg + nsegs)."""
+    start = HEADER + first_seg * CSEGMENT
+    end = min(sealed_len, HEADER + (first_seg + nsegs) * CSEGMENT)
+    return start, max(0, end - start)
+
+
+def seal_json(keys: VolumeKeys | None, obj: dict[str, Any]) -> str:
+    """An attribute value: sealed with the metadata key, or plain JSON on a public volume."""
+    text = json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+    if keys is None:
+        return text.decode()
+    nonce = os.urandom(12)
+    sealed = nonce + AESGCM(keys.meta).encrypt(nonce, text, b"walrusfs attr v1")
+    return ATTR_PREFIX + base64.urlsafe_b64encode(sealed).decode().rstrip("=")
+
+
+def open_json(keys: VolumeKeys | None, value: str) -> dict[str, Any]:
+    if value.startswith(ATTR_PREFIX):
+        if keys is None:
+            raise DecryptError("an encrypted attribute, and no volume key")
+        raw = value[len(ATTR_PREFIX) :]
+        sealed = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+        try:
+            text = AESGCM(keys.meta).decrypt(sealed[:12], sealed[12:], b"walrusfs attr v1")
+        except InvalidTag:
+            raise DecryptError("an attribute sealed with another key") from None
+    else:
+        text = value.encode()
+    obj = json.loads(text)
+    if not isinstance(obj, dict):
+        raise ValueError("a walrusfs attribute is a JSON object")
+    return obj
