@@ -80,6 +80,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
         staging_limit=args.staging_limit,
         allow_other=args.allow_other,
         public=args.public,
+        checkpoint_interval=args.checkpoint_interval,
         upload=UploadConfig(delay=args.upload_delay, epochs=args.epochs),
     )
     if args.ready_fd is None and not args.foreground:
@@ -337,6 +338,14 @@ def add_parser(sub: Any) -> None:
         "--allow-other",
         action="store_true",
         help="let other users access the mount (permissions are checked)",
+    )
+    p.add_argument(
+        "--checkpoint-interval",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="upload the metadata as a checkpoint this often when it changed (default 3600; "
+        "also on sync and unmount)",
     )
     p.add_argument(
         "--public",

@@ -32,17 +32,20 @@ from chain import errors as chain_errors
 from chain.client import WalrusChain
 from walrusfs.errors import ExitCode, UsageError, UserError
 from walrusfs.fs import crypto, schema
+from walrusfs.fs.checkpoint import Checkpointer, list_checkpoints, restore
 from walrusfs.fs.content import Content
 from walrusfs.fs.ops import Operations
 from walrusfs.fs.upload_worker import UploadWorker
 from walrusfs.fs.uploader import UploadConfig, Uploader
 from walrusfs.store.client import WalrusStore
+from walrusfs.store.errors import StoreError
 
 log = logging.getLogger(__name__)
 
 FSNAME = "walrusfs"
 STATFS_TTL = 5.0
 REFRESH_INTERVAL = 60.0
+FINAL_CHECKPOINT_TIMEOUT = 120
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class MountOptions:
     staging_limit: int = 16 << 30  # staged bytes before writes wait for uploads
     allow_other: bool = False
     public: bool = False  # new volumes only: store plaintext (no encryption)
+    checkpoint_interval: float = 3600.0  # seconds between metadata checkpoints (if changed)
     upload: UploadConfig = field(default_factory=UploadConfig)
 
 
@@ -95,8 +99,10 @@ class Volume:
         content: Content,
         uploader: Uploader,
         chain: WalrusChain,
+        checkpointer: Checkpointer,
     ) -> None:
         self.options = options
+        self.checkpointer = checkpointer
         self.db = db
         self.staging = staging
         self.content = content
@@ -173,6 +179,10 @@ class Volume:
         if name == "sync":
             await self.uploader.flush()
             self.sync_db()
+            try:
+                await self.checkpointer.checkpoint()
+            except (StoreError, chain_errors.ChainError, OSError) as exc:
+                raise OSError(5, f"metadata checkpoint failed: {exc}") from exc
         else:
             raise pyfuse3.FUSEError(errno.EINVAL)
 
@@ -224,6 +234,12 @@ class Volume:
                 "limit": self.options.cache_bytes,
             },
             "chain": {"epoch": self.epoch, "wal": self.wal, "sui": self.sui},
+            "checkpoint": {
+                "seq": self.checkpointer.seq,
+                "time": self.checkpointer.safe_time or None,
+                "pending": self.checkpointer.dirty(),
+                "last_error": self.checkpointer.last_error,
+            },
         }
 
     async def refresh(self) -> None:
@@ -365,6 +381,9 @@ async def run(
         params = committee.params
         db_path = options.volume_dir / "meta.db"
         chunk_size = min(options.chunk_size, params.max_blob_size)
+        restored = False
+        if not db_path.exists():
+            restored = await _restore_if_any(options, store, chain, db_path)
         new = not db_path.exists()
         try:
             db = schema.open_volume(
@@ -381,7 +400,7 @@ async def run(
                 f"size ({params.max_blob_size})", ExitCode.USAGE,
             )  # fmt: skip
         staging = Staging(options.volume_dir / "staging")
-        if schema.get_param(db, "clean_unmount") != "1":
+        if schema.get_param(db, "clean_unmount") != "1" and not restored:
             log.warning("the last mount of this volume did not end cleanly; repairing")
         db.execute("BEGIN")
         _repair(db, staging)
@@ -396,11 +415,19 @@ async def run(
         volume_id = schema.get_param(db, "volume_id") or ""
         worker = UploadWorker(worker_argv, key=volume_key)
         uploader = Uploader(
-            db, content, worker, config=upload, volume_id=volume_id, params=params, keys=keys
-        )
+            db, content, worker, config=upload, volume_id=volume_id, params=params, keys=keys,
+            volume_name=options.volume_dir.name,
+        )  # fmt: skip
+        checkpointer = Checkpointer(
+            db, db_path, worker.call, name=options.volume_dir.name, epochs=upload.epochs,
+            interval=options.checkpoint_interval, keys=keys,
+        )  # fmt: skip
+        uploader.safe_time = lambda: checkpointer.safe_time
+        uploader.housekeeping = checkpointer.ignore
         volume = Volume(
-            options, db, staging=staging, content=content, uploader=uploader, chain=chain
-        )
+            options, db, staging=staging, content=content, uploader=uploader, chain=chain,
+            checkpointer=checkpointer,
+        )  # fmt: skip
         ops = Operations(db, content, volume)
         fuse_options = set(pyfuse3.default_options)
         fuse_options |= {
@@ -422,12 +449,14 @@ async def run(
             async with trio.open_nursery() as nursery:
                 await nursery.start(worker.run)
                 await nursery.start(uploader.run)
+                await nursery.start(checkpointer.run)
                 nursery.start_soon(volume.refresh)
                 with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                     nursery.start_soon(_terminate_on, signals)
                     ready(None)
                     log.info("mounted %s on %s", options.volume_dir, options.mountpoint)
                     await pyfuse3.main()
+                await _final_checkpoint(checkpointer)
                 nursery.cancel_scope.cancel()
             clean = True
         finally:
@@ -449,6 +478,56 @@ async def run(
     finally:
         await store.close()
         cache.close()
+
+
+async def _restore_if_any(
+    options: MountOptions, store: WalrusStore, chain: WalrusChain, db_path: Path
+) -> bool:
+    """A volume name with no local database: restore its newest checkpoint, if the wallet has
+    one (docs/durability.md, restore anywhere)."""
+    name = options.volume_dir.name
+    try:
+        refs = await list_checkpoints(chain, name)
+    except (chain_errors.ChainError, OSError) as exc:
+        raise MountError(f"cannot look for checkpoints of volume {name}: {exc}") from None
+    if not refs:
+        return False
+    ref = refs[0]
+    log.warning(
+        "volume %s has no local database: restoring checkpoint %d (%s, taken %s) from Walrus",
+        name, ref.seq, ref.blob_id, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ref.time)),
+    )  # fmt: skip
+    keys = None
+    if ref.encryption != "none":
+        key_file = options.volume_dir / KEY_FILE
+        if key_file.exists():
+            key = bytes.fromhex(key_file.read_text(encoding="ascii").strip())
+        elif chain.key is not None:
+            key = chain.key.derive_secret(crypto.wallet_key_context(ref.volume_id))
+        else:
+            raise MountError("an encrypted volume needs a wallet key", ExitCode.WALLET)
+        keys = crypto.VolumeKeys.from_volume_key(key)
+    try:
+        await restore(store, ref, db_path, keys)
+    except ValueError as exc:
+        raise MountError(
+            f"cannot restore volume {name} from checkpoint {ref.seq}: {exc}", ExitCode.WALLET
+        ) from None
+    except (StoreError, chain_errors.ChainError, OSError) as exc:
+        raise MountError(f"cannot read checkpoint {ref.seq} of volume {name}: {exc}") from None
+    return True
+
+
+async def _final_checkpoint(checkpointer: Checkpointer) -> None:
+    """At a clean unmount, a checkpoint if the metadata changed (bounded: uploads that cannot
+    go through must not hold the unmount; the local database keeps everything anyway)."""
+    with trio.move_on_after(FINAL_CHECKPOINT_TIMEOUT) as scope:
+        try:
+            await checkpointer.checkpoint()
+        except (StoreError, chain_errors.ChainError, OSError) as exc:
+            log.warning("no checkpoint at unmount: %s", exc)
+    if scope.cancelled_caught:
+        log.warning("no checkpoint at unmount: timed out after %ds", FINAL_CHECKPOINT_TIMEOUT)
 
 
 async def _terminate_on(signals: Any) -> None:

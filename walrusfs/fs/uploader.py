@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +94,7 @@ class Uploader:
         volume_id: str,
         params: codec.EncodingParams,
         keys: crypto.VolumeKeys | None = None,
+        volume_name: str = "",
     ) -> None:
         self.db = db
         self.content = content
@@ -102,6 +103,7 @@ class Uploader:
         self.config = config
         self.volume_id = volume_id
         self.keys = keys
+        self.volume_name = volume_name
         self.params = params
         self.max_patches = params.k_s - 1
         self.inflight: dict[Key, int] = {}  # chunk -> generation being uploaded
@@ -113,6 +115,12 @@ class Uploader:
         self._retry_at = 0.0
         self._backoff = config.retry_after
         self._nursery: trio.Nursery | None = None
+        #: unix time before which an unused blob may be deleted: the snapshot time of the
+        #: newest certified checkpoint (walrusfs/fs/checkpoint.py), so that checkpoint never
+        #: refers to a deleted blob. Set by the mount.
+        self.safe_time: Callable[[], float] = lambda: float("inf")
+        #: told how many database changes were housekeeping only (Checkpointer.ignore)
+        self.housekeeping: Callable[[int], None] = lambda changes: None
 
     # -- status -----------------------------------------------------------------------------
 
@@ -288,7 +296,8 @@ class Uploader:
         return out
 
     def _attributes(self, kind: str) -> dict[str, str]:
-        return {"walrusfs:volume": self.volume_id, "walrusfs:kind": kind}
+        return {"walrusfs:volume": self.volume_id, "walrusfs:kind": kind,
+                "walrusfs:name": self.volume_name}  # fmt: skip
 
     def _file_attr(self, key: Key) -> str:
         """What `walrusfs fsck --rebuild` needs to put the chunk back in a tree without the
@@ -302,7 +311,7 @@ class Uploader:
         info = {
             "path": path_of(self.db, inode), "inode": inode, "chunk": chunkno,
             "chunk_size": self.content.chunk_size, "mode": mode, "uid": uid, "gid": gid,
-            "size": size, "mtime_ns": mtime_ns,
+            "size": size, "mtime_ns": mtime_ns, "length": self.staging.size(key),
         }  # fmt: skip
         return crypto.seal_json(self.keys, info)
 
@@ -400,8 +409,9 @@ class Uploader:
     async def _delete_unused(self) -> None:
         """Delete blobs no chunk uses (their Storage goes back to the wallet for reuse)."""
         due = self.db.execute(
-            "SELECT id, object_id FROM blobs WHERE refcount <= 0 AND deleted_at < ?",
-            (time.time() - DELETE_DELAY,),
+            "SELECT id, object_id FROM blobs WHERE refcount <= 0 AND deleted_at < ? "
+            "AND (kind = 'checkpoint' OR deleted_at < ?)",
+            (time.time() - DELETE_DELAY, self.safe_time()),
         ).fetchall()
         for row_id, object_id in due:
             try:
@@ -411,7 +421,8 @@ class Uploader:
             except (StoreError, chain_errors.ChainError, OSError) as exc:
                 log.warning("could not delete unused blob %s (retrying later): %s", object_id, exc)
                 continue
-            self.db.execute("DELETE FROM blobs WHERE id = ? AND refcount <= 0", (row_id,))
+            cur = self.db.execute("DELETE FROM blobs WHERE id = ? AND refcount <= 0", (row_id,))
+            self.housekeeping(cur.rowcount)
 
     # -- sync -------------------------------------------------------------------------------
 

@@ -1,0 +1,161 @@
+"""Durability and privacy, for real (a devnet of processes, `walrusfs mount` daemons):
+metadata checkpoints restore a volume on a machine that has only the wallet, old checkpoints
+are retired, and no storage node ever holds a plaintext byte of an encrypted volume."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.devnet_harness import RunningDevnet, start_devnet
+from tests.mount_harness import Mount, mount
+from walrusfs.fs.checkpoint import list_checkpoints
+
+N_SHARDS = 100
+
+
+@pytest.fixture(scope="module")
+def dn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
+    yield from start_devnet(tmp_path_factory.mktemp("durability-home"), n_shards=N_SHARDS)
+
+
+def _populate(root: Path) -> None:
+    """A tree with what a volume holds: small files (quilted), a multi-row file (a blob of its
+    own), nested directories, a symlink, a hard link, an xattr, odd names and modes."""
+    (root / "docs" / "deep" / "er").mkdir(parents=True)
+    for i in range(30):
+        (root / "docs" / f"note-{i}.txt").write_text(f"note {i}\n" * (i + 1))
+    (root / "docs" / "deep" / "er" / "naïve name with spaces").write_bytes(os.urandom(5000))
+    (root / "big.bin").write_bytes(os.urandom(3_000_000))
+    (root / "empty").write_bytes(b"")
+    (root / "script.sh").write_text("#!/bin/sh\necho hi\n")
+    (root / "script.sh").chmod(0o755)
+    os.symlink("docs/note-3.txt", root / "link")
+    os.link(root / "big.bin", root / "big.hardlink")
+    os.setxattr(root / "docs" / "note-0.txt", "user.color", b"blue")
+    os.utime(root / "docs" / "note-1.txt", ns=(1_600_000_000_123_456_789,) * 2)
+
+
+def _tree(root: Path) -> dict[str, tuple[object, ...]]:
+    """Everything a user would notice: type, mode, size, mtime (ns), content, link target,
+    user xattrs."""
+    out: dict[str, tuple[object, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            rel = str(p.relative_to(root))
+            if p.is_symlink():
+                out[rel] = ("l", os.readlink(p))
+            elif p.is_dir():
+                out[rel] = ("d", st.st_mode)
+            else:
+                xattrs = {n: os.getxattr(p, n) for n in os.listxattr(p) if n.startswith("user.")
+                          and not n.startswith("user.walrus")}  # fmt: skip
+                out[rel] = ("f", st.st_mode, st.st_size, st.st_mtime_ns, p.read_bytes(), xattrs)
+    return out
+
+
+def _fresh_home(dn: RunningDevnet, home: Path) -> RunningDevnet:
+    """A WALRUSFS_HOME with nothing of the volume: no database, staging, key or cache; only
+    the network and the wallet (the devnet's directory, shared)."""
+    (home / "data").mkdir(parents=True)
+    os.symlink(dn.home / "data" / "devnet", home / "data" / "devnet")
+    return RunningDevnet(home, dn.devnet, dn.spec)
+
+
+def _checkpoints(dn: RunningDevnet, name: str) -> list[int]:
+    async def go() -> list[int]:
+        chain = await dn.chain()
+        try:
+            return [r.seq for r in await list_checkpoints(chain, name)]
+        finally:
+            await chain.close()
+
+    return trio.run(go)
+
+
+def test_restore_anywhere_from_the_newest_checkpoint(dn: RunningDevnet, tmp_path: Path) -> None:
+    with mount(dn, tmp_path / "mnt", volume="restore") as m:
+        _populate(m.path)
+        before = _tree(m.path)
+        m.sync()
+        assert m.status()["checkpoint"]["seq"] >= 1
+        (m.path / "after-first-sync.txt").write_text("written after the first checkpoint\n")
+        before = _tree(m.path)
+        m.umount()  # syncs: uploads and a new checkpoint
+    assert _checkpoints(dn, "restore")[0] >= 2
+
+    elsewhere = _fresh_home(dn, tmp_path / "new-machine")
+    m2 = Mount(elsewhere, tmp_path / "mnt2", "restore")
+    m2.mount()
+    try:
+        assert not (elsewhere.home / "cache").exists() or not any(
+            (elsewhere.home / "cache").rglob("*.sliver")
+        )
+        after = _tree(m2.path)
+        assert after == before
+        log = (m2.volume_dir / "mount.log").read_text()
+        assert "restoring checkpoint" in log
+        # the restored volume keeps working: write, sync, read
+        (m2.path / "docs" / "new.txt").write_text("after the restore\n")
+        m2.sync()
+        assert (m2.path / "docs" / "new.txt").read_text() == "after the restore\n"
+    finally:
+        m2.teardown()
+
+
+def test_old_checkpoints_are_retired(dn: RunningDevnet, tmp_path: Path) -> None:
+    with mount(dn, tmp_path / "mnt", volume="retire") as m:
+        for i in range(5):
+            (m.path / f"f{i}").write_text(f"version {i}\n")
+            m.sync()
+        assert m.status()["checkpoint"]["seq"] == 5
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            seqs = _checkpoints(dn, "retire")
+            if len(seqs) <= 3:
+                break
+            time.sleep(2)
+        assert seqs == [5, 4, 3]
+        # nothing changed: sync uploads no new checkpoint
+        m.sync()
+        assert m.status()["checkpoint"]["seq"] == 5
+
+
+def _holders(root: Path, needle: bytes) -> list[Path]:
+    found = subprocess.run(
+        ["grep", "-rlF", "--binary-files=binary", needle.decode(), str(root)],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    return [Path(p) for p in found.stdout.decode().split()]
+
+
+def test_no_node_holds_plaintext_of_an_encrypted_volume(dn: RunningDevnet, tmp_path: Path) -> None:
+    secret = b"MARKER-7f3a-secret-content"
+    secret_name = "MARKER-91c2-secret-name.txt"
+    public = b"MARKER-5d1e-public-content"
+    with mount(dn, tmp_path / "enc", volume="private") as m:
+        (m.path / secret_name).write_bytes(secret * 3)
+        (m.path / "big-secret.bin").write_bytes(secret * 200_000)  # 5 MB: a blob of its own
+        m.sync()
+        assert m.status()["encryption"] == "wfe1"
+        assert (m.path / "big-secret.bin").read_bytes() == secret * 200_000
+    with mount(dn, tmp_path / "pub", "--public", volume="public") as p:
+        (p.path / "hello.txt").write_bytes(public * 3)
+        p.sync()
+        assert p.status()["encryption"] == "none"
+    network = dn.home / "data" / "devnet"
+    # the scan sees what a node stores: the public volume's bytes are found there
+    assert _holders(network / "nodes", public)
+    assert not _holders(network, secret)
+    assert not _holders(network, secret_name.encode())
+    # an encrypted volume cannot be remounted public (nor its key replaced)
+    r = dn.cli("mount", str(tmp_path / "enc"), "--volume", "private", "--public", check=False)
+    assert r.returncode == 2 and "encrypted" in r.stderr

@@ -1,0 +1,305 @@
+"""Metadata checkpoints: the volume database as a Walrus blob, and restoring it anywhere.
+
+The database is the only thing that knows which blobs make up which file; losing the machine
+must not lose the volume. So a consistent snapshot of it is uploaded, on an interval when it
+changed, on `walrusfs sync` (and so before `walrusfs umount`), and at a clean unmount. Its
+Blob object carries the attributes
+
+    walrusfs:volume   volume ID (params.volume_id)     walrusfs:kind  checkpoint
+    walrusfs:name     volume name (the --volume)       walrusfs:seq   1, 2, 3, ...
+    walrusfs:time     unix seconds of the snapshot     walrusfs:encryption  wfe1 | none
+    walrusfs:key-check  fingerprint of the volume key (a wrong key is refused before reading)
+
+and its content is (docs/formats.md):
+
+    offset  size  field
+    0       4     magic "WFC1"
+    4       ...   zlib stream of the SQLite database file (a backup, not the live file + WAL)
+
+sealed as one WFE1 stream (walrusfs/fs/crypto.py) on an encrypted volume. The newest
+`RETAIN` checkpoints are kept; older ones are deleted and their Storage reused. A blob that no
+file uses any more is deleted only once a checkpoint taken after it became unused is
+certified, so the newest checkpoint never refers to a deleted blob.
+
+Restore: mounting a volume name that has no local database looks for the newest checkpoint of
+that name among the wallet's Blob objects, and rebuilds the database from it; files then read
+from Walrus. What was staged but not uploaded when the snapshot was taken comes back at its
+last uploaded version (the log names each such chunk).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+import codec
+from chain import errors as chain_errors
+from chain import move_types as mt
+from chain.client import WalrusChain
+from walrusfs.fs import crypto, schema
+from walrusfs.store.client import WalrusStore
+from walrusfs.store.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"WFC1"
+RETAIN = 3  # checkpoints kept on Walrus per volume
+KIND = "checkpoint"
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    object_id: str
+    blob_id: str
+    volume_id: str
+    name: str
+    seq: int
+    time: float
+    encryption: str
+    key_check: str | None
+    size: int
+    encoded_size: int
+    end_epoch: int
+
+
+def _begin_snapshot(db_path: Path) -> sqlite3.Connection:
+    """A second connection holding a read transaction: the snapshot is the state between two
+    awaits of the loop (when this runs), whatever the loop commits while it is copied."""
+    snap = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    snap.execute("BEGIN")
+    snap.execute("SELECT count(*) FROM params").fetchone()
+    return snap
+
+
+def _write_snapshot(snap: sqlite3.Connection, out: Path) -> int:
+    """Copy the snapshot, compress it into `out` (WFC1); the database bytes copied."""
+    raw = out.with_name(out.name + ".db")
+    raw.unlink(missing_ok=True)
+    try:
+        dest = sqlite3.connect(raw)
+        try:
+            snap.backup(dest)
+        finally:
+            dest.close()
+        data = raw.read_bytes()
+    finally:
+        snap.execute("COMMIT")
+        snap.close()
+        raw.unlink(missing_ok=True)
+    with open(out, "wb") as f:
+        f.write(MAGIC + zlib.compress(data, 6))
+        f.flush()
+        os.fsync(f.fileno())
+    return len(data)
+
+
+def decode_checkpoint(blob: bytes, keys: crypto.VolumeKeys | None) -> bytes:
+    """The SQLite database file held by a checkpoint blob."""
+    plain = crypto.open_stream(keys, blob) if keys is not None else blob
+    if plain[:4] != MAGIC:
+        raise ValueError("not a walrusfs checkpoint (bad magic)")
+    return zlib.decompress(plain[4:])
+
+
+Call = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class Checkpointer:
+    """Uploads checkpoints through the upload worker (`call`) and keeps the newest RETAIN."""
+
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        db_path: Path,
+        call: Call,
+        *,
+        name: str,
+        epochs: int,
+        interval: float,
+        keys: crypto.VolumeKeys | None,
+    ) -> None:
+        self.db = db
+        self.db_path = db_path
+        self.call = call
+        self.name = name
+        self.epochs = epochs
+        self.interval = interval
+        self.keys = keys
+        self._lock = trio.Lock()
+        self._changes_at_last = -1  # _changes() when the last snapshot was taken
+        self._ignored = 0  # changes that need no checkpoint (see ignore)
+        #: unix time of the snapshot of the newest certified checkpoint: blobs unused since
+        #: before it may be deleted (the uploader asks).
+        self.safe_time = float(schema.get_param(db, "checkpoint_time") or 0.0)
+        self.last_error: str | None = None
+
+    @property
+    def seq(self) -> int:
+        return int(schema.get_param(self.db, "checkpoint_seq") or 0)
+
+    def _changes(self) -> int:
+        return self.db.total_changes - self._ignored
+
+    def ignore(self, changes: int) -> None:
+        """Housekeeping that a restored checkpoint redoes by itself (forgetting blobs already
+        deleted on chain) is no reason for a new checkpoint."""
+        self._ignored += changes
+
+    def dirty(self) -> bool:
+        return self._changes() != self._changes_at_last
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            await trio.sleep(self.interval)
+            try:
+                await self.checkpoint()
+            except (StoreError, chain_errors.ChainError, OSError) as exc:
+                log.warning("checkpoint failed (retried at the next interval): %s", exc)
+
+    async def checkpoint(self, *, force: bool = False) -> CheckpointRef | None:
+        """Upload a checkpoint if the database changed since the last one (or `force`)."""
+        async with self._lock:
+            if not force and not self.dirty():
+                return None
+            try:
+                return await self._checkpoint()
+            except (StoreError, chain_errors.ChainError, OSError) as exc:
+                self.last_error = str(exc)
+                raise
+
+    async def _checkpoint(self) -> CheckpointRef:
+        seq = self.seq + 1
+        volume_id = schema.get_param(self.db, "volume_id") or ""
+        taken = time.time()
+        changes = self._changes()
+        snap = _begin_snapshot(self.db_path)
+        out = self.db_path.with_name(f"checkpoint-{seq}.tmp")
+        try:
+            nbytes = await trio.to_thread.run_sync(_write_snapshot, snap, out)
+            encryption = "none" if self.keys is None else "wfe1"
+            attributes = {
+                "walrusfs:volume": volume_id, "walrusfs:kind": KIND, "walrusfs:name": self.name,
+                "walrusfs:seq": str(seq), "walrusfs:time": f"{taken:.3f}",
+                "walrusfs:encryption": encryption,
+            }  # fmt: skip
+            if self.keys is not None:
+                attributes["walrusfs:key-check"] = self.keys.check_value()
+            answer = await self.call(
+                {"op": "blob", "path": str(out), "epochs": self.epochs, "attributes": attributes}
+            )
+        finally:
+            out.unlink(missing_ok=True)
+        r = answer["result"]
+        before = self._changes()
+        self.db.execute("BEGIN")
+        self.db.execute(
+            "INSERT OR IGNORE INTO blobs (blob_id, object_id, kind, size, encoded_size, "
+            "end_epoch, refcount, deleted_at) VALUES (?, ?, ?, ?, ?, ?, 1, NULL)",
+            (r["blob_id"], r["object_id"], KIND, r["size"], r["encoded_size"], r["end_epoch"]),
+        )
+        schema.set_param(self.db, "checkpoint_seq", str(seq))
+        schema.set_param(self.db, "checkpoint_time", f"{taken:.3f}")
+        retire(self.db)
+        self.db.execute("COMMIT")
+        # its own bookkeeping is no reason for another checkpoint; changes made while it
+        # uploaded are
+        self._changes_at_last = self._changes() if before == changes else changes
+        self.safe_time = taken
+        self.last_error = None
+        log.info(
+            "checkpoint %d of volume %s certified: %s (%d bytes of metadata)",
+            seq, self.name, r["blob_id"], nbytes,
+        )  # fmt: skip
+        return CheckpointRef(
+            r["object_id"], r["blob_id"], volume_id, self.name, seq, taken, encryption,
+            attributes.get("walrusfs:key-check"), r["size"], r["encoded_size"], r["end_epoch"],
+        )  # fmt: skip
+
+
+def retire(db: sqlite3.Connection) -> None:
+    """Mark checkpoints beyond the newest RETAIN unused (the uploader deletes them)."""
+    db.execute(
+        "UPDATE blobs SET refcount = 0, deleted_at = ? WHERE kind = ? AND refcount > 0 AND id "
+        "NOT IN (SELECT id FROM blobs WHERE kind = ? ORDER BY id DESC LIMIT ?)",
+        (time.time(), KIND, KIND, RETAIN),
+    )
+
+
+# -- finding and restoring ------------------------------------------------------------------
+
+
+def _ref(obj: mt.Blob, attrs: dict[str, str]) -> CheckpointRef | None:
+    try:
+        return CheckpointRef(
+            object_id=obj.id, blob_id=str(codec.BlobId.from_u256(obj.blob_id)),
+            volume_id=attrs["walrusfs:volume"], name=attrs.get("walrusfs:name", ""),
+            seq=int(attrs["walrusfs:seq"]), time=float(attrs.get("walrusfs:time", "0")),
+            encryption=attrs.get("walrusfs:encryption", "none"),
+            key_check=attrs.get("walrusfs:key-check"), size=int(obj.size),
+            encoded_size=0, end_epoch=int(obj.storage.end_epoch),
+        )  # fmt: skip
+    except (KeyError, ValueError):
+        return None
+
+
+async def list_checkpoints(chain: WalrusChain, name: str | None = None) -> list[CheckpointRef]:
+    """The wallet's certified checkpoints (of volume `name`), newest first."""
+    found = []
+    for blob in await chain.blobs(valid_only=True):
+        if blob.certified_epoch is None:
+            continue
+        attrs = await chain.attributes(blob.id)
+        if attrs.get("walrusfs:kind") != KIND:
+            continue
+        ref = _ref(blob, attrs)
+        if ref is not None and (name is None or ref.name == name):
+            found.append(ref)
+    found.sort(key=lambda r: (r.time, r.seq), reverse=True)
+    return found
+
+
+async def restore(
+    store: WalrusStore, ref: CheckpointRef, db_path: Path, keys: crypto.VolumeKeys | None
+) -> None:
+    """Rebuild the volume database at `db_path` from a checkpoint (atomically)."""
+    if ref.encryption != "none":
+        if keys is None:
+            raise ValueError("an encrypted checkpoint and no volume key")
+        if ref.key_check is not None and ref.key_check != keys.check_value():
+            raise ValueError(
+                "the volume key does not match this checkpoint (another wallet made it)"
+            )
+    blob = await store.read(codec.BlobId.parse(ref.blob_id), use_cache=False)
+    data = await trio.to_thread.run_sync(
+        decode_checkpoint, blob, keys if ref.encryption != "none" else None
+    )
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = db_path.with_name(db_path.name + ".restore")
+    tmp.write_bytes(data)
+    check = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        if check.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
+            raise ValueError(f"checkpoint {ref.seq} holds a damaged database")
+        if schema.get_param(check, "volume_id") != ref.volume_id:
+            raise ValueError(f"checkpoint {ref.seq} holds another volume's database")
+        check.execute(
+            "INSERT OR IGNORE INTO blobs (blob_id, object_id, kind, size, encoded_size, "
+            "end_epoch, refcount, deleted_at) VALUES (?, ?, ?, ?, ?, ?, 1, NULL)",
+            (ref.blob_id, ref.object_id, KIND, ref.size, ref.encoded_size, ref.end_epoch),
+        )
+        schema.set_param(check, "checkpoint_seq", str(ref.seq))
+        schema.set_param(check, "checkpoint_time", f"{ref.time:.3f}")
+        schema.set_param(check, "clean_unmount", "0")  # run the repair: staging is gone
+    finally:
+        check.close()
+    os.replace(tmp, db_path)
