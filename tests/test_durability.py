@@ -159,3 +159,68 @@ def test_no_node_holds_plaintext_of_an_encrypted_volume(dn: RunningDevnet, tmp_p
     # an encrypted volume cannot be remounted public (nor its key replaced)
     r = dn.cli("mount", str(tmp_path / "enc"), "--volume", "private", "--public", check=False)
     assert r.returncode == 2 and "encrypted" in r.stderr
+
+
+def _advance(dn: RunningDevnet, epochs: int) -> None:
+    dn.cli("devnet", "epoch", "advance", str(epochs))
+
+
+def test_renewals_keep_blobs_past_their_end_epoch(dn: RunningDevnet, tmp_path: Path) -> None:
+    files = {f"small-{i}": os.urandom(1000 + i) for i in range(5)}
+    files["large"] = os.urandom(2_500_000)
+    m = Mount(dn, tmp_path / "mnt", "renew")
+    m.mount("--epochs", "2", "--renew-horizon", "1")
+    try:
+        for name, data in files.items():
+            (m.path / name).write_bytes(data)
+        m.sync()
+        start = m.status()
+        first_end = start["stored"]["earliest_end_epoch"]
+        assert first_end == start["lifetime"]["epoch"] + 2
+        for _ in range(6):  # three times the bought lifetime
+            _advance(dn, 1)
+            m.sync()
+            st = m.status()
+            assert st["stored"]["earliest_end_epoch"] > st["lifetime"]["epoch"], st
+        assert st["lifetime"]["extended"] >= 3
+        assert st["lifetime"]["wal_spent"] > 0
+        m.umount()
+        m.drop_cache()
+        m.mount()  # the policy is the volume's: kept without the options
+        assert m.status()["lifetime"]["horizon"] == 1
+        for name, data in files.items():
+            assert (m.path / name).read_bytes() == data
+    finally:
+        m.teardown()
+
+
+def test_expiry_is_reported_before_and_named_after(dn: RunningDevnet, tmp_path: Path) -> None:
+    data = os.urandom(1_500_000)
+    m = Mount(dn, tmp_path / "mnt", "no-renew")
+    m.mount("--epochs", "3", "--no-renew")
+    try:
+        (m.path / "doomed.bin").write_bytes(data)
+        m.sync()
+        _advance(dn, 1)  # two epochs left: within the warning horizon
+        m.sync()
+        st = m.status()
+        assert st["lifetime"]["renew"] is False
+        assert st["lifetime"]["expiring_blobs"] >= 1
+        assert st["lifetime"]["expiring_by_epoch"] == st["lifetime"]["epoch"] + 2
+        human = dn.cli("status", str(m.path)).stdout
+        assert "EXPIRING" in human and "renewals are off" in human
+        assert "expire by epoch" in m.log_tail(200)
+        _advance(dn, 3)  # past the end epoch: the nodes drop the slivers
+        m.umount()
+        m.drop_cache()
+        m.mount()
+        deadline = time.monotonic() + 30
+        while m.status()["lifetime"]["epoch"] is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with pytest.raises(OSError) as err:
+            (m.path / "doomed.bin").read_bytes()
+        assert err.value.errno == 5
+        log = m.log_tail(200)
+        assert "cannot read doomed.bin" in log and "expired at epoch" in log
+    finally:
+        m.teardown()

@@ -81,6 +81,9 @@ def cmd_mount(args: argparse.Namespace) -> int:
         allow_other=args.allow_other,
         public=args.public,
         checkpoint_interval=args.checkpoint_interval,
+        renew=args.renew,
+        renew_horizon=args.renew_horizon,
+        renew_epochs=args.renew_epochs,
         upload=UploadConfig(delay=args.upload_delay, epochs=args.epochs),
     )
     if args.ready_fd is None and not args.foreground:
@@ -287,6 +290,26 @@ def cmd_status(args: argparse.Namespace) -> int:
         + (f"{format_wal(ch['wal'])}, {ch['sui'] / 1e9:.3f} SUI" if ch["wal"] is not None
            else "balances not known yet"),
     ]  # fmt: skip
+    lt, cp = st["lifetime"], st["checkpoint"]
+    privacy = "public (plaintext)" if st["encryption"] == "none" else "encrypted"
+    lines.append(
+        f"volume       {privacy}, "
+        + (f"renewals on (within {lt['horizon']} epochs, +{lt['extend_by']})" if lt["renew"]
+           else "renewals OFF")
+        + f", {lt['extended']} extended this mount"
+    )  # fmt: skip
+    if lt["expiring_blobs"]:
+        lines.append(
+            f"EXPIRING     {lt['expiring_blobs']} blob(s) by epoch {lt['expiring_by_epoch']}"
+            + (f": {lt['last_error']}" if lt["last_error"] else
+               "" if lt["renew"] else ": renewals are off (mount with --renew)")
+        )  # fmt: skip
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(cp["time"])) if cp["time"] else "-"
+    lines.append(
+        f"checkpoint   #{cp['seq']} at {when}"
+        + (", metadata changed since" if cp["pending"] else "")
+        + (f", last failed: {cp['last_error']}" if cp["last_error"] else "")
+    )
     if up["last_error"]:
         lines.append(f"last error   {up['last_error']} ({up['failures']} failed upload(s))")
     print("\n".join(lines))
@@ -346,6 +369,24 @@ def add_parser(sub: Any) -> None:
         metavar="SECONDS",
         help="upload the metadata as a checkpoint this often when it changed (default 3600; "
         "also on sync and unmount)",
+    )
+    p.add_argument(
+        "--renew",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="extend blobs before they expire (kept per volume; default on)",
+    )
+    p.add_argument(
+        "--renew-horizon",
+        type=int,
+        metavar="EPOCHS",
+        help="extend blobs ending within this many epochs (kept per volume; default 2)",
+    )
+    p.add_argument(
+        "--renew-epochs",
+        type=int,
+        metavar="EPOCHS",
+        help="epochs added per extension (kept per volume; default --epochs)",
     )
     p.add_argument(
         "--public",

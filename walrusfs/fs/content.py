@@ -16,7 +16,7 @@ import logging
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import trio
@@ -24,13 +24,24 @@ from cachetools import LRUCache
 
 import codec
 from cache.staging import Key, Staging
+from chain import errors as chain_errors
 from walrusfs.fs import crypto
 from walrusfs.store.client import WalrusStore
+from walrusfs.store.errors import StoreError
 
 log = logging.getLogger(__name__)
 
 SEGMENT = 4 << 20  # file bytes fetched at a time: a whole row or two at n=100 and 64 MiB chunks
 CRYPTO_PER_SEGMENT = SEGMENT // crypto.SEGMENT  # encrypted segments in one fetch
+
+
+class ReadFailed(OSError):
+    """Stored bytes of a file that cannot be read (EIO for the reader; the handler names the
+    file in the log)."""
+
+    def __init__(self, inode: int, chunkno: int, why: str) -> None:
+        super().__init__(5, f"chunk {chunkno} cannot be read: {why}")
+        self.inode = inode
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,8 @@ class Content:
         )
         self._inflight: dict[tuple[str, int], trio.Event] = {}
         self._headers: LRUCache[str, bytes] = LRUCache(maxsize=4096)  # WFE1 headers by blob
+        #: blobs row -> its end epoch if it has expired (lifetime.Renewer.expired)
+        self.expired: Callable[[int], int | None] = lambda row: None
         #: set when staged bytes shrink (an upload finished): writers waiting for room retry.
         self.space_freed = trio.Event()
 
@@ -126,7 +139,12 @@ class Content:
                 parts.append(data + bytes(n - len(data)))
             else:
                 stored = max(0, min(n, c.length - within))
-                data = await self._stored(c, within, stored) if stored else b""
+                try:
+                    data = await self._stored(c, within, stored) if stored else b""
+                except (StoreError, chain_errors.ChainError, OSError) as exc:
+                    end = None if c.blob is None else self.expired(c.blob)
+                    why = f"its blob expired at epoch {end}" if end is not None else str(exc)
+                    raise ReadFailed(inode, chunkno, why) from exc
                 parts.append(data + bytes(n - len(data)))
         return b"".join(parts)
 

@@ -34,7 +34,9 @@ from walrusfs.errors import ExitCode, UsageError, UserError
 from walrusfs.fs import crypto, schema
 from walrusfs.fs.checkpoint import Checkpointer, list_checkpoints, restore
 from walrusfs.fs.content import Content
+from walrusfs.fs.lifetime import Renewer, RenewPolicy
 from walrusfs.fs.ops import Operations
+from walrusfs.fs.schema import path_of
 from walrusfs.fs.upload_worker import UploadWorker
 from walrusfs.fs.uploader import UploadConfig, Uploader
 from walrusfs.store.client import WalrusStore
@@ -60,6 +62,9 @@ class MountOptions:
     allow_other: bool = False
     public: bool = False  # new volumes only: store plaintext (no encryption)
     checkpoint_interval: float = 3600.0  # seconds between metadata checkpoints (if changed)
+    renew: bool | None = None  # None: the volume's stored policy (default on)
+    renew_horizon: int | None = None  # epochs before the end epoch a blob is extended
+    renew_epochs: int | None = None  # epochs added per extension (default: --epochs)
     upload: UploadConfig = field(default_factory=UploadConfig)
 
 
@@ -100,9 +105,11 @@ class Volume:
         uploader: Uploader,
         chain: WalrusChain,
         checkpointer: Checkpointer,
+        renewer: Renewer,
     ) -> None:
         self.options = options
         self.checkpointer = checkpointer
+        self.renewer = renewer
         self.db = db
         self.staging = staging
         self.content = content
@@ -180,9 +187,10 @@ class Volume:
             await self.uploader.flush()
             self.sync_db()
             try:
+                await self.renewer.check()
                 await self.checkpointer.checkpoint()
             except (StoreError, chain_errors.ChainError, OSError) as exc:
-                raise OSError(5, f"metadata checkpoint failed: {exc}") from exc
+                raise OSError(5, f"renewal or metadata checkpoint failed: {exc}") from exc
         else:
             raise pyfuse3.FUSEError(errno.EINVAL)
 
@@ -234,6 +242,17 @@ class Volume:
                 "limit": self.options.cache_bytes,
             },
             "chain": {"epoch": self.epoch, "wal": self.wal, "sui": self.sui},
+            "lifetime": {
+                "epoch": self.renewer.epoch,
+                "renew": self.renewer.policy.enabled,
+                "horizon": self.renewer.policy.horizon,
+                "extend_by": self.renewer.policy.epochs,
+                "extended": self.renewer.extended,
+                "wal_spent": self.renewer.wal_spent,
+                "expiring_blobs": self.renewer.expiring[0],
+                "expiring_by_epoch": self.renewer.expiring[1],
+                "last_error": self.renewer.last_error,
+            },
             "checkpoint": {
                 "seq": self.checkpointer.seq,
                 "time": self.checkpointer.safe_time or None,
@@ -259,6 +278,19 @@ class Volume:
             except (chain_errors.ChainError, OSError) as exc:
                 log.warning("could not refresh balances: %s", exc)
             await trio.sleep(REFRESH_INTERVAL)
+
+
+def describe_blob(db: sqlite3.Connection, row: int) -> str:
+    """The files a blob holds, for log lines (at most three named)."""
+    inodes = [
+        int(i)
+        for (i,) in db.execute("SELECT DISTINCT inode FROM chunks WHERE blob = ? LIMIT 4", (row,))
+    ]
+    if not inodes:
+        kind = db.execute("SELECT kind FROM blobs WHERE id = ?", (row,)).fetchone()
+        return "the metadata checkpoint" if kind and kind[0] == "checkpoint" else "no file"
+    names = [path_of(db, i) or f"inode {i}" for i in inodes[:3]]
+    return ", ".join(names) + (" and more" if len(inodes) > 3 else "")
 
 
 KEY_FILE = "volume.key"
@@ -422,11 +454,19 @@ async def run(
             db, db_path, worker.call, name=options.volume_dir.name, epochs=upload.epochs,
             interval=options.checkpoint_interval, keys=keys,
         )  # fmt: skip
+        policy = RenewPolicy.of_volume(
+            db, enabled=options.renew, horizon=options.renew_horizon,
+            epochs=options.renew_epochs, default_epochs=upload.epochs,
+        )  # fmt: skip
+        renewer = Renewer(
+            db, worker.call, chain, policy, describe=lambda row: describe_blob(db, row)
+        )
+        content.expired = renewer.expired
         uploader.safe_time = lambda: checkpointer.safe_time
         uploader.housekeeping = checkpointer.ignore
         volume = Volume(
             options, db, staging=staging, content=content, uploader=uploader, chain=chain,
-            checkpointer=checkpointer,
+            checkpointer=checkpointer, renewer=renewer,
         )  # fmt: skip
         ops = Operations(db, content, volume)
         fuse_options = set(pyfuse3.default_options)
@@ -450,6 +490,7 @@ async def run(
                 await nursery.start(worker.run)
                 await nursery.start(uploader.run)
                 await nursery.start(checkpointer.run)
+                await nursery.start(renewer.run)
                 nursery.start_soon(volume.refresh)
                 with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                     nursery.start_soon(_terminate_on, signals)

@@ -29,8 +29,8 @@ import pyfuse3
 from pyfuse3 import EntryAttributes, FileInfo, FUSEError, RequestContext, SetattrFields
 
 from chain import errors as chain_errors
-from walrusfs.fs.content import Content
-from walrusfs.fs.schema import ROOT_INODE
+from walrusfs.fs.content import Content, ReadFailed
+from walrusfs.fs.schema import ROOT_INODE, path_of
 from walrusfs.store.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -537,7 +537,11 @@ class Operations(pyfuse3.Operations):
         length = max(0, min(size, row[0] - off))
         if length == 0:
             return b""
-        return await self.content.read(inode, off, length)
+        try:
+            return await self.content.read(inode, off, length)
+        except ReadFailed as exc:
+            log.error("cannot read %s: %s", path_of(self.db, inode) or f"inode {inode}", exc)
+            raise FUSEError(errno.EIO) from None
 
     @_errors
     async def write(self, fh: int, off: int, buf: bytes) -> int:

@@ -185,3 +185,19 @@ def get_param(db: sqlite3.Connection, key: str) -> str | None:
 
 def set_param(db: sqlite3.Connection, key: str, value: str) -> None:
     db.execute("INSERT OR REPLACE INTO params VALUES (?, ?)", (key, value))
+
+
+def path_of(db: sqlite3.Connection, inode: int) -> str | None:
+    """A path of the inode from the root (its first link), None once it has no name."""
+    parts: list[bytes] = []
+    seen = set()
+    while inode != ROOT_INODE:
+        row = db.execute(
+            "SELECT parent, name FROM dentries WHERE inode = ? ORDER BY id LIMIT 1", (inode,)
+        ).fetchone()
+        if row is None or inode in seen:
+            return None
+        seen.add(inode)
+        parts.append(bytes(row[1]))
+        inode = int(row[0])
+    return b"/".join(reversed(parts)).decode("utf-8", "surrogateescape")

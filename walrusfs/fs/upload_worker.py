@@ -19,6 +19,7 @@ answer; requests run concurrently, except the first line:
         -> {"id", "result", "patches": {identifier: patch_id}, "lengths": {identifier: n}}
   (lengths are plaintext bytes; the result describes the blob as stored, sealed if encrypted)
   {"id", "op": "delete", "object_id"}                     -> {"id"}
+  {"id", "op": "extend", "object_id", "epochs"}           -> {"id", "paid", "end_epoch"}
   failure: {"id", "error": message, "type": "not_found" | "funds" | "other"};
   a missing file: "result": null (the chunk was removed meanwhile).
 """
@@ -217,6 +218,10 @@ async def _do(
     if op == "delete":
         await store.delete(req["object_id"])
         return {}
+    if op == "extend":
+        paid = await store.extend(req["object_id"], req["epochs"])
+        blob = await store.chain.blob(req["object_id"])
+        return {"paid": paid, "end_epoch": blob.storage.end_epoch}
     attrs = req["attributes"]
     if op == "blob":
         got = await trio.to_thread.run_sync(_read, req["path"], keys)

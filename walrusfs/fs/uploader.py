@@ -27,7 +27,7 @@ from cache.staging import Key
 from chain import errors as chain_errors
 from walrusfs.fs import crypto
 from walrusfs.fs.content import Content
-from walrusfs.fs.schema import ROOT_INODE
+from walrusfs.fs.schema import path_of
 from walrusfs.fs.upload_worker import UploadWorker, result_from_json
 from walrusfs.store.client import StoreResult
 from walrusfs.store.errors import StoreError
@@ -65,22 +65,6 @@ class UploadStats:
     last_error: str | None = None
     last_error_at: float | None = None
     recent: list[str] = field(default_factory=list)
-
-
-def path_of(db: sqlite3.Connection, inode: int) -> str | None:
-    """A path of the inode from the root (its first link), None once it has no name."""
-    parts: list[bytes] = []
-    seen = set()
-    while inode != ROOT_INODE:
-        row = db.execute(
-            "SELECT parent, name FROM dentries WHERE inode = ? ORDER BY id LIMIT 1", (inode,)
-        ).fetchone()
-        if row is None or inode in seen:
-            return None
-        seen.add(inode)
-        parts.append(bytes(row[1]))
-        inode = int(row[0])
-    return b"/".join(reversed(parts)).decode("utf-8", "surrogateescape")
 
 
 class Uploader:

@@ -1,0 +1,166 @@
+"""Blob lifetime: extend blobs before their end epoch, and say so loudly when that fails.
+
+Every Walrus blob is paid for until an end epoch; after it the nodes may drop its slivers and
+the file is gone. The renewer checks the volume's blobs every `interval` seconds and at every
+`walrusfs sync`: blobs whose end epoch is within `horizon` epochs are extended by `epochs`
+(paid in WAL by the upload worker, the one process that sends transactions). Blobs within
+`warn_horizon` that are not being renewed (renewals off, or failing for lack of WAL) are
+reported in `walrusfs status` and in the log at every check, long before they expire.
+
+Policy per volume (params `renew`, `renew_horizon`, `renew_epochs`), set by `walrusfs mount
+--renew-horizon N --renew-epochs N --no-renew` and kept for the next mounts.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from chain import errors as chain_errors
+from chain.client import WalrusChain
+from walrusfs.fs import schema
+from walrusfs.store.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+Call = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class RenewPolicy:
+    enabled: bool = True
+    horizon: int = 2  # extend blobs ending within this many epochs
+    epochs: int = 10  # by this many epochs
+
+    @property
+    def warn_horizon(self) -> int:
+        return self.horizon + max(2, self.horizon)
+
+    @classmethod
+    def of_volume(
+        cls,
+        db: sqlite3.Connection,
+        *,
+        enabled: bool | None,
+        horizon: int | None,
+        epochs: int | None,
+        default_epochs: int,
+    ) -> RenewPolicy:
+        """The volume's stored policy, with the given values (not None) replacing it."""
+        stored_on = schema.get_param(db, "renew")
+        stored_h = schema.get_param(db, "renew_horizon")
+        stored_e = schema.get_param(db, "renew_epochs")
+        policy = cls(
+            enabled if enabled is not None else stored_on != "0",
+            horizon if horizon is not None else int(stored_h or cls.horizon),
+            epochs if epochs is not None else int(stored_e or default_epochs),
+        )
+        schema.set_param(db, "renew", "1" if policy.enabled else "0")
+        schema.set_param(db, "renew_horizon", str(policy.horizon))
+        schema.set_param(db, "renew_epochs", str(policy.epochs))
+        return policy
+
+
+class Renewer:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        call: Call,
+        chain: WalrusChain,
+        policy: RenewPolicy,
+        *,
+        interval: float = 600.0,
+        describe: Callable[[int], str] = str,
+    ) -> None:
+        self.db = db
+        self.call = call
+        self.chain = chain
+        self.policy = policy
+        self.interval = interval
+        self.describe = describe  # blobs row id -> the files it holds, for log lines
+        self.epoch: int | None = None
+        self.extended = 0
+        self.wal_spent = 0
+        self.last_error: str | None = None
+        self.expiring: tuple[int, int | None] = (0, None)  # (blobs, earliest end epoch)
+        self._lock = trio.Lock()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            try:
+                await self.check()
+            except (StoreError, chain_errors.ChainError, OSError) as exc:
+                log.warning("blob renewal check failed (retried): %s", exc)
+            await trio.sleep(self.interval)
+
+    def expired(self, blob_row: int) -> int | None:
+        """The end epoch of a blob that has expired by the last known epoch, else None."""
+        if self.epoch is None:
+            return None
+        row = self.db.execute("SELECT end_epoch FROM blobs WHERE id = ?", (blob_row,)).fetchone()
+        if row is not None and int(row[0]) <= self.epoch:
+            return int(row[0])
+        return None
+
+    async def check(self) -> None:
+        async with self._lock:
+            info = await self.chain.system_info()
+            self.epoch = epoch = info.epoch
+            if self.policy.enabled:
+                await self._renew(epoch)
+            self._report(epoch)
+
+    async def _renew(self, epoch: int) -> None:
+        due = self.db.execute(
+            "SELECT id, object_id, end_epoch FROM blobs WHERE refcount > 0 AND end_epoch > ? "
+            "AND end_epoch - ? <= ? ORDER BY end_epoch",
+            (epoch, epoch, self.policy.horizon),
+        ).fetchall()
+        for row_id, object_id, end_epoch in due:
+            try:
+                answer = await self.call(
+                    {"op": "extend", "object_id": object_id, "epochs": self.policy.epochs}
+                )
+            except (StoreError, chain_errors.ChainError, OSError) as exc:
+                self.last_error = str(exc)
+                log.error(
+                    "cannot extend blob %s (ends at epoch %d, now %d; holds %s): %s",
+                    object_id, end_epoch, epoch, self.describe(row_id), exc,
+                )  # fmt: skip
+                return
+            self.db.execute(
+                "UPDATE blobs SET end_epoch = ? WHERE id = ?", (answer["end_epoch"], row_id)
+            )
+            self.extended += 1
+            self.wal_spent += int(answer["paid"])
+            log.info(
+                "extended blob %s from epoch %d to %d", object_id, end_epoch, answer["end_epoch"]
+            )
+        self.last_error = None
+
+    def _report(self, epoch: int) -> None:
+        count, earliest = self.db.execute(
+            "SELECT count(*), min(end_epoch) FROM blobs WHERE refcount > 0 AND end_epoch - ? <= ?",
+            (epoch, self.policy.warn_horizon),
+        ).fetchone()
+        self.expiring = (int(count), None if earliest is None else int(earliest))
+        if not count:
+            return
+        why = (
+            "renewals are off for this volume (mount with --renew to turn them on)"
+            if not self.policy.enabled
+            else f"renewal fails: {self.last_error}"
+            if self.last_error
+            else "renewal is under way"
+        )
+        if not self.policy.enabled or self.last_error:
+            log.warning(
+                "%d blob(s) expire by epoch %d (now %d) and their files are lost then: %s",
+                count, earliest, epoch, why,
+            )  # fmt: skip
