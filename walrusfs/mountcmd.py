@@ -30,7 +30,9 @@ from walrusfs.blobcmd import ProgressBar, user_errors
 from walrusfs.config import Paths
 from walrusfs.devnet.launcher import Devnet
 from walrusfs.errors import ExitCode, ServiceError, UsageError, UserError
-from walrusfs.fs.mount import MountOptions, is_mountpoint, run
+from walrusfs.fs.fsck import Report, run_checks, staged_chunks, upload_staged
+from walrusfs.fs.mount import MountOptions, is_mountpoint, lock_volume, run
+from walrusfs.fs.schema import set_param
 from walrusfs.fs.uploader import UploadConfig
 
 log = logging.getLogger(__name__)
@@ -316,6 +318,63 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fsck(args: argparse.Namespace) -> int:
+    """Check and repair an unmounted volume: database, staging, chain; upload what is staged
+    (exit 0 clean, 10 repaired, 11 data lost; docs/exit-codes.md)."""
+    paths = Paths.from_env()
+    volume_dir = _volume_dir(paths, args.volume)
+    db_path = volume_dir / "meta.db"
+    if not db_path.exists():
+        raise UsageError(
+            f"volume {args.volume} has no database ({db_path}); mounting it restores the newest "
+            "checkpoint from Walrus"
+        )
+    lock = lock_volume(volume_dir)
+    try:
+        devnet = Devnet(paths.data_dir)
+        devnet.up()
+        chain = WalrusChain(devnet.spec().profile(), devnet.wallet().active)
+
+        async def main() -> Report:
+            try:
+                report, db, staging = await run_checks(db_path, volume_dir / "staging", chain)
+                try:
+                    damaged = any("database is damaged" in x for x in report.lost)
+                    staged = 0 if damaged else staged_chunks(db)
+                    if staged and not args.no_upload:
+                        print(f"uploading {staged} staged chunk(s)...", file=sys.stderr)
+                        worker = [sys.executable, "-m", "walrusfs.fs.upload_worker",
+                                  "--devnet", str(paths.data_dir)]  # fmt: skip
+                        await upload_staged(
+                            db, staging, chain, volume_dir, worker, epochs=args.epochs
+                        )
+                    elif staged:
+                        report.notes.append(f"{staged} staged chunk(s) upload at the next mount")
+                    if not damaged:
+                        db.execute("BEGIN")
+                        set_param(db, "clean_unmount", "1")
+                        db.execute("COMMIT")
+                finally:
+                    db.close()
+                    staging.close()
+                return report
+            finally:
+                await chain.close()
+
+        report = trio.run(main)
+    finally:
+        os.close(lock)
+    for line in report.repaired:
+        print(f"repaired: {line}")
+    for line in report.lost:
+        print(f"LOST: {line}")
+    for line in report.notes:
+        print(f"note: {line}")
+    verdict = {0: "clean", 10: "repaired, nothing lost", 11: "DATA LOST (see above)"}
+    print(f"volume {args.volume}: {verdict[report.exit_code]}")
+    return report.exit_code
+
+
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("mount", help=cmd_mount.__doc__, description=cmd_mount.__doc__)
     p.add_argument(
@@ -396,6 +455,14 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_mount)  # fmt: skip
+
+    p = sub.add_parser("fsck", help=cmd_fsck.__doc__, description=cmd_fsck.__doc__)
+    p.add_argument("--volume", default="default", help="volume name (default: default)")
+    p.add_argument("--no-upload", action="store_true", help="do not upload staged chunks")
+    p.add_argument(
+        "--epochs", type=int, default=10, help="storage epochs bought per blob (default 10)"
+    )
+    p.set_defaults(func=cmd_fsck)
 
     p = sub.add_parser("umount", help=cmd_umount.__doc__, description=cmd_umount.__doc__)
     p.add_argument("mountpoint", nargs="?", metavar="MOUNTPOINT")

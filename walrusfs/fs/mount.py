@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import faulthandler
+import fcntl
 import logging
 import os
 import signal
@@ -280,6 +281,22 @@ class Volume:
             await trio.sleep(REFRESH_INTERVAL)
 
 
+def lock_volume(volume_dir: Path) -> int:
+    """Hold the volume's lock file for the life of the process: one mount or fsck at a time
+    (the lock goes with the process, even on kill -9)."""
+    volume_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(volume_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UsageError(
+            f"volume {volume_dir.name} is in use by another walrusfs process (mounted, or fsck "
+            "running): unmount it first"
+        ) from None
+    return fd
+
+
 def describe_blob(db: sqlite3.Connection, row: int) -> str:
     """The files a blob holds, for log lines (at most three named)."""
     inodes = [
@@ -297,7 +314,7 @@ KEY_FILE = "volume.key"
 
 
 def load_keys(
-    options: MountOptions, db: sqlite3.Connection, chain: WalrusChain, *, new: bool
+    volume_dir: Path, db: sqlite3.Connection, chain: WalrusChain, *, new: bool, public: bool
 ) -> tuple[crypto.VolumeKeys | None, bytes | None]:
     """The volume's keys (None, None for a public volume).
 
@@ -308,18 +325,18 @@ def load_keys(
     """
     encryption = schema.get_param(db, "encryption") or "none"
     if encryption == "none":
-        if not new and not options.public:
-            log.info("volume %s is public: its blobs are plaintext", options.volume_dir.name)
+        if not new and not public:
+            log.info("volume %s is public: its blobs are plaintext", volume_dir.name)
         return None, None
-    if options.public and not new:
+    if public and not new:
         raise MountError(
-            f"volume {options.volume_dir.name} is encrypted; --public applies to new volumes "
+            f"volume {volume_dir.name} is encrypted; --public applies to new volumes "
             "only (create another volume with --volume NAME --public)", ExitCode.USAGE,
         )  # fmt: skip
     if encryption != "wfe1":
         raise MountError(f"unknown encryption {encryption!r} in this volume", ExitCode.USAGE)
     volume_id = schema.get_param(db, "volume_id") or ""
-    key_file = options.volume_dir / KEY_FILE
+    key_file = volume_dir / KEY_FILE
     if key_file.exists():
         try:
             key = bytes.fromhex(key_file.read_text(encoding="ascii").strip())
@@ -358,8 +375,9 @@ def write_private(path: Path, text: str) -> None:
     tmp.rename(path)
 
 
-def _repair(db: sqlite3.Connection, staging: Staging) -> None:
-    """Bring database and staging area back in line after a crash (docs/mount.md)."""
+def repair(db: sqlite3.Connection, staging: Staging) -> int:
+    """Bring database and staging area back in line after a crash (docs/durability.md);
+    the number of staging files removed."""
     live = {
         (int(i), int(c))
         for i, c in db.execute("SELECT inode, chunkno FROM chunks WHERE staged = 1")
@@ -392,6 +410,7 @@ def _repair(db: sqlite3.Connection, staging: Staging) -> None:
         for table, col in (("chunks", "inode"), ("symlinks", "inode"), ("xattrs", "inode"),
                            ("inodes", "id")):  # fmt: skip
             db.execute(f"DELETE FROM {table} WHERE {col} = ?", (inode,))
+    return removed
 
 
 async def run(
@@ -405,6 +424,7 @@ async def run(
     """Mount and serve until unmounted. `ready(None)` once the mount is live, `ready(message)`
     if it failed before that."""
     check_mountpoint(options.mountpoint)
+    lock_volume(options.volume_dir)
     cache = SliverCache(options.cache_dir / "slivers", options.cache_bytes)
     # no RangeCache: Content keeps its own segment cache of what the store returns
     store = WalrusStore(chain, cache=cache)
@@ -424,7 +444,7 @@ async def run(
             )  # fmt: skip
         except schema.SchemaMismatch as exc:
             raise MountError(str(exc), ExitCode.USAGE) from None
-        keys, volume_key = load_keys(options, db, chain, new=new)
+        keys, volume_key = load_keys(options.volume_dir, db, chain, new=new, public=options.public)
         chunk_size = int(schema.get_param(db, "chunk_size") or chunk_size)
         if chunk_size > params.max_blob_size:
             raise MountError(
@@ -435,7 +455,7 @@ async def run(
         if schema.get_param(db, "clean_unmount") != "1" and not restored:
             log.warning("the last mount of this volume did not end cleanly; repairing")
         db.execute("BEGIN")
-        _repair(db, staging)
+        repair(db, staging)
         schema.set_param(db, "clean_unmount", "0")
         db.execute("COMMIT")
         segment_bytes = min(256 << 20, options.memory_bytes // 8)

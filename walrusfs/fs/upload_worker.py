@@ -197,6 +197,9 @@ async def _serve(data_dir: Path) -> None:
                         )
                         continue
                     nursery.start_soon(handle, req)
+            # stdin closed: the mount unmounted or died (kill -9). Stop at once: an upload
+            # finished now would be certified with no one to record it.
+            nursery.cancel_scope.cancel()
     finally:
         await store.close()
         await chain.close()

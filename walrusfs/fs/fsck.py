@@ -1,0 +1,284 @@
+"""`walrusfs fsck`: reconcile a volume's database with its staging area and the chain.
+
+Run on an unmounted volume (the mount holds `<volume>/lock`). Each check repairs what it can
+and says what it did; the exit code says what the user must know (docs/exit-codes.md):
+
+    0   clean
+    10  errors were found and repaired; no data was lost
+    11  data was lost (the files are named): a blob expired or was deleted, a staged chunk's
+        file is gone, or the database is damaged (restore a checkpoint: move meta.db away and
+        mount)
+
+Checks, in order (docs/durability.md has the crash windows they repair):
+ 1. SQLite integrity.
+ 2. staging <-> chunks (mount._repair): staging files no chunk refers to are removed; a staged
+    chunk without its file reverts to its last upload (named: lost data if it had none).
+ 3. dentries naming missing inodes are removed; inodes no dentry names are moved to
+    /lost+found/<inode>; link counts are recounted.
+ 4. chunks referring to missing blob rows become holes (named).
+ 5. blob reference counts are recounted.
+ 6. chain: the wallet's Blob objects of this volume that the database does not know (an
+    upload certified just before a crash) are recorded as unused, so the next mount deletes
+    them and reuses their Storage; blobs the database uses that are gone or expired on chain
+    are reported with the files they held.
+ 7. staged chunks are uploaded now (unless --no-upload) and a checkpoint is taken.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import stat
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+import codec
+from cache.staging import Staging
+from chain import errors as chain_errors
+from chain.client import WalrusChain
+from walrusfs.fs import schema
+from walrusfs.fs.checkpoint import Checkpointer
+from walrusfs.fs.content import Content
+from walrusfs.fs.mount import load_keys, repair
+from walrusfs.fs.schema import ROOT_INODE, path_of
+from walrusfs.fs.upload_worker import UploadWorker
+from walrusfs.fs.uploader import UploadConfig, Uploader
+from walrusfs.store.client import WalrusStore
+from walrusfs.store.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+LOST_FOUND = b"lost+found"
+
+
+@dataclass
+class Report:
+    repaired: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 11 if self.lost else 10 if self.repaired else 0
+
+    def fix(self, message: str) -> None:
+        log.warning("fsck: repaired: %s", message)
+        self.repaired.append(message)
+
+    def loss(self, message: str) -> None:
+        log.error("fsck: DATA LOST: %s", message)
+        self.lost.append(message)
+
+
+def check_database(db: sqlite3.Connection, staging: Staging, report: Report) -> None:
+    """Checks 2-5 (local only), in one transaction."""
+    db.execute("BEGIN")
+    for inode, chunkno, blob in db.execute(
+        "SELECT inode, chunkno, blob FROM chunks WHERE staged = 1"
+    ).fetchall():
+        if not staging.exists((inode, chunkno)):
+            name = path_of(db, inode) or f"inode {inode}"
+            if blob is None:
+                report.loss(f"{name}: chunk {chunkno} was staged and its staging file is gone")
+            else:
+                report.loss(
+                    f"{name}: chunk {chunkno} lost its unsynced changes (back to its last upload)"
+                )
+    removed = repair(db, staging)
+    if removed:
+        report.fix(f"removed {removed} staging file(s) no chunk refers to")
+    _check_tree(db, report)
+    _check_chunks(db, report)
+    _recount_blobs(db, report)
+    db.execute("COMMIT")
+
+
+def _check_tree(db: sqlite3.Connection, report: Report) -> None:
+    n = db.execute("DELETE FROM dentries WHERE inode NOT IN (SELECT id FROM inodes)").rowcount
+    if n:
+        report.fix(f"removed {n} directory entrie(s) naming missing inodes")
+    n = db.execute("DELETE FROM dentries WHERE parent NOT IN (SELECT id FROM inodes)").rowcount
+    if n:
+        report.fix(f"removed {n} entrie(s) of missing directories")
+    orphans = db.execute(
+        "SELECT id, mode FROM inodes WHERE id != ? AND nlink > 0 AND id NOT IN "
+        "(SELECT inode FROM dentries)",
+        (ROOT_INODE,),
+    ).fetchall()
+    if orphans:
+        lf = _lost_found(db)
+        for inode, _mode in orphans:
+            db.execute(
+                "INSERT INTO dentries (parent, name, inode) VALUES (?, ?, ?)",
+                (lf, str(inode).encode(), inode),
+            )
+            report.fix(f"inode {inode} had no name: now /lost+found/{inode}")
+    for inode, mode, nlink in db.execute("SELECT id, mode, nlink FROM inodes").fetchall():
+        if stat.S_ISDIR(mode):
+            want = 2 + int(
+                db.execute(
+                    "SELECT count(*) FROM dentries d JOIN inodes i ON i.id = d.inode "
+                    "WHERE d.parent = ? AND i.mode & ? = ?",
+                    (inode, 0o170000, stat.S_IFDIR),
+                ).fetchone()[0]
+            )
+        else:
+            want = int(
+                db.execute("SELECT count(*) FROM dentries WHERE inode = ?", (inode,)).fetchone()[0]
+            )
+            if want == 0:
+                continue  # open-unlinked at the crash: purged by the repair
+        if want != nlink:
+            db.execute("UPDATE inodes SET nlink = ? WHERE id = ?", (want, inode))
+            report.fix(f"{path_of(db, inode) or inode}: link count {nlink} -> {want}")
+
+
+def _lost_found(db: sqlite3.Connection) -> int:
+    row = db.execute(
+        "SELECT inode FROM dentries WHERE parent = ? AND name = ?", (ROOT_INODE, LOST_FOUND)
+    ).fetchone()
+    if row is not None:
+        return int(row[0])
+    now = time.time_ns()
+    cur = db.execute(
+        "INSERT INTO inodes (mode, uid, gid, nlink, atime_ns, mtime_ns, ctime_ns, btime_ns) "
+        "VALUES (?, 0, 0, 2, ?, ?, ?, ?)",
+        (stat.S_IFDIR | 0o700, now, now, now, now),
+    )
+    inode = int(cur.lastrowid or 0)
+    db.execute(
+        "INSERT INTO dentries (parent, name, inode) VALUES (?, ?, ?)",
+        (ROOT_INODE, LOST_FOUND, inode),
+    )
+    db.execute("UPDATE inodes SET nlink = nlink + 1 WHERE id = ?", (ROOT_INODE,))
+    return inode
+
+
+def _check_chunks(db: sqlite3.Connection, report: Report) -> None:
+    for inode, chunkno in db.execute(
+        "SELECT inode, chunkno FROM chunks WHERE blob IS NOT NULL AND staged = 0 "
+        "AND blob NOT IN (SELECT id FROM blobs)"
+    ).fetchall():
+        db.execute("DELETE FROM chunks WHERE inode = ? AND chunkno = ?", (inode, chunkno))
+        report.loss(f"{path_of(db, inode) or inode}: chunk {chunkno} refers to a missing blob")
+
+
+def _recount_blobs(db: sqlite3.Connection, report: Report) -> None:
+    for row_id, kind, refcount in db.execute("SELECT id, kind, refcount FROM blobs").fetchall():
+        if kind == "checkpoint":
+            continue  # kept by retention, not by chunks
+        want = int(
+            db.execute("SELECT count(*) FROM chunks WHERE blob = ?", (row_id,)).fetchone()[0]
+        )
+        if want != refcount:
+            db.execute(
+                "UPDATE blobs SET refcount = ?, deleted_at = CASE WHEN ? = 0 THEN "
+                "coalesce(deleted_at, ?) ELSE NULL END WHERE id = ?",
+                (want, want, time.time(), row_id),
+            )
+            report.fix(f"blob row {row_id}: reference count {refcount} -> {want}")
+
+
+async def check_chain(db: sqlite3.Connection, chain: WalrusChain, report: Report) -> None:
+    """Check 6: the database against the wallet's Blob objects."""
+    volume_id = schema.get_param(db, "volume_id")
+    epoch = (await chain.system_info()).epoch
+    owned = {b.id: b for b in await chain.blobs(valid_only=False)}
+    known = {
+        str(oid): (int(rid), int(ref), str(kind))
+        for rid, oid, ref, kind in db.execute("SELECT id, object_id, refcount, kind FROM blobs")
+    }
+    for oid, (rid, refcount, _kind) in known.items():
+        blob = owned.get(oid)
+        gone = blob is None or blob.storage.end_epoch <= epoch
+        if not gone or refcount <= 0:
+            if blob is None and refcount <= 0:
+                db.execute("DELETE FROM blobs WHERE id = ?", (rid,))
+            continue
+        files = [
+            path_of(db, int(i)) or f"inode {i}"
+            for (i,) in db.execute("SELECT DISTINCT inode FROM chunks WHERE blob = ?", (rid,))
+        ]
+        state = "no longer exists" if blob is None else f"expired at epoch {blob.storage.end_epoch}"
+        if files:
+            report.loss(f"blob {oid} {state}; it held: {', '.join(files)}")
+        else:
+            report.notes.append(f"checkpoint blob {oid} {state}")
+    for oid, blob in owned.items():
+        if oid in known or blob.certified_epoch is None:
+            continue
+        attrs = await chain.attributes(oid)
+        if attrs.get("walrusfs:volume") != volume_id:
+            continue
+        db.execute(
+            "INSERT INTO blobs (blob_id, object_id, kind, size, encoded_size, end_epoch, "
+            "refcount, deleted_at) VALUES (?, ?, ?, ?, 0, ?, 0, ?)",
+            (str(codec.BlobId.from_u256(blob.blob_id)), oid, attrs.get("walrusfs:kind", "blob"),
+             blob.size, blob.storage.end_epoch, time.time()),
+        )  # fmt: skip
+        report.fix(f"blob {oid} of this volume was not recorded: marked unused (deleted at mount)")
+
+
+def staged_chunks(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT count(*) FROM chunks WHERE staged = 1").fetchone()[0])
+
+
+async def run_checks(
+    db_path: Path, staging_dir: Path, chain: WalrusChain | None
+) -> tuple[Report, sqlite3.Connection, Staging]:
+    """Checks 1-6; the caller uploads (check 7) with the returned database and staging."""
+    report = Report()
+    db = schema.connect(db_path)
+    result = db.execute("PRAGMA integrity_check").fetchone()[0]
+    if result != "ok":
+        report.loss(f"the database is damaged ({result}): restore a checkpoint")
+        return report, db, Staging(staging_dir)
+    staging = Staging(staging_dir)
+    check_database(db, staging, report)
+    if chain is not None:
+        try:
+            await check_chain(db, chain, report)
+        except (StoreError, chain_errors.ChainError, OSError) as exc:
+            report.notes.append(f"the chain could not be checked: {exc}")
+    return report, db, staging
+
+
+async def upload_staged(
+    db: sqlite3.Connection,
+    staging: Staging,
+    chain: WalrusChain,
+    volume_dir: Path,
+    worker_argv: list[str],
+    *,
+    epochs: int,
+) -> None:
+    """Check 7: upload every staged chunk and take a checkpoint, as a mount would."""
+    store = WalrusStore(chain)
+    try:
+        params = (await store.committee()).params
+        keys, key = load_keys(volume_dir, db, chain, new=False, public=False)
+        chunk_size = int(schema.get_param(db, "chunk_size") or 0)
+        content = Content(db, staging, store, chunk_size, keys=keys)
+        worker = UploadWorker(worker_argv, key=key)
+        uploader = Uploader(
+            db, content, worker, config=UploadConfig(delay=0.0, epochs=epochs),
+            volume_id=schema.get_param(db, "volume_id") or "", params=params, keys=keys,
+            volume_name=volume_dir.name,
+        )  # fmt: skip
+        checkpointer = Checkpointer(
+            db, volume_dir / "meta.db", worker.call, name=volume_dir.name, epochs=epochs,
+            interval=3600.0, keys=keys,
+        )  # fmt: skip
+        async with trio.open_nursery() as nursery:
+            await nursery.start(worker.run)
+            await nursery.start(uploader.run)
+            await uploader.flush()
+            await checkpointer.checkpoint()
+            nursery.cancel_scope.cancel()
+        with trio.CancelScope(shield=True):
+            await worker.aclose()
+    finally:
+        await store.close()
