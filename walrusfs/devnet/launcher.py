@@ -102,7 +102,9 @@ def shard_ranges(n_shards: int, n_nodes: int) -> list[list[int]]:
 
 class Devnet:
     def __init__(self, data_dir: Path) -> None:
-        self.root = data_dir / "devnet"
+        # resolved: a process is recognised by the path in its command line, and a devnet
+        # reached through a symlink (a data directory moved to another disk) is the same devnet
+        self.root = (data_dir / "devnet").resolve()
         self.spec_path = self.root / DEVNET_FILE
         self.sui_dir = self.root / "sui"
         self.wallet_dir = self.root / "wallet"
