@@ -42,6 +42,8 @@ from codec.params import ENCODING_TYPE_RS2, EncodingParams
 
 log = logging.getLogger(__name__)
 
+ATTRIBUTE_READS = 16  # concurrent attribute reads in attributes_of
+
 SUI_COIN = "0x2::coin::Coin<0x2::sui::SUI>"
 DEFAULT_GAS_BUDGET = 50_000_000  # MIST (0.05 SUI)
 
@@ -395,6 +397,22 @@ class WalrusChain:
     async def attributes(self, blob_object_id: str) -> dict[str, str]:
         """The blob's attributes (its `metadata` dynamic field); {} when it has none."""
         return await self._run(self._attributes(blob_object_id))  # type: ignore[no-any-return]
+
+    async def attributes_of(self, blob_object_ids: list[str]) -> dict[str, dict[str, str]]:
+        """The attributes of many blobs, fetched concurrently (one request each; listing a
+        wallet's volumes reads them all)."""
+
+        async def go() -> dict[str, dict[str, str]]:
+            limit = asyncio.Semaphore(ATTRIBUTE_READS)
+
+            async def one(object_id: str) -> dict[str, str]:
+                async with limit:
+                    return await self._attributes(object_id)
+
+            found = await asyncio.gather(*(one(i) for i in blob_object_ids))
+            return dict(zip(blob_object_ids, found, strict=True))
+
+        return await self._run(go())  # type: ignore[no-any-return]
 
     async def _attributes(self, blob_object_id: str) -> dict[str, str]:
         try:

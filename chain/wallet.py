@@ -179,9 +179,9 @@ class Wallet:
             if path.exists():
                 raise WalletExists(f"{path} already exists; refusing to overwrite a wallet")
         key = Keypair.generate()
-        _write_private(keystore_path, json.dumps([key.keystring()], indent=2) + "\n")
+        write_private(keystore_path, json.dumps([key.keystring()], indent=2) + "\n")
         aliases = [{"alias": "walrusfs", "public_key_base64": key.public_key_base64()}]
-        _write_private(directory / "sui.aliases", json.dumps(aliases, indent=2) + "\n")
+        write_private(directory / "sui.aliases", json.dumps(aliases, indent=2) + "\n")
         envs = [{"alias": env_alias, "rpc": rpc, "ws": None, "basic_auth": None}]
         cfg = {
             "keystore": {"File": str(keystore_path)},
@@ -189,7 +189,7 @@ class Wallet:
             "active_env": env_alias,
             "active_address": key.address,
         }
-        _write_private(config_path, yaml.safe_dump(cfg, sort_keys=False))
+        write_private(config_path, yaml.safe_dump(cfg, sort_keys=False))
         log.info("created wallet %s with address %s", config_path, key.address)
         return cls(config_path, keystore_path, [key], key.address, envs, env_alias)
 
@@ -222,7 +222,7 @@ def read_keystore(path: Path) -> list[Keypair]:
     return keys
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write a 0600 file atomically (temp file, fsync, rename), so a crash leaves old or new."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.devnet_harness import RunningDevnet, heal_all, start_devnet
-from tests.mount_harness import Mount, mount, mounted, xattr
+from tests.mount_harness import Mount, mount, xattr
 
 N_SHARDS = 100  # k_s 67: quilts of up to 66 files, blobs up to 149 MB
 
@@ -164,32 +164,6 @@ def test_uploads_certify_with_one_node_stopped(mnt: Mount, dn: RunningDevnet) ->
     mnt.mount()
     for name, data in files.items():
         assert (mnt.path / name).read_bytes() == data
-
-
-def test_kill_9_loses_nothing_written_and_fsynced(dn: RunningDevnet, tmp_path: Path) -> None:
-    m = Mount(dn, tmp_path / "mnt", "crash")
-    m.mount("--upload-delay", "3600")  # nothing uploads on its own
-    try:
-        data = os.urandom(300_000)
-        fd = os.open(m.path / "precious", os.O_CREAT | os.O_WRONLY, 0o644)
-        os.write(fd, data)
-        os.fsync(fd)
-        os.close(fd)
-        (m.path / "dir").mkdir()
-        assert xattr(m.path / "precious", "state") == "staged"
-        m.kill()
-        assert not mounted(m.path)
-        m.mount()
-        assert (m.path / "precious").read_bytes() == data
-        assert (m.path / "dir").is_dir()
-        m.sync()
-        assert xattr(m.path / "precious", "state") == "certified"
-        m.umount()
-        m.drop_cache()
-        m.mount()
-        assert (m.path / "precious").read_bytes() == data
-    finally:
-        m.teardown()
 
 
 def _backup_source(tmp_path: Path) -> Path:

@@ -30,9 +30,8 @@ from walrusfs.blobcmd import ProgressBar, user_errors
 from walrusfs.config import Paths
 from walrusfs.devnet.launcher import Devnet
 from walrusfs.errors import ExitCode, ServiceError, UsageError, UserError
-from walrusfs.fs.fsck import Report, run_checks, staged_chunks, upload_staged
+from walrusfs.fs.fsck import Report, fsck
 from walrusfs.fs.mount import MountOptions, is_mountpoint, lock_volume, run
-from walrusfs.fs.schema import set_param
 from walrusfs.fs.uploader import UploadConfig
 
 log = logging.getLogger(__name__)
@@ -334,30 +333,19 @@ def cmd_fsck(args: argparse.Namespace) -> int:
         devnet = Devnet(paths.data_dir)
         devnet.up()
         chain = WalrusChain(devnet.spec().profile(), devnet.wallet().active)
+        worker = [
+            sys.executable,
+            "-m",
+            "walrusfs.fs.upload_worker",
+            "--devnet",
+            str(paths.data_dir),
+        ]
 
         async def main() -> Report:
             try:
-                report, db, staging = await run_checks(db_path, volume_dir / "staging", chain)
-                try:
-                    damaged = any("database is damaged" in x for x in report.lost)
-                    staged = 0 if damaged else staged_chunks(db)
-                    if staged and not args.no_upload:
-                        print(f"uploading {staged} staged chunk(s)...", file=sys.stderr)
-                        worker = [sys.executable, "-m", "walrusfs.fs.upload_worker",
-                                  "--devnet", str(paths.data_dir)]  # fmt: skip
-                        await upload_staged(
-                            db, staging, chain, volume_dir, worker, epochs=args.epochs
-                        )
-                    elif staged:
-                        report.notes.append(f"{staged} staged chunk(s) upload at the next mount")
-                    if not damaged:
-                        db.execute("BEGIN")
-                        set_param(db, "clean_unmount", "1")
-                        db.execute("COMMIT")
-                finally:
-                    db.close()
-                    staging.close()
-                return report
+                return await fsck(
+                    volume_dir, chain, worker, upload=not args.no_upload, epochs=args.epochs
+                )
             finally:
                 await chain.close()
 

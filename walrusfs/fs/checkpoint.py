@@ -82,19 +82,16 @@ def _begin_snapshot(db_path: Path) -> sqlite3.Connection:
 
 def _write_snapshot(snap: sqlite3.Connection, out: Path) -> int:
     """Copy the snapshot, compress it into `out` (WFC1); the database bytes copied."""
-    raw = out.with_name(out.name + ".db")
-    raw.unlink(missing_ok=True)
     try:
-        dest = sqlite3.connect(raw)
+        dest = sqlite3.connect(":memory:")
         try:
             snap.backup(dest)
+            data = dest.serialize()
         finally:
             dest.close()
-        data = raw.read_bytes()
     finally:
         snap.execute("COMMIT")
         snap.close()
-        raw.unlink(missing_ok=True)
     with open(out, "wb") as f:
         f.write(MAGIC + zlib.compress(data, 6))
         f.flush()
@@ -102,12 +99,19 @@ def _write_snapshot(snap: sqlite3.Connection, out: Path) -> int:
     return len(data)
 
 
+class CheckpointUnusable(ValueError):
+    """A checkpoint that does not hold this volume's intact database (an older one may)."""
+
+
 def decode_checkpoint(blob: bytes, keys: crypto.VolumeKeys | None) -> bytes:
     """The SQLite database file held by a checkpoint blob."""
-    plain = crypto.open_stream(keys, blob) if keys is not None else blob
-    if plain[:4] != MAGIC:
-        raise ValueError("not a walrusfs checkpoint (bad magic)")
-    return zlib.decompress(plain[4:])
+    try:
+        plain = crypto.open_stream(keys, blob) if keys is not None else blob
+        if plain[:4] != MAGIC:
+            raise CheckpointUnusable("not a walrusfs checkpoint (bad magic)")
+        return zlib.decompress(plain[4:])
+    except (crypto.DecryptError, zlib.error) as exc:
+        raise CheckpointUnusable(str(exc)) from None
 
 
 Call = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -137,14 +141,17 @@ class Checkpointer:
         self._lock = trio.Lock()
         self._changes_at_last = -1  # _changes() when the last snapshot was taken
         self._ignored = 0  # changes that need no checkpoint (see ignore)
-        #: unix time of the snapshot of the newest certified checkpoint: blobs unused since
-        #: before it may be deleted (the uploader asks).
-        self.safe_time = float(schema.get_param(db, "checkpoint_time") or 0.0)
         self.last_error: str | None = None
 
     @property
     def seq(self) -> int:
         return int(schema.get_param(self.db, "checkpoint_seq") or 0)
+
+    @property
+    def time(self) -> float | None:
+        """Unix time of the snapshot of the newest certified checkpoint (None: none yet)."""
+        value = schema.get_param(self.db, "checkpoint_time")
+        return None if value is None else float(value)
 
     def _changes(self) -> int:
         return self.db.total_changes - self._ignored
@@ -166,18 +173,18 @@ class Checkpointer:
             except (StoreError, chain_errors.ChainError, OSError) as exc:
                 log.warning("checkpoint failed (retried at the next interval): %s", exc)
 
-    async def checkpoint(self, *, force: bool = False) -> CheckpointRef | None:
-        """Upload a checkpoint if the database changed since the last one (or `force`)."""
+    async def checkpoint(self) -> None:
+        """Upload a checkpoint if the database changed since the last one."""
         async with self._lock:
-            if not force and not self.dirty():
-                return None
+            if not self.dirty():
+                return
             try:
-                return await self._checkpoint()
+                await self._checkpoint()
             except (StoreError, chain_errors.ChainError, OSError) as exc:
                 self.last_error = str(exc)
                 raise
 
-    async def _checkpoint(self) -> CheckpointRef:
+    async def _checkpoint(self) -> None:
         seq = self.seq + 1
         volume_id = schema.get_param(self.db, "volume_id") or ""
         taken = time.time()
@@ -214,15 +221,10 @@ class Checkpointer:
         # its own bookkeeping is no reason for another checkpoint; changes made while it
         # uploaded are
         self._changes_at_last = self._changes() if before == changes else changes
-        self.safe_time = taken
         self.last_error = None
         log.info(
             "checkpoint %d of volume %s certified: %s (%d bytes of metadata)",
             seq, self.name, r["blob_id"], nbytes,
-        )  # fmt: skip
-        return CheckpointRef(
-            r["object_id"], r["blob_id"], volume_id, self.name, seq, taken, encryption,
-            attributes.get("walrusfs:key-check"), r["size"], r["encoded_size"], r["end_epoch"],
         )  # fmt: skip
 
 
@@ -246,7 +248,7 @@ def _ref(obj: mt.Blob, attrs: dict[str, str]) -> CheckpointRef | None:
             seq=int(attrs["walrusfs:seq"]), time=float(attrs.get("walrusfs:time", "0")),
             encryption=attrs.get("walrusfs:encryption", "none"),
             key_check=attrs.get("walrusfs:key-check"), size=int(obj.size),
-            encoded_size=0, end_epoch=int(obj.storage.end_epoch),
+            encoded_size=int(obj.storage.storage_size), end_epoch=int(obj.storage.end_epoch),
         )  # fmt: skip
     except (KeyError, ValueError):
         return None
@@ -254,11 +256,11 @@ def _ref(obj: mt.Blob, attrs: dict[str, str]) -> CheckpointRef | None:
 
 async def list_checkpoints(chain: WalrusChain, name: str | None = None) -> list[CheckpointRef]:
     """The wallet's certified checkpoints (of volume `name`), newest first."""
+    blobs = [b for b in await chain.blobs(valid_only=True) if b.certified_epoch is not None]
+    attributes = await chain.attributes_of([b.id for b in blobs])
     found = []
-    for blob in await chain.blobs(valid_only=True):
-        if blob.certified_epoch is None:
-            continue
-        attrs = await chain.attributes(blob.id)
+    for blob in blobs:
+        attrs = attributes[blob.id]
         if attrs.get("walrusfs:kind") != KIND:
             continue
         ref = _ref(blob, attrs)
@@ -268,30 +270,23 @@ async def list_checkpoints(chain: WalrusChain, name: str | None = None) -> list[
     return found
 
 
-async def restore(
-    store: WalrusStore, ref: CheckpointRef, db_path: Path, keys: crypto.VolumeKeys | None
-) -> None:
-    """Rebuild the volume database at `db_path` from a checkpoint (atomically)."""
-    if ref.encryption != "none":
-        if keys is None:
-            raise ValueError("an encrypted checkpoint and no volume key")
-        if ref.key_check is not None and ref.key_check != keys.check_value():
-            raise ValueError(
-                "the volume key does not match this checkpoint (another wallet made it)"
-            )
-    blob = await store.read(codec.BlobId.parse(ref.blob_id), use_cache=False)
-    data = await trio.to_thread.run_sync(
-        decode_checkpoint, blob, keys if ref.encryption != "none" else None
-    )
+def _install(data: bytes, ref: CheckpointRef, db_path: Path) -> None:
+    """Write the database, check it is this volume's and intact, record the checkpoint it came
+    from, then rename it into place (a crash leaves no half-restored volume)."""
     db_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = db_path.with_name(db_path.name + ".restore")
     tmp.write_bytes(data)
     check = sqlite3.connect(tmp, isolation_level=None)
     try:
-        if check.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
-            raise ValueError(f"checkpoint {ref.seq} holds a damaged database")
-        if schema.get_param(check, "volume_id") != ref.volume_id:
-            raise ValueError(f"checkpoint {ref.seq} holds another volume's database")
+        try:
+            intact = check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            volume_id = schema.get_param(check, "volume_id")
+        except sqlite3.DatabaseError:
+            intact, volume_id = False, None
+        if not intact:
+            raise CheckpointUnusable(f"checkpoint {ref.seq} holds a damaged database")
+        if volume_id != ref.volume_id:
+            raise CheckpointUnusable(f"checkpoint {ref.seq} holds another volume's database")
         check.execute(
             "INSERT OR IGNORE INTO blobs (blob_id, object_id, kind, size, encoded_size, "
             "end_epoch, refcount, deleted_at) VALUES (?, ?, ?, ?, ?, ?, 1, NULL)",
@@ -303,3 +298,17 @@ async def restore(
     finally:
         check.close()
     os.replace(tmp, db_path)
+
+
+async def restore(
+    store: WalrusStore, ref: CheckpointRef, db_path: Path, keys: crypto.VolumeKeys | None
+) -> None:
+    """Rebuild the volume database at `db_path` from a checkpoint (`keys` None: a plaintext
+    checkpoint). Raises CheckpointUnusable if it does not hold an intact database of its
+    volume."""
+    blob = await store.read(codec.BlobId.parse(ref.blob_id), use_cache=False)
+
+    def decode_and_install() -> None:
+        _install(decode_checkpoint(blob, keys), ref, db_path)
+
+    await trio.to_thread.run_sync(decode_and_install)

@@ -217,12 +217,17 @@ class Content:
         first = seg * CRYPTO_PER_SEGMENT
         if first >= total:
             return b""
-        header = self._headers.get(ident)
-        if header is None:
-            header = await self.store.read(blob_id, 0, crypto.HEADER, use_cache=True)
-            self._headers[ident] = header
         off, length = crypto.cipher_span(first, CRYPTO_PER_SEGMENT, sealed_size)
-        cipher = await self.store.read(blob_id, off, length, use_cache=True)
+        header = self._headers.get(ident)
+        if header is None and first == 0:  # the header comes with the first segments
+            head = await self.store.read(blob_id, 0, off + length, use_cache=True)
+            header, cipher = head[:off], head[off:]
+            self._headers[ident] = header
+        else:
+            if header is None:
+                header = await self.store.read(blob_id, 0, crypto.HEADER, use_cache=True)
+                self._headers[ident] = header
+            cipher = await self.store.read(blob_id, off, length, use_cache=True)
         return await trio.to_thread.run_sync(
             crypto.open_segments, self.keys, header, cipher, first, total
         )

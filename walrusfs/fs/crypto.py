@@ -122,7 +122,7 @@ def seal(keys: VolumeKeys, data: bytes | memoryview) -> bytes:
     out = [MAGIC, salt, prefix]
     for i in range(nseg):
         piece = view[i * SEGMENT : (i + 1) * SEGMENT]
-        out.append(aead.encrypt(_nonce(prefix, i, i == nseg - 1), bytes(piece), None))
+        out.append(aead.encrypt(_nonce(prefix, i, i == nseg - 1), piece, None))
     return b"".join(out)
 
 
@@ -143,7 +143,7 @@ def open_segments(keys: VolumeKeys, header: bytes, cipher: bytes, first: int, to
     while pos < len(view):
         piece = view[pos : pos + CSEGMENT]
         try:
-            out.append(aead.decrypt(_nonce(prefix, i, i == total - 1), bytes(piece), None))
+            out.append(aead.decrypt(_nonce(prefix, i, i == total - 1), piece, None))
         except InvalidTag:
             raise DecryptError(f"segment {i} of an encrypted stream does not authenticate") from (
                 None

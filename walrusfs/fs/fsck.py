@@ -59,6 +59,7 @@ class Report:
     repaired: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    damaged: bool = False  # the database itself: nothing else was checked
 
     @property
     def exit_code(self) -> int:
@@ -76,20 +77,16 @@ class Report:
 def check_database(db: sqlite3.Connection, staging: Staging, report: Report) -> None:
     """Checks 2-5 (local only), in one transaction."""
     db.execute("BEGIN")
-    for inode, chunkno, blob in db.execute(
-        "SELECT inode, chunkno, blob FROM chunks WHERE staged = 1"
-    ).fetchall():
-        if not staging.exists((inode, chunkno)):
-            name = path_of(db, inode) or f"inode {inode}"
-            if blob is None:
-                report.loss(f"{name}: chunk {chunkno} was staged and its staging file is gone")
-            else:
-                report.loss(
-                    f"{name}: chunk {chunkno} lost its unsynced changes (back to its last upload)"
-                )
-    removed = repair(db, staging)
-    if removed:
-        report.fix(f"removed {removed} staging file(s) no chunk refers to")
+    done = repair(db, staging)
+    for inode, chunkno, had_upload in done.reverted:
+        name = path_of(db, inode) or f"inode {inode}"
+        report.loss(
+            f"{name}: chunk {chunkno} lost its unsynced changes (back to its last upload)"
+            if had_upload
+            else f"{name}: chunk {chunkno} was staged and its staging file is gone (a hole now)"
+        )
+    if done.removed:
+        report.fix(f"removed {done.removed} staging file(s) no chunk refers to")
     _check_tree(db, report)
     _check_chunks(db, report)
     _recount_blobs(db, report)
@@ -116,24 +113,23 @@ def _check_tree(db: sqlite3.Connection, report: Report) -> None:
                 (lf, str(inode).encode(), inode),
             )
             report.fix(f"inode {inode} had no name: now /lost+found/{inode}")
-    for inode, mode, nlink in db.execute("SELECT id, mode, nlink FROM inodes").fetchall():
-        if stat.S_ISDIR(mode):
-            want = 2 + int(
-                db.execute(
-                    "SELECT count(*) FROM dentries d JOIN inodes i ON i.id = d.inode "
-                    "WHERE d.parent = ? AND i.mode & ? = ?",
-                    (inode, 0o170000, stat.S_IFDIR),
-                ).fetchone()[0]
-            )
-        else:
-            want = int(
-                db.execute("SELECT count(*) FROM dentries WHERE inode = ?", (inode,)).fetchone()[0]
-            )
-            if want == 0:
-                continue  # open-unlinked at the crash: purged by the repair
-        if want != nlink:
-            db.execute("UPDATE inodes SET nlink = ? WHERE id = ?", (want, inode))
-            report.fix(f"{path_of(db, inode) or inode}: link count {nlink} -> {want}")
+    # directories: 2 + subdirectories; others: their names (0 names: open-unlinked at the
+    # crash, purged by the repair)
+    wrong = db.execute(
+        """
+        SELECT id, nlink, want FROM (
+            SELECT i.id, i.nlink, CASE WHEN i.mode & :fmt = :dir THEN 2 + (
+                SELECT count(*) FROM dentries d JOIN inodes c ON c.id = d.inode
+                WHERE d.parent = i.id AND c.mode & :fmt = :dir)
+            ELSE (SELECT count(*) FROM dentries d WHERE d.inode = i.id) END AS want
+            FROM inodes i)
+        WHERE want != nlink AND want > 0
+        """,
+        {"fmt": 0o170000, "dir": stat.S_IFDIR},
+    ).fetchall()
+    for inode, nlink, want in wrong:
+        db.execute("UPDATE inodes SET nlink = ? WHERE id = ?", (want, inode))
+        report.fix(f"{path_of(db, inode) or inode}: link count {nlink} -> {want}")
 
 
 def _lost_found(db: sqlite3.Connection) -> int:
@@ -167,19 +163,18 @@ def _check_chunks(db: sqlite3.Connection, report: Report) -> None:
 
 
 def _recount_blobs(db: sqlite3.Connection, report: Report) -> None:
-    for row_id, kind, refcount in db.execute("SELECT id, kind, refcount FROM blobs").fetchall():
-        if kind == "checkpoint":
-            continue  # kept by retention, not by chunks
-        want = int(
-            db.execute("SELECT count(*) FROM chunks WHERE blob = ?", (row_id,)).fetchone()[0]
+    """Reference counts from the chunks (checkpoints are kept by retention, not by chunks)."""
+    wrong = db.execute(
+        "SELECT b.id, b.refcount, count(c.blob) FROM blobs b LEFT JOIN chunks c ON c.blob = b.id "
+        "WHERE b.kind != 'checkpoint' GROUP BY b.id HAVING count(c.blob) != b.refcount"
+    ).fetchall()
+    for row_id, refcount, want in wrong:
+        db.execute(
+            "UPDATE blobs SET refcount = ?, deleted_at = CASE WHEN ? = 0 THEN "
+            "coalesce(deleted_at, ?) ELSE NULL END WHERE id = ?",
+            (want, want, time.time(), row_id),
         )
-        if want != refcount:
-            db.execute(
-                "UPDATE blobs SET refcount = ?, deleted_at = CASE WHEN ? = 0 THEN "
-                "coalesce(deleted_at, ?) ELSE NULL END WHERE id = ?",
-                (want, want, time.time(), row_id),
-            )
-            report.fix(f"blob row {row_id}: reference count {refcount} -> {want}")
+        report.fix(f"blob row {row_id}: reference count {refcount} -> {want}")
 
 
 async def check_chain(db: sqlite3.Connection, chain: WalrusChain, report: Report) -> None:
@@ -187,39 +182,40 @@ async def check_chain(db: sqlite3.Connection, chain: WalrusChain, report: Report
     volume_id = schema.get_param(db, "volume_id")
     epoch = (await chain.system_info()).epoch
     owned = {b.id: b for b in await chain.blobs(valid_only=False)}
-    known = {
-        str(oid): (int(rid), int(ref), str(kind))
-        for rid, oid, ref, kind in db.execute("SELECT id, object_id, refcount, kind FROM blobs")
-    }
-    for oid, (rid, refcount, _kind) in known.items():
-        blob = owned.get(oid)
-        gone = blob is None or blob.storage.end_epoch <= epoch
-        if not gone or refcount <= 0:
-            if blob is None and refcount <= 0:
-                db.execute("DELETE FROM blobs WHERE id = ?", (rid,))
+    known = set()
+    for row_id, object_id, refcount in db.execute(
+        "SELECT id, object_id, refcount FROM blobs"
+    ).fetchall():
+        known.add(object_id)
+        blob = owned.get(object_id)
+        if refcount <= 0:
+            if blob is None:  # deleted on chain already: only the row was left
+                db.execute("DELETE FROM blobs WHERE id = ?", (row_id,))
             continue
-        files = [
-            path_of(db, int(i)) or f"inode {i}"
-            for (i,) in db.execute("SELECT DISTINCT inode FROM chunks WHERE blob = ?", (rid,))
-        ]
+        if blob is not None and blob.storage.end_epoch > epoch:
+            continue  # in use and alive
         state = "no longer exists" if blob is None else f"expired at epoch {blob.storage.end_epoch}"
+        files = schema.files_of_blob(db, row_id)
         if files:
-            report.loss(f"blob {oid} {state}; it held: {', '.join(files)}")
+            report.loss(f"blob {object_id} {state}; it held: {', '.join(files)}")
         else:
-            report.notes.append(f"checkpoint blob {oid} {state}")
-    for oid, blob in owned.items():
-        if oid in known or blob.certified_epoch is None:
-            continue
-        attrs = await chain.attributes(oid)
+            report.notes.append(f"checkpoint blob {object_id} {state}")
+    unknown = [b for b in owned.values() if b.id not in known and b.certified_epoch is not None]
+    attributes = await chain.attributes_of([b.id for b in unknown])
+    for blob in unknown:
+        attrs = attributes[blob.id]
         if attrs.get("walrusfs:volume") != volume_id:
             continue
         db.execute(
             "INSERT INTO blobs (blob_id, object_id, kind, size, encoded_size, end_epoch, "
-            "refcount, deleted_at) VALUES (?, ?, ?, ?, 0, ?, 0, ?)",
-            (str(codec.BlobId.from_u256(blob.blob_id)), oid, attrs.get("walrusfs:kind", "blob"),
-             blob.size, blob.storage.end_epoch, time.time()),
+            "refcount, deleted_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+            (str(codec.BlobId.from_u256(blob.blob_id)), blob.id,
+             attrs.get("walrusfs:kind", "blob"), blob.size, blob.storage.storage_size,
+             blob.storage.end_epoch, time.time()),
         )  # fmt: skip
-        report.fix(f"blob {oid} of this volume was not recorded: marked unused (deleted at mount)")
+        report.fix(
+            f"blob {blob.id} of this volume was not recorded: marked unused (deleted at mount)"
+        )
 
 
 def staged_chunks(db: sqlite3.Connection) -> int:
@@ -234,7 +230,11 @@ async def run_checks(
     db = schema.connect(db_path)
     result = db.execute("PRAGMA integrity_check").fetchone()[0]
     if result != "ok":
-        report.loss(f"the database is damaged ({result}): restore a checkpoint")
+        report.damaged = True
+        report.loss(
+            f"the database is damaged ({result}): move {db_path} away and mount the volume, "
+            "which restores its newest checkpoint from Walrus"
+        )
         return report, db, Staging(staging_dir)
     staging = Staging(staging_dir)
     check_database(db, staging, report)
@@ -282,3 +282,26 @@ async def upload_staged(
             await worker.aclose()
     finally:
         await store.close()
+
+
+async def fsck(
+    volume_dir: Path, chain: WalrusChain, worker_argv: list[str], *, upload: bool, epochs: int
+) -> Report:
+    """All checks on an unmounted volume (the caller holds its lock)."""
+    report, db, staging = await run_checks(volume_dir / "meta.db", volume_dir / "staging", chain)
+    try:
+        if report.damaged:
+            return report
+        staged = staged_chunks(db)
+        if staged and upload:
+            log.warning("fsck: uploading %d staged chunk(s)", staged)
+            await upload_staged(db, staging, chain, volume_dir, worker_argv, epochs=epochs)
+        elif staged:
+            report.notes.append(f"{staged} staged chunk(s) upload at the next mount")
+        db.execute("BEGIN")
+        schema.set_param(db, "clean_unmount", "1")
+        db.execute("COMMIT")
+        return report
+    finally:
+        db.close()
+        staging.close()

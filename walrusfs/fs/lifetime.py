@@ -75,14 +75,12 @@ class Renewer:
         policy: RenewPolicy,
         *,
         interval: float = 600.0,
-        describe: Callable[[int], str] = str,
     ) -> None:
         self.db = db
         self.call = call
         self.chain = chain
         self.policy = policy
         self.interval = interval
-        self.describe = describe  # blobs row id -> the files it holds, for log lines
         self.epoch: int | None = None
         self.extended = 0
         self.wal_spent = 0
@@ -98,6 +96,13 @@ class Renewer:
             except (StoreError, chain_errors.ChainError, OSError) as exc:
                 log.warning("blob renewal check failed (retried): %s", exc)
             await trio.sleep(self.interval)
+
+    def describe(self, blob_row: int) -> str:
+        """The files a blob holds, for log lines (three named at most)."""
+        files = schema.files_of_blob(self.db, blob_row, limit=4)
+        if not files:
+            return "no file (the metadata checkpoint, or an unused blob)"
+        return ", ".join(files[:3]) + (" and more" if len(files) > 3 else "")
 
     def expired(self, blob_row: int) -> int | None:
         """The end epoch of a blob that has expired by the last known epoch, else None."""
@@ -145,22 +150,23 @@ class Renewer:
         self.last_error = None
 
     def _report(self, epoch: int) -> None:
+        """Count the blobs in use that are at risk: within the warning horizon while nothing
+        renews them (renewals off or failing), and any already expired."""
+        renewing = self.policy.enabled and self.last_error is None
+        horizon = 0 if renewing else self.policy.warn_horizon
         count, earliest = self.db.execute(
             "SELECT count(*), min(end_epoch) FROM blobs WHERE refcount > 0 AND end_epoch - ? <= ?",
-            (epoch, self.policy.warn_horizon),
+            (epoch, horizon),
         ).fetchone()
         self.expiring = (int(count), None if earliest is None else int(earliest))
         if not count:
             return
         why = (
-            "renewals are off for this volume (mount with --renew to turn them on)"
-            if not self.policy.enabled
-            else f"renewal fails: {self.last_error}"
-            if self.last_error
-            else "renewal is under way"
+            f"renewal fails: {self.last_error}"
+            if self.policy.enabled
+            else "renewals are off for this volume (mount with --renew to turn them on)"
         )
-        if not self.policy.enabled or self.last_error:
-            log.warning(
-                "%d blob(s) expire by epoch %d (now %d) and their files are lost then: %s",
-                count, earliest, epoch, why,
-            )  # fmt: skip
+        log.warning(
+            "%d blob(s) expire by epoch %d (now %d) and their files are lost then: %s",
+            count, earliest, epoch, why if not renewing else "they could not be renewed in time",
+        )  # fmt: skip

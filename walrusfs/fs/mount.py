@@ -31,9 +31,15 @@ from cache.slivers import SliverCache
 from cache.staging import Staging
 from chain import errors as chain_errors
 from chain.client import WalrusChain
+from chain.wallet import write_private
 from walrusfs.errors import ExitCode, UsageError, UserError
 from walrusfs.fs import crypto, schema
-from walrusfs.fs.checkpoint import Checkpointer, list_checkpoints, restore
+from walrusfs.fs.checkpoint import (
+    Checkpointer,
+    CheckpointUnusable,
+    list_checkpoints,
+    restore,
+)
 from walrusfs.fs.content import Content
 from walrusfs.fs.lifetime import Renewer, RenewPolicy
 from walrusfs.fs.ops import Operations
@@ -256,7 +262,7 @@ class Volume:
             },
             "checkpoint": {
                 "seq": self.checkpointer.seq,
-                "time": self.checkpointer.safe_time or None,
+                "time": self.checkpointer.time,
                 "pending": self.checkpointer.dirty(),
                 "last_error": self.checkpointer.last_error,
             },
@@ -297,20 +303,26 @@ def lock_volume(volume_dir: Path) -> int:
     return fd
 
 
-def describe_blob(db: sqlite3.Connection, row: int) -> str:
-    """The files a blob holds, for log lines (at most three named)."""
-    inodes = [
-        int(i)
-        for (i,) in db.execute("SELECT DISTINCT inode FROM chunks WHERE blob = ? LIMIT 4", (row,))
-    ]
-    if not inodes:
-        kind = db.execute("SELECT kind FROM blobs WHERE id = ?", (row,)).fetchone()
-        return "the metadata checkpoint" if kind and kind[0] == "checkpoint" else "no file"
-    names = [path_of(db, i) or f"inode {i}" for i in inodes[:3]]
-    return ", ".join(names) + (" and more" if len(inodes) > 3 else "")
-
-
 KEY_FILE = "volume.key"
+
+
+def volume_key(volume_dir: Path, volume_id: str, chain: WalrusChain) -> bytes:
+    """The volume key: `<volume>/volume.key` if present, else derived from the wallet."""
+    key_file = volume_dir / KEY_FILE
+    if not key_file.exists():
+        if chain.key is None:
+            raise MountError("an encrypted volume needs a wallet key", ExitCode.WALLET)
+        return chain.key.derive_secret(crypto.wallet_key_context(volume_id))
+    try:
+        key = bytes.fromhex(key_file.read_text(encoding="ascii").strip())
+    except (ValueError, UnicodeDecodeError):
+        key = b""
+    if len(key) != 32:
+        raise MountError(
+            f"{key_file}: not a volume key (64 hex digits); restore the right file, or delete "
+            "it to derive the key from the wallet", ExitCode.USAGE,
+        )  # fmt: skip
+    return key
 
 
 def load_keys(
@@ -334,21 +346,13 @@ def load_keys(
             "only (create another volume with --volume NAME --public)", ExitCode.USAGE,
         )  # fmt: skip
     if encryption != "wfe1":
-        raise MountError(f"unknown encryption {encryption!r} in this volume", ExitCode.USAGE)
-    volume_id = schema.get_param(db, "volume_id") or ""
+        raise MountError(
+            f"volume {volume_dir.name} uses encryption {encryption!r}, which this walrusfs does "
+            "not know: a newer walrusfs made it (upgrade)", ExitCode.USAGE,
+        )  # fmt: skip
     key_file = volume_dir / KEY_FILE
-    if key_file.exists():
-        try:
-            key = bytes.fromhex(key_file.read_text(encoding="ascii").strip())
-        except (ValueError, UnicodeDecodeError):
-            raise MountError(f"{key_file}: not a hex volume key", ExitCode.USAGE) from None
-        if len(key) != 32:
-            raise MountError(f"{key_file}: a volume key is 32 bytes (64 hex digits)",
-                             ExitCode.USAGE)  # fmt: skip
-    else:
-        if chain.key is None:
-            raise MountError("an encrypted volume needs a wallet key", ExitCode.WALLET)
-        key = chain.key.derive_secret(crypto.wallet_key_context(volume_id))
+    key = volume_key(volume_dir, schema.get_param(db, "volume_id") or "", chain)
+    if not key_file.exists():
         write_private(key_file, key.hex() + "\n")
     keys = crypto.VolumeKeys.from_volume_key(key)
     check = schema.get_param(db, "key_check")
@@ -363,38 +367,37 @@ def load_keys(
     return keys, key
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write a secret atomically, readable by its owner only."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    tmp.rename(path)
+@dataclass
+class Repaired:
+    #: staged chunks whose staging file was missing: (inode, chunkno, had a previous upload)
+    reverted: list[tuple[int, int, bool]] = field(default_factory=list)
+    removed: int = 0  # staging files no chunk referred to
 
 
-def repair(db: sqlite3.Connection, staging: Staging) -> int:
-    """Bring database and staging area back in line after a crash (docs/durability.md);
-    the number of staging files removed."""
+def repair(db: sqlite3.Connection, staging: Staging) -> Repaired:
+    """Bring database and staging area back in line after a crash (docs/durability.md)."""
+    done = Repaired()
     live = {
-        (int(i), int(c))
-        for i, c in db.execute("SELECT inode, chunkno FROM chunks WHERE staged = 1")
+        (int(i), int(c)): blob is not None
+        for i, c, blob in db.execute("SELECT inode, chunkno, blob FROM chunks WHERE staged = 1")
     }
     have = set(staging.keys())
-    for key in sorted(live - have):
-        # impossible by construction (the file is written before the row): report, keep
-        # the previous upload if there is one
-        log.error("staged chunk %s has no staging file; reverting it to its last upload", key)
+    for key in sorted(live.keys() - have):
+        # a file created and never fsynced before a power loss, or a restored checkpoint:
+        # keep the previous upload if there is one
+        log.error(
+            "%s: chunk %d has no staging file; %s", path_of(db, key[0]) or f"inode {key[0]}",
+            key[1], "back to its last upload" if live[key] else "it becomes a hole",
+        )  # fmt: skip
+        done.reverted.append((key[0], key[1], live[key]))
         db.execute(
             "UPDATE chunks SET staged = 0 WHERE inode = ? AND chunkno = ? AND blob IS NOT NULL",
             key,
         )
         db.execute("DELETE FROM chunks WHERE inode = ? AND chunkno = ? AND blob IS NULL", key)
-    removed = staging.sweep(live)
-    if removed:
-        log.info("removed %d staging files no chunk refers to", removed)
+    done.removed = staging.sweep(live)
+    if done.removed:
+        log.info("removed %d staging files no chunk refers to", done.removed)
     # files unlinked while open when the last mount ended
     for (inode,) in db.execute("SELECT id FROM inodes WHERE nlink = 0").fetchall():
         for chunkno, blob in db.execute(
@@ -410,7 +413,7 @@ def repair(db: sqlite3.Connection, staging: Staging) -> int:
         for table, col in (("chunks", "inode"), ("symlinks", "inode"), ("xattrs", "inode"),
                            ("inodes", "id")):  # fmt: skip
             db.execute(f"DELETE FROM {table} WHERE {col} = ?", (inode,))
-    return removed
+    return done
 
 
 async def run(
@@ -424,7 +427,7 @@ async def run(
     """Mount and serve until unmounted. `ready(None)` once the mount is live, `ready(message)`
     if it failed before that."""
     check_mountpoint(options.mountpoint)
-    lock_volume(options.volume_dir)
+    lock = lock_volume(options.volume_dir)
     cache = SliverCache(options.cache_dir / "slivers", options.cache_bytes)
     # no RangeCache: Content keeps its own segment cache of what the store returns
     store = WalrusStore(chain, cache=cache)
@@ -478,11 +481,8 @@ async def run(
             db, enabled=options.renew, horizon=options.renew_horizon,
             epochs=options.renew_epochs, default_epochs=upload.epochs,
         )  # fmt: skip
-        renewer = Renewer(
-            db, worker.call, chain, policy, describe=lambda row: describe_blob(db, row)
-        )
+        renewer = Renewer(db, worker.call, chain, policy)
         content.expired = renewer.expired
-        uploader.safe_time = lambda: checkpointer.safe_time
         uploader.housekeeping = checkpointer.ignore
         volume = Volume(
             options, db, staging=staging, content=content, uploader=uploader, chain=chain,
@@ -539,44 +539,49 @@ async def run(
     finally:
         await store.close()
         cache.close()
+        os.close(lock)
 
 
 async def _restore_if_any(
     options: MountOptions, store: WalrusStore, chain: WalrusChain, db_path: Path
 ) -> bool:
-    """A volume name with no local database: restore its newest checkpoint, if the wallet has
-    one (docs/durability.md, restore anywhere)."""
+    """A volume name with no local database: restore its newest usable checkpoint, if the
+    wallet has one (docs/durability.md, restore anywhere)."""
     name = options.volume_dir.name
     try:
         refs = await list_checkpoints(chain, name)
     except (chain_errors.ChainError, OSError) as exc:
         raise MountError(f"cannot look for checkpoints of volume {name}: {exc}") from None
-    if not refs:
-        return False
-    ref = refs[0]
-    log.warning(
-        "volume %s has no local database: restoring checkpoint %d (%s, taken %s) from Walrus",
-        name, ref.seq, ref.blob_id, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ref.time)),
-    )  # fmt: skip
-    keys = None
-    if ref.encryption != "none":
-        key_file = options.volume_dir / KEY_FILE
-        if key_file.exists():
-            key = bytes.fromhex(key_file.read_text(encoding="ascii").strip())
-        elif chain.key is not None:
-            key = chain.key.derive_secret(crypto.wallet_key_context(ref.volume_id))
-        else:
-            raise MountError("an encrypted volume needs a wallet key", ExitCode.WALLET)
-        keys = crypto.VolumeKeys.from_volume_key(key)
-    try:
-        await restore(store, ref, db_path, keys)
-    except ValueError as exc:
+    failure: Exception | None = None
+    for ref in refs:
+        keys = None
+        if ref.encryption != "none":
+            keys = crypto.VolumeKeys.from_volume_key(
+                volume_key(options.volume_dir, ref.volume_id, chain)
+            )
+            if ref.key_check is not None and ref.key_check != keys.check_value():
+                raise MountError(
+                    f"checkpoint {ref.seq} of volume {name} was made with another key: mount "
+                    f"with the wallet that made it, or put its volume.key in {options.volume_dir}",
+                    ExitCode.WALLET,
+                )  # fmt: skip
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ref.time))
+        log.warning(
+            "volume %s has no local database: restoring checkpoint %d (%s, taken %s) from Walrus",
+            name, ref.seq, ref.blob_id, when,
+        )  # fmt: skip
+        try:
+            await restore(store, ref, db_path, keys)
+            return True
+        except (CheckpointUnusable, StoreError, chain_errors.ChainError, OSError) as exc:
+            log.error("checkpoint %d cannot be restored (%s); trying an older one", ref.seq, exc)
+            failure = exc
+    if failure is not None:
         raise MountError(
-            f"cannot restore volume {name} from checkpoint {ref.seq}: {exc}", ExitCode.WALLET
-        ) from None
-    except (StoreError, chain_errors.ChainError, OSError) as exc:
-        raise MountError(f"cannot read checkpoint {ref.seq} of volume {name}: {exc}") from None
-    return True
+            f"none of the {len(refs)} checkpoint(s) of volume {name} could be restored (last: "
+            f"{failure}); check the network, or mount under another --volume name to start anew"
+        )  # fmt: skip
+    return False
 
 
 async def _final_checkpoint(checkpointer: Checkpointer) -> None:

@@ -201,3 +201,13 @@ def path_of(db: sqlite3.Connection, inode: int) -> str | None:
         parts.append(bytes(row[1]))
         inode = int(row[0])
     return b"/".join(reversed(parts)).decode("utf-8", "surrogateescape")
+
+
+def files_of_blob(db: sqlite3.Connection, blob_row: int, limit: int = -1) -> list[str]:
+    """Paths of the files whose chunks a blob holds (for messages about that blob)."""
+    return [
+        path_of(db, int(inode)) or f"inode {inode}"
+        for (inode,) in db.execute(
+            "SELECT DISTINCT inode FROM chunks WHERE blob = ? LIMIT ?", (blob_row, limit)
+        )
+    ]

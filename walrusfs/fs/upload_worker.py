@@ -163,12 +163,12 @@ async def _serve(data_dir: Path) -> None:
         async with lock:
             await out.send_all(json.dumps(obj).encode() + b"\n")
 
-    keys: list[crypto.VolumeKeys | None] = [None]
+    keys: crypto.VolumeKeys | None = None  # set by the first line ("init")
 
     async def handle(req: dict[str, Any]) -> None:
         rid = req["id"]
         try:
-            await answer({"id": rid, **await _do(store, keys[0], req)})
+            await answer({"id": rid, **await _do(store, keys, req)})
         except chain_errors.ObjectNotFound as exc:
             await answer({"id": rid, "error": str(exc), "type": "not_found"})
         except chain_errors.InsufficientFunds as exc:
@@ -190,7 +190,7 @@ async def _serve(data_dir: Path) -> None:
                     req = json.loads(line)
                     if req["op"] == "init":
                         key = req["key"]
-                        keys[0] = (
+                        keys = (
                             None
                             if key is None
                             else crypto.VolumeKeys.from_volume_key(bytes.fromhex(key))

@@ -27,7 +27,7 @@ from cache.staging import Key
 from chain import errors as chain_errors
 from walrusfs.fs import crypto
 from walrusfs.fs.content import Content
-from walrusfs.fs.schema import path_of
+from walrusfs.fs.schema import get_param, path_of
 from walrusfs.fs.upload_worker import UploadWorker, result_from_json
 from walrusfs.store.client import StoreResult
 from walrusfs.store.errors import StoreError
@@ -99,10 +99,6 @@ class Uploader:
         self._retry_at = 0.0
         self._backoff = config.retry_after
         self._nursery: trio.Nursery | None = None
-        #: unix time before which an unused blob may be deleted: the snapshot time of the
-        #: newest certified checkpoint (walrusfs/fs/checkpoint.py), so that checkpoint never
-        #: refers to a deleted blob. Set by the mount.
-        self.safe_time: Callable[[], float] = lambda: float("inf")
         #: told how many database changes were housekeeping only (Checkpointer.ignore)
         self.housekeeping: Callable[[int], None] = lambda changes: None
 
@@ -392,10 +388,13 @@ class Uploader:
 
     async def _delete_unused(self) -> None:
         """Delete blobs no chunk uses (their Storage goes back to the wallet for reuse)."""
+        # only blobs unused since before the newest certified checkpoint was taken, so that
+        # checkpoint never refers to a deleted blob (walrusfs/fs/checkpoint.py)
+        safe = float(get_param(self.db, "checkpoint_time") or 0.0)
         due = self.db.execute(
             "SELECT id, object_id FROM blobs WHERE refcount <= 0 AND deleted_at < ? "
             "AND (kind = 'checkpoint' OR deleted_at < ?)",
-            (time.time() - DELETE_DELAY, self.safe_time()),
+            (time.time() - DELETE_DELAY, safe),
         ).fetchall()
         for row_id, object_id in due:
             try:
