@@ -166,6 +166,8 @@ def test_quilt_patch_read_equals_file(
         )
         # the fallback when those columns are unreachable: cut it out of the whole blob
         assert codec.patch_from_blob(quilt.data, meta, patch.patch_id(enc.blob_id)) == content
+    # the index read from the whole blob lists every patch with its tags (fsck --rebuild)
+    assert codec.index_from_blob(quilt.data, meta) == list(quilt.patches)
 
 
 @settings(max_examples=200, deadline=None)

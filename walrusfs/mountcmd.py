@@ -32,6 +32,7 @@ from walrusfs.devnet.launcher import Devnet
 from walrusfs.errors import ExitCode, ServiceError, UsageError, UserError
 from walrusfs.fs.fsck import Report, fsck
 from walrusfs.fs.mount import MountOptions, is_mountpoint, lock_volume, run
+from walrusfs.fs.rebuild import RebuildReport, rebuild
 from walrusfs.fs.uploader import UploadConfig
 
 log = logging.getLogger(__name__)
@@ -323,6 +324,8 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     paths = Paths.from_env()
     volume_dir = _volume_dir(paths, args.volume)
     db_path = volume_dir / "meta.db"
+    if args.rebuild:
+        return _rebuild(paths, volume_dir)
     if not db_path.exists():
         raise UsageError(
             f"volume {args.volume} has no database ({db_path}); mounting it restores the newest "
@@ -360,6 +363,39 @@ def cmd_fsck(args: argparse.Namespace) -> int:
         print(f"note: {line}")
     verdict = {0: "clean", 10: "repaired, nothing lost", 11: "DATA LOST (see above)"}
     print(f"volume {args.volume}: {verdict[report.exit_code]}")
+    return report.exit_code
+
+
+def _rebuild(paths: Paths, volume_dir: Path) -> int:
+    """`fsck --rebuild`: the database from the chain's file records (walrusfs/fs/rebuild.py)."""
+    volume_dir.mkdir(parents=True, exist_ok=True)
+    lock = lock_volume(volume_dir)
+    try:
+        devnet = Devnet(paths.data_dir)
+        devnet.up()
+        chain = WalrusChain(devnet.spec().profile(), devnet.wallet().active)
+
+        async def main() -> RebuildReport:
+            try:
+                return await rebuild(volume_dir, chain)
+            finally:
+                await chain.close()
+
+        report = trio.run(main)
+    finally:
+        os.close(lock)
+    for path in report.moved_aside:
+        print(f"kept: {path} (the previous state, renamed)")
+    for line in report.notes:
+        print(f"note: {line}")
+    for line in report.lost:
+        print(f"LOST: {line}")
+    print(
+        f"volume {volume_dir.name}: rebuilt from {report.blobs} blob(s) of volume "
+        f"{report.volume_id}: {report.files} file(s), {report.chunks} chunk(s); "
+        f"{report.unused} blob(s) held only older versions and are deleted after the next "
+        "checkpoint. Directories, symlinks, empty files and xattrs are not in the records."
+    )
     return report.exit_code
 
 
@@ -447,6 +483,12 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("fsck", help=cmd_fsck.__doc__, description=cmd_fsck.__doc__)
     p.add_argument("--volume", default="default", help="volume name (default: default)")
     p.add_argument("--no-upload", action="store_true", help="do not upload staged chunks")
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="make the database again from the file records of the volume's blobs on chain "
+        "(when no checkpoint can be restored; an existing database is kept, renamed)",
+    )
     p.add_argument(
         "--epochs", type=int, default=10, help="storage epochs bought per blob (default 10)"
     )
