@@ -145,10 +145,41 @@ class CostEstimate:
     storage: int  # 0 when `reuse` is set
     write: int
     reuse: mt.Storage | None
+    #: more owned Storage of the same period fused into `reuse` (fuse_amount) when no single
+    #: resource is large enough; what exceeds the blob is split off and kept (split_by_size)
+    fuse: tuple[mt.Storage, ...] = ()
 
     @property
     def total(self) -> int:
         return self.storage + self.write
+
+
+def _storage_for(
+    covering: list[mt.Storage], encoded: int
+) -> tuple[mt.Storage | None, tuple[mt.Storage, ...]]:
+    """Owned Storage to pay a blob of `encoded` bytes with (all covering its period): the
+    smallest resource large enough; else the fewest resources of one period that together are
+    (fused). The excess is split off and kept, so nothing freed by a delete is wasted."""
+    single = [s for s in covering if s.storage_size >= encoded]
+    if single:
+        return min(single, key=lambda s: (s.storage_size, s.end_epoch)), ()
+    periods: dict[tuple[int, int], list[mt.Storage]] = {}
+    for s in covering:
+        periods.setdefault((s.start_epoch, s.end_epoch), []).append(s)
+    best: list[mt.Storage] | None = None
+    for group in periods.values():
+        group.sort(key=lambda s: s.storage_size, reverse=True)
+        total, take = 0, []
+        for s in group:
+            take.append(s)
+            total += s.storage_size
+            if total >= encoded:
+                break
+        if total >= encoded and (best is None or len(take) < len(best)):
+            best = take
+    if best is None:
+        return None, ()
+    return best[0], tuple(best[1:])
 
 
 @dataclass(frozen=True)
@@ -198,6 +229,9 @@ class WalrusChain:
         self.bridge = bridge or AsyncioThread()
         self._client: GrpcProtocolClient | None = None
         self._tx_lock: asyncio.Lock | None = None
+        #: Storage objects chosen by registrations under way: concurrent uploads must not
+        #: pick the same one (the second transaction would name a consumed object)
+        self._claimed: set[str] = set()
 
     async def close(self) -> None:
         if self._client is not None:
@@ -437,14 +471,16 @@ class WalrusChain:
             raise ValueError(f"epochs must be 1..{info.max_epochs_ahead}, got {epochs}")
         encoded = EncodingParams(info.n_shards).encoded_size(size)
         end = info.epoch + epochs
-        candidates = [
+        covering = [
             s
             for s in await self._storages(info, True)
-            if s.storage_size >= encoded and s.start_epoch <= info.epoch and s.end_epoch >= end
+            if s.start_epoch <= info.epoch and s.end_epoch >= end and s.id not in self._claimed
         ]
-        reuse = min(candidates, key=lambda s: (s.storage_size, s.end_epoch), default=None)
+        reuse, fuse = _storage_for(covering, encoded)
         cost = store_cost(encoded, epochs, info.storage_price, info.write_price)
-        return CostEstimate(size, encoded, epochs, 0 if reuse else cost.storage, cost.write, reuse)
+        return CostEstimate(
+            size, encoded, epochs, 0 if reuse else cost.storage, cost.write, reuse, fuse
+        )
 
     # -- transactions -------------------------------------------------------------------------
 
@@ -623,18 +659,51 @@ class WalrusChain:
     ) -> tuple[mt.Blob, CostEstimate, TxResult]:
         info = await self._system_info()
         cost = await self._estimate(info, size, epochs)
+        # no await between the choice (the end of _estimate) and the claim
+        claim = {s.id for s in (cost.reuse, *cost.fuse) if s is not None}
+        self._claimed |= claim
+        try:
+            return await self._register_with(
+                info, cost, blob_id, root_hash, deletable=deletable, attributes=attributes
+            )
+        finally:
+            self._claimed -= claim
+
+    async def _register_with(
+        self,
+        info: SystemInfo,
+        cost: CostEstimate,
+        blob_id: int,
+        root_hash: int,
+        *,
+        deletable: bool,
+        attributes: dict[str, str],
+    ) -> tuple[mt.Blob, CostEstimate, TxResult]:
         storage_ref = await self._owned_ref(cost.reuse.id) if cost.reuse else None
+        fuse_refs = [await self._owned_ref(s.id) for s in cost.fuse]
 
         def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
             system = self._system_arg(ptb, info, True)
-            if storage_ref is not None:
+            if storage_ref is not None and cost.reuse is not None:
                 storage = ptb.owned(storage_ref)
+                for ref in fuse_refs:
+                    ptb.move_call(
+                        info.package_id, "storage_resource", "fuse_amount",
+                        [storage, ptb.owned(ref)],
+                    )  # fmt: skip
+                have = cost.reuse.storage_size + sum(s.storage_size for s in cost.fuse)
+                if have > cost.encoded_size:
+                    rest = ptb.move_call(
+                        info.package_id, "storage_resource", "split_by_size",
+                        [storage, ptb.u64(cost.encoded_size)],
+                    )  # fmt: skip
+                    ptb.transfer([rest], self.address)
             else:
                 storage = ptb.move_call(
                     info.package_id,
                     "system",
                     "reserve_space",
-                    [system, ptb.u64(cost.encoded_size), ptb.u32(epochs), wal],
+                    [system, ptb.u64(cost.encoded_size), ptb.u32(cost.epochs), wal],
                 )
             blob = ptb.move_call(
                 info.package_id,
@@ -645,7 +714,7 @@ class WalrusChain:
                     storage,
                     ptb.u256(blob_id),
                     ptb.u256(root_hash),
-                    ptb.u64(size),
+                    ptb.u64(cost.size),
                     ptb.u8(ENCODING_TYPE_RS2),
                     ptb.boolean(deletable),
                     wal,

@@ -6,6 +6,7 @@ ledger. Aborts are checked by module and Move abort code, WAL by the Move pricin
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,8 +184,12 @@ async def test_blob_lifecycle_and_storage_reuse(chain: WalrusChain, testnet: Loc
     assert blob2.storage.id == storage.id
     assert blob2.end_epoch == 5
     assert (await chain.balances()).wal == wal2 - cost2.write
-    assert "storage_resource::Storage" not in result2.created
-    assert await chain.storage_resources() == []
+    # a smaller blob: what it does not need is split off and stays in the wallet
+    encoded2 = codec.EncodingParams(10).encoded_size(len(enc2.data))
+    assert blob2.storage.storage_size == encoded2 < encoded
+    rest = await chain.storage_resources()
+    assert [s.storage_size for s in rest] == [encoded - encoded2]
+    assert [s.id for s in result2.created["storage_resource::Storage"]] == [rest[0].id]
 
 
 async def test_reuse_picks_the_smallest_adequate_storage(
@@ -210,6 +215,48 @@ async def test_reuse_picks_the_smallest_adequate_storage(
     assert estimate.reuse is not None and estimate.reuse.storage_size == small
     # Storage that ends too early is not reused.
     assert (await chain.estimate(len(enc.data), 5)).reuse is None
+
+    # Registering splits off what the blob does not need: the rest stays in the wallet.
+    blob, cost, _ = await chain.register_blob(
+        enc.blob_id.to_u256(), enc.root_hash, len(enc.data), 2
+    )
+    assert cost.storage == 0 and blob.storage.storage_size == cost.encoded_size
+    rest = {s.storage_size for s in await chain.storage_resources()}
+    assert rest == {big, small - cost.encoded_size}
+
+
+async def test_storage_of_one_period_is_fused_for_a_larger_blob(
+    chain: WalrusChain, testnet: LocalTestnet
+) -> None:
+    """Three freed resources, none large enough alone: the fewest that together are get
+    fused (fuse_amount) and the excess split off, instead of reserving new space."""
+    info = await chain.system_info()
+    enc = _encode(os.urandom(1_000_000))
+    need = codec.EncodingParams(info.n_shards).encoded_size(len(enc.data))
+    sizes = [need // 2, need // 2 + 1000, need // 3]
+
+    def reserve(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
+        system = ptb.shared(testnet.profile.system_object, info.system_initial_version, True)
+        for size in sizes:
+            res = ptb.move_call(
+                info.package_id, "system", "reserve_space", [system, ptb.u64(size), ptb.u32(4), wal]
+            )
+            ptb.transfer([res], USER.address)
+
+    await chain.execute_ptb(
+        reserve, wal_needed=sum(reserve_cost(x, 4, info.storage_price) for x in sizes)
+    )
+    estimate = await chain.estimate(len(enc.data), 3)
+    assert estimate.storage == 0 and estimate.reuse is not None and len(estimate.fuse) == 1
+    wal = (await chain.balances()).wal
+    blob, cost, _ = await chain.register_blob(
+        enc.blob_id.to_u256(), enc.root_hash, len(enc.data), 3
+    )
+    assert blob.storage.storage_size == need and blob.end_epoch == info.epoch + 4
+    assert (await chain.balances()).wal == wal - cost.write
+    assert sorted(s.storage_size for s in await chain.storage_resources()) == sorted(
+        [need // 3, need // 2 + need // 2 + 1000 - need]
+    )
 
 
 async def test_get_wal_from_the_exchange(chain: WalrusChain) -> None:

@@ -183,6 +183,84 @@ def test_old_checkpoints_are_retired(dn: RunningDevnet, tmp_path: Path) -> None:
         assert m.status()["checkpoint"]["seq"] == 5
 
 
+def _volume_blobs(dn: RunningDevnet, volume_id: str) -> tuple[dict[str, str], int]:
+    """(object ID -> walrusfs:kind of the volume's live Blob objects, bytes of the wallet's
+    Storage resources not attached to a blob)."""
+
+    async def go() -> tuple[dict[str, str], int]:
+        chain = await dn.chain()
+        try:
+            blobs = await chain.blobs()
+            attrs = await chain.attributes_of([b.id for b in blobs])
+            mine = {
+                i: a.get("walrusfs:kind", "") for i, a in attrs.items()
+                if a.get("walrusfs:volume") == volume_id
+            }  # fmt: skip
+            return mine, sum(s.storage_size for s in await chain.storage_resources())
+        finally:
+            await chain.close()
+
+    return trio.run(go)
+
+
+def test_deleting_small_files_compacts_quilts_and_reuses_storage(
+    dn: RunningDevnet, tmp_path: Path
+) -> None:
+    """1,000 small files (16 quilts of 66), 10 of them kept: deleting the others leaves quilts
+    with one live file each, which sync compacts into one new quilt; the old quilts are
+    deleted and their Storage goes back to the wallet, and the next 1,000 files reuse it."""
+    m = Mount(dn, tmp_path / "mnt", "compact")
+    m.mount("--upload-delay", "0.5")
+    try:
+        files = {f"f{i:04d}": os.urandom(200 + i) for i in range(1000)}
+        for name, data in files.items():
+            (m.path / name).write_bytes(data)
+        m.sync()
+        st = m.status()
+        first_wal = st["uploaded"]["wal_spent"]
+        quilts_before = st["uploaded"]["quilts"]
+        assert quilts_before >= 1000 // 66
+        volume_id = st["volume_id"]
+        keep = {name for i, name in enumerate(files) if i % 100 == 50}
+        for name in files:
+            if name not in keep:
+                (m.path / name).unlink()
+        m.sync()
+        st = m.status()
+        assert st["uploaded"]["compacted_quilts"] == len(keep)
+        assert st["uploaded"]["restaged_chunks"] == len(keep)
+        assert st["uploaded"]["quilts"] == quilts_before + 1  # the keepers, quilted together
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            blobs, free_storage = _volume_blobs(dn, volume_id)
+            if sorted(blobs.values()).count("quilt") == 1:
+                break
+            time.sleep(2)
+        assert sorted(blobs.values()).count("quilt") == 1, blobs
+        assert free_storage >= st["stored"]["encoded_bytes"]  # the deleted quilts' Storage
+        for name in keep:
+            assert (m.path / name).read_bytes() == files[name]
+
+        again = {f"g{i:04d}": os.urandom(200 + i) for i in range(1000)}
+        for name, data in again.items():
+            (m.path / name).write_bytes(data)
+        m.sync()
+        st = m.status()
+        second_wal = st["uploaded"]["wal_spent"] - first_wal
+        _, free_after = _volume_blobs(dn, volume_id)
+        assert free_after < free_storage / 4  # used again, not reserved anew ...
+        assert second_wal < first_wal / 2  # ... so only write fees are paid
+        m.umount()
+        m.drop_cache()
+        m.mount()
+        for name in keep:
+            assert (m.path / name).read_bytes() == files[name]
+        for name in list(again)[::97]:
+            assert (m.path / name).read_bytes() == again[name]
+    finally:
+        m.teardown()
+
+
 def _holders(root: Path, needle: bytes) -> list[Path]:
     found = subprocess.run(
         ["grep", "-rlF", "--binary-files=binary", needle.decode(), str(root)],

@@ -54,6 +54,16 @@ def _size(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction between 0 and 1")
+    return value
+
+
 def default_mountpoint(paths: Paths) -> Path:
     if os.environ.get("WALRUSFS_HOME"):
         return paths.data_dir.parent / "mnt"
@@ -86,7 +96,9 @@ def cmd_mount(args: argparse.Namespace) -> int:
         renew=args.renew,
         renew_horizon=args.renew_horizon,
         renew_epochs=args.renew_epochs,
-        upload=UploadConfig(delay=args.upload_delay, epochs=args.epochs),
+        upload=UploadConfig(
+            delay=args.upload_delay, epochs=args.epochs, compact_below=args.compact_below
+        ),
     )
     if args.ready_fd is None and not args.foreground:
         return _spawn_daemon(args, mnt, volume_dir)
@@ -470,6 +482,14 @@ def add_parser(sub: Any) -> None:
         type=int,
         metavar="EPOCHS",
         help="epochs added per extension (kept per volume; default --epochs)",
+    )
+    p.add_argument(
+        "--compact-below",
+        type=_fraction,
+        default=0.5,
+        metavar="FRACTION",
+        help="re-quilt the live files of a quilt when they would fill less than this fraction "
+        "of it (default 0.5; 0 never)",
     )
     p.add_argument(
         "--public",

@@ -237,6 +237,8 @@ class Volume:
                 "wal_spent": st.wal_spent,
                 "failures": st.failures,
                 "last_error": st.last_error,
+                "compacted_quilts": st.compacted,
+                "restaged_chunks": st.restaged,
             },
             "stored": {
                 "blobs": blobs[0],

@@ -27,7 +27,7 @@ from cache.staging import Key
 from chain import errors as chain_errors
 from walrusfs.fs import crypto
 from walrusfs.fs.content import Content
-from walrusfs.fs.schema import get_param, path_of
+from walrusfs.fs.schema import files_of_blob, get_param, path_of
 from walrusfs.fs.upload_worker import UploadWorker, result_from_json
 from walrusfs.store.client import StoreResult
 from walrusfs.store.errors import StoreError
@@ -43,6 +43,8 @@ ENTRY_OVERHEAD = 600
 INDEX_ENTRY = 32  # bytes of the quilt index per file
 FILE_ATTR = "walrusfs:file"  # blob attribute / quilt patch tag: the sealed file record
 SCAN_INTERVAL = 0.5  # at most two scans for ready chunks per second: a scan reads every staged row
+COMPACT_INTERVAL = 60.0  # seconds between looks for sparse quilts (and at every sync)
+COMPACT_BATCH = 64 << 20  # bytes re-staged per round of compaction at most
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,9 @@ class UploadConfig:
     quilt_threshold: int = 4 << 20  # single-chunk files up to this size go into quilts
     jobs: int = 2  # uploads (blob or quilt) at once; each holds ~10x its bytes while encoding
     retry_after: float = 15.0  # first back-off after a failed upload (doubles, up to 5 min)
+    #: a quilt is compacted when a quilt of its live files alone would be smaller than this
+    #: fraction of it (0: never)
+    compact_below: float = 0.5
 
 
 @dataclass
@@ -62,6 +67,8 @@ class UploadStats:
     bytes: int = 0
     wal_spent: int = 0  # FROST
     failures: int = 0
+    compacted: int = 0  # quilts whose live files were re-staged to be quilted anew
+    restaged: int = 0  # chunks re-staged by compaction
     last_error: str | None = None
     last_error_at: float | None = None
     recent: list[str] = field(default_factory=list)
@@ -99,6 +106,7 @@ class Uploader:
         self._retry_at = 0.0
         self._backoff = config.retry_after
         self._nursery: trio.Nursery | None = None
+        self._compacted_at = time.monotonic()
         #: told how many database changes were housekeeping only (Checkpointer.ignore)
         self.housekeeping: Callable[[int], None] = lambda changes: None
 
@@ -142,6 +150,8 @@ class Uploader:
                 last_scan = time.monotonic()
                 await self._schedule()
                 await self._delete_unused()
+                if last_scan - self._compacted_at >= COMPACT_INTERVAL:
+                    await self.compact()
 
     def _eligible(self, free: int) -> tuple[list[tuple[Key, int]], list[Key]]:
         """(small single-chunk files with their sizes, other chunks) ready for upload; stops
@@ -407,6 +417,70 @@ class Uploader:
             cur = self.db.execute("DELETE FROM blobs WHERE id = ? AND refcount <= 0", (row_id,))
             self.housekeeping(cur.rowcount)
 
+    # -- compaction -------------------------------------------------------------------------
+
+    def sparse_quilts(self) -> list[tuple[int, list[tuple[int, int, int]]]]:
+        """Quilts worth compacting, with their live chunks (inode, chunkno, length) not
+        re-staged yet: those where a quilt of the live files alone would be below
+        `compact_below` of the quilt's size. Measured against the quilt a fresh upload would
+        make, not against the file bytes, so a fully live quilt of tiny files (mostly column
+        padding) is never compacted."""
+        if self.config.compact_below <= 0:
+            return []
+        live: dict[int, list[tuple[int, int, int]]] = {}
+        staged: set[int] = set()
+        sizes: dict[int, int] = {}
+        for blob, size, inode, chunkno, length, is_staged in self.db.execute(
+            "SELECT b.id, b.size, c.inode, c.chunkno, c.length, c.staged FROM blobs b "
+            "JOIN chunks c ON c.blob = b.id JOIN inodes i ON i.id = c.inode "
+            "WHERE b.kind = 'quilt' AND b.refcount > 0 AND i.nlink > 0"
+        ):
+            sizes[blob] = size
+            if is_staged:
+                staged.add(blob)
+            else:
+                live.setdefault(blob, []).append((inode, chunkno, length))
+        out = []
+        for blob, chunks in live.items():
+            if blob in staged:
+                continue  # being compacted already
+            fresh = self._quilt_blob_size([length for _, _, length in chunks])
+            if fresh < self.config.compact_below * sizes[blob]:
+                out.append((blob, chunks))
+        return out
+
+    async def compact(self) -> int:
+        """Re-stage the live files of sparse quilts (Content.stage reads each patch back):
+        they are quilted again with other small files, the old quilt's reference count drops
+        to 0 and it is deleted like any unused blob, its Storage reused. Costs a read of the
+        live patches and an upload of them; returns the chunks re-staged."""
+        self._compacted_at = time.monotonic()
+        if time.monotonic() < self._retry_at and not self._forced:
+            return 0  # uploads are failing (no WAL?): do not add to what waits
+        budget = COMPACT_BATCH
+        restaged = 0
+        for blob, chunks in self.sparse_quilts():
+            if budget <= 0:
+                break
+            log.info(
+                "compacting quilt %d: %d live file(s) of %s re-staged", blob, len(chunks),
+                ", ".join(files_of_blob(self.db, blob, limit=3)),
+            )  # fmt: skip
+            for inode, chunkno, length in chunks:
+                try:
+                    await self.content.stage(inode, chunkno)
+                except OSError as exc:
+                    log.warning("compaction: inode %d chunk %d not re-staged: %s", inode,
+                                chunkno, exc)  # fmt: skip
+                    continue
+                budget -= length
+                restaged += 1
+            self.stats.compacted += 1
+        self.stats.restaged += restaged
+        if restaged:
+            self.wake()
+        return restaged
+
     # -- sync -------------------------------------------------------------------------------
 
     async def flush(self) -> None:
@@ -418,6 +492,7 @@ class Uploader:
         failures = self.stats.failures
         self._forced += 1
         try:
+            await self.compact()
             while True:
                 chunks, _ = self.pending()
                 if chunks == 0:
