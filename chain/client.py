@@ -538,7 +538,7 @@ class WalrusChain:
                 raise errors.InsufficientWal(
                     f"this needs {format_wal(wal_needed)}, the wallet {self.address} holds "
                     f"{format_wal(have)}: send WAL to it (on devnet and testnet, swap SUI for "
-                    "WAL at the exchange)",
+                    "WAL at the exchange: `walrusfs wallet get-wal SUI`)",
                     wal_needed,
                     have,
                 )

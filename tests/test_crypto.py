@@ -93,3 +93,13 @@ def test_volume_key_from_wallet() -> None:
     assert a != me.derive_secret(crypto.wallet_key_context("vol2"))
     other = Keypair.from_ed25519_seed(b"j" * 32)
     assert a != other.derive_secret(crypto.wallet_key_context("vol1"))
+
+
+def test_passphrase_key_per_volume_and_passphrase() -> None:
+    a = crypto.passphrase_key("correct horse battery staple", "vol-a")
+    assert len(a) == 32
+    assert a == crypto.passphrase_key("correct horse battery staple", "vol-a")
+    assert a != crypto.passphrase_key("correct horse battery staple", "vol-b")
+    assert a != crypto.passphrase_key("correct horse battery stapler", "vol-a")
+    with pytest.raises(ValueError, match="empty"):
+        crypto.passphrase_key("", "vol-a")

@@ -4,16 +4,20 @@ are retired, and no storage node ever holds a plaintext byte of an encrypted vol
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
+from chain.client import SystemInfo
+from chain.ptb import Ptb
 from tests.devnet_harness import RunningDevnet, start_devnet
 from tests.mount_harness import Mount, mount
 from walrusfs.fs.checkpoint import list_checkpoints
@@ -301,6 +305,29 @@ def test_no_node_holds_plaintext_of_an_encrypted_volume(dn: RunningDevnet, tmp_p
         assert (m.path / secret_name).read_bytes() == secret * 3
 
 
+def test_passphrase_volume(dn: RunningDevnet, tmp_path: Path) -> None:
+    """A key from a passphrase is never written down; without it (or with another) the
+    volume is refused; with it, the volume restores on a machine that has only the wallet."""
+    right, wrong = tmp_path / "pass", tmp_path / "wrong"
+    right.write_text("a long passphrase for the test\n")
+    wrong.write_text("not the passphrase\n")
+    data = os.urandom(100_000)
+    with mount(dn, tmp_path / "mnt", "--passphrase-file", str(right), volume="phrase") as m:
+        (m.path / "f.bin").write_bytes(data)
+        m.umount()
+    assert not (m.volume_dir / "volume.key").exists()
+    for extra in ((), ("--passphrase-file", str(wrong))):
+        r = dn.cli("mount", str(tmp_path / "mnt"), "--volume", "phrase", *extra, check=False)
+        assert r.returncode == 9 and "passphrase" in r.stderr, r.stderr
+    elsewhere = _fresh_home(dn, tmp_path / "new-machine")
+    m2 = Mount(elsewhere, tmp_path / "mnt2", "phrase")
+    m2.mount("--passphrase-file", str(right))
+    try:
+        assert (m2.path / "f.bin").read_bytes() == data
+    finally:
+        m2.teardown()
+
+
 def _advance(dn: RunningDevnet, epochs: int) -> None:
     dn.cli("devnet", "epoch", "advance", str(epochs))
 
@@ -451,5 +478,72 @@ def test_fsck_repairs_a_damaged_tree(dn: RunningDevnet, tmp_path: Path) -> None:
         assert os.stat(m.path).st_nlink == 4  # ., .., dir, lost+found
         m.umount()
         assert _fsck(dn, "damaged").returncode == 0
+    finally:
+        m.teardown()
+
+
+def _send_wal_away(dn: RunningDevnet) -> int:
+    """Leave the wallet without WAL (sent to an address nobody holds)."""
+
+    async def go() -> int:
+        chain = await dn.chain()
+        try:
+            amount = (await chain.balances()).wal
+
+            def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
+                (part,) = ptb.split_coins(wal, [ptb.u64(amount)])
+                ptb.transfer([part], "0x" + "5a" * 32)
+
+            await chain.execute_ptb(build, wal_needed=amount)
+            assert (await chain.balances()).wal == 0
+            return amount
+        finally:
+            await chain.close()
+
+    return trio.run(go)
+
+
+def test_without_wal_uploads_pause_writes_stage_then_enospc(
+    dn: RunningDevnet, tmp_path: Path
+) -> None:
+    """No WAL loses nothing: uploads pause, status says what is missing, writes go on into
+    staging up to its limit, then ENOSPC; funding the wallet resumes the uploads."""
+    m = Mount(dn, tmp_path / "mnt", "broke")
+    m.mount("--upload-delay", "0.2", "--staging-limit", "4M")
+    try:
+        _send_wal_away(dn)
+        first = os.urandom(1_500_000)
+        (m.path / "first.bin").write_bytes(first)
+        deadline = time.monotonic() + 60
+        while not m.status()["funds"]["paused"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        funds = m.status()["funds"]
+        assert funds["paused"] and funds["currency"] == "WAL", funds
+        assert funds["held"] == 0 and funds["missing"] == funds["needed"] > 0
+        human = dn.cli("status", str(m.path)).stdout
+        assert "PAUSED" in human and "walrusfs wallet get-wal" in human
+        assert "uploads paused: not enough WAL" in m.log_tail(100)
+        second = os.urandom(2_000_000)
+        (m.path / "second.bin").write_bytes(second)  # still within the staging limit
+        with pytest.raises(OSError) as err:
+            (m.path / "third.bin").write_bytes(os.urandom(2_000_000))
+        assert err.value.errno == errno.ENOSPC
+        assert (m.path / "first.bin").read_bytes() == first
+        assert (m.path / "second.bin").read_bytes() == second
+        (m.path / "third.bin").unlink()
+        r = dn.cli("sync", str(m.path), check=False, timeout=300)
+        assert r.returncode == 5 and "staged" in r.stderr  # documented: sync exit 5, kept
+
+        got = dn.cli("wallet", "get-wal", "100")
+        assert "100.000000000 WAL" in got.stdout
+        m.sync()
+        st = m.status()
+        assert not st["funds"]["paused"] and st["pending"]["chunks"] == 0
+        m.umount()
+        m.drop_cache()
+        m.mount()
+        assert (m.path / "first.bin").read_bytes() == first
+        assert (m.path / "second.bin").read_bytes() == second
+        assert os.getxattr(m.path / "second.bin", "user.walrus.state") == b"certified"
     finally:
         m.teardown()

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 import codec
-from walrusfs import __version__, blobcmd, mountcmd
+from walrusfs import __version__, blobcmd, mountcmd, walletcmd
 from walrusfs.config import Paths
 from walrusfs.devnet.launcher import Devnet
 from walrusfs.errors import ExitCode, InvalidDataError, UserError
@@ -258,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     blobcmd.add_parser(sub)
     mountcmd.add_parser(sub)
+    walletcmd.add_parser(sub)
     return parser
 
 

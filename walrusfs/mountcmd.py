@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from chain.pricing import format_wal
 from walrusfs.blobcmd import ProgressBar, user_errors
 from walrusfs.config import Paths
 from walrusfs.devnet.launcher import Devnet
-from walrusfs.errors import ExitCode, ServiceError, UsageError, UserError
+from walrusfs.errors import ExitCode, InputError, ServiceError, UsageError, UserError
 from walrusfs.fs.fsck import Report, fsck
 from walrusfs.fs.mount import MountOptions, is_mountpoint, lock_volume, run
 from walrusfs.fs.rebuild import RebuildReport, rebuild
@@ -76,6 +77,49 @@ def _volume_dir(paths: Paths, name: str) -> Path:
     return paths.data_dir / "volumes" / name
 
 
+PASSPHRASE_ENV = "WALRUSFS_PASSPHRASE"
+
+
+def passphrase_of(args: argparse.Namespace) -> str | None:
+    """The volume passphrase: --passphrase-file (its first line), else $WALRUSFS_PASSPHRASE,
+    else asked on the terminal with --passphrase; None: the key is a file or the wallet's."""
+    if args.passphrase_file:
+        try:
+            lines = Path(args.passphrase_file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read the passphrase file: {exc}") from None
+        if not lines or not lines[0]:
+            raise InputError(f"{args.passphrase_file}: the first line (the passphrase) is empty")
+        return lines[0]
+    if os.environ.get(PASSPHRASE_ENV):
+        return os.environ[PASSPHRASE_ENV]
+    if args.passphrase:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                f"--passphrase asks on a terminal; use --passphrase-file or {PASSPHRASE_ENV}"
+            )
+        value = getpass.getpass("volume passphrase: ")
+        if not value:
+            raise UsageError("an empty passphrase")
+        os.environ[PASSPHRASE_ENV] = value  # for the daemon started next
+        return value
+    return None
+
+
+def _passphrase_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--passphrase",
+        action="store_true",
+        help=f"derive the volume key from a passphrase asked on the terminal (or from "
+        f"${PASSPHRASE_ENV}); it is never stored",
+    )
+    p.add_argument(
+        "--passphrase-file",
+        metavar="FILE",
+        help="derive the volume key from the first line of FILE",
+    )
+
+
 def cmd_mount(args: argparse.Namespace) -> int:
     """Mount a volume (the devnet is started if it is not running)."""
     paths = Paths.from_env()
@@ -99,6 +143,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
         upload=UploadConfig(
             delay=args.upload_delay, epochs=args.epochs, compact_below=args.compact_below
         ),
+        passphrase=passphrase_of(args),
     )
     if args.ready_fd is None and not args.foreground:
         return _spawn_daemon(args, mnt, volume_dir)
@@ -324,6 +369,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         + (", metadata changed since" if cp["pending"] else "")
         + (f", last failed: {cp['last_error']}" if cp["last_error"] else "")
     )
+    funds = st["funds"]
+    if funds["paused"]:
+        amount = (format_wal(funds["missing"]) if funds["currency"] == "WAL"
+                  else f"{funds['missing'] / 1e9:.3f} SUI")  # fmt: skip
+        lines.append(
+            f"PAUSED       uploads wait for {funds['currency']}: the next upload needs {amount} "
+            "more"
+            + (f"; all that is staged needs about {format_wal(funds['staged_cost'])}"
+               if funds["staged_cost"] else "")
+            + "; writes go on into staging until it is full, then fail with ENOSPC. Fund the "
+            "wallet (`walrusfs wallet get-wal` on devnet and testnet)"
+        )  # fmt: skip
     if up["last_error"]:
         lines.append(f"last error   {up['last_error']} ({up['failures']} failed upload(s))")
     print("\n".join(lines))
@@ -336,8 +393,9 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     paths = Paths.from_env()
     volume_dir = _volume_dir(paths, args.volume)
     db_path = volume_dir / "meta.db"
+    passphrase = passphrase_of(args)
     if args.rebuild:
-        return _rebuild(paths, volume_dir)
+        return _rebuild(paths, volume_dir, passphrase)
     if not db_path.exists():
         raise UsageError(
             f"volume {args.volume} has no database ({db_path}); mounting it restores the newest "
@@ -359,8 +417,9 @@ def cmd_fsck(args: argparse.Namespace) -> int:
         async def main() -> Report:
             try:
                 return await fsck(
-                    volume_dir, chain, worker, upload=not args.no_upload, epochs=args.epochs
-                )
+                    volume_dir, chain, worker, upload=not args.no_upload, epochs=args.epochs,
+                    passphrase=passphrase,
+                )  # fmt: skip
             finally:
                 await chain.close()
 
@@ -378,7 +437,7 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
-def _rebuild(paths: Paths, volume_dir: Path) -> int:
+def _rebuild(paths: Paths, volume_dir: Path, passphrase: str | None) -> int:
     """`fsck --rebuild`: the database from the chain's file records (walrusfs/fs/rebuild.py)."""
     volume_dir.mkdir(parents=True, exist_ok=True)
     lock = lock_volume(volume_dir)
@@ -389,7 +448,7 @@ def _rebuild(paths: Paths, volume_dir: Path) -> int:
 
         async def main() -> RebuildReport:
             try:
-                return await rebuild(volume_dir, chain)
+                return await rebuild(volume_dir, chain, passphrase)
             finally:
                 await chain.close()
 
@@ -497,12 +556,14 @@ def add_parser(sub: Any) -> None:
         help="create the volume unencrypted: anyone can read its blobs by ID (new volumes only; "
         "volumes are encrypted by default)",
     )
+    _passphrase_options(p)
     p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_mount)  # fmt: skip
 
     p = sub.add_parser("fsck", help=cmd_fsck.__doc__, description=cmd_fsck.__doc__)
     p.add_argument("--volume", default="default", help="volume name (default: default)")
     p.add_argument("--no-upload", action="store_true", help="do not upload staged chunks")
+    _passphrase_options(p)
     p.add_argument(
         "--rebuild",
         action="store_true",

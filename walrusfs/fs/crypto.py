@@ -43,6 +43,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 MAGIC = b"WFE1"
 HEADER = 27  # magic 4 + salt 16 + nonce prefix 7
@@ -86,6 +87,16 @@ class VolumeKeys:
 
     def keyed_hash(self, data: bytes | memoryview) -> bytes:
         return hmac.new(self.dedup, data, hashlib.sha256).digest()
+
+
+def passphrase_key(passphrase: str, volume_id: str) -> bytes:
+    """A volume key from a passphrase: scrypt (N=2^15, r=8, p=1: 32 MiB, ~0.1 s), salted with
+    the volume ID so one passphrase gives each volume its own key."""
+    if not passphrase:
+        raise ValueError("an empty passphrase")
+    kdf = Scrypt(salt=b"walrusfs passphrase v1\0" + volume_id.encode(), length=32, n=1 << 15,
+                 r=8, p=1)  # fmt: skip
+    return kdf.derive(passphrase.encode())
 
 
 def wallet_key_context(volume_id: str) -> bytes:

@@ -254,12 +254,13 @@ async def upload_staged(
     worker_argv: list[str],
     *,
     epochs: int,
+    passphrase: str | None = None,
 ) -> None:
     """Check 7: upload every staged chunk and take a checkpoint, as a mount would."""
     store = WalrusStore(chain)
     try:
         params = (await store.committee()).params
-        keys, key = load_keys(volume_dir, db, chain, new=False, public=False)
+        keys, key = load_keys(volume_dir, db, chain, new=False, public=False, passphrase=passphrase)
         chunk_size = int(schema.get_param(db, "chunk_size") or 0)
         content = Content(db, staging, store, chunk_size, keys=keys)
         worker = UploadWorker(worker_argv, key=key)
@@ -285,7 +286,13 @@ async def upload_staged(
 
 
 async def fsck(
-    volume_dir: Path, chain: WalrusChain, worker_argv: list[str], *, upload: bool, epochs: int
+    volume_dir: Path,
+    chain: WalrusChain,
+    worker_argv: list[str],
+    *,
+    upload: bool,
+    epochs: int,
+    passphrase: str | None = None,
 ) -> Report:
     """All checks on an unmounted volume (the caller holds its lock)."""
     report, db, staging = await run_checks(volume_dir / "meta.db", volume_dir / "staging", chain)
@@ -295,7 +302,9 @@ async def fsck(
         staged = staged_chunks(db)
         if staged and upload:
             log.warning("fsck: uploading %d staged chunk(s)", staged)
-            await upload_staged(db, staging, chain, volume_dir, worker_argv, epochs=epochs)
+            await upload_staged(
+                db, staging, chain, volume_dir, worker_argv, epochs=epochs, passphrase=passphrase
+            )
         elif staged:
             report.notes.append(f"{staged} staged chunk(s) upload at the next mount")
         db.execute("BEGIN")

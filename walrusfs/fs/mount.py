@@ -31,6 +31,7 @@ from cache.slivers import SliverCache
 from cache.staging import Staging
 from chain import errors as chain_errors
 from chain.client import WalrusChain
+from chain.pricing import store_cost
 from chain.wallet import write_private
 from walrusfs.errors import ExitCode, UsageError, UserError
 from walrusfs.fs import crypto, schema
@@ -73,6 +74,8 @@ class MountOptions:
     renew_horizon: int | None = None  # epochs before the end epoch a blob is extended
     renew_epochs: int | None = None  # epochs added per extension (default: --epochs)
     upload: UploadConfig = field(default_factory=UploadConfig)
+    #: the volume key comes from this passphrase (never stored; kept out of repr and logs)
+    passphrase: str | None = field(default=None, repr=False)
 
 
 class MountError(UserError):
@@ -127,6 +130,7 @@ class Volume:
         self.sui: int | None = None
         self.bytes_affordable: int | None = None
         self.epoch: int | None = None
+        self.prices: tuple[int, int, int] | None = None  # n_shards, storage, write price
         self._statfs: tuple[float, pyfuse3.StatvfsData] | None = None
 
     # -- ops.Control ------------------------------------------------------------------------
@@ -141,7 +145,7 @@ class Volume:
         """Writes wait while staging is over its limit and uploads make progress; ENOSPC when
         they cannot (uploads failing: no WAL, nodes unreachable)."""
         while self.staging.used_bytes + nbytes > self.options.staging_limit:
-            if self.uploader.stats.last_error is not None and not self.uploader.inflight:
+            if self.uploader.stats.failing and not self.uploader.inflight:
                 log.error(
                     "staging is full (%d bytes) and uploads fail: %s",
                     self.staging.used_bytes, self.uploader.stats.last_error,
@@ -229,6 +233,7 @@ class Volume:
                 "uploading": len(self.uploader.inflight),
             },
             "staging": {"bytes": self.staging.used_bytes, "limit": self.options.staging_limit},
+            "funds": self._funds(),
             "uploaded": {
                 "blobs": st.blobs,
                 "quilts": st.quilts,
@@ -270,6 +275,29 @@ class Volume:
             },
         }
 
+    def _funds(self) -> dict[str, Any]:
+        """Whether uploads wait for money, and how much: the last failed upload's need, and
+        what everything staged would cost at current prices (an upper bound: each chunk
+        priced as a blob of its own)."""
+        short = self.uploader.stats.short
+        out: dict[str, Any] = {"paused": short is not None}
+        if short is not None:
+            currency, need, have = short
+            out.update(currency=currency, needed=need, held=have, missing=max(0, need - have))
+        out["staged_cost"] = self.staged_cost()
+        return out
+
+    def staged_cost(self) -> int | None:
+        if self.prices is None:
+            return None
+        n_shards, storage_price, write_price = self.prices
+        params = codec.EncodingParams(n_shards)
+        epochs = self.uploader.config.epochs
+        return sum(
+            store_cost(params.encoded_size(size), epochs, storage_price, write_price).total
+            for size in self.uploader.pending_sizes()
+        )
+
     async def refresh(self) -> None:
         """Balances and prices for statfs and status, every minute (the chain may be down:
         the old figures stay)."""
@@ -278,6 +306,7 @@ class Volume:
                 info = await self.chain.system_info()
                 bal = await self.chain.balances()
                 self.wal, self.sui, self.epoch = bal.wal, bal.sui, info.epoch
+                self.prices = (info.n_shards, info.storage_price, info.write_price)
                 params = codec.EncodingParams(info.n_shards)
                 probe = self.content.chunk_size
                 units = codec.storage_units(params.encoded_size(probe))
@@ -308,8 +337,13 @@ def lock_volume(volume_dir: Path) -> int:
 KEY_FILE = "volume.key"
 
 
-def volume_key(volume_dir: Path, volume_id: str, chain: WalrusChain) -> bytes:
-    """The volume key: `<volume>/volume.key` if present, else derived from the wallet."""
+def volume_key(
+    volume_dir: Path, volume_id: str, chain: WalrusChain, passphrase: str | None = None
+) -> bytes:
+    """The volume key: from the passphrase if one is given, else `<volume>/volume.key` if
+    present, else derived from the wallet."""
+    if passphrase is not None:
+        return crypto.passphrase_key(passphrase, volume_id)
     key_file = volume_dir / KEY_FILE
     if not key_file.exists():
         if chain.key is None:
@@ -328,7 +362,13 @@ def volume_key(volume_dir: Path, volume_id: str, chain: WalrusChain) -> bytes:
 
 
 def load_keys(
-    volume_dir: Path, db: sqlite3.Connection, chain: WalrusChain, *, new: bool, public: bool
+    volume_dir: Path,
+    db: sqlite3.Connection,
+    chain: WalrusChain,
+    *,
+    new: bool,
+    public: bool,
+    passphrase: str | None = None,
 ) -> tuple[crypto.VolumeKeys | None, bytes | None]:
     """The volume's keys (None, None for a public volume).
 
@@ -353,8 +393,8 @@ def load_keys(
             "not know: a newer walrusfs made it (upgrade)", ExitCode.USAGE,
         )  # fmt: skip
     key_file = volume_dir / KEY_FILE
-    key = volume_key(volume_dir, schema.get_param(db, "volume_id") or "", chain)
-    if not key_file.exists():
+    key = volume_key(volume_dir, schema.get_param(db, "volume_id") or "", chain, passphrase)
+    if passphrase is None and not key_file.exists():
         write_private(key_file, key.hex() + "\n")
     keys = crypto.VolumeKeys.from_volume_key(key)
     check = schema.get_param(db, "key_check")
@@ -362,8 +402,10 @@ def load_keys(
         schema.set_param(db, "key_check", keys.check_value())
     elif check != keys.check_value():
         raise MountError(
-            f"{key_file} is not the key of this volume (another wallet's, or another "
-            "volume's): restore the right volume.key or mount with the wallet that made it",
+            ("the passphrase is not this volume's" if passphrase is not None else
+             f"{key_file} is not the key of this volume (another wallet's, or another "
+             "volume's)") + ": restore the right volume.key, mount with the wallet that made "
+            "it, or give its passphrase (--passphrase-file, WALRUSFS_PASSPHRASE)",
             ExitCode.WALLET,
         )  # fmt: skip
     return keys, key
@@ -449,7 +491,10 @@ async def run(
             )  # fmt: skip
         except schema.SchemaMismatch as exc:
             raise MountError(str(exc), ExitCode.USAGE) from None
-        keys, volume_key = load_keys(options.volume_dir, db, chain, new=new, public=options.public)
+        keys, volume_key = load_keys(
+            options.volume_dir, db, chain, new=new, public=options.public,
+            passphrase=options.passphrase,
+        )  # fmt: skip
         chunk_size = int(schema.get_param(db, "chunk_size") or chunk_size)
         if chunk_size > params.max_blob_size:
             raise MountError(
@@ -559,7 +604,7 @@ async def _restore_if_any(
         keys = None
         if ref.encryption != "none":
             keys = crypto.VolumeKeys.from_volume_key(
-                volume_key(options.volume_dir, ref.volume_id, chain)
+                volume_key(options.volume_dir, ref.volume_id, chain, options.passphrase)
             )
             if ref.key_check is not None and ref.key_check != keys.check_value():
                 raise MountError(

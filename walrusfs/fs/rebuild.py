@@ -133,17 +133,19 @@ async def _volume_blobs(
 
 
 def _keys_for(
-    volume_dir: Path, volume_id: str, chain: WalrusChain, sample: str
+    volume_dir: Path, volume_id: str, chain: WalrusChain, sample: str, passphrase: str | None
 ) -> crypto.VolumeKeys | None:
     if not sample.startswith(crypto.ATTR_PREFIX):
         return None  # a public volume
-    keys = crypto.VolumeKeys.from_volume_key(volume_key(volume_dir, volume_id, chain))
+    key = volume_key(volume_dir, volume_id, chain, passphrase)
+    keys = crypto.VolumeKeys.from_volume_key(key)
     try:
         crypto.open_json(keys, sample)
     except crypto.DecryptError:
         raise MountError(
             f"the blobs of volume {volume_dir.name} were sealed with another key: rebuild with "
-            f"the wallet that made them, or put the volume's {KEY_FILE} in {volume_dir}",
+            f"the wallet that made them, put the volume's {KEY_FILE} in {volume_dir}, or give "
+            "its passphrase",
             ExitCode.WALLET,
         ) from None
     return keys
@@ -362,7 +364,9 @@ def _move_aside(volume_dir: Path, report: RebuildReport) -> None:
             report.moved_aside.append(str(new))
 
 
-async def rebuild(volume_dir: Path, chain: WalrusChain) -> RebuildReport:
+async def rebuild(
+    volume_dir: Path, chain: WalrusChain, passphrase: str | None = None
+) -> RebuildReport:
     """Rebuild `volume_dir`'s database from the chain (the caller holds the volume lock)."""
     report = RebuildReport()
     volume_id, blobs, seq = await _volume_blobs(chain, volume_dir.name)
@@ -377,7 +381,7 @@ async def rebuild(volume_dir: Path, chain: WalrusChain) -> RebuildReport:
             f"the {len(blobs)} blob(s) of volume {volume_dir.name} hold no readable file record",
             ExitCode.NOT_FOUND,
         )  # fmt: skip
-    keys = _keys_for(volume_dir, volume_id, chain, found[0][0])
+    keys = _keys_for(volume_dir, volume_id, chain, found[0][0], passphrase)
     records = open_records(found, keys, report)
     if not records:
         raise MountError(
@@ -386,7 +390,7 @@ async def rebuild(volume_dir: Path, chain: WalrusChain) -> RebuildReport:
         )  # fmt: skip
     volume_dir.mkdir(parents=True, exist_ok=True)
     _move_aside(volume_dir, report)
-    if keys is not None and not (volume_dir / KEY_FILE).exists():
+    if keys is not None and passphrase is None and not (volume_dir / KEY_FILE).exists():
         write_private(volume_dir / KEY_FILE, volume_key(volume_dir, volume_id, chain).hex() + "\n")
     await trio.to_thread.run_sync(
         lambda: build(

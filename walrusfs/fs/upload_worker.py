@@ -20,7 +20,8 @@ answer; requests run concurrently, except the first line:
   (lengths are plaintext bytes; the result describes the blob as stored, sealed if encrypted)
   {"id", "op": "delete", "object_id"}                     -> {"id"}
   {"id", "op": "extend", "object_id", "epochs"}           -> {"id", "paid", "end_epoch"}
-  failure: {"id", "error": message, "type": "not_found" | "funds" | "other"};
+  failure: {"id", "error": message, "type": "not_found" | "funds" | "other"}; "funds" adds
+           "need", "have" (FROST, or MIST when "gas" is true);
   a missing file: "result": null (the chunk was removed meanwhile).
 """
 
@@ -136,6 +137,11 @@ class UploadWorker:
         if "error" in answer:
             if answer["type"] == "not_found":
                 raise chain_errors.ObjectNotFound(answer["error"])
+            if answer["type"] == "funds":
+                short = chain_errors.InsufficientGas if answer.get("gas") else None
+                raise (short or chain_errors.InsufficientWal)(
+                    answer["error"], int(answer.get("need", 0)), int(answer.get("have", 0))
+                )
             raise WorkerError(answer["error"])
         return answer
 
@@ -172,7 +178,10 @@ async def _serve(data_dir: Path) -> None:
         except chain_errors.ObjectNotFound as exc:
             await answer({"id": rid, "error": str(exc), "type": "not_found"})
         except chain_errors.InsufficientFunds as exc:
-            await answer({"id": rid, "error": str(exc), "type": "funds"})
+            await answer({
+                "id": rid, "error": str(exc), "type": "funds", "need": exc.need, "have": exc.have,
+                "gas": isinstance(exc, chain_errors.InsufficientGas),
+            })  # fmt: skip
         except (StoreError, chain_errors.ChainError, OSError, ValueError) as exc:
             await answer({"id": rid, "error": f"{type(exc).__name__}: {exc}", "type": "other"})
         except Exception as exc:

@@ -72,6 +72,10 @@ class UploadStats:
     last_error: str | None = None
     last_error_at: float | None = None
     recent: list[str] = field(default_factory=list)
+    #: uploads paused for lack of funds: (currency "WAL" | "SUI", needed, held), in FROST or
+    #: MIST, from the last failed upload; None once an upload goes through
+    short: tuple[str, int, int] | None = None
+    failing: bool = False  # the last upload failed (writes get ENOSPC once staging is full)
 
 
 class Uploader:
@@ -112,17 +116,20 @@ class Uploader:
 
     # -- status -----------------------------------------------------------------------------
 
+    def pending_sizes(self) -> list[int]:
+        """Bytes of each chunk staged for upload, in flight included."""
+        return [
+            self.staging.size((inode, chunkno))
+            for inode, chunkno in self.db.execute(
+                "SELECT c.inode, c.chunkno FROM chunks c JOIN inodes i ON i.id = c.inode "
+                "WHERE c.staged = 1 AND i.nlink > 0"
+            )
+        ]
+
     def pending(self) -> tuple[int, int]:
         """(chunks, bytes) staged for upload, in flight included."""
-        chunks = 0
-        nbytes = 0
-        for inode, chunkno in self.db.execute(
-            "SELECT c.inode, c.chunkno FROM chunks c JOIN inodes i ON i.id = c.inode "
-            "WHERE c.staged = 1 AND i.nlink > 0"
-        ):
-            chunks += 1
-            nbytes += self.staging.size((inode, chunkno))
-        return chunks, nbytes
+        sizes = self.pending_sizes()
+        return len(sizes), sum(sizes)
 
     def wake(self) -> None:
         self._wake.set()
@@ -253,7 +260,16 @@ class Uploader:
         try:
             await job(keys)
             self._backoff = self.config.retry_after
+            self.stats.failing = False
+            self.stats.short = None
         except Exception as exc:
+            if isinstance(exc, chain_errors.InsufficientFunds):
+                currency = "SUI" if isinstance(exc, chain_errors.InsufficientGas) else "WAL"
+                self.stats.short = (currency, exc.need, exc.have)
+                log.error(
+                    "uploads paused: not enough %s (%s); %d bytes wait in staging, writes go on "
+                    "until the staging limit", currency, exc, self.pending()[1],
+                )  # fmt: skip
             if isinstance(exc, (StoreError, chain_errors.ChainError, OSError)):
                 message = str(exc)
                 log.warning("upload of %d chunk(s) failed, will retry: %s", len(keys), message)
@@ -261,6 +277,7 @@ class Uploader:
                 message = f"internal error: {exc!r}"
                 log.exception("upload of %d chunk(s) failed (internal error)", len(keys))
             self.stats.failures += 1
+            self.stats.failing = True
             self.stats.last_error = message
             self.stats.last_error_at = time.time()
             self._retry_at = time.monotonic() + self._backoff
