@@ -159,7 +159,8 @@ def _storage_for(
 ) -> tuple[mt.Storage | None, tuple[mt.Storage, ...]]:
     """Owned Storage to pay a blob of `encoded` bytes with (all covering its period): the
     smallest resource large enough; else the fewest resources of one period that together are
-    (fused). The excess is split off and kept, so nothing freed by a delete is wasted."""
+    (fused). The excess size and the epochs past the blob's end are split off and kept, so
+    nothing freed by a delete is wasted."""
     single = [s for s in covering if s.storage_size >= encoded]
     if single:
         return min(single, key=lambda s: (s.storage_size, s.end_epoch)), ()
@@ -698,6 +699,15 @@ class WalrusChain:
                         [storage, ptb.u64(cost.encoded_size)],
                     )  # fmt: skip
                     ptb.transfer([rest], self.address)
+                end = info.epoch + cost.epochs
+                if cost.reuse.end_epoch > end:
+                    # the blob lives as long as asked; the later period stays in the wallet
+                    # (usable from its start epoch on)
+                    later = ptb.move_call(
+                        info.package_id, "storage_resource", "split_by_epoch",
+                        [storage, ptb.u32(end)],
+                    )  # fmt: skip
+                    ptb.transfer([later], self.address)
             else:
                 storage = ptb.move_call(
                     info.package_id,
@@ -855,6 +865,14 @@ class WalrusChain:
             raise errors.ChainError(f"{self.profile.name} has no WAL exchange: buy WAL instead")
 
         async def go() -> TxResult:
+            have = (await self._balances()).sui
+            if have <= mist:
+                raise errors.InsufficientGas(
+                    f"swapping {mist / 10**9:.9f} SUI needs that much and gas; the wallet "
+                    f"{self.address} holds {have / 10**9:.9f} SUI",
+                    mist,
+                    have,
+                )
             exchange = await self._object(self.profile.exchange_objects[0])
             package = (exchange.object_type or "").split("::", 1)[0]
             version = _shared_version(exchange)

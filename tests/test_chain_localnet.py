@@ -182,14 +182,17 @@ async def test_blob_lifecycle_and_storage_reuse(chain: WalrusChain, testnet: Loc
         enc2.blob_id.to_u256(), enc2.root_hash, len(enc2.data), 3
     )
     assert blob2.storage.id == storage.id
-    assert blob2.end_epoch == 5
+    assert blob2.end_epoch == 3  # as asked: epochs 3..5 of the Storage are split off
     assert (await chain.balances()).wal == wal2 - cost2.write
-    # a smaller blob: what it does not need is split off and stays in the wallet
+    # what the smaller, shorter blob does not need stays in the wallet
     encoded2 = codec.EncodingParams(10).encoded_size(len(enc2.data))
     assert blob2.storage.storage_size == encoded2 < encoded
-    rest = await chain.storage_resources()
-    assert [s.storage_size for s in rest] == [encoded - encoded2]
-    assert [s.id for s in result2.created["storage_resource::Storage"]] == [rest[0].id]
+    rest = await chain.storage_resources(valid_only=False)
+    assert sorted((s.start_epoch, s.end_epoch, s.storage_size) for s in rest) == [
+        (0, 5, encoded - encoded2),
+        (3, 5, encoded2),
+    ]
+    assert {s.id for s in result2.created["storage_resource::Storage"]} == {s.id for s in rest}
 
 
 async def test_reuse_picks_the_smallest_adequate_storage(
@@ -221,8 +224,11 @@ async def test_reuse_picks_the_smallest_adequate_storage(
         enc.blob_id.to_u256(), enc.root_hash, len(enc.data), 2
     )
     assert cost.storage == 0 and blob.storage.storage_size == cost.encoded_size
-    rest = {s.storage_size for s in await chain.storage_resources()}
-    assert rest == {big, small - cost.encoded_size}
+    assert blob.end_epoch == info.epoch + 2
+    rest = await chain.storage_resources(valid_only=False)
+    assert sorted((s.start_epoch - info.epoch, s.storage_size) for s in rest) == sorted(
+        [(0, big), (0, small - cost.encoded_size), (2, cost.encoded_size)]
+    )
 
 
 async def test_storage_of_one_period_is_fused_for_a_larger_blob(
@@ -252,10 +258,11 @@ async def test_storage_of_one_period_is_fused_for_a_larger_blob(
     blob, cost, _ = await chain.register_blob(
         enc.blob_id.to_u256(), enc.root_hash, len(enc.data), 3
     )
-    assert blob.storage.storage_size == need and blob.end_epoch == info.epoch + 4
+    assert blob.storage.storage_size == need and blob.end_epoch == info.epoch + 3
     assert (await chain.balances()).wal == wal - cost.write
-    assert sorted(s.storage_size for s in await chain.storage_resources()) == sorted(
-        [need // 3, need // 2 + need // 2 + 1000 - need]
+    rest = await chain.storage_resources(valid_only=False)
+    assert sorted((s.start_epoch - info.epoch, s.storage_size) for s in rest) == sorted(
+        [(0, need // 3), (0, need // 2 + need // 2 + 1000 - need), (3, need)]
     )
 
 

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import codec
 from chain.wallet import Keypair
-from walrusfs.fs import crypto
+from walrusfs.fs import crypto, uploader
 
 KEYS = crypto.VolumeKeys.from_volume_key(bytes(range(32)))
 OTHER = crypto.VolumeKeys.from_volume_key(bytes(32))
@@ -103,3 +104,17 @@ def test_passphrase_key_per_volume_and_passphrase() -> None:
     assert a != crypto.passphrase_key("correct horse battery stapler", "vol-a")
     with pytest.raises(ValueError, match="empty"):
         crypto.passphrase_key("", "vol-a")
+
+
+def test_quilt_planning_never_fails_on_files_no_quilt_can_hold() -> None:
+    """At 10 shards three 900 KB files fit no quilt together (symbol size > 65534) and a
+    1.8 MB file fits none alone: planning says so ('infinitely' large, or a blob of its own)
+    instead of raising, which stopped the uploader and with it the mount."""
+    params = codec.EncodingParams(10)
+    assert uploader.quilt_blob_size([900_000] * 3, params) == uploader.NO_QUILT
+    assert uploader.quilt_blob_size([900_000], params) < uploader.QUILT_MAX_BLOB
+    assert not uploader.quilt_candidate(1_800_000, 4 << 20, params)
+    assert uploader.quilt_candidate(5_000, 4 << 20, params)
+    assert uploader.quilt_candidate(900_000, 4 << 20, codec.EncodingParams(1000))
+    batches = uploader.quilt_batches([("a", 100), ("b", 200), ("c", 300)], params)
+    assert sorted(k for keys, _ in batches for k in keys) == ["a", "b", "c"]

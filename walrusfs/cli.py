@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 import codec
-from walrusfs import __version__, blobcmd, mountcmd, walletcmd
+from walrusfs import __version__, blobcmd, completion, costcmd, mountcmd, walletcmd
 from walrusfs.config import Paths
 from walrusfs.devnet.launcher import Devnet
 from walrusfs.errors import ExitCode, InvalidDataError, UserError
@@ -259,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     blobcmd.add_parser(sub)
     mountcmd.add_parser(sub)
     walletcmd.add_parser(sub)
+    costcmd.add_parser(sub)
+    completion.add_parser(sub, parser)
     return parser
 
 

@@ -27,6 +27,7 @@ import trio
 
 from chain.client import WalrusChain
 from chain.pricing import format_wal
+from walrusfs import logs
 from walrusfs.blobcmd import ProgressBar, user_errors
 from walrusfs.config import Paths
 from walrusfs.devnet.launcher import Devnet
@@ -183,15 +184,7 @@ def _spawn_daemon(args: argparse.Namespace, mnt: Path, volume_dir: Path) -> int:
 def _serve(options: MountOptions, ready_fd: int | None, debug: bool) -> int:
     """The daemon (or --foreground): start the devnet if needed, mount, serve."""
     if ready_fd is not None:
-        logging.getLogger().handlers.clear()
-        logging.basicConfig(
-            level=logging.DEBUG if debug else logging.INFO,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-            force=True,
-        )
-        for noisy in ("httpx", "httpcore", "pgrpc_client", "hpack", "grpc"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+        logs.setup_daemon(options.volume_dir / "mount.log", debug)
     reported = False
 
     def ready(error: str | None, code: int = int(ExitCode.SERVICE)) -> None:
@@ -199,6 +192,8 @@ def _serve(options: MountOptions, ready_fd: int | None, debug: bool) -> int:
         if reported:
             return
         reported = True
+        if error is None:
+            logs.notify_ready(f"mounted on {options.mountpoint}")
         if ready_fd is None:
             if error is not None:
                 print(f"walrusfs: {error}", file=sys.stderr)
@@ -328,31 +323,63 @@ def cmd_umount(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mib(n: int | None) -> str:
+    return "?" if n is None else f"{n / (1 << 20):.1f} MiB"
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    """Pending uploads, cache, stored blobs, balances of a running mount."""
+    """Volume, network, balances, pending uploads, cache, stored blobs, lifetime, checkpoint
+    and storage nodes of a running mount (--watch: again every 2 s; --json for scripts)."""
     mnt = _find_mount(args.mountpoint)
+    if not args.watch:
+        return _print_status(mnt, args.json)
+    try:
+        while True:
+            if sys.stdout.isatty():
+                print("\033[H\033[2J", end="")
+            _print_status(mnt, args.json)
+            sys.stdout.flush()
+            time.sleep(2.0)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _print_status(mnt: Path, as_json: bool) -> int:
     st = query(mnt, "status")
-    if args.json:
+    if as_json:
         print(json.dumps(st, indent=2))
         return 0
-    p, up, stored, ch = st["pending"], st["uploaded"], st["stored"], st["chain"]
+    p, up, stored, ch, cache = st["pending"], st["uploaded"], st["stored"], st["chain"], st["cache"]
+    looked = cache["hits"] + cache["misses"]
+    healthy = [n for n in st["nodes"] if n["healthy"]]
     lines = [
-        f"mountpoint   {st['mountpoint']} (pid {st['pid']})",
-        f"pending      {p['chunks']} chunk(s), {p['bytes']} bytes ({p['uploading']} uploading)",
-        f"staging      {st['staging']['bytes']} of {st['staging']['limit']} bytes",
-        f"cache        {st['cache']['bytes']} of {st['cache']['limit']} bytes",
-        f"stored       {stored['blobs']} blob(s), {stored['bytes']} bytes "
-        f"({stored['encoded_bytes']} encoded), earliest end epoch {stored['earliest_end_epoch']}",
-        f"this mount   {up['blobs']} blob(s) + {up['quilts']} quilt(s), {up['bytes']} bytes, "
-        f"{format_wal(up['wal_spent'])} spent",
-        f"chain        epoch {ch['epoch']}, "
-        + (f"{format_wal(ch['wal'])}, {ch['sui'] / 1e9:.3f} SUI" if ch["wal"] is not None
+        f"volume       {Path(st['volume']).name} on {st['mountpoint']} (pid {st['pid']})",
+        f"network      {ch['network']}, epoch {ch['epoch']}, "
+        + (f"{format_wal(ch['wal'])}, {ch['sui'] / 1e9:.3f} SUI, prepaid storage "
+           f"{_mib(ch['prepaid_bytes'])}" if ch["wal"] is not None
            else "balances not known yet"),
+        f"pending      {p['chunks']} chunk(s), {_mib(p['bytes'])} to upload "
+        f"({p['uploading']} uploading, {_mib(p['uploading_bytes'])})",
+        f"staging      {_mib(st['staging']['bytes'])} of {_mib(st['staging']['limit'])}",
+        f"cache        {_mib(cache['bytes'])} of {_mib(cache['limit'])}"
+        + (f", hit rate {100 * cache['hits'] / looked:.0f}% of {looked} lookups" if looked
+           else ""),
+        f"stored       {stored['blobs']} blob(s), {_mib(stored['bytes'])} "
+        f"({_mib(stored['encoded_bytes'])} encoded), earliest end epoch "
+        f"{stored['earliest_end_epoch']}",
+        f"this mount   {up['blobs']} blob(s) + {up['quilts']} quilt(s), {_mib(up['bytes'])}, "
+        f"{format_wal(up['wal_spent'])} spent"
+        + (f", {up['compacted_quilts']} quilt(s) compacted" if up["compacted_quilts"] else ""),
     ]  # fmt: skip
+    if st["nodes"]:
+        lines.append(
+            f"nodes        {len(healthy)} of {len(st['nodes'])} healthy"
+            + "".join(f"; {n['name']} DOWN" for n in st["nodes"] if not n["healthy"])
+        )
     lt, cp = st["lifetime"], st["checkpoint"]
     privacy = "public (plaintext)" if st["encryption"] == "none" else "encrypted"
     lines.append(
-        f"volume       {privacy}, "
+        f"lifetime     {privacy}, "
         + (f"renewals on (within {lt['horizon']} epochs, +{lt['extend_by']})" if lt["renew"]
            else "renewals OFF")
         + f", {lt['extended']} extended this mount"
@@ -592,4 +619,5 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("status", help=cmd_status.__doc__, description=cmd_status.__doc__)
     p.add_argument("mountpoint", nargs="?", metavar="MOUNTPOINT")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--watch", action="store_true", help="show it again every 2 s (Ctrl-C stops)")
     p.set_defaults(func=cmd_status)

@@ -49,6 +49,7 @@ from walrusfs.fs.upload_worker import UploadWorker
 from walrusfs.fs.uploader import UploadConfig, Uploader
 from walrusfs.store.client import WalrusStore
 from walrusfs.store.errors import StoreError
+from walrusfs.store.nodes import StorageNode
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,9 @@ class Volume:
         self.bytes_affordable: int | None = None
         self.epoch: int | None = None
         self.prices: tuple[int, int, int] | None = None  # n_shards, storage, write price
+        self.prepaid: int | None = None  # bytes of owned Storage usable now (not in a blob)
+        #: storage nodes as the last refresh found them: name, url, shards, healthy, epoch
+        self.nodes: list[dict[str, Any]] = []
         self._statfs: tuple[float, pyfuse3.StatvfsData] | None = None
 
     # -- ops.Control ------------------------------------------------------------------------
@@ -200,6 +204,7 @@ class Volume:
             try:
                 await self.renewer.check()
                 await self.checkpointer.checkpoint()
+                await self.refresh_once()
             except (StoreError, chain_errors.ChainError, OSError) as exc:
                 raise OSError(5, f"renewal or metadata checkpoint failed: {exc}") from exc
         else:
@@ -231,6 +236,9 @@ class Volume:
                 "chunks": chunks,
                 "bytes": nbytes,
                 "uploading": len(self.uploader.inflight),
+                "uploading_bytes": sum(
+                    self.staging.size(key) for key in list(self.uploader.inflight)
+                ),
             },
             "staging": {"bytes": self.staging.used_bytes, "limit": self.options.staging_limit},
             "funds": self._funds(),
@@ -254,8 +262,17 @@ class Volume:
             "cache": {
                 "bytes": cache.total_bytes if cache is not None else 0,
                 "limit": self.options.cache_bytes,
+                "hits": cache.hits if cache is not None else 0,
+                "misses": cache.misses if cache is not None else 0,
             },
-            "chain": {"epoch": self.epoch, "wal": self.wal, "sui": self.sui},
+            "chain": {
+                "network": self.chain.profile.name,
+                "epoch": self.epoch,
+                "wal": self.wal,
+                "sui": self.sui,
+                "prepaid_bytes": self.prepaid,
+            },
+            "nodes": self.nodes,
             "lifetime": {
                 "epoch": self.renewer.epoch,
                 "renew": self.renewer.policy.enabled,
@@ -274,6 +291,24 @@ class Volume:
                 "last_error": self.checkpointer.last_error,
             },
         }
+
+    async def _probe_nodes(self) -> None:
+        store = self.content.store
+        committee = await store.committee()
+        found: list[dict[str, Any]] = []
+
+        async def probe(node: StorageNode) -> None:
+            health = await store.nodes.health(node)
+            found.append({
+                "name": node.name, "url": node.url, "shards": len(node.shards),
+                "healthy": health is not None,
+                "epoch": None if health is None else health.get("epoch"),
+            })  # fmt: skip
+
+        async with trio.open_nursery() as nursery:
+            for node in committee.nodes:
+                nursery.start_soon(probe, node)
+        self.nodes = sorted(found, key=lambda n: str(n["name"]))
 
     def _funds(self) -> dict[str, Any]:
         """Whether uploads wait for money, and how much: the last failed upload's need, and
@@ -299,23 +334,31 @@ class Volume:
         )
 
     async def refresh(self) -> None:
-        """Balances and prices for statfs and status, every minute (the chain may be down:
-        the old figures stay)."""
+        """Balances and prices for statfs and status, every minute and at every sync (the
+        chain may be down: the old figures stay)."""
         while True:
-            try:
-                info = await self.chain.system_info()
-                bal = await self.chain.balances()
-                self.wal, self.sui, self.epoch = bal.wal, bal.sui, info.epoch
-                self.prices = (info.n_shards, info.storage_price, info.write_price)
-                params = codec.EncodingParams(info.n_shards)
-                probe = self.content.chunk_size
-                units = codec.storage_units(params.encoded_size(probe))
-                per_chunk = units * (info.storage_price * self.uploader.config.epochs
-                                     + info.write_price)  # fmt: skip
-                self.bytes_affordable = (bal.wal // max(per_chunk, 1)) * probe
-            except (chain_errors.ChainError, OSError) as exc:
-                log.warning("could not refresh balances: %s", exc)
+            await self.refresh_once()
             await trio.sleep(REFRESH_INTERVAL)
+
+    async def refresh_once(self) -> None:
+        try:
+            info = await self.chain.system_info()
+            bal = await self.chain.balances()
+            self.wal, self.sui, self.epoch = bal.wal, bal.sui, info.epoch
+            self.prices = (info.n_shards, info.storage_price, info.write_price)
+            params = codec.EncodingParams(info.n_shards)
+            probe = self.content.chunk_size
+            units = codec.storage_units(params.encoded_size(probe))
+            per_chunk = units * (info.storage_price * self.uploader.config.epochs
+                                 + info.write_price)  # fmt: skip
+            self.bytes_affordable = (bal.wal // max(per_chunk, 1)) * probe
+            self.prepaid = sum(
+                s.storage_size for s in await self.chain.storage_resources()
+                if s.start_epoch <= info.epoch
+            )  # fmt: skip
+            await self._probe_nodes()
+        except (chain_errors.ChainError, OSError) as exc:
+            log.warning("could not refresh balances: %s", exc)
 
 
 def lock_volume(volume_dir: Path) -> int:

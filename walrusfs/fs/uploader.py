@@ -13,12 +13,13 @@ on), the new blob is left unreferenced and deleted like any unused blob.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 DELETE_DELAY = 10.0  # seconds an unused blob is kept, so reads already under way finish
 QUILT_WINDOW = 2.0  # seconds a partial quilt waits for more small files (unless syncing)
 QUILT_MAX_BLOB = 64 << 20  # quilt blob size at most (its encoding holds ~10x this in memory)
+NO_QUILT = 1 << 62  # quilt_blob_size of files no quilt can hold
 # bytes a quilt entry adds to a file: header, identifier "<inode>.<chunk>", the sealed file
 # record tag (typical paths; a longer one makes the quilt a little larger than planned)
 ENTRY_OVERHEAD = 600
@@ -76,6 +78,58 @@ class UploadStats:
     #: MIST, from the last failed upload; None once an upload goes through
     short: tuple[str, int, int] | None = None
     failing: bool = False  # the last upload failed (writes get ENOSPC once staging is full)
+
+
+T = TypeVar("T")
+
+
+def quilt_blob_size(sizes: Sequence[int], params: codec.EncodingParams) -> int:
+    """The quilt blob for files of these (plaintext) sizes (QuiltV1 pads every file to whole
+    columns of k_p symbols, so one large file among small ones makes a huge blob)."""
+    entries = [crypto.sealed_size(size) + ENTRY_OVERHEAD for size in sizes]
+    index = codec.quilt.INDEX_PREFIX_LEN + INDEX_ENTRY * len(sizes)
+    try:
+        symbol = codec.quilt.quilt_symbol_size([index, *entries], params)
+    except codec.QuiltError:
+        return NO_QUILT  # beyond the largest symbol: these files make no quilt together
+    return params.k_p * params.k_s * symbol
+
+
+@functools.lru_cache(maxsize=4096)
+def _fits_alone(size: int, n_shards: int) -> bool:
+    return quilt_blob_size([size], codec.EncodingParams(n_shards)) <= QUILT_MAX_BLOB
+
+
+def quilt_candidate(size: int, threshold: int, params: codec.EncodingParams) -> bool:
+    """A single-chunk file goes into a quilt if it is at most `threshold` bytes and a quilt of
+    it alone stays within QUILT_MAX_BLOB (at small shard counts a few MB already do not)."""
+    return size <= threshold and _fits_alone(size, params.n_shards)
+
+
+def quilt_batches(
+    small: list[tuple[T, int]], params: codec.EncodingParams
+) -> list[tuple[list[T], list[int]]]:
+    """Small files in quilts of similar sizes: sorted by size, each batch the longest run
+    whose quilt blob stays within QUILT_MAX_BLOB (bounded memory for its encoding, and
+    little padding paid for). Each batch comes with its files' sizes."""
+    max_patches = params.k_s - 1
+    ordered = sorted(small, key=lambda ks: ks[1])
+    batches: list[tuple[list[T], list[int]]] = []
+    while ordered:
+        hi = min(len(ordered), max_patches)
+        sizes = [size for _, size in ordered[:hi]]
+        if quilt_blob_size(sizes, params) > QUILT_MAX_BLOB:
+            lo = 1  # the largest prefix that fits (one file alone always does)
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if quilt_blob_size(sizes[:mid], params) <= QUILT_MAX_BLOB:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            hi = lo
+        batches.append(([key for key, _ in ordered[:hi]], sizes[:hi]))
+        ordered = ordered[hi:]
+    return batches
 
 
 class Uploader:
@@ -155,10 +209,18 @@ class Uploader:
                 if pause > 0:
                     await trio.sleep(pause)
                 last_scan = time.monotonic()
-                await self._schedule()
-                await self._delete_unused()
-                if last_scan - self._compacted_at >= COMPACT_INTERVAL:
-                    await self.compact()
+                try:
+                    await self._schedule()
+                    await self._delete_unused()
+                    if last_scan - self._compacted_at >= COMPACT_INTERVAL:
+                        await self.compact()
+                except Exception as exc:
+                    # a bug here must not end the mount (and every open file with it): the
+                    # data stays staged, the round is tried again later, the log says why
+                    log.exception("upload scheduling failed (internal error); retrying")
+                    self.stats.failing = True
+                    self.stats.last_error = f"internal error: {exc!r}"
+                    await trio.sleep(self.config.retry_after)
 
     def _eligible(self, free: int) -> tuple[list[tuple[Key, int]], list[Key]]:
         """(small single-chunk files with their sizes, other chunks) ready for upload; stops
@@ -184,7 +246,7 @@ class Uploader:
                     continue
                 if self.content.writers.get(inode) and self.staging.size(key) < cs:
                     continue
-            if chunkno == 0 and size <= self.config.quilt_threshold:
+            if chunkno == 0 and quilt_candidate(size, self.config.quilt_threshold, self.params):
                 small.append((key, min(size, cs)))
             else:
                 big.append(key)
@@ -212,34 +274,10 @@ class Uploader:
             self._start(job, keys)
 
     def _quilt_blob_size(self, sizes: Sequence[int]) -> int:
-        """The quilt blob for files of these sizes (QuiltV1 pads every file to whole columns
-        of k_p symbols, so one large file among small ones makes a huge blob)."""
-        p = self.params
-        entries = [crypto.sealed_size(size) + ENTRY_OVERHEAD for size in sizes]
-        index = codec.quilt.INDEX_PREFIX_LEN + INDEX_ENTRY * len(sizes)
-        return p.k_p * p.k_s * codec.quilt.quilt_symbol_size([index, *entries], p)
+        return quilt_blob_size(sizes, self.params)
 
     def _quilt_batches(self, small: list[tuple[Key, int]]) -> list[tuple[list[Key], list[int]]]:
-        """Small files in quilts of similar sizes: sorted by size, each batch the longest run
-        whose quilt blob stays within QUILT_MAX_BLOB (bounded memory for its encoding, and
-        little padding paid for). Each batch comes with its files' sizes."""
-        ordered = sorted(small, key=lambda ks: ks[1])
-        batches: list[tuple[list[Key], list[int]]] = []
-        while ordered:
-            hi = min(len(ordered), self.max_patches)
-            sizes = [size for _, size in ordered[:hi]]
-            if self._quilt_blob_size(sizes) > QUILT_MAX_BLOB:
-                lo = 1  # the largest prefix that fits (one file alone always does)
-                while lo < hi:
-                    mid = (lo + hi + 1) // 2
-                    if self._quilt_blob_size(sizes[:mid]) <= QUILT_MAX_BLOB:
-                        lo = mid
-                    else:
-                        hi = mid - 1
-                hi = lo
-            batches.append(([key for key, _ in ordered[:hi]], sizes[:hi]))
-            ordered = ordered[hi:]
-        return batches
+        return quilt_batches(small, self.params)
 
     def _full(self, sizes: list[int]) -> bool:
         """A batch (given by its files' sizes) that cannot take more files of its size."""

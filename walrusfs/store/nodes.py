@@ -15,6 +15,7 @@ import base64
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -136,6 +137,18 @@ class NodeClient:
         if rsp.status_code >= 300 and rsp.status_code != 404:
             self._raise(node, rsp)
         return rsp
+
+    async def health(self, node: StorageNode) -> dict[str, Any] | None:
+        """The node's `/v1/health` answer, None when it does not answer in 2 s (status and
+        `devnet status` show it; the data paths never wait for it)."""
+        try:
+            rsp = await self.reads.get(node.url + "/v1/health", timeout=2.0)
+            rsp.raise_for_status()
+            body = rsp.json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        data = body.get("success", {}).get("data", body) if isinstance(body, dict) else None
+        return data if isinstance(data, dict) else None
 
     async def put_metadata(self, node: StorageNode, blob_id: codec.BlobId, bcs: bytes) -> None:
         await self._request("put_metadata", node, "PUT", f"/v1/blobs/{blob_id}/metadata", bcs)

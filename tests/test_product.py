@@ -1,0 +1,173 @@
+"""The product around the mount, as a user meets it: `walrusfs cost` against what the chain
+really charges, `walrusfs status` against the chain, the fstab helper through mount(8),
+`walrusfs wallet`, shell completion, and their exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.devnet_harness import RunningDevnet, start_devnet
+from tests.mount_harness import Mount, mounted
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def dn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
+    yield from start_devnet(tmp_path_factory.mktemp("product-home"))
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    """30 small files and two larger ones (one above the quilt threshold of 4 MiB would not
+    fit a 10-shard blob: 1 MiB is a blob of its own at this shard count only by size)."""
+    files = {f"small/{i:02d}.txt": os.urandom(300 + 97 * i) for i in range(30)}
+    files["photo.jpg"] = os.urandom(900_000)
+    files["notes.md"] = b"# notes\n" * 100
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return files
+
+
+def test_cost_is_what_the_chain_charges(dn: RunningDevnet, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    files = _tree(src)
+    out = json.loads(dn.cli("cost", str(src), "--epochs", "3", "--public", "--json").stdout)
+    assert out["files"] == len(files) and out["bytes"] == sum(map(len, files.values()))
+    single, ours = out["one_blob_per_file"], out["walrusfs"]
+    assert single["blobs"] == len(files)
+    assert ours["total"] < single["total"] / 2  # quilting: the per-blob floor paid less often
+
+    # one blob per file: exactly what `walrusfs blob store` pays, file by file
+    r = json.loads(
+        dn.cli("blob", "store", *(str(src / rel) for rel in files), "--epochs", "3", "--json",
+               timeout=600).stdout
+    )  # fmt: skip
+    paid = r["walSpentFrost"]
+    assert paid == sum(b["costFrost"] for b in r["blobs"])
+    assert paid == single["total"]
+
+    # as walrusfs stores them: what a public volume pays for the same tree, within the
+    # estimate's margin (a quilt's real entries are a few bytes off the planned ones)
+    m = Mount(dn, tmp_path / "mnt", "cost")
+    m.mount("--public", "--epochs", "3", "--upload-delay", "3600")
+    try:
+        shutil.copytree(src, m.path, dirs_exist_ok=True)
+        m.sync()
+        st = m.status()
+        assert st["uploaded"]["quilts"] == ours["quilts"]
+        assert st["uploaded"]["blobs"] + st["uploaded"]["quilts"] == ours["blobs"]
+        assert abs(st["uploaded"]["wal_spent"] - ours["total"]) <= 0.1 * ours["total"]
+        human = dn.cli("cost", str(src), "--epochs", "3").stdout
+        assert "as walrusfs stores them" in human and "one blob per file" in human
+    finally:
+        m.teardown()
+    bad = dn.cli("cost", str(tmp_path / "missing"), check=False)
+    assert bad.returncode == 3 and "no such file" in bad.stderr
+    assert dn.cli("cost", str(src), "--epochs", "0", check=False).returncode == 2
+
+
+def _chain_view(dn: RunningDevnet) -> tuple[int, int, int]:
+    async def go() -> tuple[int, int, int]:
+        chain = await dn.chain()
+        try:
+            info = await chain.system_info()
+            bal = await chain.balances()
+            return info.epoch, bal.wal, bal.sui
+        finally:
+            await chain.close()
+
+    return trio.run(go)
+
+
+def test_status_agrees_with_the_chain(dn: RunningDevnet, tmp_path: Path) -> None:
+    m = Mount(dn, tmp_path / "mnt", "status")
+    m.mount()
+    try:
+        (m.path / "a.bin").write_bytes(os.urandom(200_000))
+        m.sync()  # uploads, checkpoints and refreshes the balances
+        st = m.status()
+        epoch, wal, sui = _chain_view(dn)
+        assert (st["chain"]["epoch"], st["chain"]["wal"], st["chain"]["sui"]) == (epoch, wal, sui)
+        assert st["chain"]["network"] == "devnet"
+        assert [n["healthy"] for n in st["nodes"]] == [True] * 4
+        assert st["pending"]["chunks"] == 0 and st["checkpoint"]["seq"] >= 1
+        wallet = json.loads(dn.cli("wallet", "--json").stdout)
+        assert (wallet["wal"], wallet["sui"]) == (wal, sui)
+
+        dn.cli("devnet", "node", "stop", "1")
+        try:
+            (m.path / "b.bin").write_bytes(os.urandom(100_000))
+            m.sync()  # 3 of 4 nodes still certify
+            st = m.status()
+            assert sum(n["healthy"] for n in st["nodes"]) == 3
+            human = dn.cli("status", str(m.path)).stdout
+            assert "3 of 4 healthy" in human and "DOWN" in human
+            assert "network      devnet, epoch" in human and "checkpoint   #" in human
+        finally:
+            dn.cli("devnet", "node", "start", "1")
+    finally:
+        m.teardown()
+    assert dn.cli("status", str(tmp_path), check=False).returncode == 2  # not a mount
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="installs the helper into /sbin (root only)")
+def test_fstab_helper_mounts_with_mount_t_fuse_walrusfs(dn: RunningDevnet, tmp_path: Path) -> None:
+    helper = Path(sys.executable).parent / "mount.fuse.walrusfs"
+    assert helper.exists(), "pip install -e . installs the helper"
+    link = Path("/sbin/mount.fuse.walrusfs")
+    installed = not link.exists()
+    if installed:
+        link.symlink_to(helper)
+    mnt = tmp_path / "fstab-mnt"
+    mnt.mkdir()
+    try:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        r = subprocess.run(
+            ["mount", "-t", "fuse.walrusfs", "fstabvol", str(mnt), "-o",
+             f"noauto,_netdev,home={dn.home},upload_delay=0.3,epochs=4"],
+            capture_output=True, text=True, env=env, timeout=120, check=False,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert mounted(mnt)
+        (mnt / "via-fstab.txt").write_text("hello\n")
+        dn.cli("sync", str(mnt), timeout=300)
+        st = json.loads(dn.cli("status", str(mnt), "--json").stdout)
+        assert Path(st["volume"]).name == "fstabvol"
+        dn.cli("umount", str(mnt), timeout=300)
+        assert not mounted(mnt)
+        bad = subprocess.run(
+            [str(helper), "fstabvol", str(mnt), "-o", "colour=blue"],
+            capture_output=True, text=True, env=env, check=False,
+        )  # fmt: skip
+        assert bad.returncode == 2 and "unknown mount option 'colour=blue'" in bad.stderr
+    finally:
+        subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False, capture_output=True)
+        if installed:
+            link.unlink()
+
+
+def test_wallet_and_completion(dn: RunningDevnet) -> None:
+    before = json.loads(dn.cli("wallet", "--json").stdout)
+    got = dn.cli("wallet", "get-wal", "1.5").stdout
+    assert "got 1.500000000 WAL" in got
+    after = json.loads(dn.cli("wallet", "--json").stdout)
+    assert after["wal"] - before["wal"] == 1_500_000_000
+    assert dn.cli("wallet", "get-wal", "-3", check=False).returncode == 2
+    assert dn.cli("wallet", "get-wal", "999999999", check=False).returncode == 6  # no SUI
+    script = dn.cli("completion", "bash").stdout
+    r = subprocess.run(
+        ["bash", "-c", script + '\nCOMP_WORDS=(walrusfs blob st); COMP_CWORD=2; _walrusfs; '
+         'echo "${COMPREPLY[@]}"'],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert r.stdout.split() == ["store", "store-quilt"]

@@ -1,0 +1,154 @@
+"""`walrusfs cost PATH...`: what storing files costs in WAL, the way the mount stores them
+(chunks of 64 MiB, small files quilted, encrypted unless --public) versus one blob per file,
+at the network's current prices. Nothing is uploaded or signed.
+
+The price of a blob is `storage_units(encoded_size) x (storage_price x epochs + write_price)`
+(docs/formats.md, cost model), and the encoded size has a floor of n_shards x metadata: that
+floor is why many small files cost far less in one quilt than as one blob each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import codec
+from chain.pricing import format_wal, store_cost
+from walrusfs.blobcmd import _run, open_store
+from walrusfs.errors import InputError, UsageError
+from walrusfs.fs import crypto
+from walrusfs.fs.mount import MountOptions
+from walrusfs.fs.uploader import quilt_batches, quilt_blob_size, quilt_candidate
+
+
+@dataclass
+class Plan:
+    blobs: int = 0  # Walrus blobs (a quilt counts as one)
+    quilts: int = 0
+    unencoded: int = 0  # bytes stored (sealed and padded as stored)
+    encoded: int = 0  # bytes paid for on the nodes
+    storage: int = 0  # FROST
+    write: int = 0  # FROST
+
+    @property
+    def total(self) -> int:
+        return self.storage + self.write
+
+    def add(self, size: int, params: codec.EncodingParams, prices: tuple[int, int],
+            epochs: int) -> None:  # fmt: skip
+        encoded = params.encoded_size(size)
+        cost = store_cost(encoded, epochs, prices[0], prices[1])
+        self.blobs += 1
+        self.unencoded += size
+        self.encoded += encoded
+        self.storage += cost.storage
+        self.write += cost.write
+
+
+def files_of(paths: list[str]) -> list[tuple[str, int]]:
+    """(path, size) of every regular file under the arguments (symlinks are not followed)."""
+    out: list[tuple[str, int]] = []
+    for arg in paths:
+        p = Path(arg)
+        if p.is_symlink() or p.is_file():
+            if p.is_file() and not p.is_symlink():
+                out.append((arg, p.stat().st_size))
+            continue
+        if not p.is_dir():
+            raise InputError(f"{arg}: no such file or directory")
+        for dirpath, _, names in os.walk(p):
+            for name in names:
+                f = Path(dirpath) / name
+                if f.is_file() and not f.is_symlink():
+                    out.append((str(f), f.stat().st_size))
+    return out
+
+
+def plan(
+    sizes: list[int],
+    params: codec.EncodingParams,
+    prices: tuple[int, int],
+    epochs: int,
+    *,
+    chunk_size: int,
+    quilt_threshold: int,
+    encrypted: bool,
+) -> tuple[Plan, Plan]:
+    """(as walrusfs stores them, one blob per file)."""
+    sealed = crypto.sealed_size if encrypted else (lambda n: n)
+    ours, single = Plan(), Plan()
+    small: list[tuple[int, int]] = []
+    for i, size in enumerate(sizes):
+        # one blob per file, as `walrus store` would (files over the maximum: in chunks)
+        for start in range(0, max(size, 1), params.max_blob_size):
+            single.add(min(params.max_blob_size, size - start), params, prices, epochs)
+        if size == 0:
+            continue  # an empty file needs no blob
+        if size <= chunk_size and quilt_candidate(size, quilt_threshold, params):
+            small.append((i, size))
+            continue
+        for start in range(0, size, chunk_size):
+            ours.add(sealed(min(chunk_size, size - start)), params, prices, epochs)
+    for _, batch_sizes in quilt_batches(small, params):
+        ours.add(quilt_blob_size(batch_sizes, params), params, prices, epochs)
+        ours.quilts += 1
+    return ours, single
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    """What storing PATHs costs in WAL for N epochs: quilted and chunked as walrusfs stores
+    them, versus one blob per file (current prices; nothing is uploaded)."""
+    if args.epochs < 1:
+        raise UsageError("--epochs must be at least 1")
+    found = files_of(args.paths)
+    defaults = MountOptions(mountpoint=Path(), volume_dir=Path(), cache_dir=Path())
+    upload = defaults.upload
+
+    async def go() -> int:
+        async with open_store(use_cache=False) as store:
+            info = await store.chain.system_info()
+        if args.epochs > info.max_epochs_ahead:
+            raise UsageError(f"--epochs: at most {info.max_epochs_ahead} ahead on this network")
+        params = codec.EncodingParams(info.n_shards)
+        chunk = min(defaults.chunk_size, params.max_blob_size)
+        ours, single = plan(
+            [size for _, size in found], params, (info.storage_price, info.write_price),
+            args.epochs, chunk_size=chunk, quilt_threshold=upload.quilt_threshold,
+            encrypted=not args.public,
+        )  # fmt: skip
+        total = sum(size for _, size in found)
+        if args.json:
+            out: dict[str, Any] = {
+                "files": len(found), "bytes": total, "epochs": args.epochs,
+                "epoch": info.epoch, "n_shards": info.n_shards,
+                "storage_price": info.storage_price, "write_price": info.write_price,
+                "walrusfs": {**asdict(ours), "total": ours.total},
+                "one_blob_per_file": {**asdict(single), "total": single.total},
+            }  # fmt: skip
+            print(json.dumps(out, indent=2))
+            return 0
+        print(f"{len(found)} file(s), {total} bytes, for {args.epochs} epoch(s) from epoch "
+              f"{info.epoch} ({info.n_shards} shards)")  # fmt: skip
+        for label, p in (("as walrusfs stores them", ours), ("one blob per file", single)):
+            print(f"{label:<24} {format_wal(p.total):>20}  {p.blobs} blob(s)"
+                  + (f" ({p.quilts} quilt(s))" if p.quilts else "")
+                  + f", {p.encoded} encoded bytes")  # fmt: skip
+        if single.total:
+            print(f"walrusfs pays {ours.total / single.total:.3f}x of one blob per file"
+                  + ("" if args.public else " (encrypted: +43 bytes per 64 KiB)"))  # fmt: skip
+        return 0
+
+    return _run(go)
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("cost", help=cmd_cost.__doc__, description=cmd_cost.__doc__)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or directories")
+    p.add_argument("--epochs", type=int, default=10, help="storage epochs (default 10)")
+    p.add_argument("--public", action="store_true", help="as a --public volume (no encryption)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_cost)

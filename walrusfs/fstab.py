@@ -1,0 +1,107 @@
+"""`mount.fuse.walrusfs`: the helper mount(8) runs for `-t fuse.walrusfs`, so an fstab line
+works:
+
+    default  /home/me/walrus  fuse.walrusfs  noauto,_netdev,home=/home/me/.wfs,epochs=20  0 0
+
+mount(8) calls `mount.fuse.walrusfs SOURCE MOUNTPOINT [-o OPTIONS]` (also `-n`, `-s`, `-f`,
+`-v`). SOURCE is the volume name (`walrusfs:NAME` is accepted too). Options with a
+walrusfs meaning become `walrusfs mount` flags; the generic ones of fstab (`defaults`,
+`noauto`, `auto`, `user`, `users`, `nouser`, `_netdev`, `nofail`, `rw`, `exec`, `dev`, `suid`
+and their `no` forms, `x-*`, `comment=*`) are for mount(8) and skipped. Anything else is an
+error (exit 2) rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from walrusfs.cli import main as cli_main
+from walrusfs.errors import ExitCode
+
+#: fstab option -> `walrusfs mount` flag (options with a value: flag VALUE)
+VALUED = {
+    "epochs": "--epochs",
+    "upload_delay": "--upload-delay",
+    "cache_size": "--cache-size",
+    "staging_limit": "--staging-limit",
+    "memory": "--memory",
+    "checkpoint_interval": "--checkpoint-interval",
+    "renew_horizon": "--renew-horizon",
+    "renew_epochs": "--renew-epochs",
+    "compact_below": "--compact-below",
+    "passphrase_file": "--passphrase-file",
+}
+FLAGS = {
+    "allow_other": "--allow-other",
+    "public": "--public",
+    "renew": "--renew",
+    "norenew": "--no-renew",
+}
+GENERIC = {
+    "defaults", "auto", "noauto", "user", "users", "nouser", "owner", "group", "_netdev",
+    "nofail", "rw", "exec", "noexec", "dev", "nodev", "suid", "nosuid", "async", "atime",
+    "noatime", "relatime", "nodiratime",
+}  # fmt: skip
+
+
+class HelperError(Exception):
+    pass
+
+
+def translate(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """(`walrusfs mount` arguments, environment changes) for a mount(8) helper command line."""
+    positional: list[str] = []
+    options: list[str] = []
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg == "-o":
+            if not args:
+                raise HelperError("-o needs a value")
+            options += args.pop(0).split(",")
+        elif arg.startswith("-o"):
+            options += arg[2:].split(",")
+        elif arg in ("-n", "-s", "-f", "-v"):
+            continue  # no mtab, sloppy, fake, verbose: nothing for walrusfs to do
+        elif arg.startswith("-"):
+            raise HelperError(f"unknown option {arg}")
+        else:
+            positional.append(arg)
+    if len(positional) != 2:
+        raise HelperError("usage: mount.fuse.walrusfs VOLUME MOUNTPOINT [-o OPTIONS]")
+    source, mountpoint = positional
+    volume = source.removeprefix("walrusfs:") or "default"
+    out = ["mount", mountpoint, "--volume", volume]
+    env: dict[str, str] = {}
+    for opt in filter(None, options):
+        key, _, value = opt.partition("=")
+        if key in GENERIC or key.startswith("x-") or key == "comment":
+            continue
+        if key == "home":
+            env["WALRUSFS_HOME"] = value
+        elif key in VALUED:
+            if not value:
+                raise HelperError(f"option {key} needs a value ({key}=...)")
+            out += [VALUED[key], value]
+        elif key in FLAGS and not value:
+            out.append(FLAGS[key])
+        else:
+            raise HelperError(f"unknown mount option {opt!r} (see docs/packaging.md)")
+    return out, env
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args, env = translate(sys.argv[1:] if argv is None else argv)
+    except HelperError as exc:
+        print(f"mount.fuse.walrusfs: {exc}", file=sys.stderr)
+        return int(ExitCode.USAGE)
+    os.environ.update(env)
+    sys.argv = ["walrusfs", *args]  # the mount daemon is started again from sys.argv
+    return cli_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Logging of the mount daemon: one log per volume (`<data>/volumes/<name>/mount.log`),
+rotated at 10 MiB with 3 old files kept, and systemd's readiness notification.
+
+The daemon's stdout and stderr are the log file too (tracebacks of crashes, and the thread
+stacks `kill -USR1 <pid>` dumps through faulthandler): on every rotation they are pointed at
+the new file, so nothing keeps writing into a rotated one.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import socket
+import sys
+from pathlib import Path
+
+MAX_BYTES = 10 << 20
+BACKUPS = 3
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+NOISY = ("httpx", "httpcore", "pgrpc_client", "hpack", "grpc")
+
+
+class _Rotating(logging.handlers.RotatingFileHandler):
+    def doRollover(self) -> None:
+        super().doRollover()
+        if self.stream is not None:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(self.stream.fileno(), 1)
+            os.dup2(self.stream.fileno(), 2)
+
+
+def setup_daemon(log_path: Path, debug: bool) -> None:
+    handler = _Rotating(log_path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(FORMAT))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler],
+                        force=True)  # fmt: skip
+    for noisy in NOISY:
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def notify_ready(status: str) -> bool:
+    """`READY=1` to systemd when started as a `Type=notify` unit ($NOTIFY_SOCKET)."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]  # abstract namespace
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.connect(address)
+        sock.sendall(f"READY=1\nSTATUS={status}\nMAINPID={os.getpid()}\n".encode())
+    return True
