@@ -11,12 +11,13 @@ import base64
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+import trio
 
 import codec
 from chain import move_types as mt
@@ -25,6 +26,7 @@ from chain.client import CommitteeMember, SystemInfo, WalrusChain
 from walrusfs.devnet.launcher import Devnet, DevnetSpec
 
 ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 N_SHARDS = 10  # 4 nodes hold shards [0,1] [2,3,4] [5,6] [7,8,9]; quorum 7, k_p 4
 
 
@@ -58,6 +60,18 @@ class RunningDevnet:
 
     async def chain(self) -> WalrusChain:
         return WalrusChain(self.spec.profile(), self.devnet.wallet().active)
+
+    def on_chain(self, fn: Callable[[WalrusChain], Awaitable[T]]) -> T:
+        """`fn(chain)` run to completion from synchronous test code."""
+
+        async def go() -> T:
+            chain = await self.chain()
+            try:
+                return await fn(chain)
+            finally:
+                await chain.close()
+
+        return trio.run(go)
 
 
 @dataclass

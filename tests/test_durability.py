@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 
-from chain.client import SystemInfo
+from chain.client import SystemInfo, WalrusChain
 from chain.ptb import Ptb
 from tests.devnet_harness import RunningDevnet, start_devnet
 from tests.mount_harness import Mount, mount
@@ -76,14 +75,10 @@ def _fresh_home(dn: RunningDevnet, home: Path) -> RunningDevnet:
 
 
 def _checkpoints(dn: RunningDevnet, name: str) -> list[int]:
-    async def go() -> list[int]:
-        chain = await dn.chain()
-        try:
-            return [r.seq for r in await list_checkpoints(chain, name)]
-        finally:
-            await chain.close()
+    async def go(chain: WalrusChain) -> list[int]:
+        return [r.seq for r in await list_checkpoints(chain, name)]
 
-    return trio.run(go)
+    return dn.on_chain(go)
 
 
 def test_restore_anywhere_from_the_newest_checkpoint(dn: RunningDevnet, tmp_path: Path) -> None:
@@ -113,15 +108,11 @@ def test_restore_anywhere_from_the_newest_checkpoint(dn: RunningDevnet, tmp_path
 
 
 def _delete_checkpoints(dn: RunningDevnet, name: str) -> None:
-    async def go() -> None:
-        chain = await dn.chain()
-        try:
-            for ref in await list_checkpoints(chain, name):
-                await chain.delete_blob(ref.object_id)
-        finally:
-            await chain.close()
+    async def go(chain: WalrusChain) -> None:
+        for ref in await list_checkpoints(chain, name):
+            await chain.delete_blob(ref.object_id)
 
-    trio.run(go)
+    dn.on_chain(go)
 
 
 def test_rebuild_from_file_records_without_any_checkpoint(
@@ -191,20 +182,16 @@ def _volume_blobs(dn: RunningDevnet, volume_id: str) -> tuple[dict[str, str], in
     """(object ID -> walrusfs:kind of the volume's live Blob objects, bytes of the wallet's
     Storage resources not attached to a blob)."""
 
-    async def go() -> tuple[dict[str, str], int]:
-        chain = await dn.chain()
-        try:
-            blobs = await chain.blobs()
-            attrs = await chain.attributes_of([b.id for b in blobs])
-            mine = {
-                i: a.get("walrusfs:kind", "") for i, a in attrs.items()
-                if a.get("walrusfs:volume") == volume_id
-            }  # fmt: skip
-            return mine, sum(s.storage_size for s in await chain.storage_resources())
-        finally:
-            await chain.close()
+    async def go(chain: WalrusChain) -> tuple[dict[str, str], int]:
+        blobs = await chain.blobs()
+        attrs = await chain.attributes_of([b.id for b in blobs])
+        mine = {
+            i: a.get("walrusfs:kind", "") for i, a in attrs.items()
+            if a.get("walrusfs:volume") == volume_id
+        }  # fmt: skip
+        return mine, sum(s.storage_size for s in await chain.storage_resources())
 
-    return trio.run(go)
+    return dn.on_chain(go)
 
 
 def test_deleting_small_files_compacts_quilts_and_reuses_storage(
@@ -485,22 +472,18 @@ def test_fsck_repairs_a_damaged_tree(dn: RunningDevnet, tmp_path: Path) -> None:
 def _send_wal_away(dn: RunningDevnet) -> int:
     """Leave the wallet without WAL (sent to an address nobody holds)."""
 
-    async def go() -> int:
-        chain = await dn.chain()
-        try:
-            amount = (await chain.balances()).wal
+    async def go(chain: WalrusChain) -> int:
+        amount = (await chain.balances()).wal
 
-            def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
-                (part,) = ptb.split_coins(wal, [ptb.u64(amount)])
-                ptb.transfer([part], "0x" + "5a" * 32)
+        def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
+            (part,) = ptb.split_coins(wal, [ptb.u64(amount)])
+            ptb.transfer([part], "0x" + "5a" * 32)
 
-            await chain.execute_ptb(build, wal_needed=amount)
-            assert (await chain.balances()).wal == 0
-            return amount
-        finally:
-            await chain.close()
+        await chain.execute_ptb(build, wal_needed=amount)
+        assert (await chain.balances()).wal == 0
+        return amount
 
-    return trio.run(go)
+    return dn.on_chain(go)
 
 
 def test_without_wal_uploads_pause_writes_stage_then_enospc(

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trio
 
+from chain.client import WalrusChain
 from tests.devnet_harness import RunningDevnet, start_devnet
 from tests.mount_harness import Mount, mounted
 
@@ -27,8 +27,9 @@ def dn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    """30 small files and two larger ones (one above the quilt threshold of 4 MiB would not
-    fit a 10-shard blob: 1 MiB is a blob of its own at this shard count only by size)."""
+    """30 small files, a 900 KB one and a text file. At 10 shards a blob holds at most
+    1.8 MB, so all of them are quilt candidates, and the 900 KB one fits no quilt with
+    others: the planning the mount and `cost` share must handle that (it once crashed)."""
     files = {f"small/{i:02d}.txt": os.urandom(300 + 97 * i) for i in range(30)}
     files["photo.jpg"] = os.urandom(900_000)
     files["notes.md"] = b"# notes\n" * 100
@@ -77,16 +78,12 @@ def test_cost_is_what_the_chain_charges(dn: RunningDevnet, tmp_path: Path) -> No
 
 
 def _chain_view(dn: RunningDevnet) -> tuple[int, int, int]:
-    async def go() -> tuple[int, int, int]:
-        chain = await dn.chain()
-        try:
-            info = await chain.system_info()
-            bal = await chain.balances()
-            return info.epoch, bal.wal, bal.sui
-        finally:
-            await chain.close()
+    async def go(chain: WalrusChain) -> tuple[int, int, int]:
+        info = await chain.system_info()
+        bal = await chain.balances()
+        return info.epoch, bal.wal, bal.sui
 
-    return trio.run(go)
+    return dn.on_chain(go)
 
 
 def test_status_agrees_with_the_chain(dn: RunningDevnet, tmp_path: Path) -> None:

@@ -76,20 +76,31 @@ def user_errors() -> Iterator[None]:
 
 
 @contextlib.asynccontextmanager
+async def open_chain(*, start: bool = False) -> AsyncIterator[WalrusChain]:
+    """The network's chain with the wallet's active key (`start`: bring the devnet up first,
+    as commands that need it anyway do)."""
+    devnet = Devnet(Paths.from_env().data_dir)
+    if start:
+        await trio.to_thread.run_sync(devnet.up)
+    chain = WalrusChain(devnet.spec().profile(), devnet.wallet().active)
+    try:
+        yield chain
+    finally:
+        await chain.close()
+
+
+@contextlib.asynccontextmanager
 async def open_store(use_cache: bool = True) -> AsyncIterator[WalrusStore]:
     paths = Paths.from_env()
-    devnet = Devnet(paths.data_dir)
-    spec = devnet.spec()
-    chain = WalrusChain(spec.profile(), devnet.wallet().active)
-    cache = SliverCache(paths.cache_dir / "slivers", CACHE_LIMIT) if use_cache else None
-    store = WalrusStore(chain, cache=cache, ranges=RangeCache(RANGE_CACHE))
-    try:
-        yield store
-    finally:
-        await store.close()
-        await chain.close()
-        if cache is not None:
-            cache.close()
+    async with open_chain() as chain:
+        cache = SliverCache(paths.cache_dir / "slivers", CACHE_LIMIT) if use_cache else None
+        store = WalrusStore(chain, cache=cache, ranges=RangeCache(RANGE_CACHE))
+        try:
+            yield store
+        finally:
+            await store.close()
+            if cache is not None:
+                cache.close()
 
 
 class ProgressBar:

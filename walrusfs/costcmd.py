@@ -18,11 +18,11 @@ from typing import Any
 
 import codec
 from chain.pricing import format_wal, store_cost
-from walrusfs.blobcmd import _run, open_store
+from walrusfs.blobcmd import _run, open_chain
 from walrusfs.errors import InputError, UsageError
 from walrusfs.fs import crypto
-from walrusfs.fs.mount import MountOptions
-from walrusfs.fs.uploader import quilt_batches, quilt_blob_size, quilt_candidate
+from walrusfs.fs.mount import CHUNK_SIZE
+from walrusfs.fs.uploader import UploadConfig, quilt_batches, quilt_blob_size, quilt_candidate
 
 
 @dataclass
@@ -105,19 +105,17 @@ def cmd_cost(args: argparse.Namespace) -> int:
     if args.epochs < 1:
         raise UsageError("--epochs must be at least 1")
     found = files_of(args.paths)
-    defaults = MountOptions(mountpoint=Path(), volume_dir=Path(), cache_dir=Path())
-    upload = defaults.upload
 
     async def go() -> int:
-        async with open_store(use_cache=False) as store:
-            info = await store.chain.system_info()
+        async with open_chain() as chain:
+            info = await chain.system_info()
         if args.epochs > info.max_epochs_ahead:
             raise UsageError(f"--epochs: at most {info.max_epochs_ahead} ahead on this network")
         params = codec.EncodingParams(info.n_shards)
-        chunk = min(defaults.chunk_size, params.max_blob_size)
+        chunk = min(CHUNK_SIZE, params.max_blob_size)
         ours, single = plan(
             [size for _, size in found], params, (info.storage_price, info.write_price),
-            args.epochs, chunk_size=chunk, quilt_threshold=upload.quilt_threshold,
+            args.epochs, chunk_size=chunk, quilt_threshold=UploadConfig().quilt_threshold,
             encrypted=not args.public,
         )  # fmt: skip
         total = sum(size for _, size in found)

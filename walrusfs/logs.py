@@ -47,7 +47,12 @@ def notify_ready(status: str) -> bool:
         return False
     if address.startswith("@"):
         address = "\0" + address[1:]  # abstract namespace
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.connect(address)
-        sock.sendall(f"READY=1\nSTATUS={status}\nMAINPID={os.getpid()}\n".encode())
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(f"READY=1\nSTATUS={status}\nMAINPID={os.getpid()}\n".encode())
+    except OSError as exc:
+        # the mount works regardless; only systemd's view of it is late
+        logging.getLogger(__name__).warning("could not notify systemd (%s): %s", address, exc)
+        return False
     return True

@@ -20,15 +20,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
 from chain.client import WalrusChain
 from chain.pricing import format_wal
 from walrusfs import logs
-from walrusfs.blobcmd import ProgressBar, user_errors
+from walrusfs.blobcmd import ProgressBar, open_chain, user_errors
 from walrusfs.config import Paths
 from walrusfs.devnet.launcher import Devnet
 from walrusfs.errors import ExitCode, InputError, ServiceError, UsageError, UserError
@@ -79,6 +80,7 @@ def _volume_dir(paths: Paths, name: str) -> Path:
 
 
 PASSPHRASE_ENV = "WALRUSFS_PASSPHRASE"
+T = TypeVar("T")
 
 
 def passphrase_of(args: argparse.Namespace) -> str | None:
@@ -405,8 +407,9 @@ def _print_status(mnt: Path, as_json: bool) -> int:
             "more"
             + (f"; all that is staged needs about {format_wal(funds['staged_cost'])}"
                if funds["staged_cost"] else "")
-            + "; writes go on into staging until it is full, then fail with ENOSPC. Fund the "
-            "wallet (`walrusfs wallet get-wal` on devnet and testnet)"
+            + "; writes go on into staging until it is full, then fail with ENOSPC. "
+            + ("Get WAL: `walrusfs wallet get-wal SUI` (devnet, testnet)" if funds["currency"]
+               == "WAL" else "Send SUI to the wallet's address (`walrusfs wallet`)")
         )  # fmt: skip
     if up["last_error"]:
         lines.append(f"last error   {up['last_error']} ({up['failures']} failed upload(s))")
@@ -422,37 +425,21 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     db_path = volume_dir / "meta.db"
     passphrase = passphrase_of(args)
     if args.rebuild:
-        return _rebuild(paths, volume_dir, passphrase)
+        return _rebuild(volume_dir, passphrase)
     if not db_path.exists():
         raise UsageError(
             f"volume {args.volume} has no database ({db_path}); mounting it restores the newest "
             "checkpoint from Walrus"
         )
-    lock = lock_volume(volume_dir)
-    try:
-        devnet = Devnet(paths.data_dir)
-        devnet.up()
-        chain = WalrusChain(devnet.spec().profile(), devnet.wallet().active)
-        worker = [
-            sys.executable,
-            "-m",
-            "walrusfs.fs.upload_worker",
-            "--devnet",
-            str(paths.data_dir),
-        ]
+    worker = [sys.executable, "-m", "walrusfs.fs.upload_worker", "--devnet", str(paths.data_dir)]
 
-        async def main() -> Report:
-            try:
-                return await fsck(
-                    volume_dir, chain, worker, upload=not args.no_upload, epochs=args.epochs,
-                    passphrase=passphrase,
-                )  # fmt: skip
-            finally:
-                await chain.close()
+    async def check(chain: WalrusChain) -> Report:
+        return await fsck(
+            volume_dir, chain, worker, upload=not args.no_upload, epochs=args.epochs,
+            passphrase=passphrase,
+        )  # fmt: skip
 
-        report = trio.run(main)
-    finally:
-        os.close(lock)
+    report = _on_locked_volume(volume_dir, check)
     for line in report.repaired:
         print(f"repaired: {line}")
     for line in report.lost:
@@ -464,24 +451,30 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
-def _rebuild(paths: Paths, volume_dir: Path, passphrase: str | None) -> int:
-    """`fsck --rebuild`: the database from the chain's file records (walrusfs/fs/rebuild.py)."""
+def _on_locked_volume(volume_dir: Path, fn: Callable[[WalrusChain], Awaitable[T]]) -> T:
+    """Run `fn` with the chain while holding the volume's lock (fsck and rebuild need the
+    volume unmounted); chain and store failures become the documented exit codes."""
     volume_dir.mkdir(parents=True, exist_ok=True)
     lock = lock_volume(volume_dir)
     try:
-        devnet = Devnet(paths.data_dir)
-        devnet.up()
-        chain = WalrusChain(devnet.spec().profile(), devnet.wallet().active)
 
-        async def main() -> RebuildReport:
-            try:
-                return await rebuild(volume_dir, chain, passphrase)
-            finally:
-                await chain.close()
+        async def main() -> T:
+            async with open_chain(start=True) as chain:
+                return await fn(chain)
 
-        report = trio.run(main)
+        with user_errors():
+            return trio.run(main)
     finally:
         os.close(lock)
+
+
+def _rebuild(volume_dir: Path, passphrase: str | None) -> int:
+    """`fsck --rebuild`: the database from the chain's file records (walrusfs/fs/rebuild.py)."""
+
+    async def go(chain: WalrusChain) -> RebuildReport:
+        return await rebuild(volume_dir, chain, passphrase)
+
+    report = _on_locked_volume(volume_dir, go)
     for path in report.moved_aside:
         print(f"kept: {path} (the previous state, renamed)")
     for line in report.notes:

@@ -9,7 +9,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from chain.pricing import format_wal
-from walrusfs.blobcmd import _run, open_store
+from walrusfs.blobcmd import _run, open_chain
 from walrusfs.errors import UsageError
 
 MIST_PER_SUI = 10**9
@@ -18,7 +18,7 @@ MIST_PER_SUI = 10**9
 def _sui(text: str) -> int:
     try:
         mist = int(Decimal(text) * MIST_PER_SUI)
-    except InvalidOperation:
+    except (InvalidOperation, ValueError, OverflowError):  # not a number, NaN, Infinity
         mist = 0
     if mist <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive amount of SUI")
@@ -29,8 +29,7 @@ def cmd_wallet(args: argparse.Namespace) -> int:
     """The wallet's address, SUI (gas) and WAL (storage) balances."""
 
     async def go() -> int:
-        async with open_store(use_cache=False) as store:
-            chain = store.chain
+        async with open_chain() as chain:
             bal = await chain.balances()
             info = await chain.system_info()
         if args.json:
@@ -51,10 +50,10 @@ def cmd_get_wal(args: argparse.Namespace) -> int:
         raise UsageError("say how much SUI to swap, e.g. `walrusfs wallet get-wal 5`")
 
     async def go() -> int:
-        async with open_store(use_cache=False) as store:
-            before = (await store.chain.balances()).wal
-            await store.chain.get_wal(args.sui)
-            after = (await store.chain.balances()).wal
+        async with open_chain() as chain:
+            before = (await chain.balances()).wal
+            await chain.get_wal(args.sui)
+            after = (await chain.balances()).wal
         print(f"got {format_wal(after - before)}; the wallet holds {format_wal(after)}")
         return 0
 

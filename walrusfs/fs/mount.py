@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 FSNAME = "walrusfs"
 STATFS_TTL = 5.0
 REFRESH_INTERVAL = 60.0
+CHUNK_SIZE = 64 << 20  # chunk size of new volumes (capped at the network's max blob size)
 FINAL_CHECKPOINT_TIMEOUT = 120
 
 
@@ -64,7 +65,7 @@ class MountOptions:
     mountpoint: Path
     volume_dir: Path  # <data_dir>/volumes/<name>: meta.db, staging/, mount.log
     cache_dir: Path  # sliver cache
-    chunk_size: int = 64 << 20  # for new volumes; capped at the network's max blob size
+    chunk_size: int = CHUNK_SIZE  # for new volumes; capped at the network's max blob size
     cache_bytes: int = 2 << 30  # on-disk sliver cache
     memory_bytes: int = 2 << 30  # RSS bound: segment cache + concurrent encodes
     staging_limit: int = 16 << 30  # staged bytes before writes wait for uploads
@@ -218,7 +219,7 @@ class Volume:
         raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
 
     def status(self) -> dict[str, Any]:
-        chunks, nbytes = self.uploader.pending()
+        sizes = self.uploader.pending_sizes()
         st = self.uploader.stats
         blobs = self.db.execute(
             "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(encoded_size), 0), "
@@ -233,15 +234,15 @@ class Volume:
             "encryption": schema.get_param(self.db, "encryption") or "none",
             "uptime": round(time.time() - self.started, 1),
             "pending": {
-                "chunks": chunks,
-                "bytes": nbytes,
+                "chunks": len(sizes),
+                "bytes": sum(sizes),
                 "uploading": len(self.uploader.inflight),
                 "uploading_bytes": sum(
                     self.staging.size(key) for key in list(self.uploader.inflight)
                 ),
             },
             "staging": {"bytes": self.staging.used_bytes, "limit": self.options.staging_limit},
-            "funds": self._funds(),
+            "funds": self._funds(sizes),
             "uploaded": {
                 "blobs": st.blobs,
                 "quilts": st.quilts,
@@ -310,7 +311,7 @@ class Volume:
                 nursery.start_soon(probe, node)
         self.nodes = sorted(found, key=lambda n: str(n["name"]))
 
-    def _funds(self) -> dict[str, Any]:
+    def _funds(self, staged: list[int]) -> dict[str, Any]:
         """Whether uploads wait for money, and how much: the last failed upload's need, and
         what everything staged would cost at current prices (an upper bound: each chunk
         priced as a blob of its own)."""
@@ -319,19 +320,17 @@ class Volume:
         if short is not None:
             currency, need, have = short
             out.update(currency=currency, needed=need, held=have, missing=max(0, need - have))
-        out["staged_cost"] = self.staged_cost()
+        out["staged_cost"] = (
+            None if self.prices is None else sum(self._blob_cost(size) for size in staged)
+        )
         return out
 
-    def staged_cost(self) -> int | None:
-        if self.prices is None:
-            return None
+    def _blob_cost(self, size: int) -> int:
+        """FROST for a blob of `size` bytes for the upload epochs, at the last known prices."""
+        assert self.prices is not None
         n_shards, storage_price, write_price = self.prices
-        params = codec.EncodingParams(n_shards)
-        epochs = self.uploader.config.epochs
-        return sum(
-            store_cost(params.encoded_size(size), epochs, storage_price, write_price).total
-            for size in self.uploader.pending_sizes()
-        )
+        encoded = codec.EncodingParams(n_shards).encoded_size(size)
+        return store_cost(encoded, self.uploader.config.epochs, storage_price, write_price).total
 
     async def refresh(self) -> None:
         """Balances and prices for statfs and status, every minute and at every sync (the
@@ -346,12 +345,8 @@ class Volume:
             bal = await self.chain.balances()
             self.wal, self.sui, self.epoch = bal.wal, bal.sui, info.epoch
             self.prices = (info.n_shards, info.storage_price, info.write_price)
-            params = codec.EncodingParams(info.n_shards)
             probe = self.content.chunk_size
-            units = codec.storage_units(params.encoded_size(probe))
-            per_chunk = units * (info.storage_price * self.uploader.config.epochs
-                                 + info.write_price)  # fmt: skip
-            self.bytes_affordable = (bal.wal // max(per_chunk, 1)) * probe
+            self.bytes_affordable = (bal.wal // max(self._blob_cost(probe), 1)) * probe
             self.prepaid = sum(
                 s.storage_size for s in await self.chain.storage_resources()
                 if s.start_epoch <= info.epoch

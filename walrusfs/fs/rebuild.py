@@ -35,7 +35,6 @@ import trio
 import codec
 from chain import move_types as mt
 from chain.client import WalrusChain
-from chain.wallet import write_private
 from walrusfs.errors import ExitCode
 from walrusfs.fs import crypto, schema
 from walrusfs.fs.checkpoint import KIND as CHECKPOINT_KIND
@@ -236,13 +235,13 @@ def build(
     checkpoint_seq: int,
     report: RebuildReport,
 ) -> None:
-    """Write the rebuilt database at `db_path` (atomically: a temporary file renamed)."""
+    """Write the rebuilt database at `db_path` (a new file; the caller renames it into
+    place once it is complete)."""
     files, chunks = _choose(records)
     chunk_size = max(r.chunk_size for r in records)
-    tmp = db_path.with_name(db_path.name + ".rebuild")
     for suffix in ("", "-wal", "-shm"):
-        Path(f"{tmp}{suffix}").unlink(missing_ok=True)
-    db = sqlite3.connect(tmp, isolation_level=None)
+        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    db = sqlite3.connect(db_path, isolation_level=None)
     try:
         schema.create_tables(
             db, uid=os.getuid(), gid=os.getgid(), chunk_size=chunk_size,
@@ -259,7 +258,6 @@ def build(
         db.execute("COMMIT")
     finally:
         db.close()
-    tmp.rename(db_path)
 
 
 def _write_tree(db: sqlite3.Connection, files: dict[int, Record], report: RebuildReport) -> None:
@@ -389,13 +387,15 @@ async def rebuild(
             ExitCode.NOT_FOUND,
         )  # fmt: skip
     volume_dir.mkdir(parents=True, exist_ok=True)
-    _move_aside(volume_dir, report)
-    if keys is not None and passphrase is None and not (volume_dir / KEY_FILE).exists():
-        write_private(volume_dir / KEY_FILE, volume_key(volume_dir, volume_id, chain).hex() + "\n")
+    new = volume_dir / "meta.db.rebuild"
     await trio.to_thread.run_sync(
         lambda: build(
-            volume_dir / "meta.db", records, blobs, volume_id=volume_id, keys=keys,
-            checkpoint_seq=seq, report=report,
+            new, records, blobs, volume_id=volume_id, keys=keys, checkpoint_seq=seq,
+            report=report,
         )
     )  # fmt: skip
+    # only a complete database replaces what is there (which is kept, renamed); the mount
+    # writes volume.key when the key comes from the wallet, as for any volume
+    _move_aside(volume_dir, report)
+    new.rename(volume_dir / "meta.db")
     return report

@@ -138,10 +138,9 @@ class UploadWorker:
             if answer["type"] == "not_found":
                 raise chain_errors.ObjectNotFound(answer["error"])
             if answer["type"] == "funds":
-                short = chain_errors.InsufficientGas if answer.get("gas") else None
-                raise (short or chain_errors.InsufficientWal)(
-                    answer["error"], int(answer.get("need", 0)), int(answer.get("have", 0))
-                )
+                gas = answer["gas"]
+                kind = chain_errors.InsufficientGas if gas else chain_errors.InsufficientWal
+                raise kind(answer["error"], int(answer["need"]), int(answer["have"]))
             raise WorkerError(answer["error"])
         return answer
 

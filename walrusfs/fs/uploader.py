@@ -260,7 +260,7 @@ class Uploader:
         if free <= 0:
             return
         small, big = self._eligible(free)
-        batches = self._quilt_batches(small)
+        batches = quilt_batches(small, self.params)
         last = batches.pop() if batches and not self._full(batches[-1][1]) else None
         batch = [] if last is None else last[0]
         jobs: list[tuple[Any, list[Key]]] = [(self._quilt_job, keys) for keys, _ in batches]
@@ -273,17 +273,11 @@ class Uploader:
         for job, keys in jobs[:free]:
             self._start(job, keys)
 
-    def _quilt_blob_size(self, sizes: Sequence[int]) -> int:
-        return quilt_blob_size(sizes, self.params)
-
-    def _quilt_batches(self, small: list[tuple[Key, int]]) -> list[tuple[list[Key], list[int]]]:
-        return quilt_batches(small, self.params)
-
     def _full(self, sizes: list[int]) -> bool:
         """A batch (given by its files' sizes) that cannot take more files of its size."""
         if len(sizes) >= self.max_patches:
             return True
-        return self._quilt_blob_size([*sizes, max(sizes)]) > QUILT_MAX_BLOB
+        return quilt_blob_size([*sizes, max(sizes)], self.params) > QUILT_MAX_BLOB
 
     def _start(self, job: Any, keys: list[Key]) -> None:
         assert self._nursery is not None
@@ -499,7 +493,7 @@ class Uploader:
         for blob, chunks in live.items():
             if blob in staged:
                 continue  # being compacted already
-            fresh = self._quilt_blob_size([length for _, _, length in chunks])
+            fresh = quilt_blob_size([length for _, _, length in chunks], self.params)
             if fresh < self.config.compact_below * sizes[blob]:
                 out.append((blob, chunks))
         return out
@@ -521,6 +515,7 @@ class Uploader:
                 "compacting quilt %d: %d live file(s) of %s re-staged", blob, len(chunks),
                 ", ".join(files_of_blob(self.db, blob, limit=3)),
             )  # fmt: skip
+            before = restaged
             for inode, chunkno, length in chunks:
                 try:
                     await self.content.stage(inode, chunkno)
@@ -530,7 +525,8 @@ class Uploader:
                     continue
                 budget -= length
                 restaged += 1
-            self.stats.compacted += 1
+            if restaged > before:
+                self.stats.compacted += 1
         self.stats.restaged += restaged
         if restaged:
             self.wake()

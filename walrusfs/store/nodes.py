@@ -139,8 +139,8 @@ class NodeClient:
         return rsp
 
     async def health(self, node: StorageNode) -> dict[str, Any] | None:
-        """The node's `/v1/health` answer, None when it does not answer in 2 s (status and
-        `devnet status` show it; the data paths never wait for it)."""
+        """The node's `/v1/health` data, None when it does not answer in 2 s (for the mount's
+        status; the data paths never wait for it)."""
         try:
             rsp = await self.reads.get(node.url + "/v1/health", timeout=2.0)
             rsp.raise_for_status()
