@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -179,6 +180,25 @@ async def test_bad_cli_input_has_stable_exit_codes(dn: RunningDevnet, tmp_path: 
     empty = tmp_path / "empty-home"
     proc = walrusfs(empty, "devnet", "status", check=False)
     assert proc.returncode == 5 and "walrusfs devnet up" in proc.stderr
+
+
+async def test_a_devnet_that_cannot_start_says_why(dn: RunningDevnet) -> None:
+    """Another program on a node's port: `up` fails at once (not after its 60 s wait for
+    the node) with exit 5 and the port, and works again once the port is free."""
+    port = dn.spec.node_ports[3]
+    dn.cli("devnet", "node", "stop", "3")
+    squatter = socket.socket()
+    try:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        proc = dn.cli("devnet", "up", check=False, timeout=30)
+        assert proc.returncode == 5, proc.stderr
+        assert f"port {port} of its node-3 is taken by another process" in proc.stderr
+    finally:
+        squatter.close()
+        dn.cli("devnet", "up")
+    assert dn.devnet.pid("node-3") is not None
 
 
 # -- store, certify, read ----------------------------------------------------------------------

@@ -256,5 +256,7 @@ def test_mount_errors_reach_the_terminal(dn: RunningDevnet, tmp_path: Path) -> N
     with mount(dn, tmp_path / "mnt", volume="twice") as m:
         again = dn.cli("mount", str(m.path), "--volume", "twice", check=False)
         assert again.returncode == 2 and "already a mountpoint" in again.stderr
+    own = dn.cli("mount", str(dn.home), check=False)  # would serve its own files: a hang
+    assert own.returncode == 2 and "contains walrusfs's own files" in own.stderr
     not_mounted = dn.cli("sync", str(tmp_path / "mnt"), check=False)
     assert not_mounted.returncode == 2 and "not a walrusfs mount" in not_mounted.stderr

@@ -168,3 +168,49 @@ def test_wallet_and_completion(dn: RunningDevnet) -> None:
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert r.stdout.split() == ["store", "store-quilt"]
+
+
+def test_a_configured_network_is_used_like_testnet(dn: RunningDevnet, tmp_path: Path) -> None:
+    """The path testnet and mainnet take, for real: a network defined in config.toml (here the
+    devnet's endpoints and objects, as a user would copy them from the Walrus docs) and a Sui
+    CLI wallet named by path. Another home, so no devnet of its own exists or is started; the
+    blob commands, the mount, its upload worker and the [mount] defaults all follow the file."""
+    home = tmp_path / "other-home"
+    conf = home / "config" / "config.toml"
+    conf.parent.mkdir(parents=True)
+    p = dn.spec.profile()
+    conf.write_text(
+        f'network = "local"\nwallet = "{dn.devnet.wallet().config_path}"\n'
+        f'[mount]\nvolume = "configured"\nepochs = 3\nupload_delay = 0.3\n'
+        f'[networks.local]\ngrpc_url = "{p.grpc_url}"\ntls = false\n'
+        f'system_object = "{p.system_object}"\nstaking_object = "{p.staking_object}"\n'
+        f'wal_type = "{p.wal_type}"\nexchange_objects = ["{p.exchange_objects[0]}"]\n'
+    )
+    other = RunningDevnet(home, dn.devnet, dn.spec)  # the CLI in the other home
+    shown = json.loads(other.cli("config", "--json").stdout)
+    assert shown["network"] == "local" and shown["mount"]["epochs"] == 3
+
+    src = tmp_path / "hello.txt"
+    src.write_bytes(b"over a configured network\n")
+    stored = json.loads(other.cli("blob", "store", str(src), "--epochs", "2", "--json").stdout)
+    blob_id = stored["blobs"][0]["blobId"]
+    assert other.cli("blob", "read", blob_id).stdout == src.read_text()
+    assert blob_id in dn.cli("blob", "list").stdout  # the same wallet, seen from the devnet home
+
+    mnt = tmp_path / "configured-mnt"
+    mnt.mkdir()
+    try:
+        other.cli("mount", str(mnt))  # volume, epochs and upload delay from [mount]
+        (mnt / "file.bin").write_bytes(os.urandom(50_000))
+        other.cli("sync", str(mnt), timeout=300)
+        st = json.loads(other.cli("status", str(mnt), "--json").stdout)
+        assert st["chain"]["network"] == "local"
+        assert Path(st["volume"]) == home / "data" / "volumes" / "configured"
+        assert st["uploaded"]["blobs"] + st["uploaded"]["quilts"] >= 1
+        epoch = st["chain"]["epoch"]
+        end = int(os.getxattr(mnt / "file.bin", "user.walrus.end_epoch"))
+        assert end == epoch + 3
+        other.cli("umount", str(mnt), timeout=300)
+    finally:
+        subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False, capture_output=True)
+    assert not (home / "data" / "devnet").exists()

@@ -1,8 +1,9 @@
 """`walrusfs blob ...`: store, read, list, extend and delete blobs, like the `walrus` CLI.
 
-Network: the local devnet (`walrusfs devnet up`) with its wallet; the same `WalrusStore` runs
-against testnet and mainnet once the config selects them. Chain and node failures become
-`UserError`s with stable exit codes (docs/exit-codes.md) through `user_errors`.
+Network: the one `--network` or the config file chooses (walrusfs/settings.py): the local
+devnet with its wallet by default, testnet, mainnet or a configured one with the Sui wallet.
+Chain and node failures become `UserError`s with stable exit codes (docs/exit-codes.md)
+through `user_errors`.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from chain import errors as chain_errors
 from chain.client import WalrusChain
 from chain.pricing import format_wal
 from codec.quilt import validate_identifier
+from walrusfs import settings
 from walrusfs.config import Paths
-from walrusfs.devnet.launcher import Devnet
 from walrusfs.errors import (
     ChainRejectedError,
     FundsError,
@@ -62,7 +63,12 @@ def user_errors() -> Iterator[None]:
     except chain_errors.WalletError as exc:
         raise WalletUserError(str(exc)) from None
     except chain_errors.ChainUnavailable as exc:
-        raise ServiceError(f"{exc}; is the devnet up? (`walrusfs devnet status`)") from None
+        hint = (
+            "is the devnet up? (`walrusfs devnet status`)"
+            if settings.current().is_devnet
+            else "check the network connection and `grpc_url` (`walrusfs config`)"
+        )
+        raise ServiceError(f"{exc}; {hint}") from None
     except (chain_errors.TransactionFailed, chain_errors.TransactionRejected) as exc:
         raise ChainRejectedError(str(exc)) from None
     except (chain_errors.ObjectNotFound, BlobNotFound) as exc:
@@ -77,12 +83,14 @@ def user_errors() -> Iterator[None]:
 
 @contextlib.asynccontextmanager
 async def open_chain(*, start: bool = False) -> AsyncIterator[WalrusChain]:
-    """The network's chain with the wallet's active key (`start`: bring the devnet up first,
-    as commands that need it anyway do)."""
-    devnet = Devnet(Paths.from_env().data_dir)
-    if start:
-        await trio.to_thread.run_sync(devnet.up)
-    chain = WalrusChain(devnet.spec().profile(), devnet.wallet().active)
+    """The chosen network's chain with the wallet's active key (`start`: on the devnet, bring
+    it up first, as commands that need it anyway do)."""
+    paths = Paths.from_env()
+    chosen = settings.current()
+    profile, key = await trio.to_thread.run_sync(
+        lambda: settings.connect(chosen, paths, start=start)
+    )
+    chain = WalrusChain(profile, key)
     try:
         yield chain
     finally:

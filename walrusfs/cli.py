@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 import codec
-from walrusfs import __version__, blobcmd, completion, costcmd, mountcmd, walletcmd
+from walrusfs import __version__, blobcmd, completion, costcmd, mountcmd, settings, walletcmd
 from walrusfs.config import Paths
 from walrusfs.devnet.launcher import Devnet
 from walrusfs.errors import ExitCode, InvalidDataError, UserError
@@ -59,6 +59,22 @@ def cmd_paths(args: argparse.Namespace) -> int:
     else:
         for key, value in paths.items():
             print(f"{key:12} {value}")
+    return ExitCode.OK
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Check the configuration file and show the settings in effect: network, its endpoints
+    and objects, wallet, and the mount's defaults (docs/configuration.md)."""
+    current = settings.current().as_dict()
+    if args.json:
+        print(json.dumps(current, indent=2))
+        return ExitCode.OK
+    mount = current.pop("mount")
+    current["file"] = current["file"] or f"{Paths.from_env().config_file} (absent: defaults)"
+    for key, value in current.items():
+        print(f"{key:26} {value}")
+    for key, value in mount.items():
+        print(f"{'mount.' + key:26} {value}")
     return ExitCode.OK
 
 
@@ -197,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"walrusfs {__version__}")
     parser.add_argument("--debug", action="store_true", help="log debug messages to stderr")
+    parser.add_argument(
+        "--network",
+        metavar="NAME",
+        help="devnet (the embedded one, default), testnet, mainnet or a network of the config "
+        "file (default: $WALRUSFS_NETWORK, else `network` in config.toml)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -221,6 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_paths)
+
+    p = sub.add_parser(
+        "config",
+        help="check config.toml and show the settings in effect",
+        description=cmd_config.__doc__,
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_config)
 
     devnet = sub.add_parser(
         "devnet",
@@ -274,6 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     codec.tune_allocator()
     func: Command = args.func
     try:
+        settings.use_network(args.network)
         return func(args)
     except UserError as exc:
         print(f"walrusfs: {exc}", file=sys.stderr)

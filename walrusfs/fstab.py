@@ -3,6 +3,8 @@ works:
 
     default  /home/me/walrus  fuse.walrusfs  noauto,_netdev,home=/home/me/.wfs,epochs=20  0 0
 
+`home=DIR` and `network=NAME` become $WALRUSFS_HOME and $WALRUSFS_NETWORK.
+
 mount(8) calls `mount.fuse.walrusfs SOURCE MOUNTPOINT [-o OPTIONS]` (also `-n`, `-s`, `-f`,
 `-v`). SOURCE is the volume name (`walrusfs:NAME` is accepted too). Options with a
 walrusfs meaning become `walrusfs mount` flags; the generic ones of fstab (`defaults`,
@@ -81,6 +83,8 @@ def translate(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
             continue
         if key == "home":
             env["WALRUSFS_HOME"] = value
+        elif key == "network" and value:
+            env["WALRUSFS_NETWORK"] = value
         elif key in VALUED:
             if not value:
                 raise HelperError(f"option {key} needs a value ({key}=...)")

@@ -28,33 +28,35 @@ import trio
 
 from chain.client import WalrusChain
 from chain.pricing import format_wal
-from walrusfs import logs
+from walrusfs import logs, settings
 from walrusfs.blobcmd import ProgressBar, open_chain, user_errors
 from walrusfs.config import Paths
-from walrusfs.devnet.launcher import Devnet
 from walrusfs.errors import ExitCode, InputError, ServiceError, UsageError, UserError
 from walrusfs.fs.fsck import Report, fsck
-from walrusfs.fs.mount import MountOptions, is_mountpoint, lock_volume, run
+from walrusfs.fs.mount import (
+    MountOptions,
+    check_mountpoint,
+    is_mountpoint,
+    lock_volume,
+    run,
+)
 from walrusfs.fs.rebuild import RebuildReport, rebuild
 from walrusfs.fs.uploader import UploadConfig
 
 log = logging.getLogger(__name__)
 
 CTL = "user.walrusfs.ctl."
+#: The upload worker process; it finds the network as this process did (the config file and
+#: $WALRUSFS_NETWORK, which `--network` sets for it).
+WORKER = [sys.executable, "-m", "walrusfs.fs.upload_worker"]
 READY_TIMEOUT = 300.0
 
 
 def _size(text: str) -> int:
-    units = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-    t = text.strip().lower().removesuffix("b").removesuffix("i")
-    num, unit = (t[:-1], t[-1]) if t and t[-1] in units else (t, "")
     try:
-        value = int(float(num) * units[unit])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid size {text!r} (e.g. 512M, 2G)") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"invalid size {text!r}")
-    return value
+        return settings.parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _fraction(text: str) -> float:
@@ -126,28 +128,38 @@ def _passphrase_options(p: argparse.ArgumentParser) -> None:
 def cmd_mount(args: argparse.Namespace) -> int:
     """Mount a volume (the devnet is started if it is not running)."""
     paths = Paths.from_env()
-    mnt = Path(args.mountpoint).absolute() if args.mountpoint else default_mountpoint(paths)
-    if not args.mountpoint:
+    conf = settings.current().mount
+
+    def opt(name: str) -> Any:
+        """The command line's value, else the config file's [mount] one, else the default."""
+        value = getattr(args, name)
+        return getattr(conf, name) if value is None else value
+
+    given = args.mountpoint or conf.mountpoint
+    mnt = Path(given).expanduser().absolute() if given else default_mountpoint(paths)
+    if not given:
         mnt.mkdir(parents=True, exist_ok=True)
-    volume_dir = _volume_dir(paths, args.volume)
+    volume_dir = _volume_dir(paths, opt("volume"))
     options = MountOptions(
         mountpoint=mnt,
         volume_dir=volume_dir,
         cache_dir=paths.cache_dir,
-        cache_bytes=args.cache_size,
-        memory_bytes=args.memory,
-        staging_limit=args.staging_limit,
-        allow_other=args.allow_other,
+        cache_bytes=opt("cache_size"),
+        memory_bytes=opt("memory"),
+        staging_limit=opt("staging_limit"),
+        allow_other=args.allow_other or conf.allow_other,
         public=args.public,
-        checkpoint_interval=args.checkpoint_interval,
+        checkpoint_interval=opt("checkpoint_interval"),
         renew=args.renew,
         renew_horizon=args.renew_horizon,
         renew_epochs=args.renew_epochs,
         upload=UploadConfig(
-            delay=args.upload_delay, epochs=args.epochs, compact_below=args.compact_below
+            delay=opt("upload_delay"), epochs=opt("epochs"), compact_below=opt("compact_below")
         ),
         passphrase=passphrase_of(args),
     )
+    if args.ready_fd is None:  # before any process or devnet is started
+        check_mountpoint(mnt, (volume_dir, paths.cache_dir))
     if args.ready_fd is None and not args.foreground:
         return _spawn_daemon(args, mnt, volume_dir)
     return _serve(options, args.ready_fd, args.debug)
@@ -207,16 +219,12 @@ def _serve(options: MountOptions, ready_fd: int | None, debug: bool) -> int:
     try:
         paths = Paths.from_env()
         with user_errors():
-            devnet = Devnet(paths.data_dir)
-            devnet.up()
-            spec = devnet.spec()
-            chain = WalrusChain(spec.profile(), devnet.wallet().active)
+            profile, key = settings.connect(settings.current(), paths, start=True)
+            chain = WalrusChain(profile, key)
 
             async def main() -> None:
                 try:
-                    worker = [sys.executable, "-m", "walrusfs.fs.upload_worker",
-                              "--devnet", str(paths.data_dir)]  # fmt: skip
-                    await run(options, chain, worker_argv=worker, ready=ready)
+                    await run(options, chain, worker_argv=WORKER, ready=ready)
                 finally:
                     await chain.close()
 
@@ -421,6 +429,9 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     """Check and repair an unmounted volume: database, staging, chain; upload what is staged
     (exit 0 clean, 10 repaired, 11 data lost; docs/exit-codes.md)."""
     paths = Paths.from_env()
+    conf = settings.current().mount
+    args.volume = args.volume or conf.volume
+    args.epochs = args.epochs or conf.epochs
     volume_dir = _volume_dir(paths, args.volume)
     db_path = volume_dir / "meta.db"
     passphrase = passphrase_of(args)
@@ -431,11 +442,10 @@ def cmd_fsck(args: argparse.Namespace) -> int:
             f"volume {args.volume} has no database ({db_path}); mounting it restores the newest "
             "checkpoint from Walrus"
         )
-    worker = [sys.executable, "-m", "walrusfs.fs.upload_worker", "--devnet", str(paths.data_dir)]
 
     async def check(chain: WalrusChain) -> Report:
         return await fsck(
-            volume_dir, chain, worker, upload=not args.no_upload, epochs=args.epochs,
+            volume_dir, chain, WORKER, upload=not args.no_upload, epochs=args.epochs,
             passphrase=passphrase,
         )  # fmt: skip
 
@@ -499,35 +509,35 @@ def add_parser(sub: Any) -> None:
         help="directory to mount on (default ~/walrus, or $WALRUSFS_HOME/mnt)",
     )
     p.add_argument("--foreground", "-f", action="store_true", help="do not daemonize")
-    p.add_argument("--volume", default="default", help="volume name (default: default)")
+    p.add_argument("--volume", default=None, help="volume name (default: default)")
     p.add_argument(
         "--upload-delay",
         type=float,
-        default=3.0,
+        default=None,
         metavar="SECONDS",
         help="idle time before a closed file is uploaded (default 3)",
     )
     p.add_argument(
-        "--epochs", type=int, default=10, help="storage epochs bought per blob (default 10)"
+        "--epochs", type=int, default=None, help="storage epochs bought per blob (default 10)"
     )
     p.add_argument(
         "--cache-size",
         type=_size,
-        default=2 << 30,
+        default=None,
         metavar="SIZE",
         help="on-disk sliver cache limit (default 2G)",
     )
     p.add_argument(
         "--staging-limit",
         type=_size,
-        default=16 << 30,
+        default=None,
         metavar="SIZE",
         help="bytes waiting for upload before writes wait (default 16G)",
     )
     p.add_argument(
         "--memory",
         type=_size,
-        default=2 << 30,
+        default=None,
         metavar="SIZE",
         help="memory bound of the mount process (default 2G)",
     )
@@ -539,7 +549,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--checkpoint-interval",
         type=float,
-        default=3600.0,
+        default=None,
         metavar="SECONDS",
         help="upload the metadata as a checkpoint this often when it changed (default 3600; "
         "also on sync and unmount)",
@@ -565,7 +575,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--compact-below",
         type=_fraction,
-        default=0.5,
+        default=None,
         metavar="FRACTION",
         help="re-quilt the live files of a quilt when they would fill less than this fraction "
         "of it (default 0.5; 0 never)",
@@ -581,7 +591,7 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_mount)  # fmt: skip
 
     p = sub.add_parser("fsck", help=cmd_fsck.__doc__, description=cmd_fsck.__doc__)
-    p.add_argument("--volume", default="default", help="volume name (default: default)")
+    p.add_argument("--volume", default=None, help="volume name (default: default)")
     p.add_argument("--no-upload", action="store_true", help="do not upload staged chunks")
     _passphrase_options(p)
     p.add_argument(
@@ -591,7 +601,7 @@ def add_parser(sub: Any) -> None:
         "(when no checkpoint can be restored; an existing database is kept, renamed)",
     )
     p.add_argument(
-        "--epochs", type=int, default=10, help="storage epochs bought per blob (default 10)"
+        "--epochs", type=int, default=None, help="storage epochs bought per blob (default 10)"
     )
     p.set_defaults(func=cmd_fsck)
 

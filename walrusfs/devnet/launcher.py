@@ -235,6 +235,13 @@ class Devnet:
         """Start the service unless it runs; the new process, or None if it was running."""
         if self.pid(service) is not None:
             return None
+        port = spec.sui_port if service == "sui" else spec.node_ports[int(service[5:])]
+        if _port_open(port):
+            raise ServiceError(
+                f"the devnet cannot start: port {port} of its {service} is taken by another "
+                "process (`ss -ltnp` names it); stop that process, or `walrusfs devnet "
+                "destroy` and `walrusfs devnet up` for a new devnet on free ports"
+            )
         log_path = self.log_path(service)
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])

@@ -18,7 +18,7 @@ import signal
 import sqlite3
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,13 +95,23 @@ def is_mountpoint(path: Path) -> str | None:
     return None
 
 
-def check_mountpoint(path: Path) -> None:
+def check_mountpoint(path: Path, own: Sequence[Path] = ()) -> None:
+    """`own`: the directories the mount itself reads and writes (the volume's, the cache). A
+    mount over one of them would serve its own files to itself and hang in the kernel."""
     if not path.exists():
         raise UsageError(f"mountpoint {path} does not exist (create it with mkdir)")
     if not path.is_dir():
         raise UsageError(f"mountpoint {path} is not a directory")
     if is_mountpoint(path) is not None:
         raise UsageError(f"{path} is already a mountpoint (`walrusfs umount {path}` first)")
+    real = path.resolve()
+    for directory in own:
+        if directory.resolve().is_relative_to(real):
+            raise UsageError(
+                f"mountpoint {path} contains walrusfs's own files ({directory}); mount on "
+                "another directory, or move them with WALRUSFS_HOME or XDG_DATA_HOME / "
+                "XDG_CACHE_HOME"
+            )
 
 
 class Volume:
@@ -508,7 +518,7 @@ async def run(
 ) -> None:
     """Mount and serve until unmounted. `ready(None)` once the mount is live, `ready(message)`
     if it failed before that."""
-    check_mountpoint(options.mountpoint)
+    check_mountpoint(options.mountpoint, (options.volume_dir, options.cache_dir))
     lock = lock_volume(options.volume_dir)
     cache = SliverCache(options.cache_dir / "slivers", options.cache_bytes)
     # no RangeCache: Content keeps its own segment cache of what the store returns

@@ -3,7 +3,8 @@
 An upload at 1000 shards is thousands of HTTP requests and confirmations: Python work that,
 on the mount's trio loop, queued every FUSE request behind it (measured: stat 16,000/s idle,
 650/s during uploads) and, in a thread, would still hold the GIL. The worker is
-`python -m walrusfs.fs.upload_worker --devnet DATA_DIR`: it reads staged chunk files by
+`python -m walrusfs.fs.upload_worker` (on the network the settings choose, as the mount
+does): it reads staged chunk files by
 path, stores them (its own WalrusStore and chain client, the only one that sends
 transactions) and answers with the results. The mount keeps the database and decides what
 the results mean (generation checks, commit).
@@ -41,7 +42,8 @@ import trio
 import codec
 from chain import errors as chain_errors
 from chain.client import WalrusChain
-from walrusfs.devnet.launcher import Devnet
+from walrusfs import settings
+from walrusfs.config import Paths
 from walrusfs.fs import crypto
 from walrusfs.store.client import StoreResult, WalrusStore
 from walrusfs.store.errors import StoreError
@@ -157,9 +159,9 @@ class UploadWorker:
 # -- the worker process -----------------------------------------------------------------------
 
 
-async def _serve(data_dir: Path) -> None:
-    devnet = Devnet(data_dir)
-    chain = WalrusChain(devnet.spec().profile(), devnet.wallet().active)
+async def _serve() -> None:
+    profile, key = settings.connect(settings.current(), Paths.from_env(), start=False)
+    chain = WalrusChain(profile, key)
     store = WalrusStore(chain)
     out = trio.lowlevel.FdStream(sys.stdout.fileno())
     lock = trio.Lock()
@@ -261,8 +263,7 @@ async def _do(
 
 def main() -> None:
     p = argparse.ArgumentParser(description="walrusfs upload worker (started by the mount)")
-    p.add_argument("--devnet", required=True, type=Path, help="the devnet's data directory")
-    args = p.parse_args()
+    p.parse_args()
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
@@ -271,7 +272,7 @@ def main() -> None:
     for noisy in ("httpx", "httpcore", "pgrpc_client", "hpack"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     codec.tune_allocator()
-    trio.run(_serve, args.devnet)
+    trio.run(_serve)
 
 
 if __name__ == "__main__":
