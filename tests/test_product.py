@@ -17,6 +17,7 @@ import pytest
 from chain.client import WalrusChain
 from tests.devnet_harness import RunningDevnet, start_devnet
 from tests.mount_harness import Mount, mounted
+from tests.mount_harness import mount as mounted_volume
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -214,3 +215,19 @@ def test_a_configured_network_is_used_like_testnet(dn: RunningDevnet, tmp_path: 
     finally:
         subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False, capture_output=True)
     assert not (home / "data" / "devnet").exists()
+
+
+def test_encrypted_chunks_fit_a_blob_when_the_network_caps_them(
+    dn: RunningDevnet, tmp_path: Path
+) -> None:
+    """At 10 shards a blob holds at most 1.83 MB, so chunks are capped to it; sealed (header
+    and tags) a chunk of exactly that size no longer fit, and a 5 MB file never uploaded."""
+    data = os.urandom(5_000_000)
+    with mounted_volume(dn, tmp_path / "enc-mnt", volume="capped") as m:
+        (m.path / "five-mb.bin").write_bytes(data)
+        m.sync()
+        assert m.status()["pending"]["chunks"] == 0
+        m.umount()
+        m.drop_cache()
+        m.mount()
+        assert (m.path / "five-mb.bin").read_bytes() == data

@@ -446,8 +446,10 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     async def check(chain: WalrusChain) -> Report:
         return await fsck(
             volume_dir, chain, WORKER, upload=not args.no_upload, epochs=args.epochs,
-            passphrase=passphrase,
+            passphrase=passphrase, progress=bar,
         )  # fmt: skip
+
+    bar = ProgressBar("fsck: uploading staged data")
 
     report = _on_locked_volume(volume_dir, check)
     for line in report.repaired:

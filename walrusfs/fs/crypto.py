@@ -124,6 +124,15 @@ def plain_size(sealed_len: int) -> int:
     return sealed_len - HEADER - TAG * nseg
 
 
+def max_plain(sealed_limit: int) -> int:
+    """The longest plaintext whose sealed stream fits in `sealed_limit` bytes (a chunk that
+    must fit one blob)."""
+    plain = max(0, plain_size(sealed_limit)) if sealed_limit >= HEADER + TAG else 0
+    while plain and sealed_size(plain) > sealed_limit:
+        plain -= 1
+    return plain
+
+
 def seal(keys: VolumeKeys, data: bytes | memoryview) -> bytes:
     view = memoryview(data)
     mac = keys.keyed_hash(view)

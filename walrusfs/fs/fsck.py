@@ -30,6 +30,7 @@ import logging
 import sqlite3
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,7 @@ import codec
 from cache.staging import Staging
 from chain import errors as chain_errors
 from chain.client import WalrusChain
+from walrusfs.errors import ServiceError
 from walrusfs.fs import schema
 from walrusfs.fs.checkpoint import Checkpointer
 from walrusfs.fs.content import Content
@@ -246,6 +248,10 @@ async def run_checks(
     return report, db, staging
 
 
+class UploadFailed(ServiceError):
+    """fsck's upload of staged data did not finish (nothing is lost: it stays staged)."""
+
+
 async def upload_staged(
     db: sqlite3.Connection,
     staging: Staging,
@@ -255,9 +261,12 @@ async def upload_staged(
     *,
     epochs: int,
     passphrase: str | None = None,
+    progress: Progress | None = None,
 ) -> None:
-    """Check 7: upload every staged chunk and take a checkpoint, as a mount would."""
+    """Check 7: upload every staged chunk and take a checkpoint, as a mount would;
+    `progress(done, total)` in bytes about once a second."""
     store = WalrusStore(chain)
+    failed: OSError | None = None
     try:
         params = (await store.committee()).params
         keys, key = load_keys(volume_dir, db, chain, new=False, public=False, passphrase=passphrase)
@@ -276,13 +285,41 @@ async def upload_staged(
         async with trio.open_nursery() as nursery:
             await nursery.start(worker.run)
             await nursery.start(uploader.run)
-            await uploader.flush()
-            await checkpointer.checkpoint()
+            seen = [0]
+            if progress is not None:
+                nursery.start_soon(_report, uploader, progress, seen)
+            try:
+                await uploader.flush()
+            except OSError as exc:  # raised below, not as a nursery's exception group
+                failed = exc
+            else:
+                if progress is not None and seen[0]:
+                    progress(seen[0], seen[0])
+                await checkpointer.checkpoint()
             nursery.cancel_scope.cancel()
         with trio.CancelScope(shield=True):
             await worker.aclose()
+        if failed is not None:
+            raise UploadFailed(
+                f"uploading the staged data failed: {failed.strerror}; it stays staged: run "
+                "`walrusfs fsck` again or mount the volume, which retries"
+            )
     finally:
         await store.close()
+
+
+#: `progress(done, total)`: how far a long step is (bytes uploaded of those staged)
+Progress = Callable[[int, int], None]
+
+
+async def _report(uploader: Uploader, progress: Progress, seen: list[int]) -> None:
+    """`seen[0]`: the most bytes pending at once (the bar's 100%)."""
+    while True:
+        left = uploader.pending()[1]
+        seen[0] = max(seen[0], left)
+        if seen[0]:
+            progress(seen[0] - left, seen[0])
+        await trio.sleep(1.0)
 
 
 async def fsck(
@@ -293,8 +330,10 @@ async def fsck(
     upload: bool,
     epochs: int,
     passphrase: str | None = None,
+    progress: Progress | None = None,
 ) -> Report:
-    """All checks on an unmounted volume (the caller holds its lock)."""
+    """All checks on an unmounted volume (the caller holds its lock); `progress` follows the
+    upload of what was staged."""
     report, db, staging = await run_checks(volume_dir / "meta.db", volume_dir / "staging", chain)
     try:
         if report.damaged:
@@ -303,8 +342,9 @@ async def fsck(
         if staged and upload:
             log.warning("fsck: uploading %d staged chunk(s)", staged)
             await upload_staged(
-                db, staging, chain, volume_dir, worker_argv, epochs=epochs, passphrase=passphrase
-            )
+                db, staging, chain, volume_dir, worker_argv, epochs=epochs,
+                passphrase=passphrase, progress=progress,
+            )  # fmt: skip
         elif staged:
             report.notes.append(f"{staged} staged chunk(s) upload at the next mount")
         db.execute("BEGIN")

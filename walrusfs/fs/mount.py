@@ -527,7 +527,9 @@ async def run(
         committee = await store.committee()
         params = committee.params
         db_path = options.volume_dir / "meta.db"
-        chunk_size = min(options.chunk_size, params.max_blob_size)
+        # an encrypted chunk is stored sealed (header and tags): it must still fit one blob
+        largest = params.max_blob_size if options.public else crypto.max_plain(params.max_blob_size)
+        chunk_size = min(options.chunk_size, largest)
         restored = False
         if not db_path.exists():
             restored = await _restore_if_any(options, store, chain, db_path)
@@ -544,8 +546,12 @@ async def run(
             passphrase=options.passphrase,
         )  # fmt: skip
         chunk_size = int(schema.get_param(db, "chunk_size") or chunk_size)
-        if chunk_size > params.max_blob_size:
+        largest = params.max_blob_size if keys is None else crypto.max_plain(params.max_blob_size)
+        if chunk_size > largest:
             raise MountError(
+                f"this volume's chunk size ({chunk_size}) exceeds the largest chunk a blob of "
+                f"this network holds ({largest}, encrypted)"
+                if keys is not None else
                 f"this volume's chunk size ({chunk_size}) exceeds the network's maximum blob "
                 f"size ({params.max_blob_size})", ExitCode.USAGE,
             )  # fmt: skip
