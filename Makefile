@@ -11,7 +11,7 @@ APT_PKGS := fuse3 libfuse3-dev pkg-config rsync git attr restic borgbackup
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup system-deps venv run test test-fast lint typecheck check bench vectors clean
+.PHONY: setup system-deps venv run test test-fast lint typecheck check bench bench-report vectors clean
 
 setup: system-deps $(STAMP)
 
@@ -64,6 +64,11 @@ bench: setup
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/nodes.py
 	$(BIN)/python bench/store.py
+
+# docs/benchmarks/report.md and its plots: bench/fs.py and bench/wal_size.py, then matplotlib.
+bench-report: setup
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/python bench/report.py
 
 # Regenerate the golden vectors under tests/vectors with the official wasm encoder.
 vectors: setup

@@ -1,7 +1,7 @@
 """The mount against a local directory, same machine, same run (the method of
 ../shared/tools/bench/fsbench.sh, self-contained): ratios mount/local per row.
 
-    .venv/bin/python bench/fs.py [--size 1G] [--files 10000] [--n-shards 1000]
+    .venv/bin/python bench/fs.py [--size 1G] [--files 10000] [--n-shards 1000] [--json F]
 
 Rows: sequential write of SIZE in 1 MiB blocks + fsync; the same + `walrusfs sync` (certified
 on Walrus); sequential read warm (mount's caches warm, kernel page cache dropped) and cold
@@ -15,6 +15,7 @@ It starts its own devnet in a temporary WALRUSFS_HOME and removes it afterwards.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -200,6 +201,7 @@ def main() -> None:
     p.add_argument("--files", type=int, default=10_000)
     p.add_argument("--rand-seconds", type=float, default=10.0)
     p.add_argument("--n-shards", type=int, default=1000)
+    p.add_argument("--json", type=Path, help="also write the results here (bench/report.py)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="fsbench-", dir="/var/tmp") as tmp:
         local = Path(tmp) / "local"
@@ -224,6 +226,11 @@ def main() -> None:
     for key in ("mount peak RSS MiB", "worker peak RSS MiB"):
         print(f"{key:28} {'':10} {ours[key]:10.0f}")
     print("# ratio: walrusfs as a fraction of local (higher is better; for times local/walrusfs)")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "size": args.size, "files": args.files, "n_shards": args.n_shards,
+            "local": base, "walrusfs": ours,
+        }, indent=1))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -127,6 +127,13 @@ def test_cli_exit_codes_for_config_network_and_wallet(tmp_path: Path) -> None:
     assert r.returncode == 2 and "mount.epoch" in r.stderr
 
     conf.write_text('network = "testnet"\n')
+    # an unreadable or empty passphrase file: exit 3 before anything starts
+    empty = tmp_path / "empty-passphrase"
+    empty.write_text("\n")
+    for args in (("mount", str(tmp_path), "--passphrase-file", str(tmp_path / "missing")),
+                 ("fsck", "--passphrase-file", str(empty))):  # fmt: skip
+        r = _cli(tmp_path, *args)
+        assert r.returncode == 3 and "passphrase" in r.stderr, (args, r.stderr)
     r = _cli(tmp_path, "--network", "moon", "wallet")
     assert r.returncode == 2 and "unknown network 'moon' (from --network)" in r.stderr
     # testnet without a wallet: exit 9, naming the path looked at and how to name another
@@ -142,7 +149,8 @@ def test_cli_exit_codes_for_config_network_and_wallet(tmp_path: Path) -> None:
         '[networks.offline]\ngrpc_url = "unreachable.invalid:443"\nsystem_object = "0x1"\n'
         'staking_object = "0x2"\nwal_type = "0x3::wal::WAL"\n'
     )
-    for args in (("wallet",), ("blob", "list"), ("mount", str(tmp_path))):
+    (tmp_path / "mnt").mkdir()
+    for args in (("wallet",), ("blob", "list"), ("mount", str(tmp_path / "mnt"))):
         r = _cli(tmp_path, *args)
         assert r.returncode == 5, (args, r.stderr)
         assert "cannot reach the Sui endpoint unreachable.invalid:443" in r.stderr

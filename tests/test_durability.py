@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import sqlite3
 import subprocess
 import time
@@ -18,7 +19,7 @@ import pytest
 from chain.client import SystemInfo, WalrusChain
 from chain.ptb import Ptb
 from tests.devnet_harness import RunningDevnet, start_devnet
-from tests.mount_harness import Mount, mount
+from tests.mount_harness import Mount, mount, mounted
 from walrusfs.fs.checkpoint import list_checkpoints
 
 N_SHARDS = 100
@@ -130,6 +131,14 @@ def test_rebuild_from_file_records_without_any_checkpoint(
     assert _checkpoints(dn, "rebuild") == []
 
     elsewhere = _fresh_home(dn, tmp_path / "new-machine")
+    # documented exits first: records sealed with another key (9), no blob of a volume (7)
+    wrong = tmp_path / "wrong-passphrase"
+    wrong.write_text("not the key of this volume\n")
+    r = elsewhere.cli("fsck", "--rebuild", "--volume", "rebuild", "--passphrase-file",
+                      str(wrong), check=False, timeout=600)  # fmt: skip
+    assert r.returncode == 9, r.stdout + r.stderr
+    r = elsewhere.cli("fsck", "--rebuild", "--volume", "never-made", check=False, timeout=600)
+    assert r.returncode == 7, r.stdout + r.stderr
     r = elsewhere.cli("fsck", "--rebuild", "--volume", "rebuild", check=False, timeout=600)
     assert r.returncode == 10, r.stdout + r.stderr
     assert "rebuilt from" in r.stdout and "LOST" not in r.stdout
@@ -402,7 +411,14 @@ def test_kill_9_after_fsync_and_during_upload_then_fsck(dn: RunningDevnet, tmp_p
         os.fsync(dfd)
         os.close(dfd)
         assert os.getxattr(m.path / "precious", "user.walrus.state") == b"staged"
-        m.kill()
+        # kill -9 and look before detaching: a dead mount does not answer (status exit 5)
+        pid = m.pid
+        os.kill(pid, signal.SIGKILL)
+        while Path(f"/proc/{pid}").exists():
+            time.sleep(0.02)
+        r = dn.cli("status", str(m.path), check=False)
+        assert r.returncode == 5 and "does not answer" in r.stderr, r.stderr
+        subprocess.run(["fusermount3", "-u", "-z", str(m.path)], check=True)
         r = _fsck(dn, "crash-fsck")  # uploads the staged file
         assert r.returncode == 0, r.stdout + r.stderr
         assert "clean" in r.stdout
@@ -412,6 +428,15 @@ def test_kill_9_after_fsync_and_during_upload_then_fsck(dn: RunningDevnet, tmp_p
         assert os.getxattr(m.path / "precious", "user.walrus.state") == b"certified"
         busy = _fsck(dn, "crash-fsck")
         assert busy.returncode == 2 and "in use" in busy.stderr
+        # a program inside the mount keeps it busy: umount exit 5, still mounted and working
+        sleeper = subprocess.Popen(["sleep", "60"], cwd=m.path)
+        try:
+            r = dn.cli("umount", str(m.path), "--no-sync", check=False)
+            assert r.returncode == 5 and "cannot unmount" in r.stderr, r.stderr
+            assert mounted(m.path) and (m.path / "precious").read_bytes() == data
+        finally:
+            sleeper.kill()
+            sleeper.wait()
         m.umount()
 
         # kill -9 while a 40 MB file is uploading
@@ -516,6 +541,10 @@ def test_without_wal_uploads_pause_writes_stage_then_enospc(
         (m.path / "third.bin").unlink()
         r = dn.cli("sync", str(m.path), check=False, timeout=300)
         assert r.returncode == 5 and "staged" in r.stderr  # documented: sync exit 5, kept
+        m.umount("--no-sync")  # fsck cannot upload either: exit 5, everything still staged
+        r = dn.cli("fsck", "--volume", "broke", check=False, timeout=300)
+        assert r.returncode == 5 and "it stays staged" in r.stderr, r.stdout + r.stderr
+        m.mount()
 
         got = dn.cli("wallet", "get-wal", "100")
         assert "100.000000000 WAL" in got.stdout

@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,6 +115,14 @@ def test_status_agrees_with_the_chain(dn: RunningDevnet, tmp_path: Path) -> None
             assert "network      devnet, epoch" in human and "checkpoint   #" in human
         finally:
             dn.cli("devnet", "node", "start", "1")
+
+        # a stuck mount: SIGUSR1 writes every thread's stack into its log and it goes on
+        os.kill(m.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while "most recent call first" not in m.log_tail(400) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "most recent call first" in m.log_tail(400)
+        assert m.status()["pending"]["chunks"] == 0
     finally:
         m.teardown()
     assert dn.cli("status", str(tmp_path), check=False).returncode == 2  # not a mount
