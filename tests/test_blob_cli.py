@@ -68,3 +68,17 @@ def test_errors_have_stable_exit_codes(dn: RunningDevnet, tmp_path: Path) -> Non
     assert bad.returncode == 2
     gone = dn.cli("blob", "delete", "0x" + "ab" * 32, check=False)
     assert gone.returncode == 7
+
+
+def test_the_chain_refusing_is_exit_8(dn: RunningDevnet, tmp_path: Path) -> None:
+    """A permanent blob cannot be deleted: the Move contract aborts the transaction and the
+    CLI says so with exit 8 (CHAIN_REJECTED); the blob is still there."""
+    src = tmp_path / "forever.txt"
+    src.write_bytes(b"kept for good\n")
+    out = json.loads(dn.cli("blob", "store", str(src), "--permanent", "--epochs", "2",
+                            "--json").stdout)  # fmt: skip
+    obj = out["blobs"][0]["objectId"]
+    r = dn.cli("blob", "delete", obj, check=False)
+    assert r.returncode == 8, r.stderr
+    assert "aborted" in r.stderr and r.stderr.count("\n") == 1
+    assert obj in dn.cli("blob", "list").stdout

@@ -130,10 +130,13 @@ def test_cli_exit_codes_for_config_network_and_wallet(tmp_path: Path) -> None:
     # an unreadable or empty passphrase file: exit 3 before anything starts
     empty = tmp_path / "empty-passphrase"
     empty.write_text("\n")
-    for args in (("mount", str(tmp_path), "--passphrase-file", str(tmp_path / "missing")),
-                 ("fsck", "--passphrase-file", str(empty))):  # fmt: skip
-        r = _cli(tmp_path, *args)
-        assert r.returncode == 3 and "passphrase" in r.stderr, (args, r.stderr)
+    bad_files: list[list[str]] = [
+        ["mount", str(tmp_path), "--passphrase-file", str(tmp_path / "missing")],
+        ["fsck", "--passphrase-file", str(empty)],
+    ]
+    for command in bad_files:
+        r = _cli(tmp_path, *command)
+        assert r.returncode == 3 and "passphrase" in r.stderr, (command, r.stderr)
     r = _cli(tmp_path, "--network", "moon", "wallet")
     assert r.returncode == 2 and "unknown network 'moon' (from --network)" in r.stderr
     # testnet without a wallet: exit 9, naming the path looked at and how to name another
@@ -150,9 +153,10 @@ def test_cli_exit_codes_for_config_network_and_wallet(tmp_path: Path) -> None:
         'staking_object = "0x2"\nwal_type = "0x3::wal::WAL"\n'
     )
     (tmp_path / "mnt").mkdir()
-    for args in (("wallet",), ("blob", "list"), ("mount", str(tmp_path / "mnt"))):
-        r = _cli(tmp_path, *args)
-        assert r.returncode == 5, (args, r.stderr)
+    commands: list[list[str]] = [["wallet"], ["blob", "list"], ["mount", str(tmp_path / "mnt")]]
+    for command in commands:
+        r = _cli(tmp_path, *command)
+        assert r.returncode == 5, (command, r.stderr)
         assert "cannot reach the Sui endpoint unreachable.invalid:443" in r.stderr
         assert "walrusfs devnet" not in r.stderr  # no devnet advice off the devnet
     assert not (tmp_path / "data" / "devnet").exists()  # nothing started a devnet

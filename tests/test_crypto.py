@@ -118,3 +118,29 @@ def test_quilt_planning_never_fails_on_files_no_quilt_can_hold() -> None:
     assert uploader.quilt_candidate(900_000, 4 << 20, codec.EncodingParams(1000))
     batches = uploader.quilt_batches([("a", 100), ("b", 200), ("c", 300)], params)
     assert sorted(k for keys, _ in batches for k in keys) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(("n_shards", "path_len"), [(1000, 10), (1000, 100), (100, 60)])
+def test_quilt_size_estimate_never_undershoots_the_real_quilt(n_shards: int, path_len: int) -> None:
+    """The planner's quilt size (uploader.quilt_blob_size) must not be smaller than the quilt
+    really built: compaction compares it with the stored quilt, and an estimate below half of
+    it re-compacted full quilts forever (at 1000 shards the index of 666 sealed file records
+    forced a symbol size 8x the estimate). Files as the uploader quilts them: sealed 4 KiB
+    records, each patch tagged with its sealed file record."""
+    params = codec.EncodingParams(n_shards)
+    keys = crypto.VolumeKeys.from_volume_key(os.urandom(32))
+    batch = uploader.quilt_batches([(i, 4096) for i in range(3000)], params)[0][0]
+    items = []
+    for i in batch:
+        record = {"path": "d/" + "x" * (path_len - 8) + f"{i:06d}", "inode": 10_000 + i,
+                  "chunk": 0, "chunk_size": 67_092_453, "mode": 0o100644, "uid": 1000,
+                  "gid": 1000, "size": 4096, "mtime_ns": 1_763_700_000_123_456_789,
+                  "length": crypto.sealed_size(4096)}  # fmt: skip
+        items.append(codec.quilt.QuiltItem(
+            f"{10_000 + i}.0", crypto.seal(keys, os.urandom(4096)),
+            {uploader.FILE_ATTR: crypto.seal_json(keys, record)},
+        ))  # fmt: skip
+    quilt = codec.quilt.build_quilt(items, n_shards)
+    estimate = uploader.quilt_blob_size([4096] * len(items), params)
+    assert estimate >= len(quilt.data)
+    assert len(quilt.data) <= uploader.QUILT_MAX_BLOB

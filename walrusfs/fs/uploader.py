@@ -39,10 +39,16 @@ DELETE_DELAY = 10.0  # seconds an unused blob is kept, so reads already under wa
 QUILT_WINDOW = 2.0  # seconds a partial quilt waits for more small files (unless syncing)
 QUILT_MAX_BLOB = 64 << 20  # quilt blob size at most (its encoding holds ~10x this in memory)
 NO_QUILT = 1 << 62  # quilt_blob_size of files no quilt can hold
-# bytes a quilt entry adds to a file: header, identifier "<inode>.<chunk>", the sealed file
-# record tag (typical paths; a longer one makes the quilt a little larger than planned)
-ENTRY_OVERHEAD = 600
-INDEX_ENTRY = 32  # bytes of the quilt index per file
+# QuiltV1 keeps each patch's identifier ("<inode>.<chunk>") and tags twice: before its data
+# (with a 6-byte header) and in the index. The tag is the sealed file record (FILE_ATTR),
+# whose length grows with the file's path: TAG_ESTIMATE covers paths of ~120 bytes. The index
+# must fit in the columns the patches leave free, so with hundreds of files the index sets
+# the symbol size: underestimating it (it was 32 bytes a file) planned quilts 8x smaller than
+# built, and compaction then re-quilted full quilts forever. Sparse-quilt checks use the
+# exact tags (`Uploader._tag_sizes`).
+TAG_ESTIMATE = 460
+ENTRY_BASE = 64  # header, identifier and tag lengths, the tag's key
+INDEX_BASE = 64  # identifier, end column, the tag's key and lengths
 FILE_ATTR = "walrusfs:file"  # blob attribute / quilt patch tag: the sealed file record
 SCAN_INTERVAL = 0.5  # at most two scans for ready chunks per second: a scan reads every staged row
 COMPACT_INTERVAL = 60.0  # seconds between looks for sparse quilts (and at every sync)
@@ -83,11 +89,15 @@ class UploadStats:
 T = TypeVar("T")
 
 
-def quilt_blob_size(sizes: Sequence[int], params: codec.EncodingParams) -> int:
+def quilt_blob_size(
+    sizes: Sequence[int], params: codec.EncodingParams, tags: Sequence[int] | None = None
+) -> int:
     """The quilt blob for files of these (plaintext) sizes (QuiltV1 pads every file to whole
-    columns of k_p symbols, so one large file among small ones makes a huge blob)."""
-    entries = [crypto.sealed_size(size) + ENTRY_OVERHEAD for size in sizes]
-    index = codec.quilt.INDEX_PREFIX_LEN + INDEX_ENTRY * len(sizes)
+    columns of k_p symbols, so one large file among small ones makes a huge blob); `tags`:
+    the length of each file's tag, when known (else TAG_ESTIMATE each)."""
+    tag = [TAG_ESTIMATE] * len(sizes) if tags is None else tags
+    entries = [crypto.sealed_size(s) + ENTRY_BASE + t for s, t in zip(sizes, tag, strict=True)]
+    index = codec.quilt.INDEX_PREFIX_LEN + sum(INDEX_BASE + t for t in tag)
     try:
         symbol = codec.quilt.quilt_symbol_size([index, *entries], params)
     except codec.QuiltError:
@@ -338,7 +348,7 @@ class Uploader:
         return {"walrusfs:volume": self.volume_id, "walrusfs:kind": kind,
                 "walrusfs:name": self.volume_name}  # fmt: skip
 
-    def _file_attr(self, key: Key) -> str:
+    def _file_attr(self, key: Key, length: int | None = None) -> str:
         """What `walrusfs fsck --rebuild` needs to put the chunk back in a tree without the
         database: the file's path, metadata and the chunk's place, sealed with the volume's
         metadata key (a path is as private as the content)."""
@@ -350,7 +360,8 @@ class Uploader:
         info = {
             "path": path_of(self.db, inode), "inode": inode, "chunk": chunkno,
             "chunk_size": self.content.chunk_size, "mode": mode, "uid": uid, "gid": gid,
-            "size": size, "mtime_ns": mtime_ns, "length": self.staging.size(key),
+            "size": size, "mtime_ns": mtime_ns,
+            "length": self.staging.size(key) if length is None else length,
         }  # fmt: skip
         return crypto.seal_json(self.keys, info)
 
@@ -493,10 +504,17 @@ class Uploader:
         for blob, chunks in live.items():
             if blob in staged:
                 continue  # being compacted already
-            fresh = quilt_blob_size([length for _, _, length in chunks], self.params)
-            if fresh < self.config.compact_below * sizes[blob]:
+            lengths = [length for _, _, length in chunks]
+            limit = self.config.compact_below * sizes[blob]
+            # the estimate first (cheap), then with the exact tags for the few that pass
+            if quilt_blob_size(lengths, self.params) < limit and (
+                quilt_blob_size(lengths, self.params, self._tag_sizes(chunks)) < limit
+            ):
                 out.append((blob, chunks))
         return out
+
+    def _tag_sizes(self, chunks: list[tuple[int, int, int]]) -> list[int]:
+        return [len(self._file_attr((inode, chunkno), length)) for inode, chunkno, length in chunks]
 
     async def compact(self) -> int:
         """Re-stage the live files of sparse quilts (Content.stage reads each patch back):
