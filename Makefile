@@ -46,7 +46,7 @@ run: setup
 	@echo "Guides: docs/guides.md (restic, borg, rsync, costs). Exit codes: docs/exit-codes.md."
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=40
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -171,6 +171,7 @@ class Uploader:
         self._progress = trio.Event()
         self._running = 0
         self._forced = 0
+        self._compacting = 0  # compactions re-staging files right now
         self._retry_at = 0.0
         self._backoff = config.retry_after
         self._nursery: trio.Nursery | None = None
@@ -278,7 +279,10 @@ class Uploader:
         if batch:
             now = time.monotonic()
             oldest = min(self.content.last_write.get(k, 0.0) for k in batch)
-            if self._forced or now - oldest >= self.config.delay + QUILT_WINDOW:
+            # while compaction re-stages files one by one, the first few must not be quilted
+            # alone: the partial quilt waits for the rest (full quilts and blobs go on)
+            due = self._forced or now - oldest >= self.config.delay + QUILT_WINDOW
+            if due and not self._compacting:
                 jobs.append((self._quilt_job, batch))
         for job, keys in jobs[:free]:
             self._start(job, keys)
@@ -524,6 +528,16 @@ class Uploader:
         self._compacted_at = time.monotonic()
         if time.monotonic() < self._retry_at and not self._forced:
             return 0  # uploads are failing (no WAL?): do not add to what waits
+        self._compacting += 1
+        try:
+            restaged = await self._compact()
+        finally:
+            self._compacting -= 1
+        if restaged:
+            self.wake()
+        return restaged
+
+    async def _compact(self) -> int:
         budget = COMPACT_BATCH
         restaged = 0
         for blob, chunks in self.sparse_quilts():
@@ -546,8 +560,6 @@ class Uploader:
             if restaged > before:
                 self.stats.compacted += 1
         self.stats.restaged += restaged
-        if restaged:
-            self.wake()
         return restaged
 
     # -- sync -------------------------------------------------------------------------------
