@@ -133,12 +133,27 @@ class Request:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
+                await self._drain(message)
                 raise _too_large(size, limit)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         self._body = b"".join(chunks)
         return self._body
+
+    async def _drain(self, message: dict[str, Any]) -> None:
+        """Read and drop the rest of a body that is too large (up to DRAIN_LIMIT), so the
+        client, still sending, reads the 413 instead of a connection closed under it."""
+        drained = 0
+        while message.get("more_body", False) and drained < DRAIN_LIMIT:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                return
+            drained += len(message.get("body", b""))
+
+
+#: bytes of an oversized request body read and dropped before the 413 is sent
+DRAIN_LIMIT = 64 << 20
 
 
 def _too_large(size: int, limit: int) -> ApiError:
