@@ -28,14 +28,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # before bench/ (whose codec.py would shadow the package)
+
+from walrusfs.settings import parse_size  # noqa: E402
+
 BLOCK = 1 << 20
-
-
-def parse_size(text: str) -> int:
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    return (
-        int(float(text[:-1]) * units[text[-1].upper()]) if text[-1].upper() in units else int(text)
-    )
 
 
 def drop_page_cache() -> None:

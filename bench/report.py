@@ -152,7 +152,8 @@ def report(fs: dict[str, Any], wal: dict[str, Any], note: str | None) -> str:
         "## WAL per GiB by file size",
         "",
         f"`bench/wal_size.py --n-shards {wal['n_shards']} --epochs {wal['epochs']}`: files of "
-        "one size written into a new encrypted volume and synced; WAL is what the uploads "
+        f"one size, {wal['rows'][0]['data_bytes'] >> 20} MiB of them per size, written into a "
+        "new encrypted volume and synced; WAL is what the uploads "
         "paid (storage and write fees; gas is SUI). The baseline is `walrusfs cost`'s one "
         "blob per file. Every blob pays for its metadata (two 32-byte hashes per shard, "
         "whatever its size) and a write fee, so small files alone are expensive; quilts share "

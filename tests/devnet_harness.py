@@ -31,9 +31,11 @@ N_SHARDS = 10  # 4 nodes hold shards [0,1] [2,3,4] [5,6] [7,8,9]; quorum 7, k_p 
 
 
 def walrusfs(
-    home: Path, *args: str, check: bool = True, timeout: float = 120
+    home: Path, *args: str, check: bool = True, timeout: float = 120, **env_vars: str
 ) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, WALRUSFS_HOME=str(home), PYTHONPATH=str(ROOT))
+    """The CLI in `home`; the caller's own network or wallet choice never leaks in."""
+    env = {k: v for k, v in os.environ.items() if k not in ("WALRUSFS_NETWORK", "WALRUSFS_WALLET")}
+    env.update(WALRUSFS_HOME=str(home), PYTHONPATH=str(ROOT), **env_vars)
     proc = subprocess.run(
         [sys.executable, "-m", "walrusfs.cli", *args],
         capture_output=True,

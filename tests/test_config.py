@@ -5,20 +5,17 @@ unreachable chain exit 5, each with what to do."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from chain.client import TESTNET
 from chain.wallet import Wallet
-from walrusfs import settings
+from tests.devnet_harness import walrusfs
+from walrusfs import fstab, settings
 from walrusfs.config import Paths
 from walrusfs.errors import UsageError
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _paths(tmp_path: Path, text: str | None) -> Paths:
@@ -30,13 +27,7 @@ def _paths(tmp_path: Path, text: str | None) -> Paths:
 
 
 def _cli(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    full = dict(os.environ, WALRUSFS_HOME=str(home), PYTHONPATH=str(ROOT), **env)
-    if "WALRUSFS_NETWORK" not in env:
-        full.pop("WALRUSFS_NETWORK", None)
-    return subprocess.run(
-        [sys.executable, "-m", "walrusfs.cli", *args],
-        capture_output=True, text=True, env=full, timeout=60, check=False,
-    )  # fmt: skip
+    return walrusfs(home, *args, check=False, timeout=60, **env)
 
 
 def test_no_file_means_the_devnet_and_the_defaults(
@@ -86,7 +77,9 @@ wal_type = "0xcc::wal::WAL"
     assert mine.exchange_objects == ()
     testnet = s.networks["testnet"]  # one field overridden, the rest the built-in profile
     assert testnet.system_object == "0x1234" and testnet.wal_type == TESTNET.wal_type
-    # precedence: --network over $WALRUSFS_NETWORK over the file
+    # precedence: --network over $WALRUSFS_NETWORK over the file; $WALRUSFS_WALLET too
+    monkeypatch.setenv("WALRUSFS_WALLET", "/elsewhere/client.yaml")
+    assert settings.load(paths).wallet_path() == Path("/elsewhere/client.yaml")
     monkeypatch.setenv("WALRUSFS_NETWORK", "testnet")
     assert settings.load(paths).network == "testnet"
     assert settings.load(paths, network="mainnet").network_source == "--network"
@@ -163,3 +156,11 @@ def test_cli_exit_codes_for_config_network_and_wallet(tmp_path: Path) -> None:
 
     shown = _cli(tmp_path, "config", "--json")
     assert shown.returncode == 0 and '"grpc_url": "unreachable.invalid:443"' in shown.stdout
+
+
+def test_fstab_options_choose_home_and_network() -> None:
+    args, env = fstab.translate(["vol", "/mnt/w", "-o", "_netdev,home=/srv/wfs,network=testnet"])
+    assert args == ["mount", "/mnt/w", "--volume", "vol"]
+    assert env == {"WALRUSFS_HOME": "/srv/wfs", "WALRUSFS_NETWORK": "testnet"}
+    with pytest.raises(fstab.HelperError, match="option network needs a value"):
+        fstab.translate(["vol", "/mnt/w", "-o", "network="])

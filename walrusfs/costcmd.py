@@ -21,7 +21,7 @@ from chain.pricing import format_wal, store_cost
 from walrusfs.blobcmd import _run, open_chain
 from walrusfs.errors import InputError, UsageError
 from walrusfs.fs import crypto
-from walrusfs.fs.mount import CHUNK_SIZE
+from walrusfs.fs.mount import CHUNK_SIZE, largest_chunk
 from walrusfs.fs.uploader import UploadConfig, quilt_batches, quilt_blob_size, quilt_candidate
 
 
@@ -112,7 +112,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
         if args.epochs > info.max_epochs_ahead:
             raise UsageError(f"--epochs: at most {info.max_epochs_ahead} ahead on this network")
         params = codec.EncodingParams(info.n_shards)
-        chunk = min(CHUNK_SIZE, params.max_blob_size)
+        chunk = min(CHUNK_SIZE, largest_chunk(params, encrypted=not args.public))
         ours, single = plan(
             [size for _, size in found], params, (info.storage_price, info.write_price),
             args.epochs, chunk_size=chunk, quilt_threshold=UploadConfig().quilt_threshold,

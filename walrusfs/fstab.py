@@ -35,6 +35,8 @@ VALUED = {
     "compact_below": "--compact-below",
     "passphrase_file": "--passphrase-file",
 }
+#: fstab option -> environment variable of the mount (options that are not mount flags)
+ENVIRONMENT = {"home": "WALRUSFS_HOME", "network": "WALRUSFS_NETWORK"}
 FLAGS = {
     "allow_other": "--allow-other",
     "public": "--public",
@@ -81,13 +83,11 @@ def translate(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
         key, _, value = opt.partition("=")
         if key in GENERIC or key.startswith("x-") or key == "comment":
             continue
-        if key == "home":
-            env["WALRUSFS_HOME"] = value
-        elif key == "network" and value:
-            env["WALRUSFS_NETWORK"] = value
+        if (key in VALUED or key in ENVIRONMENT) and not value:
+            raise HelperError(f"option {key} needs a value ({key}=...)")
+        if key in ENVIRONMENT:
+            env[ENVIRONMENT[key]] = value
         elif key in VALUED:
-            if not value:
-                raise HelperError(f"option {key} needs a value ({key}=...)")
             out += [VALUED[key], value]
         elif key in FLAGS and not value:
             out.append(FLAGS[key])

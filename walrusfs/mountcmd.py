@@ -76,9 +76,10 @@ def default_mountpoint(paths: Paths) -> Path:
 
 
 def _volume_dir(paths: Paths, name: str) -> Path:
-    if not name or "/" in name or name.startswith("."):
-        raise UsageError(f"invalid volume name {name!r}")
-    return paths.data_dir / "volumes" / name
+    try:
+        return paths.data_dir / "volumes" / settings.volume_name(name)
+    except ValueError as exc:
+        raise UsageError(f"invalid volume name {name!r}: expected {exc}") from None
 
 
 PASSPHRASE_ENV = "WALRUSFS_PASSPHRASE"
@@ -158,10 +159,10 @@ def cmd_mount(args: argparse.Namespace) -> int:
         ),
         passphrase=passphrase_of(args),
     )
-    if args.ready_fd is None:  # before any process or devnet is started
+    if args.ready_fd is None:  # the command itself, before any process or devnet starts
         check_mountpoint(mnt, (volume_dir, paths.cache_dir))
-    if args.ready_fd is None and not args.foreground:
-        return _spawn_daemon(args, mnt, volume_dir)
+        if not args.foreground:
+            return _spawn_daemon(args, mnt, volume_dir)
     return _serve(options, args.ready_fd, args.debug)
 
 
@@ -430,37 +431,37 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     (exit 0 clean, 10 repaired, 11 data lost; docs/exit-codes.md)."""
     paths = Paths.from_env()
     conf = settings.current().mount
-    args.volume = args.volume or conf.volume
-    args.epochs = args.epochs or conf.epochs
-    volume_dir = _volume_dir(paths, args.volume)
+    volume = args.volume or conf.volume
+    volume_dir = _volume_dir(paths, volume)
     db_path = volume_dir / "meta.db"
     passphrase = passphrase_of(args)
     if args.rebuild:
         return _rebuild(volume_dir, passphrase)
     if not db_path.exists():
         raise UsageError(
-            f"volume {args.volume} has no database ({db_path}); mounting it restores the newest "
+            f"volume {volume} has no database ({db_path}); mounting it restores the newest "
             "checkpoint from Walrus"
         )
+    bar = ProgressBar("fsck: uploading staged data")
 
     async def check(chain: WalrusChain) -> Report:
         return await fsck(
-            volume_dir, chain, WORKER, upload=not args.no_upload, epochs=args.epochs,
-            passphrase=passphrase, progress=bar,
+            volume_dir, chain, WORKER, upload=not args.no_upload,
+            epochs=args.epochs or conf.epochs, passphrase=passphrase, progress=bar,
         )  # fmt: skip
 
-    bar = ProgressBar("fsck: uploading staged data")
-
     report = _on_locked_volume(volume_dir, check)
-    for line in report.repaired:
-        print(f"repaired: {line}")
-    for line in report.lost:
-        print(f"LOST: {line}")
-    for line in report.notes:
-        print(f"note: {line}")
+    _print_lines(("repaired", report.repaired), ("LOST", report.lost), ("note", report.notes))
     verdict = {0: "clean", 10: "repaired, nothing lost", 11: "DATA LOST (see above)"}
-    print(f"volume {args.volume}: {verdict[report.exit_code]}")
+    print(f"volume {volume}: {verdict[report.exit_code]}")
     return report.exit_code
+
+
+def _print_lines(*groups: tuple[str, list[str]]) -> None:
+    """A report's findings, one per line under its label (`repaired: ...`, `LOST: ...`)."""
+    for label, lines in groups:
+        for line in lines:
+            print(f"{label}: {line}")
 
 
 def _on_locked_volume(volume_dir: Path, fn: Callable[[WalrusChain], Awaitable[T]]) -> T:
@@ -487,12 +488,11 @@ def _rebuild(volume_dir: Path, passphrase: str | None) -> int:
         return await rebuild(volume_dir, chain, passphrase)
 
     report = _on_locked_volume(volume_dir, go)
-    for path in report.moved_aside:
-        print(f"kept: {path} (the previous state, renamed)")
-    for line in report.notes:
-        print(f"note: {line}")
-    for line in report.lost:
-        print(f"LOST: {line}")
+    _print_lines(
+        ("kept", [f"{path} (the previous state, renamed)" for path in report.moved_aside]),
+        ("note", report.notes),
+        ("LOST", report.lost),
+    )
     print(
         f"volume {volume_dir.name}: rebuilt from {report.blobs} blob(s) of volume "
         f"{report.volume_id}: {report.files} file(s), {report.chunks} chunk(s); "

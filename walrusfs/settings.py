@@ -30,8 +30,8 @@ an unknown key or a wrong type is one line naming the file, the key and what to 
     exchange_objects = ["0x..."]
 
 The network is chosen by `--network`, else `$WALRUSFS_NETWORK`, else `network` in the file,
-else devnet. The devnet always uses its own funded wallet; other networks use `wallet`, else
-`$WALRUSFS_WALLET`, else the Sui CLI's default wallet.
+else devnet. The devnet always uses its own funded wallet; other networks use
+`$WALRUSFS_WALLET`, else `wallet`, else the Sui CLI's default wallet.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import difflib
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -123,10 +123,11 @@ class Settings:
             ) from None
 
     def wallet_path(self) -> Path:
-        if self.wallet is not None:
-            return self.wallet
+        """As for the network, the environment wins over the file."""
         env = os.environ.get(WALLET_ENV)
-        return Path(env).expanduser() if env else SUI_CLI_WALLET.expanduser()
+        if env:
+            return Path(env).expanduser()
+        return self.wallet if self.wallet is not None else SUI_CLI_WALLET.expanduser()
 
     def _where(self) -> str:
         return str(self.file) if self.file else "the config file (`walrusfs paths`)"
@@ -140,15 +141,9 @@ class Settings:
         if self.is_devnet:
             out["wallet"] = "the devnet's own wallet"
         else:
-            p = self.profile()
             out["wallet"] = str(self.wallet_path())
-            out["grpc_url"] = p.grpc_url
-            out["tls"] = p.tls
-            out["system_object"] = p.system_object
-            out["staking_object"] = p.staking_object
-            out["wal_type"] = p.wal_type
-            out["exchange_objects"] = list(p.exchange_objects)
-        out["mount"] = {k: v for k, v in vars(self.mount).items()}
+            out.update({k: v for k, v in asdict(self.profile()).items() if k != "name"})
+        out["mount"] = asdict(self.mount)
         return out
 
 
@@ -192,7 +187,8 @@ def _size(v: Any) -> int:
         raise ValueError('a size such as "512M" or "2G"') from None
 
 
-def _volume(v: Any) -> str:
+def volume_name(v: Any) -> str:
+    """A volume's name is a directory name under `<data>/volumes`."""
     name = _string(v)
     if "/" in name or name.startswith("."):
         raise ValueError("a volume name without '/' that does not start with '.'")
@@ -229,7 +225,7 @@ def _grpc_url(v: Any) -> str:
 _TOP: dict[str, Callable[[Any], Any]] = {"network": _string, "wallet": _string}
 _MOUNT: dict[str, Callable[[Any], Any]] = {
     "mountpoint": _string,
-    "volume": _volume,
+    "volume": volume_name,
     "epochs": _positive_int,
     "upload_delay": _positive_float,
     "cache_size": _size,

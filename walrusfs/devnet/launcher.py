@@ -235,7 +235,8 @@ class Devnet:
         """Start the service unless it runs; the new process, or None if it was running."""
         if self.pid(service) is not None:
             return None
-        port = spec.sui_port if service == "sui" else spec.node_ports[int(service[5:])]
+        port = (spec.sui_port if service == "sui"
+                else spec.node_ports[int(service.removeprefix("node-"))])  # fmt: skip
         if _port_open(port):
             raise ServiceError(
                 f"the devnet cannot start: port {port} of its {service} is taken by another "

@@ -248,6 +248,10 @@ async def run_checks(
     return report, db, staging
 
 
+#: `progress(done, total)`: how far a long step is (bytes uploaded of those staged)
+Progress = Callable[[int, int], None]
+
+
 class UploadFailed(ServiceError):
     """fsck's upload of staged data did not finish (nothing is lost: it stays staged)."""
 
@@ -285,16 +289,26 @@ async def upload_staged(
         async with trio.open_nursery() as nursery:
             await nursery.start(worker.run)
             await nursery.start(uploader.run)
-            seen = [0]
+            total = 0  # the most bytes pending at once (compaction may re-stage some)
+
+            async def report(progress: Progress) -> None:
+                nonlocal total
+                while True:
+                    left = uploader.pending()[1]
+                    total = max(total, left)
+                    if total:
+                        progress(total - left, total)
+                    await trio.sleep(1.0)
+
             if progress is not None:
-                nursery.start_soon(_report, uploader, progress, seen)
+                nursery.start_soon(report, progress)
             try:
                 await uploader.flush()
             except OSError as exc:  # raised below, not as a nursery's exception group
                 failed = exc
             else:
-                if progress is not None and seen[0]:
-                    progress(seen[0], seen[0])
+                if progress is not None and total:
+                    progress(total, total)
                 await checkpointer.checkpoint()
             nursery.cancel_scope.cancel()
         with trio.CancelScope(shield=True):
@@ -306,20 +320,6 @@ async def upload_staged(
             )
     finally:
         await store.close()
-
-
-#: `progress(done, total)`: how far a long step is (bytes uploaded of those staged)
-Progress = Callable[[int, int], None]
-
-
-async def _report(uploader: Uploader, progress: Progress, seen: list[int]) -> None:
-    """`seen[0]`: the most bytes pending at once (the bar's 100%)."""
-    while True:
-        left = uploader.pending()[1]
-        seen[0] = max(seen[0], left)
-        if seen[0]:
-            progress(seen[0] - left, seen[0])
-        await trio.sleep(1.0)
 
 
 async def fsck(

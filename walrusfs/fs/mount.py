@@ -95,6 +95,12 @@ def is_mountpoint(path: Path) -> str | None:
     return None
 
 
+def largest_chunk(params: codec.EncodingParams, *, encrypted: bool) -> int:
+    """The largest chunk one blob of this network holds; an encrypted chunk is stored sealed
+    (header and tags), so its plaintext must be that much smaller."""
+    return crypto.max_plain(params.max_blob_size) if encrypted else params.max_blob_size
+
+
 def check_mountpoint(path: Path, own: Sequence[Path] = ()) -> None:
     """`own`: the directories the mount itself reads and writes (the volume's, the cache). A
     mount over one of them would serve its own files to itself and hang in the kernel."""
@@ -527,9 +533,7 @@ async def run(
         committee = await store.committee()
         params = committee.params
         db_path = options.volume_dir / "meta.db"
-        # an encrypted chunk is stored sealed (header and tags): it must still fit one blob
-        largest = params.max_blob_size if options.public else crypto.max_plain(params.max_blob_size)
-        chunk_size = min(options.chunk_size, largest)
+        chunk_size = min(options.chunk_size, largest_chunk(params, encrypted=not options.public))
         restored = False
         if not db_path.exists():
             restored = await _restore_if_any(options, store, chain, db_path)
@@ -546,15 +550,14 @@ async def run(
             passphrase=options.passphrase,
         )  # fmt: skip
         chunk_size = int(schema.get_param(db, "chunk_size") or chunk_size)
-        largest = params.max_blob_size if keys is None else crypto.max_plain(params.max_blob_size)
+        largest = largest_chunk(params, encrypted=keys is not None)
         if chunk_size > largest:
             raise MountError(
                 f"this volume's chunk size ({chunk_size}) exceeds the largest chunk a blob of "
-                f"this network holds ({largest}, encrypted)"
-                if keys is not None else
-                f"this volume's chunk size ({chunk_size}) exceeds the network's maximum blob "
-                f"size ({params.max_blob_size})", ExitCode.USAGE,
-            )  # fmt: skip
+                f"this network holds ({largest}): its chunks could never upload; mount it on "
+                "a network with more shards, or copy its files into a new --volume",
+                ExitCode.USAGE,
+            )
         staging = Staging(options.volume_dir / "staging")
         if schema.get_param(db, "clean_unmount") != "1" and not restored:
             log.warning("the last mount of this volume did not end cleanly; repairing")

@@ -172,6 +172,9 @@ class Uploader:
         self._running = 0
         self._forced = 0
         self._compacting = 0  # compactions re-staging files right now
+        #: quilts found not sparse with their exact tags -> their live files then (sealing
+        #: every tag again each minute would cost the loop a seal and a path per file)
+        self._dense: dict[int, int] = {}
         self._retry_at = 0.0
         self._backoff = config.retry_after
         self._nursery: trio.Nursery | None = None
@@ -508,13 +511,18 @@ class Uploader:
         for blob, chunks in live.items():
             if blob in staged:
                 continue  # being compacted already
+            if self._dense.get(blob) == len(chunks):
+                continue  # measured exactly, and no file of it deleted since
             lengths = [length for _, _, length in chunks]
             limit = self.config.compact_below * sizes[blob]
-            # the estimate first (cheap), then with the exact tags for the few that pass
-            if quilt_blob_size(lengths, self.params) < limit and (
-                quilt_blob_size(lengths, self.params, self._tag_sizes(chunks)) < limit
-            ):
+            # the estimate first (cheap; with paths of ordinary length it is above the exact
+            # size, so a full quilt stops here), then the exact tags for those that pass
+            if quilt_blob_size(lengths, self.params) >= limit:
+                continue
+            if quilt_blob_size(lengths, self.params, self._tag_sizes(chunks)) < limit:
                 out.append((blob, chunks))
+            else:
+                self._dense[blob] = len(chunks)
         return out
 
     def _tag_sizes(self, chunks: list[tuple[int, int, int]]) -> list[int]:
