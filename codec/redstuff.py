@@ -247,8 +247,17 @@ def _assemble_systematic(
     params = meta.params
     size = meta.unencoded_length
     if axis is Axis.PRIMARY:
-        out = b"".join(good[r].data for r in range(params.k_p))
-        return out[:size]
+        # One copy: the rows' views, the last cut at the blob's end (padding dropped before
+        # the join, not after it, which would copy the whole blob a second time).
+        views: list[memoryview] = []
+        left = size
+        for r in range(params.k_p):
+            if left <= 0:
+                break
+            data = good[r].data
+            views.append(data[:left])
+            left -= len(data)
+        return b"".join(views)
     s = meta.symbol_size
     columns = np.frombuffer(
         b"".join(good[c].data for c in range(params.k_s)), dtype=np.uint8

@@ -14,9 +14,14 @@ A record is the file's whole content:
     32      checksum  BLAKE2b-256 of the payload
     rest    payload
 
-Writes go to a temporary file in the same directory, are fsynced and renamed over the target:
-after a kill -9 or a power cut a file is the old record or the new one, never a torn one, and
-temporary leftovers are removed at start. A record whose checksum fails (bit rot, a truncated
+Writes go to a temporary file in the same directory and are renamed over the target: after a
+kill -9 a file is the old record or the new one, never a torn one, and temporary leftovers are
+removed at start. They are not fsynced one by one (two fsyncs per sliver were most of a node's
+time: a 64 MiB blob at 1000 shards is 2000 slivers). Instead `sync_blob` flushes the node's
+filesystem once (syncfs) before the node signs a blob's confirmation, as a database's group
+commit does: what a node has confirmed survives a power cut; a record torn by one that came
+before its confirmation fails its checksum and counts as absent, which the client's upload
+(not yet certified) repairs. A record whose checksum fails (bit rot, a truncated
 copy) is treated as absent and removed, so the node never serves bytes it did not verify when
 they arrived; the client recovers from the other nodes.
 
@@ -27,17 +32,32 @@ keeps only blob IDs, object IDs and epochs.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import os
 import shutil
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from codec.blob_id import BlobId
 from codec.sliver import Axis
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return cast(Callable[[int], int], fn)
+
+
+_syncfs = _load_syncfs()
 
 MAGIC = b"WSN1"
 _HEADER = len(MAGIC) + 32
@@ -134,20 +154,30 @@ class NodeStore:
         return f"{pair}.{axis.value}"
 
     def _write(self, path: Path, payload: bytes) -> None:
-        path.parent.mkdir(exist_ok=True)
-        tmp = path.parent / f"{_TMP_PREFIX}{path.name}.{os.getpid()}.{threading.get_ident()}"
-        with open(tmp, "wb") as fh:
+        tmp = f"{path.parent}/{_TMP_PREFIX}{path.name}.{os.getpid()}.{threading.get_ident()}"
+        try:
+            fh = open(tmp, "wb")
+        except FileNotFoundError:  # the blob's first file
+            path.parent.mkdir(exist_ok=True)
+            fh = open(tmp, "wb")
+        with fh:
             fh.write(_record(payload))
-            if self.fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
         os.replace(tmp, path)
-        if self.fsync:
-            fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+
+    def sync_blob(self, blob_id: BlobId) -> None:
+        """Make the blob's files durable before its confirmation is signed (see the module
+        docstring): one syncfs of the filesystem holding them, or a sync where there is none."""
+        if not self.fsync:
+            return
+        try:
+            fd = os.open(self._dir(blob_id), os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            if _syncfs is None or _syncfs(fd) != 0:
+                os.sync()
+        finally:
+            os.close(fd)
 
     def _read(self, path: Path) -> bytes | None:
         try:

@@ -204,7 +204,10 @@ class WalrusStore:
     ) -> list[str]:
         object_id = blob.id if blob.deletable else None
         expected = _confirmation_message(committee.epoch, enc.blob_id, object_id)
-        total = sum(len(p.primary.bcs) + len(p.secondary.bcs) for p in enc.iter_pairs())
+        # Every primary sliver has one size and every secondary one (a pair copies two slivers
+        # out of the encoder: do it once per upload, not once more for this total).
+        first = enc.pair(0)
+        total = committee.n_shards * (len(first.primary.bcs) + len(first.secondary.bcs))
         done = 0
         confirmed: dict[int, tuple[StorageNode, bytes]] = {}
         failures: dict[str, str] = {}

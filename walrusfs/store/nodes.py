@@ -28,6 +28,8 @@ from walrusfs.store.errors import NodeError
 log = logging.getLogger(__name__)
 
 LOOPBACK = ("127.", "localhost", "[::1]")
+#: concurrent uploads to one node at most (the store's overall limit applies as well)
+UPLOAD_CONNECTIONS_PER_NODE = 16
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,10 @@ class NodeClient:
     github.com/pydantic/httpx2/issues/1133). We hit it as intermittent 30 s ReadTimeouts when
     32 slivers went to one node at once. GETs send no body and are not affected, so reads
     keep HTTP/2 (one connection per node, cheaper per request).
+
+    Uploads use one small pool per node rather than one large pool: httpcore's pool checks
+    every connection it holds (a socket poll each) for every request, so one pool of 32
+    connections made an upload of 2000 slivers quadratic (~1 s of CPU per 64 MiB blob).
     """
 
     def __init__(self, timeout: float = 30.0, upload_connections: int = 32) -> None:
@@ -106,17 +112,26 @@ class NodeClient:
             timeout=limits,
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
         )
-        self.uploads = httpx.AsyncClient(
-            timeout=limits,
-            limits=httpx.Limits(
-                max_connections=upload_connections, max_keepalive_connections=upload_connections
-            ),
-        )
+        self._limits = limits
+        self._per_node = max(1, min(UPLOAD_CONNECTIONS_PER_NODE, upload_connections))
+        self._uploads: dict[str, httpx.AsyncClient] = {}
         self.counts: Counter[str] = Counter()
+
+    def _upload_client(self, node: StorageNode) -> httpx.AsyncClient:
+        client = self._uploads.get(node.url)
+        if client is None:
+            n = self._per_node
+            client = self._uploads[node.url] = httpx.AsyncClient(
+                timeout=self._limits,
+                limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
+            )
+        return client
 
     async def aclose(self) -> None:
         await self.reads.aclose()
-        await self.uploads.aclose()
+        for client in self._uploads.values():
+            await client.aclose()
+        self._uploads.clear()
 
     @staticmethod
     def _raise(node: StorageNode, rsp: httpx.Response) -> None:
@@ -132,7 +147,7 @@ class NodeClient:
         self, kind: str, node: StorageNode, method: str, path: str, body: bytes | None = None
     ) -> httpx.Response:
         self.counts[kind] += 1
-        client = self.uploads if body is not None else self.reads
+        client = self._upload_client(node) if body is not None else self.reads
         rsp = await client.request(method, node.url + path, content=body)
         if rsp.status_code >= 300 and rsp.status_code != 404:
             self._raise(node, rsp)
