@@ -46,6 +46,7 @@ from typing import cast
 from codec.blob_id import BlobId
 from codec.sliver import Axis
 
+
 def _load_syncfs() -> Callable[[int], int] | None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -155,13 +156,18 @@ class NodeStore:
 
     def _write(self, path: Path, payload: bytes) -> None:
         tmp = f"{path.parent}/{_TMP_PREFIX}{path.name}.{os.getpid()}.{threading.get_ident()}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
         try:
-            fh = open(tmp, "wb")
+            fd = os.open(tmp, flags, 0o644)
         except FileNotFoundError:  # the blob's first file
             path.parent.mkdir(exist_ok=True)
-            fh = open(tmp, "wb")
-        with fh:
-            fh.write(_record(payload))
+            fd = os.open(tmp, flags, 0o644)
+        try:
+            record = memoryview(_record(payload))
+            while record:
+                record = record[os.write(fd, record) :]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
 
     def sync_blob(self, blob_id: BlobId) -> None:
