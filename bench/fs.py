@@ -2,6 +2,7 @@
 ../shared/tools/bench/fsbench.sh, self-contained): ratios mount/local per row.
 
     .venv/bin/python bench/fs.py [--size 1G] [--files 10000] [--n-shards 1000] [--json F]
+    .venv/bin/python bench/fs.py --size 4G --only big     # the memory run (issue 8)
 
 Rows: sequential write of SIZE in 1 MiB blocks + fsync; the same + `walrusfs sync` (certified
 on Walrus); sequential read warm (mount's caches warm, kernel page cache dropped) and cold
@@ -121,6 +122,7 @@ class Mounted:
         self.home = home
         self.mnt = home / "mnt"
         self.env = dict(os.environ, WALRUSFS_HOME=str(home), PYTHONPATH=str(ROOT))
+        self.peaks = (0, 0)  # VmHWM of the mount daemon and its worker, over every mount
         self.cli("devnet", "up", "--n-shards", str(n_shards))
 
     def cli(self, *args: str) -> None:
@@ -149,7 +151,12 @@ class Mounted:
                     return int(line.split()[1]) * 1024
             return 0
 
-        return hwm(pid), sum(hwm(c) for c in children)
+        mount, worker = hwm(pid), sum(hwm(c) for c in children)
+        self.peaks = (max(self.peaks[0], mount), max(self.peaks[1], worker))
+        return self.peaks
+
+    def record_peaks(self) -> None:
+        self.peak_rss()
 
     def close(self) -> None:
         log = self.home / "data" / "volumes" / "default" / "mount.log"
@@ -172,6 +179,7 @@ def run(target: Path, args: argparse.Namespace, m: Mounted | None) -> dict[str, 
     drop_page_cache()
     res["seq read warm MiB/s"] = size / BLOCK / timed(lambda: seq_read(big))
     if m is not None:
+        m.record_peaks()  # the daemon and worker that wrote, before the remount replaces them
         m.umount()
         shutil.rmtree(m.home / "cache", ignore_errors=True)
         m.mount()
@@ -180,6 +188,8 @@ def run(target: Path, args: argparse.Namespace, m: Mounted | None) -> dict[str, 
     drop_page_cache()
     res["rand read 4K IOPS"] = rand_read(big, args.rand_seconds) / args.rand_seconds
     big.unlink()
+    if args.only == "big":
+        return res
     for k, v in small_files(target / "small", args.files).items():
         res[f"small {k} files/s"] = v
     stdlib = sysconfig.get_paths()["stdlib"]
@@ -198,6 +208,8 @@ def main() -> None:
     p.add_argument("--files", type=int, default=10_000)
     p.add_argument("--rand-seconds", type=float, default=10.0)
     p.add_argument("--n-shards", type=int, default=1000)
+    p.add_argument("--only", choices=["big"], help="big: only the rows of the SIZE file "
+                   "(the memory run: write, upload and read back a 4G file)")
     p.add_argument("--json", type=Path, help="also write the results here (bench/report.py)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="fsbench-", dir="/var/tmp") as tmp:

@@ -19,7 +19,7 @@ from codec.errors import (
     QuiltError,
     SliverVerificationError,
 )
-from codec.memory import tune_allocator
+from codec.memory import release_free_memory, tune_allocator
 from codec.metadata import BlobMetadata, VerifiedMetadata, parse_metadata_with_id, verify_metadata
 from codec.params import BYTES_PER_UNIT_SIZE, EncodingParams, storage_units
 from codec.quilt import (
@@ -86,6 +86,7 @@ __all__ = [
     "read_range",
     "rows_for_range",
     "storage_units",
+    "release_free_memory",
     "tune_allocator",
     "verify_metadata",
     "verify_sliver",

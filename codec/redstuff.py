@@ -79,6 +79,14 @@ class EncodedBlob:
             pair_index, Sliver(entry.primary, Axis.PRIMARY), Sliver(entry.secondary, Axis.SECONDARY)
         )
 
+    def sliver(self, pair_index: int, axis: Axis) -> Sliver:
+        """One sliver of pair `pair_index`, copied out of the engine's result (an upload
+        takes each sliver when it sends it, so only the slivers in flight exist twice)."""
+        entry = self._engine.slivers[self.shard_for_pair(pair_index)]
+        if axis is Axis.PRIMARY:
+            return Sliver(entry.primary, Axis.PRIMARY)
+        return Sliver(entry.secondary, Axis.SECONDARY)
+
     def pair_for_shard(self, shard_index: int) -> SliverPair:
         return self.pair(self.params.pair_for_shard(self.blob_id.raw, shard_index))
 

@@ -210,15 +210,26 @@ class Operations(pyfuse3.Operations):
     async def lookup(self, parent_inode: int, name: bytes, ctx: RequestContext) -> EntryAttributes:
         self._check_name(name)
         if name == b".":
-            inode: int | None = parent_inode
-        elif name == b"..":
-            inode = self._parent_of(parent_inode)
-        else:
+            return self._lookup_inc(parent_inode)
+        if name == b"..":
+            return self._lookup_inc(self._parent_of(parent_inode))
+        row = self.db.execute(
+            "SELECT i.id, i.mode, i.uid, i.gid, i.size, i.nlink, i.rdev, i.atime_ns, "
+            "i.mtime_ns, i.ctime_ns, i.btime_ns FROM dentries d JOIN inodes i ON i.id = d.inode "
+            "WHERE d.parent = ? AND d.name = ?",
+            (parent_inode, name),
+        ).fetchone()
+        if row is None:
             self._dir(parent_inode)
-            inode = self._child(parent_inode, name)
-        if inode is None:
-            raise FUSEError(errno.ENOENT)
-        return self._lookup_inc(inode)
+            # A negative entry the kernel may cache: this process is the volume's only writer
+            # and every name it adds passes through the kernel, which drops the negative entry
+            # (rsync, tar and compilers look up many names that do not exist, some repeatedly).
+            miss = EntryAttributes()
+            miss.st_ino = 0
+            miss.entry_timeout = TIMEOUT
+            return miss
+        self.lookups[row[0]] += 1
+        return self._attrs(tuple(row))
 
     def _parent_of(self, inode: int) -> int:
         if inode == ROOT_INODE:

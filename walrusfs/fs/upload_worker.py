@@ -175,7 +175,14 @@ async def _serve() -> None:
     async def handle(req: dict[str, Any]) -> None:
         rid = req["id"]
         try:
-            await answer({"id": rid, **await _do(store, keys, req)})
+            try:
+                reply = await _do(store, keys, req)
+            finally:
+                # An upload frees hundreds of MiB of encoder and sliver buffers: hand the free
+                # pages back at once, or the worker's RSS stays at its peak (the mount's memory
+                # bound counts this process; see codec/memory.py).
+                await trio.to_thread.run_sync(codec.release_free_memory)
+            await answer({"id": rid, **reply})
         except chain_errors.ObjectNotFound as exc:
             await answer({"id": rid, "error": str(exc), "type": "not_found"})
         except chain_errors.InsufficientFunds as exc:
