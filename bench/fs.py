@@ -170,6 +170,8 @@ class Mounted:
 def run(target: Path, args: argparse.Namespace, m: Mounted | None) -> dict[str, float]:
     size = parse_size(args.size)
     res: dict[str, float] = {}
+    if args.only == "small":
+        return _small_rows(target, args, res)
     big = target / "big.bin"
     dt = timed(lambda: seq_write(big, size))
     res["seq write MiB/s"] = size / BLOCK / dt
@@ -190,6 +192,10 @@ def run(target: Path, args: argparse.Namespace, m: Mounted | None) -> dict[str, 
     big.unlink()
     if args.only == "big":
         return res
+    return _small_rows(target, args, res)
+
+
+def _small_rows(target: Path, args: argparse.Namespace, res: dict[str, float]) -> dict[str, float]:
     for k, v in small_files(target / "small", args.files).items():
         res[f"small {k} files/s"] = v
     stdlib = sysconfig.get_paths()["stdlib"]
@@ -208,8 +214,9 @@ def main() -> None:
     p.add_argument("--files", type=int, default=10_000)
     p.add_argument("--rand-seconds", type=float, default=10.0)
     p.add_argument("--n-shards", type=int, default=1000)
-    p.add_argument("--only", choices=["big"], help="big: only the rows of the SIZE file "
-                   "(the memory run: write, upload and read back a 4G file)")
+    p.add_argument("--only", choices=["big", "small"], help="big: only the rows of the SIZE "
+                   "file (the memory run: write, upload and read back a 4G file); small: only "
+                   "the small-file, rsync and ls rows")
     p.add_argument("--json", type=Path, help="also write the results here (bench/report.py)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="fsbench-", dir="/var/tmp") as tmp:

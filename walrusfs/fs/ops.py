@@ -377,10 +377,15 @@ class Operations(pyfuse3.Operations):
     @_errors
     async def unlink(self, parent_inode: int, name: bytes, ctx: RequestContext) -> None:
         self._check_name(name)
-        inode = self._child(parent_inode, name)
-        if inode is None:
+        row = self.db.execute(
+            "SELECT i.id, i.mode FROM dentries d JOIN inodes i ON i.id = d.inode "
+            "WHERE d.parent = ? AND d.name = ?",
+            (parent_inode, name),
+        ).fetchone()
+        if row is None:
             raise FUSEError(errno.ENOENT)
-        if stat.S_ISDIR(self._mode(inode)):
+        inode = int(row[0])
+        if stat.S_ISDIR(row[1]):
             raise FUSEError(errno.EISDIR)
         now = time.time_ns()
         self.db.execute("BEGIN")

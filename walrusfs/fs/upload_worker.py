@@ -29,8 +29,10 @@ answer; requests run concurrently, except the first line:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import subprocess
 import sys
 from dataclasses import fields
@@ -268,6 +270,10 @@ async def _do(
     raise ValueError(f"unknown op {op!r}")
 
 
+#: scheduling priority of the worker (the devnet's processes run at the same, DEVNET_NICE)
+WORKER_NICE = 10
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description="walrusfs upload worker (started by the mount)")
     p.parse_args()
@@ -279,6 +285,10 @@ def main() -> None:
     for noisy in ("httpx", "httpcore", "pgrpc_client", "hpack"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     codec.tune_allocator()
+    # Uploads are background work: when the CPU is contended, the mount's FUSE requests (and
+    # the user's programs) go first. Raising one's own nice value is always permitted.
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICE)
     trio.run(_serve)
 
 
