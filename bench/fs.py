@@ -214,9 +214,13 @@ def main() -> None:
     p.add_argument("--files", type=int, default=10_000)
     p.add_argument("--rand-seconds", type=float, default=10.0)
     p.add_argument("--n-shards", type=int, default=1000)
-    p.add_argument("--only", choices=["big", "small"], help="big: only the rows of the SIZE "
-                   "file (the memory run: write, upload and read back a 4G file); small: only "
-                   "the small-file, rsync and ls rows")
+    p.add_argument(
+        "--only",
+        choices=["big", "small"],
+        help="big: only the rows of the SIZE "
+        "file (the memory run: write, upload and read back a 4G file); small: only "
+        "the small-file, rsync and ls rows",
+    )
     p.add_argument("--json", type=Path, help="also write the results here (bench/report.py)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="fsbench-", dir="/var/tmp") as tmp:

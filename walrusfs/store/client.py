@@ -229,9 +229,7 @@ class WalrusStore:
                 # copied out of the encoding only now: all of a node's slivers made up front
                 # held a second copy of the encoded blob (288 MiB for 64 MiB at 1000 shards)
                 s = enc.sliver(pair_index, axis)
-                await retry(self.deadline)(self.nodes.put_sliver)(
-                    node, enc.blob_id, pair_index, s
-                )
+                await retry(self.deadline)(self.nodes.put_sliver)(node, enc.blob_id, pair_index, s)
             done += len(s.bcs)
             if progress is not None:
                 progress(done, total)
