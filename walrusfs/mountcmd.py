@@ -541,7 +541,7 @@ def add_parser(sub: Any) -> None:
         type=_size,
         default=None,
         metavar="SIZE",
-        help="memory bound of the mount process (default 2G)",
+        help="memory bound of the mount: daemon and upload worker together (default 2G)",
     )
     p.add_argument(
         "--allow-other",
