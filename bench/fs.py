@@ -141,7 +141,7 @@ class Mounted:
 
     def peak_rss(self) -> tuple[int, int]:
         """VmHWM (resident memory high-water mark) of the mount daemon and of its upload
-        worker process."""
+        worker process, the highest of every mount so far."""
         pid = int(os.getxattr(self.mnt, "user.walrusfs.ctl.pid"))
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
 
@@ -154,9 +154,6 @@ class Mounted:
         mount, worker = hwm(pid), sum(hwm(c) for c in children)
         self.peaks = (max(self.peaks[0], mount), max(self.peaks[1], worker))
         return self.peaks
-
-    def record_peaks(self) -> None:
-        self.peak_rss()
 
     def close(self) -> None:
         log = self.home / "data" / "volumes" / "default" / "mount.log"
@@ -181,7 +178,7 @@ def run(target: Path, args: argparse.Namespace, m: Mounted | None) -> dict[str, 
     drop_page_cache()
     res["seq read warm MiB/s"] = size / BLOCK / timed(lambda: seq_read(big))
     if m is not None:
-        m.record_peaks()  # the daemon and worker that wrote, before the remount replaces them
+        m.peak_rss()  # the daemon and worker that wrote, before the remount replaces them
         m.umount()
         shutil.rmtree(m.home / "cache", ignore_errors=True)
         m.mount()

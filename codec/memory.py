@@ -9,7 +9,8 @@ and not trimming below `retain_bytes` lets the next encode reuse the same pages.
 Retained heap is per arena, and glibc gives each new thread its own arena (up to 8 per core):
 a process whose encodes, verifications and file reads run on many worker threads kept a
 retained heap in each (the mount's upload worker reached 3.1 GiB writing a 4 GiB file). At most
-`MAX_ARENAS` arenas bounds what is retained to about one encode's peak per concurrent encode.
+`MAX_ARENAS` arenas bounds what is retained to a small multiple of one encode's peak, and
+`release_free_memory` hands the free pages back once a large encoding is dropped.
 
 This changes process-wide allocator settings, so it is opt-in: the `walrusfs` command calls it
 at start-up; a library user of `codec` decides for itself.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 
 log = logging.getLogger(__name__)
@@ -27,7 +29,8 @@ log = logging.getLogger(__name__)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
-#: arenas at most: the upload worker runs two encodes at once (one for each of its jobs)
+#: arenas at most: the main one and one shared by every worker thread (a store encodes one blob
+#: at a time, so the threads seldom allocate large buffers at once)
 MAX_ARENAS = 2
 #: glibc refuses an mmap threshold above HEAP_MAX_SIZE/2 (32 MiB on 64-bit).
 _MAX_MMAP_THRESHOLD = 32 * 1024 * 1024
@@ -39,14 +42,10 @@ def tune_allocator(retain_bytes: int = DEFAULT_RETAIN_BYTES) -> bool:
 
     Returns False (and changes nothing) where the C library is not glibc.
     """
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        log.debug("no mallopt in %s; allocator left at its defaults", name)
+    libc = _libc()
+    mallopt = getattr(libc, "mallopt", None) if libc is not None else None
+    if mallopt is None:
+        log.debug("no mallopt in the C library; allocator left at its defaults")
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
@@ -60,14 +59,24 @@ def release_free_memory() -> bool:
     """Return the allocator's free pages to the OS (glibc `malloc_trim(0)`), wherever they are
     in the heaps: for a long-lived process after it drops a large encoding, so its RSS falls
     back instead of staying at the peak. False where there is no malloc_trim."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
+    libc = _libc()
+    trim = getattr(libc, "malloc_trim", None) if libc is not None else None
+    if trim is None:
         return False
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
     trim(0)
     return True
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library, loaded once: `find_library` runs `ldconfig` in a subprocess, too dear for
+    a call after every upload."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        return ctypes.CDLL(name)
+    except OSError:
+        return None

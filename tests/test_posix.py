@@ -11,7 +11,7 @@ import itertools
 import os
 import stat
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -168,6 +168,37 @@ def test_metadata_changes(d: Path) -> None:
     os.fsync(fd)
     os.close(fd)
     assert f.read_bytes() == b"xy"
+
+
+def test_a_name_looked_up_while_absent_appears_when_created(d: Path) -> None:
+    """The kernel caches negative lookups (ops.lookup): every way of making a name must replace
+    the cached absence, in the same directory and from another one."""
+    other = d / "other"
+    other.mkdir()
+    (other / "src").write_bytes(b"moved")
+    (other / "target").write_bytes(b"linked")
+    makers: dict[str, Callable[[Path], object]] = {
+        "created": lambda p: p.write_bytes(b"new"),
+        "dir": lambda p: p.mkdir(),
+        "symlink": lambda p: p.symlink_to("created"),
+        "hardlink": lambda p: os.link(other / "target", p),
+        "renamed": lambda p: os.rename(other / "src", p),
+        "fifo": os.mkfifo,
+    }
+    for name, make in makers.items():
+        path = d / name
+        for _ in range(2):  # asked twice: the second answer may come from the kernel's cache
+            assert not os.path.lexists(path), name
+        make(path)
+        assert os.path.lexists(path), f"{name}: still absent after it was made"
+        assert name in os.listdir(d)
+    assert (d / "renamed").read_bytes() == b"moved"
+    assert (d / "hardlink").read_bytes() == b"linked"
+    # and a removed name is absent again, then can come back
+    (d / "created").unlink()
+    assert not (d / "created").exists()
+    (d / "created").write_bytes(b"again")
+    assert (d / "created").read_bytes() == b"again"
 
 
 def test_directory_listing_is_complete_under_changes(d: Path) -> None:

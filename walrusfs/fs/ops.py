@@ -44,6 +44,13 @@ TIMEOUT = 300.0  # attribute and entry cache: this process is the only writer of
 BLOCK_SIZE = 4096
 IO_SIZE = 128 * 1024  # st_blksize: invites large writes
 
+#: The `inodes` columns `_attrs` turns into attributes, in its order, as `i.`-qualified for joins.
+ATTR_COLUMNS = ", ".join(
+    f"i.{c}"
+    for c in ("id", "mode", "uid", "gid", "size", "nlink", "rdev", "atime_ns", "mtime_ns",
+              "ctime_ns", "btime_ns")
+)  # fmt: skip
+
 #: Read-only attributes computed from the database (see `_walrus_xattr`).
 WALRUS_XATTR_PREFIX = b"user.walrus."
 #: Control channel of the CLI (`walrusfs sync`, `status`, `umount`): xattrs on the root.
@@ -98,9 +105,7 @@ class Operations(pyfuse3.Operations):
 
     def _row(self, inode: int) -> tuple[Any, ...]:
         row = self.db.execute(
-            "SELECT id, mode, uid, gid, size, nlink, rdev, atime_ns, mtime_ns, ctime_ns, "
-            "btime_ns FROM inodes WHERE id = ?",
-            (inode,),
+            f"SELECT {ATTR_COLUMNS} FROM inodes i WHERE i.id = ?", (inode,)
         ).fetchone()
         if row is None:
             raise FUSEError(errno.ENOENT)
@@ -214,8 +219,7 @@ class Operations(pyfuse3.Operations):
         if name == b"..":
             return self._lookup_inc(self._parent_of(parent_inode))
         row = self.db.execute(
-            "SELECT i.id, i.mode, i.uid, i.gid, i.size, i.nlink, i.rdev, i.atime_ns, "
-            "i.mtime_ns, i.ctime_ns, i.btime_ns FROM dentries d JOIN inodes i ON i.id = d.inode "
+            f"SELECT {ATTR_COLUMNS} FROM dentries d JOIN inodes i ON i.id = d.inode "
             "WHERE d.parent = ? AND d.name = ?",
             (parent_inode, name),
         ).fetchone()
@@ -611,8 +615,7 @@ class Operations(pyfuse3.Operations):
                 return
             start_id = 2
         rows = self.db.execute(
-            "SELECT d.id, d.name, i.id, i.mode, i.uid, i.gid, i.size, i.nlink, i.rdev, "
-            "i.atime_ns, i.mtime_ns, i.ctime_ns, i.btime_ns FROM dentries d "
+            f"SELECT d.id, d.name, {ATTR_COLUMNS} FROM dentries d "
             "JOIN inodes i ON i.id = d.inode WHERE d.parent = ? AND d.id > ? ORDER BY d.id",
             (inode, start_id - 3),
         ).fetchall()
