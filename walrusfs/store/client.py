@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import httpx
 import pysui_fastcrypto as fc
 import trio
 from cachetools import LRUCache
@@ -44,6 +43,7 @@ from walrusfs.store.errors import (
     NodeError,
     NotEnoughConfirmations,
 )
+from walrusfs.store.http1 import TransportError
 from walrusfs.store.nodes import Committee, NodeClient, StorageNode
 from walrusfs.store.retry import is_temporary, retry
 
@@ -109,7 +109,7 @@ class WalrusStore:
         self.chain = chain
         self.cache = cache
         self.ranges = ranges
-        self.nodes = NodeClient(timeout, upload_concurrency)
+        self.nodes = NodeClient(timeout, max(upload_concurrency, read_concurrency))
         self.upload_limit = trio.CapacityLimiter(upload_concurrency)
         # Encodes one at a time: an encode peaks at ~5.5x its blob, its result holds ~4.5x
         # while it uploads. Concurrent stores overlap one encode with the others' uploads,
@@ -358,7 +358,7 @@ class WalrusStore:
             started = time.monotonic()
             try:
                 raw = await self.nodes.get_metadata(node, blob_id)
-            except (httpx.TransportError, NodeError) as exc:
+            except (TransportError, NodeError) as exc:
                 self.stats.failed(node)
                 errors.append(f"{node.name}: {exc}")
                 continue
@@ -525,7 +525,7 @@ class WalrusStore:
                 try:
                     # One attempt: a failed sliver is replaced by another row (see `metadata`).
                     raw = await self.nodes.get_sliver(node, blob_id, pair, axis)
-                except (httpx.TransportError, NodeError) as exc:
+                except (TransportError, NodeError) as exc:
                     self.stats.failed(node)
                     log.info("%s: sliver %s%d of %s: %s", node.name, prefix, i, blob_id, exc)
                     return

@@ -1,9 +1,9 @@
 """The committee as the client sees it, and the storage-node REST calls.
 
 A node's on-chain network address is `host:port`. Real Walrus nodes serve HTTPS; a loopback
-address (the devnet) is spoken to in cleartext. Reads go over HTTP/2 (prior knowledge on
-cleartext), uploads over HTTP/1.1 keep-alive (see `NodeClient`); both pools live as long as
-the `WalrusStore`, so connections are reused across blobs.
+address (the devnet) is spoken to in cleartext. Requests go over HTTP/1.1 keep-alive, a pool
+per node (see `NodeClient`) that lives as long as the `WalrusStore`, so connections are reused
+across blobs.
 
 Every request is counted per kind (`NodeClient.counts`): the tests assert, for example, that a
 small range read fetches at most two slivers and that a cached read makes none.
@@ -17,19 +17,20 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import trio
 
 import codec
 from chain.bls import g1_compress
 from chain.client import WalrusChain
 from codec.params import EncodingParams
 from walrusfs.store.errors import NodeError
+from walrusfs.store.http1 import Pool, Response, TransportError
 
 log = logging.getLogger(__name__)
 
 LOOPBACK = ("127.", "localhost", "[::1]")
-#: concurrent uploads to one node at most (the store's overall limit applies as well)
-UPLOAD_CONNECTIONS_PER_NODE = 16
+#: concurrent requests to one node at most (the store's overall limits apply as well)
+CONNECTIONS_PER_NODE = 16
 
 
 @dataclass(frozen=True)
@@ -90,51 +91,34 @@ class Committee:
 
 
 class NodeClient:
-    """Two connection pools: HTTP/2 for reads, HTTP/1.1 for uploads.
+    """One keep-alive HTTP/1.1 pool per node (`walrusfs.store.http1`), reads and uploads alike.
 
-    Uploads do not use HTTP/2 because httpcore's HTTP/2 client can stall one of several
-    concurrent large request bodies until its read timeout (`_wait_for_outgoing_flow` waits
-    on a socket read for a WINDOW_UPDATE another stream already consumed; see
-    github.com/pydantic/httpx2/issues/1133). We hit it as intermittent 30 s ReadTimeouts when
-    32 slivers went to one node at once. GETs send no body and are not affected, so reads
-    keep HTTP/2 (one connection per node, cheaper per request).
-
-    Uploads use one small pool per node rather than one large pool: httpcore's pool checks
-    every connection it holds (a socket poll each) for every request, so one pool of 32
-    connections made an upload of 2000 slivers quadratic (~1 s of CPU per 64 MiB blob).
+    Not httpx, which the client used until session 9: its per-request cost in the event loop
+    (~1.8 ms, see `http1`) bounded both the 2000-PUT store and the 334-GET read of an n=1000
+    blob. Not HTTP/2 either: in Python its frame handling costs more than the TCP connections it
+    saves, and httpcore's HTTP/2 client stalled concurrent large uploads
+    (github.com/pydantic/httpx2/issues/1133).
     """
 
-    def __init__(self, timeout: float = 30.0, upload_connections: int = 32) -> None:
-        limits = httpx.Timeout(timeout, connect=5.0)
-        self.reads = httpx.AsyncClient(
-            http1=False,
-            http2=True,
-            timeout=limits,
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
-        )
-        self._limits = limits
-        self._per_node = max(1, min(UPLOAD_CONNECTIONS_PER_NODE, upload_connections))
-        self._uploads: dict[str, httpx.AsyncClient] = {}
+    def __init__(self, timeout: float = 30.0, connections: int = 32) -> None:
+        self._timeout = timeout
+        self._per_node = max(1, min(CONNECTIONS_PER_NODE, connections))
+        self._pools: dict[str, Pool] = {}
         self.counts: Counter[str] = Counter()
 
-    def _upload_client(self, node: StorageNode) -> httpx.AsyncClient:
-        client = self._uploads.get(node.url)
-        if client is None:
-            n = self._per_node
-            client = self._uploads[node.url] = httpx.AsyncClient(
-                timeout=self._limits,
-                limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
-            )
-        return client
+    def _pool(self, node: StorageNode) -> Pool:
+        pool = self._pools.get(node.url)
+        if pool is None:
+            pool = self._pools[node.url] = Pool(node.url, self._per_node, self._timeout)
+        return pool
 
     async def aclose(self) -> None:
-        await self.reads.aclose()
-        for client in self._uploads.values():
-            await client.aclose()
-        self._uploads.clear()
+        for pool in self._pools.values():
+            await pool.aclose()
+        self._pools.clear()
 
     @staticmethod
-    def _raise(node: StorageNode, rsp: httpx.Response) -> None:
+    def _raise(node: StorageNode, rsp: Response) -> None:
         try:
             err = rsp.json()["error"]
             reason = str(err["details"][0]["reason"])
@@ -145,10 +129,9 @@ class NodeClient:
 
     async def _request(
         self, kind: str, node: StorageNode, method: str, path: str, body: bytes | None = None
-    ) -> httpx.Response:
+    ) -> Response:
         self.counts[kind] += 1
-        client = self._upload_client(node) if body is not None else self.reads
-        rsp = await client.request(method, node.url + path, content=body)
+        rsp = await self._pool(node).request(method, path, body)
         if rsp.status_code >= 300 and rsp.status_code != 404:
             self._raise(node, rsp)
         return rsp
@@ -157,10 +140,12 @@ class NodeClient:
         """The node's `/v1/health` data, None when it does not answer in 2 s (for the mount's
         status; the data paths never wait for it)."""
         try:
-            rsp = await self.reads.get(node.url + "/v1/health", timeout=2.0)
-            rsp.raise_for_status()
+            with trio.fail_after(2.0):
+                rsp = await self._pool(node).request("GET", "/v1/health")
+            if rsp.status_code != 200:
+                return None
             body = rsp.json()
-        except (httpx.HTTPError, ValueError):
+        except (TransportError, trio.TooSlowError, ValueError):
             return None
         data = body.get("success", {}).get("data", body) if isinstance(body, dict) else None
         return data if isinstance(data, dict) else None

@@ -13,11 +13,11 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
-import httpx
 import trio
 
 from chain.errors import ChainUnavailable
 from walrusfs.store.errors import NodeError
+from walrusfs.store.http1 import TransportError
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ T = TypeVar("T")
 def is_temporary(exc: BaseException) -> bool:
     if isinstance(exc, NodeError):
         return exc.temporary
-    return isinstance(exc, httpx.TransportError | ChainUnavailable | trio.TooSlowError)
+    return isinstance(exc, TransportError | ChainUnavailable | trio.TooSlowError)
 
 
 def retry(
