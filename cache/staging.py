@@ -5,15 +5,27 @@ pwrite. The mount's database says which chunks are staged (chunks.staged = 1); a
 such row is garbage from a crash and is removed by `sweep`. fsync on a chunk makes its bytes
 and its name durable (the directory is fsynced then, not at every creation).
 
+Removing a chunk renames its file to `del.<n>` and a background thread unlinks it: unlinking a
+file whose blocks are on disk costs ext4 80-250 us, a rename ~20 us, and removals come in bursts
+on the event loop (`rm -r` of small files, or a quilt of hundreds of files certified at once).
+The rename frees the name at once, so a new file for the same chunk never meets the old one; a
+`del.*` left by a crash is removed with the other strays when the staging area is next opened.
+
 This module does local disk I/O only (no network, no database): callers hold the rules.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 import os
+import queue
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 Key = tuple[int, int]  # (inode, chunkno)
 
@@ -31,6 +43,18 @@ class Staging:
             self._set_size(key, self._path(key).stat().st_size)
         self._dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
         self._dir_dirty = False  # names created since the directory was last fsynced
+        self._doomed: queue.SimpleQueue[Path | None] = queue.SimpleQueue()
+        self._names = itertools.count()
+        self._reaper = threading.Thread(target=self._reap, name="staging-reaper", daemon=True)
+        self._reaper.start()
+
+    def _reap(self) -> None:
+        """Unlinks what `remove` renamed, until `close` sends None."""
+        while (path := self._doomed.get()) is not None:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:  # left for the sweep at the next open
+                log.warning("cannot remove %s: %s", path, exc)
 
     def _set_size(self, key: Key, size: int | None) -> None:
         self._total += (size or 0) - self._sizes.get(key, 0)
@@ -52,8 +76,8 @@ class Staging:
             inode, _, chunkno = name.partition(".")
             if inode.isdigit() and chunkno.isdigit():
                 yield int(inode), int(chunkno)
-            else:  # a temporary file of an interrupted materialisation
-                os.unlink(entry.path)
+            else:  # a temporary file of an interrupted materialisation, or a removed chunk
+                Path(entry.path).unlink(missing_ok=True)
 
     def sweep(self, live: Iterable[Key]) -> int:
         """Remove staging files the database does not reference; returns how many."""
@@ -165,9 +189,17 @@ class Staging:
         if fd is not None:
             os.close(fd)
         self._set_size(key, None)
-        self._path(key).unlink(missing_ok=True)
+        doomed = self.root / f"del.{next(self._names)}"
+        try:
+            os.rename(self._path(key), doomed)
+        except FileNotFoundError:
+            return
+        self._doomed.put(doomed)
 
     def close(self) -> None:
+        """Closes the descriptors and waits for the removals still queued."""
+        self._doomed.put(None)
+        self._reaper.join()
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
