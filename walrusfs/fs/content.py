@@ -208,6 +208,11 @@ class Content:
             del self._inflight[key]
             done.set()
 
+    def remember_patch(self, patch: str, data: bytes) -> None:
+        """The plaintext of a file just committed as quilt patch `patch` (from its staging
+        file): its next read is served from the segment cache, as if fetched."""
+        self._segments[(patch, -1)] = data
+
     async def _decrypted(self, ident: str, seg: int, sealed_size: int) -> bytes:
         """Plaintext bytes [seg * SEGMENT, (seg + 1) * SEGMENT) of an encrypted blob: only the
         WFE1 segments that hold them are read, and each is authenticated."""

@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 DELETE_DELAY = 10.0  # seconds an unused blob is kept, so reads already under way finish
 QUILT_WINDOW = 2.0  # seconds a partial quilt waits for more small files (unless syncing)
 QUILT_MAX_BLOB = 64 << 20  # quilt blob size at most (its encoding holds ~10x this in memory)
+#: a quilted file up to this size stays readable from memory after its upload (write-through
+#: into the mount's segment cache): reading a file just written costs no patch fetch
+WRITE_THROUGH_MAX = 1 << 20
 NO_QUILT = 1 << 62  # quilt_blob_size of files no quilt can hold
 # QuiltV1 keeps each patch's identifier ("<inode>.<chunk>") and tags twice: before its data
 # (with a 6-byte header) and in the index. The tag is the sealed file record (FILE_ATTR),
@@ -448,6 +451,10 @@ class Uploader:
         )
         self.content.decref(c.blob)
         self.db.execute("COMMIT")
+        if patch is not None and length <= WRITE_THROUGH_MAX:
+            data = self.staging.read(key, 0, length)
+            if len(data) == length:
+                self.content.remember_patch(patch, data)
         self.staging.remove(key)
         self.content.last_write.pop(key, None)
         return True
