@@ -8,13 +8,20 @@ hang or a raw trio exception.
 
 from __future__ import annotations
 
+import datetime
 import errno
 import hashlib
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 import trio
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from walrusfs.store.http1 import Pool, TransportError
 from walrusfs.store.retry import is_temporary
@@ -186,3 +193,75 @@ async def test_the_pool_bounds_concurrent_requests_per_node() -> None:
     assert peak == 3
     assert server.connections == 3
     assert len(server.requests) == 12
+
+
+def _self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, bytes]:
+    """A server context with a self-signed P-256 certificate, as Walrus nodes serve, and the
+    key's SEC1 encoding (what the chain publishes as the node's network public key)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "node.walrus")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    pem = tmp_path / "node.pem"
+    pem.write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pem)
+    sec1 = key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+    )
+    return context, sec1
+
+
+async def test_tls_trusts_a_self_signed_node_only_by_its_pinned_network_key(
+    tmp_path: Path,
+) -> None:
+    context, network_key = _self_signed(tmp_path)
+    other = ec.generate_private_key(ec.SECP256R1()).public_key()
+    other_key = other.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+    )
+
+    async def handle(stream: trio.SSLStream[trio.SocketStream]) -> None:
+        buf = bytearray()
+        try:
+            while b"\r\n\r\n" not in buf:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                buf += data
+            await stream.send_all(reply(200, b"over tls"))
+        except trio.BrokenResourceError:
+            return  # a client that refused our certificate
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_ssl_over_tcp, handle, 0, context)
+        port = listeners[0].transport_listener.socket.getsockname()[1]
+        url = f"https://127.0.0.1:{port}"
+
+        pinned = Pool(url, size=1, pinned_key=network_key)
+        for _ in range(2):  # the second connection goes straight to the pin
+            rsp = await pinned.request("GET", "/v1/health")
+            assert rsp.content == b"over tls"
+        await pinned.aclose()
+
+        for pin in (other_key, None):  # another node's key, or none: refused
+            with pytest.raises(TransportError) as refused:
+                await Pool(url, size=1, pinned_key=pin).request("GET", "/v1/health")
+            assert refused.value.errno == errno.EACCES
+        nursery.cancel_scope.cancel()

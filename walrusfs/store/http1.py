@@ -7,7 +7,7 @@ per request in httpcore; HTTP/2 frame bookkeeping, where hyperframe hex-encodes 
 DATA frame for a log line nobody reads). That loop time, not the network or the codec, bounded
 reads at ~70 MB/s. This client does what the storage-node protocol needs and nothing else:
 one request per connection at a time, `Content-Length` or chunked bodies, keep-alive reuse, TLS
-for `https` nodes.
+for `https` nodes (trusted roots, or the node's network key pinned, as the Walrus client does).
 
 Failures are `TransportError`s (temporary, an OSError): refused or reset connections, timeouts,
 malformed replies. A request that fails on a reused connection before any reply byte arrives is
@@ -29,6 +29,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import trio
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,19 @@ class _Connection:
         return body
 
 
+def _has_key(der: bytes, pinned: bytes) -> bool:
+    """The DER certificate's public key is the SEC1-encoded P-256 key `pinned`."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        expected = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), pinned)
+    except ValueError:
+        return False
+    got = cert.public_key()
+    return isinstance(got, ec.EllipticCurvePublicKey) and got.public_numbers() == (
+        expected.public_numbers()
+    )
+
+
 def _first_errno(exc: BaseException | None) -> int:
     """The errno of the first OSError in `exc`, its causes or (grouped) sub-exceptions; 0 if
     none has one."""
@@ -136,8 +151,10 @@ class Pool:
         origin: str,
         size: int,
         timeout: float = 30.0,
+        *,
         connect_timeout: float = 5.0,
         ssl_context: ssl.SSLContext | None = None,
+        pinned_key: bytes | None = None,
     ) -> None:
         parts = urlsplit(origin)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -150,6 +167,8 @@ class Pool:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.ssl_context = ssl_context
+        self.pinned_key = pinned_key
+        self._pinned_context: ssl.SSLContext | None = None
         self.limit = trio.Semaphore(size)
         self._idle: list[_Connection] = []
         self._all: set[_Connection] = set()
@@ -211,14 +230,51 @@ class Pool:
                 self.origin, f"no connection in {self.connect_timeout:g} s", errno.ETIMEDOUT
             )
         if self.tls:
-            if self.ssl_context is None:  # loading the CA store is costly: once per pool
-                self.ssl_context = ssl.create_default_context()
-            tls = trio.SSLStream(stream, self.ssl_context, server_hostname=self.host)
-            await tls.do_handshake()
-            stream = tls
+            stream = await self._tls(stream)
         conn = _Connection(stream)
         self._all.add(conn)
         return conn
+
+    async def _tls(self, stream: trio.abc.Stream) -> trio.abc.Stream:
+        """TLS as the Walrus client does it: a certificate the system's roots vouch for, or,
+        failing that, any certificate whose key is the node's network public key from the chain
+        (nodes serve self-signed certificates of that key). The handshake proves the server
+        holds the key's private half, so the pin authenticates it; expiry is not checked then,
+        as the Walrus client does not for a pinned key."""
+        if self._pinned_context is None:
+            if self.ssl_context is None:  # loading the CA store is costly: once per pool
+                self.ssl_context = ssl.create_default_context()
+            tls = trio.SSLStream(stream, self.ssl_context, server_hostname=self.host)
+            try:
+                await tls.do_handshake()
+                return tls
+            except trio.BrokenResourceError as exc:
+                if not isinstance(exc.__cause__, ssl.SSLCertVerificationError):
+                    raise
+                if self.pinned_key is None:
+                    raise TransportError(
+                        self.origin, f"untrusted certificate: {exc.__cause__}", errno.EACCES
+                    ) from None
+            await trio.aclose_forcefully(tls)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE  # the pin below is the check
+            stream = await trio.open_tcp_stream(self.host, self.port)
+        else:
+            context = self._pinned_context
+        assert self.pinned_key is not None
+        tls = trio.SSLStream(stream, context, server_hostname=self.host)
+        await tls.do_handshake()
+        der = tls.getpeercert(binary_form=True)
+        if der is None or not _has_key(der, self.pinned_key):
+            await trio.aclose_forcefully(tls)
+            raise TransportError(
+                self.origin,
+                "the certificate is neither trusted nor of the node's network key",
+                errno.EACCES,
+            )
+        self._pinned_context = context  # this node's later connections go straight to the pin
+        return tls
 
     async def _exchange(
         self, conn: _Connection, method: str, path: str, body: bytes | None

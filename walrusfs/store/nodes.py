@@ -40,6 +40,8 @@ class StorageNode:
     url: str
     public_key: bytes  # compressed G1 (48 bytes)
     shards: tuple[int, ...]
+    #: SEC1 P-256 key of its TLS certificate (a self-signed one is accepted when it has it)
+    network_key: bytes = b""
 
     @property
     def weight(self) -> int:
@@ -83,6 +85,7 @@ class Committee:
                     node_url(m.network_address),
                     g1_compress(m.public_key),
                     m.shards,
+                    m.network_public_key,
                 )
             )
         nodes.sort(key=lambda n: n.index)
@@ -109,7 +112,9 @@ class NodeClient:
     def _pool(self, node: StorageNode) -> Pool:
         pool = self._pools.get(node.url)
         if pool is None:
-            pool = self._pools[node.url] = Pool(node.url, self._per_node, self._timeout)
+            pool = self._pools[node.url] = Pool(
+                node.url, self._per_node, self._timeout, pinned_key=node.network_key or None
+            )
         return pool
 
     async def aclose(self) -> None:
