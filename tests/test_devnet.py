@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from cryptography.hazmat.primitives.asymmetric import ec
 
 import codec
 from chain.client import WalrusChain
@@ -227,6 +228,17 @@ async def test_http2(dn: RunningDevnet, chain: WalrusChain) -> None:
         rsp = await h2.get(f"{all_nodes[0].url}/v1/health")
     assert rsp.http_version == "HTTP/2"
     assert rsp.json()["success"]["data"]["nodeStatus"] == "Active"
+
+
+async def test_nodes_publish_p256_network_keys(dn: RunningDevnet, chain: WalrusChain) -> None:
+    """What a client pins a node's self-signed TLS certificate to: a compressed P-256 point,
+    one per node, distinct."""
+    members = await chain.committee()
+    keys = [m.network_public_key for m in members]
+    assert len(set(keys)) == len(keys) == dn.spec.n_nodes
+    for key in keys:
+        assert len(key) == 33
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), key)  # raises if not
 
 
 async def test_one_node_stopped_still_certifies(

@@ -38,6 +38,8 @@ import grpclib.client
 import grpclib.const
 import httpx
 import pysui.sui.sui_grpc.suimsgs.sui.rpc.v2 as pb
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from chain.bls import BlsKeypair
 from chain.client import NetworkProfile, devnet_profile
@@ -92,6 +94,14 @@ def _port_open(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _network_key() -> bytes:
+    """A node's network public key as Walrus publishes it: a compressed P-256 point (what a
+    client pins a node's self-signed TLS certificate to). Devnet nodes serve plain HTTP on
+    loopback, so the private half is not kept."""
+    public = ec.generate_private_key(ec.SECP256R1()).public_key()
+    return public.public_bytes(Encoding.X962, PublicFormat.CompressedPoint)
 
 
 def shard_ranges(n_shards: int, n_nodes: int) -> list[list[int]]:
@@ -158,7 +168,7 @@ class Devnet:
                     f"node-{i}",
                     f"127.0.0.1:{ports[i]}",
                     key.public_key_uncompressed,
-                    os.urandom(33),
+                    _network_key(),
                     ranges[i],
                 )
             )
