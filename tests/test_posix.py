@@ -344,7 +344,9 @@ def test_random_operations_match_a_local_disk(mnt: Mount, tmp_path: Path) -> Non
     MountMatchesLocalDisk.mount = mnt
     MountMatchesLocalDisk.local_root = tmp_path
     run = settings(
-        max_examples=3,  # 35-65 s each (remounts and syncs drawn): the suite's 20 min budget
+        # 35-90 s each (remounts and syncs drawn): two keep the suite inside its 20 min
+        # budget; each CI run draws new sequences, so coverage accumulates across runs
+        max_examples=2,
         stateful_step_count=25,
         deadline=None,
         suppress_health_check=list(HealthCheck),
