@@ -19,6 +19,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import trio
@@ -117,6 +118,17 @@ def quilt_candidate(size: int, threshold: int, params: codec.EncodingParams) -> 
     """A single-chunk file goes into a quilt if it is at most `threshold` bytes and a quilt of
     it alone stays within QUILT_MAX_BLOB (at small shard counts a few MB already do not)."""
     return size <= threshold and _fits_alone(size, params.n_shards)
+
+
+def _read_files(paths: dict[str, Path]) -> dict[str, bytes]:
+    """The files that still exist (a worker thread: the loop may remove some meanwhile)."""
+    out = {}
+    for ident, path in paths.items():
+        try:
+            out[ident] = path.read_bytes()
+        except FileNotFoundError:
+            continue
+    return out
 
 
 def quilt_batches(
@@ -409,9 +421,21 @@ class Uploader:
             return
         result = result_from_json(answer["result"])
         row = self._blob_row(result, "quilt")
+        # Copies for the segment cache, read off the loop before the commits; a copy is used
+        # only if its chunk commits, i.e. did not change since the upload (nor since the copy).
+        small = {
+            ident: self.staging.path(idents[ident][0])
+            for ident, length in answer["lengths"].items()
+            if length <= WRITE_THROUGH_MAX
+        }
+        copies = await trio.to_thread.run_sync(_read_files, small)
         for ident, patch in answer["patches"].items():
             key, gen = idents[ident]
-            self._commit(key, gen, row, patch, answer["lengths"][ident])
+            length = answer["lengths"][ident]
+            if self._commit(key, gen, row, patch, length):
+                copy = copies.get(ident)
+                if copy is not None and len(copy) == length:
+                    self.content.remember_patch(patch, copy)
         self.stats.quilts += 1
         self._account(result, len(answer["patches"]), sum(answer["lengths"].values()))
 
@@ -451,10 +475,6 @@ class Uploader:
         )
         self.content.decref(c.blob)
         self.db.execute("COMMIT")
-        if patch is not None and length <= WRITE_THROUGH_MAX:
-            data = self.staging.read(key, 0, length)
-            if len(data) == length:
-                self.content.remember_patch(patch, data)
         self.staging.remove(key)
         self.content.last_write.pop(key, None)
         return True

@@ -69,7 +69,6 @@ class _Connection:
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.buf = bytearray()
-        self.used = 0  # requests answered on it
         self.idle_since = time.monotonic()
 
     async def fill(self) -> None:
@@ -216,24 +215,39 @@ class Pool:
         return None
 
     async def _connect(self) -> _Connection:
+        stream = await self._open_tcp()
+        if self.tls:
+            stream = await self._tls(stream)
+        conn = _Connection(stream)
+        self._all.add(conn)
+        return conn
+
+    async def _open_tcp(self) -> trio.abc.Stream:
         try:
             with trio.move_on_after(self.connect_timeout) as scope:
-                stream: trio.abc.Stream = await trio.open_tcp_stream(self.host, self.port)
+                return await trio.open_tcp_stream(self.host, self.port)
         except OSError as exc:
             # trio reports "all attempts failed" and chains the real causes (refused...)
             cause = _first_errno(exc) or errno.EIO
             raise TransportError(
                 self.origin, f"cannot connect: {os.strerror(cause)}", cause
             ) from None
-        if scope.cancelled_caught:
-            raise TransportError(
-                self.origin, f"no connection in {self.connect_timeout:g} s", errno.ETIMEDOUT
-            )
-        if self.tls:
-            stream = await self._tls(stream)
-        conn = _Connection(stream)
-        self._all.add(conn)
-        return conn
+        assert scope.cancelled_caught
+        raise TransportError(
+            self.origin, f"no connection in {self.connect_timeout:g} s", errno.ETIMEDOUT
+        )
+
+    @staticmethod
+    async def _handshake(
+        stream: trio.abc.Stream, context: ssl.SSLContext, host: str
+    ) -> trio.SSLStream[trio.abc.Stream]:
+        tls = trio.SSLStream(stream, context, server_hostname=host)
+        try:
+            await tls.do_handshake()
+        except BaseException:
+            await trio.aclose_forcefully(tls)
+            raise
+        return tls
 
     async def _tls(self, stream: trio.abc.Stream) -> trio.abc.Stream:
         """TLS as the Walrus client does it: a certificate the system's roots vouch for, or,
@@ -241,13 +255,12 @@ class Pool:
         (nodes serve self-signed certificates of that key). The handshake proves the server
         holds the key's private half, so the pin authenticates it; expiry is not checked then,
         as the Walrus client does not for a pinned key."""
-        if self._pinned_context is None:
+        context = self._pinned_context
+        if context is None:
             if self.ssl_context is None:  # loading the CA store is costly: once per pool
                 self.ssl_context = ssl.create_default_context()
-            tls = trio.SSLStream(stream, self.ssl_context, server_hostname=self.host)
             try:
-                await tls.do_handshake()
-                return tls
+                return await self._handshake(stream, self.ssl_context, self.host)
             except trio.BrokenResourceError as exc:
                 if not isinstance(exc.__cause__, ssl.SSLCertVerificationError):
                     raise
@@ -255,16 +268,12 @@ class Pool:
                     raise TransportError(
                         self.origin, f"untrusted certificate: {exc.__cause__}", errno.EACCES
                     ) from None
-            await trio.aclose_forcefully(tls)
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE  # the pin below is the check
-            stream = await trio.open_tcp_stream(self.host, self.port)
-        else:
-            context = self._pinned_context
+            stream = await self._open_tcp()
         assert self.pinned_key is not None
-        tls = trio.SSLStream(stream, context, server_hostname=self.host)
-        await tls.do_handshake()
+        tls = await self._handshake(stream, context, self.host)
         der = tls.getpeercert(binary_form=True)
         if der is None or not _has_key(der, self.pinned_key):
             await trio.aclose_forcefully(tls)
@@ -294,12 +303,7 @@ class Pool:
                 if body:
                     await conn.stream.send_all(body)
             rsp, reusable = await self._receive(conn, method)
-            conn.used += 1
             return rsp
-        except _Closed:
-            if conn.used:
-                raise  # the caller retries on a fresh connection
-            raise _Malformed("connection closed before the reply") from None
         finally:
             if reusable and not conn.buf:
                 conn.idle_since = time.monotonic()
