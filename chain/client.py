@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -345,6 +346,53 @@ class WalrusChain:
             return int(reply.checkpoint.sequence_number or 0)
 
         return await self._run(go())  # type: ignore[no-any-return]
+
+    async def checkpoint_stream(self) -> AsyncGenerator[int]:
+        """The sequence number of every checkpoint from the chain's tip on, as it is executed
+        (`SubscriptionService.SubscribeCheckpoints`): what a follower waits on instead of
+        polling. Never ends by itself; a broken stream raises `ChainUnavailable`, after which
+        the follower catches up with `checkpoint_events` and subscribes again."""
+        token = trio.lowlevel.current_trio_token()
+        frames, inbox = trio.open_memory_channel[tuple[int, BaseException | None]](math.inf)
+
+        def deliver(item: tuple[int, BaseException | None]) -> None:
+            try:
+                token.run_sync_soon(frames.send_nowait, item)
+            except trio.RunFinishedError:
+                log.debug("a checkpoint frame arrived after its trio run ended")
+
+        async def pump() -> None:
+            failure: BaseException
+            try:
+                client = await self._grpc()
+                result = await client.execute_grpc_request(
+                    request=rq.SubscribeCheckpoints(field_mask=["sequence_number"])
+                )
+                if not result.is_ok():
+                    raise errors.ChainError(f"cannot subscribe: {result.result_string}")
+                async for frame in result.result_data:
+                    deliver((int(frame.cursor or 0), None))
+                failure = errors.ChainUnavailable("the checkpoint stream ended")
+            except asyncio.CancelledError:
+                raise
+            except (OSError, grpclib.exceptions.GRPCError,
+                    grpclib.exceptions.StreamTerminatedError) as exc:  # fmt: skip
+                failure = errors.ChainUnavailable(
+                    f"checkpoint stream from {self.profile.grpc_url}: {exc}"
+                )
+            except errors.ChainError as exc:
+                failure = exc
+            deliver((-1, failure))
+
+        future = self.bridge.submit(pump())
+        try:
+            async with inbox:
+                async for seq, failure in inbox:
+                    if failure is not None:
+                        raise failure
+                    yield seq
+        finally:
+            future.cancel()
 
     async def checkpoint_events(self, seq: int, package: str) -> list[ChainEvent] | None:
         """The events that `package`'s modules emitted in checkpoint `seq` (None: not yet).

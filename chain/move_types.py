@@ -540,6 +540,14 @@ class BlobCertified(MoveStruct):
 
 
 @dataclasses.dataclass(frozen=True)
+class EpochChangeStart(MoveStruct):
+    """`walrus::events::EpochChangeStart`: storage nodes move to `epoch` when they see it."""
+
+    epoch: int
+    FIELDS = (("epoch", "u32"),)
+
+
+@dataclasses.dataclass(frozen=True)
 class BlobDeleted(MoveStruct):
     epoch: int
     blob_id: int

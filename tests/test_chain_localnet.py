@@ -751,6 +751,29 @@ async def test_checkpoints_carry_walrus_events_for_followers(
     assert await chain.checkpoint_events(seq + 1, info.type_package) is None
 
 
+async def test_checkpoint_stream_delivers_every_checkpoint_and_epoch_changes(
+    chain: WalrusChain, testnet: LocalTestnet
+) -> None:
+    """Followers wait on SubscribeCheckpoints instead of polling: the stream starts at the tip,
+    then yields each checkpoint once, in order, as it is executed; a new epoch is a
+    checkpoint of its own carrying the Walrus package's `EpochChangeStart`."""
+    info = await chain.system_info()
+    tip = await chain.latest_checkpoint()
+    stream = chain.checkpoint_stream()
+    with trio.fail_after(10):
+        assert await anext(stream) == tip
+        await _register(chain, _encode(b"streamed"), deletable=False)
+        assert await anext(stream) == tip + 1
+        testnet.net.advance_epoch(2)  # not through gRPC: the ledger itself wakes the stream
+        assert [await anext(stream), await anext(stream)] == [tip + 2, tip + 3]
+    await stream.aclose()
+    for seq, epoch in ((tip + 2, info.epoch + 1), (tip + 3, info.epoch + 2)):
+        events = await chain.checkpoint_events(seq, info.type_package)
+        assert events is not None and [e.name for e in events] == ["EpochChangeStart"]
+        assert mt.EpochChangeStart.from_bcs(events[0].bcs).epoch == epoch
+    assert (await chain.system_info()).epoch == info.epoch + 2
+
+
 async def test_read_only_client_refuses_to_sign(testnet: LocalTestnet) -> None:
     reader = WalrusChain(testnet.profile, None)
     try:

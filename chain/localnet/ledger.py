@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +103,9 @@ class Ledger:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
         self.lock = threading.RLock()
+        #: called (from whichever thread committed) after a transaction is recorded: the
+        #: gRPC server wakes its checkpoint subscribers with it
+        self.on_checkpoint: Callable[[], None] | None = None
 
     def close(self) -> None:
         with self.lock:
@@ -198,6 +202,8 @@ class Ledger:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+        if tx is not None and self.on_checkpoint is not None:
+            self.on_checkpoint()
         return seq
 
     def transaction(self, digest: str) -> bytes | None:

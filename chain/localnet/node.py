@@ -7,6 +7,10 @@ and by `advance_epoch()` for tests. An epoch change does what `advance_epoch` in
 the future-accounting ring buffer pops the finished epoch and appends an empty one, and the
 used capacity becomes the new epoch's. The committee itself (nodes, keys, shards) is fixed at
 genesis: the devnet has no staking.
+
+An epoch change is recorded as a system transaction of its own (one checkpoint, like Sui's
+end-of-epoch transaction) that emits the Walrus package's `EpochChangeStart { epoch }`, so
+storage nodes that follow the checkpoint stream learn of it as real nodes do, from an event.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import base58
 import pysui.sui.sui_grpc.suimsgs.sui.rpc.v2 as pb
 from pysui.sui.sui_bcs import bcs
 
@@ -332,6 +337,12 @@ class Localnet:
                 self._advance_one(start)
             return self.walrus_epoch()
 
+    def next_epoch_ms(self) -> int | None:
+        """When the next epoch starts by the clock (ms since 1970); None if never."""
+        duration = int(self.ledger.meta("epoch_duration_ms") or "0")
+        start = int(self.ledger.meta("epoch_start_ms") or "0")
+        return start + duration if duration > 0 else None
+
     def advance_epoch(self, count: int = 1) -> int:
         """Admin: start the next epoch now (`count` times). Returns the new epoch."""
         with self.ledger.lock:
@@ -366,6 +377,7 @@ class Localnet:
             previous_committee=staking.committee,
             epoch_state=(mt.EPOCH_CHANGE_DONE, start_ms),
         )
+        digest = _epoch_change_digest(dep.system_inner_id(), epoch, start_ms)
         written = []
         for stored, value in ((sys_stored, inner), (stk_stored, staking)):
             assert stored.df_name is not None
@@ -373,11 +385,35 @@ class Localnet:
                 stored,
                 version=stored.version + 1,
                 contents=mt.field_contents(stored.id, stored.df_name, value.to_bcs()),
-                previous_tx="epoch-change",
+                previous_tx=digest,
             )
             new.digest = object_digest(new)
             written.append(new)
-        self.ledger.apply(written, [], meta={"epoch_start_ms": str(start_ms)})
+        event = mt.EpochChangeStart(epoch)
+        name = f"{dep.walrus_pkg}::events::EpochChangeStart"
+        reply = pb.ExecutedTransaction(
+            digest=digest,
+            effects=pb.TransactionEffects(
+                status=pb.ExecutionStatus(success=True), epoch=epoch, transaction_digest=digest
+            ),
+            events=pb.TransactionEvents(
+                events=[
+                    pb.Event(
+                        package_id=dep.walrus_pkg,
+                        module="events",
+                        sender="0x" + "0" * 64,
+                        event_type=name,
+                        contents=pb.Bcs(name=name, value=event.to_bcs()),
+                        transaction_digest=digest,
+                        event_index=0,
+                    )
+                ]
+            ),
+            timestamp=datetime.datetime.fromtimestamp(start_ms / 1000, datetime.UTC),
+        )
+        self.ledger.apply(
+            written, [], tx=(digest, bytes(reply)), meta={"epoch_start_ms": str(start_ms)}
+        )
 
     # -- transactions -----------------------------------------------------------------------
 
@@ -500,6 +536,14 @@ class Localnet:
             objects=pb.ObjectSet(objects=outputs),
             timestamp=datetime.datetime.now(datetime.UTC),
         )
+
+
+def _epoch_change_digest(system_inner: str, epoch: int, start_ms: int) -> str:
+    """The synthetic digest of the system transaction that starts `epoch`."""
+    h = hashlib.blake2b(b"EpochChange::", digest_size=32)
+    h.update(bytes.fromhex(system_inner.removeprefix("0x")))
+    h.update(epoch.to_bytes(8, "little") + start_ms.to_bytes(8, "little"))
+    return str(base58.b58encode(h.digest()).decode())
 
 
 def _error_proto(error: ExecFailure) -> pb.ExecutionError:

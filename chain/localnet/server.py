@@ -7,6 +7,7 @@ Methods served (what pysui's `GrpcProtocolClient` sends for the Walrus flows):
     StateService       ListOwnedObjects ListDynamicFields GetBalance ListBalances
     MovePackageService GetFunction (signatures of the functions the stand-in implements)
     TransactionExecutionService  ExecuteTransaction SimulateTransaction (BCS, dry run)
+    SubscriptionService SubscribeCheckpoints (unfiltered: every checkpoint from the tip on)
     walrusfs.devnet.v1.AdminService  AdvanceEpoch (devnet only: fault drills past expiry)
 
 A rejected transaction (bad signature, stale object version, someone else's object, too
@@ -23,6 +24,7 @@ import asyncio
 import datetime
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -45,10 +47,13 @@ ADVANCE_EPOCH_PATH = "/walrusfs.devnet.v1.AdminService/AdvanceEpoch"
 
 
 class SuiServices:
-    """The handlers; `__mapping__` tells grpclib which path runs which."""
+    """The handlers; `__mapping__` tells grpclib which path runs which. They all run on the
+    server's one asyncio loop, which is what lets `announce` wake subscribers without locks."""
 
     def __init__(self, net: Localnet) -> None:
         self.net = net
+        self._tip = net.ledger.checkpoint()  # the newest checkpoint subscribers were told of
+        self._waiters: list[asyncio.Future[None]] = []
 
     def __mapping__(self) -> dict[str, grpclib.const.Handler]:
         unary = grpclib.const.Cardinality.UNARY_UNARY
@@ -88,6 +93,12 @@ class SuiServices:
         mapping[ADVANCE_EPOCH_PATH] = grpclib.const.Handler(
             self._wrap(self.advance_epoch), unary, pb.GetEpochRequest, pb.GetEpochResponse
         )
+        mapping["/sui.rpc.v2.SubscriptionService/SubscribeCheckpoints"] = grpclib.const.Handler(
+            self.subscribe_checkpoints,
+            grpclib.const.Cardinality.UNARY_STREAM,
+            pb.SubscribeCheckpointsRequest,
+            pb.SubscribeCheckpointsResponse,
+        )
         return mapping
 
     def _wrap(self, handler: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[None]]:
@@ -108,6 +119,53 @@ class SuiServices:
             await stream.send_message(reply)
 
         return run
+
+    # -- subscriptions --------------------------------------------------------------------------
+
+    def announce(self) -> None:
+        """Wake the subscribers if the chain has checkpoints they have not been sent (on the
+        loop: `LocalnetServer` schedules it for every transaction the ledger records)."""
+        tip = self.net.ledger.checkpoint()
+        if tip == self._tip:
+            return
+        self._tip = tip
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _tip_after(self, seq: int) -> int:
+        """The newest checkpoint once it is past `seq`. Waiting subscribers also drive the
+        wall-clock epochs: at the next epoch's start they tick, which records the epoch change
+        as a checkpoint (no request needs to arrive for a follower to learn of it)."""
+        while (tip := self.net.ledger.checkpoint()) <= seq:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            due = self.net.next_epoch_ms()
+            timeout = None if due is None else max(0.0, due / 1000 - time.time()) + 0.01
+            try:
+                await asyncio.wait_for(waiter, timeout)
+            except TimeoutError:
+                self.net.tick()
+        return tip
+
+    async def subscribe_checkpoints(self, stream: Any) -> None:
+        """Every checkpoint, in order and without gaps, from the tip at the time of the call
+        (the first frame), until the client goes away. Filters are not implemented."""
+        request: pb.SubscribeCheckpointsRequest = await stream.recv_message()
+        if request.filter is not None:
+            raise GRPCError(grpclib.const.Status.UNIMPLEMENTED, "checkpoint filters")
+        self.net.tick()
+        cursor = self.net.ledger.checkpoint()
+        await stream.send_message(self._frame(cursor))
+        while True:
+            tip = await self._tip_after(cursor)
+            for seq in range(cursor + 1, tip + 1):
+                await stream.send_message(self._frame(seq))
+            cursor = tip
+
+    def _frame(self, seq: int) -> pb.SubscribeCheckpointsResponse:
+        return pb.SubscribeCheckpointsResponse(cursor=seq, checkpoint=self._checkpoint(seq))
 
     # -- ledger -------------------------------------------------------------------------------
 
@@ -170,19 +228,18 @@ class SuiServices:
         seq = request.sequence_number
         if seq is None:
             seq = self.net.ledger.checkpoint()
+        return pb.GetCheckpointResponse(checkpoint=self._checkpoint(seq))
+
+    def _checkpoint(self, seq: int) -> pb.Checkpoint:
         if seq == 0:  # genesis: the state was written directly, no transactions
-            return pb.GetCheckpointResponse(
-                checkpoint=pb.Checkpoint(sequence_number=0, digest="genesis", transactions=[])
-            )
+            return pb.Checkpoint(sequence_number=0, digest="genesis", transactions=[])
         found = self.net.ledger.transaction_at(seq)
         if found is None:
             raise GRPCError(grpclib.const.Status.NOT_FOUND, f"checkpoint {seq} not found")
         digest, raw = found
         executed = pb.ExecutedTransaction.parse(raw)
         executed.checkpoint = seq
-        return pb.GetCheckpointResponse(
-            checkpoint=pb.Checkpoint(sequence_number=seq, digest=digest, transactions=[executed])
-        )
+        return pb.Checkpoint(sequence_number=seq, digest=digest, transactions=[executed])
 
     async def advance_epoch(self, request: pb.GetEpochRequest) -> pb.GetEpochResponse:
         """Devnet admin (not a Sui method): start the next epoch `request.epoch` times now.
@@ -509,7 +566,13 @@ class LocalnetServer:
             asyncio.set_event_loop(loop)
             self._loop = loop
             try:
-                server = grpclib.server.Server([SuiServices(self.net)])
+                services = SuiServices(self.net)
+
+                def wake() -> None:
+                    loop.call_soon_threadsafe(services.announce)
+
+                self.net.ledger.on_checkpoint = wake
+                server = grpclib.server.Server([services])
                 loop.run_until_complete(server.start(self.host, self.port))
                 raw = server._server  # grpclib exposes no bound-port accessor
                 sockets = raw.sockets if isinstance(raw, asyncio.Server) else ()
@@ -533,6 +596,7 @@ class LocalnetServer:
         return self.port
 
     def stop(self) -> None:
+        self.net.ledger.on_checkpoint = None
         if self._loop is not None and self._thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)

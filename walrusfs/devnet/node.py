@@ -17,11 +17,14 @@ see `walrusfs.devnet.http`):
                    both slivers of every pair this node's shards hold    -> MISSING_SLIVERS
 
 Registration is known from the Walrus package's events (`BlobRegistered`, `BlobCertified`,
-`BlobDeleted`), read checkpoint by checkpoint into the node's index, and from the System
-object's epoch. An upload for a blob the index does not know makes the node catch up with the
-chain first (one catch-up at a time, shared by all waiting requests), so a client that has
-just registered is never refused because the node lagged. When a blob's last registration is
-deleted or expires, its directory is removed.
+`BlobDeleted`, `EpochChangeStart`), read checkpoint by checkpoint into the node's index, and
+from the System object's epoch. The node waits on the chain's checkpoint stream
+(`SubscribeCheckpoints`) and catches up at every frame; it does not poll (four nodes polling
+four times a second kept half of a 2-core machine busy doing nothing). An upload for a blob
+the index does not know makes the node catch up with the chain first (one catch-up at a time,
+shared by all waiting requests), so a client that has just registered is never refused
+because the node lagged. When a blob's last registration is deleted or expires, its directory
+is removed.
 
 Confirmations are signed with the node's BLS key (min_pk, basic scheme) over the exact message
 `certify_blob` verifies: BCS `Confirmation` = intent [1, 0, 3] || epoch u32 LE || blob ID ||
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -85,12 +89,16 @@ class NodeConfig:
     port: int
     chain: dict[str, Any]  # devnet_profile(**chain)
     fsync: bool = True
-    poll_interval: float = 0.25
+    #: seconds between full catch-ups (the epoch included) besides those the checkpoint
+    #: stream triggers: a safety net, not the way the node learns of changes
+    resync_interval: float = 30.0
 
     @classmethod
     def load(cls, directory: Path) -> NodeConfig:
         raw = json.loads((directory / NODE_CONFIG).read_text(encoding="utf-8"))
-        return cls(**raw)
+        known = {f.name for f in dataclasses.fields(cls)}
+        # keys of older devnets (`poll_interval`: nodes polled the chain 4 times a second)
+        return cls(**{k: v for k, v in raw.items() if k in known})
 
     def save(self, directory: Path) -> None:
         text = json.dumps(self.__dict__, indent=2) + "\n"
@@ -189,6 +197,7 @@ class StorageNode:
         self.shards: frozenset[int] = frozenset()
         self.type_package = ""
         self._epoch_checked = 0.0
+        self._following = False  # the checkpoint stream is up: epoch events arrive as they happen
         self._sync_done: trio.Event | None = None
         self._sync_failed: Exception | None = None
         self._verified: LRUCache[bytes, codec.VerifiedMetadata] = LRUCache(maxsize=64)
@@ -239,8 +248,9 @@ class StorageNode:
             await self.refresh_committee(info)
         self._epoch_checked = time.monotonic()
 
-    async def sync(self) -> None:
-        """Catch up with the chain: the epoch, then every new checkpoint's Walrus events.
+    async def sync(self, *, epoch: bool = False) -> None:
+        """Catch up with the chain: every new checkpoint's Walrus events, and the epoch when
+        one of them starts a new one (or `epoch` asks for a look anyway).
 
         Concurrent callers share one catch-up: a burst of uploads for a new blob costs one,
         and if it fails (the chain is down) they all see that failure."""
@@ -252,8 +262,9 @@ class StorageNode:
         self._sync_done = done = trio.Event()
         self._sync_failed = None
         try:
-            await self._check_epoch()
-            deleted = False
+            if epoch or self.params is None:
+                await self._check_epoch()
+            deleted = new_epoch = False
             cursor = self.store.meta("cursor")
             latest = await self.chain.latest_checkpoint()
             while cursor < latest:
@@ -261,7 +272,11 @@ class StorageNode:
                 if events is None:
                     break
                 cursor += 1
-                deleted |= await self._apply(cursor, events)
+                gone, started = await self._apply(cursor, events)
+                deleted |= gone
+                new_epoch |= started
+            if new_epoch:
+                await self._check_epoch()
             if deleted:
                 await self.collect_garbage()
         except Exception as exc:
@@ -271,7 +286,8 @@ class StorageNode:
             self._sync_done = None
             done.set()
 
-    async def _apply(self, cursor: int, events: list[ChainEvent]) -> bool:
+    async def _apply(self, cursor: int, events: list[ChainEvent]) -> tuple[bool, bool]:
+        """Index one checkpoint's events; (a blob was deleted, an epoch started)."""
         registered: list[Registration] = []
         certified: list[tuple[str, int, int, str, int]] = []
         deleted: list[str] = []
@@ -295,7 +311,7 @@ class StorageNode:
             self.store.apply_events, cursor, registered, certified, deleted
         )
         self._regs.clear()
-        return bool(deleted)
+        return bool(deleted), any(ev.name == "EpochChangeStart" for ev in events)
 
     async def collect_garbage(self) -> None:
         """Remove every stored blob without a valid registration (deleted or expired)."""
@@ -312,24 +328,46 @@ class StorageNode:
             log.info("removed blob %s: deleted or expired", blob)
 
     async def follow(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Poll the chain forever; a chain outage is logged and retried, never fatal."""
-        started = False
+        """Follow the chain forever: a first catch-up (retried until the chain answers) before
+        the node serves, then one at every frame of the checkpoint stream, and a full one every
+        `resync_interval`. A chain outage is logged and retried, never fatal."""
         while True:
-            if not (self.directory / NODE_CONFIG).exists():
-                # The devnet was destroyed under us (or a test's temp dir removed): an orphan
-                # must not keep a port and poll a chain forever.
-                log.error("%s vanished: exiting", self.directory / NODE_CONFIG)
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
             try:
-                await self.sync()
-                if not started:
-                    started = True
-                    task_status.started()
+                await self.sync(epoch=True)
+                break
             except (ChainUnavailable, ChainError) as exc:
                 log.warning("following the chain: %s", exc)
                 await trio.sleep(1.0)
-            await trio.sleep(self.config.poll_interval)
+        task_status.started()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._resync)
+            nursery.start_soon(self._watch_directory)
+            while True:
+                try:
+                    async for _ in self.chain.checkpoint_stream():
+                        self._following = True
+                        await self.sync()
+                except (ChainUnavailable, ChainError) as exc:
+                    log.warning("checkpoint stream: %s (subscribing again)", exc)
+                finally:
+                    self._following = False
+                await trio.sleep(1.0)
+
+    async def _resync(self) -> None:
+        while True:
+            await trio.sleep(self.config.resync_interval)
+            try:
+                await self.sync(epoch=True)
+            except (ChainUnavailable, ChainError) as exc:
+                log.warning("following the chain: %s", exc)
+
+    async def _watch_directory(self) -> None:
+        """Exit when the devnet is destroyed under us (or a test's temp dir removed): an orphan
+        must not keep a port and a chain subscription forever."""
+        while (self.directory / NODE_CONFIG).exists():
+            await trio.sleep(1.0)
+        log.error("%s vanished: exiting", self.directory / NODE_CONFIG)
+        os.kill(os.getpid(), signal.SIGTERM)
 
     async def _registrations(self, blob: BlobId) -> list[Registration]:
         """Valid registrations; an unknown blob triggers one catch-up with the chain."""
@@ -345,8 +383,10 @@ class StorageNode:
         return regs
 
     async def _current_epoch(self) -> int:
-        """The epoch to sign for: re-read from the chain if the last look is not fresh."""
-        if time.monotonic() - self._epoch_checked > self.config.poll_interval:
+        """The epoch to sign for. While the checkpoint stream is up a new epoch arrives as an
+        event (and catching up to a blob's registration applies every event before it);
+        without the stream, re-read from the chain if the last look is over a second old."""
+        if not self._following and time.monotonic() - self._epoch_checked > 1.0:
             await self._check_epoch()
         return self.epoch
 
