@@ -71,27 +71,25 @@ class CheckpointRef:
     end_epoch: int
 
 
-def _begin_snapshot(db_path: Path) -> sqlite3.Connection:
-    """A second connection holding a read transaction: the snapshot is the state between two
-    awaits of the loop (when this runs), whatever the loop commits while it is copied."""
-    snap = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
-    snap.execute("BEGIN")
-    snap.execute("SELECT count(*) FROM params").fetchone()
-    return snap
+#: database pages copied per backup step; the loop's statements wait for at most one step
+SNAPSHOT_PAGES = 256
 
 
-def _write_snapshot(snap: sqlite3.Connection, out: Path) -> int:
-    """Copy the snapshot, compress it into `out` (WFC1); the database bytes copied."""
+def _write_snapshot(db: sqlite3.Connection, out: Path) -> int:
+    """Copy the database, compress it into `out` (WFC1); the database bytes copied.
+
+    Runs in a worker thread: the one exception to "threads never touch the database". It is
+    SQLite's online backup through the mount's own connection (the database is opened in
+    EXCLUSIVE mode, so a second connection cannot read it), a few pages per step: a step
+    waits while the loop holds a write transaction, and what the loop commits between steps
+    is written to the copy as well, so the copy is the database as committed when the last
+    step ran, a state between two of the loop's transactions."""
+    dest = sqlite3.connect(":memory:", check_same_thread=False)
     try:
-        dest = sqlite3.connect(":memory:")
-        try:
-            snap.backup(dest)
-            data = dest.serialize()
-        finally:
-            dest.close()
+        db.backup(dest, pages=SNAPSHOT_PAGES, sleep=0.002)
+        data = dest.serialize()
     finally:
-        snap.execute("COMMIT")
-        snap.close()
+        dest.close()
     with open(out, "wb") as f:
         f.write(MAGIC + zlib.compress(data, 6))
         f.flush()
@@ -187,12 +185,14 @@ class Checkpointer:
     async def _checkpoint(self) -> None:
         seq = self.seq + 1
         volume_id = schema.get_param(self.db, "volume_id") or ""
+        # The copy holds everything committed before `taken` (and what the loop commits while
+        # it is made): blobs unused before `taken` are in no file of it, which is all the
+        # deletion rule relies on (uploader._delete_unused).
         taken = time.time()
         changes = self._changes()
-        snap = _begin_snapshot(self.db_path)
         out = self.db_path.with_name(f"checkpoint-{seq}.tmp")
         try:
-            nbytes = await trio.to_thread.run_sync(_write_snapshot, snap, out)
+            nbytes = await trio.to_thread.run_sync(_write_snapshot, self.db, out)
             encryption = "none" if self.keys is None else "wfe1"
             attributes = {
                 "walrusfs:volume": volume_id, "walrusfs:kind": KIND, "walrusfs:name": self.name,

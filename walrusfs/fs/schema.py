@@ -143,8 +143,15 @@ def connect(path: Path) -> sqlite3.Connection:
 
     WAL + synchronous=NORMAL: a crash keeps the database transaction-consistent and may lose
     the last commits; fsync() on a file forces a full WAL sync (`sync_wal`).
+
+    EXCLUSIVE locking: one process opens a volume's database (the volume lock sees to it), so
+    the file locks are taken once and kept, and the WAL index lives in memory. In the default
+    mode SQLite takes and drops POSIX locks around every statement, a tenth of the mount's
+    CPU per FUSE request (measured on getxattr). A checkpoint snapshot is therefore a backup
+    through this same connection (checkpoint.py), not a second connection.
     """
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA locking_mode=EXCLUSIVE")  # before WAL is entered: no shared memory
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA foreign_keys=OFF")
