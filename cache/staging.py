@@ -1,17 +1,31 @@
 """The staging area: file data written into the mount that is not on Walrus yet.
 
-One sparse local file per dirty chunk, `<root>/<inode>.<chunkno>`, written in place with
-pwrite. The mount's database says which chunks are staged (chunks.staged = 1); a file with no
-such row is garbage from a crash and is removed by `sweep`. fsync on a chunk makes its bytes
-and its name durable (the directory is fsynced then, not at every creation).
+A staged chunk lives in one of two places, never both:
 
-Removing a chunk renames its file to `del.<n>` and a background thread unlinks it: unlinking a
-file whose blocks are on disk costs ext4 80-250 us, a rename ~20 us, and removals come in bursts
-on the event loop (`rm -r` of small files, or a quilt of hundreds of files certified at once).
+- **small**: a chunk whose bytes end within `SMALL_MAX` is a row of `<root>/small.db`
+  (SQLite: `small(inode, chunkno, data)`), written in place by read-modify-write. Creating a
+  file on ext4 costs 150-1000 us here (a fresh inode), an SQLite row ~40 us, and most files
+  people copy (sources, documents, a backup tool's index files) are small: a file per small
+  chunk made creating one cost more than everything else the mount does for it.
+- **file**: otherwise one sparse local file per chunk, `<root>/<inode>.<chunkno>`, written in
+  place with pwrite. A small chunk that grows past `SMALL_MAX` moves to a file.
+
+The mount's database says which chunks are staged (chunks.staged = 1); staged bytes with no
+such row are garbage from a crash and are removed by `sweep`. fsync on a chunk makes its bytes
+durable: the file and, when names were created since, the directory; or small.db's WAL.
+
+Removing a file chunk renames its file to `del.<n>` and a background thread unlinks it:
+unlinking a file whose blocks are on disk costs ext4 80-250 us, a rename ~20 us, and removals
+come in bursts on the event loop (`rm -r`, or a quilt of hundreds of files certified at once).
 The rename frees the name at once, so a new file for the same chunk never meets the old one; a
 `del.*` left by a crash is removed with the other strays when the staging area is next opened.
 
-This module does local disk I/O only (no network, no database): callers hold the rules.
+Uploads read staged bytes in the upload worker, by path: a file chunk's own file, or for small
+chunks a batch file written for the upload (`write_batch`) holding their bytes end to end.
+
+This module does local disk I/O only (no network, none of the mount's database): callers hold
+the rules. Everything but `put`, `write_batch` and `fsync_fds` runs on the caller's thread
+(the mount's loop); those three touch no shared state.
 """
 
 from __future__ import annotations
@@ -20,6 +34,7 @@ import itertools
 import logging
 import os
 import queue
+import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -30,6 +45,9 @@ log = logging.getLogger(__name__)
 Key = tuple[int, int]  # (inode, chunkno)
 
 MAX_OPEN_FILES = 128
+#: chunks whose bytes end within this many are rows of small.db instead of files
+SMALL_MAX = 64 << 10
+SMALL_DB = "small.db"
 
 
 class Staging:
@@ -38,8 +56,21 @@ class Staging:
         root.mkdir(parents=True, exist_ok=True)
         self._fds: OrderedDict[Key, int] = OrderedDict()
         self._sizes: dict[Key, int] = {}
+        self._small: set[Key] = set()  # keys whose bytes are in small.db (possibly no row yet)
         self._total = 0
-        for key in self.keys():
+        self._db = _open_small(root / SMALL_DB)
+        # the WAL's descriptor, duplicated for fsync (small.db is in WAL mode: a committed
+        # write is in the WAL or, after a checkpoint, synced into the database file)
+        self._wal_fd = os.open(root / (SMALL_DB + "-wal"), os.O_RDONLY)
+        for inode, chunkno, size in self._db.execute(
+            "SELECT inode, chunkno, length(data) FROM small"
+        ):
+            key = (int(inode), int(chunkno))
+            self._small.add(key)
+            self._set_size(key, int(size))
+        for key in self._file_keys():
+            if key in self._small:  # a crash while a small chunk moved to a file: the file won
+                self._drop_small(key)
             self._set_size(key, self._path(key).stat().st_size)
         self._dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
         self._dir_dirty = False  # names created since the directory was last fsynced
@@ -66,24 +97,33 @@ class Staging:
     def _path(self, key: Key) -> Path:
         return self.root / f"{key[0]}.{key[1]}"
 
+    def is_small(self, key: Key) -> bool:
+        """The chunk's bytes are in small.db (`small_bytes`), not in a file (`path`)."""
+        return key in self._small
+
     def path(self, key: Key) -> Path:
-        """Where the chunk's bytes are (for a reader in another process)."""
+        """Where a file chunk's bytes are (for a reader in another process)."""
         return self._path(key)
 
-    def keys(self) -> Iterator[Key]:
+    def _file_keys(self) -> Iterator[Key]:
         for entry in os.scandir(self.root):
             name = entry.name
             inode, _, chunkno = name.partition(".")
             if inode.isdigit() and chunkno.isdigit():
                 yield int(inode), int(chunkno)
-            else:  # a temporary file of an interrupted materialisation, or a removed chunk
+            elif not name.startswith(SMALL_DB):
+                # an interrupted materialisation or upload batch, or a removed chunk
                 Path(entry.path).unlink(missing_ok=True)
 
+    def keys(self) -> list[Key]:
+        """Every staged chunk, small or file."""
+        return [*self._small, *(k for k in self._sizes if k not in self._small)]
+
     def sweep(self, live: Iterable[Key]) -> int:
-        """Remove staging files the database does not reference; returns how many."""
+        """Remove staged chunks the database does not reference; returns how many."""
         keep = set(live)
         removed = 0
-        for key in list(self.keys()):
+        for key in self.keys():
             if key not in keep:
                 self.remove(key)
                 removed += 1
@@ -115,15 +155,69 @@ class Staging:
     def used_bytes(self) -> int:
         return self._total
 
+    # -- small chunks -----------------------------------------------------------------------
+
+    def _small_data(self, key: Key) -> bytes:
+        row = self._db.execute(
+            "SELECT data FROM small WHERE inode = ? AND chunkno = ?", key
+        ).fetchone()
+        return b"" if row is None else bytes(row[0])
+
+    def _store_small(self, key: Key, data: bytes) -> None:
+        self._db.execute("INSERT OR REPLACE INTO small VALUES (?, ?, ?)", (*key, data))
+        self._set_size(key, len(data))
+
+    def _drop_small(self, key: Key) -> None:
+        self._db.execute("DELETE FROM small WHERE inode = ? AND chunkno = ?", key)
+        self._small.discard(key)
+
+    def _to_file(self, key: Key) -> None:
+        """Move a small chunk into a file of its own (it outgrew SMALL_MAX), on this thread.
+        The mount does it the same way but with `put` in a worker thread (Content.write)."""
+        self.put(key, self._small_data(key))
+        self.adopt(key, self._sizes[key])
+
+    def outgrows(self, key: Key, end: int) -> bool:
+        """A write up to `end` would move this small chunk's bytes into a file."""
+        return key in self._small and end > SMALL_MAX and self._sizes[key] > 0
+
+    def small_bytes(self, keys: Iterable[Key]) -> dict[Key, bytes]:
+        """The bytes of small chunks (for an upload batch)."""
+        return {key: self._small_data(key) for key in keys if key in self._small}
+
+    def batch_path(self) -> Path:
+        """A new name for an upload batch (swept at the next open if a crash leaves it)."""
+        return self.root / f"batch.{next(self._names)}"
+
+    @staticmethod
+    def write_batch(path: Path, parts: list[bytes]) -> list[tuple[int, int]]:
+        """Write `parts` end to end into `path` (a worker thread may call it); their (offset,
+        length) in it. The upload worker reads them from there, the mount deletes it after."""
+        spans = []
+        offset = 0
+        with open(path, "wb") as f:
+            for part in parts:
+                f.write(part)
+                spans.append((offset, len(part)))
+                offset += len(part)
+        return spans
+
+    # -- writing ----------------------------------------------------------------------------
+
     def create(self, key: Key) -> None:
-        """An empty staging file for a new chunk."""
-        os.ftruncate(self._fd(key, create=True), 0)
+        """An empty staged chunk (small until its bytes pass SMALL_MAX)."""
+        if key in self._sizes:
+            self.truncate(key, 0)
+            return
+        self._small.add(key)
         self._set_size(key, 0)
 
     def put(self, key: Key, data: bytes) -> None:
-        """Write a whole chunk copied from Walrus, durably (bytes and name), before the database
-        says it is staged. Safe in a worker thread: it touches no shared state; `adopt` then
-        registers the file on the loop."""
+        """Write a whole chunk into its file, durably (bytes and name): a chunk copied from
+        Walrus before the database says it is staged, or a small chunk moving to a file before
+        its row goes (so a crash leaves the row, or a complete file that `__init__` prefers).
+        Safe in a worker thread: it touches no shared state; `adopt` then registers the file on
+        the loop."""
         path = self._path(key)
         tmp = path.with_name(path.name + ".tmp")  # swept by keys() if we crash here
         fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
@@ -139,37 +233,80 @@ class Staging:
         finally:
             os.close(dir_fd)
 
+    def discard_put(self, key: Key) -> None:
+        """Forget a file `put` wrote for a chunk that stayed small (changed or removed while it
+        was written): it must not outlive the row it copied."""
+        if key in self._small or key not in self._sizes:
+            doomed = self.root / f"del.{next(self._names)}"
+            try:
+                os.rename(self._path(key), doomed)
+            except FileNotFoundError:
+                return
+            self._doomed.put(doomed)
+
     def adopt(self, key: Key, size: int) -> None:
         """Register a file `put` wrote (a descriptor cached for the old file is stale)."""
         fd = self._fds.pop(key, None)
         if fd is not None:
             os.close(fd)
+        if key in self._small:
+            self._drop_small(key)
         self._set_size(key, size)
 
     def write(self, key: Key, offset: int, data: bytes | memoryview) -> None:
-        fd = self._fd(key, create=True)
-        written = os.pwrite(fd, data, offset)
-        while written < len(data):  # pwrite on a regular file only stops short on ENOSPC
-            written += os.pwrite(fd, data[written:], offset + written)
         end = offset + len(data)
+        if key not in self._sizes and end <= SMALL_MAX:  # a chunk nobody created, small
+            self.create(key)
+        elif key in self._small and end > SMALL_MAX and not self._sizes[key]:
+            self._drop_small(key)  # empty so far: nothing to move, a file from the start
+            self._set_size(key, None)  # registered again (and its name to sync) by _fd
+        if key in self._small:
+            if end <= SMALL_MAX:
+                if offset == 0 and end >= self._sizes[key]:  # all of it (a new file's write)
+                    self._store_small(key, bytes(data))
+                    return
+                old = self._small_data(key)
+                if offset > len(old):
+                    old += bytes(offset - len(old))
+                self._store_small(key, b"".join((old[:offset], data, old[end:])))
+                return
+            self._to_file(key)
+        _pwrite_all(self._fd(key, create=True), data, offset)
         if end > self._sizes.get(key, 0):
             self._set_size(key, end)
 
     def read(self, key: Key, offset: int, length: int) -> bytes:
-        """Up to `length` bytes; short (or empty) where the staging file ends."""
+        """Up to `length` bytes; short (or empty) where the staged bytes end."""
         if key not in self._sizes:
             return b""
+        if key in self._small:
+            return self._small_data(key)[offset : offset + length]
         return os.pread(self._fd(key), length, offset)
 
     def truncate(self, key: Key, length: int) -> None:
+        if key in self._small and length <= SMALL_MAX:
+            data = self._small_data(key)
+            self._store_small(key, data[:length] + bytes(max(0, length - len(data))))
+            return
+        if key in self._small:
+            self._to_file(key)
         os.ftruncate(self._fd(key, create=True), length)
         self._set_size(key, length)
 
     def dup_for_fsync(self, keys: Iterable[Key]) -> list[int]:
-        """Descriptors to fsync (the chunks', and the directory's if names were created since
-        its last fsync: not fsynced per create, which would cost milliseconds each), duplicated
-        so a worker thread can fsync and close them while the loop goes on. `fsync_fds` them."""
-        fds = [os.dup(self._fd(key)) for key in keys if key in self._sizes]
+        """Descriptors to fsync (the chunks' files, the directory's if names were created since
+        its last fsync: not fsynced per create, which would cost milliseconds each, and
+        small.db's WAL for small chunks), duplicated so a worker thread can fsync and close
+        them while the loop goes on. `fsync_fds` them."""
+        fds = []
+        small = False
+        for key in keys:
+            if key in self._small:
+                small = True
+            elif key in self._sizes:
+                fds.append(os.dup(self._fd(key)))
+        if small:
+            fds.append(os.dup(self._wal_fd))
         if self._dir_dirty:
             self._dir_dirty = False
             fds.append(os.dup(self._dir_fd))
@@ -185,6 +322,10 @@ class Staging:
                 os.close(fd)
 
     def remove(self, key: Key) -> None:
+        if key in self._small:
+            self._drop_small(key)
+            self._set_size(key, None)
+            return
         fd = self._fds.pop(key, None)
         if fd is not None:
             os.close(fd)
@@ -197,10 +338,32 @@ class Staging:
         self._doomed.put(doomed)
 
     def close(self) -> None:
-        """Closes the descriptors and waits for the removals still queued."""
+        """Closes the descriptors and small.db, and waits for the removals still queued."""
         self._doomed.put(None)
         self._reaper.join()
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
         os.close(self._dir_fd)
+        os.close(self._wal_fd)
+        self._db.close()
+
+
+def _open_small(path: Path) -> sqlite3.Connection:
+    """small.db: WAL, synchronous=NORMAL (a crash of the mount loses nothing committed; fsync
+    of the WAL makes it durable), EXCLUSIVE like the volume database (one process)."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA locking_mode=EXCLUSIVE")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS small (inode INTEGER NOT NULL, chunkno INTEGER NOT NULL, "
+        "data BLOB NOT NULL, PRIMARY KEY (inode, chunkno))"
+    )
+    return db
+
+
+def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    written = os.pwrite(fd, data, offset)
+    while written < len(data):  # pwrite on a regular file only stops short on ENOSPC
+        written += os.pwrite(fd, data[written:], offset + written)

@@ -1,37 +1,144 @@
-"""The staging area's removal: the name is free at once, the bytes go in the background, and
-nothing of a removed chunk survives a close or a crash."""
+"""The staging area: small chunks in small.db, larger ones in files; removal frees the name at
+once and the bytes go in the background; nothing of a removed chunk survives a close or a
+crash; a small chunk that grows moves to a file without a window where a crash loses it."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from cache.staging import Staging
+import pytest
+
+from cache.staging import SMALL_DB, SMALL_MAX, Staging
+
+BIG = SMALL_MAX + 1
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if not p.name.startswith(SMALL_DB))
+
+
+def test_small_chunks_are_rows_and_read_back_after_reopening(tmp_path: Path) -> None:
+    staging = Staging(tmp_path)
+    staging.write((1, 0), 0, b"hello")
+    staging.write((1, 0), 3, b"p me")  # read-modify-write inside
+    staging.write((2, 0), 10, b"tail")  # a hole before it reads as zeros
+    staging.create((3, 0))  # empty
+    assert staging.read((1, 0), 0, 100) == b"help me"
+    assert staging.read((2, 0), 0, 100) == bytes(10) + b"tail"
+    assert staging.is_small((1, 0)) and staging.used_bytes == 7 + 14
+    assert _files(tmp_path) == []  # no file per small chunk
+    staging.truncate((1, 0), 4)
+    staging.close()
+    again = Staging(tmp_path)  # kill -9 keeps the WAL in the page cache: the same as a reopen
+    assert again.read((1, 0), 0, 100) == b"help" and again.size((2, 0)) == 14
+    assert sorted(again.keys()) == [(1, 0), (2, 0)]  # (3, 0) was never written: no row
+    again.close()
+
+
+def test_a_chunk_that_outgrows_small_moves_to_a_file(tmp_path: Path) -> None:
+    staging = Staging(tmp_path)
+    key = (5, 0)
+    staging.write(key, 0, b"a" * 1000)
+    assert staging.outgrows(key, BIG) and not staging.outgrows(key, SMALL_MAX)
+    staging.write(key, SMALL_MAX, b"b")  # the first byte past SMALL_MAX
+    assert not staging.is_small(key) and staging.path(key).exists()
+    assert staging.read(key, 0, 1000) == b"a" * 1000
+    assert staging.read(key, SMALL_MAX - 1, 10) == b"\0b"
+    staging.write((6, 0), 0, os.urandom(BIG))  # a first write past SMALL_MAX: a file at once
+    assert not staging.is_small((6, 0))
+    staging.close()
+    again = Staging(tmp_path)
+    assert again.size(key) == BIG and not again.is_small(key)
+    again.close()
+
+
+def test_a_crash_while_moving_to_a_file_keeps_the_complete_copy(tmp_path: Path) -> None:
+    """`put` makes the file durable before the row goes: a crash in between leaves both, and
+    the file (a complete copy) wins; a stale file that was never adopted is discarded."""
+    staging = Staging(tmp_path)
+    staging.write((7, 0), 0, b"row bytes")
+    staging.put((7, 0), b"row bytes")  # the thread's half of Content._to_file, then "crash"
+    staging.close()
+    again = Staging(tmp_path)
+    assert not again.is_small((7, 0)) and again.read((7, 0), 0, 100) == b"row bytes"
+    again.write((8, 0), 0, b"small")
+    again.put((8, 0), b"old")  # written, but the chunk changed meanwhile:
+    again.discard_put((8, 0))  # not adopted
+    again.close()
+    third = Staging(tmp_path)
+    assert third.is_small((8, 0)) and third.read((8, 0), 0, 100) == b"small"
+    third.close()
+
+
+def test_upload_batches_hold_small_chunks_end_to_end(tmp_path: Path) -> None:
+    staging = Staging(tmp_path)
+    staging.write((1, 0), 0, b"one")
+    staging.write((2, 0), 0, b"second")
+    staging.write((3, 0), 0, os.urandom(BIG))
+    got = staging.small_bytes([(1, 0), (2, 0), (3, 0)])
+    assert got == {(1, 0): b"one", (2, 0): b"second"}  # file chunks are read by path
+    batch = staging.batch_path()
+    spans = staging.write_batch(batch, list(got.values()))
+    assert spans == [(0, 3), (3, 6)] and batch.read_bytes() == b"onesecond"
+    staging.close()
+    Staging(tmp_path).close()  # a batch left by a crash is swept at the next open
+    assert not batch.exists()
+
+
+def test_fsync_covers_files_and_the_small_wal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    staging = Staging(tmp_path)
+    staging.write((1, 0), 0, b"small")
+    staging.create((2, 0))  # as the mount creates a chunk: small, until this first write
+    staging.write((2, 0), 0, os.urandom(BIG))
+    synced: list[str] = []
+    real = os.fsync
+
+    def record(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    staging.fsync_fds(staging.dup_for_fsync([(1, 0), (2, 0)]))
+    assert sorted(Path(p).name for p in synced) == sorted(
+        [SMALL_DB + "-wal", "2.0", tmp_path.name]
+    )  # the WAL, the file, and the directory (a name was created)
+    staging.close()
 
 
 def test_a_removed_chunk_is_gone_at_once_and_a_new_one_is_independent(tmp_path: Path) -> None:
     staging = Staging(tmp_path)
     key = (7, 0)
-    staging.write(key, 0, b"old bytes")
+    staging.write(key, 0, os.urandom(BIG))
     staging.remove(key)
     assert not staging.exists(key) and staging.used_bytes == 0
     assert not staging.path(key).exists()
-    staging.write(key, 0, b"new")  # the same chunk again, before the reaper has run
-    assert staging.read(key, 0, 100) == b"new"
+    staging.write(key, 0, b"new" * (BIG // 3 + 1))  # the same chunk again, before the reaper ran
+    assert staging.read(key, 0, 3) == b"new"
+    staging.remove((9, 0))  # never staged: nothing to do
+    staging.write((9, 0), 0, b"small")
+    staging.remove((9, 0))
     staging.close()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["7.0"]
-    assert (tmp_path / "7.0").read_bytes() == b"new"
+    assert _files(tmp_path) == ["7.0"]
+    again = Staging(tmp_path)
+    assert again.keys() == [key]
+    again.close()
 
 
 def test_many_removals_leave_nothing_after_close(tmp_path: Path) -> None:
     staging = Staging(tmp_path)
     keys = [(i, c) for i in range(1, 201) for c in range(2)]
     for key in keys:
-        staging.write(key, 0, os.urandom(4096))
+        staging.write(key, 0, os.urandom(BIG if key[0] % 2 else 4096))
     for key in keys:
         staging.remove(key)
     staging.close()
-    assert list(tmp_path.iterdir()) == []
+    assert _files(tmp_path) == []
+    again = Staging(tmp_path)
+    assert again.keys() == [] and again.used_bytes == 0
+    again.close()
 
 
 def test_files_of_removals_cut_off_by_a_crash_are_swept_at_the_next_open(tmp_path: Path) -> None:
@@ -41,4 +148,4 @@ def test_files_of_removals_cut_off_by_a_crash_are_swept_at_the_next_open(tmp_pat
     staging = Staging(tmp_path)
     assert staging.exists((3, 0)) and staging.used_bytes == 4
     staging.close()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["3.0"]
+    assert _files(tmp_path) == ["3.0"]

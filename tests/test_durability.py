@@ -410,6 +410,20 @@ def test_kill_9_after_fsync_and_during_upload_then_fsck(dn: RunningDevnet, tmp_p
         dfd = os.open(m.path, os.O_RDONLY)
         os.fsync(dfd)
         os.close(dfd)
+        # small files are rows of the staging area's small.db, not files (cache/staging.py):
+        # closed without fsync (the kernel keeps what a killed process wrote), fsynced, and
+        # one that grew out of small.db into a file of its own after its fsync
+        small = {"closed": os.urandom(3000), "synced": os.urandom(5000)}
+        (m.path / "closed").write_bytes(small["closed"])
+        with open(m.path / "synced", "wb") as f:
+            f.write(small["synced"])
+            os.fsync(f.fileno())
+        with open(m.path / "grown", "wb") as f:
+            f.write(b"a" * 10_000)
+            os.fsync(f.fileno())
+            f.seek(0, os.SEEK_END)
+            f.write(b"b" * 200_000)
+        small["grown"] = b"a" * 10_000 + b"b" * 200_000
         assert os.getxattr(m.path / "precious", "user.walrus.state") == b"staged"
         # kill -9 and look before detaching: a dead mount does not answer (status exit 5)
         pid = m.pid
@@ -424,6 +438,7 @@ def test_kill_9_after_fsync_and_during_upload_then_fsck(dn: RunningDevnet, tmp_p
         assert "clean" in r.stdout
         m.mount()
         assert (m.path / "precious").read_bytes() == data
+        assert {name: (m.path / name).read_bytes() for name in small} == small
         assert (m.path / "dir").is_dir()
         assert os.getxattr(m.path / "precious", "user.walrus.state") == b"certified"
         busy = _fsck(dn, "crash-fsck")

@@ -285,11 +285,35 @@ class Content:
         pos = 0
         for chunkno, within, n in self._split(offset, len(view)):
             key = (inode, chunkno)
-            if not self._is_staged(key):
-                await self.stage(inode, chunkno)
+            while True:  # every await below may change the chunk: look again after it
+                if not self._is_staged(key):
+                    await self.stage(inode, chunkno)
+                if not self.staging.outgrows(key, within + n):
+                    break
+                await self._to_file(key)
             self.staging.write(key, within, view[pos : pos + n])
             self._touch(key)
             pos += n
+
+    async def _to_file(self, key: Key) -> None:
+        """Move a small staged chunk that a write is about to grow past SMALL_MAX into a file:
+        written and fsynced in a worker thread (cache/staging.py: its row may only go once the
+        file is durable), adopted unless a write changed the chunk meanwhile."""
+        lock = self._lock(key)
+        async with lock:
+            try:
+                if not self.staging.is_small(key):
+                    return  # another write moved it, or the chunk is gone
+                gen = self.generation(key)
+                data = self.staging.small_bytes([key]).get(key, b"")
+                await trio.to_thread.run_sync(self.staging.put, key, data)
+                if self.gen.get(key) == gen and self.staging.is_small(key):
+                    self.staging.adopt(key, len(data))
+                else:
+                    self.staging.discard_put(key)  # stale: the caller tries again
+            finally:
+                if not lock.statistics().tasks_waiting:
+                    self._locks.pop(key, None)
 
     def _is_staged(self, key: Key) -> bool:
         c = self.chunk(*key)

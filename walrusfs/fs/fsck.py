@@ -85,10 +85,10 @@ def check_database(db: sqlite3.Connection, staging: Staging, report: Report) -> 
         report.loss(
             f"{name}: chunk {chunkno} lost its unsynced changes (back to its last upload)"
             if had_upload
-            else f"{name}: chunk {chunkno} was staged and its staging file is gone (a hole now)"
+            else f"{name}: chunk {chunkno} was staged and its staged bytes are gone (a hole now)"
         )
     if done.removed:
-        report.fix(f"removed {done.removed} staging file(s) no chunk refers to")
+        report.fix(f"removed {done.removed} staged chunk(s) no chunk row refers to")
     _check_tree(db, report)
     _check_chunks(db, report)
     _recount_blobs(db, report)

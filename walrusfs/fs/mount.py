@@ -179,12 +179,9 @@ class Volume:
                 continue
             raise pyfuse3.FUSEError(errno.ENOSPC)
 
-    def sync_db(self) -> None:
-        """Make every committed transaction durable (a full WAL sync)."""
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("BEGIN IMMEDIATE")
-        self.db.execute("COMMIT")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+    async def sync_db(self) -> None:
+        """Make every committed transaction durable (an fsync of the WAL, in a thread)."""
+        await trio.to_thread.run_sync(schema.sync_wal, self.options.volume_dir / "meta.db")
 
     def statfs(self) -> pyfuse3.StatvfsData:
         now = time.monotonic()
@@ -217,7 +214,7 @@ class Volume:
     async def command(self, name: str, value: bytes) -> None:
         if name == "sync":
             await self.uploader.flush()
-            self.sync_db()
+            await self.sync_db()
             try:
                 await self.renewer.check()
                 await self.checkpointer.checkpoint()
@@ -467,9 +464,9 @@ def load_keys(
 
 @dataclass
 class Repaired:
-    #: staged chunks whose staging file was missing: (inode, chunkno, had a previous upload)
+    #: staged chunks whose staged bytes were missing: (inode, chunkno, had a previous upload)
     reverted: list[tuple[int, int, bool]] = field(default_factory=list)
-    removed: int = 0  # staging files no chunk referred to
+    removed: int = 0  # staged chunks no chunk row referred to
 
 
 def repair(db: sqlite3.Connection, staging: Staging) -> Repaired:
@@ -484,7 +481,7 @@ def repair(db: sqlite3.Connection, staging: Staging) -> Repaired:
         # a file created and never fsynced before a power loss, or a restored checkpoint:
         # keep the previous upload if there is one
         log.error(
-            "%s: chunk %d has no staging file; %s", path_of(db, key[0]) or f"inode {key[0]}",
+            "%s: chunk %d has no staged bytes; %s", path_of(db, key[0]) or f"inode {key[0]}",
             key[1], "back to its last upload" if live[key] else "it becomes a hole",
         )  # fmt: skip
         done.reverted.append((key[0], key[1], live[key]))
@@ -495,7 +492,7 @@ def repair(db: sqlite3.Connection, staging: Staging) -> Repaired:
         db.execute("DELETE FROM chunks WHERE inode = ? AND chunkno = ? AND blob IS NULL", key)
     done.removed = staging.sweep(live)
     if done.removed:
-        log.info("removed %d staging files no chunk refers to", done.removed)
+        log.info("removed %d staged chunks no chunk row refers to", done.removed)
     # files unlinked while open when the last mount ended
     for (inode,) in db.execute("SELECT id FROM inodes WHERE nlink = 0").fetchall():
         for chunkno, blob in db.execute(
@@ -636,8 +633,7 @@ async def run(
                     "staging and upload at the next mount", chunks, nbytes,
                 )  # fmt: skip
             schema.set_param(db, "clean_unmount", "1" if clean else "0")
-            volume.sync_db()
-            db.close()
+            db.close()  # the last connection: SQLite checkpoints the WAL and syncs the file
             staging.close()
             log.info("unmounted %s", options.mountpoint)
     finally:

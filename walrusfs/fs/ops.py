@@ -594,7 +594,7 @@ class Operations(pyfuse3.Operations):
     async def fsync(self, fh: int, datasync: bool) -> None:
         inode = self.handles[fh].inode
         await self.content.fsync(inode)
-        self.control.sync_db()
+        await self.control.sync_db()
 
     # -- directories ------------------------------------------------------------------------
 
@@ -631,7 +631,7 @@ class Operations(pyfuse3.Operations):
 
     @_errors
     async def fsyncdir(self, fh: int, datasync: bool) -> None:
-        self.control.sync_db()
+        await self.control.sync_db()
 
     @_errors
     async def statfs(self, ctx: RequestContext) -> pyfuse3.StatvfsData:
@@ -732,7 +732,7 @@ class Control(Protocol):
 
     async def wait_for_room(self, nbytes: int) -> None: ...
 
-    def sync_db(self) -> None: ...
+    async def sync_db(self) -> None: ...
 
     def statfs(self) -> pyfuse3.StatvfsData: ...
 

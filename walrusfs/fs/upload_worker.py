@@ -15,9 +15,13 @@ CPU on it; the volume key arrives on stdin in the first line, never on the comma
 Protocol: one JSON object per line on stdin/stdout, requests carry an "id" echoed in the
 answer; requests run concurrently, except the first line:
   {"id": 0, "op": "init", "key": hex volume key | null}   (no answer)
-  {"id", "op": "blob",  "path", "epochs", "attributes"}   -> {"id", "result", "length"}
-  {"id", "op": "quilt", "items": [[identifier, path, tags]...], "epochs", "attributes"}
+  {"id", "op": "blob",  "path", ["offset", "length",] "epochs", "attributes"}
+        -> {"id", "result", "length"}
+  {"id", "op": "quilt", "items": [[identifier, path, offset, length, tags]...], "epochs",
+        "attributes"}
         -> {"id", "result", "patches": {identifier: patch_id}, "lengths": {identifier: n}}
+  (a chunk is a whole file, or with offset and length (else null) a span of an upload batch,
+  where the mount puts the bytes of small chunks: cache/staging.py)
   (lengths are plaintext bytes; the result describes the blob as stored, sealed if encrypted)
   {"id", "op": "delete", "object_id"}                     -> {"id"}
   {"id", "op": "extend", "object_id", "epochs"}           -> {"id", "paid", "end_epoch"}
@@ -224,10 +228,17 @@ async def _serve() -> None:
         await chain.close()
 
 
-def _read(path: str, keys: crypto.VolumeKeys | None) -> tuple[bytes, int] | None:
-    """(bytes to store, plaintext length) of a staged file, sealed on an encrypted volume."""
+def _read(
+    path: str, keys: crypto.VolumeKeys | None, offset: int | None = None, length: int = 0
+) -> tuple[bytes, int] | None:
+    """(bytes to store, plaintext length) of a staged chunk, sealed on an encrypted volume."""
     try:
-        data = Path(path).read_bytes()
+        if offset is None:
+            data = Path(path).read_bytes()
+        else:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                data = f.read(length)
     except FileNotFoundError:
         return None
     return (data if keys is None else crypto.seal(keys, data)), len(data)
@@ -246,7 +257,9 @@ async def _do(
         return {"paid": paid, "end_epoch": blob.storage.end_epoch}
     attrs = req["attributes"]
     if op == "blob":
-        got = await trio.to_thread.run_sync(_read, req["path"], keys)
+        got = await trio.to_thread.run_sync(
+            _read, req["path"], keys, req.get("offset"), req.get("length", 0)
+        )
         if got is None:
             return {"result": None}
         r = await store.store(got[0], req["epochs"], attributes=attrs, reuse=False)
@@ -254,8 +267,8 @@ async def _do(
     if op == "quilt":
         items = []
         lengths = {}
-        for ident, path, tags in req["items"]:
-            got = await trio.to_thread.run_sync(_read, path, keys)
+        for ident, path, offset, length, tags in req["items"]:
+            got = await trio.to_thread.run_sync(_read, path, keys, offset, length or 0)
             if got is not None and got[1]:
                 items.append(codec.QuiltItem(ident, got[0], tags))
                 lengths[ident] = got[1]

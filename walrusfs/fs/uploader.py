@@ -120,6 +120,25 @@ def quilt_candidate(size: int, threshold: int, params: codec.EncodingParams) -> 
     return size <= threshold and _fits_alone(size, params.n_shards)
 
 
+@dataclass(frozen=True)
+class Source:
+    """Where the upload worker reads a chunk: a whole file, or a span of an upload batch."""
+
+    path: str
+    offset: int | None = None
+    length: int | None = None
+
+    def request(self) -> dict[str, Any]:
+        """The fields of a "blob" request (upload_worker.py)."""
+        if self.offset is None:
+            return {"path": self.path}
+        return {"path": self.path, "offset": self.offset, "length": self.length}
+
+    def item(self) -> list[Any]:
+        """The path and span of a "quilt" item, before its tags."""
+        return [self.path, self.offset, self.length]
+
+
 def _read_files(paths: dict[str, Path]) -> dict[str, bytes]:
     """The files that still exist (a worker thread: the loop may remove some meanwhile)."""
     out = {}
@@ -387,16 +406,43 @@ class Uploader:
         }  # fmt: skip
         return crypto.seal_json(self.keys, info)
 
+    async def _sources(self, keys: list[Key]) -> tuple[dict[Key, Source], dict[Key, bytes]]:
+        """Where the upload worker reads each chunk: a file chunk's own file; small chunks
+        (cache/staging.py) from one batch file written now, in a worker thread. Also the bytes
+        of the small ones. The caller removes the batch (`_drop_batch`) when the job ends."""
+        small = self.staging.small_bytes(keys)
+        out: dict[Key, Source] = {k: Source(str(self.staging.path(k))) for k in keys}
+        if small:
+            batch = self.staging.batch_path()
+            order = list(small)
+            spans = await trio.to_thread.run_sync(
+                self.staging.write_batch, batch, [small[k] for k in order]
+            )
+            for key, (offset, length) in zip(order, spans, strict=True):
+                out[key] = Source(str(batch), offset, length)
+        return out, small
+
+    @staticmethod
+    def _drop_batch(sources: dict[Key, Source]) -> None:
+        for source in sources.values():
+            if source.offset is not None:
+                Path(source.path).unlink(missing_ok=True)
+                return
+
     async def _blob_job(self, keys: list[Key]) -> None:
         ready = self._ready(keys)
         if not ready:
             return
         ((key, gen),) = ready
         attributes = {**self._attributes("data"), FILE_ATTR: self._file_attr(key)}
-        answer = await self.worker.call({
-            "op": "blob", "path": str(self.staging.path(key)), "epochs": self.config.epochs,
-            "attributes": attributes,
-        })  # fmt: skip
+        sources, _ = await self._sources([key])
+        try:
+            answer = await self.worker.call({
+                "op": "blob", **sources[key].request(), "epochs": self.config.epochs,
+                "attributes": attributes,
+            })  # fmt: skip
+        finally:
+            self._drop_batch(sources)
         if answer["result"] is None:
             return
         result = result_from_json(answer["result"])
@@ -410,25 +456,34 @@ class Uploader:
         if not ready:
             return
         idents = {f"{k[0]}.{k[1]}": (k, gen) for k, gen in ready}
-        answer = await self.worker.call({
-            "op": "quilt", "epochs": self.config.epochs, "attributes": self._attributes("quilt"),
-            "items": [
-                [ident, str(self.staging.path(k)), {FILE_ATTR: self._file_attr(k)}]
-                for ident, (k, _) in idents.items()
-            ],
-        })  # fmt: skip
+        sources, inline = await self._sources([k for k, _ in ready])
+        try:
+            answer = await self.worker.call({
+                "op": "quilt", "epochs": self.config.epochs,
+                "attributes": self._attributes("quilt"),
+                "items": [
+                    [ident, *sources[k].item(), {FILE_ATTR: self._file_attr(k)}]
+                    for ident, (k, _) in idents.items()
+                ],
+            })  # fmt: skip
+        finally:
+            self._drop_batch(sources)
         if answer["result"] is None:
             return
         result = result_from_json(answer["result"])
         row = self._blob_row(result, "quilt")
-        # Copies for the segment cache, read off the loop before the commits; a copy is used
-        # only if its chunk commits, i.e. did not change since the upload (nor since the copy).
-        small = {
+        # Copies for the segment cache: small chunks' bytes are at hand, files are read off the
+        # loop before the commits; a copy is used only if its chunk commits, i.e. did not
+        # change since the upload (nor since the copy).
+        files = {
             ident: self.staging.path(idents[ident][0])
             for ident, length in answer["lengths"].items()
-            if length <= WRITE_THROUGH_MAX
+            if length <= WRITE_THROUGH_MAX and idents[ident][0] not in inline
         }
-        copies = await trio.to_thread.run_sync(_read_files, small)
+        copies = await trio.to_thread.run_sync(_read_files, files)
+        for ident, (key, _) in idents.items():
+            if key in inline:
+                copies[ident] = inline[key]
         for ident, patch in answer["patches"].items():
             key, gen = idents[ident]
             length = answer["lengths"][ident]
