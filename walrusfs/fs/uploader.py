@@ -484,13 +484,19 @@ class Uploader:
         for ident, (key, _) in idents.items():
             if key in inline:
                 copies[ident] = inline[key]
+        committed = self._commit_all(
+            row,
+            [
+                (idents[ident][0], idents[ident][1], patch, answer["lengths"][ident])
+                for ident, patch in answer["patches"].items()
+            ],
+        )
         for ident, patch in answer["patches"].items():
-            key, gen = idents[ident]
-            length = answer["lengths"][ident]
-            if self._commit(key, gen, row, patch, length):
-                copy = copies.get(ident)
-                if copy is not None and len(copy) == length:
-                    self.content.remember_patch(patch, copy)
+            copy = copies.get(ident)
+            if copy is None or idents[ident][0] not in committed:
+                continue
+            if len(copy) == answer["lengths"][ident]:
+                self.content.remember_patch(patch, copy)
         self.stats.quilts += 1
         self._account(result, len(answer["patches"]), sum(answer["lengths"].values()))
 
@@ -515,24 +521,41 @@ class Uploader:
         return int(cur.lastrowid or 0)
 
     def _commit(self, key: Key, gen: int, blob: int, patch: str | None, length: int) -> bool:
-        c = self.content.chunk(*key)
-        if c is None or not c.staged or self.content.gen.get(key) != gen:
-            log.debug("chunk %s changed during its upload; it is uploaded again later", key)
-            return False
+        return bool(self._commit_all(blob, [(key, gen, patch, length)]))
+
+    def _commit_all(self, blob: int, uploaded: list[tuple[Key, int, str | None, int]]) -> set[Key]:
+        """Point the chunks that did not change during their upload at the certified `blob`
+        (each its patch and length), in one transaction, then drop their staged bytes; the
+        chunks committed. One transaction for a quilt's hundreds of files: committing them one
+        by one held the loop ~0.1 s per quilt."""
+        done: set[Key] = set()
         self.db.execute("BEGIN")
-        self.db.execute(
-            "UPDATE chunks SET staged = 0, blob = ?, patch = ?, length = ? "
-            "WHERE inode = ? AND chunkno = ?",
-            (blob, patch, length, *key),
-        )
-        self.db.execute(
-            "UPDATE blobs SET refcount = refcount + 1, deleted_at = NULL WHERE id = ?", (blob,)
-        )
-        self.content.decref(c.blob)
+        try:
+            for key, gen, patch, length in uploaded:
+                c = self.content.chunk(*key)
+                if c is None or not c.staged or self.content.gen.get(key) != gen:
+                    log.debug("chunk %s changed during its upload; it is uploaded again", key)
+                    continue
+                self.db.execute(
+                    "UPDATE chunks SET staged = 0, blob = ?, patch = ?, length = ? "
+                    "WHERE inode = ? AND chunkno = ?",
+                    (blob, patch, length, *key),
+                )
+                self.content.decref(c.blob)
+                done.add(key)
+            if done:
+                self.db.execute(
+                    "UPDATE blobs SET refcount = refcount + ?, deleted_at = NULL WHERE id = ?",
+                    (len(done), blob),
+                )
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
         self.db.execute("COMMIT")
-        self.staging.remove(key)
-        self.content.last_write.pop(key, None)
-        return True
+        self.staging.remove_all(done)
+        for key in done:
+            self.content.last_write.pop(key, None)
+        return done
 
     def _commit_empty(self, key: Key, gen: int) -> None:
         """A staged chunk with no bytes is a hole: no blob needed."""
