@@ -9,11 +9,11 @@ one blob of `--size-mib` on chain, PUTs its metadata to every node, then measure
   500 requests), `--concurrency` requests in flight over one keep-alive HTTP/1.1 client;
 - the whole devnet: the same for all 1000 pairs across the 4 nodes (2000 requests);
 - the same, over HTTP/2 (one connection per node, streams multiplexed);
-- baseline, measured in the same run: a bare hypercorn ASGI app in its own process that reads
-  each body and discards it (PUT) or returns a body of the same size (GET). It is the ceiling
-  of the HTTP stack on this machine; the ratio is node / bare, i.e. the cost of checking
-  registration, verifying each sliver against the metadata, and storing it crash-safely
-  (fsync + rename).
+- baseline, measured in the same run: the nodes' own HTTP server (walrusfs/devnet/server.py)
+  in its own process with a handler that reads each body and discards it (PUT) or returns a
+  body of the same size (GET). It is the ceiling of the HTTP stack on this machine; the ratio
+  is node / bare, i.e. the cost of checking registration, verifying each sliver against the
+  metadata, and storing it crash-safely (checksummed record, rename, a flush per blob).
 
 Rates are requests/s and MB/s of sliver bytes (MB = 10^6 B). Nothing here is asserted: it
 prints numbers and ratios for docs/benchmarks.md.
@@ -22,6 +22,7 @@ prints numbers and ratios for docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -40,6 +41,8 @@ import trio  # noqa: E402
 
 import codec  # noqa: E402
 from chain.client import WalrusChain  # noqa: E402
+from walrusfs.devnet import server  # noqa: E402
+from walrusfs.devnet.http import Request, Response  # noqa: E402
 from walrusfs.devnet.launcher import Devnet, _free_port, _port_open  # noqa: E402
 
 N_SHARDS = 1000
@@ -70,42 +73,15 @@ def _rate(n: int, nbytes: int, seconds: float) -> dict[str, float]:
     return {"requests_s": n / seconds, "mb_s": nbytes / seconds / 1e6, "seconds": seconds}
 
 
-async def _null_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            reply = {"lifespan.startup": "complete", "lifespan.shutdown": "complete"}
-            await send({"type": message["type"] + "." + reply[message["type"]]})
-            if message["type"] == "lifespan.shutdown":
-                return
-    if scope["type"] != "http":
-        return
-    more = True
-    while more:
-        message = await receive()
-        more = message.get("more_body", False)
-    size = int(scope["path"].rsplit("/", 1)[-1] or 0) if scope["method"] == "GET" else 0
-    body = b"\0" * size
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+async def _null_handler(req: Request) -> Response:
+    await req.body(1 << 30)
+    size = int(req.path.rsplit("/", 1)[-1] or 0) if req.method == "GET" else 0
+    return Response(200, b"\0" * size, "application/octet-stream")
 
 
 def null_server(port: int) -> None:
     """The baseline server (run in a child process)."""
-    from hypercorn.config import Config  # noqa: PLC0415
-    from hypercorn.trio import serve  # noqa: PLC0415
-
-    config = Config()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.accesslog = None
-    config.keep_alive_max_requests = 1 << 30  # as the node (walrusfs/devnet/node.py)
-    trio.run(serve, _null_app, config)  # type: ignore[arg-type]
+    trio.run(functools.partial(server.serve, _null_handler, "127.0.0.1", port))
 
 
 async def bench(size_mib: int, concurrency: int) -> dict[str, Any]:

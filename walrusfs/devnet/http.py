@@ -13,8 +13,9 @@ FAILED_PRECONDITION and INVALID_ARGUMENT are both 400). One addition: an oversiz
 answered 413 (what the real node's HTTP layer answers) with status SIZE_EXCEEDED and reason
 PAYLOAD_TOO_LARGE, so that the body is still a Walrus status.
 
-This is a plain ASGI application (no framework): the node has twelve routes, and owning the
-body reading is what lets it refuse an oversized upload before reading it.
+No framework: the node has twelve routes, and owning the body reading is what lets it refuse an
+oversized upload before reading it. `walrusfs/devnet/server.py` speaks HTTP and hands the node a
+`Request`, whose body arrives as ASGI-style messages.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
 
 STORAGE_DOMAIN = "storage.walrus.space"
 GLOBAL_DOMAIN = "global"
@@ -189,31 +189,3 @@ class Router:
         if allowed:
             raise ApiError("INVALID_ARGUMENT", "METHOD_NOT_ALLOWED", f"{method} not allowed")
         raise ApiError("NOT_FOUND", "NOT_FOUND", f"no such endpoint: {path}", GLOBAL_DOMAIN)
-
-
-async def send_response(send: Callable[[dict[str, Any]], Awaitable[None]], rsp: Response) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": rsp.status,
-            "headers": [
-                (b"content-type", rsp.content_type.encode()),
-                (b"content-length", str(len(rsp.body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": rsp.body})
-
-
-def make_request(
-    scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]]
-) -> Request:
-    length: int | None = None
-    for name, value in scope.get("headers", []):
-        if name == b"content-length":
-            try:
-                length = int(value)
-            except ValueError:
-                length = None
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    return Request(scope["method"], scope["path"], query, {}, receive, length)

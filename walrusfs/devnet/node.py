@@ -57,8 +57,6 @@ from typing import Any
 import pysui_fastcrypto as fc
 import trio
 from cachetools import LRUCache
-from hypercorn.config import Config
-from hypercorn.trio import serve as hypercorn_serve
 
 import codec
 from chain import move_types as mt
@@ -69,7 +67,7 @@ from codec.bcs import Reader, uleb128
 from codec.blob_id import BlobId
 from codec.params import EncodingParams
 from codec.sliver import Axis, Sliver
-from walrusfs.devnet import http
+from walrusfs.devnet import http, server
 from walrusfs.devnet.http import ApiError, Request, Response
 from walrusfs.devnet.storage import CorruptRecord, NodeStore, Registration
 
@@ -637,18 +635,9 @@ class StorageNode:
 
     # -- ASGI -------------------------------------------------------------------------------
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        if scope["type"] != "http":
-            return
-        req = http.make_request(scope, receive)
+    async def handle(self, req: Request) -> Response:
+        """Answer one request (walrusfs/devnet/server.py calls it): test switches, routing,
+        and every failure as a Walrus error status."""
         faults = self.faults.get()
         try:
             if faults.delay_ms:
@@ -666,7 +655,7 @@ class StorageNode:
             log.exception("%s %s failed", req.method, req.path)
             err = ApiError("INTERNAL", "INTERNAL", "internal error", http.GLOBAL_DOMAIN)
             rsp = Response(500, err.body())
-        await http.send_response(send, rsp)
+        return rsp
 
 
 def quiet_pysui() -> None:
@@ -700,20 +689,10 @@ async def serve(directory: Path, task_status: Any = trio.TASK_STATUS_IGNORED) ->
     key = load_bls_key(directory)
     chain = WalrusChain(config.profile(), None)
     node = StorageNode(directory, config, key, chain)
-    hc = Config()
-    hc.bind = [f"{config.host}:{config.port}"]
-    hc.accesslog = None
-    hc.errorlog = log
-    hc.keep_alive_timeout = 30
-    hc.h2_max_concurrent_streams = 256
-    # Hypercorn's default closes a connection after 1000 requests (an HTTP/2 GOAWAY mid-upload
-    # at n_shards=1000); a storage node serves thousands of slivers per connection.
-    hc.keep_alive_max_requests = 1 << 30
-    hc.graceful_timeout = 2
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(node.follow)
-            await nursery.start(hypercorn_serve, node, hc)
+            await nursery.start(server.serve, node.handle, config.host, config.port)
             log.info(
                 "%s serving on http://%s:%d, shards %s",
                 config.name,
