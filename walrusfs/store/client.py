@@ -223,9 +223,15 @@ class WalrusStore:
         def weight() -> int:
             return sum(n.weight for n, _ in confirmed.values())
 
+        # Each node may hold only its share of the upload slots: with one pool, the first node's
+        # hundreds of slivers queued first took them all, and the nodes (one process each on
+        # the devnet, a machine each on Walrus) were served one after the other.
+        per_node = max(2, -(-self.upload_limit.total_tokens // len(committee.nodes)))
+        node_limits = {n.name: trio.CapacityLimiter(per_node) for n in committee.nodes}
+
         async def sliver(node: StorageNode, pair_index: int, axis: Axis) -> None:
             nonlocal done
-            async with self.upload_limit:
+            async with node_limits[node.name], self.upload_limit:
                 # copied out of the encoding only now: all of a node's slivers made up front
                 # held a second copy of the encoded blob (288 MiB for 64 MiB at 1000 shards)
                 s = enc.sliver(pair_index, axis)
