@@ -15,7 +15,7 @@ import itertools
 import logging
 import sqlite3
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -108,10 +108,10 @@ class Content:
         self.gen[key] = next(self._counter)
         self.last_write[key] = time.monotonic()
 
-    def decref(self, blob: int | None) -> None:
+    def decref(self, blob: int | None, count: int = 1) -> None:
         if blob is None:
             return
-        self.db.execute("UPDATE blobs SET refcount = refcount - 1 WHERE id = ?", (blob,))
+        self.db.execute("UPDATE blobs SET refcount = refcount - ? WHERE id = ?", (count, blob))
         self.db.execute(
             "UPDATE blobs SET deleted_at = ? WHERE id = ? AND refcount <= 0", (time.time(), blob)
         )
@@ -351,15 +351,23 @@ class Content:
         self.gen.pop(key, None)
         self.last_write.pop(key, None)
 
-    def purge(self, inode: int) -> None:
-        """Remove all content of an inode that nothing refers to any more."""
-        for chunkno, blob in self.db.execute(
-            "SELECT chunkno, blob FROM chunks WHERE inode = ?", (inode,)
+    def purge(self, inodes: list[int]) -> None:
+        """Remove all content of inodes that nothing refers to any more (inside the caller's
+        transaction; their staged bytes go at once)."""
+        marks = ", ".join("?" * len(inodes))
+        keys = []
+        uses: Counter[int] = Counter()
+        for inode, chunkno, blob in self.db.execute(
+            f"SELECT inode, chunkno, blob FROM chunks WHERE inode IN ({marks})", inodes
         ).fetchall():
-            self.staging.remove((inode, chunkno))
-            self.decref(blob)
+            keys.append((inode, chunkno))
+            if blob is not None:
+                uses[blob] += 1
             self._forget_key((inode, chunkno))
-        self.db.execute("DELETE FROM chunks WHERE inode = ?", (inode,))
+        for blob, count in uses.items():  # a quilt loses many files at once
+            self.decref(blob, count)
+        self.staging.remove_all(keys)
+        self.db.execute(f"DELETE FROM chunks WHERE inode IN ({marks})", inodes)
 
     async def fsync(self, inode: int) -> None:
         """The file's staged bytes and names on disk (the fsyncs run in a worker thread on

@@ -612,6 +612,7 @@ async def run(
                 await nursery.start(uploader.run)
                 await nursery.start(checkpointer.run)
                 await nursery.start(renewer.run)
+                await nursery.start(ops.purger)
                 nursery.start_soon(volume.refresh)
                 with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                     nursery.start_soon(_terminate_on, signals)

@@ -38,8 +38,8 @@ log = logging.getLogger(__name__)
 RECEIVE_SIZE = 256 * 1024
 #: the largest response head accepted
 MAX_HEAD = 64 * 1024
-#: idle connections older than this are closed rather than reused (hypercorn, the devnet's
-#: server, closes them after 5 s; a reused dead one costs a retry)
+#: idle connections older than this are closed rather than reused (servers close idle ones:
+#: the devnet's after 30 s, others sooner; a reused dead one costs a retry)
 IDLE_SECONDS = 4.0
 
 
