@@ -30,8 +30,10 @@ the rules. Everything but `put`, `write_batch` and `fsync_fds` runs on the calle
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
+import mmap
 import os
 import queue
 import sqlite3
@@ -45,6 +47,11 @@ log = logging.getLogger(__name__)
 Key = tuple[int, int]  # (inode, chunkno)
 
 MAX_OPEN_FILES = 128
+MAX_DIRECT_FILES = 16  # O_DIRECT descriptors kept (chunks being written in large pieces)
+#: writes into chunk files at least this large, page-aligned in offset and length, bypass the
+#: page cache (O_DIRECT): see `_write_direct`
+DIRECT_MIN = 64 << 10
+ALIGN = 4096
 #: chunks whose bytes end within this many are rows of small.db instead of files
 SMALL_MAX = 64 << 10
 SMALL_DB = "small.db"
@@ -55,6 +62,9 @@ class Staging:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self._fds: OrderedDict[Key, int] = OrderedDict()
+        self._direct_fds: OrderedDict[Key, int] = OrderedDict()
+        self._direct = True  # the filesystem takes O_DIRECT (tmpfs does not)
+        self._aligned: mmap.mmap | None = None  # a page-aligned buffer for O_DIRECT writes
         self._sizes: dict[Key, int] = {}
         self._small: set[Key] = set()  # keys whose bytes are in small.db (possibly no row yet)
         self._total = 0
@@ -249,6 +259,7 @@ class Staging:
         fd = self._fds.pop(key, None)
         if fd is not None:
             os.close(fd)
+        self._close_direct(key)
         if key in self._small:
             self._drop_small(key)
         self._set_size(key, size)
@@ -271,9 +282,54 @@ class Staging:
                 self._store_small(key, b"".join((old[:offset], data, old[end:])))
                 return
             self._to_file(key)
-        _pwrite_all(self._fd(key, create=True), data, offset)
+        fd = self._fd(key, create=True)
+        if len(data) < DIRECT_MIN or offset % ALIGN or len(data) % ALIGN or not self._direct:
+            _pwrite_all(fd, data, offset)
+        else:
+            self._write_direct(key, data, offset)
         if end > self._sizes.get(key, 0):
             self._set_size(key, end)
+
+    def _write_direct(self, key: Key, data: bytes | memoryview, offset: int) -> None:
+        """A large aligned piece (the kernel's writeback sends 128 KiB-1 MiB pages at a time)
+        straight to the disk, through a page-aligned copy: the staged copy is read once, by
+        the upload, and a buffered write needs a fresh page-cache page per 4 KiB, which on
+        this machine cost as much as everything else a MiB written into the mount costs
+        (~2.5 ms per MiB when memory has to come from the host). It also leaves fsync almost
+        nothing to flush. The file's page cache stays coherent: the kernel writes back and
+        drops cached pages of the range a direct write covers."""
+        fd = self._direct_fds.get(key)
+        if fd is None:
+            try:
+                fd = os.open(self._path(key), os.O_RDWR | os.O_DIRECT)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                log.info("the staging area's filesystem does not take O_DIRECT: buffered writes")
+                self._direct = False
+                _pwrite_all(self._fd(key), data, offset)
+                return
+            self._direct_fds[key] = fd
+            while len(self._direct_fds) > MAX_DIRECT_FILES:
+                os.close(self._direct_fds.popitem(last=False)[1])
+        else:
+            self._direct_fds.move_to_end(key)
+        n = len(data)
+        if self._aligned is None or len(self._aligned) < n:
+            if self._aligned is not None:
+                self._aligned.close()
+            self._aligned = mmap.mmap(-1, max(n, 1 << 20))
+        view = memoryview(self._aligned)
+        try:
+            view[:n] = data
+            _pwrite_all(fd, view[:n], offset)
+        finally:
+            view.release()
+
+    def _close_direct(self, key: Key) -> None:
+        fd = self._direct_fds.pop(key, None)
+        if fd is not None:
+            os.close(fd)
 
     def read(self, key: Key, offset: int, length: int) -> bytes:
         """Up to `length` bytes; short (or empty) where the staged bytes end."""
@@ -329,6 +385,7 @@ class Staging:
         fd = self._fds.pop(key, None)
         if fd is not None:
             os.close(fd)
+        self._close_direct(key)
         self._set_size(key, None)
         doomed = self.root / f"del.{next(self._names)}"
         try:
@@ -350,9 +407,12 @@ class Staging:
         """Closes the descriptors and small.db, and waits for the removals still queued."""
         self._doomed.put(None)
         self._reaper.join()
-        for fd in self._fds.values():
+        for fd in [*self._fds.values(), *self._direct_fds.values()]:
             os.close(fd)
         self._fds.clear()
+        self._direct_fds.clear()
+        if self._aligned is not None:
+            self._aligned.close()
         os.close(self._dir_fd)
         os.close(self._wal_fd)
         self._db.close()

@@ -18,7 +18,7 @@ import pytest
 
 from chain.client import SystemInfo, WalrusChain
 from chain.ptb import Ptb
-from tests.devnet_harness import RunningDevnet, start_devnet
+from tests.devnet_harness import RunningDevnet, heal_all, start_devnet
 from tests.mount_harness import Mount, mount, mounted
 from walrusfs.fs.checkpoint import list_checkpoints
 
@@ -454,7 +454,10 @@ def test_kill_9_after_fsync_and_during_upload_then_fsck(dn: RunningDevnet, tmp_p
             sleeper.wait()
         m.umount()
 
-        # kill -9 while a 40 MB file is uploading
+        # kill -9 while a 40 MB file is uploading (slowed down by the nodes, so that "while"
+        # does not depend on how fast an upload is)
+        for i in range(dn.spec.n_nodes):
+            dn.cli("devnet", "node", "slow", str(i), "--ms", "200")
         m.mount("--upload-delay", "0.2")
         big = os.urandom(40 << 20)
         (m.path / "big").write_bytes(big)
@@ -464,6 +467,7 @@ def test_kill_9_after_fsync_and_during_upload_then_fsck(dn: RunningDevnet, tmp_p
         assert m.status()["pending"]["uploading"] >= 1
         time.sleep(1.0)  # in the middle of the upload
         m.kill()
+        heal_all(dn)
         r = _fsck(dn, "crash-fsck")
         assert r.returncode in (0, 10), r.stdout + r.stderr
         assert "LOST" not in r.stdout

@@ -626,7 +626,11 @@ class Operations(pyfuse3.Operations):
 
     @_errors
     async def flush(self, fh: int) -> None:
-        return None  # close() does not upload: see the durability contract in docs/mount.md
+        """Not implemented, on purpose: close() does not upload (the durability contract,
+        docs/durability.md) and there are no POSIX locks of ours to release, so FLUSH would be
+        a round trip per close for nothing. The kernel, told ENOSYS once, stops sending it;
+        with the writeback cache it still writes a file's dirty pages back at close."""
+        raise FUSEError(errno.ENOSYS)
 
     @_errors
     async def release(self, fh: int) -> None:
