@@ -149,7 +149,7 @@ def report(fs: dict[str, Any], wal: dict[str, Any], note: str | None) -> str:
         "same method on this machine (anchors.md section 4.4: JuiceFS, S3QL, rclone); "
         '"best peer" is the best of them on the row, as measured then, and "x best" '
         "is walrusfs against it (higher is better; the target is 1 or more on every row). "
-        "The local directory's own rows move by up to 5x between runs here (page-cache "
+        "The local directory's own rows move by several times between runs here (page-cache "
         "allocation on this VM is fast or slow depending on what ran before), so the "
         "fractions of local are noisier than the absolute rows.",
         "",
