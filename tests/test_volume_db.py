@@ -1,4 +1,5 @@
-"""The volume database's settings and its checkpoint snapshot (no mount, no network)."""
+"""The volume database: its settings, the checkpoint snapshot, and repair of unlinked inodes
+(no mount, no network)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from walrusfs.fs import checkpoint, schema
+from cache.staging import Staging
+from walrusfs.fs import checkpoint, content, mount, schema
 
 
 def _volume(tmp_path: Path) -> sqlite3.Connection:
@@ -65,4 +67,77 @@ def test_snapshot_is_a_committed_state_while_the_loop_writes(tmp_path: Path) -> 
     rows = copy.execute("SELECT count(*) FROM t").fetchone()[0]
     total = int(copy.execute("SELECT value FROM params WHERE key = 'total'").fetchone()[0])
     assert rows >= 2000 and total in (0, rows)  # both statements of a transaction, or neither
+    db.close()
+
+
+def test_repair_deletes_unlinked_inodes_and_only_their_references(tmp_path: Path) -> None:
+    """Files unlinked while open (or not purged yet) when a mount ended go at the next mount:
+    their rows, staged bytes and blob references, and nothing else. More of them than one
+    statement's batch, sharing a quilt with a file that stays: the quilt keeps exactly the
+    survivor's reference and is not due for deletion; a blob only they used is."""
+    db = _volume(tmp_path)
+    staging = Staging(tmp_path / "staging")
+
+    def blob(name: str, kind: str) -> int:
+        return int(
+            db.execute(
+                "INSERT INTO blobs (blob_id, object_id, kind, size, encoded_size, end_epoch, "
+                "refcount) VALUES (?, ?, ?, 1, 1, 9, 0)",
+                (name, "0x" + name, kind),
+            ).lastrowid
+            or 0
+        )
+
+    quilt, alone = blob("q", "quilt"), blob("b", "blob")
+
+    def inode(nlink: int) -> int:
+        return int(
+            db.execute(
+                "INSERT INTO inodes (mode, uid, gid, nlink, atime_ns, mtime_ns, ctime_ns, "
+                "btime_ns) VALUES (33188, 0, 0, ?, 0, 0, 0, 0)",
+                (nlink,),
+            ).lastrowid
+            or 0
+        )
+
+    def chunk(ino: int, chunkno: int, blob: int | None) -> None:
+        db.execute(
+            "INSERT INTO chunks (inode, chunkno, staged, blob, length) VALUES (?, ?, ?, ?, 3)",
+            (ino, chunkno, int(blob is None), blob),
+        )
+        if blob is None:
+            staging.write((ino, chunkno), 0, b"abc")
+        else:
+            db.execute("UPDATE blobs SET refcount = refcount + 1 WHERE id = ?", (blob,))
+
+    keep = inode(1)
+    chunk(keep, 0, quilt)
+    chunk(keep, 1, None)
+    doomed = [inode(0) for _ in range(content.PURGE_BATCH * 2 + 7)]
+    for ino in doomed:
+        chunk(ino, 0, quilt)
+        chunk(ino, 1, None)
+        db.execute("INSERT INTO xattrs VALUES (?, X'61', X'62')", (ino,))
+    chunk(doomed[-1], 2, alone)
+
+    mount.repair(db, staging)
+
+    left = {int(i) for (i,) in db.execute("SELECT id FROM inodes")}
+    assert keep in left and not left & set(doomed)
+    assert db.execute("SELECT count(*) FROM xattrs").fetchone() == (0,)
+    assert {(int(i), int(c)) for i, c in db.execute("SELECT inode, chunkno FROM chunks")} == {
+        (keep, 0),
+        (keep, 1),
+    }
+    assert sorted(staging.keys()) == [(keep, 1)]
+    assert staging.read((keep, 1), 0, 10) == b"abc"
+    rows = dict(
+        (
+            (int(i), (int(r), d))
+            for i, r, d in db.execute("SELECT id, refcount, deleted_at FROM blobs")
+        )
+    )
+    assert rows[quilt] == (1, None)
+    assert rows[alone][0] == 0 and rows[alone][1] is not None
+    staging.close()
     db.close()

@@ -35,6 +35,58 @@ SEGMENT = 4 << 20  # file bytes fetched at a time: a whole row or two at n=100 a
 CRYPTO_PER_SEGMENT = SEGMENT // crypto.SEGMENT  # encrypted segments in one fetch
 
 
+#: inodes per statement in `purge_inodes` (SQLite caps one statement's parameters, at 32,766
+#: in most builds, and the mount purges every inode the kernel knew at unmount)
+PURGE_BATCH = 500
+
+
+def decref(db: sqlite3.Connection, blob: int, count: int = 1) -> None:
+    """Drop `count` references to a blob row; once unused it is due for deletion, counted
+    from now (uploader._delete_unused)."""
+    db.execute("UPDATE blobs SET refcount = refcount - ? WHERE id = ?", (count, blob))
+    db.execute(
+        "UPDATE blobs SET deleted_at = ? WHERE id = ? AND refcount <= 0", (time.time(), blob)
+    )
+
+
+def purge_inodes(db: sqlite3.Connection, staging: Staging, inodes: list[int]) -> list[Key]:
+    """Delete those of `inodes` that have no link left, with all they hold: chunks (one blob
+    reference each; a quilt may lose many at once), staged bytes, symlink target, xattrs; the
+    chunk keys removed. The caller makes sure nothing else can reach them (the kernel forgot
+    them, or no mount runs) and holds the transaction: the staged bytes go at once, which is
+    harmless if it rolls back, since the inodes stay unlinked and the next attempt (at the
+    latest the next mount's repair) deletes them again."""
+    removed: list[Key] = []
+    for start in range(0, len(inodes), PURGE_BATCH):
+        part = inodes[start : start + PURGE_BATCH]
+        marks = ", ".join("?" * len(part))
+        gone = [
+            int(i)
+            for (i,) in db.execute(
+                f"SELECT id FROM inodes WHERE id IN ({marks}) AND nlink <= 0", part
+            )
+        ]
+        if not gone:
+            continue
+        marks = ", ".join("?" * len(gone))
+        keys = []
+        uses: Counter[int] = Counter()
+        for inode, chunkno, blob in db.execute(
+            f"SELECT inode, chunkno, blob FROM chunks WHERE inode IN ({marks})", gone
+        ).fetchall():
+            keys.append((int(inode), int(chunkno)))
+            if blob is not None:
+                uses[blob] += 1
+        for blob, count in uses.items():
+            decref(db, blob, count)
+        staging.remove_all(keys)
+        for table, column in (("chunks", "inode"), ("symlinks", "inode"), ("xattrs", "inode"),
+                              ("inodes", "id")):  # fmt: skip
+            db.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", gone)
+        removed += keys
+    return removed
+
+
 class ReadFailed(OSError):
     """Stored bytes of a file that cannot be read (EIO for the reader; the handler names the
     file in the log)."""
@@ -109,12 +161,8 @@ class Content:
         self.last_write[key] = time.monotonic()
 
     def decref(self, blob: int | None, count: int = 1) -> None:
-        if blob is None:
-            return
-        self.db.execute("UPDATE blobs SET refcount = refcount - ? WHERE id = ?", (count, blob))
-        self.db.execute(
-            "UPDATE blobs SET deleted_at = ? WHERE id = ? AND refcount <= 0", (time.time(), blob)
-        )
+        if blob is not None:
+            decref(self.db, blob, count)
 
     def _split(self, offset: int, length: int) -> Iterator[tuple[int, int, int]]:
         """(chunkno, offset in chunk, length) pieces of a file range."""
@@ -352,22 +400,9 @@ class Content:
         self.last_write.pop(key, None)
 
     def purge(self, inodes: list[int]) -> None:
-        """Remove all content of inodes that nothing refers to any more (inside the caller's
-        transaction; their staged bytes go at once)."""
-        marks = ", ".join("?" * len(inodes))
-        keys = []
-        uses: Counter[int] = Counter()
-        for inode, chunkno, blob in self.db.execute(
-            f"SELECT inode, chunkno, blob FROM chunks WHERE inode IN ({marks})", inodes
-        ).fetchall():
-            keys.append((inode, chunkno))
-            if blob is not None:
-                uses[blob] += 1
-            self._forget_key((inode, chunkno))
-        for blob, count in uses.items():  # a quilt loses many files at once
-            self.decref(blob, count)
-        self.staging.remove_all(keys)
-        self.db.execute(f"DELETE FROM chunks WHERE inode IN ({marks})", inodes)
+        """`purge_inodes`, and forget the removed chunks' in-memory state."""
+        for key in purge_inodes(self.db, self.staging, inodes):
+            self._forget_key(key)
 
     async def fsync(self, inode: int) -> None:
         """The file's staged bytes and names on disk (the fsyncs run in a worker thread on

@@ -41,7 +41,7 @@ from walrusfs.fs.checkpoint import (
     list_checkpoints,
     restore,
 )
-from walrusfs.fs.content import Content
+from walrusfs.fs.content import Content, purge_inodes
 from walrusfs.fs.lifetime import Renewer, RenewPolicy
 from walrusfs.fs.ops import Operations
 from walrusfs.fs.schema import path_of
@@ -493,21 +493,16 @@ def repair(db: sqlite3.Connection, staging: Staging) -> Repaired:
     done.removed = staging.sweep(live)
     if done.removed:
         log.info("removed %d staged chunks no chunk row refers to", done.removed)
-    # files unlinked while open when the last mount ended
-    for (inode,) in db.execute("SELECT id FROM inodes WHERE nlink = 0").fetchall():
-        for chunkno, blob in db.execute(
-            "SELECT chunkno, blob FROM chunks WHERE inode = ?", (inode,)
-        ).fetchall():
-            staging.remove((inode, chunkno))
-            if blob is not None:
-                db.execute("UPDATE blobs SET refcount = refcount - 1 WHERE id = ?", (blob,))
-        db.execute(
-            "UPDATE blobs SET deleted_at = ? WHERE refcount <= 0 AND deleted_at IS NULL",
-            (time.time(),),
-        )
-        for table, col in (("chunks", "inode"), ("symlinks", "inode"), ("xattrs", "inode"),
-                           ("inodes", "id")):  # fmt: skip
-            db.execute(f"DELETE FROM {table} WHERE {col} = ?", (inode,))
+    # files unlinked while open when the last mount ended (or not yet purged when it ended)
+    unlinked = [int(i) for (i,) in db.execute("SELECT id FROM inodes WHERE nlink = 0")]
+    if unlinked:
+        db.execute("BEGIN")  # all or nothing: a crash here must not drop a reference twice
+        try:
+            purge_inodes(db, staging, unlinked)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
     return done
 
 

@@ -173,21 +173,9 @@ class Operations(pyfuse3.Operations):
         self._doomed.clear()
         if not doomed:
             return
-        marks = ", ".join("?" * len(doomed))
-        gone = [
-            int(i)
-            for (i,) in self.db.execute(
-                f"SELECT id FROM inodes WHERE id IN ({marks}) AND nlink <= 0", doomed
-            )
-        ]
-        if not gone:
-            return
-        marks = ", ".join("?" * len(gone))
         self.db.execute("BEGIN")
         try:
-            self.content.purge(gone)
-            for table, column in (("symlinks", "inode"), ("xattrs", "inode"), ("inodes", "id")):
-                self.db.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", gone)
+            self.content.purge(doomed)
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
