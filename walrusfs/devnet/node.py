@@ -633,11 +633,12 @@ class StorageNode:
             status = {"deletable": {"initialCertifiedEpoch": initial, "deletableCounts": counts}}
         return http.success(200, status)
 
-    # -- ASGI -------------------------------------------------------------------------------
+    # -- HTTP -------------------------------------------------------------------------------
 
     async def handle(self, req: Request) -> Response:
-        """Answer one request (walrusfs/devnet/server.py calls it): test switches, routing,
-        and every failure as a Walrus error status."""
+        """Answer one request (walrusfs/devnet/server.py calls it): test switches, routing, a
+        chain outage as 503. Refusals (`ApiError`) and bugs (500) become responses in the
+        server, for every handler alike."""
         faults = self.faults.get()
         try:
             if faults.delay_ms:
@@ -645,17 +646,10 @@ class StorageNode:
             if faults.refuse:
                 raise http.unavailable()
             handler, req.params = self.router.match(req.method, req.path)
-            rsp = await handler(req)
-        except ApiError as exc:
-            rsp = Response(exc.http_code, exc.body())
+            return await handler(req)
         except (ChainUnavailable, ChainError) as exc:
             log.warning("%s %s: chain: %s", req.method, req.path, exc)
-            rsp = Response(503, http.unavailable().body())
-        except Exception:
-            log.exception("%s %s failed", req.method, req.path)
-            err = ApiError("INTERNAL", "INTERNAL", "internal error", http.GLOBAL_DOMAIN)
-            rsp = Response(500, err.body())
-        return rsp
+            raise http.unavailable() from None
 
 
 def quiet_pysui() -> None:
