@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import zlib
@@ -141,3 +142,29 @@ def test_repair_deletes_unlinked_inodes_and_only_their_references(tmp_path: Path
     assert rows[alone][0] == 0 and rows[alone][1] is not None
     staging.close()
     db.close()
+
+
+def test_sync_wal_fsyncs_the_file_holding_the_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fsync() in the mount ends in `schema.sync_wal`: with synchronous=NORMAL a commit sits in
+    the WAL unsynced, and the WAL file is what must reach the disk. (It once committed an
+    empty transaction under synchronous=FULL, which syncs nothing at all.)"""
+    db = _volume(tmp_path)
+    db.execute("UPDATE params SET value = 'after' WHERE key = 'created'")
+    wal = tmp_path / "meta.db-wal"
+    assert wal.stat().st_size > 0  # the commit is there, not in meta.db
+    synced: list[Path] = []
+    real = os.fsync
+
+    def record(fd: int) -> None:
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    schema.sync_wal(tmp_path / "meta.db")
+    assert synced == [wal]
+    db.close()  # the last connection checkpoints the WAL into meta.db and removes it
+    synced.clear()
+    schema.sync_wal(tmp_path / "meta.db")
+    assert synced == [] and not wal.exists()
