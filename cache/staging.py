@@ -183,8 +183,10 @@ class Staging:
 
     def _to_file(self, key: Key) -> None:
         """Move a small chunk into a file of its own (it outgrew SMALL_MAX), on this thread.
-        The mount does it the same way but with `put` in a worker thread (Content.write)."""
-        self.put(key, self._small_data(key))
+        The mount does it the same way but with `put` in a worker thread (Content.write); a
+        file such a `put` left, not adopted yet, is an older copy: set aside for ours."""
+        while not self.put(key, self._small_data(key)):
+            self._unlink_later(key)
         self.adopt(key, self._sizes[key])
 
     def outgrows(self, key: Key, end: int) -> bool:
@@ -222,26 +224,36 @@ class Staging:
         self._small.add(key)
         self._set_size(key, 0)
 
-    def put(self, key: Key, data: bytes) -> None:
+    def put(self, key: Key, data: bytes) -> bool:
         """Write a whole chunk into its file, durably (bytes and name): a chunk copied from
         Walrus before the database says it is staged, or a small chunk moving to a file before
         its row goes (so a crash leaves the row, or a complete file that `__init__` prefers).
         Safe in a worker thread: it touches no shared state; `adopt` then registers the file on
-        the loop."""
+        the loop, or `discard_put` drops it if the chunk changed meanwhile.
+
+        False, and nothing written, if the chunk has a file already: a write on the loop made
+        one while this ran, and a late copy must never replace it (the name is taken with a
+        hard link, which fails if it exists; a rename would replace the live file)."""
         path = self._path(key)
         tmp = path.with_name(path.name + ".tmp")  # swept by keys() if we crash here
         fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, data)
+            _pwrite_all(fd, data, 0)
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.rename(tmp, path)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink()
         dir_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+        return True
 
     def discard_put(self, key: Key) -> None:
         """Forget a file `put` wrote for a chunk that stayed small (changed or removed while it

@@ -72,6 +72,25 @@ def test_a_crash_while_moving_to_a_file_keeps_the_complete_copy(tmp_path: Path) 
     third.close()
 
 
+def test_a_late_copy_never_replaces_a_chunk_written_meanwhile(tmp_path: Path) -> None:
+    """A copy of a chunk from Walrus (`put`, in a thread) that finishes after the user
+    rewrote the chunk must not land: not over a file the loop wrote (that is live data), and
+    not beside a small row, where the next open would prefer the file."""
+    staging = Staging(tmp_path)
+    live = os.urandom(BIG)
+    staging.write((1, 0), 0, live)  # rewritten as a file chunk while the copy was fetched
+    assert not staging.put((1, 0), b"stale copy")
+    assert staging.read((1, 0), 0, BIG) == live
+    staging.write((2, 0), 0, b"new")  # rewritten small while the copy was fetched
+    assert staging.put((2, 0), b"stale copy")
+    staging.discard_put((2, 0))  # what Content.stage does when the chunk changed
+    staging.close()
+    again = Staging(tmp_path)
+    assert again.read((1, 0), 0, BIG) == live
+    assert again.read((2, 0), 0, 100) == b"new"
+    again.close()
+
+
 def test_upload_batches_hold_small_chunks_end_to_end(tmp_path: Path) -> None:
     staging = Staging(tmp_path)
     staging.write((1, 0), 0, b"one")

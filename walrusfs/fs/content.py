@@ -314,9 +314,12 @@ class Content:
                     if self.chunk(inode, chunkno) != c:
                         continue  # changed while we waited for the lock: look again
                     data = await self._stored(c, 0, c.length) if c.length else b""
-                    await trio.to_thread.run_sync(self.staging.put, key, data)
-                    if self.chunk(inode, chunkno) != c:
-                        continue  # truncated or removed while we fetched: look again
+                    placed = await trio.to_thread.run_sync(self.staging.put, key, data)
+                    if not placed or self.chunk(inode, chunkno) != c:
+                        # truncated, rewritten or removed while we fetched: our copy is stale
+                        if placed:
+                            self.staging.discard_put(key)
+                        continue
                     self.staging.adopt(key, len(data))
                     self.db.execute(
                         "UPDATE chunks SET staged = 1 WHERE inode = ? AND chunkno = ?",
@@ -354,10 +357,10 @@ class Content:
                     return  # another write moved it, or the chunk is gone
                 gen = self.generation(key)
                 data = self.staging.small_bytes([key]).get(key, b"")
-                await trio.to_thread.run_sync(self.staging.put, key, data)
-                if self.gen.get(key) == gen and self.staging.is_small(key):
+                placed = await trio.to_thread.run_sync(self.staging.put, key, data)
+                if placed and self.gen.get(key) == gen and self.staging.is_small(key):
                     self.staging.adopt(key, len(data))
-                else:
+                elif placed:
                     self.staging.discard_put(key)  # stale: the caller tries again
             finally:
                 if not lock.statistics().tasks_waiting:
