@@ -11,12 +11,13 @@ other requests, so every check-then-act below re-reads the row after its last aw
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import sqlite3
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 import trio
@@ -287,11 +288,17 @@ class Content:
 
     # -- write ------------------------------------------------------------------------------
 
-    def _lock(self, key: Key) -> trio.Lock:
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = trio.Lock()
-        return lock
+    @contextlib.asynccontextmanager
+    async def _locked(self, key: Key) -> AsyncIterator[None]:
+        """The chunk's lock (materialisation, the move of a small chunk to a file), created on
+        demand and dropped when nobody waits for it."""
+        lock = self._locks.setdefault(key, trio.Lock())
+        async with lock:
+            try:
+                yield
+            finally:
+                if not lock.statistics().tasks_waiting:
+                    self._locks.pop(key, None)
 
     async def stage(self, inode: int, chunkno: int) -> None:
         """Make the chunk staged, copying its bytes from Walrus if it has some."""
@@ -308,28 +315,23 @@ class Content:
                 )
                 self._touch(key)
                 return
-            lock = self._lock(key)
-            async with lock:
-                try:
-                    if self.chunk(inode, chunkno) != c:
-                        continue  # changed while we waited for the lock: look again
-                    data = await self._stored(c, 0, c.length) if c.length else b""
-                    placed = await trio.to_thread.run_sync(self.staging.put, key, data)
-                    if not placed or self.chunk(inode, chunkno) != c:
-                        # truncated, rewritten or removed while we fetched: our copy is stale
-                        if placed:
-                            self.staging.discard_put(key)
-                        continue
-                    self.staging.adopt(key, len(data))
-                    self.db.execute(
-                        "UPDATE chunks SET staged = 1 WHERE inode = ? AND chunkno = ?",
-                        (inode, chunkno),
-                    )
-                    self._touch(key)
-                    return
-                finally:
-                    if not lock.statistics().tasks_waiting:
-                        self._locks.pop(key, None)
+            async with self._locked(key):
+                if self.chunk(inode, chunkno) != c:
+                    continue  # changed while we waited for the lock: look again
+                data = await self._stored(c, 0, c.length) if c.length else b""
+                placed = await trio.to_thread.run_sync(self.staging.put, key, data)
+                if not placed or self.chunk(inode, chunkno) != c:
+                    # truncated, rewritten or removed while we fetched: our copy is stale
+                    if placed:
+                        self.staging.discard_put(key)
+                    continue
+                self.staging.adopt(key, len(data))
+                self.db.execute(
+                    "UPDATE chunks SET staged = 1 WHERE inode = ? AND chunkno = ?",
+                    (inode, chunkno),
+                )
+                self._touch(key)
+                return
 
     async def write(self, inode: int, offset: int, data: bytes | memoryview) -> None:
         view = memoryview(data)
@@ -350,21 +352,16 @@ class Content:
         """Move a small staged chunk that a write is about to grow past SMALL_MAX into a file:
         written and fsynced in a worker thread (cache/staging.py: its row may only go once the
         file is durable), adopted unless a write changed the chunk meanwhile."""
-        lock = self._lock(key)
-        async with lock:
-            try:
-                if not self.staging.is_small(key):
-                    return  # another write moved it, or the chunk is gone
-                gen = self.generation(key)
-                data = self.staging.small_bytes([key]).get(key, b"")
-                placed = await trio.to_thread.run_sync(self.staging.put, key, data)
-                if placed and self.gen.get(key) == gen and self.staging.is_small(key):
-                    self.staging.adopt(key, len(data))
-                elif placed:
-                    self.staging.discard_put(key)  # stale: the caller tries again
-            finally:
-                if not lock.statistics().tasks_waiting:
-                    self._locks.pop(key, None)
+        async with self._locked(key):
+            if not self.staging.is_small(key):
+                return  # another write moved it, or the chunk is gone
+            gen = self.generation(key)
+            data = self.staging.small_bytes([key]).get(key, b"")
+            placed = await trio.to_thread.run_sync(self.staging.put, key, data)
+            if placed and self.gen.get(key) == gen and self.staging.is_small(key):
+                self.staging.adopt(key, len(data))
+            elif placed:
+                self.staging.discard_put(key)  # stale: the caller tries again
 
     def _is_staged(self, key: Key) -> bool:
         c = self.chunk(*key)
