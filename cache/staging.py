@@ -10,6 +10,15 @@ A staged chunk lives in one of two places, never both:
 - **file**: otherwise one sparse local file per chunk, `<root>/<inode>.<chunkno>`, written in
   place with pwrite. A small chunk that grows past `SMALL_MAX` moves to a file.
 
+The staging limit counts the bytes the staging area takes on disk (`used_bytes`): the allocated
+blocks of chunk files (st_blocks, so a sparse 64 MiB chunk holding a few KiB costs a few KiB)
+and the row sizes of small.db. The apparent sizes (`size`) say how long a chunk is; counting
+those held a tree of sparse files (fsstress: 16.9 GB apparent, 174 MB on disk) against a 16 GiB
+limit and answered ENOSPC with the disk nearly empty.
+
+A full disk is ENOSPC for the writer, whichever store ran out: pwrite raises it itself, and
+small.db's "database or disk is full" (SQLITE_FULL) is turned into the same OSError here.
+
 The mount's database says which chunks are staged (chunks.staged = 1); staged bytes with no
 such row are garbage from a crash and are removed by `sweep`. fsync on a chunk makes its bytes
 durable: the file and, when names were created since, the directory; or small.db's WAL.
@@ -40,6 +49,7 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -65,9 +75,10 @@ class Staging:
         self._direct_fds: OrderedDict[Key, int] = OrderedDict()
         self._direct = True  # the filesystem takes O_DIRECT (tmpfs does not)
         self._aligned: mmap.mmap | None = None  # a page-aligned buffer for O_DIRECT writes
-        self._sizes: dict[Key, int] = {}
+        self._sizes: dict[Key, int] = {}  # apparent sizes (bytes up to the last written)
+        self._alloc: dict[Key, int] = {}  # bytes on disk: file blocks, or the row's length
         self._small: set[Key] = set()  # keys whose bytes are in small.db (possibly no row yet)
-        self._total = 0
+        self._total = 0  # sum of _alloc
         self._db = _open_small(root / SMALL_DB)
         # the WAL's descriptor, duplicated for fsync (small.db is in WAL mode: a committed
         # write is in the WAL or, after a checkpoint, synced into the database file)
@@ -78,10 +89,13 @@ class Staging:
             key = (int(inode), int(chunkno))
             self._small.add(key)
             self._set_size(key, int(size))
+            self._set_alloc(key, int(size))
         for key in self._file_keys():
             if key in self._small:  # a crash while a small chunk moved to a file: the file won
                 self._drop_small(key)
-            self._set_size(key, self._path(key).stat().st_size)
+            st = self._path(key).stat()
+            self._set_size(key, st.st_size)
+            self._set_alloc(key, st.st_blocks * 512)
         self._dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
         self._dir_dirty = False  # names created since the directory was last fsynced
         self._doomed: queue.SimpleQueue[Path | None] = queue.SimpleQueue()
@@ -98,11 +112,24 @@ class Staging:
                 log.warning("cannot remove %s: %s", path, exc)
 
     def _set_size(self, key: Key, size: int | None) -> None:
-        self._total += (size or 0) - self._sizes.get(key, 0)
         if size is None:
             self._sizes.pop(key, None)
+            self._set_alloc(key, None)
         else:
             self._sizes[key] = size
+
+    def _set_alloc(self, key: Key, nbytes: int | None) -> None:
+        self._total += (nbytes or 0) - self._alloc.get(key, 0)
+        if nbytes is None:
+            self._alloc.pop(key, None)
+        else:
+            self._alloc[key] = nbytes
+
+    def _measure(self, key: Key, fd: int) -> None:
+        """Record what the chunk's file takes on disk now (an fstat, ~1 us: cheap beside the
+        write it follows). ext4 counts delayed-allocation blocks in st_blocks, tmpfs its
+        pages, so a buffered write is counted before writeback."""
+        self._set_alloc(key, os.fstat(fd).st_blocks * 512)
 
     def _path(self, key: Key) -> Path:
         return self.root / f"{key[0]}.{key[1]}"
@@ -163,7 +190,13 @@ class Staging:
 
     @property
     def used_bytes(self) -> int:
+        """Bytes the staged chunks take on disk (what the staging limit counts), not their
+        apparent sizes: holes cost nothing."""
         return self._total
+
+    def allocated(self, key: Key) -> int:
+        """Bytes the chunk takes on disk (0 for a chunk that is all hole)."""
+        return self._alloc.get(key, 0)
 
     # -- small chunks -----------------------------------------------------------------------
 
@@ -174,11 +207,14 @@ class Staging:
         return b"" if row is None else bytes(row[0])
 
     def _store_small(self, key: Key, data: bytes) -> None:
-        self._db.execute("INSERT OR REPLACE INTO small VALUES (?, ?, ?)", (*key, data))
+        with disk_full_is_enospc():
+            self._db.execute("INSERT OR REPLACE INTO small VALUES (?, ?, ?)", (*key, data))
         self._set_size(key, len(data))
+        self._set_alloc(key, len(data))
 
     def _drop_small(self, key: Key) -> None:
-        self._db.execute("DELETE FROM small WHERE inode = ? AND chunkno = ?", key)
+        with disk_full_is_enospc():
+            self._db.execute("DELETE FROM small WHERE inode = ? AND chunkno = ?", key)
         self._small.discard(key)
 
     def _to_file(self, key: Key) -> None:
@@ -280,6 +316,7 @@ class Staging:
         if key in self._small:
             self._drop_small(key)
         self._set_size(key, size)
+        self._set_alloc(key, self._path(key).stat().st_blocks * 512)
 
     def write(self, key: Key, offset: int, data: bytes | memoryview) -> None:
         end = offset + len(data)
@@ -306,6 +343,7 @@ class Staging:
             self._write_direct(key, data, offset)
         if end > self._sizes.get(key, 0):
             self._set_size(key, end)
+        self._measure(key, fd)
 
     def _write_direct(self, key: Key, data: bytes | memoryview, offset: int) -> None:
         """A large aligned piece (the kernel's writeback sends 128 KiB-1 MiB pages at a time)
@@ -363,8 +401,10 @@ class Staging:
             return
         if key in self._small:
             self._to_file(key)
-        os.ftruncate(self._fd(key, create=True), length)
+        fd = self._fd(key, create=True)
+        os.ftruncate(fd, length)
         self._set_size(key, length)
+        self._measure(key, fd)
 
     def dup_for_fsync(self, keys: Iterable[Key]) -> list[int]:
         """Descriptors to fsync (the chunks' files, the directory's if names were created since
@@ -395,10 +435,15 @@ class Staging:
                 os.close(fd)
 
     def remove(self, key: Key) -> None:
-        if key in self._small:
-            self._drop_small(key)
+        if key in self._small:  # memory first: a row left by a full disk is swept later
+            self._small.discard(key)
             self._set_size(key, None)
+            with disk_full_is_enospc():
+                self._db.execute("DELETE FROM small WHERE inode = ? AND chunkno = ?", key)
             return
+        self._forget_file(key)
+
+    def _forget_file(self, key: Key) -> None:
         fd = self._fds.pop(key, None)
         if fd is not None:
             os.close(fd)
@@ -407,13 +452,33 @@ class Staging:
         self._unlink_later(key)
 
     def remove_all(self, keys: Iterable[Key]) -> None:
-        """`remove` each, the small ones in one small.db transaction."""
-        self._db.execute("BEGIN")
+        """`remove` each, the small ones in one small.db transaction. The memory state goes
+        first and a full disk is not raised: the callers remove bytes the database no longer
+        names (an upload committed, a file purged), and rows whose deletion cannot be
+        written are removed by `sweep` at the next open."""
+        rows = []
+        for key in keys:
+            if key in self._small:
+                self._small.discard(key)
+                self._set_size(key, None)
+                rows.append(key)
+            else:
+                self._forget_file(key)
+        if not rows:
+            return
         try:
-            for key in keys:
-                self.remove(key)
-        finally:  # what was removed stays removed: the rows as the sets in memory say
-            self._db.execute("COMMIT")
+            with disk_full_is_enospc():
+                self._db.execute("BEGIN")
+                self._db.executemany("DELETE FROM small WHERE inode = ? AND chunkno = ?", rows)
+                self._db.execute("COMMIT")
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            log.warning("small.db: %d removal(s) not written (%s); swept at the next open",
+                        len(rows), exc)  # fmt: skip
+        finally:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
 
     def close(self) -> None:
         """Closes the descriptors and small.db, and waits for the removals still queued."""
@@ -428,6 +493,31 @@ class Staging:
         os.close(self._dir_fd)
         os.close(self._wal_fd)
         self._db.close()
+
+
+def _is_full(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, sqlite3.OperationalError)
+        and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    )
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """SQLite's "database or disk is full" (SQLITE_FULL), or an OSError ENOSPC: the disk under
+    WALRUSFS_HOME is full, which the writer must see as ENOSPC (not EIO)."""
+    return _is_full(exc) or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC)
+
+
+@contextmanager
+def disk_full_is_enospc() -> Iterator[None]:
+    """Re-raise SQLITE_FULL as OSError(ENOSPC): the one errno for a full disk, which the
+    mount's handlers pass to the kernel unchanged (a bare sqlite3 error became EIO)."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if not _is_full(exc):
+            raise
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({exc})") from exc
 
 
 def _open_small(path: Path) -> sqlite3.Connection:

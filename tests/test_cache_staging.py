@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -166,7 +168,8 @@ def test_files_of_removals_cut_off_by_a_crash_are_swept_at_the_next_open(tmp_pat
     (tmp_path / "3.1.tmp").write_bytes(b"y")  # an interrupted materialisation
     (tmp_path / "3.0").write_bytes(b"live")
     staging = Staging(tmp_path)
-    assert staging.exists((3, 0)) and staging.used_bytes == 4
+    assert staging.exists((3, 0)) and staging.size((3, 0)) == 4
+    assert staging.used_bytes == (tmp_path / "3.0").stat().st_blocks * 512  # what it takes
     staging.close()
     assert _files(tmp_path) == ["3.0"]
 
@@ -210,3 +213,67 @@ def test_a_filesystem_without_o_direct_gets_buffered_writes(
     staging.write((2, 0), 256 << 10, data)
     assert not staging._direct and staging.read((2, 0), 0, 512 << 10) == data + data
     staging.close()
+
+
+def test_the_limit_counts_allocated_bytes_not_apparent_sizes(tmp_path: Path) -> None:
+    """A sparse chunk costs the blocks it holds: fsstress's sparse files counted 16.9 GB
+    against the staging limit with 174 MB on disk, and writes got ENOSPC."""
+    staging = Staging(tmp_path)
+    key = (7, 0)
+    staging.write(key, 60 << 20, b"x" * 8192)  # 60 MiB of hole, then 8 KiB
+    assert staging.size(key) == (60 << 20) + 8192
+    on_disk = staging.path(key).stat().st_blocks * 512
+    assert staging.used_bytes == staging.allocated(key) == on_disk < 1 << 20
+    staging.write((8, 0), 0, b"s" * 100)  # small.db rows count their length
+    assert staging.used_bytes == on_disk + 100
+    staging.truncate(key, 10 << 20)  # the data past 10 MiB goes, and its blocks
+    assert staging.allocated(key) == 0 and staging.used_bytes == 100
+    staging.write(key, 0, os.urandom(BIG))
+    assert staging.allocated(key) >= BIG
+    staging.close()
+    again = Staging(tmp_path)  # measured again at the next open
+    assert again.allocated(key) == staging.path(key).stat().st_blocks * 512
+    assert again.used_bytes == again.allocated(key) + 100
+    again.remove_all([key, (8, 0)])
+    assert again.used_bytes == 0
+    again.close()
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs (a full disk, for real: the tests run as root)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    root = tmp_path / "tiny"
+    root.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(root)], check=True)
+    try:
+        yield root
+    finally:
+        subprocess.run(["umount", "-l", str(root)], check=True)
+
+
+def test_a_full_disk_is_enospc_for_rows_and_files(tiny_fs: Path) -> None:
+    staging = Staging(tiny_fs / "staging")
+    with pytest.raises(OSError) as err:  # a file chunk: pwrite's own ENOSPC
+        staging.write((1, 0), 0, os.urandom(4 << 20))
+    assert err.value.errno == errno.ENOSPC
+    staging.remove((1, 0))
+    filler = tiny_fs / "filler"
+    with open(filler, "wb") as f, pytest.raises(OSError) as err:
+        f.write(os.urandom(4 << 20))
+    with pytest.raises(OSError) as err:  # small.db: SQLITE_FULL, as ENOSPC
+        for i in range(200):
+            staging.write((2, i), 0, os.urandom(SMALL_MAX))
+    assert err.value.errno == errno.ENOSPC and "full" in str(err.value)
+    written = list(staging.keys())  # what the rows that fitted hold
+    staging.remove_all(written)  # a full disk never makes removals raise
+    assert staging.used_bytes == 0 and staging.keys() == []
+    filler.unlink()
+    staging.write((3, 0), 0, b"room again")
+    assert staging.read((3, 0), 0, 100) == b"room again"
+    staging.close()
+    again = Staging(tiny_fs / "staging")
+    again.sweep([(3, 0)])  # rows whose deletion could not be written go now
+    assert again.keys() == [(3, 0)]
+    again.close()
