@@ -121,7 +121,11 @@ def test_repair_deletes_unlinked_inodes_and_only_their_references(tmp_path: Path
         db.execute("INSERT INTO xattrs VALUES (?, X'61', X'62')", (ino,))
     chunk(doomed[-1], 2, alone)
 
-    mount.repair(db, staging)
+    # inside the mount's start-up transaction, as `mount.run` and fsck call it: its own
+    # all-or-nothing purge nests (a BEGIN there once wedged every crashed volume)
+    with schema.transaction(db):
+        mount.repair(db, staging)
+    assert not db.in_transaction
 
     left = {int(i) for (i,) in db.execute("SELECT id FROM inodes")}
     assert keep in left and not left & set(doomed)
@@ -168,3 +172,44 @@ def test_sync_wal_fsyncs_the_file_holding_the_commits(
     synced.clear()
     schema.sync_wal(tmp_path / "meta.db")
     assert synced == [] and not wal.exists()
+
+
+def test_transaction_nests_and_leaves_nothing_open(tmp_path: Path) -> None:
+    """One helper groups writes: nested blocks are savepoints, any exception rolls back just
+    its own block, and no path leaves a transaction open (an open one made every later BEGIN of
+    the mount fail, and the changes made after it were lost at unmount)."""
+    db = _volume(tmp_path)
+    with schema.transaction(db):
+        schema.set_param(db, "a", "1")
+        with pytest.raises(OSError), schema.transaction(db):
+            schema.set_param(db, "b", "1")
+            raise OSError(28, "No space left on device")
+        with schema.transaction(db):
+            schema.set_param(db, "c", "1")
+    assert not db.in_transaction
+    assert (schema.get_param(db, "a"), schema.get_param(db, "b"), schema.get_param(db, "c")) == (
+        "1",
+        None,
+        "1",
+    )
+    with pytest.raises(KeyError), schema.transaction(db):
+        schema.set_param(db, "d", "1")
+        raise KeyError("d")
+    assert not db.in_transaction and schema.get_param(db, "d") is None
+    with schema.transaction(db):  # still usable
+        schema.set_param(db, "e", "1")
+    db.close()
+
+
+def test_transaction_rolls_back_a_commit_that_fails(tmp_path: Path) -> None:
+    """COMMIT can fail and leave the transaction open (SQLITE_FULL on a full disk; here a
+    deferred foreign key, which SQLite checks at COMMIT): the helper rolls back and re-raises."""
+    db = _volume(tmp_path)
+    db.execute("PRAGMA foreign_keys=ON")
+    db.execute("CREATE TABLE p (id INTEGER PRIMARY KEY)")
+    db.execute("CREATE TABLE c (p INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)")
+    with pytest.raises(sqlite3.IntegrityError), schema.transaction(db):
+        db.execute("INSERT INTO c VALUES (7)")
+    assert not db.in_transaction
+    assert db.execute("SELECT count(*) FROM c").fetchone() == (0,)
+    db.close()

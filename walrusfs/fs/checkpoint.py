@@ -208,16 +208,15 @@ class Checkpointer:
             out.unlink(missing_ok=True)
         r = answer["result"]
         before = self._changes()
-        self.db.execute("BEGIN")
-        self.db.execute(
-            "INSERT OR IGNORE INTO blobs (blob_id, object_id, kind, size, encoded_size, "
-            "end_epoch, refcount, deleted_at) VALUES (?, ?, ?, ?, ?, ?, 1, NULL)",
-            (r["blob_id"], r["object_id"], KIND, r["size"], r["encoded_size"], r["end_epoch"]),
-        )
-        schema.set_param(self.db, "checkpoint_seq", str(seq))
-        schema.set_param(self.db, "checkpoint_time", f"{taken:.3f}")
-        retire(self.db)
-        self.db.execute("COMMIT")
+        with schema.transaction(self.db):
+            self.db.execute(
+                "INSERT OR IGNORE INTO blobs (blob_id, object_id, kind, size, encoded_size, "
+                "end_epoch, refcount, deleted_at) VALUES (?, ?, ?, ?, ?, ?, 1, NULL)",
+                (r["blob_id"], r["object_id"], KIND, r["size"], r["encoded_size"], r["end_epoch"]),
+            )
+            schema.set_param(self.db, "checkpoint_seq", str(seq))
+            schema.set_param(self.db, "checkpoint_time", f"{taken:.3f}")
+            retire(self.db)
         # its own bookkeeping is no reason for another checkpoint; changes made while it
         # uploaded are
         self._changes_at_last = self._changes() if before == changes else changes

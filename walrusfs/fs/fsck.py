@@ -45,7 +45,7 @@ from walrusfs.fs import schema
 from walrusfs.fs.checkpoint import Checkpointer
 from walrusfs.fs.content import Content
 from walrusfs.fs.mount import load_keys, repair
-from walrusfs.fs.schema import ROOT_INODE, path_of
+from walrusfs.fs.schema import ROOT_INODE, path_of, transaction
 from walrusfs.fs.upload_worker import UploadWorker
 from walrusfs.fs.uploader import UploadConfig, Uploader
 from walrusfs.store.client import WalrusStore
@@ -78,21 +78,21 @@ class Report:
 
 def check_database(db: sqlite3.Connection, staging: Staging, report: Report) -> None:
     """Checks 2-5 (local only), in one transaction."""
-    db.execute("BEGIN")
-    done = repair(db, staging)
-    for inode, chunkno, had_upload in done.reverted:
-        name = path_of(db, inode) or f"inode {inode}"
-        report.loss(
-            f"{name}: chunk {chunkno} lost its unsynced changes (back to its last upload)"
-            if had_upload
-            else f"{name}: chunk {chunkno} was staged and its staged bytes are gone (a hole now)"
-        )
-    if done.removed:
-        report.fix(f"removed {done.removed} staged chunk(s) no chunk row refers to")
-    _check_tree(db, report)
-    _check_chunks(db, report)
-    _recount_blobs(db, report)
-    db.execute("COMMIT")
+    with transaction(db):
+        done = repair(db, staging)
+        for inode, chunkno, had_upload in done.reverted:
+            name = path_of(db, inode) or f"inode {inode}"
+            report.loss(
+                f"{name}: chunk {chunkno} lost its unsynced changes (back to its last upload)"
+                if had_upload
+                else f"{name}: chunk {chunkno} was staged and its staged bytes are gone "
+                "(a hole now)"
+            )
+        if done.removed:
+            report.fix(f"removed {done.removed} staged chunk(s) no chunk row refers to")
+        _check_tree(db, report)
+        _check_chunks(db, report)
+        _recount_blobs(db, report)
 
 
 def _check_tree(db: sqlite3.Connection, report: Report) -> None:
@@ -347,9 +347,8 @@ async def fsck(
             )  # fmt: skip
         elif staged:
             report.notes.append(f"{staged} staged chunk(s) upload at the next mount")
-        db.execute("BEGIN")
-        schema.set_param(db, "clean_unmount", "1")
-        db.execute("COMMIT")
+        with transaction(db):
+            schema.set_param(db, "clean_unmount", "1")
         return report
     finally:
         db.close()

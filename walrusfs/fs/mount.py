@@ -33,6 +33,7 @@ from chain import errors as chain_errors
 from chain.client import WalrusChain
 from chain.pricing import store_cost
 from chain.wallet import write_private
+from walrusfs import mounts
 from walrusfs.errors import ExitCode, UsageError, UserError
 from walrusfs.fs import crypto, schema
 from walrusfs.fs.checkpoint import (
@@ -44,7 +45,7 @@ from walrusfs.fs.checkpoint import (
 from walrusfs.fs.content import Content, purge_inodes
 from walrusfs.fs.lifetime import Renewer, RenewPolicy
 from walrusfs.fs.ops import Operations
-from walrusfs.fs.schema import path_of
+from walrusfs.fs.schema import path_of, transaction
 from walrusfs.fs.upload_worker import UploadWorker
 from walrusfs.fs.uploader import UploadConfig, Uploader
 from walrusfs.store.client import WalrusStore
@@ -76,6 +77,8 @@ class MountOptions:
     renew_horizon: int | None = None  # epochs before the end epoch a blob is extended
     renew_epochs: int | None = None  # epochs added per extension (default: --epochs)
     upload: UploadConfig = field(default_factory=UploadConfig)
+    #: serve the volume read-only: every change is refused with EROFS, nothing uploads
+    read_only: bool = False
     #: the volume key comes from this passphrase (never stored; kept out of repr and logs)
     passphrase: str | None = field(default=None, repr=False)
 
@@ -85,14 +88,9 @@ class MountError(UserError):
 
 
 def is_mountpoint(path: Path) -> str | None:
-    """The filesystem type mounted at `path` (from /proc/mounts), or None."""
-    target = os.path.realpath(path)
-    with open("/proc/mounts", encoding="utf-8") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 3 and parts[1].encode().decode("unicode_escape") == target:
-                return parts[2]
-    return None
+    """The filesystem type mounted at `path` (the topmost, from /proc/self/mounts), or None."""
+    entry = mounts.mounted_at(path)
+    return None if entry is None else entry.fstype
 
 
 def largest_chunk(params: codec.EncodingParams, *, encrypted: bool) -> int:
@@ -496,13 +494,8 @@ def repair(db: sqlite3.Connection, staging: Staging) -> Repaired:
     # files unlinked while open when the last mount ended (or not yet purged when it ended)
     unlinked = [int(i) for (i,) in db.execute("SELECT id FROM inodes WHERE nlink = 0")]
     if unlinked:
-        db.execute("BEGIN")  # all or nothing: a crash here must not drop a reference twice
-        try:
+        with transaction(db):  # all or nothing: a crash here must not drop a reference twice
             purge_inodes(db, staging, unlinked)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
     return done
 
 
@@ -553,10 +546,9 @@ async def run(
         staging = Staging(options.volume_dir / "staging")
         if schema.get_param(db, "clean_unmount") != "1" and not restored:
             log.warning("the last mount of this volume did not end cleanly; repairing")
-        db.execute("BEGIN")
-        repair(db, staging)
-        schema.set_param(db, "clean_unmount", "0")
-        db.execute("COMMIT")
+        with transaction(db):
+            repair(db, staging)
+            schema.set_param(db, "clean_unmount", "0")
         segment_bytes = min(256 << 20, options.memory_bytes // 8)
         content = Content(db, staging, store, chunk_size, segment_bytes, keys=keys)
         # an encode holds ~10x its chunk (docs/design.md, encoding memory) + the segment cache

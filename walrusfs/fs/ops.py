@@ -31,7 +31,7 @@ from pyfuse3 import EntryAttributes, FileInfo, FUSEError, RequestContext, Setatt
 
 from chain import errors as chain_errors
 from walrusfs.fs.content import Content, ReadFailed
-from walrusfs.fs.schema import ROOT_INODE, path_of
+from walrusfs.fs.schema import ROOT_INODE, path_of, transaction
 from walrusfs.store.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -173,13 +173,8 @@ class Operations(pyfuse3.Operations):
         self._doomed.clear()
         if not doomed:
             return
-        self.db.execute("BEGIN")
-        try:
+        with transaction(self.db):
             self.content.purge(doomed)
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
 
     async def purger(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -215,22 +210,21 @@ class Operations(pyfuse3.Operations):
                 mode |= stat.S_ISGID
         now = time.time_ns()
         nlink = 2 if stat.S_ISDIR(mode) else 1
-        self.db.execute("BEGIN")
-        cur = self.db.execute(
-            "INSERT INTO inodes (mode, uid, gid, size, nlink, rdev, atime_ns, mtime_ns, "
-            "ctime_ns, btime_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (mode, ctx.uid, gid, len(target or b""), nlink, rdev, now, now, now, now),
-        )
-        inode = int(cur.lastrowid or 0)
-        if target is not None:
-            self.db.execute("INSERT INTO symlinks VALUES (?, ?)", (inode, target))
-        self.db.execute(
-            "INSERT INTO dentries (parent, name, inode) VALUES (?, ?, ?)", (parent, name, inode)
-        )
-        if stat.S_ISDIR(mode):
-            self.db.execute("UPDATE inodes SET nlink = nlink + 1 WHERE id = ?", (parent,))
-        self._touch_dir(parent, now)
-        self.db.execute("COMMIT")
+        with transaction(self.db):
+            cur = self.db.execute(
+                "INSERT INTO inodes (mode, uid, gid, size, nlink, rdev, atime_ns, mtime_ns, "
+                "ctime_ns, btime_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (mode, ctx.uid, gid, len(target or b""), nlink, rdev, now, now, now, now),
+            )
+            inode = int(cur.lastrowid or 0)
+            if target is not None:
+                self.db.execute("INSERT INTO symlinks VALUES (?, ?)", (inode, target))
+            self.db.execute(
+                "INSERT INTO dentries (parent, name, inode) VALUES (?, ?, ?)", (parent, name, inode)
+            )
+            if stat.S_ISDIR(mode):
+                self.db.execute("UPDATE inodes SET nlink = nlink + 1 WHERE id = ?", (parent,))
+            self._touch_dir(parent, now)
         return inode
 
     def _lookup_inc(self, inode: int) -> EntryAttributes:
@@ -310,10 +304,9 @@ class Operations(pyfuse3.Operations):
                 raise FUSEError(errno.EISDIR if stat.S_ISDIR(row[1]) else errno.EINVAL)
             if attr.st_size > MAX_FILE_SIZE:
                 raise FUSEError(errno.EFBIG)
-            self.db.execute("BEGIN")
-            self.content.truncate(inode, row[4], attr.st_size)
-            self.db.execute("UPDATE inodes SET size = ? WHERE id = ?", (attr.st_size, inode))
-            self.db.execute("COMMIT")
+            with transaction(self.db):
+                self.content.truncate(inode, row[4], attr.st_size)
+                self.db.execute("UPDATE inodes SET size = ? WHERE id = ?", (attr.st_size, inode))
             if not fields.update_mtime:
                 sets["mtime_ns"] = now
         if fields.update_mode:
@@ -399,16 +392,15 @@ class Operations(pyfuse3.Operations):
         if row[5] == 0:  # linkat() of an O_TMPFILE-less unlinked file
             raise FUSEError(errno.ENOENT)
         now = time.time_ns()
-        self.db.execute("BEGIN")
-        self.db.execute(
-            "INSERT INTO dentries (parent, name, inode) VALUES (?, ?, ?)",
-            (new_parent_inode, new_name, inode),
-        )
-        self.db.execute(
-            "UPDATE inodes SET nlink = nlink + 1, ctime_ns = ? WHERE id = ?", (now, inode)
-        )
-        self._touch_dir(new_parent_inode, now)
-        self.db.execute("COMMIT")
+        with transaction(self.db):
+            self.db.execute(
+                "INSERT INTO dentries (parent, name, inode) VALUES (?, ?, ?)",
+                (new_parent_inode, new_name, inode),
+            )
+            self.db.execute(
+                "UPDATE inodes SET nlink = nlink + 1, ctime_ns = ? WHERE id = ?", (now, inode)
+            )
+            self._touch_dir(new_parent_inode, now)
         return self._lookup_inc(inode)
 
     # -- removing ---------------------------------------------------------------------------
@@ -427,13 +419,14 @@ class Operations(pyfuse3.Operations):
         if stat.S_ISDIR(row[1]):
             raise FUSEError(errno.EISDIR)
         now = time.time_ns()
-        self.db.execute("BEGIN")
-        self.db.execute("DELETE FROM dentries WHERE parent = ? AND name = ?", (parent_inode, name))
-        self.db.execute(
-            "UPDATE inodes SET nlink = nlink - 1, ctime_ns = ? WHERE id = ?", (now, inode)
-        )
-        self._touch_dir(parent_inode, now)
-        self.db.execute("COMMIT")
+        with transaction(self.db):
+            self.db.execute(
+                "DELETE FROM dentries WHERE parent = ? AND name = ?", (parent_inode, name)
+            )
+            self.db.execute(
+                "UPDATE inodes SET nlink = nlink - 1, ctime_ns = ? WHERE id = ?", (now, inode)
+            )
+            self._touch_dir(parent_inode, now)
         self._maybe_purge(inode)
 
     @_errors
@@ -442,13 +435,8 @@ class Operations(pyfuse3.Operations):
         inode = self._child(parent_inode, name)
         if inode is None:
             raise FUSEError(errno.ENOENT)
-        self.db.execute("BEGIN")
-        try:
+        with transaction(self.db):
             self._remove_dir(parent_inode, name, inode, time.time_ns())
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
         self._maybe_purge(inode)
 
     def _remove_dir(self, parent: int, name: bytes, inode: int, now: int) -> None:
@@ -498,8 +486,7 @@ class Operations(pyfuse3.Operations):
                 if p == inode:
                     raise FUSEError(errno.EINVAL)
                 p = self._parent_of(p)
-        self.db.execute("SAVEPOINT rename")
-        try:
+        with transaction(self.db):
             if target is not None:
                 tdir = stat.S_ISDIR(self._mode(target))
                 if is_dir and not tdir:
@@ -529,30 +516,24 @@ class Operations(pyfuse3.Operations):
             self.db.execute("UPDATE inodes SET ctime_ns = ? WHERE id = ?", (now, inode))
             self._touch_dir(parent_inode_old, now)
             self._touch_dir(parent_inode_new, now)
-        except BaseException:
-            self.db.execute("ROLLBACK TO rename")
-            self.db.execute("RELEASE rename")
-            raise
-        self.db.execute("RELEASE rename")
         if target is not None:
             self._maybe_purge(target)
 
     def _exchange(self, p1: int, n1: bytes, i1: int, p2: int, n2: bytes, i2: int) -> None:  # noqa: PLR0917
         now = time.time_ns()
         d1, d2 = stat.S_ISDIR(self._mode(i1)), stat.S_ISDIR(self._mode(i2))
-        self.db.execute("BEGIN")
-        swap = "UPDATE dentries SET inode = ? WHERE parent = ? AND name = ?"
-        self.db.execute(swap, (i2, p1, n1))
-        self.db.execute(swap, (i1, p2, n2))
-        if p1 != p2 and d1 != d2:
-            delta = 1 if d1 else -1  # a directory moves from p1 to p2, or from p2 to p1
-            self.db.execute("UPDATE inodes SET nlink = nlink + ? WHERE id = ?", (delta, p2))
-            self.db.execute("UPDATE inodes SET nlink = nlink - ? WHERE id = ?", (delta, p1))
-        for i in (i1, i2):
-            self.db.execute("UPDATE inodes SET ctime_ns = ? WHERE id = ?", (now, i))
-        self._touch_dir(p1, now)
-        self._touch_dir(p2, now)
-        self.db.execute("COMMIT")
+        with transaction(self.db):
+            swap = "UPDATE dentries SET inode = ? WHERE parent = ? AND name = ?"
+            self.db.execute(swap, (i2, p1, n1))
+            self.db.execute(swap, (i1, p2, n2))
+            if p1 != p2 and d1 != d2:
+                delta = 1 if d1 else -1  # a directory moves from p1 to p2, or from p2 to p1
+                self.db.execute("UPDATE inodes SET nlink = nlink + ? WHERE id = ?", (delta, p2))
+                self.db.execute("UPDATE inodes SET nlink = nlink - ? WHERE id = ?", (delta, p1))
+            for i in (i1, i2):
+                self.db.execute("UPDATE inodes SET ctime_ns = ? WHERE id = ?", (now, i))
+            self._touch_dir(p1, now)
+            self._touch_dir(p2, now)
 
     # -- files ------------------------------------------------------------------------------
 
@@ -573,14 +554,13 @@ class Operations(pyfuse3.Operations):
         info = self._open_handle(inode, flags)
         if flags & os.O_TRUNC and stat.S_ISREG(mode):
             row = self._row(inode)
-            self.db.execute("BEGIN")
-            self.content.truncate(inode, row[4], 0)
-            now = time.time_ns()
-            self.db.execute(
-                "UPDATE inodes SET size = 0, mtime_ns = ?, ctime_ns = ? WHERE id = ?",
-                (now, now, inode),
-            )
-            self.db.execute("COMMIT")
+            with transaction(self.db):
+                self.content.truncate(inode, row[4], 0)
+                now = time.time_ns()
+                self.db.execute(
+                    "UPDATE inodes SET size = 0, mtime_ns = ?, ctime_ns = ? WHERE id = ?",
+                    (now, now, inode),
+                )
         return info
 
     @_errors

@@ -39,7 +39,7 @@ from walrusfs.errors import ExitCode
 from walrusfs.fs import crypto, schema
 from walrusfs.fs.checkpoint import KIND as CHECKPOINT_KIND
 from walrusfs.fs.mount import KEY_FILE, MountError, volume_key
-from walrusfs.fs.schema import ROOT_INODE
+from walrusfs.fs.schema import ROOT_INODE, transaction
 from walrusfs.fs.uploader import FILE_ATTR
 from walrusfs.store.client import WalrusStore
 from walrusfs.store.errors import StoreError
@@ -247,15 +247,14 @@ def build(
             db, uid=os.getuid(), gid=os.getgid(), chunk_size=chunk_size,
             encryption="none" if keys is None else "wfe1",
         )  # fmt: skip
-        db.execute("BEGIN")
-        schema.set_param(db, "volume_id", volume_id)
-        if keys is not None:
-            schema.set_param(db, "key_check", keys.check_value())
-        if checkpoint_seq:
-            schema.set_param(db, "checkpoint_seq", str(checkpoint_seq))
-        _write_tree(db, files, report)
-        _write_chunks(db, files, chunks, blobs, report)
-        db.execute("COMMIT")
+        with transaction(db):
+            schema.set_param(db, "volume_id", volume_id)
+            if keys is not None:
+                schema.set_param(db, "key_check", keys.check_value())
+            if checkpoint_seq:
+                schema.set_param(db, "checkpoint_seq", str(checkpoint_seq))
+            _write_tree(db, files, report)
+            _write_chunks(db, files, chunks, blobs, report)
     finally:
         db.close()
 

@@ -8,10 +8,13 @@ between two `await`s is atomic with respect to other requests.
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 #: Bumped when a table or the meaning of a column changes; a volume with another version is
@@ -175,6 +178,49 @@ def sync_wal(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_savepoints = itertools.count()
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """All of the block's statements, or none of them: the one way to group writes to meta.db.
+
+    Outside a transaction it is BEGIN ... COMMIT; inside one (repair() within the mount's
+    start-up transaction, a helper called from a handler that already opened one) it is a
+    SAVEPOINT released into the outer transaction, so callers compose without knowing who
+    opened what. Any exception, including trio's Cancelled and a COMMIT that fails (SQLITE_FULL
+    on a full disk leaves the transaction open), rolls the block back and is re-raised: no
+    path leaves a transaction open behind it, which would turn every later BEGIN of the mount
+    into "cannot start a transaction within a transaction".
+
+    The block must not `await`: the mount's handlers share one connection, and statements of
+    another request would land inside this transaction.
+    """
+    if _in_transaction(db):
+        name = f"sp{next(_savepoints)}"
+        db.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            db.execute(f"ROLLBACK TO {name}")
+            db.execute(f"RELEASE {name}")
+            raise
+        db.execute(f"RELEASE {name}")
+        return
+    db.execute("BEGIN")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if _in_transaction(db):  # a failed COMMIT (SQLITE_FULL, SQLITE_BUSY) leaves it open
+            db.execute("ROLLBACK")
+        raise
+
+
+def _in_transaction(db: sqlite3.Connection) -> bool:
+    return db.in_transaction
 
 
 class SchemaMismatch(Exception):

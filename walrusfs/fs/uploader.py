@@ -29,7 +29,7 @@ from cache.staging import Key
 from chain import errors as chain_errors
 from walrusfs.fs import crypto
 from walrusfs.fs.content import Content
-from walrusfs.fs.schema import files_of_blob, get_param, path_of
+from walrusfs.fs.schema import files_of_blob, get_param, path_of, transaction
 from walrusfs.fs.upload_worker import UploadWorker, result_from_json
 from walrusfs.store.client import StoreResult
 from walrusfs.store.errors import StoreError
@@ -529,8 +529,7 @@ class Uploader:
         chunks committed. One transaction for a quilt's hundreds of files: committing them one
         by one held the loop ~0.1 s per quilt."""
         done: set[Key] = set()
-        self.db.execute("BEGIN")
-        try:
+        with transaction(self.db):
             for key, gen, patch, length in uploaded:
                 c = self.content.chunk(*key)
                 if c is None or not c.staged or self.content.gen.get(key) != gen:
@@ -548,10 +547,6 @@ class Uploader:
                     "UPDATE blobs SET refcount = refcount + ?, deleted_at = NULL WHERE id = ?",
                     (len(done), blob),
                 )
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
         self.staging.remove_all(done)
         for key in done:
             self.content.last_write.pop(key, None)
@@ -562,10 +557,9 @@ class Uploader:
         c = self.content.chunk(*key)
         if c is None or not c.staged or self.content.gen.get(key) != gen:
             return
-        self.db.execute("BEGIN")
-        self.db.execute("DELETE FROM chunks WHERE inode = ? AND chunkno = ?", key)
-        self.content.decref(c.blob)
-        self.db.execute("COMMIT")
+        with transaction(self.db):
+            self.db.execute("DELETE FROM chunks WHERE inode = ? AND chunkno = ?", key)
+            self.content.decref(c.blob)
         self.staging.remove(key)
 
     async def _delete_unused(self) -> None:
