@@ -34,6 +34,7 @@ from pysui.sui.sui_common.config import confgroup
 
 from chain import aborts, errors
 from chain import move_types as mt
+from chain import read_masks as masks
 from chain.aio_bridge import AsyncioThread
 from chain.pricing import extend_cost, format_wal, store_cost
 from chain.ptb import ObjectRef, Ptb
@@ -46,7 +47,20 @@ log = logging.getLogger(__name__)
 ATTRIBUTE_READS = 16  # concurrent attribute reads in attributes_of
 
 SUI_COIN = "0x2::coin::Coin<0x2::sui::SUI>"
-DEFAULT_GAS_BUDGET = 50_000_000  # MIST (0.05 SUI)
+#: IDs per BatchGetObjects: pysui refuses more than 50 before sending
+#: (`MAX_MULTI_OBJECT_FETCH`), and Sui's archive RPC refuses more than 50 unversioned reads
+#: in one batch (`crates/sui-kv-rpc/src/v2/get_object.rs`). Committees have 100+ members.
+OBJECT_BATCH = 50
+#: ListOwnedObjects page size: the largest a full node serves (`list_owned_objects.rs`
+#: MAX_PAGE_SIZE; larger values are coerced down, so asking for more is harmless anyway).
+OWNED_PAGE_SIZE = 1000
+#: Gas budget = the simulated cost plus this many computation units at the gas price, the
+#: margin the Sui CLI, the TypeScript SDK and the Walrus client add (`GAS_SAFE_OVERHEAD` in
+#: walrus `crates/walrus-sui/src/client/retry_client.rs`, sui `simulate/mod.rs`).
+GAS_SAFE_OVERHEAD = 1000
+#: The budget a transaction is simulated with: at most this (Sui's protocol maximum,
+#: `MAX_GAS_BUDGET` in walrus `retriable_sui_client.rs`), at most the gas coin's balance.
+MAX_GAS_BUDGET = 50_000_000_000
 
 
 @dataclass(frozen=True)
@@ -107,14 +121,31 @@ _ABORT_CLASSES: dict[aborts.Abort, type[errors.MoveAbortError]] = {
 
 @dataclass(frozen=True)
 class CommitteeMember:
-    """A storage node as the chain describes it this epoch."""
+    """A storage node as the chain describes it this epoch.
+
+    Members are matched across the Staking committee, the System's BLS committee and the
+    staking pools by `node_id` (the pool's object ID), as the Walrus client does
+    (`shard_assignment_to_committee` in walrus `crates/walrus-sui/src/client/read_client.rs`),
+    never by key: a pool's key changes when a pending rotation (`next_epoch_public_key`) is
+    applied, while the epoch's BLS committee keeps the key it was built with
+    (`staking_inner.move` `next_bls_committee`).
+    """
 
     node_id: str
     name: str
     network_address: str
-    public_key: bytes  # 96-byte uncompressed G1
+    #: 96-byte uncompressed G1: the key this epoch's certificates are checked against
+    #: (`system::certify_blob` verifies with the System's BLS committee)
+    public_key: bytes
     network_public_key: bytes
     shards: tuple[int, ...]
+    #: position in the System's BLS committee: the signer's bit in a certificate's bitmap
+    index: int = -1
+    #: the staking pool's current key (`node_info.public_key`); differs from `public_key`
+    #: after a rotation took effect in the pool but not yet in a BLS committee
+    pool_public_key: bytes = b""
+    #: the key announced for the next epoch, if any (`node_info.next_epoch_public_key`)
+    next_epoch_public_key: bytes | None = None
 
     @property
     def weight(self) -> int:
@@ -221,11 +252,12 @@ class WalrusChain:
         profile: NetworkProfile,
         key: Keypair | None,
         bridge: AsyncioThread | None = None,
-        gas_budget: int = DEFAULT_GAS_BUDGET,
+        gas_budget: int | None = None,
     ) -> None:
         self.profile = profile
         self.key = key  # None: read-only (a storage node following the chain)
         self.address = key.address if key is not None else ""
+        #: None: each transaction's budget is its simulated cost plus a margin (`_budget`)
         self.gas_budget = gas_budget
         self._own_bridge = bridge is None
         self.bridge = bridge or AsyncioThread()
@@ -261,11 +293,13 @@ class WalrusChain:
         if result.is_ok():
             return result.result_data
         return _raise_rpc_error(
-            self.profile, result.result_string, isinstance(request, rq.ExecuteTransaction)
+            self.profile,
+            result.result_string,
+            isinstance(request, rq.ExecuteTransaction | rq.SimulateTransaction),
         )
 
     async def _object(self, object_id: str) -> pb.Object:
-        reply = await self._call(rq.GetObject(object_id=object_id))
+        reply = await self._call(rq.GetObject(object_id=object_id, field_mask=list(masks.OBJECT)))
         obj: pb.Object | None = reply.object
         if obj is None or obj.contents is None:
             raise errors.ObjectNotFound(f"object {object_id} not found")
@@ -319,21 +353,46 @@ class WalrusChain:
     async def _committee(self) -> list[CommitteeMember]:
         _, _, reader = await self._versioned_inner(self.profile.staking_object)
         inner = mt.StakingInnerV1.read(reader)
+        bls = {
+            _norm(m.node_id): (i, m)
+            for i, m in enumerate((await self._system_info()).committee_keys)
+        }
         ids = [a.node_id for a in inner.committee]
-        pools = await self._call(rq.GetMultipleObjects(object_ids=ids))
+        pools: dict[str, mt.StakingPool] = {}
+        for start in range(0, len(ids), OBJECT_BATCH):
+            batch = ids[start : start + OBJECT_BATCH]
+            reply = await self._call(
+                rq.GetMultipleObjects(object_ids=batch, field_mask=list(masks.STAKING_POOL))
+            )
+            for node_id, result in zip(batch, reply.objects, strict=True):
+                if result.object is None:
+                    raise errors.ObjectNotFound(f"staking pool {node_id} not found")
+                pools[_norm(node_id)] = mt.StakingPool.read(Reader(_bcs(result.object)))
         members = []
-        for assignment, result in zip(inner.committee, pools.objects, strict=True):
-            if result.object is None:
-                raise errors.ObjectNotFound(f"staking pool {assignment.node_id} not found")
-            info = mt.StakingPool.read(Reader(_bcs(result.object))).node_info
+        for assignment in inner.committee:
+            node_id = _norm(assignment.node_id)
+            info = pools[node_id].node_info
+            if _norm(info.node_id) != node_id:
+                raise errors.ChainError(
+                    f"staking pool {node_id} describes node {info.node_id}: not a Walrus pool"
+                )
+            if node_id not in bls:
+                raise errors.ChainError(
+                    f"node {node_id} holds shards but is not in the System's BLS committee: "
+                    "the System and Staking objects disagree (read during an epoch change?)"
+                )
+            index, key = bls[node_id]
             members.append(
                 CommitteeMember(
                     assignment.node_id,
                     info.name,
                     info.network_address,
-                    info.public_key,
+                    key.public_key,
                     info.network_public_key,
                     tuple(assignment.shards),
+                    index=index,
+                    pool_public_key=info.public_key,
+                    next_epoch_public_key=info.next_epoch_public_key,
                 )
             )
         return members
@@ -342,7 +401,9 @@ class WalrusChain:
         """The sequence number of the newest checkpoint."""
 
         async def go() -> int:
-            reply = await self._call(rq.GetLatestCheckpoint(field_mask=["sequence_number"]))
+            reply = await self._call(
+                rq.GetLatestCheckpoint(field_mask=list(masks.CHECKPOINT_NUMBER))
+            )
             return int(reply.checkpoint.sequence_number or 0)
 
         return await self._run(go())  # type: ignore[no-any-return]
@@ -366,7 +427,7 @@ class WalrusChain:
             try:
                 client = await self._grpc()
                 result = await client.execute_grpc_request(
-                    request=rq.SubscribeCheckpoints(field_mask=["sequence_number"])
+                    request=rq.SubscribeCheckpoints(field_mask=list(masks.CHECKPOINT_NUMBER))
                 )
                 if not result.is_ok():
                     raise errors.ChainError(f"cannot subscribe: {result.result_string}")
@@ -402,7 +463,11 @@ class WalrusChain:
 
         async def go() -> list[ChainEvent] | None:
             try:
-                reply = await self._call(rq.GetCheckpointBySequence(sequence_number=seq))
+                reply = await self._call(
+                    rq.GetCheckpointBySequence(
+                        sequence_number=seq, field_mask=list(masks.CHECKPOINT_EVENTS)
+                    )
+                )
             except errors.ObjectNotFound:
                 return None
             out: list[ChainEvent] = []
@@ -441,7 +506,11 @@ class WalrusChain:
         while True:
             page = await self._call(
                 rq.GetObjectsOwnedByAddress(
-                    owner=owner, object_type=type_, page_token=token, field_mask=["*"]
+                    owner=owner,
+                    object_type=type_,
+                    page_token=token,
+                    page_size=OWNED_PAGE_SIZE,
+                    field_mask=list(masks.OWNED),
                 )
             )
             out.extend(page.objects)
@@ -568,15 +637,13 @@ class WalrusChain:
         if self.key is None:
             raise errors.WalletError("this chain client is read-only: it has no wallet key")
         gas_coins = await self._coins("0x2::sui::SUI")
-        gas = next((c for c in gas_coins if int(c.balance or 0) >= self.gas_budget), None)
-        if gas is None:
-            have = max((int(c.balance or 0) for c in gas_coins), default=0)
+        if not gas_coins:
             raise errors.InsufficientGas(
-                f"no SUI coin holds the gas budget of {self.gas_budget} MIST "
-                f"(largest holds {have}): send SUI to {self.address}",
-                self.gas_budget,
-                have,
+                f"the wallet {self.address} holds no SUI to pay for gas: send SUI to it",
+                self.gas_budget or 1,
+                0,
             )
+        gas = gas_coins[0]  # the largest
         ptb = Ptb()
         wal = None
         if wal_needed is not None:
@@ -596,12 +663,57 @@ class WalrusChain:
                 ptb.merge_coins(wal, [ptb.owned(r) for r in refs[1:]])
         build(ptb, info, wal)
         gas_price = await self._gas_price()
-        tx_bytes = ptb.build(self.address, _ref(gas), gas_price, self.gas_budget)
+        balance = int(gas.balance or 0)
+        budget = self.gas_budget
+        if budget is None and balance < GAS_SAFE_OVERHEAD * gas_price:
+            # below Sui's least budget (`base_tx_cost_fixed` units): not even a dry run runs
+            raise errors.InsufficientGas(
+                f"no SUI coin of {self.address} holds the least gas budget of "
+                f"{GAS_SAFE_OVERHEAD * gas_price} MIST (largest holds {balance}): send SUI to it",
+                GAS_SAFE_OVERHEAD * gas_price,
+                balance,
+            )
+        if budget is None:
+            budget = await self._budget(ptb, _ref(gas), gas_price, min(balance, MAX_GAS_BUDGET))
+        if balance < budget:
+            raise errors.InsufficientGas(
+                f"this transaction needs a gas budget of {budget} MIST; the largest SUI coin of "
+                f"{self.address} holds {balance}: send SUI to it",
+                budget,
+                balance,
+            )
+        tx_bytes = ptb.build(self.address, _ref(gas), gas_price, budget)
         signature = self.key.sign_transaction(tx_bytes)
         executed = await self._call(
-            rq.ExecuteTransaction(tx_bytestr=tx_bytes, sig_array=[signature])
+            rq.ExecuteTransaction(
+                tx_bytestr=tx_bytes, sig_array=[signature], field_mask=list(masks.EXECUTED)
+            )
         )
         return self._result(executed)
+
+    async def _budget(self, ptb: Ptb, gas: ObjectRef, gas_price: int, ceiling: int) -> int:
+        """The gas budget: the cost of a dry run (`SimulateTransaction`, nothing signed or
+        spent) plus `GAS_SAFE_OVERHEAD` units, the formula of the Sui CLI, TypeScript SDK and
+        Walrus client (`compute_gas_budget` in walrus `retriable_sui_client.rs`): the larger
+        of computation and computation + storage - rebate, plus the margin. A dry run that
+        fails still prices the attempt: the transaction is then executed with that budget, so
+        its failure is reported from the chain as before (and charged, as Sui charges it)."""
+        tx_bytes = ptb.build(self.address, gas, gas_price, ceiling)
+        reply = await self._call(
+            rq.SimulateTransaction(
+                transaction=tx_bytes,
+                checks_enabled=True,
+                gas_selection=False,
+                field_mask=list(masks.SIMULATED),
+            )
+        )
+        effects = reply.transaction.effects if reply.transaction is not None else None
+        if effects is None or effects.gas_used is None:
+            raise errors.ChainError("the dry run of the transaction came back without its cost")
+        used = effects.gas_used
+        computation = int(used.computation_cost or 0)
+        net = computation + int(used.storage_cost or 0) - int(used.storage_rebate or 0)
+        return max(computation, net) + GAS_SAFE_OVERHEAD * gas_price
 
     async def execute_ptb(
         self, build: Callable[[Ptb, SystemInfo, Any], None], wal_needed: int | None = None
@@ -617,7 +729,9 @@ class WalrusChain:
 
         async def go() -> TxResult:
             executed = await self._call(
-                rq.ExecuteTransaction(tx_bytestr=tx_bytes, sig_array=signatures)
+                rq.ExecuteTransaction(
+                    tx_bytestr=tx_bytes, sig_array=signatures, field_mask=list(masks.EXECUTED)
+                )
             )
             return self._result(executed)
 
@@ -631,7 +745,7 @@ class WalrusChain:
         return await self._run(self._gas_price())  # type: ignore[no-any-return]
 
     async def _gas_price(self) -> int:
-        reply = await self._call(rq.GetEpoch(field_mask=["reference_gas_price"]))
+        reply = await self._call(rq.GetEpoch(field_mask=list(masks.GAS_PRICE)))
         return int(reply.epoch.reference_gas_price or 1000)
 
     def _result(self, executed: pb.ExecutedTransaction) -> TxResult:

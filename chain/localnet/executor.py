@@ -40,8 +40,20 @@ from chain.move_types import Coin, MoveStruct, field_contents
 
 SUI_FRAMEWORK = "0x" + "0" * 63 + "2"
 SUI_TYPE = f"{SUI_FRAMEWORK}::sui::SUI"
+#: Gas, as Sui charges it in kind (sui `crates/sui-protocol-config`: `base_tx_cost_fixed`,
+#: `obj_data_cost_refundable`, `storage_gas_price`, `storage_rebate_rate`), with fixed
+#: numbers so a dry run and the execution cost the same: computation is the minimum bucket
+#: (1000 units at the transaction's gas price); storage is 100 units per byte of every object
+#: written, at 76 MIST per unit; an object rewritten or deleted returns 99% of the storage
+#: its previous version paid (the rest is the non-refundable fee). The budget must cover
+#: computation + storage - rebate, what the coin is charged: the budget the Sui SDKs and the
+#: Walrus client estimate (max(computation, computation + storage - rebate) + a margin,
+#: `compute_gas_budget` in walrus `retriable_sui_client.rs`) is sized for exactly that.
 COMPUTATION_UNITS = 1_000  # per transaction, times the gas price
-STORAGE_COST_PER_BYTE = 100  # MIST per byte written
+STORAGE_UNITS_PER_BYTE = 100
+STORAGE_GAS_PRICE = 76  # MIST per storage unit
+STORAGE_COST_PER_BYTE = STORAGE_UNITS_PER_BYTE * STORAGE_GAS_PRICE  # MIST per byte written
+STORAGE_REBATE_BPS = 9_900  # of the storage an object's previous version paid
 
 
 def normalize_address(addr: str) -> str:
@@ -307,8 +319,11 @@ class Outcome:
     seq: int
     success: bool
     error: ExecFailure | None
-    gas_used: int
+    gas_used: int  # charged: computation + storage_cost - storage_rebate
+    computation_cost: int
     storage_cost: int
+    storage_rebate: int
+    non_refundable_storage_fee: int
     changed: list[tuple[LiveObject, StoredObject | None, StoredObject | None, str]]
     events: list[tuple[str, str, MoveStruct]]
     lamport: int
@@ -383,25 +398,24 @@ class Executor:
             self._check_unused(tx)
         except ExecFailure as exc:
             error = exc
-        storage_cost = 0
+        storage_cost = rebate = fee = 0
         if error is None:
-            storage_cost = STORAGE_COST_PER_BYTE * sum(
-                len(o.contents()) for o in tx.objs.values() if o.touched and o.state == "live"
-            )
-            if computation + storage_cost > budget:
+            storage_cost, rebate, fee = _storage(tx, gas_obj.id)
+            if computation + storage_cost - rebate > budget:
                 error = ExecFailure(
                     KIND_INSUFFICIENT_GAS,
-                    f"gas budget {budget} is below the cost {computation + storage_cost}",
+                    f"gas budget {budget} is below the cost {computation + storage_cost - rebate}"
+                    f" (computation {computation}, storage {storage_cost}, rebate {rebate})",
                 )
         if error is not None:
             # Roll back to the inputs, charge gas, bump every mutable input's version.
             tx.objs = snapshot
             tx.events = []
-            storage_cost = 0
+            storage_cost = rebate = fee = 0
             for obj in tx.objs.values():
                 if obj.input is not None and obj.mutable:
                     obj.touched = True
-        gas_used = min(budget, computation + storage_cost)
+        gas_used = min(budget, computation + storage_cost - rebate)
         gas_live = tx.objs[gas_obj.id]
         gas_live.value = Coin(gas_live.value.id, gas_live.value.balance - gas_used)
         gas_live.touched = True
@@ -412,7 +426,10 @@ class Executor:
             error is None,
             error,
             gas_used,
+            computation,
             storage_cost,
+            rebate,
+            fee,
             changed,
             tx.events,
             lamport,
@@ -770,6 +787,27 @@ class Executor:
             else:
                 changed.append((obj, before, None, "deleted" if obj.state == "deleted" else "none"))
         return changed
+
+
+def _storage(tx: Tx, gas_id: str) -> tuple[int, int, int]:
+    """(storage cost, rebate, non-refundable fee) of the objects the transaction writes and
+    deletes: what `_commit_plan` will record, the gas coin included (its size does not depend
+    on its balance, so charging it afterwards changes nothing)."""
+    cost = rebate = fee = 0
+    for obj in tx.objs.values():
+        before = obj.input
+        if before is not None and not obj.mutable:
+            continue
+        if not obj.touched and not (obj.is_input and obj.mutable) and obj.id != gas_id:
+            continue
+        if obj.state == "live":
+            cost += STORAGE_COST_PER_BYTE * len(obj.contents())
+        if before is not None:
+            paid = STORAGE_COST_PER_BYTE * len(before.contents)
+            back = paid * STORAGE_REBATE_BPS // 10_000
+            rebate += back
+            fee += paid - back
+    return cost, rebate, fee
 
 
 def _copy_live(obj: LiveObject) -> LiveObject:

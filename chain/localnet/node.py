@@ -522,10 +522,10 @@ class Localnet:
                 status=status,
                 epoch=self.walrus_epoch(),
                 gas_used=pb.GasCostSummary(
-                    computation_cost=outcome.gas_used - outcome.storage_cost,
+                    computation_cost=outcome.computation_cost,
                     storage_cost=outcome.storage_cost,
-                    storage_rebate=0,
-                    non_refundable_storage_fee=0,
+                    storage_rebate=outcome.storage_rebate,
+                    non_refundable_storage_fee=outcome.non_refundable_storage_fee,
                 ),
                 transaction_digest=digest,
                 gas_object=gas_object,

@@ -26,8 +26,9 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
+import betterproto2
 import grpclib.const
 import grpclib.server
 import pysui.sui.sui_grpc.suimsgs.sui.rpc.v2 as pb
@@ -35,13 +36,29 @@ from grpclib.exceptions import GRPCError
 from pysui.sui.sui_bcs import bcs
 from pysui.sui.sui_grpc.suimsgs.google import rpc as google_rpc
 
+from chain.localnet import masks
 from chain.localnet.executor import TxRejected, coin_inner, normalize_address
 from chain.localnet.ledger import OWNER_ADDRESS
 from chain.localnet.node import Localnet, dynamic_field_proto, object_proto
 
 log = logging.getLogger(__name__)
 
+#: List methods: `page_size` unset is 50, otherwise clamped to 1..1000, and a page also ends
+#: once it holds 512 KiB (sui `crates/sui-rpc-api/src/grpc/v2/state_service/
+#: list_owned_objects.rs`: DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_PAGE_SIZE_BYTES; the same
+#: 50/1000 rule is documented for ListDynamicFields and ListBalances in `state_service.proto`).
 PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+MAX_PAGE_BYTES = 512 * 1024
+#: BatchGetObjects: at most 1000 requests, of which at most 50 without a version (sui
+#: `crates/sui-kv-rpc/src/v2/get_object.rs`: MAX_BATCH_REQUESTS, MAX_UNVERSIONED_BATCH_REQUESTS;
+#: the Sui RPC backend that caps batches, refusing with INVALID_ARGUMENT). pysui refuses more
+#: than 50 IDs before sending (`MAX_MULTI_OBJECT_FETCH`), so clients batch by 50 anyway.
+MAX_BATCH_REQUESTS = 1000
+MAX_UNVERSIONED_BATCH_REQUESTS = 50
+#: ExecuteTransaction: one sender signature and an optional sponsor's
+#: (`transaction_execution_service/mod.rs`: MAX_NUMBER_OF_SIGNATURES).
+MAX_SIGNATURES = 2
 #: The devnet admin method (request and reply are GetEpoch messages; see `advance_epoch`).
 ADVANCE_EPOCH_PATH = "/walrusfs.devnet.v1.AdminService/AdvanceEpoch"
 
@@ -155,17 +172,23 @@ class SuiServices:
         request: pb.SubscribeCheckpointsRequest = await stream.recv_message()
         if request.filter is not None:
             raise GRPCError(grpclib.const.Status.UNIMPLEMENTED, "checkpoint filters")
+        try:
+            mask = masks.tree_for("SubscribeCheckpoints", request.read_mask, pb.Checkpoint)
+        except masks.InvalidReadMask as exc:
+            raise GRPCError(grpclib.const.Status.INVALID_ARGUMENT, str(exc)) from None
         self.net.tick()
         cursor = self.net.ledger.checkpoint()
-        await stream.send_message(self._frame(cursor))
+        await stream.send_message(self._frame(cursor, mask))
         while True:
             tip = await self._tip_after(cursor)
             for seq in range(cursor + 1, tip + 1):
-                await stream.send_message(self._frame(seq))
+                await stream.send_message(self._frame(seq, mask))
             cursor = tip
 
-    def _frame(self, seq: int) -> pb.SubscribeCheckpointsResponse:
-        return pb.SubscribeCheckpointsResponse(cursor=seq, checkpoint=self._checkpoint(seq))
+    def _frame(self, seq: int, mask: masks.MaskTree) -> pb.SubscribeCheckpointsResponse:
+        return pb.SubscribeCheckpointsResponse(
+            cursor=seq, checkpoint=masks.apply(self._checkpoint(seq), mask)
+        )
 
     # -- ledger -------------------------------------------------------------------------------
 
@@ -179,32 +202,55 @@ class SuiServices:
             server="walrusfs-localnet",
         )
 
-    async def get_epoch(self, _: pb.GetEpochRequest) -> pb.GetEpochResponse:
+    async def get_epoch(self, request: pb.GetEpochRequest) -> pb.GetEpochResponse:
+        mask = masks.tree_for("GetEpoch", request.read_mask, pb.Epoch)
         gas_price = int(self.net.ledger.meta("reference_gas_price") or "1000")
-        return pb.GetEpochResponse(
-            epoch=pb.Epoch(
-                epoch=self.net.walrus_epoch(),
-                reference_gas_price=gas_price,
-                protocol_config=pb.ProtocolConfig(protocol_version=1),
-            )
+        epoch = pb.Epoch(
+            epoch=self.net.walrus_epoch(),
+            reference_gas_price=gas_price,
+            protocol_config=pb.ProtocolConfig(protocol_version=1),
         )
+        return pb.GetEpochResponse(epoch=masks.apply(epoch, mask))
 
-    def _object(self, object_id: str | None) -> pb.Object:
-        stored = self.net.ledger.get(normalize_address(object_id or ""))
-        if stored is None:
-            raise GRPCError(grpclib.const.Status.NOT_FOUND, f"object {object_id} not found")
+    def _object(self, object_id: str | None, version: int | None = None) -> pb.Object:
+        """The object in full (callers mask it). The ledger keeps only the live version, so a
+        request for another version finds nothing, as a node that pruned it would answer."""
+        if not object_id:
+            raise ValueError("object_id is required")
+        stored = self.net.ledger.get(normalize_address(object_id))
+        if stored is None or (version is not None and version != stored.version):
+            at = f" at version {version}" if version is not None else ""
+            raise GRPCError(grpclib.const.Status.NOT_FOUND, f"object {object_id}{at} not found")
         return object_proto(stored)
 
     async def get_object(self, request: pb.GetObjectRequest) -> pb.GetObjectResponse:
-        return pb.GetObjectResponse(object=self._object(request.object_id))
+        mask = masks.tree_for("GetObject", request.read_mask, pb.Object)
+        found = self._object(request.object_id, request.version)
+        return pb.GetObjectResponse(object=masks.apply(found, mask))
 
     async def batch_get_objects(
         self, request: pb.BatchGetObjectsRequest
     ) -> pb.BatchGetObjectsResponse:
+        """One result per request, each an object or its error. The batch's `read_mask`
+        applies to all (a request's own mask is ignored, as `ledger_service/get_object.rs`
+        does); too many requests refuse the whole batch."""
+        if len(request.requests) > MAX_BATCH_REQUESTS:
+            raise ValueError(f"number of batch requests exceed limit of {MAX_BATCH_REQUESTS}")
+        unversioned = sum(1 for item in request.requests if item.version is None)
+        if unversioned > MAX_UNVERSIONED_BATCH_REQUESTS:
+            raise ValueError(
+                "number of unversioned batch requests exceeds limit of "
+                f"{MAX_UNVERSIONED_BATCH_REQUESTS}"
+            )
+        mask = masks.tree_for("BatchGetObjects", request.read_mask, pb.Object)
+        for i, item in enumerate(request.requests):
+            if not item.object_id:
+                raise ValueError(f"requests[{i}].object_id is required")
         results = []
         for item in request.requests:
             try:
-                results.append(pb.GetObjectResult(object=self._object(item.object_id)))
+                found = self._object(item.object_id, item.version)
+                results.append(pb.GetObjectResult(object=masks.apply(found, mask)))
             except GRPCError as exc:
                 results.append(
                     pb.GetObjectResult(
@@ -214,21 +260,27 @@ class SuiServices:
         return pb.BatchGetObjectsResponse(objects=results)
 
     async def get_transaction(self, request: pb.GetTransactionRequest) -> pb.GetTransactionResponse:
-        raw = self.net.ledger.transaction(request.digest or "")
+        if not request.digest:
+            raise ValueError("digest is required")
+        mask = masks.tree_for("GetTransaction", request.read_mask, pb.ExecutedTransaction)
+        raw = self.net.ledger.transaction(request.digest)
         if raw is None:
             raise GRPCError(
                 grpclib.const.Status.NOT_FOUND, f"transaction {request.digest} not found"
             )
-        return pb.GetTransactionResponse(transaction=pb.ExecutedTransaction.parse(raw))
+        return pb.GetTransactionResponse(
+            transaction=masks.apply(pb.ExecutedTransaction.parse(raw), mask)
+        )
 
     async def get_checkpoint(self, request: pb.GetCheckpointRequest) -> pb.GetCheckpointResponse:
         """Checkpoint `seq` holds exactly the `seq`-th executed transaction (with its events);
         checkpoint 0 is genesis (empty); without a sequence number, the latest. Storage nodes
         follow the chain through these."""
+        mask = masks.tree_for("GetCheckpoint", request.read_mask, pb.Checkpoint)
         seq = request.sequence_number
         if seq is None:
             seq = self.net.ledger.checkpoint()
-        return pb.GetCheckpointResponse(checkpoint=self._checkpoint(seq))
+        return pb.GetCheckpointResponse(checkpoint=masks.apply(self._checkpoint(seq), mask))
 
     def _checkpoint(self, seq: int) -> pb.Checkpoint:
         if seq == 0:  # genesis: the state was written directly, no transactions
@@ -250,40 +302,41 @@ class SuiServices:
         if not 1 <= count <= 1000:
             raise ValueError(f"advance by 1..1000 epochs, not {count}")
         self.net.advance_epoch(count)
-        return await self.get_epoch(pb.GetEpochRequest())
+        return await self.get_epoch(pb.GetEpochRequest(read_mask=request.read_mask))
 
     # -- state --------------------------------------------------------------------------------
 
     async def list_owned_objects(
         self, request: pb.ListOwnedObjectsRequest
     ) -> pb.ListOwnedObjectsResponse:
-        owner = normalize_address(request.owner or "")
+        if not request.owner:
+            raise ValueError("owner is required")
+        owner = normalize_address(request.owner)
         type_filter = _normalize_type(request.object_type) if request.object_type else None
+        mask = masks.tree_for("ListOwnedObjects", request.read_mask, pb.Object)
         objects = [
-            o
+            masks.apply(object_proto(o), mask)
             for o in self.net.ledger.owned_by(owner)
             if o.owner_kind == OWNER_ADDRESS and _type_matches(o.type, type_filter)
         ]
-        start = int(request.page_token.decode()) if request.page_token else 0
-        size = min(request.page_size or PAGE_SIZE, 1000)
-        page = objects[start : start + size]
-        more = start + size < len(objects)
-        return pb.ListOwnedObjectsResponse(
-            objects=[object_proto(o) for o in page],
-            next_page_token=str(start + size).encode() if more else None,
+        page, token = _page(
+            objects, request.page_size, request.page_token, f"{owner}|{type_filter or ''}"
         )
+        return pb.ListOwnedObjectsResponse(objects=page, next_page_token=token)
 
     async def list_dynamic_fields(
         self, request: pb.ListDynamicFieldsRequest
     ) -> pb.ListDynamicFieldsResponse:
-        fields = self.net.ledger.dynamic_fields(normalize_address(request.parent or ""))
-        start = int(request.page_token.decode()) if request.page_token else 0
-        size = min(request.page_size or PAGE_SIZE, 1000)
-        more = start + size < len(fields)
-        return pb.ListDynamicFieldsResponse(
-            dynamic_fields=[dynamic_field_proto(f) for f in fields[start : start + size]],
-            next_page_token=str(start + size).encode() if more else None,
-        )
+        if not request.parent:
+            raise ValueError("parent is required")
+        parent = normalize_address(request.parent)
+        mask = masks.tree_for("ListDynamicFields", request.read_mask, pb.DynamicField)
+        fields = [
+            masks.apply(dynamic_field_proto(f), mask)
+            for f in self.net.ledger.dynamic_fields(parent)
+        ]
+        page, token = _page(fields, request.page_size, request.page_token, parent)
+        return pb.ListDynamicFieldsResponse(dynamic_fields=page, next_page_token=token)
 
     def _balances(self, owner: str) -> dict[str, int]:
         totals: dict[str, int] = {}
@@ -301,12 +354,15 @@ class SuiServices:
         )
 
     async def list_balances(self, request: pb.ListBalancesRequest) -> pb.ListBalancesResponse:
-        return pb.ListBalancesResponse(
-            balances=[
-                pb.Balance(coin_type=c, balance=v, coin_balance=v, address_balance=0)
-                for c, v in sorted(self._balances(request.owner or "").items())
-            ]
-        )
+        if not request.owner:
+            raise ValueError("owner is required")
+        balances = [
+            pb.Balance(coin_type=c, balance=v, coin_balance=v, address_balance=0)
+            for c, v in sorted(self._balances(request.owner).items())
+        ]
+        owner = normalize_address(request.owner)
+        page, token = _page(balances, request.page_size, request.page_token, owner)
+        return pb.ListBalancesResponse(balances=page, next_page_token=token)
 
     # -- packages -----------------------------------------------------------------------------
 
@@ -343,10 +399,16 @@ class SuiServices:
     ) -> pb.ExecuteTransactionResponse:
         if request.transaction is None or request.transaction.bcs is None:
             raise TxRejected("the transaction must be given as BCS")
+        if len(request.signatures) > MAX_SIGNATURES:
+            raise TxRejected(
+                f"{len(request.signatures)} provided signatures exceeds the maximum allowed of "
+                f"{MAX_SIGNATURES}"
+            )
+        mask = masks.tree_for("ExecuteTransaction", request.read_mask, pb.ExecutedTransaction)
         tx_bytes = bytes(request.transaction.bcs.value or b"")
         signatures = [bytes(s.bcs.value or b"") for s in request.signatures if s.bcs is not None]
         executed = self.net.execute(tx_bytes, signatures)
-        return pb.ExecuteTransactionResponse(transaction=executed)
+        return pb.ExecuteTransactionResponse(transaction=masks.apply(executed, mask))
 
     async def simulate_transaction(
         self, request: pb.SimulateTransactionRequest
@@ -359,8 +421,39 @@ class SuiServices:
             tx_bytes = bytes(tx.bcs.value)
         else:
             tx_bytes = _proto_transaction_to_bcs(tx, gas_price)
+        mask = masks.tree_for(
+            "SimulateTransaction", request.read_mask, pb.SimulateTransactionResponse
+        )
         executed = self.net.simulate(tx_bytes, bool(request.do_gas_selection))
-        return pb.SimulateTransactionResponse(transaction=executed, suggested_gas_price=gas_price)
+        reply = pb.SimulateTransactionResponse(transaction=executed, suggested_gas_price=gas_price)
+        return masks.apply(reply, mask)
+
+
+T = TypeVar("T", bound=betterproto2.Message)
+
+
+def _page(
+    items: list[T], page_size: int | None, page_token: bytes | None, scope: str
+) -> tuple[list[T], bytes | None]:
+    """One page of `items` (already masked) and the token of the next. A token is only valid
+    for the listing it came from (`scope`: owner and type, or parent), as a full node refuses
+    a token from another query with INVALID_ARGUMENT."""
+    start = 0
+    if page_token:
+        token_scope, _, offset = page_token.decode(errors="replace").rpartition("#")
+        if token_scope != scope or not offset.isdigit():
+            raise ValueError("invalid page_token")
+        start = int(offset)
+    size = PAGE_SIZE if page_size is None else min(max(page_size, 1), MAX_PAGE_SIZE)
+    page: list[T] = []
+    used = 0
+    for item in items[start:]:
+        page.append(item)
+        used += len(bytes(item))
+        if len(page) >= size or used >= MAX_PAGE_BYTES:
+            break
+    end = start + len(page)
+    return page, (f"{scope}#{end}".encode() if end < len(items) else None)
 
 
 def _proto_argument(arg: pb.Argument | None) -> Any:
