@@ -11,7 +11,7 @@ APT_PKGS := fuse3 libfuse3-dev pkg-config rsync git attr restic borgbackup
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup system-deps venv run test test-fast lint typecheck check bench bench-report vectors clean
+.PHONY: setup system-deps venv run test test-fast soak lint typecheck check bench bench-report vectors clean
 
 setup: system-deps $(STAMP)
 
@@ -50,6 +50,10 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Long drills kept out of CI: the crash drills 50 times, killed at random moments.
+soak: setup
+	WALRUSFS_CRASH_RUNS=50 $(BIN)/python -m pytest -q tests/test_crash_drills.py
 
 lint: setup
 	$(BIN)/ruff check .
