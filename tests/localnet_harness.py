@@ -62,20 +62,30 @@ class LocalTestnet:
 
 @contextlib.contextmanager
 def localnet(
-    directory: Path, funded: list[Keypair], sui: int = 10**12, wal: int = 10**12, **genesis: Any
+    directory: Path,
+    funded: list[Keypair],
+    sui: int = 10**12,
+    wal: int = 10**12,
+    shards: list[list[int]] | None = None,
+    **genesis: Any,
 ) -> Iterator[LocalTestnet]:
-    keys = [BlsKeypair.from_seed(bytes([i + 1]) * 32) for i in range(len(SHARDS))]
+    """A stand-in with the test committee (`shards`: each node's shards; default `SHARDS`)."""
+    layout = SHARDS if shards is None else shards
+    if len(layout) > 255:
+        raise ValueError("at most 255 test nodes (one seed byte each)")
+    keys = [BlsKeypair.from_seed(bytes([i + 1]) * 32) for i in range(len(layout))]
     nodes = [
         NodeSpec(
             f"node{i}",
             f"localhost:{9100 + i}",
             k.public_key_uncompressed,
             bytes([i]) * 32,
-            SHARDS[i],
+            layout[i],
         )
         for i, k in enumerate(keys)
     ]
-    config = GenesisConfig(N_SHARDS, nodes, [(k.address, sui, wal) for k in funded], **genesis)
+    n_shards = sum(len(s) for s in layout)
+    config = GenesisConfig(n_shards, nodes, [(k.address, sui, wal) for k in funded], **genesis)
     net = Localnet.genesis(directory / "ledger.db", config)
     server = LocalnetServer(net)
     port = server.start()
