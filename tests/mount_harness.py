@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from tests.devnet_harness import RunningDevnet
+from walrusfs import mounts
 
 MOUNT_OPTS = ("--upload-delay", "0.3")
 
 
 def mounted(path: Path) -> bool:
-    target = os.path.realpath(path)
-    with open("/proc/mounts", encoding="utf-8") as f:
-        return any(line.split()[1] == target for line in f)
+    return mounts.mounted_at(path) is not None
 
 
 @dataclass

@@ -90,10 +90,10 @@ wal_type = "0xcc::wal::WAL"
     [
         ("[mount]\nepoch = 5\n", "unknown key `mount.epoch`; did you mean `epochs`?"),
         ("netwrok = 'testnet'\n", "unknown key `netwrok`; did you mean `network`?"),
-        ("[mount]\nepochs = '5'\n", "`mount.epochs = '5'`: expected a positive whole number"),
+        ("[mount]\nepochs = '5'\n", "`mount.epochs = '5'`: expected a whole number of epochs"),
         ("[mount]\ncache_size = 'lots'\n", 'expected a size such as "512M" or "2G"'),
         ("[mount]\ncompact_below = 2\n", "expected a fraction between 0 and 1"),
-        ("[mount]\nvolume = '../x'\n", "expected a volume name without '/'"),
+        ("[mount]\nvolume = '../x'\n", "expected a volume name of at most 64 letters"),
         ("network = 'testnet\n", "not valid TOML"),
         ("mount = 3\n", "`mount` must be a table"),
         ("[networks.x]\ngrpc_url = 'h:1'\n", "[networks.x] is a new network and needs"),

@@ -46,6 +46,24 @@ CACHE_LIMIT = 2 << 30  # bytes of slivers kept in the on-disk cache
 RANGE_CACHE = 64 << 20
 
 
+def epochs_arg(text: str) -> int:
+    """argparse type of `--epochs`: 1..settings.MAX_EPOCHS (the network may allow fewer: the
+    commands check its own `max_epochs_ahead` before paying)."""
+    try:
+        return settings.check_epochs(int(text))
+    except ValueError as exc:
+        message = str(exc) if text.strip().lstrip("+-").isdigit() else f"{text!r}: not a number"
+        raise argparse.ArgumentTypeError(message) from None
+
+
+async def check_epochs_on(chain: WalrusChain, epochs: int) -> None:
+    """Storage is sold at most `max_epochs_ahead` epochs ahead on this network; asking more is
+    a usage error here, not an abort after the upload."""
+    most = (await chain.system_info()).max_epochs_ahead
+    if epochs > most:
+        raise UsageError(f"--epochs {epochs}: this network sells storage at most {most} ahead")
+
+
 def _message(exc: Exception) -> str:
     """The text without OSError's "[Errno N]" prefix."""
     if isinstance(exc, OSError) and exc.strerror:
@@ -166,14 +184,13 @@ def _result_json(path: str, r: StoreResult) -> dict[str, Any]:
 
 def cmd_store(args: argparse.Namespace) -> int:
     """Store files as Walrus blobs: WAL cost shown before, paid amount after."""
-    if args.epochs < 1:
-        raise UsageError("--epochs must be at least 1")
     for name in args.files:  # every path checked before anything is paid for
         if name != "-" and not Path(name).is_file():
             _read(name)  # raises the InputError that says what is wrong with it
 
     async def go() -> int:
         async with open_store() as store:
+            await check_epochs_on(store.chain, args.epochs)
             before = (await store.chain.balances()).wal
             out = []
             for name in args.files:
@@ -222,6 +239,31 @@ def _parse_range(text: str) -> tuple[int, int | None]:
     return start, None if end is None else end - start
 
 
+@contextlib.asynccontextmanager
+async def _absent_is_not_found(store: WalrusStore, blob_id: codec.BlobId) -> AsyncIterator[None]:
+    """A blob no node has is NOT_FOUND (exit 7) even when some nodes do not answer: nodes
+    holding a quorum of shards (2f+1) without its metadata prove it is not certified, since a
+    certificate needs 2f+1 shards that stored it and the two sets share an honest node. The
+    store says BlobUnavailable (exit 5) as soon as one node errs; ask the nodes again here."""
+    try:
+        yield
+    except BlobUnavailable:
+        committee = await store.committee()
+        absent = 0
+        for node in committee.nodes:
+            try:
+                if await store.nodes.get_metadata(node, blob_id) is None:
+                    absent += len(node.shards)
+            except (OSError, NodeError):
+                continue  # unreachable or refusing: counts for neither side
+        if absent >= committee.quorum:
+            raise BlobNotFound(
+                f"no storage node has blob {blob_id} (nodes holding {absent} of "
+                f"{committee.n_shards} shards said so; the others did not answer)"
+            ) from None
+        raise
+
+
 def cmd_read(args: argparse.Namespace) -> int:
     """Read a blob (or a byte range of it) to a file or standard output."""
     try:
@@ -231,8 +273,9 @@ def cmd_read(args: argparse.Namespace) -> int:
     offset, length = _parse_range(args.range) if args.range else (0, None)
 
     async def go() -> int:
-        async with open_store(use_cache=not args.no_cache) as store:
-            data = await store.read(blob_id, offset, length, use_cache=not args.no_cache)
+        use_cache = not args.no_cache
+        async with open_store(use_cache) as store, _absent_is_not_found(store, blob_id):
+            data = await store.read(blob_id, offset, length, use_cache=use_cache)
         write_output(args.output, data)
         return 0
 
@@ -275,8 +318,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_extend(args: argparse.Namespace) -> int:
     """Extend a blob's storage by N epochs (paid in WAL)."""
-    if args.epochs < 1:
-        raise UsageError("--epochs must be at least 1")
 
     async def go() -> int:
         async with open_store(use_cache=False) as store:
@@ -321,6 +362,7 @@ def cmd_store_quilt(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         async with open_store() as store:
+            await check_epochs_on(store.chain, args.epochs)
             try:
                 result = await store.store_quilt(
                     items, args.epochs, deletable=not args.permanent, progress=ProgressBar("quilt")
@@ -351,7 +393,7 @@ def cmd_read_patch(args: argparse.Namespace) -> int:
         raise InvalidDataError(f"{args.patch_id}: {exc}") from None
 
     async def go() -> int:
-        async with open_store() as store:
+        async with open_store() as store, _absent_is_not_found(store, patch_id.quilt_id):
             content = await store.read_patch(patch_id)
         write_output(args.output, content.data)
         return 0
@@ -364,7 +406,7 @@ def add_parser(sub: Any) -> None:
     bsub = blob.add_subparsers(dest="blob_command", required=True, metavar="ACTION")
     p = bsub.add_parser("store", help=cmd_store.__doc__, description=cmd_store.__doc__)
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--epochs", type=int, default=1, help="epochs to store for (default 1)")
+    p.add_argument("--epochs", type=epochs_arg, default=1, help="epochs to store for (default 1)")
     p.add_argument("--permanent", action="store_true", help="not deletable before it expires")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_store)
@@ -379,14 +421,14 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_list)
     p = bsub.add_parser("extend", help=cmd_extend.__doc__)
     p.add_argument("object_id", metavar="OBJECT_ID")
-    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--epochs", type=epochs_arg, required=True, help="epochs to add")
     p.set_defaults(func=cmd_extend)
     p = bsub.add_parser("delete", help=cmd_delete.__doc__)
     p.add_argument("object_id", metavar="OBJECT_ID")
     p.set_defaults(func=cmd_delete)
     p = bsub.add_parser("store-quilt", help=cmd_store_quilt.__doc__)
     p.add_argument("directory", metavar="DIR")
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--epochs", type=epochs_arg, default=1, help="epochs to store for (default 1)")
     p.add_argument("--permanent", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_store_quilt)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -18,12 +19,30 @@ from walrusfs import __version__, blobcmd, completion, costcmd, mountcmd, settin
 from walrusfs.config import Paths
 from walrusfs.devnet.launcher import Devnet
 from walrusfs.errors import ExitCode, InvalidDataError, UserError
-from walrusfs.files import read_input
+from walrusfs.files import private_umask, read_input, tighten
 
 #: Shard count of Walrus mainnet and testnet; the default when no network is consulted.
 DEFAULT_N_SHARDS = 1000
 
 Command = Callable[[argparse.Namespace], int]
+
+#: The display form of a blob ID (32 bytes) or a quilt patch ID (37 bytes) in URL-safe
+#: base64 starting with '-', as about one in 64 does.
+DASHED_ID = re.compile(r"-[A-Za-z0-9_-]{42}|-[A-Za-z0-9_-]{49}")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, except that an argument shaped like a blob or patch ID is a positional even
+    when it starts with '-' (argparse takes any such word for an option and exits with a
+    usage error). Subcommands' parsers are of this class too (`add_subparsers` makes its
+    parsers of the parent's type). `--` before the ID works as well."""
+
+    def _parse_optional(
+        self, arg_string: str
+    ) -> tuple[argparse.Action | None, str, str | None] | None:
+        if DASHED_ID.fullmatch(arg_string) and arg_string not in self._option_string_actions:
+            return None
+        return super()._parse_optional(arg_string)
 
 
 def cmd_blob_id(args: argparse.Namespace) -> int:
@@ -198,6 +217,22 @@ def cmd_devnet_epoch(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _int_between(least: int, most: int, what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number in least..most (a negative count or delay is a
+    usage error, not a drill that misbehaves)."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = least - 1
+        if not least <= value <= most:
+            raise argparse.ArgumentTypeError(f"{text!r}: {what} between {least} and {most}")
+        return value
+
+    return convert
+
+
 def _n_shards(text: str) -> int:
     try:
         return codec.EncodingParams(int(text)).n_shards
@@ -206,7 +241,7 @@ def _n_shards(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="walrusfs",
         description="Mount Walrus decentralized storage as a drive.",
         epilog="Exit codes are listed in docs/exit-codes.md.",
@@ -259,7 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dsub = devnet.add_subparsers(dest="devnet_command", required=True, metavar="ACTION")
     p = dsub.add_parser("up", help=cmd_devnet_up.__doc__, description=cmd_devnet_up.__doc__)
-    p.add_argument("--nodes", type=int, help="storage nodes at genesis (default 4)")
+    p.add_argument(
+        "--nodes",
+        type=_int_between(1, 1000, "a node count"),
+        help="storage nodes at genesis (default 4)",
+    )
     p.add_argument("--n-shards", type=_n_shards, help="shards at genesis (default 1000)")
     p.add_argument(
         "--epoch-duration",
@@ -277,13 +316,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_devnet_status)
     p = dsub.add_parser("node", help=cmd_devnet_node.__doc__, description=cmd_devnet_node.__doc__)
     p.add_argument("action", choices=["stop", "start", "corrupt", "slow", "refuse", "heal"])
-    p.add_argument("index", type=int, metavar="I", help="node index (0-based)")
+    p.add_argument(
+        "index", type=_int_between(0, 65535, "a node index"), metavar="I", help="node index"
+    )
     p.add_argument("--kill", action="store_true", help="stop: SIGKILL instead of SIGTERM")
-    p.add_argument("--ms", type=int, default=2000, help="slow: delay per request (2000)")
+    p.add_argument(
+        "--ms",
+        type=_int_between(0, 600_000, "milliseconds"),
+        default=2000,
+        help="slow: delay per request in milliseconds (default 2000; 0 is no delay)",
+    )
     p.set_defaults(func=cmd_devnet_node)
     p = dsub.add_parser("epoch", help=cmd_devnet_epoch.__doc__)
     p.add_argument("advance", choices=["advance"])
-    p.add_argument("count", type=int, nargs="?", default=1)
+    p.add_argument(
+        "count",
+        type=_int_between(1, 1000, "a number of epochs"),
+        nargs="?",
+        default=1,
+        help="how many epochs to start (default 1)",
+    )
     p.set_defaults(func=cmd_devnet_epoch)
 
     blobcmd.add_parser(sub)
@@ -295,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    private_umask()  # before anything is created, here or in the processes started from here
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -304,6 +357,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     codec.tune_allocator()
     func: Command = args.func
     try:
+        paths = Paths.from_env()
+        for top in (paths.config_dir, paths.data_dir, paths.cache_dir):
+            tighten(top, recursive=False)  # made by an older walrusfs: private from now on
         settings.use_network(args.network)
         return func(args)
     except UserError as exc:

@@ -7,14 +7,24 @@ works:
 
 mount(8) calls `mount.fuse.walrusfs SOURCE MOUNTPOINT [-o OPTIONS]` (also `-n`, `-s`, `-f`,
 `-v`). SOURCE is the volume name (`walrusfs:NAME` is accepted too). Options with a
-walrusfs meaning become `walrusfs mount` flags; the generic ones of fstab (`defaults`,
-`noauto`, `auto`, `user`, `users`, `nouser`, `_netdev`, `nofail`, `rw`, `exec`, `dev`, `suid`
-and their `no` forms, `x-*`, `comment=*`) are for mount(8) and skipped. Anything else is an
-error (exit 2) rather than silently ignored.
+walrusfs meaning become `walrusfs mount` flags: `ro` is `--read-only` (`rw`, the default,
+undoes it). The generic ones of fstab are accepted: `defaults`, `noauto`, `auto`, `user`,
+`users`, `nouser`, `owner`, `group`, `_netdev`, `nofail`, `x-*` and `comment=*` are for
+mount(8) or systemd; the atime family (`atime`, `noatime`, `relatime`, `strictatime`,
+`nodiratime`, `lazytime` and their `no` forms) changes nothing, a walrusfs mount never
+records access times; `suid`, `dev`, `exec` and their `no` forms are FUSE's to decide (FUSE
+mounts are always nosuid and nodev). `remount` is refused: a walrusfs mount's options are set
+when it starts (`walrusfs umount`, then mount again). Anything else is an error (exit 2)
+rather than silently ignored.
+
+On success nothing is printed on stdout (mount(8) helpers are quiet; `-v` lets
+`walrusfs mount`'s line through); errors go to stderr.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
 from collections.abc import Sequence
@@ -43,11 +53,19 @@ FLAGS = {
     "renew": "--renew",
     "norenew": "--no-renew",
 }
-GENERIC = {
+#: for mount(8) or systemd, not for walrusfs
+MOUNT8 = {
     "defaults", "auto", "noauto", "user", "users", "nouser", "owner", "group", "_netdev",
-    "nofail", "rw", "exec", "noexec", "dev", "nodev", "suid", "nosuid", "async", "atime",
-    "noatime", "relatime", "nodiratime",
+    "nofail", "async",
 }  # fmt: skip
+#: access-time options: a walrusfs mount never writes access times (it mounts noatime)
+ATIME = {
+    "atime", "noatime", "relatime", "norelatime", "strictatime", "nostrictatime",
+    "diratime", "nodiratime", "lazytime", "nolazytime",
+}  # fmt: skip
+#: FUSE decides these: mounts are always nosuid and nodev
+FUSE_DECIDES = {"suid", "nosuid", "dev", "nodev", "exec", "noexec"}
+GENERIC = MOUNT8 | ATIME | FUSE_DECIDES
 
 
 class HelperError(Exception):
@@ -79,8 +97,17 @@ def translate(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     volume = source.removeprefix("walrusfs:") or "default"
     out = ["mount", mountpoint, "--volume", volume]
     env: dict[str, str] = {}
+    read_only = False
     for opt in filter(None, options):
         key, _, value = opt.partition("=")
+        if key in ("ro", "rw") and not value:
+            read_only = key == "ro"
+            continue
+        if key == "remount":
+            raise HelperError(
+                f"remount is not supported: a walrusfs mount's options are set when it starts; "
+                f"`walrusfs umount {mountpoint}`, then mount it again"
+            )
         if key in GENERIC or key.startswith("x-") or key == "comment":
             continue
         if (key in VALUED or key in ENVIRONMENT) and not value:
@@ -93,18 +120,24 @@ def translate(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
             out.append(FLAGS[key])
         else:
             raise HelperError(f"unknown mount option {opt!r} (see docs/packaging.md)")
+    if read_only:
+        out.append("--read-only")
     return out, env
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else list(argv)
     try:
-        args, env = translate(sys.argv[1:] if argv is None else argv)
+        args, env = translate(given)
     except HelperError as exc:
         print(f"mount.fuse.walrusfs: {exc}", file=sys.stderr)
         return int(ExitCode.USAGE)
     os.environ.update(env)
     sys.argv = ["walrusfs", *args]  # the mount daemon is started again from sys.argv
-    return cli_main(args)
+    if "-v" in given:
+        return cli_main(args)
+    with contextlib.redirect_stdout(io.StringIO()):  # quiet, as mount(8) helpers are
+        return cli_main(args)
 
 
 if __name__ == "__main__":

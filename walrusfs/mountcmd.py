@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import getpass
 import json
 import logging
@@ -28,35 +29,67 @@ import trio
 
 from chain.client import WalrusChain
 from chain.pricing import format_wal
-from walrusfs import logs, settings
-from walrusfs.blobcmd import ProgressBar, open_chain, user_errors
+from walrusfs import files, logs, mounts, settings
+from walrusfs.blobcmd import ProgressBar, epochs_arg, open_chain, user_errors
 from walrusfs.config import Paths
 from walrusfs.errors import ExitCode, InputError, ServiceError, UsageError, UserError
 from walrusfs.fs.fsck import Report, fsck
-from walrusfs.fs.mount import (
-    MountOptions,
-    check_mountpoint,
-    is_mountpoint,
-    lock_volume,
-    run,
-)
+from walrusfs.fs.mount import MountOptions, check_mountpoint, lock_volume, run
 from walrusfs.fs.rebuild import RebuildReport, rebuild
 from walrusfs.fs.uploader import UploadConfig
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CTL = "user.walrusfs.ctl."
+#: The type of a walrusfs mount in the kernel's table of mounts.
+FSTYPE = "fuse.walrusfs"
 #: The upload worker process; it finds the network as this process did (the config file and
 #: $WALRUSFS_NETWORK, which `--network` sets for it).
 WORKER = [sys.executable, "-m", "walrusfs.fs.upload_worker"]
 READY_TIMEOUT = 300.0
+#: How long a mount waits for the volume's previous daemon to let it go: after `umount(8)` or
+#: `fusermount -u` it still writes its final checkpoint and closes the database (seconds).
+LOCK_WAIT = 30.0
 
 
-def _size(text: str) -> int:
+def _arg(check: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type from a checker raising ValueError with what is expected (argparse
+    then says `argument --x: <that>` and exits 2)."""
+
+    def convert(text: str) -> T:
+        try:
+            return check(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = check.__name__.lstrip("_")
+    return convert
+
+
+def _seconds(text: str) -> float:
     try:
-        return settings.parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    return settings.check_seconds(value)
+
+
+def _checkpoint_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value < settings.MIN_CHECKPOINT_INTERVAL:
+        raise ValueError(
+            f"at least {settings.MIN_CHECKPOINT_INTERVAL:g} seconds (each checkpoint is a blob "
+            f"paid in WAL), got {text}"
+        )
+    return value
+
+
+def _size_of(name: str) -> Callable[[str], int]:
+    def size(text: str) -> int:
+        return settings.check_size(name, settings.parse_size(text))
+
+    return size
 
 
 def _fraction(text: str) -> float:
@@ -65,7 +98,7 @@ def _fraction(text: str) -> float:
     except ValueError:
         value = -1.0
     if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction between 0 and 1")
+        raise ValueError(f"{text!r} is not a fraction between 0 and 1")
     return value
 
 
@@ -83,19 +116,24 @@ def _volume_dir(paths: Paths, name: str) -> Path:
 
 
 PASSPHRASE_ENV = "WALRUSFS_PASSPHRASE"
-T = TypeVar("T")
 
 
 def passphrase_of(args: argparse.Namespace) -> str | None:
-    """The volume passphrase: --passphrase-file (its first line), else $WALRUSFS_PASSPHRASE,
-    else asked on the terminal with --passphrase; None: the key is a file or the wallet's."""
+    """The volume passphrase: --passphrase-file (its first line; `-` is standard input), else
+    $WALRUSFS_PASSPHRASE, else asked on the terminal with --passphrase; None: the key is a
+    file or the wallet's."""
     if args.passphrase_file:
+        name = args.passphrase_file
         try:
-            lines = Path(args.passphrase_file).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read the passphrase file: {exc}") from None
+            raw = files.read_secret(name)
+        except InputError as exc:
+            raise InputError(f"passphrase file {exc}") from None
+        try:
+            lines = raw.decode("utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise InputError(f"{name}: not UTF-8 text; the first line is the passphrase") from None
         if not lines or not lines[0]:
-            raise InputError(f"{args.passphrase_file}: the first line (the passphrase) is empty")
+            raise InputError(f"{name}: the first line (the passphrase) is empty")
         return lines[0]
     if os.environ.get(PASSPHRASE_ENV):
         return os.environ[PASSPHRASE_ENV]
@@ -107,7 +145,6 @@ def passphrase_of(args: argparse.Namespace) -> str | None:
         value = getpass.getpass("volume passphrase: ")
         if not value:
             raise UsageError("an empty passphrase")
-        os.environ[PASSPHRASE_ENV] = value  # for the daemon started next
         return value
     return None
 
@@ -122,7 +159,8 @@ def _passphrase_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--passphrase-file",
         metavar="FILE",
-        help="derive the volume key from the first line of FILE",
+        help="derive the volume key from the first line of FILE (a regular file of at most "
+        "4 KiB; `-`: standard input)",
     )
 
 
@@ -138,6 +176,9 @@ def cmd_mount(args: argparse.Namespace) -> int:
 
     given = args.mountpoint or conf.mountpoint
     mnt = Path(given).expanduser().absolute() if given else default_mountpoint(paths)
+    daemon = args.ready_fd is not None
+    if not daemon:
+        _clear_dead_mount(mnt)
     if not given:
         mnt.mkdir(parents=True, exist_ok=True)
     volume_dir = _volume_dir(paths, opt("volume"))
@@ -157,16 +198,31 @@ def cmd_mount(args: argparse.Namespace) -> int:
         upload=UploadConfig(
             delay=opt("upload_delay"), epochs=opt("epochs"), compact_below=opt("compact_below")
         ),
+        read_only=args.read_only,
         passphrase=passphrase_of(args),
     )
-    if args.ready_fd is None:  # the command itself, before any process or devnet starts
+    if not daemon:  # the command itself, before any process or devnet starts
         check_mountpoint(mnt, (volume_dir, paths.cache_dir))
+        _make_private(paths, volume_dir)
+        _wait_for_volume(volume_dir)
         if not args.foreground:
-            return _spawn_daemon(args, mnt, volume_dir)
+            return _spawn_daemon(args, mnt, volume_dir, options.passphrase)
     return _serve(options, args.ready_fd, args.debug)
 
 
-def _spawn_daemon(args: argparse.Namespace, mnt: Path, volume_dir: Path) -> int:
+def _make_private(paths: Paths, volume_dir: Path) -> None:
+    """A volume made by an older walrusfs, or under a loose umask, may have world-readable
+    files (file names in meta.db, staged contents, the log): from now on they are its user's
+    alone. The new ones are created private (walrusfs.files.private_umask)."""
+    for top in (paths.config_dir, paths.data_dir, paths.cache_dir):
+        files.tighten(top, recursive=False)
+    files.tighten(volume_dir.parent, recursive=False)
+    files.tighten(volume_dir)
+
+
+def _spawn_daemon(
+    args: argparse.Namespace, mnt: Path, volume_dir: Path, passphrase: str | None
+) -> int:
     volume_dir.mkdir(parents=True, exist_ok=True)
     log_path = volume_dir / "mount.log"
     read_fd, write_fd = os.pipe()
@@ -174,13 +230,22 @@ def _spawn_daemon(args: argparse.Namespace, mnt: Path, volume_dir: Path) -> int:
     argv += [a for a in sys.argv[1:] if a != "--debug"]
     if not args.mountpoint:
         argv.append(str(mnt))
+    if passphrase is not None:
+        # read once, here: handed to the daemon on its standard input (a later option wins
+        # in argparse), never in its environment or on a command line
+        argv += ["--passphrase-file", "-"]
     argv += ["--ready-fd", str(write_fd)]
     with open(log_path, "ab") as logf:
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-            pass_fds=(write_fd,), start_new_session=True,
+            argv, stdin=subprocess.DEVNULL if passphrase is None else subprocess.PIPE,
+            stdout=logf, stderr=logf, pass_fds=(write_fd,), start_new_session=True,
         )  # fmt: skip
     os.close(write_fd)
+    if proc.stdin is not None:
+        with contextlib.suppress(BrokenPipeError):  # the daemon died at once: reported below
+            proc.stdin.write(f"{passphrase}\n".encode())
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
     with os.fdopen(read_fd, "rb") as pipe:
         message = pipe.read().decode(errors="replace").strip()
     if message == "ok":
@@ -194,6 +259,115 @@ def _spawn_daemon(args: argparse.Namespace, mnt: Path, volume_dir: Path) -> int:
     print(f"walrusfs: the mount daemon exited ({code}) before mounting; see {log_path}",
           file=sys.stderr)  # fmt: skip
     return int(ExitCode.INTERNAL)
+
+
+# -- dead mounts and a volume still held ------------------------------------------------------
+
+
+def _fusermount() -> str:
+    return shutil.which("fusermount3") or shutil.which("fusermount") or "fusermount"
+
+
+def _is_dead(mnt: Path) -> bool:
+    """A FUSE mount whose daemon is gone answers every request with ENOTCONN (until it is
+    detached)."""
+    try:
+        os.stat(mnt)
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+    return False
+
+
+def _detach(mnt: Path) -> None:
+    """Detach a dead mount (`fusermount -u -z`: nothing can be flushed through it anyway)."""
+    proc = subprocess.run(
+        [_fusermount(), "-u", "-z", str(mnt)], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise ServiceError(
+            f"cannot detach the dead mount {mnt}: {proc.stderr.strip()}; run "
+            f"`fusermount3 -u -z {mnt}` (as root if it is another user's)"
+        )
+
+
+def _clear_dead_mount(mnt: Path) -> None:
+    """A walrusfs mount whose daemon was killed (kill -9, OOM) leaves its mountpoint answering
+    ENOTCONN: detach it so the mount can go on there. Another filesystem's dead mount is not
+    ours to remove: say how."""
+    for _ in range(8):  # mounts may be stacked; each detach uncovers the one below
+        entry = mounts.mounted_at(mnt)
+        if entry is None or not _is_dead(mnt):
+            return
+        if entry.fstype != FSTYPE:
+            raise UsageError(
+                f"{mnt} is a dead {entry.fstype} mount (its process exited): "
+                f"`fusermount3 -u -z {mnt}` detaches it"
+            )
+        _detach(mnt)
+        print(
+            f"walrusfs: {mnt} was left by a walrusfs mount whose daemon died; detached it (what "
+            "it had staged uploads now)",
+            file=sys.stderr,
+        )
+    raise UsageError(f"{mnt}: too many dead mounts stacked on it; `fusermount3 -u -z {mnt}`")
+
+
+def _holds(pid: int, path: Path) -> bool:
+    """Whether process `pid` has `path` open (its volume lock)."""
+    fd_dir = Path(f"/proc/{pid}/fd")
+    try:
+        links = [os.readlink(fd_dir / name) for name in os.listdir(fd_dir)]
+    except OSError:  # gone, or not ours to look at
+        return False
+    return str(path) in links
+
+
+def _mounted_on(volume_dir: Path) -> Path | None:
+    """The live mount serving this volume, if any (its daemon holds the volume's lock)."""
+    lock = (volume_dir / "lock").absolute()
+    for entry in mounts.mounts():
+        if entry.fstype != FSTYPE or entry.source != f"walrusfs:{volume_dir.name}":
+            continue
+        try:
+            pid = int(json.loads(os.getxattr(entry.target, CTL + "pid")))
+        except (OSError, ValueError):
+            continue  # dead, or not answering: not the holder we look for
+        if _holds(pid, lock):
+            return Path(entry.target)
+    return None
+
+
+def _wait_for_volume(volume_dir: Path, timeout: float = LOCK_WAIT) -> None:
+    """Return once the volume's lock is free. A daemon that was just unmounted (`umount`,
+    `fusermount -u`) holds it for a few more seconds while it checkpoints and closes the
+    database: wait for it (bounded) rather than fail. A volume mounted elsewhere fails at
+    once."""
+    deadline = time.monotonic() + timeout
+    told = False
+    while True:
+        try:
+            fd = lock_volume(volume_dir)
+        except UsageError:
+            where = _mounted_on(volume_dir)
+            if where is not None:
+                raise UsageError(
+                    f"volume {volume_dir.name} is mounted on {where}: `walrusfs umount {where}` "
+                    "first, or mount another --volume"
+                ) from None
+            if time.monotonic() >= deadline:
+                raise
+            if not told:
+                print(
+                    f"walrusfs: volume {volume_dir.name} is still held by another walrusfs "
+                    f"process (an unmounted daemon finishing, or fsck); waiting up to "
+                    f"{timeout:.0f} s",
+                    file=sys.stderr,
+                )
+                told = True
+            time.sleep(0.2)
+            continue
+        os.close(fd)
+        return
 
 
 def _serve(options: MountOptions, ready_fd: int | None, debug: bool) -> int:
@@ -225,6 +399,7 @@ def _serve(options: MountOptions, ready_fd: int | None, debug: bool) -> int:
 
             async def main() -> None:
                 try:
+                    await _check_epochs(chain, options)
                     await run(options, chain, worker_argv=WORKER, ready=ready)
                 finally:
                     await chain.close()
@@ -242,34 +417,46 @@ def _serve(options: MountOptions, ready_fd: int | None, debug: bool) -> int:
     return 0
 
 
+async def _check_epochs(chain: WalrusChain, options: MountOptions) -> None:
+    """Epochs past the network's `max_epochs_ahead` make every upload (or renewal) abort on
+    chain, forever: refuse them before mounting."""
+    most = (await chain.system_info()).max_epochs_ahead
+    asked = [("--epochs / epochs", options.upload.epochs), ("--renew-epochs", options.renew_epochs)]
+    for what, value in asked:
+        if value is not None and value > most:
+            raise UsageError(
+                f"{what} {value}: this network sells storage at most {most} epochs ahead"
+            )
+
+
 # -- talking to a running mount ---------------------------------------------------------------
 
 
 def _find_mount(arg: str | None) -> Path:
     if arg:
         mnt = Path(arg).absolute()
-        fstype = is_mountpoint(mnt)
-        if fstype != "fuse.walrusfs":
+        entry = mounts.mounted_at(mnt)
+        if entry is None or entry.fstype != FSTYPE:
             raise UsageError(f"{mnt} is not a walrusfs mount")
         return mnt
-    mounts = []
-    with open("/proc/mounts", encoding="utf-8") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 3 and parts[2] == "fuse.walrusfs":
-                mounts.append(Path(parts[1].encode().decode("unicode_escape")))
-    if len(mounts) != 1:
+    found = list(dict.fromkeys(Path(e.target) for e in mounts.mounts() if e.fstype == FSTYPE))
+    if len(found) != 1:
         raise UsageError(
-            "no walrusfs mount found" if not mounts
-            else "several walrusfs mounts: name one (" + ", ".join(map(str, mounts)) + ")"
+            "no walrusfs mount found" if not found
+            else "several walrusfs mounts: name one (" + ", ".join(map(str, found)) + ")"
         )  # fmt: skip
-    return mounts[0]
+    return found[0]
 
 
 def query(mnt: Path, name: str) -> Any:
     try:
         return json.loads(os.getxattr(mnt, CTL + name))
     except OSError as exc:
+        if exc.errno == errno.ENOTCONN:
+            raise ServiceError(
+                f"the mount at {mnt} does not answer: its daemon is gone (killed?); "
+                f"`walrusfs umount {mnt}` detaches it, and mounting again resumes the uploads"
+            ) from None
         raise ServiceError(f"the mount at {mnt} does not answer: {exc.strerror}") from None
 
 
@@ -318,11 +505,18 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_umount(args: argparse.Namespace) -> int:
     """Upload what is pending (with progress), unmount, and wait for the daemon to exit."""
     mnt = _find_mount(args.mountpoint)
+    if _is_dead(mnt):
+        _detach(mnt)
+        print(
+            f"walrusfs: {mnt} was a dead mount (its daemon had exited): detached. What it had "
+            "not uploaded stays staged and uploads at the next mount of the volume",
+            file=sys.stderr,
+        )
+        return 0
     pid = int(query(mnt, "pid"))
     if not args.no_sync:
         _sync(mnt, "uploading before unmount")
-    fusermount = shutil.which("fusermount3") or shutil.which("fusermount") or "fusermount"
-    cmd = [fusermount, "-u"] + (["-z"] if args.lazy else []) + [str(mnt)]
+    cmd = [_fusermount(), "-u"] + (["-z"] if args.lazy else []) + [str(mnt)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise UserError(f"cannot unmount {mnt}: {proc.stderr.strip()}", ExitCode.SERVICE)
@@ -514,31 +708,34 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--volume", default=None, help="volume name (default: default)")
     p.add_argument(
         "--upload-delay",
-        type=float,
+        type=_arg(_seconds),
         default=None,
         metavar="SECONDS",
         help="idle time before a closed file is uploaded (default 3)",
     )
     p.add_argument(
-        "--epochs", type=int, default=None, help="storage epochs bought per blob (default 10)"
+        "--epochs",
+        type=epochs_arg,
+        default=None,
+        help="storage epochs bought per blob (default 10)",
     )
     p.add_argument(
         "--cache-size",
-        type=_size,
+        type=_arg(_size_of("cache_size")),
         default=None,
         metavar="SIZE",
         help="on-disk sliver cache limit (default 2G)",
     )
     p.add_argument(
         "--staging-limit",
-        type=_size,
+        type=_arg(_size_of("staging_limit")),
         default=None,
         metavar="SIZE",
         help="bytes waiting for upload before writes wait (default 16G)",
     )
     p.add_argument(
         "--memory",
-        type=_size,
+        type=_arg(_size_of("memory")),
         default=None,
         metavar="SIZE",
         help="memory bound of the mount: daemon and upload worker together (default 2G)",
@@ -550,7 +747,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--checkpoint-interval",
-        type=float,
+        type=_arg(_checkpoint_seconds),
         default=None,
         metavar="SECONDS",
         help="upload the metadata as a checkpoint this often when it changed (default 3600; "
@@ -564,19 +761,19 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--renew-horizon",
-        type=int,
+        type=epochs_arg,
         metavar="EPOCHS",
         help="extend blobs ending within this many epochs (kept per volume; default 2)",
     )
     p.add_argument(
         "--renew-epochs",
-        type=int,
+        type=epochs_arg,
         metavar="EPOCHS",
         help="epochs added per extension (kept per volume; default --epochs)",
     )
     p.add_argument(
         "--compact-below",
-        type=_fraction,
+        type=_arg(_fraction),
         default=None,
         metavar="FRACTION",
         help="re-quilt the live files of a quilt when they would fill less than this fraction "
@@ -587,6 +784,11 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="create the volume unencrypted: anyone can read its blobs by ID (new volumes only; "
         "volumes are encrypted by default)",
+    )
+    p.add_argument(
+        "--read-only",
+        action="store_true",
+        help="serve the volume read-only: changes fail with EROFS and nothing uploads",
     )
     _passphrase_options(p)
     p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
@@ -603,7 +805,10 @@ def add_parser(sub: Any) -> None:
         "(when no checkpoint can be restored; an existing database is kept, renamed)",
     )
     p.add_argument(
-        "--epochs", type=int, default=None, help="storage epochs bought per blob (default 10)"
+        "--epochs",
+        type=epochs_arg,
+        default=None,
+        help="storage epochs bought per blob (default 10)",
     )
     p.set_defaults(func=cmd_fsck)
 

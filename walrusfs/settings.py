@@ -37,7 +37,9 @@ else devnet. The devnet always uses its own funded wallet; other networks use
 from __future__ import annotations
 
 import difflib
+import math
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -60,23 +62,79 @@ SUI_CLI_WALLET = Path("~/.sui/sui_config/client.yaml")
 GiB = 1 << 30
 
 
+#: The most epochs ahead a blob's storage can be bought or extended to: Walrus's
+#: `max_epochs_ahead` (System object) on mainnet and testnet, and the devnet's genesis value
+#: (chain/localnet/node.py, GenesisConfig). More would make every upload fail on chain; the
+#: mount also checks the connected network's own value.
+MAX_EPOCHS = 53
+#: Sizes beyond this are typos (and would overflow SQLite's 64-bit integers further down).
+MAX_SIZE = 1 << 50
+#: The smallest value each size setting may take, and why.
+MIN_SIZES = {
+    # writes wait for room in staging: below a few MiB every write of a file stalls, then
+    # fails with ENOSPC
+    "staging_limit": 4 << 20,
+    # a few slivers and their metadata
+    "cache_size": 16 << 20,
+    # the mount's fixed part (128 MiB) plus room for one encode
+    "memory": 256 << 20,
+}
+#: The shortest checkpoint period: each checkpoint is a blob paid in WAL.
+MIN_CHECKPOINT_INTERVAL = 60.0
+#: A volume name is a directory name, part of the FUSE `fsname=` option (where a comma would
+#: split it) and of the checkpoints' on-chain attributes: letters, digits, `.`, `_`, `-`.
+VOLUME_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
 def parse_size(text: str | int) -> int:
     """`512M`, `2G`, `1.5T`, `4096` (bytes)."""
     if isinstance(text, int) and not isinstance(text, bool):
-        if text < 0:
-            raise ValueError(f"invalid size {text!r}: must not be negative")
-        return text
-    if not isinstance(text, str):
+        value = text
+    elif isinstance(text, str):
+        units = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+        t = text.strip().lower().removesuffix("b").removesuffix("i")
+        num, unit = (t[:-1], t[-1]) if t and t[-1] in units else (t, "")
+        try:
+            value = int(float(num) * units[unit])  # nan and inf raise here
+        except (ValueError, OverflowError):
+            raise ValueError(f"invalid size {text!r} (e.g. 512M, 2G)") from None
+    else:
         raise ValueError(f"invalid size {text!r} (e.g. 512M, 2G)")
-    units = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-    t = text.strip().lower().removesuffix("b").removesuffix("i")
-    num, unit = (t[:-1], t[-1]) if t and t[-1] in units else (t, "")
-    try:
-        value = int(float(num) * units[unit])
-    except (ValueError, OverflowError):
-        raise ValueError(f"invalid size {text!r} (e.g. 512M, 2G)") from None
     if value < 0:
         raise ValueError(f"invalid size {text!r}: must not be negative")
+    if value > MAX_SIZE:
+        raise ValueError(f"invalid size {text!r}: more than 1P")
+    return value
+
+
+def _mib(n: int) -> str:
+    return f"{n >> 20}M"
+
+
+def check_size(name: str, value: int) -> int:
+    """`value` if it is a usable `name` (a key of MIN_SIZES), else ValueError saying why."""
+    least = MIN_SIZES[name]
+    if value < least:
+        raise ValueError(f"at least {_mib(least)} (got {value} bytes)")
+    return value
+
+
+def check_epochs(value: int, what: str = "epochs") -> int:
+    if not 1 <= value <= MAX_EPOCHS:
+        raise ValueError(
+            f"{what} between 1 and {MAX_EPOCHS} (Walrus sells storage at most {MAX_EPOCHS} "
+            f"epochs ahead), got {value}"
+        )
+    return value
+
+
+def check_seconds(value: float, least: float = 0.0) -> float:
+    """A finite number of seconds above `least` (NaN would never compare as due, inf never
+    come)."""
+    if not math.isfinite(value) or value <= least:
+        raise ValueError(
+            f"a finite number of seconds {'> 0' if not least else f'>= {least:g}'}, got {value}"
+        )
     return value
 
 
@@ -150,16 +208,30 @@ class Settings:
 # -- parsing ------------------------------------------------------------------------------------
 
 
-def _positive_int(v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-        raise ValueError("a positive whole number")
-    return v
+def _epochs(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"a whole number of epochs between 1 and {MAX_EPOCHS}")
+    return check_epochs(v)
+
+
+def _number(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ValueError("a number of seconds")
+    return float(v)
 
 
 def _positive_float(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
-        raise ValueError("a positive number of seconds")
-    return float(v)
+    return check_seconds(_number(v))
+
+
+def _checkpoint_interval(v: Any) -> float:
+    seconds = _number(v)
+    if math.isfinite(seconds) and 0 < seconds < MIN_CHECKPOINT_INTERVAL:
+        raise ValueError(
+            f"at least {MIN_CHECKPOINT_INTERVAL:g} seconds (each checkpoint is a blob paid in "
+            f"WAL), got {seconds:g}"
+        )
+    return check_seconds(seconds)
 
 
 def _fraction(v: Any) -> float:
@@ -184,14 +256,32 @@ def _size(v: Any) -> int:
     try:
         return parse_size(v)
     except ValueError:
-        raise ValueError('a size such as "512M" or "2G"') from None
+        raise ValueError('a size such as "512M" or "2G" (at most 1P)') from None
+
+
+def _bounded_size(name: str) -> Callable[[Any], int]:
+    def conv(v: Any) -> int:
+        return check_size(name, _size(v))
+
+    return conv
+
+
+def _path(v: Any) -> str:
+    s = _string(v)
+    if "\0" in s:
+        raise ValueError("a path (without NUL characters)")
+    return s
 
 
 def volume_name(v: Any) -> str:
-    """A volume's name is a directory name under `<data>/volumes`."""
+    """A volume's name: a directory under `<data>/volumes`, the source of its FUSE mount
+    (`walrusfs:NAME`) and an attribute of its checkpoints, so a plain one."""
     name = _string(v)
-    if "/" in name or name.startswith("."):
-        raise ValueError("a volume name without '/' that does not start with '.'")
+    if not VOLUME_NAME.fullmatch(name):
+        raise ValueError(
+            "a volume name of at most 64 letters, digits, '.', '_' and '-' that starts with a "
+            "letter or digit"
+        )
     return name
 
 
@@ -222,16 +312,16 @@ def _grpc_url(v: Any) -> str:
     return s
 
 
-_TOP: dict[str, Callable[[Any], Any]] = {"network": _string, "wallet": _string}
+_TOP: dict[str, Callable[[Any], Any]] = {"network": _string, "wallet": _path}
 _MOUNT: dict[str, Callable[[Any], Any]] = {
-    "mountpoint": _string,
+    "mountpoint": _path,
     "volume": volume_name,
-    "epochs": _positive_int,
+    "epochs": _epochs,
     "upload_delay": _positive_float,
-    "cache_size": _size,
-    "staging_limit": _size,
-    "memory": _size,
-    "checkpoint_interval": _positive_float,
+    "cache_size": _bounded_size("cache_size"),
+    "staging_limit": _bounded_size("staging_limit"),
+    "memory": _bounded_size("memory"),
+    "checkpoint_interval": _checkpoint_interval,
     "compact_below": _fraction,
     "allow_other": _bool,
 }

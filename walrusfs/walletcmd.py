@@ -20,7 +20,7 @@ def _sui(text: str) -> int:
         mist = int(Decimal(text) * MIST_PER_SUI)
     except (InvalidOperation, ValueError, OverflowError):  # not a number, NaN, Infinity
         mist = 0
-    if mist <= 0:
+    if not 0 < mist < 1 << 64:  # a coin's value is a u64 on Sui
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive amount of SUI")
     return mist
 
