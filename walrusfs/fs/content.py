@@ -7,6 +7,10 @@ later replaces the chunk's blob. A truncate never downloads anything.
 
 Database rule (docs/mount.md): statements between two awaits are atomic with respect to
 other requests, so every check-then-act below re-reads the row after its last await.
+
+A full disk under the volume is ENOSPC for the writer: the database's "database or disk is
+full" (SQLITE_FULL) leaves these methods as OSError(ENOSPC), as the staging area's own
+failures do (a bare sqlite3 error became EIO in the handlers).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import trio
 from cachetools import LRUCache
 
 import codec
-from cache.staging import Key, Staging
+from cache.staging import Key, Staging, disk_full_is_enospc
 from chain import errors as chain_errors
 from walrusfs.fs import crypto
 from walrusfs.store.client import WalrusStore
@@ -302,6 +306,10 @@ class Content:
 
     async def stage(self, inode: int, chunkno: int) -> None:
         """Make the chunk staged, copying its bytes from Walrus if it has some."""
+        with disk_full_is_enospc():
+            await self._stage(inode, chunkno)
+
+    async def _stage(self, inode: int, chunkno: int) -> None:
         key = (inode, chunkno)
         while True:
             c = self.chunk(inode, chunkno)
@@ -334,6 +342,10 @@ class Content:
                 return
 
     async def write(self, inode: int, offset: int, data: bytes | memoryview) -> None:
+        with disk_full_is_enospc():
+            await self._write(inode, offset, data)
+
+    async def _write(self, inode: int, offset: int, data: bytes | memoryview) -> None:
         view = memoryview(data)
         pos = 0
         for chunkno, within, n in self._split(offset, len(view)):
@@ -369,6 +381,10 @@ class Content:
 
     def truncate(self, inode: int, old_size: int, new_size: int) -> None:
         """Drop content past `new_size` (growing needs nothing: missing bytes read as zeros)."""
+        with disk_full_is_enospc():
+            self._truncate(inode, old_size, new_size)
+
+    def _truncate(self, inode: int, old_size: int, new_size: int) -> None:
         if new_size >= old_size:
             return
         first_gone = -(-new_size // self.chunk_size)  # chunks entirely past the new end
@@ -401,7 +417,9 @@ class Content:
 
     def purge(self, inodes: list[int]) -> None:
         """`purge_inodes`, and forget the removed chunks' in-memory state."""
-        for key in purge_inodes(self.db, self.staging, inodes):
+        with disk_full_is_enospc():
+            removed = purge_inodes(self.db, self.staging, inodes)
+        for key in removed:
             self._forget_key(key)
 
     async def fsync(self, inode: int) -> None:

@@ -9,10 +9,29 @@ temp-file-then-rename costs one upload: a rename changes a dentry, not the inode
 Order, never violated: blob certified -> the chunk row points at it (one transaction) -> the
 staging file is removed. If the chunk changed while it was uploading (its generation moved
 on), the new blob is left unreferenced and deleted like any unused blob.
+
+Failures, and what they must not cost:
+- a failure backs off the chunks of that job (15 s doubling to 5 min); other chunks go on,
+  unless the failure says every upload would fail now (no WAL, nodes unreachable), which
+  pauses all uploads for the back-off;
+- an upload that failed after its Blob was registered (paid) is retried with the same
+  request (the same chunks, tags and attributes: the same blob ID), which the worker's store
+  continues on the same Blob object instead of registering again; if a chunk of it changes
+  or goes, the registration is abandoned (deleted, its Storage returns to the wallet);
+- a quilt is planned again at upload time with its chunks' current sizes and exact tags
+  (a file may have grown since the plan) and each chunk file is read only up to its planned
+  size; a quilt the codec still refuses is split, a single file stored as a blob: one bad
+  batch never turns into a retry loop that blocks every writer;
+- a certified upload whose commit fails (meta.db on a full disk: "database or disk is
+  full") is kept in memory and only its commit is retried: uploading it again paid for a
+  new blob at every retry;
+- a chunk of zeros only stays a hole (no blob), and a chunk's trailing zeros are not stored
+  (its length says where its bytes end: upload_worker.py).
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import sqlite3
@@ -30,7 +49,7 @@ from chain import errors as chain_errors
 from walrusfs.fs import crypto
 from walrusfs.fs.content import Content
 from walrusfs.fs.schema import files_of_blob, get_param, path_of, transaction
-from walrusfs.fs.upload_worker import UploadWorker, result_from_json
+from walrusfs.fs.upload_worker import UploadWorker, WorkerError, result_from_json
 from walrusfs.store.client import StoreResult
 from walrusfs.store.errors import StoreError
 
@@ -88,6 +107,12 @@ class UploadStats:
     #: MIST, from the last failed upload; None once an upload goes through
     short: tuple[str, int, int] | None = None
     failing: bool = False  # the last upload failed (writes get ENOSPC once staging is full)
+    #: Blob objects registered (paid) whose upload failed and is not certified yet: each is
+    #: continued by the retry of its upload, or deleted when abandoned (status: show them)
+    uncertified: int = 0
+    #: certified uploads whose commit to the database failed (full disk): retried from memory
+    uncommitted: int = 0
+    holes: int = 0  # chunks of zeros only, committed as holes instead of uploaded
 
 
 T = TypeVar("T")
@@ -122,11 +147,13 @@ def quilt_candidate(size: int, threshold: int, params: codec.EncodingParams) -> 
 
 @dataclass(frozen=True)
 class Source:
-    """Where the upload worker reads a chunk: a whole file, or a span of an upload batch."""
+    """Where the upload worker reads a chunk: a whole file, or a span of a file (of an upload
+    batch, or the planned bytes of a chunk file)."""
 
     path: str
     offset: int | None = None
     length: int | None = None
+    batch: bool = False  # an upload batch, removed when the job ends
 
     def request(self) -> dict[str, Any]:
         """The fields of a "blob" request (upload_worker.py)."""
@@ -137,6 +164,51 @@ class Source:
     def item(self) -> list[Any]:
         """The path and span of a "quilt" item, before its tags."""
         return [self.path, self.offset, self.length]
+
+
+@dataclass
+class _Plan:
+    """One upload request, kept so that its retry sends the very same one: the same chunks
+    (with the generations their bytes had), tags and attributes make the same blob ID, so the
+    worker continues the Blob it registered (`registered`) instead of paying for another.
+    The file records in tags and attributes are sealed with a random nonce: made again, they
+    would change a quilt's blob ID and a blob's attributes."""
+
+    kind: str  # "blob" | "quilt"
+    chunks: list[tuple[Key, int]]  # (chunk, generation)
+    attributes: dict[str, str]
+    tags: dict[Key, dict[str, str]]  # a quilt's files' tags
+    caps: dict[Key, int]  # a quilt's chunk files: the bytes planned (read no more)
+    registered: str | None = None
+
+
+@dataclass
+class _Certified:
+    """A certified upload whose commit failed (a full disk): committed again from here."""
+
+    result: StoreResult
+    kind: str
+    uploaded: list[tuple[Key, int, str | None, int]]  # chunk, generation, patch, length
+
+
+class DiskFull(OSError):
+    """The volume's database could not record a certified upload; retried from memory."""
+
+
+def _is_full(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and (
+        getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+        or "database or disk is full" in str(exc)
+    )
+
+
+def _everyone_fails(exc: BaseException) -> bool:
+    """A failure every upload would meet now (no funds, nodes or chain unreachable, the
+    worker gone), as opposed to one of these chunks' own (a quilt the codec refuses, a
+    certified upload waiting for room in the database)."""
+    if isinstance(exc, DiskFull):
+        return False
+    return not (isinstance(exc, WorkerError) and exc.kind == "data")
 
 
 def _read_files(paths: dict[str, Path]) -> dict[str, bytes]:
@@ -211,6 +283,13 @@ class Uploader:
         self._dense: dict[int, int] = {}
         self._retry_at = 0.0
         self._backoff = config.retry_after
+        #: chunks whose last upload failed: (monotonic time of the next try, back-off)
+        self._chunk_retry: dict[Key, tuple[float, float]] = {}
+        #: chunks of failed uploads that registered a Blob: retried with the same request
+        self._attempts: dict[Key, _Plan] = {}
+        #: certified uploads whose commit failed, and their chunks (not uploaded again)
+        self._uncommitted: list[_Certified] = []
+        self._held: set[Key] = set()
         self._nursery: trio.Nursery | None = None
         self._compacted_at = time.monotonic()
         #: told how many database changes were housekeeping only (Checkpointer.ignore)
@@ -258,6 +337,8 @@ class Uploader:
                     await trio.sleep(pause)
                 last_scan = time.monotonic()
                 try:
+                    self._retry_commits()
+                    await self._settle_attempts()
                     await self._schedule()
                     await self._delete_unused()
                     if last_scan - self._compacted_at >= COMPACT_INTERVAL:
@@ -287,9 +368,12 @@ class Uploader:
             if len(big) >= free and len(small) >= free * self.max_patches:
                 break
             key = (inode, chunkno)
-            if key in self.inflight:
+            if key in self.inflight or key in self._attempts or key in self._held:
                 continue
             if not force:
+                retry = self._chunk_retry.get(key)
+                if retry is not None and now < retry[0]:
+                    continue
                 if now - self.content.last_write.get(key, 0.0) < self.config.delay:
                     continue
                 if self.content.writers.get(inode) and self.staging.size(key) < cs:
@@ -305,6 +389,18 @@ class Uploader:
         accumulate into fuller quilts (one quilt per file would cost a blob's fixed overhead
         and two transactions each)."""
         free = self.config.jobs - self._running
+        if free <= 0:
+            return
+        now = time.monotonic()
+        if self._forced or now >= self._retry_at:
+            for plan in self._plans():
+                keys = [key for key, _ in plan.chunks]
+                if free <= 0 or any(key in self.inflight for key in keys):
+                    continue
+                retry = self._chunk_retry.get(keys[0])
+                if self._forced or retry is None or now >= retry[0]:
+                    self._start(self._retry_job, keys)
+                    free -= 1
         if free <= 0:
             return
         small, big = self._eligible(free)
@@ -338,13 +434,17 @@ class Uploader:
         self._nursery.start_soon(self._guard, job, keys)
 
     async def _guard(self, job: Any, keys: list[Key]) -> None:
-        """Run an upload job; a failure leaves its chunks staged and backs off (never raises:
-        an exception here would end the uploader's nursery and with it the mount)."""
+        """Run an upload job; a failure leaves its chunks staged and backs them off (never
+        raises: an exception here would end the uploader's nursery and with it the mount).
+        Only a failure that every upload would meet now (funds, the network) pauses the
+        others too; one that is the chunks' own (a quilt the codec refuses) does not."""
         try:
             await job(keys)
             self._backoff = self.config.retry_after
             self.stats.failing = False
             self.stats.short = None
+            for key in keys:
+                self._chunk_retry.pop(key, None)
         except Exception as exc:
             if isinstance(exc, chain_errors.InsufficientFunds):
                 currency = "SUI" if isinstance(exc, chain_errors.InsufficientGas) else "WAL"
@@ -363,12 +463,20 @@ class Uploader:
             self.stats.failing = True
             self.stats.last_error = message
             self.stats.last_error_at = time.time()
-            self._retry_at = time.monotonic() + self._backoff
-            self._backoff = min(self._backoff * 2, 300.0)
+            now = time.monotonic()
+            for key in keys:
+                _, backoff = self._chunk_retry.get(key, (0.0, self.config.retry_after / 2))
+                backoff = min(backoff * 2, 300.0)
+                self._chunk_retry[key] = (now + backoff, backoff)
+            if _everyone_fails(exc):
+                self._retry_at = now + self._backoff
+                self._backoff = min(self._backoff * 2, 300.0)
         finally:
             self._running -= 1
             for key in keys:
                 self.inflight.pop(key, None)
+            self.stats.uncertified = self.worker.uncertified
+            self.stats.uncommitted = len(self._uncommitted)
             self._progressed()
             self.wake()  # a slot is free
 
@@ -406,12 +514,21 @@ class Uploader:
         }  # fmt: skip
         return crypto.seal_json(self.keys, info)
 
-    async def _sources(self, keys: list[Key]) -> tuple[dict[Key, Source], dict[Key, bytes]]:
-        """Where the upload worker reads each chunk: a file chunk's own file; small chunks
-        (cache/staging.py) from one batch file written now, in a worker thread. Also the bytes
-        of the small ones. The caller removes the batch (`_drop_batch`) when the job ends."""
+    async def _sources(
+        self, keys: list[Key], caps: dict[Key, int] | None = None
+    ) -> tuple[dict[Key, Source], dict[Key, bytes]]:
+        """Where the upload worker reads each chunk: a file chunk's own file (up to its cap,
+        when given); small chunks (cache/staging.py) from one batch file written now, in a
+        worker thread. Also the bytes of the small ones. The caller removes the batch
+        (`_drop_batch`) when the job ends."""
         small = self.staging.small_bytes(keys)
-        out: dict[Key, Source] = {k: Source(str(self.staging.path(k))) for k in keys}
+        caps = caps or {}
+        out: dict[Key, Source] = {
+            k: Source(str(self.staging.path(k)), 0, caps[k])
+            if k in caps
+            else Source(str(self.staging.path(k)))
+            for k in keys
+        }
         if small:
             batch = self.staging.batch_path()
             order = list(small)
@@ -419,15 +536,89 @@ class Uploader:
                 self.staging.write_batch, batch, [small[k] for k in order]
             )
             for key, (offset, length) in zip(order, spans, strict=True):
-                out[key] = Source(str(batch), offset, length)
+                out[key] = Source(str(batch), offset, length, batch=True)
         return out, small
 
     @staticmethod
     def _drop_batch(sources: dict[Key, Source]) -> None:
         for source in sources.values():
-            if source.offset is not None:
+            if source.batch:
                 Path(source.path).unlink(missing_ok=True)
                 return
+
+    def _plans(self) -> list[_Plan]:
+        """The failed uploads that registered a Blob, each once."""
+        seen: dict[int, _Plan] = {}
+        for plan in self._attempts.values():
+            seen.setdefault(id(plan), plan)
+        return list(seen.values())
+
+    def _forget_plan(self, plan: _Plan) -> None:
+        for key, _ in plan.chunks:
+            if self._attempts.get(key) is plan:
+                del self._attempts[key]
+
+    async def _settle_attempts(self) -> None:
+        """Abandon the registrations of failed uploads that will never be retried as they were
+        (a chunk of them changed or went): the Blob is deleted, its Storage returns to the
+        wallet for the next registration (chain.client reuses owned Storage)."""
+        for plan in self._plans():
+            if any(key in self.inflight for key, _ in plan.chunks):
+                continue
+            if all(self._current(key, gen) for key, gen in plan.chunks):
+                continue
+            assert plan.registered is not None
+            try:
+                await self.worker.call({"op": "abandon", "object_id": plan.registered})
+            except (StoreError, chain_errors.ChainError, OSError) as exc:
+                log.warning("could not abandon blob %s (retrying later): %s",
+                            plan.registered, exc)  # fmt: skip
+                continue
+            log.info("abandoned the registration %s: its chunks changed", plan.registered)
+            self._forget_plan(plan)
+            self.stats.uncertified = self.worker.uncertified
+            self.wake()
+
+    def _current(self, key: Key, gen: int) -> bool:
+        """The chunk is still staged with the bytes of generation `gen`."""
+        return self.content.gen.get(key) == gen and self.staging.exists(key)
+
+    async def _call(self, plan: _Plan) -> dict[str, Any]:
+        """Send a plan to the worker (a retry sends the same request, with the batch file
+        written again); a failure that registered a Blob keeps the plan for its retry."""
+        keys = [key for key, _ in plan.chunks]
+        sources, _ = await self._sources(keys, plan.caps)
+        request: dict[str, Any] = {"op": plan.kind, "epochs": self.config.epochs,
+                                   "attributes": plan.attributes}  # fmt: skip
+        if plan.registered is not None:
+            request["resume"] = plan.registered
+        if plan.kind == "blob":
+            request.update(sources[keys[0]].request())
+        else:
+            request["items"] = [[f"{k[0]}.{k[1]}", *sources[k].item(), plan.tags[k]] for k in keys]
+        try:
+            answer = await self.worker.call(request)
+        except WorkerError as exc:
+            if exc.registered is not None:
+                plan.registered = exc.registered
+                for key in keys:
+                    self._attempts[key] = plan
+            raise
+        finally:
+            self._drop_batch(sources)
+        self._forget_plan(plan)
+        return answer
+
+    async def _retry_job(self, keys: list[Key]) -> None:
+        plan = self._attempts.get(keys[0])
+        if plan is None:
+            return
+        if not all(self._current(key, gen) for key, gen in plan.chunks):
+            return  # changed meanwhile: `_settle_attempts` abandons it
+        if plan.kind == "blob":
+            await self._upload_blob(plan)
+        else:
+            await self._upload_quilt(plan)
 
     async def _blob_job(self, keys: list[Key]) -> None:
         ready = self._ready(keys)
@@ -435,19 +626,19 @@ class Uploader:
             return
         ((key, gen),) = ready
         attributes = {**self._attributes("data"), FILE_ATTR: self._file_attr(key)}
-        sources, _ = await self._sources([key])
-        try:
-            answer = await self.worker.call({
-                "op": "blob", **sources[key].request(), "epochs": self.config.epochs,
-                "attributes": attributes,
-            })  # fmt: skip
-        finally:
-            self._drop_batch(sources)
+        await self._upload_blob(_Plan("blob", [(key, gen)], attributes, {}, {}))
+
+    async def _upload_blob(self, plan: _Plan) -> None:
+        ((key, gen),) = plan.chunks
+        answer = await self._call(plan)
+        if answer.get("hole"):
+            self.stats.holes += 1
+            self._commit_empty(key, gen)
+            return
         if answer["result"] is None:
             return
         result = result_from_json(answer["result"])
-        row = self._blob_row(result, "blob")
-        self._commit(key, gen, row, None, answer["length"])
+        self._commit_certified(_Certified(result, "blob", [(key, gen, None, answer["length"])]))
         self.stats.blobs += 1
         self._account(result, 1, answer["length"])
 
@@ -455,23 +646,71 @@ class Uploader:
         ready = self._ready(keys)
         if not ready:
             return
-        idents = {f"{k[0]}.{k[1]}": (k, gen) for k, gen in ready}
-        sources, inline = await self._sources([k for k, _ in ready])
+        for batch in self._replan(ready):
+            if len(batch) == 1 and not self._quiltable([batch[0][0]]):
+                await self._blob_job([batch[0][0]])  # too large for a quilt of its own now
+                continue
+            tags = {key: {FILE_ATTR: self._file_attr(key)} for key, _ in batch}
+            caps = {key: self.staging.size(key) for key, _ in batch
+                    if not self.staging.is_small(key)}  # fmt: skip
+            await self._quilt_or_split(_Plan("quilt", batch, self._attributes("quilt"), tags, caps))
+
+    def _quiltable(self, keys: list[Key], tags: list[int] | None = None) -> bool:
+        sizes = [self.staging.size(key) for key in keys]
+        return (
+            len(keys) <= self.max_patches
+            and quilt_blob_size(sizes, self.params, tags) <= QUILT_MAX_BLOB
+        )
+
+    def _replan(self, ready: list[tuple[Key, int]]) -> list[list[tuple[Key, int]]]:
+        """The planned quilt again, with the chunks' sizes now and their exact tags: split
+        where it no longer fits (a file grew since the plan; long paths make long tags)."""
+        tag = {key: len(self._file_attr(key)) for key, _ in ready}
+        ordered = sorted(ready, key=lambda kg: self.staging.size(kg[0]))
+        batches: list[list[tuple[Key, int]]] = []
+        while ordered:
+            n = len(ordered)
+            while n > 1 and not self._quiltable(
+                [k for k, _ in ordered[:n]], [tag[k] for k, _ in ordered[:n]]
+            ):
+                n = (n + 1) // 2 if n > 2 else 1
+            batches.append(ordered[:n])
+            ordered = ordered[n:]
+        return batches
+
+    async def _quilt_or_split(self, plan: _Plan) -> None:
+        """Store a quilt; if the codec still refuses it ("data": no retry can change that),
+        store each half, down to single files as blobs."""
         try:
-            answer = await self.worker.call({
-                "op": "quilt", "epochs": self.config.epochs,
-                "attributes": self._attributes("quilt"),
-                "items": [
-                    [ident, *sources[k].item(), {FILE_ATTR: self._file_attr(k)}]
-                    for ident, (k, _) in idents.items()
-                ],
-            })  # fmt: skip
-        finally:
-            self._drop_batch(sources)
+            await self._upload_quilt(plan)
+        except WorkerError as exc:
+            if exc.kind != "data" or exc.registered is not None:
+                raise
+            log.warning("quilt of %d file(s) refused (%s); splitting it", len(plan.chunks), exc)
+            if len(plan.chunks) == 1:
+                key, gen = plan.chunks[0]
+                attributes = {**self._attributes("data"), FILE_ATTR: self._file_attr(key)}
+                await self._upload_blob(_Plan("blob", [(key, gen)], attributes, {}, {}))
+                return
+            half = len(plan.chunks) // 2
+            for part in (plan.chunks[:half], plan.chunks[half:]):
+                keys = {key for key, _ in part}
+                await self._quilt_or_split(_Plan(
+                    "quilt", part, plan.attributes,
+                    {k: v for k, v in plan.tags.items() if k in keys},
+                    {k: v for k, v in plan.caps.items() if k in keys},
+                ))  # fmt: skip
+
+    async def _upload_quilt(self, plan: _Plan) -> None:
+        idents = {f"{k[0]}.{k[1]}": (k, gen) for k, gen in plan.chunks}
+        inline = self.staging.small_bytes([k for k, _ in plan.chunks])
+        answer = await self._call(plan)
+        for ident in answer.get("holes", []):
+            self.stats.holes += 1
+            self._commit_empty(*idents[ident])
         if answer["result"] is None:
             return
         result = result_from_json(answer["result"])
-        row = self._blob_row(result, "quilt")
         # Copies for the segment cache: small chunks' bytes are at hand, files are read off the
         # loop before the commits; a copy is used only if its chunk commits, i.e. did not
         # change since the upload (nor since the copy).
@@ -484,19 +723,19 @@ class Uploader:
         for ident, (key, _) in idents.items():
             if key in inline:
                 copies[ident] = inline[key]
-        committed = self._commit_all(
-            row,
-            [
+        committed = self._commit_certified(
+            _Certified(result, "quilt", [
                 (idents[ident][0], idents[ident][1], patch, answer["lengths"][ident])
                 for ident, patch in answer["patches"].items()
-            ],
-        )
+            ])
+        )  # fmt: skip
         for ident, patch in answer["patches"].items():
             copy = copies.get(ident)
             if copy is None or idents[ident][0] not in committed:
                 continue
-            if len(copy) == answer["lengths"][ident]:
-                self.content.remember_patch(patch, copy)
+            length = answer["lengths"][ident]
+            if len(copy) >= length and not any(copy[length:]):  # trailing zeros not stored
+                self.content.remember_patch(patch, copy[:length])
         self.stats.quilts += 1
         self._account(result, len(answer["patches"]), sum(answer["lengths"].values()))
 
@@ -520,17 +759,51 @@ class Uploader:
         )
         return int(cur.lastrowid or 0)
 
-    def _commit(self, key: Key, gen: int, blob: int, patch: str | None, length: int) -> bool:
-        return bool(self._commit_all(blob, [(key, gen, patch, length)]))
+    def _commit_certified(self, done: _Certified) -> set[Key]:
+        """Record a certified upload (`_commit_all`). If the database cannot take it (a full
+        disk), the result is kept and its chunks held: `_retry_commits` records it once there
+        is room, and nothing is uploaded (nor paid for) again meanwhile. Raises DiskFull then,
+        so the job counts as failed (sync says why)."""
+        try:
+            return self._commit_all(done)
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+            self._uncommitted.append(done)
+            self._held.update(key for key, _, _, _ in done.uploaded)
+            self.stats.uncommitted = len(self._uncommitted)
+            log.error("certified %s, but the volume's disk is full: its commit waits (%s)",
+                      done.result.object_id, exc)  # fmt: skip
+            raise DiskFull(errno.ENOSPC, f"the certified upload cannot be recorded: {exc}") from exc
 
-    def _commit_all(self, blob: int, uploaded: list[tuple[Key, int, str | None, int]]) -> set[Key]:
-        """Point the chunks that did not change during their upload at the certified `blob`
-        (each its patch and length), in one transaction, then drop their staged bytes; the
-        chunks committed. One transaction for a quilt's hundreds of files: committing them one
-        by one held the loop ~0.1 s per quilt."""
+    def _retry_commits(self) -> None:
+        """Commit the certified uploads the database refused earlier (room may be back).
+        Whatever stops this (still full, or anything else) keeps the rest for later."""
+        while self._uncommitted:
+            done = self._uncommitted[0]
+            try:
+                self._commit_all(done)
+            except sqlite3.OperationalError as exc:
+                if not _is_full(exc):
+                    raise
+                break
+            del self._uncommitted[0]
+            self._held.difference_update(key for key, _, _, _ in done.uploaded)
+            log.info("committed the certified upload %s", done.result.object_id)
+            self._progressed()
+        self.stats.uncommitted = len(self._uncommitted)
+
+    def _commit_all(self, certified: _Certified) -> set[Key]:
+        """Record the certified blob and point the chunks that did not change during their
+        upload at it (each its patch and length), in one transaction, then drop their staged
+        bytes; the chunks committed. One transaction for a quilt's hundreds of files:
+        committing them one by one held the loop ~0.1 s per quilt. The blob's row is in the
+        same transaction, so a failed commit leaves no row that the deletion of unused blobs
+        could take while the result waits to be committed again."""
         done: set[Key] = set()
         with transaction(self.db):
-            for key, gen, patch, length in uploaded:
+            blob = self._blob_row(certified.result, certified.kind)
+            for key, gen, patch, length in certified.uploaded:
                 c = self.content.chunk(*key)
                 if c is None or not c.staged or self.content.gen.get(key) != gen:
                     log.debug("chunk %s changed during its upload; it is uploaded again", key)

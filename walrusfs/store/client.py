@@ -9,6 +9,14 @@ the node's key, message equal to the expected one) -> once the signers' shards r
 3w >= 2n+1, give the other nodes a short grace period (so the blob lands on as many nodes as
 possible), aggregate, certify.
 
+A registration is paid once: a store that fails after registering keeps the Blob object
+(`unfinished`), and the next store of the same blob ID and deletability continues it (the
+same object and Storage, re-read from the chain: uploaded again, certified; or already
+certified by an attempt whose answer was lost) instead of registering and paying again.
+After a 10-minute node outage, each retry had registered a new Blob: 13 never certified
+beside 12 certified. What is never retried is given back with `abandon` (deleted: its
+Storage returns to the wallet, where the next registration reuses it).
+
 Read: metadata from the cache or the first node whose copy verifies against the blob ID ->
 byte ranges from just the systematic primary slivers (rows) that hold them; a whole blob from
 the k_p systematic rows if they all arrive (no decoding), otherwise from any k_p verified
@@ -33,6 +41,7 @@ from cachetools import LRUCache
 import codec
 from cache.ranges import RangeCache
 from cache.slivers import SliverCache
+from chain import errors as chain_errors
 from chain import move_types as mt
 from chain.bls import aggregate, aggregate_verify
 from chain.client import CostEstimate, WalrusChain
@@ -66,6 +75,18 @@ class StoreResult:
     already_certified: bool  # an owned certified blob with this ID existed
     extended_by: int = 0  # epochs added to that existing blob
     signers: tuple[str, ...] = ()
+
+
+@dataclass
+class _Registration:
+    """A Blob object this store registered and has not certified yet."""
+
+    blob: mt.Blob
+    cost: int  # FROST its registration paid, reported by the store that certifies it
+    reused_storage: bool
+
+
+Registered = Callable[[str], None]  # told the Blob object ID an upload writes to
 
 
 @dataclass(frozen=True)
@@ -124,6 +145,28 @@ class WalrusStore:
         self._committee_at = 0.0
         # Metadata already verified against its blob ID (n=1000: 66 KB and 1000 hashes each).
         self._metadata: LRUCache[bytes, codec.VerifiedMetadata] = LRUCache(maxsize=256)
+        #: registered, not yet certified: (blob ID as u256, deletable) -> the registration
+        self._unfinished: dict[tuple[int, bool], _Registration] = {}
+
+    @property
+    def unfinished(self) -> list[str]:
+        """Object IDs of Blobs registered by this store and not certified (an upload failed
+        after paying; the retry of the same bytes continues it)."""
+        return [r.blob.id for r in self._unfinished.values()]
+
+    async def abandon(self, object_id: str) -> bool:
+        """Delete a registration nobody will retry (its bytes changed or were removed; it may
+        be one an earlier process made): its Storage returns to the wallet for the next
+        registration. False if it was gone already."""
+        key = next((k for k, r in self._unfinished.items() if r.blob.id == object_id), None)
+        if key is not None:
+            del self._unfinished[key]
+        try:
+            await self.chain.delete_blob(object_id)
+        except chain_errors.ObjectNotFound:
+            log.info("unfinished blob %s is already gone", object_id)
+            return False
+        return True
 
     async def close(self) -> None:
         await self.nodes.aclose()
@@ -148,15 +191,21 @@ class WalrusStore:
         attributes: dict[str, str] | None = None,
         progress: Progress | None = None,
         reuse: bool = True,
+        registered: Registered | None = None,
+        resume: str | None = None,
     ) -> StoreResult:
         """`reuse=False` skips the search for an owned certified blob with the same ID (a
-        listing of all owned blobs): for callers that keep their own index, like the mount."""
+        listing of all owned blobs): for callers that keep their own index, like the mount.
+        `registered` is told the Blob object written to, once it is registered (or an
+        unfinished one is continued): a caller that may abandon the upload needs it. `resume`:
+        the Blob object an earlier attempt registered for these bytes (perhaps in another
+        process), continued if it still is one of this blob, unexpired and uncertified."""
         committee = await self.committee(fresh=True)
         async with self.encode_limit:
             enc = await trio.to_thread.run_sync(codec.encode, data, committee.n_shards)
         return await self._store_encoded(
             enc, committee, epochs, deletable=deletable, attributes=attributes,
-            progress=progress, reuse=reuse,
+            progress=progress, reuse=reuse, registered=registered, resume=resume,
         )  # fmt: skip
 
     async def _store_encoded(
@@ -169,6 +218,8 @@ class WalrusStore:
         attributes: dict[str, str] | None,
         progress: Progress | None,
         reuse: bool = True,
+        registered: Registered | None = None,
+        resume: str | None = None,
     ) -> StoreResult:
         want_end = committee.epoch + epochs
         for blob in await self.chain.blobs() if reuse else []:
@@ -187,20 +238,64 @@ class WalrusStore:
                     enc.blob_id, blob.id, enc.unencoded_length, enc.encoded_size,
                     max(blob.storage.end_epoch, want_end), deletable, paid, False, True, extended,
                 )  # fmt: skip
-        blob, estimate, _ = await self.chain.register_blob(
-            enc.blob_id.to_u256(),
-            int.from_bytes(enc.root_hash, "little"),
-            enc.unencoded_length,
-            epochs,
-            deletable=deletable,
-            attributes=attributes,
-        )
-        signers = await self._upload_and_certify(enc, committee, blob, progress)
+        key = (enc.blob_id.to_u256(), deletable)
+        reg = await self._resumable(key, committee.epoch, resume)
+        if reg is None:
+            blob, estimate, _ = await self.chain.register_blob(
+                enc.blob_id.to_u256(),
+                int.from_bytes(enc.root_hash, "little"),
+                enc.unencoded_length,
+                epochs,
+                deletable=deletable,
+                attributes=attributes,
+            )
+            reg = _Registration(blob, estimate.total, estimate.reuse is not None)
+            # (an upload of the same bytes running meanwhile keeps its own entry)
+            self._unfinished.setdefault(key, reg)
+        else:
+            log.info("%s: continuing its registration %s", enc.blob_id, reg.blob.id)
+        if registered is not None:
+            registered(reg.blob.id)
+        signers: list[str] = []
+        if reg.blob.certified_epoch is None:
+            signers = await self._upload_and_certify(enc, committee, reg.blob, progress)
+        if self._unfinished.get(key) is reg:
+            del self._unfinished[key]
+        paid = reg.cost
+        end = reg.blob.storage.end_epoch
+        extended = 0
+        if end < want_end:  # continued after an epoch change: as long as asked
+            extended = want_end - end
+            paid += (await self.chain.extend_blob(reg.blob.id, extended))[0]
+            end = want_end
         return StoreResult(
-            enc.blob_id, blob.id, enc.unencoded_length, enc.encoded_size,
-            blob.storage.end_epoch, deletable, estimate.total, estimate.reuse is not None,
-            False, 0, tuple(signers),
+            enc.blob_id, reg.blob.id, enc.unencoded_length, enc.encoded_size, end, deletable,
+            paid, reg.reused_storage, False, extended, tuple(signers),
         )  # fmt: skip
+
+    async def _resumable(
+        self, key: tuple[int, bool], epoch: int, resume: str | None
+    ) -> _Registration | None:
+        """The unfinished registration of this blob, as the chain has it now: None when
+        there is none, or it was deleted or expired (then a new one is made)."""
+        reg = self._unfinished.get(key)
+        if reg is None and resume is None:
+            return None
+        object_id = reg.blob.id if reg is not None else resume
+        assert object_id is not None
+        try:
+            blob: mt.Blob | None = await self.chain.blob(object_id)
+        except chain_errors.ObjectNotFound:
+            blob = None
+        if blob is None or blob.storage.end_epoch <= epoch or (blob.blob_id, blob.deletable) != key:
+            log.info("blob %s is gone, expired or another; registering anew", object_id)
+            if reg is not None:
+                del self._unfinished[key]
+            return None
+        if reg is None:  # registered by an earlier process, which paid for it
+            reg = self._unfinished[key] = _Registration(blob, 0, False)
+        reg.blob = blob  # certified meanwhile, if an attempt's certify landed unanswered
+        return reg
 
     async def _upload_and_certify(
         self,
@@ -311,7 +406,10 @@ class WalrusStore:
         bitmap = bytearray((max(n.index for n in committee.nodes) + 8) // 8)
         for index in confirmed:
             bitmap[index // 8] |= 1 << (index % 8)
-        await self.chain.certify_blob(blob.id, aggregate(signatures), bytes(bitmap), expected)
+        try:
+            await self.chain.certify_blob(blob.id, aggregate(signatures), bytes(bitmap), expected)
+        except chain_errors.AlreadyCertified:
+            log.info("%s was certified by an earlier attempt", blob.id)
         return [n.name for n, _ in confirmed.values()]
 
     async def store_quilt(
@@ -323,6 +421,8 @@ class WalrusStore:
         attributes: dict[str, str] | None = None,
         progress: Progress | None = None,
         reuse: bool = True,
+        registered: Registered | None = None,
+        resume: str | None = None,
     ) -> QuiltResult:
         committee = await self.committee(fresh=True)
         async with self.encode_limit:
@@ -330,7 +430,7 @@ class WalrusStore:
             enc = await trio.to_thread.run_sync(codec.encode, quilt.data, committee.n_shards)
         result = await self._store_encoded(
             enc, committee, epochs, deletable=deletable, attributes=attributes,
-            progress=progress, reuse=reuse,
+            progress=progress, reuse=reuse, registered=registered, resume=resume,
         )  # fmt: skip
         patches = {p.identifier: p.patch_id(enc.blob_id) for p in quilt.patches}
         return QuiltResult(result, patches)
