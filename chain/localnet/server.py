@@ -10,6 +10,10 @@ Methods served (what pysui's `GrpcProtocolClient` sends for the Walrus flows):
     SubscriptionService SubscribeCheckpoints (unfiltered: every checkpoint from the tip on)
     walrusfs.devnet.v1.AdminService  AdvanceEpoch (devnet only: fault drills past expiry)
 
+Every reply is cut to the request's read mask (or the method's documented default) by
+`chain.localnet.masks`, and batch and page sizes are limited as on a full node (constants
+below, with their sources), so a client that works here asks for what it needs on testnet.
+
 A rejected transaction (bad signature, stale object version, someone else's object, too
 little gas) is answered with gRPC status INVALID_ARGUMENT and its reason, as a Sui full node
 does; a transaction that executes and aborts is a normal reply whose effects carry the error.
