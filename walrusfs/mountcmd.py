@@ -461,7 +461,11 @@ def query(mnt: Path, name: str) -> Any:
 
 
 def _sync(mnt: Path, label: str) -> None:
-    """Ask the mount to upload everything, with a progress bar of the bytes left."""
+    """Ask the mount to upload everything, with a progress bar of the bytes left (a read-only
+    mount has nothing to upload, and its kernel refuses the request with EROFS)."""
+    entry = mounts.mounted_at(mnt)
+    if entry is not None and "ro" in entry.options:
+        return
     result: dict[str, BaseException | None] = {"error": None}
 
     def go() -> None:

@@ -9,6 +9,9 @@ Blob object carries the attributes
     walrusfs:name     volume name (the --volume)       walrusfs:seq   1, 2, 3, ...
     walrusfs:time     unix seconds of the snapshot     walrusfs:encryption  wfe1 | none
     walrusfs:key-check  fingerprint of the volume key (a wrong key is refused before reading)
+    walrusfs:machine, walrusfs:host   the machine that wrote it (walrusfs/fs/writer.py)
+    walrusfs:writer   the lease of the machine that has the volume mounted read-write; absent
+                      on the checkpoint of a clean unmount (writer.py)
 
 and its content is (docs/formats.md):
 
@@ -37,7 +40,7 @@ import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -69,6 +72,17 @@ class CheckpointRef:
     size: int
     encoded_size: int
     end_epoch: int
+    machine: str | None = None  # walrusfs:machine of the machine that wrote it
+    host: str | None = None
+    writer: str | None = None  # walrusfs:writer, the lease (writer.py)
+
+
+class Stamp(Protocol):
+    """Who writes the volume: the attributes each checkpoint carries (writer.WriterLease)."""
+
+    def attributes(self, *, final: bool) -> dict[str, str]: ...
+
+    def wrote(self, object_id: str, *, final: bool) -> None: ...
 
 
 #: database pages copied per backup step; the loop's statements wait for at most one step
@@ -140,6 +154,7 @@ class Checkpointer:
         self._changes_at_last = -1  # _changes() when the last snapshot was taken
         self._ignored = 0  # changes that need no checkpoint (see ignore)
         self.last_error: str | None = None
+        self.stamp: Stamp | None = None  # set by the mount of a writer
 
     @property
     def seq(self) -> int:
@@ -171,18 +186,30 @@ class Checkpointer:
             except (StoreError, chain_errors.ChainError, OSError) as exc:
                 log.warning("checkpoint failed (retried at the next interval): %s", exc)
 
-    async def checkpoint(self) -> None:
-        """Upload a checkpoint if the database changed since the last one."""
+    def expired(self, epoch: int) -> bool:
+        """Whether the newest checkpoint this volume has made is no longer stored at `epoch`
+        (renewals failed or were off): the volume could not be restored from it."""
+        row = self.db.execute(
+            "SELECT end_epoch FROM blobs WHERE kind = ? AND refcount > 0 ORDER BY id DESC LIMIT 1",
+            (KIND,),
+        ).fetchone()
+        return row is not None and int(row[0]) <= epoch
+
+    async def checkpoint(self, *, final: bool = False, force: bool = False) -> bool:
+        """Upload a checkpoint if the database changed since the last one (or `force`);
+        whether one was written. `final`: the last of this mount (it carries no writer
+        lease)."""
         async with self._lock:
-            if not self.dirty():
-                return
+            if not self.dirty() and not force:
+                return False
             try:
-                await self._checkpoint()
+                await self._checkpoint(final)
+                return True
             except (StoreError, chain_errors.ChainError, OSError) as exc:
                 self.last_error = str(exc)
                 raise
 
-    async def _checkpoint(self) -> None:
+    async def _checkpoint(self, final: bool) -> None:
         seq = self.seq + 1
         volume_id = schema.get_param(self.db, "volume_id") or ""
         # The copy holds everything committed before `taken` (and what the loop commits while
@@ -201,6 +228,8 @@ class Checkpointer:
             }  # fmt: skip
             if self.keys is not None:
                 attributes["walrusfs:key-check"] = self.keys.check_value()
+            if self.stamp is not None:
+                attributes |= self.stamp.attributes(final=final)
             answer = await self.call(
                 {"op": "blob", "path": str(out), "epochs": self.epochs, "attributes": attributes}
             )
@@ -221,6 +250,8 @@ class Checkpointer:
         # uploaded are
         self._changes_at_last = self._changes() if before == changes else changes
         self.last_error = None
+        if self.stamp is not None:
+            self.stamp.wrote(r["object_id"], final=final)
         log.info(
             "checkpoint %d of volume %s certified: %s (%d bytes of metadata)",
             seq, self.name, r["blob_id"], nbytes,
@@ -248,6 +279,8 @@ def _ref(obj: mt.Blob, attrs: dict[str, str]) -> CheckpointRef | None:
             encryption=attrs.get("walrusfs:encryption", "none"),
             key_check=attrs.get("walrusfs:key-check"), size=int(obj.size),
             encoded_size=int(obj.storage.storage_size), end_epoch=int(obj.storage.end_epoch),
+            machine=attrs.get("walrusfs:machine"), host=attrs.get("walrusfs:host"),
+            writer=attrs.get("walrusfs:writer"),
         )  # fmt: skip
     except (KeyError, ValueError):
         return None

@@ -42,12 +42,13 @@ from chain import errors as chain_errors
 from chain.client import WalrusChain
 from walrusfs.errors import ServiceError
 from walrusfs.fs import schema
-from walrusfs.fs.checkpoint import Checkpointer
+from walrusfs.fs.checkpoint import Checkpointer, Stamp
 from walrusfs.fs.content import Content
 from walrusfs.fs.mount import load_keys, repair
 from walrusfs.fs.schema import ROOT_INODE, path_of, transaction
 from walrusfs.fs.upload_worker import UploadWorker
 from walrusfs.fs.uploader import UploadConfig, Uploader
+from walrusfs.fs.writer import WriterLease, this_machine
 from walrusfs.store.client import WalrusStore
 from walrusfs.store.errors import StoreError
 
@@ -62,6 +63,7 @@ class Report:
     lost: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     damaged: bool = False  # the database itself: nothing else was checked
+    claimed: str | None = None  # another machine holds the volume (writer.py): why
 
     @property
     def exit_code(self) -> int:
@@ -179,8 +181,26 @@ def _recount_blobs(db: sqlite3.Connection, report: Report) -> None:
         report.fix(f"blob row {row_id}: reference count {refcount} -> {want}")
 
 
-async def check_chain(db: sqlite3.Connection, chain: WalrusChain, report: Report) -> None:
-    """Check 6: the database against the wallet's Blob objects."""
+def _not_ours(attrs: dict[str, str], local_seq: int, machine: str | None) -> bool:
+    """Whether a blob of this volume that the database does not know may belong to another
+    machine's copy of it: written by another machine, or a checkpoint newer than this copy.
+    Such a blob is never taken for a leftover (deleting it would lose that machine's files)."""
+    writer = attrs.get("walrusfs:machine")
+    if writer is not None and machine is not None and writer != machine:
+        return True
+    if attrs.get("walrusfs:kind") == "checkpoint":
+        try:
+            return int(attrs.get("walrusfs:seq", "0")) > local_seq
+        except ValueError:
+            return True
+    return False
+
+
+async def check_chain(
+    db: sqlite3.Connection, chain: WalrusChain, report: Report, machine: str | None = None
+) -> None:
+    """Check 6: the database against the wallet's Blob objects (`machine`: this machine's ID,
+    writer.py)."""
     volume_id = schema.get_param(db, "volume_id")
     epoch = (await chain.system_info()).epoch
     owned = {b.id: b for b in await chain.blobs(valid_only=False)}
@@ -204,9 +224,16 @@ async def check_chain(db: sqlite3.Connection, chain: WalrusChain, report: Report
             report.notes.append(f"checkpoint blob {object_id} {state}")
     unknown = [b for b in owned.values() if b.id not in known and b.certified_epoch is not None]
     attributes = await chain.attributes_of([b.id for b in unknown])
+    local_seq = int(schema.get_param(db, "checkpoint_seq") or 0)
     for blob in unknown:
         attrs = attributes[blob.id]
         if attrs.get("walrusfs:volume") != volume_id:
+            continue
+        if _not_ours(attrs, local_seq, machine):
+            report.notes.append(
+                f"blob {blob.id} of this volume was written by another machine "
+                f"({attrs.get('walrusfs:host', '?')}): left alone"
+            )
             continue
         db.execute(
             "INSERT INTO blobs (blob_id, object_id, kind, size, encoded_size, end_epoch, "
@@ -225,10 +252,17 @@ def staged_chunks(db: sqlite3.Connection) -> int:
 
 
 async def run_checks(
-    db_path: Path, staging_dir: Path, chain: WalrusChain | None
+    db_path: Path,
+    staging_dir: Path,
+    chain: WalrusChain | None,
+    *,
+    claimed: str | None = None,
+    machine: str | None = None,
 ) -> tuple[Report, sqlite3.Connection, Staging]:
-    """Checks 1-6; the caller uploads (check 7) with the returned database and staging."""
-    report = Report()
+    """Checks 1-6; the caller uploads (check 7) with the returned database and staging.
+    `claimed`: why another machine holds the volume (writer.py); then nothing on chain is
+    taken for this volume's leftovers, since it may be that machine's."""
+    report = Report(claimed=claimed)
     db = schema.connect(db_path)
     result = db.execute("PRAGMA integrity_check").fetchone()[0]
     if result != "ok":
@@ -240,9 +274,11 @@ async def run_checks(
         return report, db, Staging(staging_dir)
     staging = Staging(staging_dir)
     check_database(db, staging, report)
-    if chain is not None:
+    if claimed is not None:
+        report.notes.append(f"blobs on chain not checked: {claimed}")
+    elif chain is not None:
         try:
-            await check_chain(db, chain, report)
+            await check_chain(db, chain, report, machine)
         except (StoreError, chain_errors.ChainError, OSError) as exc:
             report.notes.append(f"the chain could not be checked: {exc}")
     return report, db, staging
@@ -266,6 +302,7 @@ async def upload_staged(
     epochs: int,
     passphrase: str | None = None,
     progress: Progress | None = None,
+    stamp: Stamp | None = None,
 ) -> None:
     """Check 7: upload every staged chunk and take a checkpoint, as a mount would;
     `progress(done, total)` in bytes about once a second."""
@@ -286,6 +323,7 @@ async def upload_staged(
             db, volume_dir / "meta.db", worker.call, name=volume_dir.name, epochs=epochs,
             interval=3600.0, keys=keys,
         )  # fmt: skip
+        checkpointer.stamp = stamp
         async with trio.open_nursery() as nursery:
             await nursery.start(worker.run)
             await nursery.start(uploader.run)
@@ -309,7 +347,7 @@ async def upload_staged(
             else:
                 if progress is not None and total:
                     progress(total, total)
-                await checkpointer.checkpoint()
+                await checkpointer.checkpoint(final=True)
             nursery.cancel_scope.cancel()
         with trio.CancelScope(shield=True):
             await worker.aclose()
@@ -334,16 +372,41 @@ async def fsck(
 ) -> Report:
     """All checks on an unmounted volume (the caller holds its lock); `progress` follows the
     upload of what was staged."""
-    report, db, staging = await run_checks(volume_dir / "meta.db", volume_dir / "staging", chain)
+    db_path = volume_dir / "meta.db"
+    lease = None
+    claimed = None
+    if db_path.exists():
+        # the key first: a wrong passphrase is refused before anything is repaired or said
+        # clean, and who holds the volume before any blob on chain is taken for a leftover
+        probe = schema.connect(db_path)
+        try:
+            if probe.execute("PRAGMA quick_check").fetchone()[0] == "ok":
+                load_keys(volume_dir, probe, chain, new=False, public=False, passphrase=passphrase)
+                lease = WriterLease(
+                    chain, this_machine(volume_dir.parent.parent), volume_dir.name,
+                    schema.get_param(probe, "volume_id") or "",
+                )  # fmt: skip
+                verdict = await lease.verdict(int(schema.get_param(probe, "checkpoint_seq") or 0))
+                claimed = verdict.refusal
+        finally:
+            probe.close()
+    report, db, staging = await run_checks(
+        db_path, volume_dir / "staging", chain, claimed=claimed,
+        machine=None if lease is None else lease.machine.id,
+    )  # fmt: skip
     try:
         if report.damaged:
             return report
         staged = staged_chunks(db)
-        if staged and upload:
+        if staged and upload and claimed is not None:
+            report.notes.append(
+                f"{staged} staged chunk(s) not uploaded: another machine holds the volume"
+            )
+        elif staged and upload:
             log.warning("fsck: uploading %d staged chunk(s)", staged)
             await upload_staged(
                 db, staging, chain, volume_dir, worker_argv, epochs=epochs,
-                passphrase=passphrase, progress=progress,
+                passphrase=passphrase, progress=progress, stamp=lease,
             )  # fmt: skip
         elif staged:
             report.notes.append(f"{staged} staged chunk(s) upload at the next mount")

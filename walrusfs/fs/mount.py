@@ -48,6 +48,7 @@ from walrusfs.fs.ops import Operations
 from walrusfs.fs.schema import path_of, transaction
 from walrusfs.fs.upload_worker import UploadWorker
 from walrusfs.fs.uploader import UploadConfig, Uploader
+from walrusfs.fs.writer import VolumeClaimed, WriterLease, judge, this_machine
 from walrusfs.store.client import WalrusStore
 from walrusfs.store.errors import StoreError
 from walrusfs.store.nodes import StorageNode
@@ -213,12 +214,20 @@ class Volume:
         if name == "sync":
             await self.uploader.flush()
             await self.sync_db()
+            if self.options.read_only:
+                return
             try:
                 await self.renewer.check()
-                await self.checkpointer.checkpoint()
+                # sync promises the volume survives the loss of this machine: not so while a
+                # renewal fails (its blobs expire), nor while the newest checkpoint has expired
+                if self.renewer.last_error is not None:
+                    raise OSError(errno.EIO, f"renewal failed: {self.renewer.last_error}")
+                epoch = self.renewer.epoch
+                stale = epoch is not None and self.checkpointer.expired(epoch)
+                await self.checkpointer.checkpoint(force=stale)
                 await self.refresh_once()
             except (StoreError, chain_errors.ChainError, OSError) as exc:
-                raise OSError(5, f"renewal or metadata checkpoint failed: {exc}") from exc
+                raise OSError(errno.EIO, f"renewal or metadata checkpoint failed: {exc}") from exc
         else:
             raise pyfuse3.FUSEError(errno.EINVAL)
 
@@ -443,13 +452,11 @@ def load_keys(
         )  # fmt: skip
     key_file = volume_dir / KEY_FILE
     key = volume_key(volume_dir, schema.get_param(db, "volume_id") or "", chain, passphrase)
-    if passphrase is None and not key_file.exists():
-        write_private(key_file, key.hex() + "\n")
     keys = crypto.VolumeKeys.from_volume_key(key)
     check = schema.get_param(db, "key_check")
     if check is None:
         schema.set_param(db, "key_check", keys.check_value())
-    elif check != keys.check_value():
+    elif check != keys.check_value():  # before anything is written: a wrong key stays nowhere
         raise MountError(
             ("the passphrase is not this volume's" if passphrase is not None else
              f"{key_file} is not the key of this volume (another wallet's, or another "
@@ -457,6 +464,8 @@ def load_keys(
             "it, or give its passphrase (--passphrase-file, WALRUSFS_PASSPHRASE)",
             ExitCode.WALLET,
         )  # fmt: skip
+    if passphrase is None and not key_file.exists():
+        write_private(key_file, key.hex() + "\n")
     return keys, key
 
 
@@ -543,6 +552,13 @@ async def run(
                 "a network with more shards, or copy its files into a new --volume",
                 ExitCode.USAGE,
             )
+        # one writer per volume: refused here, before anything of the volume changes
+        lease = WriterLease(
+            chain, this_machine(options.volume_dir.parent.parent), options.volume_dir.name,
+            schema.get_param(db, "volume_id") or "",
+        )  # fmt: skip
+        if not options.read_only:
+            await lease.claim(int(schema.get_param(db, "checkpoint_seq") or 0))
         staging = Staging(options.volume_dir / "staging")
         if schema.get_param(db, "clean_unmount") != "1" and not restored:
             log.warning("the last mount of this volume did not end cleanly; repairing")
@@ -569,6 +585,8 @@ async def run(
             db, enabled=options.renew, horizon=options.renew_horizon,
             epochs=options.renew_epochs, default_epochs=upload.epochs,
         )  # fmt: skip
+        if not options.read_only:
+            checkpointer.stamp = lease
         renewer = Renewer(db, worker.call, chain, policy)
         content.expired = renewer.expired
         uploader.housekeeping = checkpointer.ignore
@@ -585,6 +603,8 @@ async def run(
         }
         if options.allow_other:
             fuse_options.add("allow_other")
+        if options.read_only:  # the kernel refuses changes itself (EROFS) and says ST_RDONLY
+            fuse_options.add("ro")
         if foreground_debug:
             fuse_options.add("debug")
         try:
@@ -596,17 +616,19 @@ async def run(
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(worker.run)
-                await nursery.start(uploader.run)
-                await nursery.start(checkpointer.run)
-                await nursery.start(renewer.run)
-                await nursery.start(ops.purger)
+                if not options.read_only:  # nothing changes: nothing to upload or renew
+                    await nursery.start(uploader.run)
+                    await nursery.start(checkpointer.run)
+                    await nursery.start(renewer.run)
+                    await nursery.start(ops.purger)
                 nursery.start_soon(volume.refresh)
                 with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                     nursery.start_soon(_terminate_on, signals)
                     ready(None)
                     log.info("mounted %s on %s", options.volume_dir, options.mountpoint)
                     await pyfuse3.main()
-                await _final_checkpoint(checkpointer)
+                if not options.read_only:
+                    await _final_checkpoint(checkpointer, lease)
                 nursery.cancel_scope.cancel()
             clean = True
         finally:
@@ -640,6 +662,11 @@ async def _restore_if_any(
         refs = await list_checkpoints(chain, name)
     except (chain_errors.ChainError, OSError) as exc:
         raise MountError(f"cannot look for checkpoints of volume {name}: {exc}") from None
+    if refs and not options.read_only:  # in use elsewhere: refused before anything is made
+        machine = this_machine(options.volume_dir.parent.parent)
+        verdict = judge(refs, machine, refs[0].volume_id, refs[0].seq)
+        if verdict.refusal is not None:
+            raise VolumeClaimed(verdict.refusal)
     failure: Exception | None = None
     for ref in refs:
         keys = None
@@ -672,12 +699,15 @@ async def _restore_if_any(
     return False
 
 
-async def _final_checkpoint(checkpointer: Checkpointer) -> None:
-    """At a clean unmount, a checkpoint if the metadata changed (bounded: uploads that cannot
-    go through must not hold the unmount; the local database keeps everything anyway)."""
+async def _final_checkpoint(checkpointer: Checkpointer, lease: WriterLease) -> None:
+    """At a clean unmount, a checkpoint if the metadata changed, without the writer lease, or
+    else the lease taken off the newest checkpoint (bounded: uploads that cannot go through
+    must not hold the unmount; the local database keeps everything anyway, and a lease left
+    behind is this machine's to take again)."""
     with trio.move_on_after(FINAL_CHECKPOINT_TIMEOUT) as scope:
         try:
-            await checkpointer.checkpoint()
+            if not await checkpointer.checkpoint(final=True):
+                await lease.release()
         except (StoreError, chain_errors.ChainError, OSError) as exc:
             log.warning("no checkpoint at unmount: %s", exc)
     if scope.cancelled_caught:
