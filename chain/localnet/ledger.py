@@ -26,7 +26,7 @@ transactions
     seq             execution order (1, 2, ...); the "checkpoint" reported to clients
     response        the `ExecutedTransaction` protobuf as returned by ExecuteTransaction
 meta
-    key / value     chain-wide values: `chain_id`, `next_seq`, `walrus_epoch_start_ms`,
+    key / value     chain-wide values: `next_seq`, `walrus_epoch_start_ms`,
                     `epoch_duration_ms`, the IDs genesis created (`system_id`, ...), as text
 """
 

@@ -302,7 +302,6 @@ class Localnet:
                     add(coin_id, type_, mt.Coin(coin_id, share).to_bcs(), OWNER_ADDRESS, address)
         meta = {
             **dataclasses.asdict(dep),
-            "chain_id": _derived_id(seed, "chain")[2:10],
             "reference_gas_price": str(config.reference_gas_price),
             "epoch_duration_ms": str(config.epoch_duration_ms),
             "epoch_start_ms": str(now_ms),
@@ -313,6 +312,16 @@ class Localnet:
 
     def close(self) -> None:
         self.ledger.close()
+
+    def chain_id(self) -> str:
+        """The chain identifier: as on Sui, the base58 digest of the genesis checkpoint
+        (sui-types `ChainIdentifier`, which `GetServiceInfo.chain_id` prints), checkpoint 0
+        here. Derived from the System object's ID, which genesis chose from its seed."""
+        digest = hashlib.blake2b(
+            b"CheckpointSummary::genesis::" + bytes.fromhex(self.deployment.system_id[2:]),
+            digest_size=32,
+        ).digest()
+        return str(base58.b58encode(digest).decode())
 
     # -- epochs -----------------------------------------------------------------------------
 

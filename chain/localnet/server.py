@@ -40,7 +40,7 @@ from grpclib.exceptions import GRPCError
 from pysui.sui.sui_bcs import bcs
 from pysui.sui.sui_grpc.suimsgs.google import rpc as google_rpc
 
-from chain.localnet import masks
+from chain.localnet import grpcweb, masks
 from chain.localnet.executor import TxRejected, coin_inner, normalize_address
 from chain.localnet.ledger import OWNER_ADDRESS
 from chain.localnet.node import Localnet, dynamic_field_proto, object_proto
@@ -63,6 +63,9 @@ MAX_UNVERSIONED_BATCH_REQUESTS = 50
 #: ExecuteTransaction: one sender signature and an optional sponsor's
 #: (`transaction_execution_service/mod.rs`: MAX_NUMBER_OF_SIGNATURES).
 MAX_SIGNATURES = 2
+#: `GetServiceInfo.chain` and `x-sui-chain`: a full node names mainnet, testnet or "unknown"
+#: (sui-types `ChainIdentifier::chain`); this chain is none of them.
+CHAIN_NAME = "unknown"
 #: The devnet admin method (request and reply are GetEpoch messages; see `advance_epoch`).
 ADVANCE_EPOCH_PATH = "/walrusfs.devnet.v1.AdminService/AdvanceEpoch"
 
@@ -194,12 +197,22 @@ class SuiServices:
             cursor=seq, checkpoint=masks.apply(self._checkpoint(seq), mask)
         )
 
+    def info_headers(self) -> dict[str, str]:
+        """The headers a full node adds to every answer (sui-rpc-api `response.rs`)."""
+        return {
+            "x-sui-chain-id": self.net.chain_id(),
+            "x-sui-chain": CHAIN_NAME,
+            "x-sui-epoch": str(self.net.walrus_epoch()),
+            "x-sui-checkpoint-height": str(self.net.ledger.checkpoint()),
+            "x-sui-timestamp-ms": str(int(time.time() * 1000)),
+        }
+
     # -- ledger -------------------------------------------------------------------------------
 
     async def get_service_info(self, _: pb.GetServiceInfoRequest) -> pb.GetServiceInfoResponse:
         return pb.GetServiceInfoResponse(
-            chain_id=self.net.ledger.meta("chain_id"),
-            chain="walrusfs-devnet",
+            chain_id=self.net.chain_id(),
+            chain=CHAIN_NAME,
             epoch=self.net.walrus_epoch(),
             checkpoint_height=self.net.ledger.checkpoint(),
             timestamp=datetime.datetime.now(datetime.UTC),
@@ -288,7 +301,7 @@ class SuiServices:
 
     def _checkpoint(self, seq: int) -> pb.Checkpoint:
         if seq == 0:  # genesis: the state was written directly, no transactions
-            return pb.Checkpoint(sequence_number=0, digest="genesis", transactions=[])
+            return pb.Checkpoint(sequence_number=0, digest=self.net.chain_id(), transactions=[])
         found = self.net.ledger.transaction_at(seq)
         if found is None:
             raise GRPCError(grpclib.const.Status.NOT_FOUND, f"checkpoint {seq} not found")
@@ -642,6 +655,20 @@ def _type_matches(type_: str, wanted: str | None) -> bool:
     return type_ == wanted or ("<" not in wanted and type_.startswith(wanted + "<"))
 
 
+class _DualServer(grpclib.server.Server):
+    """grpclib's server whose connections are sniffed: native gRPC (HTTP/2) as before,
+    gRPC-web (HTTP/1.1) answered by the same handlers (`chain.localnet.grpcweb`)."""
+
+    def __init__(self, services: SuiServices) -> None:
+        super().__init__([services])
+        self._services = services
+
+    def _protocol_factory(self) -> Any:
+        return grpcweb.SniffingProtocol(
+            super()._protocol_factory, self._mapping, self._services.info_headers
+        )
+
+
 class LocalnetServer:
     """The services on their own asyncio loop in a daemon thread."""
 
@@ -669,7 +696,7 @@ class LocalnetServer:
                     loop.call_soon_threadsafe(services.announce)
 
                 self.net.ledger.on_checkpoint = wake
-                server = grpclib.server.Server([services])
+                server = _DualServer(services)
                 loop.run_until_complete(server.start(self.host, self.port))
                 raw = server._server  # grpclib exposes no bound-port accessor
                 sockets = raw.sockets if isinstance(raw, asyncio.Server) else ()
