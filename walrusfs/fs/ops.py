@@ -40,11 +40,22 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 NAME_MAX = 255
-MAX_FILE_SIZE = 1 << 60  # far beyond anything storable; 10**15 stays sparse and costs nothing
+#: The kernel's own limit for FUSE files (MAX_LFS_FILESIZE, its s_maxbytes): with the writeback
+#: cache a write is accepted into the page cache before this process sees it, so only a limit
+#: the kernel also enforces can fail the write() itself (EFBIG at or past it, a write crossing
+#: it shortened); a lower one of ours failed later, at writeback, and lost the bytes. Sizes stay
+#: sparse (a file of 10**15 bytes made by truncate is one row) and fit SQLite's INTEGER.
+MAX_FILE_SIZE = (1 << 63) - 1
+#: Timestamps are stored as int64 nanoseconds (1677-09-21 to 2262-04-11); the kernel may send
+#: any int64 seconds (FUSE has no s_time_min/max), so times outside are clamped to these.
+TIME_MIN_NS = -(1 << 63)
+TIME_MAX_NS = (1 << 63) - 1
 TIMEOUT = 300.0  # attribute and entry cache: this process is the only writer of the volume
 BLOCK_SIZE = 4096
 IO_SIZE = 128 * 1024  # st_blksize: invites large writes
 PURGE_DELAY = 0.02  # seconds an unlinked, forgotten inode waits to be deleted with others
+#: Linux's clock id (include/uapi/linux/time.h); Python's time module names it from 3.13 on
+CLOCK_REALTIME_COARSE = 5
 
 #: The `inodes` columns `_attrs` turns into attributes, in its order, as `i.`-qualified for joins.
 _ATTR_NAMES = ("id", "mode", "uid", "gid", "size", "nlink", "rdev", "atime_ns", "mtime_ns",
@@ -54,8 +65,23 @@ _ATTR_INDEX = {name: i for i, name in enumerate(_ATTR_NAMES)}
 
 #: Read-only attributes computed from the database (see `_walrus_xattr`).
 WALRUS_XATTR_PREFIX = b"user.walrus."
+WALRUS_XATTRS = ("state", "blob_id", "object_id", "end_epoch")
 #: Control channel of the CLI (`walrusfs sync`, `status`, `umount`): xattrs on the root.
 CTL_PREFIX = b"user.walrusfs.ctl."
+
+
+def now_ns() -> int:
+    """The time the mount stamps inodes with: the coarse realtime clock, the one the kernel
+    itself uses for the mtime and ctime it sets on regular files (writeback cache) and for a
+    hard link's ctime. The precise clock runs up to a tick ahead of it, so an object the
+    daemon stamped with it could look newer than one the kernel stamped just after
+    (xfstests generic/423: a link's ctime before the creation of the socket made before it)."""
+    return time.clock_gettime_ns(CLOCK_REALTIME_COARSE)
+
+
+def clamp_ns(ns: int) -> int:
+    """A timestamp the kernel sent, within what the database stores (TIME_MIN_NS..MAX)."""
+    return min(max(ns, TIME_MIN_NS), TIME_MAX_NS)
 
 
 def _errors(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
@@ -86,6 +112,9 @@ def _errors(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[An
 class Handle:
     inode: int
     writable: bool
+    #: opened with O_DIRECT: its writes bypass the page cache, so other descriptors' cached
+    #: pages of the file may be stale after them (`_stale`)
+    direct: bool = False
 
 
 class Operations(pyfuse3.Operations):
@@ -98,11 +127,21 @@ class Operations(pyfuse3.Operations):
         self.db = db
         self.content = content
         self.control = control
+        #: every change is refused with EROFS (the kernel refuses them first on a mount with
+        #: the "ro" option; this holds whatever the mount options say)
+        self.read_only = control.options.read_only
+        #: who may use the control attributes besides root: the user who mounted the volume
+        self.owner = os.getuid()
         self.lookups: defaultdict[int, int] = defaultdict(int)
         self.handles: dict[int, Handle] = {}
         self._next_fh = 1
         self._doomed: set[int] = set()  # inodes queued for purge_doomed
         self._purge_due = trio.Event()
+        #: inodes written through an O_DIRECT handle whose cached pages the kernel may still
+        #: hold from before the write -> a sequence number of the last such write
+        self._stale: dict[int, int] = {}
+        self._stale_seq = 0
+        self._invalidate_due = trio.Event()
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -114,8 +153,7 @@ class Operations(pyfuse3.Operations):
             raise FUSEError(errno.ENOENT)
         return tuple(row)
 
-    @staticmethod
-    def _attrs(row: tuple[Any, ...]) -> EntryAttributes:
+    def _attrs(self, row: tuple[Any, ...]) -> EntryAttributes:
         a = EntryAttributes()
         (a.st_ino, a.st_mode, a.st_uid, a.st_gid, a.st_size, a.st_nlink, a.st_rdev,
          a.st_atime_ns, a.st_mtime_ns, a.st_ctime_ns, a.st_birthtime_ns) = row  # fmt: skip
@@ -123,8 +161,21 @@ class Operations(pyfuse3.Operations):
         a.entry_timeout = TIMEOUT
         a.attr_timeout = TIMEOUT
         a.st_blksize = IO_SIZE
-        a.st_blocks = (a.st_size + 511) // 512 if stat.S_ISREG(a.st_mode) else 0
+        a.st_blocks = -(-self._allocated(a.st_ino) // 512) if stat.S_ISREG(a.st_mode) else 0
         return a
+
+    def _allocated(self, inode: int) -> int:
+        """Bytes that hold the file's data, for st_blocks (what `du` adds up): each uploaded
+        chunk's length (what its blob or quilt patch stores) and each staged chunk's bytes on
+        the local disk (holes take none). The apparent size made `du` of a sparse file
+        report every hole as used."""
+        staging = self.content.staging
+        total = 0
+        for chunkno, staged, length in self.db.execute(
+            "SELECT chunkno, staged, length FROM chunks WHERE inode = ?", (inode,)
+        ):
+            total += staging.allocated((inode, chunkno)) if staged else length
+        return total
 
     def attrs(self, inode: int) -> EntryAttributes:
         return self._attrs(self._row(inode))
@@ -149,6 +200,10 @@ class Operations(pyfuse3.Operations):
     def _check_name(name: bytes) -> None:
         if len(name) > NAME_MAX:
             raise FUSEError(errno.ENAMETOOLONG)
+
+    def _refuse_if_read_only(self) -> None:
+        if self.read_only:
+            raise FUSEError(errno.EROFS)
 
     def _touch_dir(self, inode: int, now: int) -> None:
         self.db.execute(
@@ -179,8 +234,15 @@ class Operations(pyfuse3.Operations):
     async def purger(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Runs `purge_doomed` PURGE_DELAY after an inode is queued (for the mount's life)."""
-        task_status.started()
+        """The handlers' background work, for the mount's life: `purge_doomed` PURGE_DELAY
+        after an inode is queued, and the page-cache invalidations O_DIRECT writes ask for
+        (`_invalidate_stale`)."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._purge_loop)
+            nursery.start_soon(self._invalidate_loop)
+            task_status.started()
+
+    async def _purge_loop(self) -> None:
         while True:
             await self._purge_due.wait()
             self._purge_due = trio.Event()
@@ -190,11 +252,42 @@ class Operations(pyfuse3.Operations):
             except Exception:  # the inodes stay (nlink 0) for the next mount's repair
                 log.exception("deleting unlinked inodes failed")
 
+    def _mark_stale(self, inode: int) -> None:
+        """A write through an O_DIRECT handle reached the file: pages other descriptors
+        cached before it are stale. The kernel drops the pages around a synchronous O_DIRECT
+        write but not after an asynchronous one (AIO), and buffered readers may cache the
+        old bytes while it is in flight (xfstests generic/451). The next open drops them
+        (no keep_cache) and `_invalidate_loop` drops them for descriptors already open."""
+        self._stale_seq += 1
+        self._stale[inode] = self._stale_seq
+        self._invalidate_due.set()
+
+    async def _invalidate_loop(self) -> None:
+        while True:
+            await self._invalidate_due.wait()
+            self._invalidate_due = trio.Event()
+            for inode, seq in list(self._stale.items()):
+                await self._invalidate_stale(inode, seq)
+
+    async def _invalidate_stale(self, inode: int, seq: int) -> None:
+        """Drop the kernel's cached pages (and attributes) of `inode`. Never from a handler:
+        with the writeback cache the kernel first writes dirty pages back, which needs this
+        loop to answer their WRITE requests, so it runs in a worker thread (pyfuse3's
+        invalidate_inode blocks) while the loop keeps serving."""
+        try:
+            await trio.to_thread.run_sync(pyfuse3.invalidate_inode, inode)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:  # ENOENT: the kernel holds nothing of it
+                log.warning("cannot drop the cached pages of inode %d: %s", inode, exc)
+        if self._stale.get(inode) == seq:  # no O_DIRECT write since: the cache is current
+            del self._stale[inode]
+
     def _new_inode(
         self, parent: int, name: bytes, mode: int, ctx: RequestContext, *, rdev: int = 0,
         target: bytes | None = None,
     ) -> int:  # fmt: skip
         """Create an inode and its dentry (one transaction); the caller adds the lookup."""
+        self._refuse_if_read_only()
         self._check_name(name)
         prow = self._row(parent)
         if not stat.S_ISDIR(prow[1]):
@@ -208,7 +301,7 @@ class Operations(pyfuse3.Operations):
             gid = prow[3]
             if stat.S_ISDIR(mode):
                 mode |= stat.S_ISGID
-        now = time.time_ns()
+        now = now_ns()
         nlink = 2 if stat.S_ISDIR(mode) else 1
         with transaction(self.db):
             cur = self.db.execute(
@@ -296,8 +389,9 @@ class Operations(pyfuse3.Operations):
         fh: int | None,
         ctx: RequestContext,
     ) -> EntryAttributes:
+        self._refuse_if_read_only()
         row = self._row(inode)
-        now = time.time_ns()
+        now = now_ns()
         sets: dict[str, int] = {}
         if fields.update_size:
             if not stat.S_ISREG(row[1]):
@@ -315,11 +409,13 @@ class Operations(pyfuse3.Operations):
             sets["uid"] = attr.st_uid
         if fields.update_gid:
             sets["gid"] = attr.st_gid
+        # times past what an int64 of nanoseconds holds (touch -d 'Dec 31 2147483647') are
+        # clamped, and answered as stored, so the kernel caches what a remount shows
         if fields.update_atime:
-            sets["atime_ns"] = attr.st_atime_ns
+            sets["atime_ns"] = clamp_ns(attr.st_atime_ns)
         if fields.update_mtime:
-            sets["mtime_ns"] = attr.st_mtime_ns
-        sets["ctime_ns"] = attr.st_ctime_ns if fields.update_ctime else now
+            sets["mtime_ns"] = clamp_ns(attr.st_mtime_ns)
+        sets["ctime_ns"] = clamp_ns(attr.st_ctime_ns) if fields.update_ctime else now
         cols = ", ".join(f"{k} = ?" for k in sets)
         self.db.execute(f"UPDATE inodes SET {cols} WHERE id = ?", (*sets.values(), inode))
         new = list(row)  # the row as updated, without reading it again
@@ -378,6 +474,7 @@ class Operations(pyfuse3.Operations):
     async def link(
         self, inode: int, new_parent_inode: int, new_name: bytes, ctx: RequestContext
     ) -> EntryAttributes:
+        self._refuse_if_read_only()
         self._check_name(new_name)
         row = self._row(inode)
         if stat.S_ISDIR(row[1]):
@@ -391,7 +488,7 @@ class Operations(pyfuse3.Operations):
             raise FUSEError(errno.EEXIST)
         if row[5] == 0:  # linkat() of an O_TMPFILE-less unlinked file
             raise FUSEError(errno.ENOENT)
-        now = time.time_ns()
+        now = now_ns()
         with transaction(self.db):
             self.db.execute(
                 "INSERT INTO dentries (parent, name, inode) VALUES (?, ?, ?)",
@@ -407,6 +504,7 @@ class Operations(pyfuse3.Operations):
 
     @_errors
     async def unlink(self, parent_inode: int, name: bytes, ctx: RequestContext) -> None:
+        self._refuse_if_read_only()
         self._check_name(name)
         row = self.db.execute(
             "SELECT i.id, i.mode FROM dentries d JOIN inodes i ON i.id = d.inode "
@@ -418,7 +516,7 @@ class Operations(pyfuse3.Operations):
         inode = int(row[0])
         if stat.S_ISDIR(row[1]):
             raise FUSEError(errno.EISDIR)
-        now = time.time_ns()
+        now = now_ns()
         with transaction(self.db):
             self.db.execute(
                 "DELETE FROM dentries WHERE parent = ? AND name = ?", (parent_inode, name)
@@ -431,12 +529,13 @@ class Operations(pyfuse3.Operations):
 
     @_errors
     async def rmdir(self, parent_inode: int, name: bytes, ctx: RequestContext) -> None:
+        self._refuse_if_read_only()
         self._check_name(name)
         inode = self._child(parent_inode, name)
         if inode is None:
             raise FUSEError(errno.ENOENT)
         with transaction(self.db):
-            self._remove_dir(parent_inode, name, inode, time.time_ns())
+            self._remove_dir(parent_inode, name, inode, now_ns())
         self._maybe_purge(inode)
 
     def _remove_dir(self, parent: int, name: bytes, inode: int, now: int) -> None:
@@ -462,13 +561,20 @@ class Operations(pyfuse3.Operations):
         flags: int,
         ctx: RequestContext,
     ) -> None:
+        self._refuse_if_read_only()
+        # Only these two; the kernel passes RENAME_WHITEOUT (overlayfs asks for a whiteout
+        # left at the old name, which needs a whiteout inode this filesystem does not make)
+        # and it must fail rather than act as a plain rename.
+        supported = pyfuse3.RENAME_NOREPLACE | pyfuse3.RENAME_EXCHANGE
+        if flags & ~supported or flags == supported:
+            raise FUSEError(errno.EINVAL)
         self._check_name(name_new)
         inode = self._child(parent_inode_old, name_old)
         if inode is None:
             raise FUSEError(errno.ENOENT)
         self._dir(parent_inode_new)
         target = self._child(parent_inode_new, name_new)
-        now = time.time_ns()
+        now = now_ns()
         if flags & pyfuse3.RENAME_EXCHANGE:
             if target is None:
                 raise FUSEError(errno.ENOENT)
@@ -520,7 +626,7 @@ class Operations(pyfuse3.Operations):
             self._maybe_purge(target)
 
     def _exchange(self, p1: int, n1: bytes, i1: int, p2: int, n2: bytes, i2: int) -> None:  # noqa: PLR0917
-        now = time.time_ns()
+        now = now_ns()
         d1, d2 = stat.S_ISDIR(self._mode(i1)), stat.S_ISDIR(self._mode(i2))
         with transaction(self.db):
             swap = "UPDATE dentries SET inode = ? WHERE parent = ? AND name = ?"
@@ -538,25 +644,33 @@ class Operations(pyfuse3.Operations):
     # -- files ------------------------------------------------------------------------------
 
     def _open_handle(self, inode: int, flags: int) -> FileInfo:
+        """A handle; the kernel keeps the file's cached pages unless the open is O_DIRECT or
+        an O_DIRECT write changed the file since they were cached (`_mark_stale`): then the
+        opener drops them, after this answer and before open() returns to it. That does not
+        make the file current for the next opener (the first may not have run yet), so only
+        `_invalidate_stale` clears the mark."""
         writable = (flags & os.O_ACCMODE) != os.O_RDONLY
+        direct = bool(flags & os.O_DIRECT)
         fh = self._next_fh
         self._next_fh += 1
-        self.handles[fh] = Handle(inode, writable)
+        self.handles[fh] = Handle(inode, writable, direct)
         if writable:
             self.content.writers[inode] += 1
-        return FileInfo(fh=fh, keep_cache=True)
+        return FileInfo(fh=fh, keep_cache=not direct and inode not in self._stale)
 
     @_errors
     async def open(self, inode: int, flags: int, ctx: RequestContext) -> FileInfo:
         mode = self._mode(inode)
         if stat.S_ISDIR(mode):
             raise FUSEError(errno.EISDIR)
+        if (flags & os.O_ACCMODE) != os.O_RDONLY or flags & os.O_TRUNC:
+            self._refuse_if_read_only()
         info = self._open_handle(inode, flags)
         if flags & os.O_TRUNC and stat.S_ISREG(mode):
             row = self._row(inode)
             with transaction(self.db):
                 self.content.truncate(inode, row[4], 0)
-                now = time.time_ns()
+                now = now_ns()
                 self.db.execute(
                     "UPDATE inodes SET size = 0, mtime_ns = ?, ctime_ns = ? WHERE id = ?",
                     (now, now, inode),
@@ -580,16 +694,23 @@ class Operations(pyfuse3.Operations):
 
     @_errors
     async def write(self, fh: int, off: int, buf: bytes) -> int:
-        inode = self.handles[fh].inode
-        if off + len(buf) > MAX_FILE_SIZE:
+        self._refuse_if_read_only()
+        handle = self.handles[fh]
+        inode = handle.inode
+        # what the kernel does before it gets here (MAX_FILE_SIZE is its limit too)
+        if off >= MAX_FILE_SIZE:
             raise FUSEError(errno.EFBIG)
+        if off + len(buf) > MAX_FILE_SIZE:
+            buf = buf[: MAX_FILE_SIZE - off]
         await self.control.wait_for_room(len(buf))
         await self.content.write(inode, off, buf)
-        now = time.time_ns()
+        now = now_ns()
         self.db.execute(
             "UPDATE inodes SET size = max(size, ?), mtime_ns = ?, ctime_ns = ? WHERE id = ?",
             (off + len(buf), now, now, inode),
         )
+        if handle.direct:
+            self._mark_stale(inode)
         return len(buf)
 
     @_errors
@@ -664,8 +785,10 @@ class Operations(pyfuse3.Operations):
         if name.startswith(CTL_PREFIX):
             if inode != ROOT_INODE:
                 raise FUSEError(errno.EPERM)
+            self._check_controller(ctx)
             await self.control.command(name[len(CTL_PREFIX) :].decode(), value)
             return
+        self._refuse_if_read_only()
         if name.startswith(WALRUS_XATTR_PREFIX):
             raise FUSEError(errno.EPERM)
         if name.startswith(b"system.posix_acl"):
@@ -674,7 +797,7 @@ class Operations(pyfuse3.Operations):
             raise FUSEError(errno.ERANGE)
         if len(value) > 65536:
             raise FUSEError(errno.E2BIG)
-        now = time.time_ns()
+        now = now_ns()
         self.db.execute("INSERT OR REPLACE INTO xattrs VALUES (?, ?, ?)", (inode, name, value))
         self.db.execute("UPDATE inodes SET ctime_ns = ? WHERE id = ?", (now, inode))
 
@@ -682,6 +805,7 @@ class Operations(pyfuse3.Operations):
     async def getxattr(self, inode: int, name: bytes, ctx: RequestContext) -> bytes:
         self._row(inode)
         if name.startswith(CTL_PREFIX) and inode == ROOT_INODE:
+            self._check_controller(ctx)
             return json.dumps(self.control.query(name[len(CTL_PREFIX) :].decode())).encode()
         if name.startswith(WALRUS_XATTR_PREFIX):
             value = self._walrus_xattr(inode, name[len(WALRUS_XATTR_PREFIX) :].decode())
@@ -694,6 +818,13 @@ class Operations(pyfuse3.Operations):
         if row is None:
             raise FUSEError(pyfuse3.ENOATTR)
         return bytes(row[0])
+
+    def _check_controller(self, ctx: RequestContext) -> None:
+        """The control attributes (sync, status with balances, paths and object IDs, the
+        daemon's pid) answer the user who mounted the volume and root only: with
+        allow_other everyone else reaches the root directory too."""
+        if ctx.uid not in (0, self.owner):
+            raise FUSEError(errno.EACCES)
 
     def _walrus_xattr(self, inode: int, key: str) -> str | None:
         """user.walrus.{blob_id,object_id,end_epoch,state}: where a file's bytes are.
@@ -724,26 +855,45 @@ class Operations(pyfuse3.Operations):
 
     @_errors
     async def listxattr(self, inode: int, ctx: RequestContext) -> list[bytes]:
+        """The stored names, and the computed `user.walrus.*` names that have a value for this
+        file (`getfattr -d -m user.walrus FILE` dumps only listed names)."""
         self._row(inode)
-        return [
+        names = [
             bytes(r[0])
             for r in self.db.execute("SELECT name FROM xattrs WHERE inode = ?", (inode,))
         ]
+        names += [
+            WALRUS_XATTR_PREFIX + key.encode()
+            for key in WALRUS_XATTRS
+            if self._walrus_xattr(inode, key) is not None
+        ]
+        return names
 
     @_errors
     async def removexattr(self, inode: int, name: bytes, ctx: RequestContext) -> None:
+        self._refuse_if_read_only()
         self._row(inode)
         if name.startswith(WALRUS_XATTR_PREFIX) or name.startswith(CTL_PREFIX):
             raise FUSEError(errno.EPERM)
         cur = self.db.execute("DELETE FROM xattrs WHERE inode = ? AND name = ?", (inode, name))
         if cur.rowcount == 0:
             raise FUSEError(pyfuse3.ENOATTR)
-        self.db.execute("UPDATE inodes SET ctime_ns = ? WHERE id = ?", (time.time_ns(), inode))
+        self.db.execute("UPDATE inodes SET ctime_ns = ? WHERE id = ?", (now_ns(), inode))
+
+
+class Options(Protocol):
+    """The mount options the handlers read (`walrusfs.fs.mount.MountOptions`)."""
+
+    @property
+    def read_only(self) -> bool: ...
 
 
 class Control(Protocol):
     """What the handlers need from the rest of the mount (uploader, statfs figures, the CLI's
     commands); `walrusfs.fs.mount.Volume` provides it."""
+
+    @property
+    def options(self) -> Options: ...
 
     def wake_uploader(self) -> None: ...
 
