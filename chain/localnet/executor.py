@@ -104,6 +104,10 @@ class MoveAbort(ExecFailure):
         )
 
 
+#: The abort code of a published function the stand-in does not execute (no Walrus or Sui
+#: module uses it: their codes are small constants).
+E_NOT_SUPPORTED_ON_DEVNET = 0xDE_0000_0001
+
 # sui.rpc.v2.ExecutionError.ExecutionErrorKind numbers
 KIND_INSUFFICIENT_GAS = 1
 KIND_INSUFFICIENT_COIN_BALANCE = 8
@@ -341,8 +345,11 @@ class Executor:
         functions: dict[tuple[str, str, str], MoveFunction],
         reference_gas_price: int,
         current_epoch: Callable[[], int],
+        *,
+        published: Callable[[str, str, str], bool] = lambda *_: False,
     ) -> None:
         self.ledger = ledger
+        self.published = published
         self.decode = decode
         self.functions = functions
         self.reference_gas_price = reference_gas_price
@@ -689,6 +696,15 @@ class Executor:
         package = "0x" + bytes(call.Package.Address).hex()
         key = (package, str(call.Module), str(call.Function))
         fn = self.functions.get(key)
+        if fn is None and self.published(*key):
+            raise MoveAbort(
+                package,
+                key[1],
+                key[2],
+                E_NOT_SUPPORTED_ON_DEVNET,
+                f"{key[1]}::{key[2]} is published but not supported on the devnet "
+                "(the stand-in executes only the functions in chain/localnet/moves.py)",
+            )
         if fn is None:
             raise ExecFailure(
                 KIND_FUNCTION_NOT_FOUND, f"no function {package}::{call.Module}::{call.Function}"

@@ -53,6 +53,7 @@ from chain.localnet.moves import (
     build_functions,
     field_type,
 )
+from chain.localnet.packages import Packages
 
 MIST_PER_SUI = 10**9
 FROST_PER_WAL = 10**9
@@ -97,15 +98,21 @@ class Localnet:
     ledger: Ledger
     deployment: Deployment
     executor: Executor = field(init=False)
+    packages: Packages = field(init=False)
 
     def __post_init__(self) -> None:
         gas_price = int(self.ledger.meta("reference_gas_price") or "1000")
+        dep = self.deployment
+        self.packages = Packages(
+            {"walrus": dep.walrus_pkg, "wal": dep.wal_pkg, "wal_exchange": dep.exchange_pkg}
+        )
         self.executor = Executor(
             self.ledger,
-            self.deployment.decode,
-            build_functions(self.deployment),
+            dep.decode,
+            build_functions(dep),
             gas_price,
             self.walrus_epoch,
+            published=self.packages.has_function,
         )
 
     # -- lifecycle --------------------------------------------------------------------------

@@ -5,7 +5,7 @@ Methods served (what pysui's `GrpcProtocolClient` sends for the Walrus flows):
     LedgerService      GetServiceInfo GetEpoch GetObject BatchGetObjects GetTransaction
                        GetCheckpoint (one transaction per checkpoint, with its events)
     StateService       ListOwnedObjects ListDynamicFields GetBalance ListBalances
-    MovePackageService GetFunction (signatures of the functions the stand-in implements)
+    MovePackageService GetPackage GetDatatype GetFunction (`chain.localnet.packages`)
     TransactionExecutionService  ExecuteTransaction SimulateTransaction (BCS, dry run)
     SubscriptionService SubscribeCheckpoints (unfiltered: every checkpoint from the tip on)
     walrusfs.devnet.v1.AdminService  AdvanceEpoch (devnet only: fault drills past expiry)
@@ -40,7 +40,7 @@ from grpclib.exceptions import GRPCError
 from pysui.sui.sui_bcs import bcs
 from pysui.sui.sui_grpc.suimsgs.google import rpc as google_rpc
 
-from chain.localnet import grpcweb, masks
+from chain.localnet import grpcweb, masks, packages
 from chain.localnet.executor import TxRejected, coin_inner, normalize_address
 from chain.localnet.ledger import OWNER_ADDRESS
 from chain.localnet.node import Localnet, dynamic_field_proto, object_proto
@@ -105,6 +105,10 @@ class SuiServices:
              pb.ExecuteTransactionRequest, pb.ExecuteTransactionResponse),
             ("TransactionExecutionService", "SimulateTransaction", self.simulate_transaction,
              pb.SimulateTransactionRequest, pb.SimulateTransactionResponse),
+            ("MovePackageService", "GetPackage", self.get_package,
+             pb.GetPackageRequest, pb.GetPackageResponse),
+            ("MovePackageService", "GetDatatype", self.get_datatype,
+             pb.GetDatatypeRequest, pb.GetDatatypeResponse),
             ("MovePackageService", "GetFunction", self.get_function,
              pb.GetFunctionRequest, pb.GetFunctionResponse),
         ]  # fmt: skip
@@ -383,31 +387,36 @@ class SuiServices:
 
     # -- packages -----------------------------------------------------------------------------
 
+    def _metadata_call(self, request: Any, *fields: str) -> list[str]:
+        values = [getattr(request, f) for f in fields]
+        for name, value in zip(fields, values, strict=True):
+            if not value:
+                raise ValueError(f"missing {name}")
+        values[0] = normalize_address(values[0])
+        return values
+
+    async def get_package(self, request: pb.GetPackageRequest) -> pb.GetPackageResponse:
+        (package_id,) = self._metadata_call(request, "package_id")
+        return pb.GetPackageResponse(package=self._metadata(self.net.packages.package, package_id))
+
+    async def get_datatype(self, request: pb.GetDatatypeRequest) -> pb.GetDatatypeResponse:
+        key = self._metadata_call(request, "package_id", "module_name", "name")
+        return pb.GetDatatypeResponse(datatype=self._metadata(self.net.packages.datatype, *key))
+
     async def get_function(self, request: pb.GetFunctionRequest) -> pb.GetFunctionResponse:
-        """The signature of a function the stand-in implements (pysui's high-level builder
-        asks for it to encode arguments)."""
-        key = (
-            normalize_address(request.package_id or ""),
-            request.module_name or "",
-            request.name or "",
-        )
-        fn = self.net.executor.functions.get(key)
-        if fn is None:
-            raise GRPCError(grpclib.const.Status.NOT_FOUND, f"function {'::'.join(key)} not found")
-        return pb.GetFunctionResponse(
-            function=pb.FunctionDescriptor(
-                name=key[2],
-                visibility=pb.FunctionDescriptorVisibility.PUBLIC,
-                is_entry=False,
-                type_parameters=[pb.TypeParameter() for _ in range(fn.type_params)],
-                parameters=[
-                    _signature(p.type, p.kind, self.net.deployment.t("metadata", "Metadata"))
-                    for p in fn.params
-                ]
-                + [_signature(_TX_CONTEXT, "mut", "")],
-                returns=[_signature(t, "val", "") for t in fn.returns],
-            )
-        )
+        """The signature of a function of a published package (clients encode arguments
+        from it; the TypeScript SDK reads the WAL type from `staking::stake_with_pool`)."""
+        key = self._metadata_call(request, "package_id", "module_name", "name")
+        return pb.GetFunctionResponse(function=self._metadata(self.net.packages.function, *key))
+
+    @staticmethod
+    def _metadata(lookup: Callable[..., T], *key: str) -> T:
+        try:
+            return lookup(*key)
+        except packages.MetadataNotFound as exc:
+            raise GRPCError(grpclib.const.Status.NOT_FOUND, str(exc)) from None
+        except packages.MetadataMissing as exc:
+            raise GRPCError(grpclib.const.Status.INTERNAL, str(exc)) from None
 
     # -- execution ----------------------------------------------------------------------------
 
@@ -575,61 +584,6 @@ def _proto_transaction_to_bcs(tx: pb.Transaction, gas_price: int) -> bytes:
         ),
     )
     return bytes(data.serialize())
-
-
-_TX_CONTEXT = "0x" + "0" * 63 + "2::tx_context::TxContext"
-_SCALARS = {
-    "u8": pb.OpenSignatureBodyType.U8,
-    "u16": pb.OpenSignatureBodyType.U16,
-    "u32": pb.OpenSignatureBodyType.U32,
-    "u64": pb.OpenSignatureBodyType.U64,
-    "u128": pb.OpenSignatureBodyType.U128,
-    "u256": pb.OpenSignatureBodyType.U256,
-    "bool": pb.OpenSignatureBodyType.BOOL,
-    "address": pb.OpenSignatureBodyType.ADDRESS,
-    "id": pb.OpenSignatureBodyType.ADDRESS,
-}
-
-
-def _body(type_: str, metadata_type: str) -> pb.OpenSignatureBody:
-    if type_ in _SCALARS:
-        return pb.OpenSignatureBody(type=_SCALARS[type_])
-    if type_ == "vector<u8>":
-        return pb.OpenSignatureBody(
-            type=pb.OpenSignatureBodyType.VECTOR,
-            type_parameter_instantiation=[pb.OpenSignatureBody(type=pb.OpenSignatureBodyType.U8)],
-        )
-    if type_ == "string":
-        return pb.OpenSignatureBody(
-            type=pb.OpenSignatureBodyType.DATATYPE, type_name="0x" + "0" * 63 + "1::string::String"
-        )
-    if type_ == "Metadata":
-        return pb.OpenSignatureBody(type=pb.OpenSignatureBodyType.DATATYPE, type_name=metadata_type)
-    if type_ == "T":
-        return pb.OpenSignatureBody(type=pb.OpenSignatureBodyType.TYPE_PARAMETER, type_parameter=0)
-    if type_.startswith("option<"):
-        return pb.OpenSignatureBody(
-            type=pb.OpenSignatureBodyType.DATATYPE,
-            type_name="0x" + "0" * 63 + "1::option::Option",
-            type_parameter_instantiation=[_body(type_[7:-1], metadata_type)],
-        )
-    name, _, generic = type_.partition("<")
-    return pb.OpenSignatureBody(
-        type=pb.OpenSignatureBodyType.DATATYPE,
-        type_name=name,
-        type_parameter_instantiation=[_body(generic[:-1], metadata_type)] if generic else [],
-    )
-
-
-def _signature(type_: str, kind: str, metadata_type: str) -> pb.OpenSignature:
-    reference = {
-        "ref": pb.OpenSignatureReference.IMMUTABLE,
-        "mut": pb.OpenSignatureReference.MUTABLE,
-    }.get(kind)
-    signature = pb.OpenSignature(body=_body(type_, metadata_type))
-    if reference is not None:
-        signature.reference = reference
-    return signature
 
 
 def _normalize_type(type_: str) -> str:
