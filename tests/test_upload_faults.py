@@ -17,6 +17,7 @@ import pytest
 from chain.client import WalrusChain
 from tests.devnet_harness import RunningDevnet, heal_all, start_devnet
 from tests.mount_harness import Mount
+from walrusfs.fs.upload_worker import _read
 
 N_SHARDS = 100
 MiB = 1 << 20
@@ -233,3 +234,22 @@ def test_a_full_home_commits_certified_uploads_without_paying_again(
         assert _content(_volume_blobs(dn, volume_id)) == certified  # no orphan, none again
     finally:
         m.teardown()
+
+
+def test_the_worker_reads_a_chunk_up_to_its_plan_without_trailing_zeros(tmp_path: Path) -> None:
+    """A chunk file that grew after its quilt was planned is read only up to the planned size
+    (the quilt cannot outgrow its plan: "quilt needs symbol size 105206 > 65534"; the write
+    moved the chunk's generation, so the commit skips it and it uploads again); trailing
+    zeros are left out, and a chunk of zeros only has no bytes to store at all."""
+    path = tmp_path / "chunk"
+    planned = os.urandom(70_000) + b"\1"
+    path.write_bytes(planned + os.urandom(5 * MiB))  # grew after the plan
+    assert _read(str(path), None, 0, len(planned)) == (planned, len(planned))
+    with open(path, "r+b") as f:
+        f.truncate(0)
+        f.write(planned)
+        f.seek(40 * MiB)
+        f.write(b"\0")  # a trailing hole, and a zero byte written at its end
+    assert _read(str(path), None) == (planned, len(planned))
+    path.write_bytes(bytes(3 * MiB))
+    assert _read(str(path), None) == (b"", 0)
