@@ -78,5 +78,13 @@ bench-report: setup
 vectors: setup
 	$(BIN)/python -m tests.tools.make_vectors
 
+# xfstests (fstests) on two walrusfs volumes of a devnet of their own, FSTYP=fuse: needs an
+# xfstests checkout outside this repository (XFSTESTS_DIR, default ../xfstests); docs/testing.md.
+.PHONY: xfstests
+xfstests: setup
+	$(SUDO) env XFSTESTS_DIR="$(XFSTESTS_DIR)" XFSTESTS_HOME="$(XFSTESTS_HOME)" \
+	  XFSTESTS_TIMEOUT="$(XFSTESTS_TIMEOUT)" XFSTESTS_SHARDS="$(XFSTESTS_SHARDS)" \
+	  XFSTESTS_KEEP="$(XFSTESTS_KEEP)" tools/xfstests.sh $(XFSTESTS_ARGS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
