@@ -146,6 +146,7 @@ def test_fstab_helper_mounts_with_mount_t_fuse_walrusfs(dn: RunningDevnet, tmp_p
             capture_output=True, text=True, env=env, timeout=120, check=False,
         )  # fmt: skip
         assert r.returncode == 0, r.stderr
+        assert r.stdout == ""  # a mount(8) helper is quiet on success
         assert mounted(mnt)
         (mnt / "via-fstab.txt").write_text("hello\n")
         dn.cli("sync", str(mnt), timeout=300)

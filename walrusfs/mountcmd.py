@@ -270,9 +270,10 @@ def _fusermount() -> str:
 
 def _is_dead(mnt: Path) -> bool:
     """A FUSE mount whose daemon is gone answers every request with ENOTCONN (until it is
-    detached)."""
+    detached). statfs is always a request (a stat may be answered from the kernel's
+    attribute cache)."""
     try:
-        os.stat(mnt)
+        os.statvfs(mnt)
     except OSError as exc:
         return exc.errno == errno.ENOTCONN
     return False

@@ -1,0 +1,533 @@
+"""The command line never bricks a drive nor says something wrong: dead mounts are cleaned up,
+a mount waits for the volume's previous daemon, mountpoints with any name work, values that
+would break the mount are refused with exit 2, secrets are read with a bound, blob and patch
+IDs starting with '-' are accepted, an unknown blob is exit 7, and what walrusfs keeps on disk
+is its user's alone."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import codec
+from tests.devnet_harness import N_SHARDS, RunningDevnet, start_devnet, walrusfs
+from tests.mount_harness import MOUNT_OPTS, Mount, mounted
+from walrusfs import cli, files, fstab, mounts, settings
+from walrusfs.config import Paths
+from walrusfs.errors import InputError, UsageError
+
+ROOT = Path(__file__).resolve().parents[1]
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+# -- no devnet needed ---------------------------------------------------------------------------
+
+
+def test_mounts_table_is_unescaped_as_bytes() -> None:
+    """The kernel escapes space, tab, newline and backslash as octal and writes every other
+    byte as it is: `mé 5` is UTF-8 bytes then `\\040`."""
+    table = (
+        b"walrusfs:v /tmp/m\xc3\xa9\\0405 fuse.walrusfs rw,nosuid,nodev 0 0\n"
+        b"a\\134b /x\\011y\\012z ext4 ro 0 0\n"
+        b"walrusfs:v /tmp/m\xc3\xa9\\0405 fuse.walrusfs rw 0 0\n"
+        b"/dev/sda1 /mnt/\xff raw rw 0 0\n"
+    )
+    entries = mounts.parse(table)
+    assert [e.target for e in entries] == ["/tmp/mé 5", "/x\ty\nz", "/tmp/mé 5", "/mnt/\udcff"]
+    assert entries[0].fstype == "fuse.walrusfs" and entries[0].source == "walrusfs:v"
+    assert entries[0].options == ("rw", "nosuid", "nodev")
+    assert entries[1].source == "a\\b"
+    assert os.fsencode(entries[3].target) == b"/mnt/\xff"  # undecodable bytes survive
+
+
+def _home(tmp_path: Path, config: str | None = None) -> Path:
+    if config is not None:
+        conf = tmp_path / "config" / "config.toml"
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(config)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("epochs = 1000000", "between 1 and 53"),
+        ("epochs = 54", "between 1 and 53"),
+        ("epochs = 0", "between 1 and 53"),
+        ("upload_delay = nan", "a finite number of seconds"),
+        ("upload_delay = inf", "a finite number of seconds"),
+        ("upload_delay = -1", "a finite number of seconds"),
+        ("checkpoint_interval = nan", "a finite number of seconds"),
+        ("checkpoint_interval = 1", "at least 60 seconds"),
+        ("staging_limit = 0", "at least 4M"),
+        ("staging_limit = '1M'", "at least 4M"),
+        ("cache_size = 0", "at least 16M"),
+        ("memory = '100M'", "at least 256M"),
+        ("memory = '1e30T'", "at most 1P"),
+        ("compact_below = nan", "a fraction between 0 and 1"),
+        ('volume = "a\\u0000b"', "a volume name of at most 64"),
+        ('volume = "a,b"', "a volume name of at most 64"),
+        ('volume = "-x"', "a volume name of at most 64"),
+        ('volume = "mé"', "a volume name of at most 64"),
+        ('mountpoint = "/mnt/a\\u0000b"', "without NUL"),
+    ],
+)
+def test_config_values_that_would_break_the_mount_are_refused(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    home = _home(tmp_path, f"[mount]\n{line}\n")
+    with pytest.raises(UsageError) as err:
+        settings.load(Paths.from_env({"WALRUSFS_HOME": str(home)}))
+    assert message in str(err.value), str(err.value)
+    r = walrusfs(home, "config", check=False, timeout=60)
+    assert r.returncode == 2 and message in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_config_values_at_their_limits_are_accepted(tmp_path: Path) -> None:
+    home = _home(
+        tmp_path,
+        "[mount]\nepochs = 53\nupload_delay = 0.1\ncheckpoint_interval = 60\n"
+        'staging_limit = "4M"\ncache_size = "16M"\nmemory = "256M"\nvolume = "My.vol_2-b"\n',
+    )
+    m = settings.load(Paths.from_env({"WALRUSFS_HOME": str(home)})).mount
+    assert (m.epochs, m.staging_limit, m.memory, m.volume) == (53, 4 << 20, 256 << 20, "My.vol_2-b")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["mount", "MNT", "--epochs", "54"],
+        ["mount", "MNT", "--epochs", "-1"],
+        ["mount", "MNT", "--upload-delay", "nan"],
+        ["mount", "MNT", "--upload-delay", "inf"],
+        ["mount", "MNT", "--checkpoint-interval", "1"],
+        ["mount", "MNT", "--staging-limit", "0"],
+        ["mount", "MNT", "--cache-size", "-5"],
+        ["mount", "MNT", "--memory", "nan"],
+        ["mount", "MNT", "--renew-epochs", "100"],
+        ["mount", "MNT", "--renew-horizon", "0"],
+        ["mount", "MNT", "--compact-below", "nan"],
+        ["mount", "MNT", "--volume", "a,b"],
+        ["mount", "MNT", "--volume", "../x"],
+        ["fsck", "--epochs", "1000000"],
+        ["fsck", "--volume", "a b"],
+        ["blob", "store", "FILE", "--epochs", "54"],
+        ["blob", "store-quilt", "MNT", "--epochs", "0"],
+        ["blob", "extend", "0x1", "--epochs", "-3"],
+        ["devnet", "node", "slow", "0", "--ms", "-5"],
+        ["devnet", "epoch", "advance", "-3"],
+        ["devnet", "epoch", "advance", "0"],
+        ["devnet", "up", "--nodes", "0"],
+        ["wallet", "get-wal", "1e30"],
+    ],
+)
+def test_command_line_values_out_of_range_are_usage_errors(tmp_path: Path, args: list[str]) -> None:
+    (tmp_path / "mnt").mkdir()
+    (tmp_path / "file").write_bytes(b"x")
+    args = [
+        str(tmp_path / "mnt") if a == "MNT" else str(tmp_path / "file") if a == "FILE" else a
+        for a in args
+    ]
+    r = walrusfs(tmp_path / "home", *args, check=False, timeout=60)
+    assert r.returncode == 2, (args, r.stderr)
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "home" / "data" / "devnet").exists()  # refused before anything ran
+
+
+def _parse(*argv: str) -> dict[str, object]:
+    return vars(cli.build_parser().parse_args(list(argv)))
+
+
+def test_every_id_taking_command_accepts_an_id_starting_with_a_dash() -> None:
+    blob_id = "-cOIaze1USlAhe5F1PeNEi1527x26WplcZgfa4mhDBE"
+    patch_id = "-cOIaze1USlAhe5F1PeNEi1527x26WplcZgfa4mhDBEBAQAAAA"
+    assert len(blob_id) == 43 and len(patch_id) == 50
+    got = _parse("blob", "read", blob_id, "-o", "out", "--range", "0-5")
+    assert (got["blob_id"], got["output"], got["range"]) == (blob_id, "out", "0-5")
+    assert _parse("blob", "read", "-o", "out", blob_id)["blob_id"] == blob_id
+    assert _parse("blob", "read", "--", blob_id)["blob_id"] == blob_id
+    assert _parse("blob", "read-patch", patch_id, "-o", "x")["patch_id"] == patch_id
+    assert _parse("blob", "read-patch", "--", patch_id)["patch_id"] == patch_id
+    assert _parse("blob", "extend", blob_id, "--epochs", "2")["object_id"] == blob_id
+    assert _parse("blob", "extend", "--epochs", "2", "--", blob_id)["object_id"] == blob_id
+    assert _parse("blob", "delete", blob_id)["object_id"] == blob_id
+    assert _parse("blob", "delete", "--", blob_id)["object_id"] == blob_id
+    # options are still options, and an unknown one is still refused
+    assert _parse("blob", "read", "A" * 43, "--no-cache")["no_cache"] is True
+    with pytest.raises(SystemExit):
+        _parse("blob", "read", "A" * 43, "--colour")
+
+
+def test_secrets_are_read_with_a_bound(tmp_path: Path) -> None:
+    ok = tmp_path / "pass"
+    ok.write_bytes(b"correct horse\n")
+    assert files.read_secret(str(ok)) == b"correct horse\n"
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 5000)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for bad, message in [
+        ("/dev/zero", "not a regular file"),
+        (str(fifo), "not a regular file"),  # opened non-blocking: no writer needed to refuse
+        (str(tmp_path), "a directory"),
+        (str(big), "at most 4096 bytes"),
+        (str(tmp_path / "missing"), "no such file"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            files.read_secret(bad)
+
+
+def _secret_from_stdin(name: str, stdin: int | None, timeout: float) -> subprocess.Popen[str]:
+    code = (
+        "import sys\nfrom walrusfs.files import read_secret\nfrom walrusfs.errors import "
+        "InputError\ntry:\n    print(read_secret(sys.argv[1], timeout=float(sys.argv[2])))\n"
+        "except InputError as exc:\n    print('refused:', exc)\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code, name, str(timeout)],
+        stdin=stdin, stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )  # fmt: skip
+
+
+def test_a_pipe_on_stdin_is_read_with_a_timeout() -> None:
+    for name in ("-", "/dev/stdin"):
+        read_fd, write_fd = os.pipe()
+        proc = _secret_from_stdin(name, read_fd, 30)
+        os.close(read_fd)
+        os.write(write_fd, b"from a pipe\n")
+        os.close(write_fd)
+        out, _ = proc.communicate(timeout=30)
+        assert out.strip() == "b'from a pipe\\n'", out
+    read_fd, write_fd = os.pipe()  # a writer that never writes nor closes
+    started = time.monotonic()
+    proc = _secret_from_stdin("-", read_fd, 0.5)
+    os.close(read_fd)
+    out, _ = proc.communicate(timeout=30)
+    os.close(write_fd)
+    assert "refused:" in out and "nothing arrived" in out, out
+    assert time.monotonic() - started < 20
+
+
+@pytest.mark.timeout(120)
+def test_passphrase_files_that_are_not_files_are_exit_3(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for bad in ("/dev/zero", str(fifo), str(tmp_path)):
+        for command in (["mount", str(tmp_path), "--passphrase-file", bad],
+                        ["fsck", "--passphrase-file", bad]):  # fmt: skip
+            r = walrusfs(tmp_path / "home", *command, check=False, timeout=60)
+            assert r.returncode == 3 and "passphrase file" in r.stderr, (command, r.stderr)
+    # a passphrase on standard input is read (fsck then finds no volume: exit 2, not 3)
+    r = subprocess.run(
+        [sys.executable, "-m", "walrusfs.cli", "fsck", "--passphrase-file", "-"],
+        input="piped\n", capture_output=True, text=True, timeout=60, check=False,
+        env=dict(os.environ, WALRUSFS_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT)),
+    )  # fmt: skip
+    assert r.returncode == 2 and "has no database" in r.stderr, r.stderr
+
+
+def test_fstab_helper_takes_the_generic_mount_options() -> None:
+    generic = (
+        "defaults,_netdev,nofail,user,users,atime,noatime,relatime,strictatime,nodiratime,"
+        "lazytime,suid,nosuid,dev,nodev,exec,noexec,rw"
+    )
+    args, _ = fstab.translate(["vol", "/mnt/w", "-o", generic])
+    assert args == ["mount", "/mnt/w", "--volume", "vol"]
+    args, _ = fstab.translate(["vol", "/mnt/w", "-o", "ro,noatime"])
+    assert args == ["mount", "/mnt/w", "--volume", "vol", "--read-only"]
+    args, _ = fstab.translate(["vol", "/mnt/w", "-o", "ro", "-o", "rw"])  # the last one wins
+    assert "--read-only" not in args
+    assert _parse(*args[:2], "--read-only")["read_only"] is True
+    with pytest.raises(fstab.HelperError, match="remount is not supported"):
+        fstab.translate(["vol", "/mnt/w", "-o", "remount,ro"])
+    with pytest.raises(fstab.HelperError, match="unknown mount option 'colour=blue'"):
+        fstab.translate(["vol", "/mnt/w", "-o", "colour=blue"])
+
+
+def test_fstab_helper_errors_go_to_stderr_only(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "walrusfs.fstab", "vol", str(tmp_path / "missing"), "-o",
+         f"home={tmp_path / 'home'},remount"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )  # fmt: skip
+    assert r.returncode == 2 and r.stdout == "" and "remount is not supported" in r.stderr
+    r = subprocess.run(
+        [sys.executable, "-m", "walrusfs.fstab", "vol", str(tmp_path / "missing"), "-o",
+         f"home={tmp_path / 'home'}"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )  # fmt: skip
+    assert r.returncode == 2 and r.stdout == "" and "does not exist" in r.stderr
+
+
+def test_tighten_takes_group_and_other_bits_off(tmp_path: Path) -> None:
+    top = tmp_path / "vol"
+    (top / "staging" / "sub").mkdir(parents=True)
+    (top / "meta.db").write_bytes(b"x")
+    (top / "run.sh").write_bytes(b"x")
+    (top / "staging" / "sub" / "c1").write_bytes(b"x")
+    (top / "link").symlink_to("/etc/passwd")
+    for p, mode in [(top, 0o755), (top / "staging", 0o775), (top / "staging" / "sub", 0o777),
+                    (top / "meta.db", 0o644), (top / "run.sh", 0o755),
+                    (top / "staging" / "sub" / "c1", 0o666)]:  # fmt: skip
+        os.chmod(p, mode)
+    files.tighten(top)
+    modes = {p.name: stat.S_IMODE(p.lstat().st_mode) for p in [top, *top.rglob("*")]}
+    assert modes.pop("link") == 0o777  # not followed: /etc/passwd untouched
+    assert modes == {"vol": 0o700, "staging": 0o700, "sub": 0o700, "meta.db": 0o600,
+                     "run.sh": 0o700, "c1": 0o600}  # fmt: skip
+    assert stat.S_IMODE(os.stat("/etc/passwd").st_mode) == 0o644
+
+
+# -- with a devnet and real mounts --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dn() -> Iterator[RunningDevnet]:
+    """A devnet whose home is reachable by every user (0755, as a home directory often is): what
+    is private must be made so by walrusfs itself."""
+    base = Path(tempfile.mkdtemp(prefix="wfs-hardening-"))
+    os.chmod(base, 0o755)
+    try:
+        yield from start_devnet(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _heal(dn: RunningDevnet) -> None:
+    """heal_all through the CLI: processes and files of the devnet are made by walrusfs (and
+    its umask), not by this test process."""
+    dn.cli("devnet", "up")  # starts a stopped node
+    for i in range(dn.spec.n_nodes):
+        dn.cli("devnet", "node", "heal", str(i))
+
+
+@pytest.fixture
+def healed(dn: RunningDevnet) -> Iterator[RunningDevnet]:
+    yield dn
+    _heal(dn)
+
+
+def _kill_daemon(m: Mount) -> None:
+    """kill -9 the mount's daemon and leave the dead mount as it is."""
+    pid = m.pid
+    os.kill(pid, signal.SIGKILL)
+    while Path(f"/proc/{pid}").exists():
+        time.sleep(0.02)
+    with pytest.raises(OSError) as err:
+        os.statvfs(m.path)
+    assert err.value.errno == errno.ENOTCONN  # the mount is dead
+
+
+@pytest.mark.timeout(600)
+def test_a_dead_mount_is_cleaned_up_by_umount_and_by_mount(
+    dn: RunningDevnet, tmp_path: Path
+) -> None:
+    m = Mount(dn, tmp_path / "mnt", "dead")
+    try:
+        for extra in ((), ("--lazy",), ("--no-sync",)):
+            m.mount()
+            (m.path / "kept.bin").write_bytes(b"written before the crash")
+            _kill_daemon(m)
+            r = dn.cli("umount", str(m.path), *extra, check=False)
+            assert r.returncode == 0, (extra, r.stderr)
+            assert "dead mount" in r.stderr and "detached" in r.stderr
+            assert not mounted(m.path)
+        m.mount()
+        _kill_daemon(m)
+        r = dn.cli("status", str(m.path), check=False)
+        assert r.returncode == 5 and "`walrusfs umount" in r.stderr, r.stderr
+        # mount on the dead mountpoint: detached, then mounted (once: nothing stacked)
+        r = dn.cli("mount", str(m.path), "--volume", "dead", *MOUNT_OPTS, check=False)
+        assert r.returncode == 0 and "detached" in r.stderr, r.stderr
+        assert sum(e.target == str(m.path) for e in mounts.mounts()) == 1
+        assert (m.path / "kept.bin").read_bytes() == b"written before the crash"
+        m.umount()
+    finally:
+        m.teardown()
+
+
+@pytest.mark.timeout(600)
+def test_a_mount_right_after_umount_8_waits_for_the_previous_daemon(
+    healed: RunningDevnet, tmp_path: Path
+) -> None:
+    dn = healed
+    m = Mount(dn, tmp_path / "mnt", "again")
+    m.mount()
+    try:
+        (m.path / "a.bin").write_bytes(os.urandom(50_000))
+        m.sync()
+        (m.path / "b.txt").write_text("changed since the last checkpoint\n")
+        for i in range(dn.spec.n_nodes):  # the final checkpoint's upload takes seconds
+            dn.cli("devnet", "node", "slow", str(i), "--ms", "1500")
+        pid = m.pid
+        subprocess.run(["umount", str(m.path)], check=True, timeout=60)
+        assert Path(f"/proc/{pid}").exists()  # still checkpointing, holding the volume
+        r = dn.cli("mount", str(m.path), "--volume", "again", *MOUNT_OPTS, check=False,
+                   timeout=300)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert "is still held by another walrusfs process" in r.stderr
+        assert not Path(f"/proc/{pid}").exists()
+        assert (m.path / "b.txt").read_text() == "changed since the last checkpoint\n"
+        # a volume mounted elsewhere is refused at once, naming where
+        started = time.monotonic()
+        other = tmp_path / "elsewhere"
+        other.mkdir()
+        r = dn.cli("mount", str(other), "--volume", "again", check=False)
+        assert r.returncode == 2 and f"is mounted on {m.path}" in r.stderr, r.stderr
+        assert time.monotonic() - started < 20
+        _heal(dn)
+        m.umount()
+    finally:
+        m.teardown()
+
+
+@pytest.mark.timeout(600)
+def test_a_mountpoint_with_a_non_ascii_name_and_a_space(dn: RunningDevnet, tmp_path: Path) -> None:
+    m = Mount(dn, tmp_path / "mé 5", "accent")
+    m.mount()
+    try:
+        (m.path / "f.bin").write_bytes(b"x" * 10_000)
+        m.sync()
+        st = m.status()
+        assert st["mountpoint"] == str(m.path) and st["pending"]["chunks"] == 0
+        assert "volume       accent" in dn.cli("status", str(m.path)).stdout
+        r = dn.cli("mount", str(m.path), "--volume", "accent2", check=False)
+        assert r.returncode == 2 and "already a mountpoint" in r.stderr, r.stderr
+        assert sum(e.target == str(m.path) for e in mounts.mounts()) == 1
+        m.umount()
+    finally:
+        m.teardown()
+
+
+def _find_data(prefix: str, make: object) -> bytes:
+    assert callable(make)
+    for i in range(100_000):
+        data = f"dash {i}\n".encode() * 40
+        if str(make(data)).startswith(prefix):
+            return data
+    raise AssertionError("no data found")
+
+
+@pytest.mark.timeout(300)
+def test_blob_and_patch_ids_starting_with_a_dash(dn: RunningDevnet, tmp_path: Path) -> None:
+    data = _find_data("-", lambda d: codec.blob_id_of(d, N_SHARDS))
+    src = tmp_path / "blob.bin"
+    src.write_bytes(data)
+    out = json.loads(dn.cli("blob", "store", str(src), "--json").stdout)
+    blob_id = out["blobs"][0]["blobId"]
+    assert blob_id.startswith("-")
+    dst = tmp_path / "out"
+    dn.cli("blob", "read", blob_id, "-o", str(dst))
+    assert dst.read_bytes() == data
+    assert dn.cli("blob", "read", blob_id).stdout.encode() == data
+    assert dn.cli("blob", "read", "--range", "0-4", "--", blob_id).stdout == data[:4].decode()
+
+    def quilt_id(content: bytes) -> codec.BlobId:
+        quilt = codec.build_quilt([codec.QuiltItem("a.txt", content)], N_SHARDS)
+        return codec.blob_id_of(quilt.data, N_SHARDS)
+
+    content = _find_data("-", quilt_id)
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "a.txt").write_bytes(content)
+    out = json.loads(dn.cli("blob", "store-quilt", str(tmp_path / "dir"), "--json").stdout)
+    patch_id = out["patches"]["a.txt"]
+    assert patch_id.startswith("-")
+    dn.cli("blob", "read-patch", patch_id, "-o", str(dst))
+    assert dst.read_bytes() == content
+    # object IDs never start with '-', but extend and delete parse their ID the same way
+    obj = out["quilt"]["objectId"]
+    dn.cli("blob", "extend", "--epochs", "1", "--", obj)
+    dn.cli("blob", "delete", "--", obj)
+
+
+@pytest.mark.timeout(300)
+def test_an_unknown_blob_is_exit_7_with_a_node_down(healed: RunningDevnet) -> None:
+    dn = healed
+    dn.cli("devnet", "node", "stop", "1")
+    r = dn.cli("blob", "read", "A" * 43, check=False)
+    assert r.returncode == 7 and "no storage node has blob" in r.stderr, r.stderr
+    r = dn.cli("blob", "read-patch", "A" * 43 + "AQEAAgA", check=False)
+    assert r.returncode in (4, 7) and "Traceback" not in r.stderr, r.stderr
+
+
+def _loose_entries(home: Path) -> list[str]:
+    out = []
+    for root, dirs, names in os.walk(home):
+        for name in dirs + names:
+            p = Path(root) / name
+            st = p.lstat()
+            if not stat.S_ISLNK(st.st_mode) and stat.S_IMODE(st.st_mode) & 0o077:
+                out.append(f"{p} {stat.S_IMODE(st.st_mode):o}")
+    return out
+
+
+@pytest.mark.timeout(600)
+def test_what_walrusfs_keeps_is_private_whatever_the_umask(
+    dn: RunningDevnet, tmp_path: Path
+) -> None:
+    # a volume an older walrusfs left world-readable
+    old = dn.home / "data" / "volumes" / "private"
+    (old / "staging").mkdir(parents=True)
+    (old / "notes.txt").write_text("file names of an older mount\n")
+    loose = [(old.parent, 0o755), (old, 0o755), (old / "staging", 0o755),
+             (old / "notes.txt", 0o644)]  # fmt: skip
+    for p, mode in loose:
+        os.chmod(p, mode)
+    previous = os.umask(0o000)  # the loosest umask a user can have
+    try:
+        m = Mount(dn, tmp_path / "mnt", "private")
+        m.mount()
+    finally:
+        os.umask(previous)
+    try:
+        (m.path / "secret-name.txt").write_text("secret contents\n")
+        m.sync()
+        (m.path / "staged.bin").write_bytes(os.urandom(100_000))  # stays staged a moment
+        (m.path / "small.txt").write_text("small\n")
+        assert _loose_entries(dn.home) == []
+        paths = [str(p) for p in dn.home.rglob("*") if p.is_file() and not p.is_symlink()]
+        for must in ("meta.db", "meta.db-wal", "mount.log", "volume.key", "small.db",
+                     "index.db", "notes.txt"):  # fmt: skip
+            assert any(p.endswith("/" + must) for p in paths), must
+        code = (
+            "import errno, json, sys\nbad = []\nfor p in json.load(sys.stdin):\n    try:\n"
+            "        open(p, 'rb').close()\n        bad.append(p + ' readable')\n"
+            "    except OSError as e:\n        if e.errno != errno.EACCES:\n"
+            "            bad.append(p + ' ' + str(e))\nprint(json.dumps(bad))\n"
+        )
+        r = subprocess.run([*NOBODY, "/usr/bin/python3", "-c", code], input=json.dumps(paths),
+                           capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+        assert json.loads(r.stdout) == []
+        m.umount()
+    finally:
+        m.teardown()
+
+
+def test_the_umask_reaches_the_processes_walrusfs_starts(tmp_path: Path) -> None:
+    """What the CLI's children create (the mount daemon, its upload worker, the devnet) is
+    private too: they inherit the umask `walrusfs` sets first thing."""
+    made = tmp_path / "made"
+    code = (
+        "import subprocess, sys\nfrom walrusfs import cli\ncli.main(['paths'])\n"
+        f"subprocess.run(['touch', {str(made)!r}], check=True)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT), WALRUSFS_HOME=str(tmp_path / "home")),
+    )  # fmt: skip
+    assert stat.S_IMODE(made.stat().st_mode) == 0o600
