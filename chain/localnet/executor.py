@@ -104,6 +104,11 @@ class MoveAbort(ExecFailure):
         )
 
 
+#: The synthetic gas coin of a simulation without gas payment (sui `SIMULATION_GAS_COIN_VALUE`
+#: is likewise far above any budget), and its object ID.
+MOCK_GAS_BALANCE = 10**18
+MOCK_GAS_ID = "0x" + hashlib.blake2b(b"walrusfs-devnet/mock-gas", digest_size=32).hexdigest()
+
 #: The abort code of a published function the stand-in does not execute (no Walrus or Sui
 #: module uses it: their codes are small constants).
 E_NOT_SUPPORTED_ON_DEVNET = 0xDE_0000_0001
@@ -359,12 +364,17 @@ class Executor:
         with self.ledger.lock:
             return self._execute(tx_bytes, signatures, simulate=False)
 
-    def simulate(self, tx_bytes: bytes) -> Outcome:
-        """Run without a signature and without committing (SimulateTransaction)."""
+    def simulate(self, tx_bytes: bytes, *, mock_gas: bool = False) -> Outcome:
+        """Run without a signature and without committing (SimulateTransaction). With
+        `mock_gas` and no gas payment, a synthetic gas coin of `MOCK_GAS_BALANCE` owned by the
+        sender pays (what Sui's simulator does: `allow_mock_gas_coin`); its storage is
+        charged like any object written, and an estimate subtracts it."""
         with self.ledger.lock:
-            return self._execute(tx_bytes, [], simulate=True)
+            return self._execute(tx_bytes, [], simulate=True, mock_gas=mock_gas)
 
-    def _execute(self, tx_bytes: bytes, signatures: list[bytes], *, simulate: bool) -> Outcome:
+    def _execute(
+        self, tx_bytes: bytes, signatures: list[bytes], *, simulate: bool, mock_gas: bool = False
+    ) -> Outcome:
         try:
             data = bcs.TransactionData.deserialize(tx_bytes)
         except Exception as exc:  # canoser raises bare Exceptions on malformed input
@@ -387,7 +397,12 @@ class Executor:
         ptb = kind.value
         gas = v1.GasData
         inputs = self._load_inputs(tx, ptb.Inputs)
-        gas_obj = self._load_gas(tx, gas, sender)
+        if mock_gas and not gas.Payment:
+            gas_obj = tx.create(coin_type(SUI_TYPE), None, object_id=MOCK_GAS_ID)
+            gas_obj.value = Coin(MOCK_GAS_ID, MOCK_GAS_BALANCE)
+            gas_obj.owner_kind, gas_obj.owner, gas_obj.is_input = OWNER_ADDRESS, sender, True
+        else:
+            gas_obj = self._load_gas(tx, gas, sender)
         lamport = 1 + max(
             [o.input.version for o in tx.objs.values() if o.input is not None], default=0
         )

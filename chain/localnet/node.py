@@ -21,6 +21,7 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import base58
 import pysui.sui.sui_grpc.suimsgs.sui.rpc.v2 as pb
@@ -29,7 +30,9 @@ from pysui.sui.sui_bcs import bcs
 from chain import move_types as mt
 from chain.bls import g1_sum
 from chain.localnet.executor import (
-    SUI_FRAMEWORK,
+    MOCK_GAS_ID,
+    STORAGE_COST_PER_BYTE,
+    SUI_TYPE,
     ExecFailure,
     Executor,
     Outcome,
@@ -54,8 +57,29 @@ from chain.localnet.moves import (
     field_type,
 )
 from chain.localnet.packages import Packages
+from chain.localnet.resolve import transaction_proto
 
 MIST_PER_SUI = 10**9
+#: Sui protocol configuration the simulator's gas rules use (`sui-protocol-config`):
+#: `max_tx_gas`, `max_gas_payment_objects`, `max_input_objects`,
+#: `obj_access_cost_read_per_byte`, `gas_rounding_step`; and the simulator's margin
+#: (`GAS_SAFE_OVERHEAD` units at the gas price, `simulate/mod.rs`).
+MAX_TX_GAS = 50 * MIST_PER_SUI
+MAX_GAS_PAYMENT_OBJECTS = 256
+MAX_INPUT_OBJECTS = 2048
+OBJ_ACCESS_COST_READ_PER_BYTE = 15
+GAS_ROUNDING_STEP = 1000
+GAS_SAFE_OVERHEAD = 1000
+GAS_COIN_SIZE_BYTES = 40
+
+
+def _gas_loading_cost(extra_coins: int, price: int) -> int:
+    """`compute_gas_loading_cost_mist`: reading `extra_coins` more gas coins, in MIST."""
+    units = extra_coins * GAS_COIN_SIZE_BYTES * OBJ_ACCESS_COST_READ_PER_BYTE
+    units = -(-units // GAS_ROUNDING_STEP) * GAS_ROUNDING_STEP
+    return units * price
+
+
 FROST_PER_WAL = 10**9
 
 
@@ -445,36 +469,90 @@ class Localnet:
             reply.checkpoint = seq
             return reply
 
-    def simulate(self, tx_bytes: bytes, gas_selection: bool) -> pb.ExecutedTransaction:
+    def simulate(
+        self, tx_bytes: bytes, *, gas_selection: bool, estimate_budget: bool, payment_given: int
+    ) -> pb.ExecutedTransaction:
         """Dry-run: the effects the transaction would have; nothing is written.
 
-        With `gas_selection` and no gas payment in the transaction, the sender's largest SUI
-        coin pays, with a budget of its balance (capped at 50 SUI), as a full node selects.
+        As a full node simulates (sui `simulate/mod.rs`, `simulate_transaction`): with
+        `gas_selection`, a budget the client did not give (`estimate_budget`) is estimated from
+        a run paid by a mock gas coin (`estimate_gas_budget`), and a transaction without gas
+        payment gets every SUI coin of its gas owner that is not an input (`select_gas`); then
+        it runs as it would execute. Without gas selection, a transaction without payment is
+        run with the mock coin. The reply's transaction is the one simulated (resolved).
         """
         with self.ledger.lock:
             self.tick()
             data = bcs.TransactionData.deserialize(tx_bytes)
             v1 = data.value
-            if gas_selection and not v1.GasData.Payment:
-                sender = "0x" + bytes(v1.Sender.Address).hex()
-                coins = [
-                    o for o in self.ledger.owned_by(sender, coin_type(f"{SUI_FRAMEWORK}::sui::SUI"))
-                ]
-                if not coins:
-                    raise TxRejected(f"{sender} owns no SUI coin to pay for gas")
-                best = max(coins, key=lambda o: int.from_bytes(o.contents[32:40], "little"))
-                balance = int.from_bytes(best.contents[32:40], "little")
-                v1.GasData.Payment = [
-                    bcs.ObjectReference(
-                        bcs.Address.from_str(best.id),
-                        best.version,
-                        bcs.Digest.from_str(best.digest),
-                    )
-                ]
-                v1.GasData.Budget = min(balance, 50 * MIST_PER_SUI)
+            gas = v1.GasData
+            price = int(gas.Price)
+            if gas_selection:
+                if estimate_budget:
+                    estimate = self._estimate_budget(data, price, payment_given)
+                    if int(gas.Budget) < estimate:
+                        raise TxRejected(
+                            "Insufficient gas balance to cover estimated transaction cost. "
+                            f"Available gas balance: {gas.Budget} MIST. "
+                            f"Estimated gas budget required: {estimate} MIST"
+                        )
+                    gas.Budget = estimate
+                if not gas.Payment:
+                    self._select_gas(v1, price if estimate_budget else None)
                 tx_bytes = bytes(data.serialize())
-            outcome = self.executor.simulate(tx_bytes)
+                outcome = self.executor.simulate(tx_bytes)
+            else:
+                outcome = self.executor.simulate(tx_bytes, mock_gas=True)
             return self._reply(tx_bytes, [], outcome)
+
+    def _estimate_budget(self, data: Any, price: int, payment_given: int) -> int:
+        """`estimate_gas_budget_from_gas_cost`: a run with the maximum budget and the mock coin;
+        max(computation, computation + storage - mock coin's storage - rebate), plus the
+        loading cost of payment coins beyond one, plus `GAS_SAFE_OVERHEAD` units, capped."""
+        trial = bcs.TransactionData.deserialize(bytes(data.serialize()))
+        trial.value.GasData.Payment = []
+        trial.value.GasData.Budget = MAX_TX_GAS
+        outcome = self.executor.simulate(bytes(trial.serialize()), mock_gas=True)
+        mock_storage = STORAGE_COST_PER_BYTE * len(mt.Coin(MOCK_GAS_ID, 0).to_bcs())
+        storage = max(0, outcome.storage_cost - mock_storage)
+        net = max(0, outcome.computation_cost + storage - outcome.storage_rebate)
+        base = max(outcome.computation_cost, net)
+        loading = _gas_loading_cost(max(0, payment_given - 1), price)
+        return min(base + loading + GAS_SAFE_OVERHEAD * price, MAX_TX_GAS)
+
+    def _select_gas(self, v1: Any, loading_price: int | None) -> None:
+        """`select_gas`: the owner's SUI coins that are not inputs, up to the payment limit;
+        the budget grows by the loading cost of coins beyond one when it was estimated."""
+        owner = "0x" + bytes(v1.GasData.Owner.Address).hex()
+        ptb = v1.TransactionKind.value
+        inputs = {
+            "0x" + bytes(arg.value.value.ObjectID.Address).hex()
+            for arg in ptb.Inputs
+            if arg.enum_name == "Object"
+        }
+        limit = min(MAX_GAS_PAYMENT_OBJECTS, MAX_INPUT_OBJECTS - len(inputs))
+        coins = sorted(
+            (c for c in self.ledger.owned_by(owner, coin_type(SUI_TYPE)) if c.id not in inputs),
+            key=lambda c: c.id,
+        )[: max(0, limit)]
+        value = sum(int.from_bytes(c.contents[32:40], "little") for c in coins)
+        v1.GasData.Payment = [
+            bcs.ObjectReference(
+                bcs.Address.from_str(c.id), c.version, bcs.Digest.from_str(c.digest)
+            )
+            for c in coins
+        ]
+        budget = int(v1.GasData.Budget)
+        if loading_price is not None:
+            budget = min(
+                budget + _gas_loading_cost(max(0, len(coins) - 1), loading_price), MAX_TX_GAS
+            )
+            v1.GasData.Budget = budget
+        if value < budget:
+            raise TxRejected(
+                "Unable to perform gas selection due to insufficient SUI balance (in address "
+                f"balance or coins) for account {owner} to satisfy required budget {budget}."
+            )
 
     def _reply(
         self, tx_bytes: bytes, signatures: list[bytes], outcome: Outcome
@@ -530,7 +608,7 @@ class Localnet:
         ]
         return pb.ExecutedTransaction(
             digest=digest,
-            transaction=pb.Transaction(bcs=pb.Bcs(name="TransactionData", value=tx_bytes)),
+            transaction=transaction_proto(tx_bytes),
             signatures=[
                 pb.UserSignature(bcs=pb.Bcs(name="UserSignature", value=s)) for s in signatures
             ],

@@ -44,6 +44,7 @@ from chain.localnet import grpcweb, masks, packages
 from chain.localnet.executor import TxRejected, coin_inner, normalize_address
 from chain.localnet.ledger import OWNER_ADDRESS
 from chain.localnet.node import Localnet, dynamic_field_proto, object_proto
+from chain.localnet.resolve import Resolver
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class SuiServices:
 
     def __init__(self, net: Localnet) -> None:
         self.net = net
+        self.resolver = Resolver(net.ledger, net.packages)
         self._tip = net.ledger.checkpoint()  # the newest checkpoint subscribers were told of
         self._waiters: list[asyncio.Future[None]] = []
 
@@ -439,18 +441,35 @@ class SuiServices:
     async def simulate_transaction(
         self, request: pb.SimulateTransactionRequest
     ) -> pb.SimulateTransactionResponse:
-        gas_price = int(self.net.ledger.meta("reference_gas_price") or "1000")
-        tx = request.transaction
-        if tx is None:
-            raise TxRejected("no transaction to simulate")
-        if tx.bcs is not None and tx.bcs.value:
-            tx_bytes = bytes(tx.bcs.value)
-        else:
-            tx_bytes = _proto_transaction_to_bcs(tx, gas_price)
+        """A dry run, as a full node runs it (`simulate/mod.rs`): a transaction given as BCS
+        is taken as it is; one given field by field is resolved first
+        (`chain.localnet.resolve`). Gas selection (and a budget estimate when the client gave
+        no budget) happens when asked for and checks are enabled."""
         mask = masks.tree_for(
             "SimulateTransaction", request.read_mask, pb.SimulateTransactionResponse
         )
-        executed = self.net.simulate(tx_bytes, bool(request.do_gas_selection))
+        tx = request.transaction
+        if tx is None:
+            raise ValueError("missing transaction")
+        gas_price = int(self.net.ledger.meta("reference_gas_price") or "1000")
+        checks = request.checks != pb.SimulateTransactionRequestTransactionChecks.DISABLED
+        payment = tx.gas_payment
+        if tx.bcs is not None:
+            tx_bytes = bytes(tx.bcs.value or b"")
+            try:
+                bcs.TransactionData.deserialize(tx_bytes)
+            except Exception as exc:  # canoser raises bare Exceptions on malformed input
+                raise ValueError(f"invalid transaction: {exc}") from None
+            estimate = False
+        else:
+            tx_bytes = self.resolver.resolve(tx, gas_price)
+            estimate = payment is None or payment.budget is None
+        executed = self.net.simulate(
+            tx_bytes,
+            gas_selection=bool(request.do_gas_selection) and checks,
+            estimate_budget=estimate,
+            payment_given=len(payment.objects) if payment is not None else 0,
+        )
         reply = pb.SimulateTransactionResponse(transaction=executed, suggested_gas_price=gas_price)
         return masks.apply(reply, mask)
 
@@ -480,110 +499,6 @@ def _page(
             break
     end = start + len(page)
     return page, (f"{scope}#{end}".encode() if end < len(items) else None)
-
-
-def _proto_argument(arg: pb.Argument | None) -> Any:
-    if arg is None:
-        raise TxRejected("a command argument is missing")
-    if arg.kind == pb.ArgumentArgumentKind.GAS:
-        return bcs.Argument("GasCoin", None)
-    if arg.kind == pb.ArgumentArgumentKind.INPUT:
-        return bcs.Argument("Input", int(arg.input or 0))
-    if arg.kind == pb.ArgumentArgumentKind.RESULT:
-        if arg.subresult is None:
-            return bcs.Argument("Result", int(arg.result or 0))
-        return bcs.Argument("NestedResult", (int(arg.result or 0), int(arg.subresult)))
-    raise TxRejected(f"unsupported argument kind {arg.kind}")
-
-
-def _proto_transaction_to_bcs(tx: pb.Transaction, gas_price: int) -> bytes:
-    """A transaction given field by field (pysui's SimulateTransactionKind) as BCS bytes; the
-    gas payment may be empty (the node selects it)."""
-    if tx.kind is None or tx.kind.programmable_transaction is None or not tx.sender:
-        raise TxRejected("only programmable transactions with a sender can be simulated")
-    ptb = tx.kind.programmable_transaction
-    inputs: list[Any] = []
-    for item in ptb.inputs:
-        if item.kind == pb.InputInputKind.PURE:
-            inputs.append(bcs.CallArg("Pure", list(item.pure or b"")))
-        elif item.kind == pb.InputInputKind.IMMUTABLE_OR_OWNED:
-            ref = bcs.ObjectReference(
-                bcs.Address.from_str(item.object_id or ""),
-                int(item.version or 0),
-                bcs.Digest.from_str(item.digest or ""),
-            )
-            inputs.append(bcs.CallArg("Object", bcs.ObjectArg("ImmOrOwnedObject", ref)))
-        elif item.kind == pb.InputInputKind.SHARED:
-            shared = bcs.SharedObjectReference(
-                bcs.Address.from_str(item.object_id or ""),
-                int(item.version or 0),
-                bool(item.mutable),
-            )
-            inputs.append(bcs.CallArg("Object", bcs.ObjectArg("SharedObject", shared)))
-        else:
-            raise TxRejected(f"unsupported input kind {item.kind}")
-    commands: list[Any] = []
-    for command in ptb.commands:
-        if command.move_call is not None:
-            call = command.move_call
-            commands.append(
-                bcs.Command(
-                    "MoveCall",
-                    bcs.ProgrammableMoveCall(
-                        bcs.Address.from_str(call.package or ""),
-                        call.module or "",
-                        call.function or "",
-                        [bcs.TypeTag.type_tag_from(t) for t in call.type_arguments],
-                        [_proto_argument(a) for a in call.arguments],
-                    ),
-                )
-            )
-        elif command.split_coins is not None:
-            split = command.split_coins
-            commands.append(
-                bcs.Command(
-                    "SplitCoin",
-                    bcs.SplitCoin(
-                        _proto_argument(split.coin), [_proto_argument(a) for a in split.amounts]
-                    ),
-                )
-            )
-        elif command.merge_coins is not None:
-            merge = command.merge_coins
-            commands.append(
-                bcs.Command(
-                    "MergeCoins",
-                    bcs.MergeCoins(
-                        _proto_argument(merge.coin),
-                        [_proto_argument(a) for a in merge.coins_to_merge],
-                    ),
-                )
-            )
-        elif command.transfer_objects is not None:
-            move = command.transfer_objects
-            commands.append(
-                bcs.Command(
-                    "TransferObjects",
-                    bcs.TransferObjects(
-                        [_proto_argument(a) for a in move.objects], _proto_argument(move.address)
-                    ),
-                )
-            )
-        else:
-            raise TxRejected("the stand-in simulates MoveCall, SplitCoins, MergeCoins, Transfer")
-    sender = bcs.Address.from_str(tx.sender)
-    data = bcs.TransactionData(
-        "V1",
-        bcs.TransactionDataV1(
-            bcs.TransactionKind(
-                "ProgrammableTransaction", bcs.ProgrammableTransaction(inputs, commands)
-            ),
-            sender,
-            bcs.GasData([], sender, gas_price, 0),
-            bcs.TransactionExpiration("None", None),
-        ),
-    )
-    return bytes(data.serialize())
 
 
 def _normalize_type(type_: str) -> str:
