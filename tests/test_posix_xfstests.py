@@ -357,6 +357,14 @@ def test_getfattr_dump_shows_the_walrus_attributes(mnt: Mount, d: Path) -> None:
     assert not [n for n in os.listxattr(d) if n.startswith("user.walrus.")]
     os.setxattr(f, "user.mine", b"1")
     assert "user.mine" in os.listxattr(f)
+    # copies inside the mount: the computed names cannot be set (EPERM), which cp -a ignores
+    # and rsync -X is told to leave out (docs/mount.md, Extended attributes)
+    subprocess.run(["cp", "-a", str(f), str(d / "copy")], check=True)
+    rsync = ["rsync", "-aX", "--filter=-x user.walrus.*", str(f), str(d / "copy2")]
+    subprocess.run(rsync, check=True)
+    for copy in ("copy", "copy2"):
+        assert (d / copy).read_bytes() == b"walrus"
+        assert os.getxattr(d / copy, "user.mine") == b"1"
 
 
 def _as_nobody(code: str, *args: str) -> subprocess.CompletedProcess[str]:
