@@ -64,6 +64,8 @@ MAX_UNVERSIONED_BATCH_REQUESTS = 50
 #: ExecuteTransaction: one sender signature and an optional sponsor's
 #: (`transaction_execution_service/mod.rs`: MAX_NUMBER_OF_SIGNATURES).
 MAX_SIGNATURES = 2
+#: The protocol version the stand-in reports (its rules are not tied to one; clients read it).
+PROTOCOL_VERSION = 1
 #: `GetServiceInfo.chain` and `x-sui-chain`: a full node names mainnet, testnet or "unknown"
 #: (sui-types `ChainIdentifier::chain`); this chain is none of them.
 CHAIN_NAME = "unknown"
@@ -226,12 +228,21 @@ class SuiServices:
         )
 
     async def get_epoch(self, request: pb.GetEpochRequest) -> pb.GetEpochResponse:
+        """The current epoch (the stand-in's Sui epoch is the Walrus epoch; past epochs are not
+        kept: asking for one is NOT_FOUND), with the system state when the mask asks for it."""
         mask = masks.tree_for("GetEpoch", request.read_mask, pb.Epoch)
         gas_price = int(self.net.ledger.meta("reference_gas_price") or "1000")
+        current = self.net.walrus_epoch()
+        if request.epoch is not None and request.epoch != current:
+            raise GRPCError(grpclib.const.Status.NOT_FOUND, f"epoch {request.epoch} not found")
+        start_ms = int(self.net.ledger.meta("epoch_start_ms") or "0")
+        duration_ms = int(self.net.ledger.meta("epoch_duration_ms") or "0")
         epoch = pb.Epoch(
-            epoch=self.net.walrus_epoch(),
+            epoch=current,
+            start=datetime.datetime.fromtimestamp(start_ms / 1000, datetime.UTC),
             reference_gas_price=gas_price,
-            protocol_config=pb.ProtocolConfig(protocol_version=1),
+            protocol_config=pb.ProtocolConfig(protocol_version=PROTOCOL_VERSION),
+            system_state=_system_state(current, gas_price, start_ms, duration_ms),
         )
         return pb.GetEpochResponse(epoch=masks.apply(epoch, mask))
 
@@ -472,6 +483,46 @@ class SuiServices:
         )
         reply = pb.SimulateTransactionResponse(transaction=executed, suggested_gas_price=gas_price)
         return masks.apply(reply, mask)
+
+
+def _system_state(epoch: int, gas_price: int, start_ms: int, duration_ms: int) -> pb.SystemState:
+    """The Sui system state (`0x3::sui_system_state_inner::SystemStateInnerV2`) as GetEpoch
+    renders it. The stand-in has no validators, storage fund or stake subsidy: those are
+    empty and zero; the governance parameters are Sui's (sui-types `governance.rs`:
+    MIN_VALIDATOR_JOINING_STAKE_MIST, VALIDATOR_LOW_STAKE_THRESHOLD_MIST,
+    VALIDATOR_VERY_LOW_STAKE_THRESHOLD_MIST, VALIDATOR_LOW_STAKE_GRACE_PERIOD)."""
+    sui = 10**9
+    return pb.SystemState(
+        version=2,
+        epoch=epoch,
+        protocol_version=PROTOCOL_VERSION,
+        validators=pb.ValidatorSet(total_stake=0),
+        storage_fund=pb.StorageFund(total_object_storage_rebates=0, non_refundable_balance=0),
+        parameters=pb.SystemParameters(
+            epoch_duration_ms=duration_ms,
+            stake_subsidy_start_epoch=0,
+            min_validator_count=0,
+            max_validator_count=150,
+            min_validator_joining_stake=30_000_000 * sui,
+            validator_low_stake_threshold=20_000_000 * sui,
+            validator_very_low_stake_threshold=15_000_000 * sui,
+            validator_low_stake_grace_period=7,
+        ),
+        reference_gas_price=gas_price,
+        stake_subsidy=pb.StakeSubsidy(
+            balance=0,
+            distribution_counter=0,
+            current_distribution_amount=0,
+            stake_subsidy_period_length=0,
+            stake_subsidy_decrease_rate=0,
+        ),
+        safe_mode=False,
+        safe_mode_storage_rewards=0,
+        safe_mode_computation_rewards=0,
+        safe_mode_storage_rebates=0,
+        safe_mode_non_refundable_storage_fee=0,
+        epoch_start_timestamp_ms=start_ms,
+    )
 
 
 T = TypeVar("T", bound=betterproto2.Message)

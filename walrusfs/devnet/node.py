@@ -447,20 +447,46 @@ class StorageNode:
 
     # -- handlers ---------------------------------------------------------------------------
 
-    async def health(self, _: Request) -> Response:
-        # Cheap on purpose: the launcher polls it while starting; disk use is `devnet status`'s.
-        return http.success(
-            200,
-            {
-                "uptime": {"secs": int(time.monotonic() - self.started), "nanos": 0},
-                "epoch": self.epoch,
-                "publicKey": _b64(self.key.public_key),
-                "nodeStatus": "Active" if self.shards else "Standby",
-                "eventProgress": {"persisted": self.store.meta("cursor"), "pending": 0},
-                "shardSummary": {"owned": len(self.shards)},
-                "nShards": self.n_shards,
+    async def health(self, req: Request) -> Response:
+        """`ServiceHealthInfo` as a Walrus node serves it (walrus
+        `crates/walrus-storage-node-client/src/api.rs`; `?detailed=true` adds `shardDetail`,
+        `routes.rs` `HealthInfoQuery`). The devnet has no shard transfer or recovery: owned
+        shards are `ready`. Events are applied a checkpoint at a time, so `eventProgress`
+        counts checkpoints (`persisted` is the cursor, nothing is pending) and
+        `highestFinishedEventIndex` is null. Cheap on purpose: the launcher polls it while
+        starting; disk use is `devnet status`'s."""
+        uptime = time.monotonic() - self.started
+        cursor = self.store.meta("cursor")
+        owned = sorted(self.shards)
+        info: dict[str, Any] = {
+            "uptime": {"secs": int(uptime), "nanos": int(uptime % 1 * 1e9)},
+            "epoch": self.epoch,
+            "publicKey": _b64(self.key.public_key),
+            "nodeStatus": "Active" if self.shards else "Standby",
+            "eventProgress": {
+                "persisted": cursor,
+                "pending": 0,
+                "highestFinishedEventIndex": None,
             },
-        )
+            "shardSummary": {
+                "owned": len(owned),
+                "ownedShardStatus": {
+                    "unknown": 0,
+                    "ready": len(owned),
+                    "inTransfer": 0,
+                    "inRecovery": 0,
+                },
+                "readOnly": 0,
+            },
+        }
+        if req.query.get("detailed", ["false"])[-1].lower() == "true":
+            info["shardDetail"] = {
+                "owned": [{"shard": s, "status": "ready"} for s in owned],
+                "other": [],
+            }
+        if cursor is not None:
+            info["latestCheckpointSequenceNumber"] = cursor
+        return http.success(200, info)
 
     async def put_metadata(self, req: Request) -> Response:
         blob = _parse_blob_id(req.params["blob_id"])

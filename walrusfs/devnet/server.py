@@ -43,6 +43,18 @@ MAX_HEAD = 64 * 1024  # the largest request head (request line and headers)
 KEEP_ALIVE = 30.0  # seconds an idle connection is kept
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 H2_WINDOW = 16 << 20  # flow-control window granted to HTTP/2 clients (connection and streams)
+#: CORS as a Walrus storage node sends it (walrus `crates/walrus-service/src/node/server.rs`,
+#: `cors_layer`: tower-http's `CorsLayer` with any origin, method and header): every answer
+#: allows any origin, and a preflight (`OPTIONS` with `access-control-request-method`) is
+#: answered 200 allowing every method and header.
+CORS_HEADERS = (
+    ("access-control-allow-origin", "*"),
+    ("vary", "origin, access-control-request-method, access-control-request-headers"),
+)
+PREFLIGHT_HEADERS = (
+    ("access-control-allow-methods", "*"),
+    ("access-control-allow-headers", "*"),
+)
 REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 403: "Forbidden",
            404: "Not Found", 413: "Content Too Large", 451: "Unavailable For Legal Reasons",
            500: "Internal Server Error", 503: "Service Unavailable",
@@ -226,15 +238,30 @@ async def _exchange(
     path, _, query = target.partition("?")
     body = _Body(reader, length, chunked)
     request = http.Request(
-        method, path, parse_qs(query), {}, body.receive, None if chunked else length
+        _routed_method(method), path, parse_qs(query), {}, body.receive, None if chunked else length
     )
-    rsp = await _answer(handler, request)
+    preflight = _is_preflight(method, headers)
+    rsp = _preflight() if preflight else await _answer(handler, request)
     if not await body.drain():
         close = True
-    await stream.send_all(_head(rsp, close=close))
-    if rsp.body:
+    await stream.send_all(_head(rsp, close=close, preflight=preflight))
+    if rsp.body and method != "HEAD":
         await stream.send_all(rsp.body)
     return not close
+
+
+def _routed_method(method: str) -> str:
+    """HEAD is answered as GET without the body, as axum routes it (every GET route of a
+    Walrus node answers HEAD)."""
+    return "GET" if method == "HEAD" else method
+
+
+def _is_preflight(method: str, headers: dict[bytes, bytes]) -> bool:
+    return method == "OPTIONS" and b"access-control-request-method" in headers
+
+
+def _preflight() -> http.Response:
+    return http.Response(200, b"", "text/plain")
 
 
 async def _answer(handler: Handler, request: http.Request) -> http.Response:
@@ -249,12 +276,17 @@ async def _answer(handler: Handler, request: http.Request) -> http.Response:
         return http.Response(500, err.body())
 
 
-def _head(rsp: http.Response, *, close: bool) -> bytes:
+def _cors(preflight: bool) -> tuple[tuple[str, str], ...]:
+    return CORS_HEADERS + (PREFLIGHT_HEADERS if preflight else ())
+
+
+def _head(rsp: http.Response, *, close: bool, preflight: bool = False) -> bytes:
     reason = REASONS.get(rsp.status, "Unknown")
     extra = "connection: close\r\n" if close else ""
+    cors = "".join(f"{k}: {v}\r\n" for k, v in _cors(preflight))
     return (
         f"HTTP/1.1 {rsp.status} {reason}\r\ncontent-type: {rsp.content_type}\r\n"
-        f"content-length: {len(rsp.body)}\r\n{extra}\r\n"
+        f"content-length: {len(rsp.body)}\r\n{cors}{extra}\r\n"
     ).encode("latin-1")
 
 
@@ -352,16 +384,20 @@ class _H2:
         async def receive() -> dict[str, Any]:
             return {"type": "http.request", "body": data, "more_body": False}
 
-        request = http.Request(method, path, parse_qs(query), {}, receive, len(data))
-        rsp = await _answer(self.handler, request)
+        request = http.Request(
+            _routed_method(method), path, parse_qs(query), {}, receive, len(data)
+        )
+        preflight = _is_preflight(method, headers)
+        rsp = _preflight() if preflight else await _answer(self.handler, request)
+        payload = b"" if method == "HEAD" else rsp.body
         try:
             reply = [
                 (b":status", str(rsp.status).encode()),
                 (b"content-type", rsp.content_type.encode()),
                 (b"content-length", str(len(rsp.body)).encode()),
-            ]
-            self.conn.send_headers(stream_id, reply, end_stream=not rsp.body)
-            view = memoryview(rsp.body)
+            ] + [(k.encode(), v.encode()) for k, v in _cors(preflight)]
+            self.conn.send_headers(stream_id, reply, end_stream=not payload)
+            view = memoryview(payload)
             while view:
                 window = min(
                     self.conn.local_flow_control_window(stream_id),
