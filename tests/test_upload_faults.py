@@ -179,21 +179,17 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
 
 
 def _fill(path: Path) -> None:
-    """Write zeros-that-are-not-holes into `path` until its filesystem is full."""
-    with open(path, "wb") as f:
-        try:
-            while True:
-                f.write(os.urandom(MiB))
-                f.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    with open(path, "ab") as f:  # the last pages too
-        try:
-            while True:
-                f.write(b"x" * 4096)
-                f.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
+    """Write data (not holes) into `path` until its filesystem is full, to the last page."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for piece in (MiB, 4096):
+            try:
+                while True:
+                    os.write(fd, os.urandom(piece))
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
 
 
 def test_a_full_home_commits_certified_uploads_without_paying_again(
