@@ -161,7 +161,8 @@ class Operations(pyfuse3.Operations):
         a.entry_timeout = TIMEOUT
         a.attr_timeout = TIMEOUT
         a.st_blksize = IO_SIZE
-        a.st_blocks = -(-self._allocated(a.st_ino) // 512) if stat.S_ISREG(a.st_mode) else 0
+        regular = stat.S_ISREG(a.st_mode) and a.st_size > 0  # an empty file has no chunks
+        a.st_blocks = -(-self._allocated(a.st_ino) // 512) if regular else 0
         return a
 
     def _allocated(self, inode: int) -> int:
