@@ -11,7 +11,7 @@ APT_PKGS := fuse3 libfuse3-dev pkg-config rsync git attr restic borgbackup
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup system-deps venv run test test-fast soak lint typecheck check bench bench-report vectors clean
+.PHONY: setup system-deps venv conformance run test test-fast soak lint typecheck check bench bench-report vectors clean
 
 setup: system-deps $(STAMP)
 
@@ -31,6 +31,18 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The official Walrus TypeScript SDK for tests/test_sdk_conformance.py: Node.js and npm from
+# Debian when missing, then exactly what conformance/package-lock.json pins (skipped when
+# node_modules already matches the lock).
+conformance:
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+	  echo "installing system packages: nodejs npm"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq nodejs npm >/dev/null; }
+	@cmp -s conformance/package-lock.json conformance/node_modules/.conformance-lock 2>/dev/null || { \
+	  npm ci --prefix conformance --no-audit --no-fund --loglevel=error && \
+	  cp conformance/package-lock.json conformance/node_modules/.conformance-lock; }
+
 # The main job: mount the drive (default ~/walrus, or $$WALRUSFS_HOME/mnt) on the embedded devnet,
 # which `walrusfs mount` starts when it is not running. `walrusfs umount` ends it.
 run: setup
@@ -45,7 +57,7 @@ run: setup
 	@echo "  $(BIN)/walrusfs devnet down   stop the local network (its data is kept)"
 	@echo "Guides: docs/guides.md (restic, borg, rsync, costs). Exit codes: docs/exit-codes.md."
 
-test: setup
+test: setup conformance
 	$(BIN)/python -m pytest -q --durations=40
 
 test-fast: setup
