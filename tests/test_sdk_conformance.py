@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.devnet_harness import ROOT, RunningDevnet, start_devnet
@@ -255,3 +256,30 @@ def test_sdk_extends_annotates_and_deletes_walrusfs_blobs(
     sdk(dn, {"op": "delete", "objectId": object_id})
     assert object_id not in dn.cli("blob", "list").stdout
     assert dn.cli("blob", "read", blob["blobId"], check=False).returncode != 0
+
+
+def test_browser_facing_http(dn: RunningDevnet) -> None:
+    """What a browser needs beyond the SDK's Node runs: CORS preflights on the stand-in's
+    gRPC-web and on the nodes, HEAD on node routes, and gRPC statuses in the trailer frame."""
+    node = f"http://127.0.0.1:{dn.spec.node_ports[0]}"
+    sui = f"http://127.0.0.1:{dn.spec.sui_port}"
+    with httpx.Client(timeout=30) as http:
+        head = http.head(f"{node}/v1/health")
+        assert head.status_code == 200 and head.content == b""
+        assert int(head.headers["content-length"]) > 0
+        assert head.headers["access-control-allow-origin"] == "*"
+        preflight = {"origin": "http://app.test", "access-control-request-method": "PUT"}
+        rsp = http.options(f"{node}/v1/blobs/{'A' * 43}/metadata", headers=preflight)
+        assert rsp.status_code == 200
+        assert rsp.headers["access-control-allow-methods"] == "*"
+        rsp = http.options(
+            f"{sui}/sui.rpc.v2.LedgerService/GetServiceInfo",
+            headers={**preflight, "access-control-request-method": "POST"},
+        )
+        assert rsp.status_code == 204
+        assert rsp.headers["access-control-allow-origin"] == "http://app.test"
+        assert "grpc-status" in rsp.headers["access-control-expose-headers"]
+        web = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1"}
+        rsp = http.post(f"{sui}/sui.rpc.v2.NoSuchService/Method", content=b"\0" * 5, headers=web)
+        assert rsp.status_code == 200 and rsp.content[0] == 0x80
+        assert b"grpc-status:12" in rsp.content
