@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,16 +25,42 @@ def mounted(path: Path) -> bool:
     return mounts.mounted_at(path) is not None
 
 
+#: what a mount's log must never hold: an exception that escaped (a bug), whatever the test did
+LOG_ORACLE = ("Traceback (most recent call last)", "internal error")
+
+
 @dataclass
 class Mount:
     dn: RunningDevnet
     path: Path
     volume: str = "default"
+    #: bytes of mount.log written before this object first mounted: only what came after is
+    #: this test's (a module's mounts of one volume share the log)
+    log_start: int | None = None
 
     def mount(self, *extra: str) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
+        if self.log_start is None:
+            log = self.volume_dir / "mount.log"
+            self.log_start = log.stat().st_size if log.exists() else 0
         self.dn.cli("mount", str(self.path), "--volume", self.volume, *MOUNT_OPTS, *extra)
         assert mounted(self.path)
+
+    def check_log(self) -> None:
+        """Fail when the mount's log holds a traceback or an internal error since this test
+        first mounted (the log oracle: the daemon must never let an exception escape)."""
+        log = self.volume_dir / "mount.log"
+        if self.log_start is None or not log.exists():
+            return
+        with open(log, "rb") as f:
+            f.seek(self.log_start)
+            text = f.read().decode("utf-8", "replace")
+        for needle in LOG_ORACLE:
+            at = text.find(needle)
+            if at >= 0:
+                raise AssertionError(
+                    f"{log} holds {needle!r}:\n{text[max(0, at - 2000) : at + 3000]}"
+                )
 
     def umount(self, *extra: str) -> None:
         self.dn.cli("umount", str(self.path), *extra, timeout=600)
@@ -71,6 +98,13 @@ class Mount:
         shutil.rmtree(self.dn.home / "cache", ignore_errors=True)
 
     def teardown(self) -> None:
+        """Unmount whatever is left, then apply the log oracle (unless the test is already
+        failing: its own error is the one to see)."""
+        self._detach()
+        if sys.exc_info()[0] is None:
+            self.check_log()
+
+    def _detach(self) -> None:
         if not mounted(self.path):
             return
         with contextlib.suppress(OSError, ValueError):

@@ -192,6 +192,19 @@ def _fill(path: Path) -> None:
         os.close(fd)
 
 
+def _mkdir(path: Path) -> Callable[[], None]:
+    return path.mkdir
+
+
+def _write_synced(path: Path) -> Callable[[], None]:
+    def go() -> None:
+        with open(path, "wb") as f:
+            f.write(os.urandom(4 * MiB))
+            os.fsync(f.fileno())
+
+    return go
+
+
 def test_a_full_home_commits_certified_uploads_without_paying_again(
     dn: RunningDevnet, tmpfs: Path
 ) -> None:
@@ -211,6 +224,15 @@ def test_a_full_home_commits_certified_uploads_without_paying_again(
         for name, data in files.items():
             (m.path / name).write_bytes(data)
         _fill(tmpfs / "filler")
+        # what a writer sees on the full disk is ENOSPC, never EIO (a wedge once followed)
+        refused = 0
+        for attempt in (_mkdir(m.path / "newdir"), _write_synced(m.path / "more.bin")):
+            try:
+                attempt()
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+                refused += 1
+        assert refused, "nothing was refused on a full disk"
         r = there.cli("sync", str(m.path), check=False, timeout=600)
         assert r.returncode == 5, r.stdout + r.stderr
         st = m.status()

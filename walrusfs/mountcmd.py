@@ -67,6 +67,14 @@ def _arg(check: Callable[[str], T]) -> Callable[[str], T]:
     return convert
 
 
+def _read_timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    return settings.read_timeout(value)
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -199,6 +207,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
             delay=opt("upload_delay"), epochs=opt("epochs"), compact_below=opt("compact_below")
         ),
         read_only=args.read_only,
+        read_timeout=opt("read_timeout"),
         passphrase=passphrase_of(args),
     )
     if not daemon:  # the command itself, before any process or devnet starts
@@ -619,6 +628,16 @@ def _print_status(mnt: Path, as_json: bool) -> int:
             + ("Get WAL: `walrusfs wallet get-wal SUI` (devnet, testnet)" if funds["currency"]
                == "WAL" else "Send SUI to the wallet's address (`walrusfs wallet`)")
         )  # fmt: skip
+    if up.get("uncertified_blobs"):
+        lines.append(
+            f"UNFINISHED   {up['uncertified_blobs']} registered blob(s) not certified yet (paid; "
+            "the retry of their upload continues them, or deletes them if the file changed)"
+        )
+    if up.get("uncommitted_uploads"):
+        lines.append(
+            f"UNCOMMITTED  {up['uncommitted_uploads']} certified upload(s) wait for room on the "
+            "local disk to be recorded (free space under WALRUSFS_HOME)"
+        )
     if up["last_error"]:
         lines.append(f"last error   {up['last_error']} ({up['failures']} failed upload(s))")
     print("\n".join(lines))
@@ -711,6 +730,13 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--foreground", "-f", action="store_true", help="do not daemonize")
     p.add_argument("--volume", default=None, help="volume name (default: default)")
+    p.add_argument(
+        "--read-timeout",
+        type=_arg(_read_timeout),
+        default=None,
+        metavar="SECONDS",
+        help="a read that needs the storage nodes fails with EIO after this long (default 20)",
+    )
     p.add_argument(
         "--upload-delay",
         type=_arg(_seconds),

@@ -18,6 +18,7 @@ an unknown key or a wrong type is one line naming the file, the key and what to 
     staging_limit = "16G"
     memory = "2G"
     checkpoint_interval = 3600.0             # seconds
+    read_timeout = 20.0                      # seconds a read may wait for the storage nodes
     compact_below = 0.5
     allow_other = false
 
@@ -150,6 +151,7 @@ class MountDefaults:
     staging_limit: int = 16 * GiB
     memory: int = 2 * GiB
     checkpoint_interval: float = 3600.0
+    read_timeout: float = 20.0
     compact_below: float = 0.5
     allow_other: bool = False
 
@@ -232,6 +234,18 @@ def _checkpoint_interval(v: Any) -> float:
             f"WAL), got {seconds:g}"
         )
     return check_seconds(seconds)
+
+
+#: a read that needs the storage nodes may wait this long at most (walrusfs/store/client.py)
+READ_TIMEOUT_RANGE = (1.0, 600.0)
+
+
+def read_timeout(v: Any) -> float:
+    seconds = _number(v)
+    low, high = READ_TIMEOUT_RANGE
+    if not (math.isfinite(seconds) and low <= seconds <= high):
+        raise ValueError(f"between {low:g} and {high:g} seconds, got {seconds:g}")
+    return seconds
 
 
 def _fraction(v: Any) -> float:
@@ -322,6 +336,7 @@ _MOUNT: dict[str, Callable[[Any], Any]] = {
     "staging_limit": _bounded_size("staging_limit"),
     "memory": _bounded_size("memory"),
     "checkpoint_interval": _checkpoint_interval,
+    "read_timeout": read_timeout,
     "compact_below": _fraction,
     "allow_other": _bool,
 }

@@ -80,6 +80,8 @@ class MountOptions:
     upload: UploadConfig = field(default_factory=UploadConfig)
     #: serve the volume read-only: every change is refused with EROFS, nothing uploads
     read_only: bool = False
+    #: a read that needs the storage nodes fails with EIO after this many seconds
+    read_timeout: float = 20.0
     #: the volume key comes from this passphrase (never stored; kept out of repr and logs)
     passphrase: str | None = field(default=None, repr=False)
 
@@ -92,6 +94,15 @@ def is_mountpoint(path: Path) -> str | None:
     """The filesystem type mounted at `path` (the topmost, from /proc/self/mounts), or None."""
     entry = mounts.mounted_at(path)
     return None if entry is None else entry.fstype
+
+
+def memory_floor(chunk_size: int) -> int:
+    """The least `--memory` that holds for a volume of `chunk_size` chunks: the daemon and the
+    worker as they start (~100 MiB each), the segment cache (an eighth of the bound), and one
+    upload's encode, which peaks at about 7x its chunk (docs/mount.md, Memory). Below it the
+    bound could not hold: one upload alone exceeds it (a 512 MiB bound measured 743 MiB)."""
+    need = ((256 << 20) + 7 * chunk_size) * 8 // 7
+    return -(-need >> 20) << 20  # a whole MiB, rounded up: the figure the message names
 
 
 def largest_chunk(params: codec.EncodingParams, *, encrypted: bool) -> int:
@@ -188,7 +199,8 @@ class Volume:
             return self._statfs[1]
         used = int(
             self.db.execute(
-                "SELECT coalesce(sum(size), 0) FROM inodes WHERE mode & ? = ?",
+                # total(), a float: sum() of sizes up to 2^63-1 each overflows SQLite's int64
+                "SELECT total(size) FROM inodes WHERE mode & ? = ?",
                 (0o170000, stat.S_IFREG),
             ).fetchone()[0]
         )
@@ -200,7 +212,7 @@ class Volume:
         s = pyfuse3.StatvfsData()
         s.f_bsize = bsize
         s.f_frsize = bsize
-        s.f_blocks = (used + free) // bsize
+        s.f_blocks = min((used + free) // bsize, (1 << 64) - 1)
         s.f_bfree = free // bsize
         s.f_bavail = free // bsize
         s.f_files = files + 10_000_000
@@ -273,6 +285,11 @@ class Volume:
                 "last_error": st.last_error,
                 "compacted_quilts": st.compacted,
                 "restaged_chunks": st.restaged,
+                # registered (paid) and not certified yet: the retry continues them
+                "uncertified_blobs": st.uncertified,
+                # certified, their commit waiting for room on a full disk
+                "uncommitted_uploads": st.uncommitted,
+                "holes": st.holes,
             },
             "stored": {
                 "blobs": blobs[0],
@@ -522,7 +539,7 @@ async def run(
     lock = lock_volume(options.volume_dir)
     cache = SliverCache(options.cache_dir / "slivers", options.cache_bytes)
     # no RangeCache: Content keeps its own segment cache of what the store returns
-    store = WalrusStore(chain, cache=cache)
+    store = WalrusStore(chain, cache=cache, read_timeout=options.read_timeout)
     try:
         committee = await store.committee()
         params = committee.params
@@ -550,6 +567,15 @@ async def run(
                 f"this volume's chunk size ({chunk_size}) exceeds the largest chunk a blob of "
                 f"this network holds ({largest}): its chunks could never upload; mount it on "
                 "a network with more shards, or copy its files into a new --volume",
+                ExitCode.USAGE,
+            )
+        floor = memory_floor(chunk_size)
+        if options.memory_bytes < floor:
+            raise MountError(
+                f"--memory {options.memory_bytes >> 20} MiB is below what this volume needs: "
+                f"at least {floor >> 20} MiB, since an upload encodes one {chunk_size >> 20} MiB "
+                "chunk at a time (docs/mount.md, Memory); a new volume made with a smaller "
+                "chunk_size needs less",
                 ExitCode.USAGE,
             )
         # one writer per volume: refused here, before anything of the volume changes

@@ -29,6 +29,7 @@ import pyfuse3
 import trio
 from pyfuse3 import EntryAttributes, FileInfo, FUSEError, RequestContext, SetattrFields
 
+from cache.staging import is_disk_full
 from chain import errors as chain_errors
 from walrusfs.fs.content import Content, ReadFailed
 from walrusfs.fs.schema import ROOT_INODE, path_of, transaction
@@ -100,6 +101,12 @@ def _errors(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[An
             raise FUSEError(exc.errno) from None
         except (StoreError, chain_errors.ChainError) as exc:
             log.error("%s failed: %s", fn.__name__, exc)
+            raise FUSEError(errno.EIO) from None
+        except sqlite3.OperationalError as exc:
+            if is_disk_full(exc):  # meta.db's disk is full: the writer sees ENOSPC, not EIO
+                log.error("%s failed: the volume's disk is full (%s)", fn.__name__, exc)
+                raise FUSEError(errno.ENOSPC) from None
+            log.exception("%s failed (internal error)", fn.__name__)
             raise FUSEError(errno.EIO) from None
         except Exception:
             log.exception("%s failed (internal error)", fn.__name__)
@@ -250,8 +257,11 @@ class Operations(pyfuse3.Operations):
             await trio.sleep(PURGE_DELAY)
             try:
                 self.purge_doomed()
-            except Exception:  # the inodes stay (nlink 0) for the next mount's repair
-                log.exception("deleting unlinked inodes failed")
+            except sqlite3.OperationalError as exc:
+                if not is_disk_full(exc):
+                    raise
+                # the inodes stay (nlink 0) for the next mount's repair
+                log.error("deleting unlinked inodes failed: the volume's disk is full (%s)", exc)
 
     def _mark_stale(self, inode: int) -> None:
         """A write through an O_DIRECT handle reached the file: pages other descriptors

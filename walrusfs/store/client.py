@@ -28,10 +28,11 @@ hit makes no request.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import pysui_fastcrypto as fc
@@ -95,22 +96,54 @@ class QuiltResult:
     patches: dict[str, codec.QuiltPatchId]
 
 
+#: a node that made a read wait past its hedge delay is asked last for this long (it may be
+#: overloaded, or its machine stopped; it recovers by answering once asked again)
+SLOW_MEMORY = 60.0
+#: hedge delay bounds: a request not answered within the delay is sent to another node too
+HEDGE_MIN, HEDGE_MAX = 0.25, 2.0
+#: a strict read (a byte range's rows, a patch's columns) waits this long past the hedge
+#: delay for its own slivers before falling back to a read from any nodes
+STRICT_PATIENCE = 2.0
+#: after a read timed out, further reads of the same blob fail at once for this long (the
+#: kernel asks again right away; the nodes will not have come back in between)
+UNAVAILABLE_MEMORY = 5.0
+
+
 @dataclass
 class _NodeStats:
-    """Exponential moving average of answer times, to ask fast nodes first."""
+    """Answer times (exponential moving average) and nodes recently too slow: fast nodes are
+    asked first and slow ones last, as the Walrus client orders nodes by latency."""
 
     latency: dict[str, float] = field(default_factory=dict)
+    slow_until: dict[str, float] = field(default_factory=dict)
 
     def record(self, node: StorageNode, seconds: float) -> None:
         old = self.latency.get(node.name)
         self.latency[node.name] = seconds if old is None else 0.7 * old + 0.3 * seconds
+        if seconds < FAILURE_PENALTY:
+            self.slow_until.pop(node.name, None)
 
     def failed(self, node: StorageNode) -> None:
         """A failure counts as a very slow answer: the node is asked last until it recovers."""
         self.record(node, FAILURE_PENALTY)
 
+    def slow(self, node: StorageNode) -> None:
+        """The node made a read wait past its hedge delay."""
+        self.slow_until[node.name] = time.monotonic() + SLOW_MEMORY
+
+    def is_slow(self, node: StorageNode) -> bool:
+        until = self.slow_until.get(node.name)
+        return until is not None and until > time.monotonic()
+
     def order(self, nodes: Sequence[StorageNode]) -> list[StorageNode]:
-        return sorted(nodes, key=lambda n: self.latency.get(n.name, 0.0))
+        return sorted(nodes, key=lambda n: (self.is_slow(n), self.latency.get(n.name, 0.0)))
+
+    def hedge_delay(self) -> float:
+        """How long a read request may take before it is sent to another node as well: a few
+        times the typical answer time of the nodes that are not slow."""
+        known = sorted(v for k, v in self.latency.items() if v < FAILURE_PENALTY)
+        typical = known[len(known) // 2] if known else HEDGE_MIN
+        return min(HEDGE_MAX, max(HEDGE_MIN, 4 * typical))
 
 
 class WalrusStore:
@@ -121,6 +154,7 @@ class WalrusStore:
         cache: SliverCache | None = None,
         ranges: RangeCache | None = None,
         timeout: float = 30.0,
+        read_timeout: float = 20.0,
         upload_concurrency: int = 32,
         read_concurrency: int = 32,
         deadline: float = 60.0,
@@ -141,6 +175,9 @@ class WalrusStore:
         self.deadline = deadline
         self.grace = grace
         self.stats = _NodeStats()
+        self.read_timeout = read_timeout
+        #: blob ID -> monotonic time until which reads of it fail at once (see _bounded)
+        self._unavailable: dict[bytes, float] = {}
         self._committee: Committee | None = None
         self._committee_at = 0.0
         # Metadata already verified against its blob ID (n=1000: 66 KB and 1000 hashes each).
@@ -460,35 +497,83 @@ class WalrusStore:
         committee = await self.committee()
         errors: list[str] = []
         absent = 0
-        for node in self.stats.order(committee.nodes):
+        found: list[codec.VerifiedMetadata] = []
+        nodes = self.stats.order(committee.nodes)
+        answered = 0
+        changed = trio.Event()
+
+        async def ask(node: StorageNode) -> None:
+            nonlocal absent, answered
             started = time.monotonic()
             try:
                 raw = await self.nodes.get_metadata(node, blob_id)
+                self.stats.record(node, time.monotonic() - started)
+                if raw is None:
+                    absent += 1
+                    return
+                try:
+                    meta = await trio.to_thread.run_sync(
+                        codec.verify_metadata, blob_id, raw, committee.n_shards
+                    )
+                except codec.CodecError as exc:
+                    log.warning("%s served invalid metadata for %s: %s", node.name, blob_id, exc)
+                    errors.append(f"{node.name}: invalid metadata")
+                    return
+                if cache is not None:
+                    await trio.to_thread.run_sync(
+                        functools.partial(cache.put, str(blob_id), "metadata", raw, hashed=False)
+                    )
+                found.append(meta)
+                nursery.cancel_scope.cancel()
             except (TransportError, NodeError) as exc:
                 self.stats.failed(node)
                 errors.append(f"{node.name}: {exc}")
-                continue
-            self.stats.record(node, time.monotonic() - started)
-            if raw is None:
-                absent += 1
-                continue
-            try:
-                meta = await trio.to_thread.run_sync(
-                    codec.verify_metadata, blob_id, raw, committee.n_shards
-                )
-            except codec.CodecError as exc:
-                log.warning("%s served invalid metadata for %s: %s", node.name, blob_id, exc)
-                errors.append(f"{node.name}: invalid metadata")
-                continue
-            if cache is not None:
-                await trio.to_thread.run_sync(
-                    functools.partial(cache.put, str(blob_id), "metadata", raw, hashed=False)
-                )
-            self._metadata[blob_id.raw] = meta
-            return meta
+            finally:
+                answered += 1
+                changed.set()
+
+        # One node at a time, fastest first; a node that does not answer within the hedge
+        # delay is remembered as slow and the next is asked too (hedged requests, as the
+        # Walrus client reads metadata from several nodes): a stopped node costs one delay,
+        # not its whole timeout.
+        async with trio.open_nursery() as nursery:
+            for asked, node in enumerate(nodes, start=1):
+                nursery.start_soon(ask, node)
+                with trio.move_on_after(self.stats.hedge_delay()) as waited:
+                    while answered < asked:
+                        await changed.wait()
+                        changed = trio.Event()
+                if waited.cancelled_caught:
+                    self.stats.slow(node)
+        if found:
+            self._metadata[blob_id.raw] = found[0]
+            return found[0]
         if absent and not errors:
             raise BlobNotFound(f"no storage node has blob {blob_id}")
         raise BlobUnavailable(f"no verifiable metadata for {blob_id}: " + "; ".join(errors))
+
+    @contextlib.contextmanager
+    def _bounded(self, blob_id: codec.BlobId) -> Iterator[None]:
+        """A read of `blob_id` gives up after `read_timeout` seconds, whatever the nodes do
+        (stopped machines accept connections and never answer); for UNAVAILABLE_MEMORY
+        seconds after that, reads of the blob fail at once."""
+        until = self._unavailable.get(blob_id.raw)
+        if until is not None and until > time.monotonic():
+            raise BlobUnavailable(
+                f"blob {blob_id}: the storage nodes did not answer within "
+                f"{self.read_timeout:g} s moments ago"
+            )
+        try:
+            with trio.fail_after(self.read_timeout):
+                yield
+        except trio.TooSlowError:
+            now = time.monotonic()
+            for key in [k for k, t in self._unavailable.items() if t <= now]:
+                del self._unavailable[key]
+            self._unavailable[blob_id.raw] = now + UNAVAILABLE_MEMORY
+            raise BlobUnavailable(
+                f"blob {blob_id}: the storage nodes did not answer within {self.read_timeout:g} s"
+            ) from None
 
     async def read(
         self,
@@ -498,7 +583,24 @@ class WalrusStore:
         *,
         use_cache: bool = True,
     ) -> bytes:
-        """Bytes [offset, offset+length) of the blob (all of it by default)."""
+        """Bytes [offset, offset+length) of the blob (all of it by default).
+
+        Raises:
+            BlobUnavailable: not enough nodes answered with verifiable data within
+                `read_timeout` seconds.
+            BlobNotFound: no node knows the blob.
+        """
+        with self._bounded(blob_id):
+            return await self._read(blob_id, offset, length, use_cache=use_cache)
+
+    async def _read(
+        self,
+        blob_id: codec.BlobId,
+        offset: int = 0,
+        length: int | None = None,
+        *,
+        use_cache: bool = True,
+    ) -> bytes:
         cache = self.cache if use_cache else None
         meta = await self.metadata(blob_id, use_cache=use_cache)
         size = meta.unencoded_length
@@ -522,7 +624,14 @@ class WalrusStore:
     async def read_patch(
         self, patch_id: codec.QuiltPatchId, *, use_cache: bool = True
     ) -> codec.PatchContent:
-        """One file of a quilt, from the secondary slivers (columns) of its patch only."""
+        """One file of a quilt, from the secondary slivers (columns) of its patch only (or,
+        when some are missing or slow, from the whole quilt). Raises as `read`."""
+        with self._bounded(patch_id.quilt_id):
+            return await self._read_patch(patch_id, use_cache=use_cache)
+
+    async def _read_patch(
+        self, patch_id: codec.QuiltPatchId, *, use_cache: bool = True
+    ) -> codec.PatchContent:
         cache = self.cache if use_cache else None
         meta = await self.metadata(patch_id.quilt_id, use_cache=use_cache)
         columns = list(range(patch_id.start, patch_id.end))
@@ -535,7 +644,7 @@ class WalrusStore:
                 "patch %s: %d of its %d columns unavailable; reading the whole quilt",
                 patch_id, len(columns) - len(got), len(columns),
             )  # fmt: skip
-            blob = await self.read(patch_id.quilt_id, use_cache=use_cache)
+            blob = await self._read(patch_id.quilt_id, use_cache=use_cache)
             return await trio.to_thread.run_sync(codec.patch_from_blob, blob, meta, patch_id)
         return await trio.to_thread.run_sync(codec.read_patch, list(got.values()), meta, patch_id)
 
@@ -659,17 +768,54 @@ class WalrusStore:
             if len(got) >= need and not strict:
                 enough.set()
 
-        # Ask for `need` at a time, more only if some fail: a healthy network is asked for
-        # exactly what is needed.
-        queue = list(missing)
-        while queue and len(got) < need:
-            wanted = need - len(got) if not strict else len(queue)
-            batch, queue = queue[:wanted], queue[wanted:]
-            async with trio.open_nursery() as nursery:
-                for i in batch:
-                    nursery.start_soon(one, i)
-            if strict:
-                break
+        # Ask for `need` at a time, more only if some fail or are slow: a healthy network is
+        # asked for exactly what is needed. A request not answered within the hedge delay
+        # counts as lost (its node is remembered as slow) and another row is asked in its
+        # place; it may still answer. A strict read (its own rows) gives up on slow rows after
+        # STRICT_PATIENCE and returns what it has: the caller reads from any nodes instead.
+        queue = [i for i in missing if not (strict and self.stats.is_slow(holder(i)))]
+        if strict and len(queue) < len(missing):
+            return got  # a holder is known to be slow: go straight to the fallback
+        started: dict[int, float] = {}  # in flight -> when asked
+        hedged: set[int] = set()  # in flight past the hedge delay
+        changed = trio.Event()
+
+        async def run(i: int) -> None:
+            try:
+                await one(i)
+            finally:
+                started.pop(i, None)
+                hedged.discard(i)
+                changed.set()
+
+        hedge = self.stats.hedge_delay()
+        begun = time.monotonic()
+        async with trio.open_nursery() as nursery:
+            while True:
+                if not strict and len(got) >= need:
+                    break
+                active = len(started) - len(hedged)
+                wanted = len(queue) if strict else need - len(got) - active
+                while wanted > 0 and queue:
+                    i = queue.pop(0)
+                    started[i] = time.monotonic()
+                    nursery.start_soon(run, i)
+                    wanted -= 1
+                if not started:
+                    break
+                with trio.move_on_after(hedge):
+                    await changed.wait()
+                changed = trio.Event()
+                now = time.monotonic()
+                late = [i for i, t in started.items() if now - t >= hedge and i not in hedged]
+                for i in late:
+                    hedged.add(i)
+                    self.stats.slow(holder(i))
+                if strict and hedged and now - begun >= hedge + STRICT_PATIENCE:
+                    break
+                if not strict and not queue and started and len(hedged) == len(started):
+                    break  # only slow requests left: the caller asks other rows
+            nursery.cancel_scope.cancel()
         return got
 
     # -- chain-side management --------------------------------------------------------------
