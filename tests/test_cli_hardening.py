@@ -480,17 +480,16 @@ def _loose_entries(home: Path) -> list[str]:
 def test_what_walrusfs_keeps_is_private_whatever_the_umask(
     dn: RunningDevnet, tmp_path: Path
 ) -> None:
-    # a volume an older walrusfs left world-readable
-    old = dn.home / "data" / "volumes" / "private"
-    (old / "staging").mkdir(parents=True)
-    (old / "notes.txt").write_text("file names of an older mount\n")
-    loose = [(old.parent, 0o755), (old, 0o755), (old / "staging", 0o755),
-             (old / "notes.txt", 0o644)]  # fmt: skip
-    for p, mode in loose:
-        os.chmod(p, mode)
+    m = Mount(dn, tmp_path / "mnt", "private")
     previous = os.umask(0o000)  # the loosest umask a user can have
     try:
-        m = Mount(dn, tmp_path / "mnt", "private")
+        m.mount()
+        (m.path / "first.txt").write_text("written by the first mount\n")
+        m.umount()
+        # as an older walrusfs (or a loose umask) left it: everything readable by all
+        for p in [m.volume_dir.parent, m.volume_dir, *m.volume_dir.rglob("*")]:
+            if not p.is_symlink():
+                os.chmod(p, 0o755 if p.is_dir() else 0o644)
         m.mount()
     finally:
         os.umask(previous)
@@ -502,7 +501,7 @@ def test_what_walrusfs_keeps_is_private_whatever_the_umask(
         assert _loose_entries(dn.home) == []
         paths = [str(p) for p in dn.home.rglob("*") if p.is_file() and not p.is_symlink()]
         for must in ("meta.db", "meta.db-wal", "mount.log", "volume.key", "small.db",
-                     "index.db", "notes.txt"):  # fmt: skip
+                     "index.db", "node.db", "client.yaml"):  # fmt: skip
             assert any(p.endswith("/" + must) for p in paths), must
         code = (
             "import errno, json, sys\nbad = []\nfor p in json.load(sys.stdin):\n    try:\n"
