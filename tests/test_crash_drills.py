@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from chain.client import WalrusChain
 from tests.devnet_harness import RunningDevnet, heal_all, start_devnet
 from tests.mount_harness import Mount
 
@@ -47,6 +48,15 @@ def _fsync_path(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _uncertified(dn: RunningDevnet, volume_id: str) -> list[str]:
+    async def go(chain: WalrusChain) -> list[str]:
+        blobs = [b for b in await chain.blobs() if b.certified_epoch is None]
+        attrs = await chain.attributes_of([b.id for b in blobs])
+        return [i for i, a in attrs.items() if a.get("walrusfs:volume") == volume_id]
+
+    return dn.on_chain(go)
 
 
 def _children(pid: int) -> list[int]:
@@ -254,9 +264,86 @@ def test_kill_9_at_the_fsync_and_during_the_upload(dn: RunningDevnet, tmp_path: 
                 dn.cli("devnet", "node", "slow", str(i), "--ms", "50")
             _drill(dn, m, wait=wait)
         heal_all(dn)
+        volume_id = m.status()["volume_id"]
+        m.sync()
         m.umount()
         r = dn.cli("fsck", "--volume", m.volume, check=False, timeout=600)
         assert r.returncode == 0, r.stdout + r.stderr
+        # the kills left registered, never certified Blobs; the next mount deleted them
+        assert _uncertified(dn, volume_id) == []
+    finally:
+        heal_all(dn)
+        m.teardown()
+
+
+def _wait_uploading(m: Mount) -> None:
+    deadline = time.monotonic() + 60
+    while m.status()["pending"]["uploading"] == 0:
+        assert time.monotonic() < deadline, "the upload did not start"
+        time.sleep(0.05)
+
+
+def test_kill_9_between_paying_and_certifying(dn: RunningDevnet, tmp_path: Path) -> None:
+    """A kill after the Blob is registered (paid) and before it is certified leaves a Blob
+    nothing will certify: the next mount deletes it (its Storage returns), and the file
+    uploads once more and reads back."""
+    m = Mount(dn, tmp_path / "mnt", "paid-then-killed")
+    data = os.urandom(3_000_000)
+    try:
+        m.mount("--upload-delay", "0.1")
+        volume_id = m.status()["volume_id"]
+        for i in range(dn.spec.n_nodes):
+            dn.cli("devnet", "node", "slow", str(i), "--ms", "400")
+        (m.path / "f").write_bytes(data)
+        _wait_uploading(m)
+        deadline = time.monotonic() + 60
+        while not _uncertified(dn, volume_id):
+            assert time.monotonic() < deadline, "no Blob was registered"
+            time.sleep(0.2)
+        workers = _children(m.pid)
+        m.kill()
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        heal_all(dn)
+        assert len(_uncertified(dn, volume_id)) == 1
+        m.mount()
+        m.sync()
+        assert _uncertified(dn, volume_id) == []
+        assert m.status()["uploaded"]["orphans_deleted"] == 1
+        m.umount()
+        m.drop_cache()
+        m.mount()
+        assert (m.path / "f").read_bytes() == data
+    finally:
+        heal_all(dn)
+        m.teardown()
+
+
+def test_kill_9_of_the_upload_worker_alone(dn: RunningDevnet, tmp_path: Path) -> None:
+    """The upload worker killed in the middle of a request: the mount starts another, the
+    upload continues its registered Blob, and nothing is left uncertified."""
+    m = Mount(dn, tmp_path / "mnt", "worker-killed")
+    data = os.urandom(3_000_000)
+    try:
+        m.mount("--upload-delay", "0.1")
+        volume_id = m.status()["volume_id"]
+        for i in range(dn.spec.n_nodes):
+            dn.cli("devnet", "node", "slow", str(i), "--ms", "400")
+        (m.path / "f").write_bytes(data)
+        _wait_uploading(m)
+        time.sleep(1.0)
+        (worker,) = _children(m.pid)
+        os.kill(worker, signal.SIGKILL)
+        heal_all(dn)
+        m.sync()
+        assert m.pid  # the mount lived on
+        assert os.getxattr(m.path / "f", "user.walrus.state") == b"certified"
+        assert _uncertified(dn, volume_id) == []
+        m.umount()
+        m.drop_cache()
+        m.mount()
+        assert (m.path / "f").read_bytes() == data
     finally:
         heal_all(dn)
         m.teardown()

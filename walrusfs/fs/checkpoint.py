@@ -270,7 +270,8 @@ def retire(db: sqlite3.Connection) -> None:
 # -- finding and restoring ------------------------------------------------------------------
 
 
-def _ref(obj: mt.Blob, attrs: dict[str, str]) -> CheckpointRef | None:
+def ref_of(obj: mt.Blob, attrs: dict[str, str]) -> CheckpointRef | None:
+    """The checkpoint a Blob object holds, from its attributes (None: not one)."""
     try:
         return CheckpointRef(
             object_id=obj.id, blob_id=str(codec.BlobId.from_u256(obj.blob_id)),
@@ -295,7 +296,7 @@ async def list_checkpoints(chain: WalrusChain, name: str | None = None) -> list[
         attrs = attributes[blob.id]
         if attrs.get("walrusfs:kind") != KIND:
             continue
-        ref = _ref(blob, attrs)
+        ref = ref_of(blob, attrs)
         if ref is not None and (name is None or ref.name == name):
             found.append(ref)
     found.sort(key=lambda r: (r.time, r.seq), reverse=True)

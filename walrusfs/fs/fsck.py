@@ -42,9 +42,9 @@ from chain import errors as chain_errors
 from chain.client import WalrusChain
 from walrusfs.errors import ServiceError
 from walrusfs.fs import schema
-from walrusfs.fs.checkpoint import Checkpointer, Stamp
+from walrusfs.fs.checkpoint import Checkpointer
 from walrusfs.fs.content import Content
-from walrusfs.fs.mount import load_keys, repair
+from walrusfs.fs.mount import known_blobs, load_keys, repair
 from walrusfs.fs.schema import ROOT_INODE, path_of, transaction
 from walrusfs.fs.upload_worker import UploadWorker
 from walrusfs.fs.uploader import UploadConfig, Uploader
@@ -302,7 +302,7 @@ async def upload_staged(
     epochs: int,
     passphrase: str | None = None,
     progress: Progress | None = None,
-    stamp: Stamp | None = None,
+    lease: WriterLease | None = None,
 ) -> None:
     """Check 7: upload every staged chunk and take a checkpoint, as a mount would;
     `progress(done, total)` in bytes about once a second."""
@@ -318,12 +318,14 @@ async def upload_staged(
             db, content, worker, config=UploadConfig(delay=0.0, epochs=epochs),
             volume_id=schema.get_param(db, "volume_id") or "", params=params, keys=keys,
             volume_name=volume_dir.name,
+            machine=None if lease is None else lease.machine.id,
+            orphans=() if lease is None else lease.unfinished,
         )  # fmt: skip
         checkpointer = Checkpointer(
             db, volume_dir / "meta.db", worker.call, name=volume_dir.name, epochs=epochs,
             interval=3600.0, keys=keys,
         )  # fmt: skip
-        checkpointer.stamp = stamp
+        checkpointer.stamp = lease
         async with trio.open_nursery() as nursery:
             await nursery.start(worker.run)
             await nursery.start(uploader.run)
@@ -386,7 +388,9 @@ async def fsck(
                     chain, this_machine(volume_dir.parent.parent), volume_dir.name,
                     schema.get_param(probe, "volume_id") or "",
                 )  # fmt: skip
-                verdict = await lease.verdict(int(schema.get_param(probe, "checkpoint_seq") or 0))
+                verdict = await lease.verdict(
+                    int(schema.get_param(probe, "checkpoint_seq") or 0), known_blobs(probe)
+                )
                 claimed = verdict.refusal
         finally:
             probe.close()
@@ -406,7 +410,7 @@ async def fsck(
             log.warning("fsck: uploading %d staged chunk(s)", staged)
             await upload_staged(
                 db, staging, chain, volume_dir, worker_argv, epochs=epochs,
-                passphrase=passphrase, progress=progress, stamp=lease,
+                passphrase=passphrase, progress=progress, lease=lease,
             )  # fmt: skip
         elif staged:
             report.notes.append(f"{staged} staged chunk(s) upload at the next mount")

@@ -96,6 +96,12 @@ def is_mountpoint(path: Path) -> str | None:
     return None if entry is None else entry.fstype
 
 
+def known_blobs(db: sqlite3.Connection) -> set[str]:
+    """Object IDs of the data blobs the volume database records (checkpoints excluded: their
+    writer lease may have changed on chain)."""
+    return {str(o) for (o,) in db.execute("SELECT object_id FROM blobs WHERE kind != 'checkpoint'")}
+
+
 def memory_floor(chunk_size: int) -> int:
     """The least `--memory` that holds for a volume of `chunk_size` chunks: the daemon and the
     worker as they start (~100 MiB each), the segment cache (an eighth of the bound), and one
@@ -290,6 +296,7 @@ class Volume:
                 # certified, their commit waiting for room on a full disk
                 "uncommitted_uploads": st.uncommitted,
                 "holes": st.holes,
+                "orphans_deleted": st.orphans_deleted,
             },
             "stored": {
                 "blobs": blobs[0],
@@ -584,7 +591,7 @@ async def run(
             schema.get_param(db, "volume_id") or "",
         )  # fmt: skip
         if not options.read_only:
-            await lease.claim(int(schema.get_param(db, "checkpoint_seq") or 0))
+            await lease.claim(int(schema.get_param(db, "checkpoint_seq") or 0), known_blobs(db))
         staging = Staging(options.volume_dir / "staging")
         if schema.get_param(db, "clean_unmount") != "1" and not restored:
             log.warning("the last mount of this volume did not end cleanly; repairing")
@@ -601,7 +608,8 @@ async def run(
         worker = UploadWorker(worker_argv, key=volume_key)
         uploader = Uploader(
             db, content, worker, config=upload, volume_id=volume_id, params=params, keys=keys,
-            volume_name=options.volume_dir.name,
+            volume_name=options.volume_dir.name, machine=lease.machine.id,
+            orphans=lease.unfinished,
         )  # fmt: skip
         checkpointer = Checkpointer(
             db, db_path, worker.call, name=options.volume_dir.name, epochs=upload.epochs,

@@ -42,7 +42,9 @@ answer; requests run concurrently, except the first line:
   (not paid again) if it still is one of these bytes, even by a worker started since.
   Every answer carries "uncertified": the registrations the worker holds unfinished, and
   uploads "registered": the Blob object written to (null before registration), so that a
-  failed upload's retry, or its abandonment, names it.
+  failed upload's retry, or its abandonment, names it. An upload also says so the moment it
+  has registered, before its answer: {"id", "progress": "registered", "registered"}; a
+  worker that dies after that leaves the mount knowing the paid Blob its retry continues.
 """
 
 from __future__ import annotations
@@ -106,6 +108,8 @@ class UploadWorker:
         self._key = key
         self._proc: trio.Process | None = None
         self._pending: dict[int, tuple[trio.Event, list[dict[str, Any]]]] = {}
+        #: request -> the Blob object it registered (its progress message), until it answers
+        self._registered: dict[int, str] = {}
         self._next = 1
         self._send_lock = trio.Lock()
         self._start_lock = trio.Lock()  # one worker, even when two jobs start at once
@@ -144,6 +148,11 @@ class UploadWorker:
                 while b"\n" in buf:
                     line, buf = buf.split(b"\n", 1)
                     answer = json.loads(line)
+                    if "progress" in answer:  # the request goes on: only remember the Blob
+                        if answer["id"] in self._pending:
+                            self._registered[answer["id"]] = answer["registered"]
+                        continue
+                    self._registered.pop(answer["id"], None)
                     waiter = self._pending.pop(answer["id"], None)
                     if waiter is not None:
                         waiter[1].append(answer)
@@ -152,7 +161,10 @@ class UploadWorker:
             await proc.wait()
             log.warning("upload worker exited (%s)", proc.returncode)
             for rid, (event, box) in list(self._pending.items()):
-                box.append({"id": rid, "error": "the upload worker exited", "type": "other"})
+                box.append({
+                    "id": rid, "error": "the upload worker exited", "type": "other",
+                    "registered": self._registered.pop(rid, None),
+                })  # fmt: skip
                 event.set()
             self._pending.clear()
 
@@ -209,10 +221,18 @@ async def _serve() -> None:
     async def handle(req: dict[str, Any]) -> None:
         rid = req["id"]
         registered: list[str] = []  # the Blob object this request's upload writes to
+
+        def on_registered(object_id: str) -> None:
+            # told at once, not only with the answer: if this process dies before it answers,
+            # the mount still knows which paid Blob the retry must continue
+            registered.append(object_id)
+            progress = {"id": rid, "progress": "registered", "registered": object_id}
+            nursery.start_soon(answer, progress)
+
         reply: dict[str, Any]
         try:
             try:
-                reply = await _do(store, keys, req, registered.append)
+                reply = await _do(store, keys, req, on_registered)
             finally:
                 # An upload frees hundreds of MiB of encoder and sliver buffers: hand the free
                 # pages back at once, or the worker's RSS stays at its peak (the mount's memory

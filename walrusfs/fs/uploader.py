@@ -113,6 +113,8 @@ class UploadStats:
     #: certified uploads whose commit to the database failed (full disk): retried from memory
     uncommitted: int = 0
     holes: int = 0  # chunks of zeros only, committed as holes instead of uploaded
+    #: uncertified Blobs an earlier process of this machine left, deleted at start
+    orphans_deleted: int = 0
 
 
 T = TypeVar("T")
@@ -260,8 +262,15 @@ class Uploader:
         params: codec.EncodingParams,
         keys: crypto.VolumeKeys | None = None,
         volume_name: str = "",
+        machine: str | None = None,
+        orphans: Sequence[str] = (),
     ) -> None:
+        """`machine`: this machine's ID, carried by every blob (walrusfs/fs/writer.py);
+        `orphans`: Blob objects of this volume an earlier process of this machine registered
+        and never certified, deleted when the uploader starts so their Storage returns."""
         self.db = db
+        self.machine = machine
+        self._orphans = list(orphans)
         self.content = content
         self.staging = content.staging
         self.worker = worker
@@ -337,6 +346,7 @@ class Uploader:
                     await trio.sleep(pause)
                 last_scan = time.monotonic()
                 try:
+                    await self._delete_orphans()
                     self._retry_commits()
                     await self._settle_attempts()
                     await self._schedule()
@@ -494,8 +504,27 @@ class Uploader:
         return out
 
     def _attributes(self, kind: str) -> dict[str, str]:
-        return {"walrusfs:volume": self.volume_id, "walrusfs:kind": kind,
-                "walrusfs:name": self.volume_name}  # fmt: skip
+        out = {"walrusfs:volume": self.volume_id, "walrusfs:kind": kind,
+               "walrusfs:name": self.volume_name}  # fmt: skip
+        if self.machine is not None:
+            out["walrusfs:machine"] = self.machine
+        return out
+
+    async def _delete_orphans(self) -> None:
+        """Delete the registered, never certified Blobs an earlier process left (a crash or
+        kill -9 between paying and certifying): nothing will certify them, and deleting one
+        gives its Storage back for the next registration."""
+        while self._orphans:
+            object_id = self._orphans[0]
+            try:
+                await self.worker.call({"op": "abandon", "object_id": object_id})
+            except (StoreError, chain_errors.ChainError, OSError) as exc:
+                log.warning("could not delete uncertified blob %s (retrying later): %s",
+                            object_id, exc)  # fmt: skip
+                return
+            log.info("deleted blob %s: registered by an earlier run, never certified", object_id)
+            self._orphans.pop(0)
+            self.stats.orphans_deleted += 1
 
     def _file_attr(self, key: Key, length: int | None = None) -> str:
         """What `walrusfs fsck --rebuild` needs to put the chunk back in a tree without the

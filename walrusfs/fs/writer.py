@@ -39,7 +39,7 @@ from pathlib import Path
 from chain import errors as chain_errors
 from chain.client import WalrusChain
 from walrusfs.errors import ExitCode, UserError
-from walrusfs.fs.checkpoint import CheckpointRef, list_checkpoints
+from walrusfs.fs.checkpoint import KIND, CheckpointRef, ref_of
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,12 @@ def this_machine(data_dir: Path) -> Machine:
 
 
 @dataclass(frozen=True)
+class Scan:
+    checkpoints: list[CheckpointRef]  # certified checkpoints of the volume's name
+    unfinished: list[str]  # this machine's registered, uncertified Blobs of the volume
+
+
+@dataclass(frozen=True)
 class Verdict:
     """What the chain says of a volume for this machine."""
 
@@ -145,21 +151,46 @@ class WriterLease:
         self.name = name
         self.volume_id = volume_id
         self.marked: str | None = None  # object ID of the checkpoint carrying our lease
+        self.unfinished: list[str] = []  # see claim
 
-    async def verdict(self, local_seq: int) -> Verdict:
+    async def scan(self, known: set[str]) -> Scan:
+        """The wallet's Blob objects as they concern this volume. `known`: object IDs of
+        data blobs this machine's copy records (their attributes cannot change who holds
+        the volume, so they are not read: one request per blob would make every mount of a
+        large volume slow)."""
         try:
-            refs = await list_checkpoints(self.chain, self.name)
+            blobs = [b for b in await self.chain.blobs(valid_only=True) if b.id not in known]
+            attributes = await self.chain.attributes_of([b.id for b in blobs])
         except (chain_errors.ChainError, OSError) as exc:
             raise UserError(
                 f"cannot read the checkpoints of volume {self.name} to see whether another "
                 f"machine uses it: {exc}",
                 ExitCode.SERVICE,
             ) from None
-        return judge(refs, self.machine, self.volume_id, local_seq)
+        refs, unfinished = [], []
+        for blob in blobs:
+            attrs = attributes[blob.id]
+            if blob.certified_epoch is not None:
+                ref = ref_of(blob, attrs) if attrs.get("walrusfs:kind") == KIND else None
+                if ref is not None and ref.name == self.name:
+                    refs.append(ref)
+            elif attrs.get("walrusfs:volume") == self.volume_id and attrs.get(
+                "walrusfs:machine"
+            ) in {None, self.machine.id}:
+                unfinished.append(blob.id)
+        return Scan(refs, unfinished)
 
-    async def claim(self, local_seq: int) -> None:
-        """Mark the newest checkpoint with this machine's lease, or raise VolumeClaimed."""
-        verdict = await self.verdict(local_seq)
+    async def verdict(self, local_seq: int, known: set[str] | None = None) -> Verdict:
+        scan = await self.scan(known or set())
+        self.unfinished = scan.unfinished
+        return judge(scan.checkpoints, self.machine, self.volume_id, local_seq)
+
+    async def claim(self, local_seq: int, known: set[str] | None = None) -> None:
+        """Mark the newest checkpoint with this machine's lease, or raise VolumeClaimed.
+        Afterwards `unfinished` names this machine's registered, never certified Blobs of
+        the volume: an earlier process paid for them and died before certifying (nothing of
+        this process uploads yet, so none is in use)."""
+        verdict = await self.verdict(local_seq, known)
         if verdict.refusal is not None:
             raise VolumeClaimed(verdict.refusal)
         if verdict.newest is None:
