@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import errno
 import hashlib
+import ipaddress
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -265,3 +266,138 @@ async def test_tls_trusts_a_self_signed_node_only_by_its_pinned_network_key(
                 await Pool(url, size=1, pinned_key=pin).request("GET", "/v1/health")
             assert refused.value.errno == errno.EACCES
         nursery.cancel_scope.cancel()
+
+
+def _ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test Root CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _ca_issued(
+    tmp_path: Path, ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate], name: str
+) -> tuple[ssl.SSLContext, bytes]:
+    """A server context whose certificate, for 127.0.0.1 and a new P-256 key, the CA issued
+    (a certificate any client trusting the CA accepts), and that key's SEC1 encoding."""
+    ca_key, ca_cert = ca
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = tmp_path / f"{name}.pem"
+    pem.write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pem)
+    sec1 = key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+    )
+    return context, sec1
+
+
+@asynccontextmanager
+async def tls_node(context: ssl.SSLContext) -> AsyncIterator[str]:
+    async def handle(stream: trio.SSLStream[trio.SocketStream]) -> None:
+        buf = bytearray()
+        try:
+            while b"\r\n\r\n" not in buf:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                buf += data
+            await stream.send_all(reply(200, b"over tls"))
+        except trio.BrokenResourceError:
+            return  # a client that refused our certificate
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_ssl_over_tcp, handle, 0, context)
+        port = listeners[0].transport_listener.socket.getsockname()[1]
+        yield f"https://127.0.0.1:{port}"
+        nursery.cancel_scope.cancel()
+
+
+async def test_tls_refuses_a_ca_valid_certificate_of_a_foreign_key(tmp_path: Path) -> None:
+    """The client trusts the CA (as a machine trusts public CAs), and a node presents a
+    certificate that CA issued for 127.0.0.1, but for a key other than the node's on-chain
+    network key (someone who got a certificate for the node's address): refused, as the
+    Walrus client refuses it. The same CA's certificate of the node's own key is accepted;
+    a certificate of the right key from a CA nobody trusts is refused."""
+    ca = _ca()
+    trusting = ssl.create_default_context()
+    trusting.load_verify_locations(cadata=ca[1].public_bytes(serialization.Encoding.PEM).decode())
+    foreign_ctx, _ = _ca_issued(tmp_path, ca, "foreign")
+    _, node_key = _self_signed(tmp_path)  # the key the chain publishes for the node
+    async with tls_node(foreign_ctx) as url:
+        # the handshake alone succeeds with that CA: the certificate is CA-valid
+        plain = Pool(url, size=1, ssl_context=trusting, pinned_key=None)
+        with pytest.raises(TransportError) as unpinned:
+            await plain.request("GET", "/v1/health")
+        assert unpinned.value.errno == errno.EACCES  # no key on chain: refused too
+        pool = Pool(url, size=1, ssl_context=trusting, pinned_key=node_key)
+        with pytest.raises(TransportError) as refused:
+            await pool.request("GET", "/v1/health")
+        assert refused.value.errno == errno.EACCES
+        assert "network public key" in str(refused.value)
+
+    own_ctx, own_key = _ca_issued(tmp_path, ca, "own")
+    async with tls_node(own_ctx) as url:
+        pool = Pool(url, size=1, ssl_context=trusting, pinned_key=own_key)
+        assert (await pool.request("GET", "/v1/health")).content == b"over tls"
+        await pool.aclose()
+        untrusted = Pool(url, size=1, ssl_context=ssl.create_default_context(), pinned_key=own_key)
+        with pytest.raises(TransportError) as not_trusted:
+            await untrusted.request("GET", "/v1/health")
+        assert not_trusted.value.errno == errno.EACCES

@@ -7,7 +7,7 @@ per request in httpcore; HTTP/2 frame bookkeeping, where hyperframe hex-encodes 
 DATA frame for a log line nobody reads). That loop time, not the network or the codec, bounded
 reads at ~70 MB/s. This client does what the storage-node protocol needs and nothing else:
 one request per connection at a time, `Content-Length` or chunked bodies, keep-alive reuse, TLS
-for `https` nodes (trusted roots, or the node's network key pinned, as the Walrus client does).
+for `https` nodes (the node's on-chain network key required, as the Walrus client does).
 
 Failures are `TransportError`s (temporary, an OSError): refused or reset connections, timeouts,
 malformed replies. A request that fails on a reused connection before any reply byte arrives is
@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 import trio
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,16 @@ def _has_key(der: bytes, pinned: bytes) -> bool:
     )
 
 
+def _self_signed(der: bytes) -> bool:
+    """The certificate names itself as issuer and its signature verifies with its own key."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        cert.verify_directly_issued_by(cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
 def _first_errno(exc: BaseException | None) -> int:
     """The errno of the first OSError in `exc`, its causes or (grouped) sub-exceptions; 0 if
     none has one."""
@@ -168,6 +179,7 @@ class Pool:
         self.ssl_context = ssl_context
         self.pinned_key = pinned_key
         self._pinned_context: ssl.SSLContext | None = None
+        self._accepted: set[bytes] = set()  # certificates (DER) already found acceptable
         self.limit = trio.Semaphore(size)
         self._idle: list[_Connection] = []
         self._all: set[_Connection] = set()
@@ -250,39 +262,53 @@ class Pool:
         return tls
 
     async def _tls(self, stream: trio.abc.Stream) -> trio.abc.Stream:
-        """TLS as the Walrus client does it: a certificate the system's roots vouch for, or,
-        failing that, any certificate whose key is the node's network public key from the chain
-        (nodes serve self-signed certificates of that key). The handshake proves the server
-        holds the key's private half, so the pin authenticates it; expiry is not checked then,
-        as the Walrus client does not for a pinned key."""
+        """TLS as the Walrus client does it: the node's certificate must carry the node's
+        on-chain network public key, whoever signed it. walrus-sdk always pins that key
+        (`crates/walrus-sdk/src/node_client/communication/factory.rs`:
+        `authenticate_with_public_key(node.network_public_key)`), and its verifier
+        (`crates/walrus-storage-node-client/src/tls.rs`, `TlsCertificateVerifier`) accepts a
+        certificate only if its key is the pinned one: a certificate from a public CA for
+        another key is refused. The certificate must then be self-signed by that key (what
+        nodes serve) or chain to the system's roots. The handshake proves the server holds the
+        key's private half, so the pin authenticates it. Expiry is not checked for a
+        self-signed certificate, as the Walrus client accepts an expired one of the pinned key.
+        No key on chain (none given): refused."""
+        if self.pinned_key is None:
+            await trio.aclose_forcefully(stream)
+            raise TransportError(
+                self.origin, "no network public key to check the node's certificate against",
+                errno.EACCES,
+            )  # fmt: skip
         context = self._pinned_context
         if context is None:
-            if self.ssl_context is None:  # loading the CA store is costly: once per pool
-                self.ssl_context = ssl.create_default_context()
-            try:
-                return await self._handshake(stream, self.ssl_context, self.host)
-            except trio.BrokenResourceError as exc:
-                if not isinstance(exc.__cause__, ssl.SSLCertVerificationError):
-                    raise
-                if self.pinned_key is None:
-                    raise TransportError(
-                        self.origin, f"untrusted certificate: {exc.__cause__}", errno.EACCES
-                    ) from None
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE  # the pin below is the check
-            stream = await self._open_tcp()
-        assert self.pinned_key is not None
+            context.verify_mode = ssl.CERT_NONE  # the key check below is the check
+            self._pinned_context = context
         tls = await self._handshake(stream, context, self.host)
         der = tls.getpeercert(binary_form=True)
         if der is None or not _has_key(der, self.pinned_key):
             await trio.aclose_forcefully(tls)
             raise TransportError(
                 self.origin,
-                "the certificate is neither trusted nor of the node's network key",
+                "the node's certificate is not of its on-chain network public key",
                 errno.EACCES,
             )
-        self._pinned_context = context  # this node's later connections go straight to the pin
+        if der not in self._accepted and not _self_signed(der):
+            # the right key in a certificate someone else issued: it must chain to our roots
+            if self.ssl_context is None:  # loading the CA store is costly: once per pool
+                self.ssl_context = ssl.create_default_context()
+            try:
+                check = await self._handshake(await self._open_tcp(), self.ssl_context, self.host)
+            except trio.BrokenResourceError as exc:
+                await trio.aclose_forcefully(tls)
+                raise TransportError(
+                    self.origin,
+                    f"the node's certificate is neither self-signed nor trusted: {exc.__cause__}",
+                    errno.EACCES,
+                ) from None
+            await trio.aclose_forcefully(check)
+        self._accepted.add(der)
         return tls
 
     async def _exchange(
