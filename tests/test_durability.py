@@ -578,3 +578,25 @@ def test_without_wal_uploads_pause_writes_stage_then_enospc(
         assert os.getxattr(m.path / "second.bin", "user.walrus.state") == b"certified"
     finally:
         m.teardown()
+
+
+def test_sync_fails_while_a_renewal_fails(dn: RunningDevnet, tmp_path: Path) -> None:
+    """`walrusfs sync` promises the volume survives the loss of this machine: with renewals
+    on and no WAL to pay for a due extension, it must say so (exit 5), not exit 0 while the
+    blobs and the checkpoint run out; once funded, sync renews and succeeds."""
+    m = Mount(dn, tmp_path / "mnt", "renew-unpaid")
+    m.mount("--epochs", "2", "--renew-horizon", "1")
+    try:
+        (m.path / "f").write_bytes(os.urandom(100_000))
+        m.sync()
+        _send_wal_away(dn)
+        _advance(dn, 1)  # one epoch left: within the horizon, the extension is due
+        r = dn.cli("sync", str(m.path), check=False, timeout=300)
+        assert r.returncode == 5 and "renewal failed" in r.stderr, r.stdout + r.stderr
+        dn.cli("wallet", "get-wal", "100")
+        m.sync()
+        st = m.status()
+        assert st["lifetime"]["extended"] >= 1
+        assert st["stored"]["earliest_end_epoch"] > st["lifetime"]["epoch"] + 1
+    finally:
+        m.teardown()

@@ -78,3 +78,40 @@ def test_one_slow_node_is_routed_around(dn: RunningDevnet, tmp_path: Path) -> No
     finally:
         heal_all(dn)
         m.teardown()
+
+
+def test_sync_and_status_know_within_seconds_that_the_nodes_are_gone(
+    dn: RunningDevnet, tmp_path: Path
+) -> None:
+    """All nodes stopped: `walrusfs sync` and `umount` say within seconds what stays staged
+    (they waited out every upload's timeouts, 50-60 s), and status shows the nodes down
+    within one probe interval (it said "4 of 4 healthy" for up to a minute)."""
+    m = Mount(dn, tmp_path / "mnt", "gone")
+    m.mount("--upload-delay", "3600")
+    pids = [dn.devnet.pid(f"node-{i}") for i in range(dn.spec.n_nodes)]
+    try:
+        (m.path / "f").write_bytes(os.urandom(500_000))
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)  # type: ignore[arg-type]
+        began = time.monotonic()
+        r = dn.cli("sync", str(m.path), check=False, timeout=120)
+        took = time.monotonic() - began
+        assert r.returncode == 5 and "do not answer" in r.stderr and "staged" in r.stderr, r
+        assert took < 10, f"sync took {took:.1f} s to fail"
+        began = time.monotonic()
+        r = dn.cli("umount", str(m.path), check=False, timeout=120)
+        assert r.returncode == 5 and "staged" in r.stderr, r.stderr
+        assert time.monotonic() - began < 10
+        deadline = time.monotonic() + 15
+        while any(n["healthy"] for n in m.status()["nodes"]):
+            assert time.monotonic() < deadline, m.status()["nodes"]
+            time.sleep(0.5)
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)  # type: ignore[arg-type]
+        m.sync()
+        assert os.getxattr(m.path / "f", "user.walrus.state") == b"certified"
+    finally:
+        for pid in pids:
+            if pid is not None:
+                os.kill(pid, signal.SIGCONT)
+        m.teardown()

@@ -38,6 +38,11 @@ def setup_daemon(log_path: Path, debug: bool) -> None:
                         force=True)  # fmt: skip
     for noisy in NOISY:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # pysui logs the traceback of every failed gRPC call at ERROR and then returns the failure,
+    # which chain/client.py maps to a ChainError and reports itself (an expected NOT_FOUND
+    # included): the traceback says nothing more, and the log must hold none (a traceback
+    # there means a bug of ours)
+    logging.getLogger("pgrpc_client").setLevel(logging.CRITICAL)
 
 
 def notify_ready(status: str) -> bool:

@@ -499,8 +499,11 @@ def _sync(mnt: Path, label: str) -> None:
             bar(total - pending, total)
     err = result["error"]
     if isinstance(err, OSError):
+        reason = err.strerror
+        with contextlib.suppress(ServiceError):  # the daemon's own words, when it answers
+            reason = query(mnt, "status").get("sync_error") or reason
         raise ServiceError(
-            f"sync failed: {err.strerror}; the data stays staged and its upload is retried; "
+            f"sync failed: {reason}; the data stays staged and its upload is retried; "
             f"`walrusfs status {mnt}` shows the last upload error"
         )
     if err is not None:

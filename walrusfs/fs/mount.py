@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 FSNAME = "walrusfs"
 STATFS_TTL = 5.0
 REFRESH_INTERVAL = 60.0
+HEALTH_INTERVAL = 10.0  # seconds between probes of the storage nodes' health
 CHUNK_SIZE = 64 << 20  # chunk size of new volumes (capped at the network's max blob size)
 FINAL_CHECKPOINT_TIMEOUT = 120
 
@@ -168,6 +169,8 @@ class Volume:
         self.prepaid: int | None = None  # bytes of owned Storage usable now (not in a blob)
         #: storage nodes as the last refresh found them: name, url, shards, healthy, epoch
         self.nodes: list[dict[str, Any]] = []
+        self.nodes_at: float | None = None  # unix time of the last probe of the nodes
+        self.sync_error: str | None = None  # why the last `walrusfs sync` failed
         self._statfs: tuple[float, pyfuse3.StatvfsData] | None = None
 
     # -- ops.Control ------------------------------------------------------------------------
@@ -230,24 +233,38 @@ class Volume:
 
     async def command(self, name: str, value: bytes) -> None:
         if name == "sync":
-            await self.uploader.flush()
-            await self.sync_db()
-            if self.options.read_only:
-                return
             try:
-                await self.renewer.check()
-                # sync promises the volume survives the loss of this machine: not so while a
-                # renewal fails (its blobs expire), nor while the newest checkpoint has expired
-                if self.renewer.last_error is not None:
-                    raise OSError(errno.EIO, f"renewal failed: {self.renewer.last_error}")
-                epoch = self.renewer.epoch
-                stale = epoch is not None and self.checkpointer.expired(epoch)
-                await self.checkpointer.checkpoint(force=stale)
-                await self.refresh_once()
-            except (StoreError, chain_errors.ChainError, OSError) as exc:
-                raise OSError(errno.EIO, f"renewal or metadata checkpoint failed: {exc}") from exc
+                await self._sync()
+            except OSError as exc:
+                # setxattr carries only the errno back: `walrusfs sync` reads the reason here
+                self.sync_error = exc.strerror or str(exc)
+                raise
+            self.sync_error = None
         else:
             raise pyfuse3.FUSEError(errno.EINVAL)
+
+    async def _sync(self) -> None:
+        """What `walrusfs sync` promises (docs/durability.md): everything staged certified,
+        renewals done, and a checkpoint the volume can be restored from."""
+        chunks, nbytes = self.uploader.pending()
+        if chunks and not self.options.read_only:
+            await self._require_quorum(chunks, nbytes)
+        await self.uploader.flush()
+        await self.sync_db()
+        if self.options.read_only:
+            return
+        try:
+            await self.renewer.check()
+            # sync promises the volume survives the loss of this machine: not so while a
+            # renewal fails (its blobs expire), nor while the newest checkpoint has expired
+            if self.renewer.last_error is not None:
+                raise OSError(errno.EIO, f"renewal failed: {self.renewer.last_error}")
+            epoch = self.renewer.epoch
+            stale = epoch is not None and self.checkpointer.expired(epoch)
+            await self.checkpointer.checkpoint(force=stale)
+            await self.refresh_once()
+        except (StoreError, chain_errors.ChainError, OSError) as exc:
+            raise OSError(errno.EIO, f"renewal or metadata checkpoint failed: {exc}") from exc
 
     def query(self, name: str) -> Any:
         if name == "pid":
@@ -318,6 +335,8 @@ class Volume:
                 "prepaid_bytes": self.prepaid,
             },
             "nodes": self.nodes,
+            "nodes_checked_at": self.nodes_at,
+            "sync_error": self.sync_error,
             "lifetime": {
                 "epoch": self.renewer.epoch,
                 "renew": self.renewer.policy.enabled,
@@ -337,6 +356,33 @@ class Volume:
             },
         }
 
+    async def _require_quorum(self, chunks: int, nbytes: int) -> None:
+        """Refuse a sync at once when too few storage nodes answer for any upload to be
+        certified (a quorum of shards, 2f+1 of 3f+1), instead of after each upload's own
+        timeouts: the user learns within seconds what stays staged."""
+        await self._probe_nodes()
+        n = sum(int(node["shards"]) for node in self.nodes)
+        healthy = sum(int(node["shards"]) for node in self.nodes if node["healthy"])
+        quorum = n - (n - 1) // 3
+        if n and healthy < quorum:
+            up = sum(1 for node in self.nodes if node["healthy"])
+            raise OSError(
+                errno.EIO,
+                f"the storage nodes do not answer ({up} of {len(self.nodes)} healthy, "
+                f"{healthy} of the {quorum} shards a certificate needs): {chunks} chunk(s), "
+                f"{nbytes / 2**20:.1f} MiB stay staged and upload when they are back",
+            )
+
+    async def watch_nodes(self) -> None:
+        """Node health for status, every HEALTH_INTERVAL seconds (each probe waits 2 s at
+        most: a stopped node shows as down within one interval)."""
+        while True:
+            try:
+                await self._probe_nodes()
+            except (StoreError, chain_errors.ChainError, OSError) as exc:
+                log.warning("could not probe the storage nodes: %s", exc)
+            await trio.sleep(HEALTH_INTERVAL)
+
     async def _probe_nodes(self) -> None:
         store = self.content.store
         committee = await store.committee()
@@ -354,6 +400,7 @@ class Volume:
             for node in committee.nodes:
                 nursery.start_soon(probe, node)
         self.nodes = sorted(found, key=lambda n: str(n["name"]))
+        self.nodes_at = time.time()
 
     def _funds(self, staged: list[int]) -> dict[str, Any]:
         """Whether uploads wait for money, and how much: the last failed upload's need, and
@@ -656,6 +703,7 @@ async def run(
                     await nursery.start(renewer.run)
                     await nursery.start(ops.purger)
                 nursery.start_soon(volume.refresh)
+                nursery.start_soon(volume.watch_nodes)
                 with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                     nursery.start_soon(_terminate_on, signals)
                     ready(None)
