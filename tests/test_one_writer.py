@@ -115,8 +115,8 @@ def test_a_memory_bound_below_one_upload_is_refused(dn: RunningDevnet, tmp_path:
     MiB for daemon and worker), so the mount says so instead of promising a bound it breaks."""
     m = Mount(dn, tmp_path / "mnt", "small-memory")
     code, err = _try_mount(m, "--memory", "512M")
-    assert code == 2 and "below what this volume needs" in err and "805 MiB" in err, err
+    assert code == 2 and "below what this volume needs" in err and "878 MiB" in err, err
     assert not mounted(m.path)
-    m.mount("--memory", "805M")
+    m.mount("--memory", "878M")
     (m.path / "f").write_bytes(b"fits")
     m.umount()
