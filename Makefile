@@ -63,9 +63,11 @@ test: setup conformance
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# Long drills kept out of CI: the crash drills 50 times, killed at random moments.
+# Long drills kept out of CI: the crash drills 50 times, killed at random moments; a 10-minute
+# outage of every storage node during uploads.
 soak: setup
 	WALRUSFS_CRASH_RUNS=50 $(BIN)/python -m pytest -q tests/test_crash_drills.py
+	WALRUSFS_OUTAGE_SECONDS=600 $(BIN)/python -m pytest -q tests/test_upload_faults.py -k outage
 
 lint: setup
 	$(BIN)/ruff check .

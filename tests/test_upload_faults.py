@@ -74,6 +74,10 @@ def _files(seed: int) -> dict[str, bytes]:
     }
 
 
+#: how long the nodes stay down at least (CI: two failed rounds, about 2 minutes)
+OUTAGE_SECONDS = float(os.environ.get("WALRUSFS_OUTAGE_SECONDS", "0"))
+
+
 def test_an_outage_of_the_nodes_pays_each_registration_once(
     dn: RunningDevnet, tmp_path: Path
 ) -> None:
@@ -103,7 +107,9 @@ def test_an_outage_of_the_nodes_pays_each_registration_once(
         for name, data in files.items():
             (m.path / name).write_bytes(data)
         # each attempt registers, then gives up after the store's 60 s deadline
+        began = time.monotonic()
         _wait(lambda: m.status()["uploaded"]["failures"] >= 4, 400, "two failed rounds")
+        time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - began)))  # `make soak`: 10 min
         heal_all(dn)
         _wait(lambda: m.status()["pending"]["chunks"] == 0, 400, "the uploads after the outage")
         assert before - _wal(dn) == cost  # the same as without the outage
