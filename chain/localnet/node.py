@@ -28,7 +28,8 @@ import pysui.sui.sui_grpc.suimsgs.sui.rpc.v2 as pb
 from pysui.sui.sui_bcs import bcs
 
 from chain import move_types as mt
-from chain.bls import g1_sum
+from chain.bls import aggregate_verify, g1_compress, g1_sum
+from chain.localnet.committee import apportionment, initialize, transition
 from chain.localnet.executor import (
     MOCK_GAS_ID,
     STORAGE_COST_PER_BYTE,
@@ -81,6 +82,42 @@ def _gas_loading_cost(extra_coins: int, price: int) -> int:
 
 
 FROST_PER_WAL = 10**9
+STAKE_PER_SHARD = 1_000_000 * FROST_PER_WAL
+#: what a node signs (BLS, its pool key) to attest that it holds every shard of the new
+#: committee (the devnet's stand-in for `staking::epoch_sync_done`, which a real node calls
+#: with its StorageNodeCap): this prefix || node ID (32 bytes) || epoch (u32 LE)
+SYNC_DONE_PREFIX = b"walrusfs-devnet:epoch_sync_done:"
+EPOCH_CHANGE_SYNC = 0
+
+
+def sync_done_message(node_id: str, epoch: int) -> bytes:
+    return (
+        SYNC_DONE_PREFIX
+        + bytes.fromhex(node_id.removeprefix("0x").rjust(64, "0"))
+        + (epoch.to_bytes(4, "little"))
+    )
+
+
+class EpochChangeInProgress(Exception):
+    """The previous epoch change has not finished (nodes of 2f+1 shards have not attested
+    that they hold their shards): the chain cannot start another one yet."""
+
+
+@dataclass(frozen=True)
+class EpochChangeDone(mt.MoveStruct):
+    """`walrus::events::EpochChangeDone` (`contracts/walrus/sources/system/events.move`)."""
+
+    epoch: int
+    FIELDS = (("epoch", "u32"),)
+
+
+@dataclass(frozen=True)
+class ShardsReceived(mt.MoveStruct):
+    """`walrus::events::ShardsReceived`."""
+
+    epoch: int
+    shards: list[int]
+    FIELDS = (("epoch", "u32"), ("shards", ("vector", "u16")))
 
 
 @dataclass(frozen=True)
@@ -92,6 +129,9 @@ class NodeSpec:
     bls_public_key: bytes  # 96-byte uncompressed G1
     network_public_key: bytes
     shards: list[int]
+    #: WAL staked with the node (FROST); 0: proportional to its shards (STAKE_PER_SHARD each),
+    #: so that the contract's apportionment at the next epoch keeps the genesis assignment
+    stake: int = 0
 
 
 @dataclass(frozen=True)
@@ -219,6 +259,16 @@ class Localnet:
         nodes = sorted(
             ((_derived_id(seed, f"node/{n.name}"), n) for n in config.nodes), key=lambda p: p[0]
         )
+        if all(not n.shards for _, n in nodes):
+            # as the contract's first committee: shards apportioned by stake (D'Hondt), handed
+            # out in node-ID order (`committee::initialize`)
+            if any(n.stake <= 0 for _, n in nodes):
+                raise ValueError("without explicit shards every node needs a stake")
+            counts = apportionment(config.n_shards, [(i, n.stake) for i, n in nodes])
+            given = dict(initialize(counts))
+            nodes = [
+                (i, dataclasses.replace(n, shards=given.get(i, []))) for i, n in nodes if i in given
+            ]
         assigned = sorted(s for _, n in nodes for s in n.shards)
         if assigned != list(range(config.n_shards)):
             raise ValueError("the nodes' shards must be exactly 0..n_shards-1, each once")
@@ -292,7 +342,7 @@ class Localnet:
                 ),
                 0,
                 0,
-                0,
+                n.stake or STAKE_PER_SHARD * len(n.shards),
                 0,
                 [],
                 [],
@@ -373,6 +423,8 @@ class Localnet:
             duration = int(self.ledger.meta("epoch_duration_ms") or "0")
             start = int(self.ledger.meta("epoch_start_ms") or "0")
             while duration > 0 and now_ms >= start + duration:
+                if self.change_in_progress() is not None:
+                    break  # as on Walrus: the next epoch waits for the sync to finish
                 start += duration
                 self._advance_one(start)
             return self.walrus_epoch()
@@ -388,8 +440,161 @@ class Localnet:
         with self.ledger.lock:
             now_ms = int(time.time() * 1000)
             for _ in range(count):
+                progress = self.change_in_progress()
+                if progress is not None:
+                    raise EpochChangeInProgress(
+                        f"the change to epoch {self.walrus_epoch()} is in progress: nodes of "
+                        f"{progress[0]} of the {progress[1]} shards needed have attested that "
+                        "they hold their shards"
+                    )
                 self._advance_one(now_ms)
             return self.walrus_epoch()
+
+    def staking_state(self) -> mt.StakingInnerV1:
+        stored = self.ledger.get(self.deployment.staking_inner_id())
+        assert stored is not None
+        value: mt.StakingInnerV1 = self.deployment.decode(stored)
+        return value
+
+    def change_in_progress(self) -> tuple[int, int] | None:
+        """(attested weight, weight needed) while an epoch change moves shards, else None."""
+        staking = self.staking_state()
+        if staking.epoch_state[0] != EPOCH_CHANGE_SYNC:
+            return None
+        return int(staking.epoch_state[1] or 0), (2 * staking.n_shards + 1 + 2) // 3
+
+    def pools(self) -> list[tuple[StoredObject, mt.StakingPool]]:
+        """Every staking pool, by node ID."""
+        staking = self.staking_state()
+        stored = self.ledger.owned_by(staking.pools)
+        out = [(o, self.deployment.decode(o)) for o in stored]
+        return sorted(
+            [(o, p) for o, p in out if isinstance(p, mt.StakingPool)],
+            key=lambda x: int(x[0].id, 16),
+        )
+
+    def set_stake(self, node_id: str, stake: int) -> None:
+        """Admin: the WAL staked with a node (its ID, or its name), as if stake had been added
+        or withdrawn;
+        the next epoch's committee is apportioned from it (the devnet's stand-in for
+        `staking::stake_with_pool` / withdrawals, which take effect at an epoch change)."""
+        if not 0 <= stake < 2**64:
+            raise ValueError(f"stake {stake} out of range")
+        with self.ledger.lock:
+            for stored, pool in self.pools():
+                if _names(node_id, stored.id, pool):
+                    new = dataclasses.replace(
+                        stored,
+                        version=stored.version + 1,
+                        contents=dataclasses.replace(pool, wal_balance=stake).to_bcs(),
+                    )
+                    new.digest = object_digest(new)
+                    self.ledger.apply([new], [])
+                    return
+        raise ValueError(f"no storage node {node_id}")
+
+    def epoch_sync_done(self, node_id: str, epoch: int, signature: bytes) -> bool:
+        """A node attests that it holds every shard the new committee gave it
+        (`staking_inner::epoch_sync_done`, with the contract's checks: this epoch, a member,
+        once). Authenticated by a BLS signature of `sync_done_message` with the node's key in
+        place of the StorageNodeCap. Records a system transaction emitting `ShardsReceived`
+        and, when the attested shards reach a quorum (3w >= 2n+1), `EpochChangeDone`. Returns
+        whether the change is done."""
+        node_id = "0x" + node_id.removeprefix("0x").rjust(64, "0").lower()
+        with self.ledger.lock:
+            staking = self.staking_state()
+            if epoch != staking.epoch:
+                raise ValueError(f"sync done for epoch {epoch}, the epoch is {staking.epoch}")
+            members = {int(a.node_id, 16): a for a in staking.committee}
+            if int(node_id, 16) not in members:
+                raise ValueError(f"{node_id} is not in the committee of epoch {epoch}")
+            pool = next(p for o, p in self.pools() if int(o.id, 16) == int(node_id, 16))
+            key = g1_compress(pool.node_info.public_key)
+            if not aggregate_verify(signature, [key], sync_done_message(node_id, epoch)):
+                raise ValueError("the sync-done attestation is not signed by the node's key")
+            done_key = f"sync_done/{epoch}/{int(node_id, 16):064x}"
+            if self.ledger.meta(done_key) is not None:
+                raise ValueError(f"{node_id} already attested for epoch {epoch}")
+            shards = members[int(node_id, 16)].shards
+            events: list[tuple[str, bytes]] = [
+                ("ShardsReceived", ShardsReceived(epoch, list(shards)).to_bcs())
+            ]
+            state = staking.epoch_state
+            written = []
+            if state[0] == EPOCH_CHANGE_SYNC:
+                weight = int(state[1] or 0) + len(shards)
+                if 3 * weight >= 2 * staking.n_shards + 1:
+                    state = (mt.EPOCH_CHANGE_DONE, int(time.time() * 1000))
+                    events.append(("EpochChangeDone", EpochChangeDone(epoch).to_bcs()))
+                else:
+                    state = (EPOCH_CHANGE_SYNC, weight)
+                stk_stored = self.ledger.get(self.deployment.staking_inner_id())
+                assert stk_stored is not None and stk_stored.df_name is not None
+                value = dataclasses.replace(staking, epoch_state=state)
+                new = dataclasses.replace(
+                    stk_stored,
+                    version=stk_stored.version + 1,
+                    contents=mt.field_contents(stk_stored.id, stk_stored.df_name, value.to_bcs()),
+                )
+                new.digest = object_digest(new)
+                written.append(new)
+            digest = _system_digest(b"EpochSyncDone::", node_id, epoch)
+            for obj in written:
+                obj.previous_tx = digest
+                obj.digest = object_digest(obj)
+            reply = self._system_tx(digest, epoch, events, int(time.time() * 1000))
+            self.ledger.apply(written, [], tx=(digest, bytes(reply)), meta={done_key: "1"})
+            return state[0] != EPOCH_CHANGE_SYNC
+
+    def _system_tx(
+        self, digest: str, epoch: int, events: list[tuple[str, bytes]], at_ms: int
+    ) -> pb.ExecutedTransaction:
+        dep = self.deployment
+        return pb.ExecutedTransaction(
+            digest=digest,
+            effects=pb.TransactionEffects(
+                status=pb.ExecutionStatus(success=True), epoch=epoch, transaction_digest=digest
+            ),
+            events=pb.TransactionEvents(
+                events=[
+                    pb.Event(
+                        package_id=dep.walrus_pkg,
+                        module="events",
+                        sender="0x" + "0" * 64,
+                        event_type=f"{dep.walrus_pkg}::events::{name}",
+                        contents=pb.Bcs(name=f"{dep.walrus_pkg}::events::{name}", value=bcs),
+                        transaction_digest=digest,
+                        event_index=i,
+                    )
+                    for i, (name, bcs) in enumerate(events)
+                ]
+            ),
+            timestamp=datetime.datetime.fromtimestamp(at_ms / 1000, datetime.UTC),
+        )
+
+    def _next_committee(
+        self, staking: mt.StakingInnerV1
+    ) -> tuple[list[mt.ShardAssignment], list[mt.BlsCommitteeMember]]:
+        """The committee of the next epoch (`compute_next_committee`: apportionment of the
+        pools' stake, then `transition` from the current assignment) and its BLS committee
+        (members in node-ID order, weight = shards, the pools' keys)."""
+        pools = self.pools()
+        counts = apportionment(
+            staking.n_shards, [(o.id, p.wal_balance) for o, p in pools if p.wal_balance > 0]
+        )
+        current = [(a.node_id, list(a.shards)) for a in staking.committee]
+        assigned = transition(current, counts)
+        keys = {int(o.id, 16): p.node_info for o, p in pools}
+        assignment = [mt.ShardAssignment(node, sorted(shards)) for node, shards in assigned]
+        members = [
+            mt.BlsCommitteeMember(
+                keys[int(node, 16)].next_epoch_public_key or keys[int(node, 16)].public_key,
+                len(shards),
+                node,
+            )
+            for node, shards in assigned
+        ]
+        return assignment, members
 
     def _advance_one(self, start_ms: int) -> None:
         dep = self.deployment
@@ -405,17 +610,30 @@ class Localnet:
         new_index = (ring.current_index + 1) % ring.length
         ring = mt.FutureAccountingRingBuffer(new_index, ring.length, entries)
         epoch = inner.committee.epoch + 1
+        assignment, members = self._next_committee(staking)
+        moved = [(a.node_id, a.shards) for a in assignment] != [
+            (a.node_id, sorted(a.shards)) for a in staking.committee
+        ]
+        bls = dataclasses.replace(inner.committee, epoch=epoch)
+        if moved:
+            bls = mt.BlsCommittee(
+                members, inner.committee.n_shards, epoch, g1_sum([m.public_key for m in members])
+            )
         inner = dataclasses.replace(
             inner,
-            committee=dataclasses.replace(inner.committee, epoch=epoch),
+            committee=bls,
             future_accounting=ring,
             used_capacity_size=ring.lookup(0).used_capacity,
         )
+        # Shards that move make the epoch change a sync (`advance_epoch`: EpochChangeSync(0))
+        # that ends when nodes of 2f+1 shards attest they hold theirs. When nothing moves the
+        # devnet ends it at once: a Walrus node with nothing to fetch attests right away.
         staking = dataclasses.replace(
             staking,
             epoch=epoch,
+            committee=assignment if moved else staking.committee,
             previous_committee=staking.committee,
-            epoch_state=(mt.EPOCH_CHANGE_DONE, start_ms),
+            epoch_state=(EPOCH_CHANGE_SYNC, 0) if moved else (mt.EPOCH_CHANGE_DONE, start_ms),
         )
         digest = _epoch_change_digest(dep.system_inner_id(), epoch, start_ms)
         written = []
@@ -630,6 +848,20 @@ class Localnet:
             objects=pb.ObjectSet(objects=outputs),
             timestamp=datetime.datetime.now(datetime.UTC),
         )
+
+
+def _names(wanted: str, object_id: str, pool: mt.StakingPool) -> bool:
+    """`wanted` is the pool's node ID (0x-hex) or the node's name."""
+    if wanted.startswith("0x"):
+        return int(wanted, 16) == int(object_id, 16)
+    return pool.node_info.name == wanted
+
+
+def _system_digest(kind: bytes, node_id: str, epoch: int) -> str:
+    """The synthetic digest of a devnet system transaction about a node in an epoch."""
+    h = hashlib.blake2b(kind, digest_size=32)
+    h.update(bytes.fromhex(node_id.removeprefix("0x")) + epoch.to_bytes(8, "little"))
+    return str(base58.b58encode(h.digest()).decode())
 
 
 def _epoch_change_digest(system_inner: str, epoch: int, start_ms: int) -> str:

@@ -43,7 +43,7 @@ from pysui.sui.sui_grpc.suimsgs.google import rpc as google_rpc
 from chain.localnet import grpcweb, masks, packages
 from chain.localnet.executor import TxRejected, coin_inner, normalize_address
 from chain.localnet.ledger import OWNER_ADDRESS
-from chain.localnet.node import Localnet, dynamic_field_proto, object_proto
+from chain.localnet.node import EpochChangeInProgress, Localnet, dynamic_field_proto, object_proto
 from chain.localnet.resolve import Resolver
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,11 @@ PROTOCOL_VERSION = 1
 CHAIN_NAME = "unknown"
 #: The devnet admin method (request and reply are GetEpoch messages; see `advance_epoch`).
 ADVANCE_EPOCH_PATH = "/walrusfs.devnet.v1.AdminService/AdvanceEpoch"
+#: devnet admin: request `Bcs(name=<node ID>, value=<stake u64 LE>)`, reply GetEpochResponse
+SET_STAKE_PATH = "/walrusfs.devnet.v1.AdminService/SetStake"
+#: devnet admin, called by storage nodes: request `Bcs(name=<node ID>, value=<epoch u32 LE> ||
+#: <BLS signature of node.sync_done_message>)`, reply GetEpochResponse
+EPOCH_SYNC_DONE_PATH = "/walrusfs.devnet.v1.AdminService/EpochSyncDone"
 
 
 class SuiServices:
@@ -124,6 +129,12 @@ class SuiServices:
         }
         mapping[ADVANCE_EPOCH_PATH] = grpclib.const.Handler(
             self._wrap(self.advance_epoch), unary, pb.GetEpochRequest, pb.GetEpochResponse
+        )
+        mapping[SET_STAKE_PATH] = grpclib.const.Handler(
+            self._wrap(self.set_stake), unary, pb.Bcs, pb.GetEpochResponse
+        )
+        mapping[EPOCH_SYNC_DONE_PATH] = grpclib.const.Handler(
+            self._wrap(self.epoch_sync_done), unary, pb.Bcs, pb.GetEpochResponse
         )
         mapping["/sui.rpc.v2.SubscriptionService/SubscribeCheckpoints"] = grpclib.const.Handler(
             self.subscribe_checkpoints,
@@ -335,8 +346,29 @@ class SuiServices:
         count = request.epoch if request.epoch is not None else 1
         if not 1 <= count <= 1000:
             raise ValueError(f"advance by 1..1000 epochs, not {count}")
-        self.net.advance_epoch(count)
+        try:
+            self.net.advance_epoch(count)
+        except EpochChangeInProgress as exc:
+            raise GRPCError(grpclib.const.Status.FAILED_PRECONDITION, str(exc)) from None
         return await self.get_epoch(pb.GetEpochRequest(read_mask=request.read_mask))
+
+    async def set_stake(self, request: pb.Bcs) -> pb.GetEpochResponse:
+        """Devnet admin: the stake of node `request.name` (effective at the next epoch)."""
+        value = request.value or b""
+        if len(value) != 8:
+            raise ValueError("value: the stake as u64 LE")
+        self.net.set_stake(request.name or "", int.from_bytes(value, "little"))
+        return await self.get_epoch(pb.GetEpochRequest())
+
+    async def epoch_sync_done(self, request: pb.Bcs) -> pb.GetEpochResponse:
+        """Devnet admin for storage nodes: node `request.name` holds its shards (see
+        `Localnet.epoch_sync_done`)."""
+        value = request.value or b""
+        if len(value) != 4 + 96:
+            raise ValueError("value: epoch u32 LE || 96-byte BLS signature")
+        epoch = int.from_bytes(value[:4], "little")
+        self.net.epoch_sync_done(request.name or "", epoch, value[4:])
+        return await self.get_epoch(pb.GetEpochRequest())
 
     # -- state --------------------------------------------------------------------------------
 

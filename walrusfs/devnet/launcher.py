@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from chain.bls import BlsKeypair
 from chain.client import NetworkProfile, devnet_profile
 from chain.localnet.node import GenesisConfig, Localnet, NodeSpec
-from chain.localnet.server import ADVANCE_EPOCH_PATH
+from chain.localnet.server import ADVANCE_EPOCH_PATH, SET_STAKE_PATH
 from chain.wallet import Wallet
 from walrusfs.devnet.node import FAULTS_FILE, NodeConfig, write_bls_key
 from walrusfs.errors import ServiceError, UsageError
@@ -69,6 +69,14 @@ class DevnetSpec:
     wallet_address: str
     version: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the node indices each storage-node process serves (empty: one process per node)
+    processes: list[list[int]] = field(default_factory=list)
+
+    def groups(self) -> list[list[int]]:
+        return self.processes or [[i] for i in range(self.n_nodes)]
+
+    def group_of(self, index: int) -> list[int]:
+        return next(g for g in self.groups() if index in g)
 
     def profile(self) -> NetworkProfile:
         return devnet_profile(**self.chain)
@@ -142,9 +150,24 @@ class Devnet:
 
     # -- genesis ----------------------------------------------------------------------------
 
-    def genesis(self, n_nodes: int, n_shards: int, epoch_duration_ms: int) -> DevnetSpec:
+    def genesis(
+        self,
+        n_nodes: int,
+        n_shards: int,
+        epoch_duration_ms: int,
+        processes: int | None = None,
+        stakes: list[int] | None = None,
+    ) -> DevnetSpec:
+        """`processes`: how many storage-node processes serve the nodes (each node keeps its
+        own key, port and disk; default one process per node). `stakes`: WAL (FROST) staked
+        with each node; the shards are then apportioned by stake as the contract does
+        (D'Hondt, `chain/localnet/committee.py`) instead of in equal contiguous ranges."""
         if n_nodes < 1 or n_shards < n_nodes:
             raise UsageError(f"need 1 <= nodes <= shards, got {n_nodes} nodes, {n_shards} shards")
+        if processes is not None and not 1 <= processes <= n_nodes:
+            raise UsageError(f"need 1 <= processes <= nodes, got {processes}")
+        if stakes is not None and (len(stakes) != n_nodes or min(stakes) <= 0):
+            raise UsageError("one positive stake per node")
         if n_shards > 65535:
             raise UsageError("at most 65535 shards")
         if epoch_duration_ms < 1000:
@@ -169,7 +192,8 @@ class Devnet:
                     f"127.0.0.1:{ports[i]}",
                     key.public_key_uncompressed,
                     _network_key(),
-                    ranges[i],
+                    [] if stakes is not None else ranges[i],
+                    stakes[i] if stakes is not None else 0,
                 )
             )
         wallet = Wallet.create(tmp / "wallet", env_alias="devnet", rpc=f"localhost:{sui_port}")
@@ -197,8 +221,21 @@ class Devnet:
         (tmp / "wallet" / "client.yaml").write_text(
             cfg.replace(str(tmp / "wallet"), str(self.wallet_dir)), encoding="utf-8"
         )
+        groups: list[list[int]] = []
+        if processes is not None and processes < n_nodes:
+            groups = [
+                list(range(j * n_nodes // processes, (j + 1) * n_nodes // processes))
+                for j in range(processes)
+            ]
         spec = DevnetSpec(
-            n_nodes, n_shards, epoch_duration_ms, sui_port, ports, chain, wallet.active_address
+            n_nodes,
+            n_shards,
+            epoch_duration_ms,
+            sui_port,
+            ports,
+            chain,
+            wallet.active_address,
+            processes=groups,
         )
         (tmp / DEVNET_FILE).write_text(json.dumps(asdict(spec), indent=2) + "\n")
         tmp.rename(self.root)  # genesis is all or nothing
@@ -211,12 +248,21 @@ class Devnet:
             return self.sui_dir / "pid"
         return self.node_dir(int(service.removeprefix("node-"))) / "pid"
 
+    def _group(self, service: str) -> list[int]:
+        """The nodes served by the process that serves `service` (a node-<i>)."""
+        return self.spec().group_of(int(service.removeprefix("node-")))
+
     def _command(self, service: str, spec: DevnetSpec) -> list[str]:
         if service == "sui":
             ledger = str(self.sui_dir / "ledger.db")
             return [sys.executable, "-m", "walrusfs.devnet.sui", ledger, str(spec.sui_port)]
-        index = int(service.removeprefix("node-"))
-        return [sys.executable, "-m", "walrusfs.devnet.node", str(self.node_dir(index))]
+        group = spec.group_of(int(service.removeprefix("node-")))
+        return [
+            sys.executable,
+            "-m",
+            "walrusfs.devnet.node",
+            *(str(self.node_dir(i)) for i in group),
+        ]
 
     def pid(self, service: str) -> int | None:
         """The pid of the running service, or None."""
@@ -242,17 +288,19 @@ class Devnet:
         return pid if marker.encode() in cmdline else None
 
     def _start(self, service: str, spec: DevnetSpec) -> subprocess.Popen[bytes] | None:
-        """Start the service unless it runs; the new process, or None if it was running."""
+        """Start the service unless it runs; the new process, or None if it was running. A
+        node's process serves its whole group (`DevnetSpec.processes`)."""
         if self.pid(service) is not None:
             return None
-        port = (spec.sui_port if service == "sui"
-                else spec.node_ports[int(service.removeprefix("node-"))])  # fmt: skip
-        if _port_open(port):
-            raise ServiceError(
-                f"the devnet cannot start: port {port} of its {service} is taken by another "
-                "process (`ss -ltnp` names it); stop that process, or `walrusfs devnet "
-                "destroy` and `walrusfs devnet up` for a new devnet on free ports"
-            )
+        members = [] if service == "sui" else spec.group_of(int(service.removeprefix("node-")))
+        ports = [spec.sui_port] if service == "sui" else [spec.node_ports[i] for i in members]
+        for port in ports:
+            if _port_open(port):
+                raise ServiceError(
+                    f"the devnet cannot start: port {port} of its {service} is taken by another "
+                    "process (`ss -ltnp` names it); stop that process, or `walrusfs devnet "
+                    "destroy` and `walrusfs devnet up` for a new devnet on free ports"
+                )
         log_path = self.log_path(service)
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])
@@ -272,7 +320,8 @@ class Devnet:
         # elsewhere).
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, proc.pid, DEVNET_NICE)
-        self._pid_file(service).write_text(f"{proc.pid}\n")
+        for name in [service] if service == "sui" else [f"node-{i}" for i in members]:
+            self._pid_file(name).write_text(f"{proc.pid}\n")
         return proc
 
     def _wait_ready(
@@ -302,6 +351,8 @@ class Devnet:
         )
 
     def log_path(self, service: str) -> Path:
+        if service != "sui":  # the log of the process serving the node: its first node's
+            service = f"node-{self._group(service)[0]}"
         return self._pid_file(service).with_name("sui.log" if service == "sui" else "node.log")
 
     def log_tail(self, service: str, lines: int = 15) -> str:
@@ -312,6 +363,16 @@ class Devnet:
         return "\n".join(text.splitlines()[-lines:])
 
     def _stop(self, service: str, kill: bool = False, timeout: float = 10.0) -> bool:
+        """Stop the process serving `service` (for a node: its whole group)."""
+        names = [service]
+        if service != "sui":
+            names = [f"node-{i}" for i in self._group(service)]
+        stopped = self._stop_one(service, kill, timeout)
+        for name in names:
+            self._pid_file(name).unlink(missing_ok=True)
+        return stopped
+
+    def _stop_one(self, service: str, kill: bool, timeout: float) -> bool:
         pid = self.pid(service)
         if pid is None:
             self._pid_file(service).unlink(missing_ok=True)
@@ -332,23 +393,38 @@ class Devnet:
     # -- commands ---------------------------------------------------------------------------
 
     def up(
-        self, n_nodes: int = 4, n_shards: int = 1000, epoch_duration_ms: int = 86_400_000
+        self,
+        n_nodes: int = 4,
+        n_shards: int = 1000,
+        epoch_duration_ms: int = 86_400_000,
+        processes: int | None = None,
+        stakes: list[int] | None = None,
     ) -> DevnetSpec:
+        """Genesis on first use (`genesis` explains `processes` and `stakes`), then start
+        whatever is not running and wait until it answers."""
         exists = self.exists
-        spec = self.spec() if exists else self.genesis(n_nodes, n_shards, epoch_duration_ms)
-        deadline = time.monotonic() + START_TIMEOUT
+        spec = (
+            self.spec()
+            if exists
+            else self.genesis(n_nodes, n_shards, epoch_duration_ms, processes, stakes)
+        )
+        deadline = time.monotonic() + START_TIMEOUT * max(1, spec.n_nodes // 30)
         proc = self._start("sui", spec)
         self._wait_ready("sui", spec.sui_port, deadline, proc)
-        procs = [self._start(f"node-{i}", spec) for i in range(spec.n_nodes)]
-        for i in range(spec.n_nodes):
-            self._wait_ready(f"node-{i}", spec.node_ports[i], deadline, procs[i])
+        procs = {g[0]: self._start(f"node-{g[0]}", spec) for g in spec.groups()}
+        for group in spec.groups():
+            for i in group:
+                self._wait_ready(f"node-{i}", spec.node_ports[i], deadline, procs[group[0]])
         return spec
 
     def down(self) -> list[str]:
         if not self.exists:
             return []
         spec = self.spec()
-        stopped = [f"node-{i}" for i in range(spec.n_nodes) if self._stop(f"node-{i}")]
+        stopped: list[str] = []
+        for group in spec.groups():
+            if self._stop(f"node-{group[0]}"):
+                stopped.extend(f"node-{i}" for i in group)
         if self._stop("sui"):
             stopped.append("sui")
         return stopped
@@ -392,9 +468,20 @@ class Devnet:
         return current
 
     def advance_epoch(self, count: int = 1) -> int:
+        """Start the next epoch now, `count` times. Refused (ServiceError) while the previous
+        epoch change is still moving shards, as on Walrus."""
         spec = self.spec()
         reply = self._chain_call(spec, ADVANCE_EPOCH_PATH, pb.GetEpochRequest(epoch=count))
         return int(reply.epoch.epoch or 0)
+
+    def set_stake(self, index: int, frost: int) -> None:
+        """The WAL (FROST) staked with node `index`; the next epoch's committee is apportioned
+        from the stakes (`committee::transition`: shards move only as far as the new counts
+        need). 0 takes the node out of the committee."""
+        spec = self.spec()
+        self._check_index(spec, index)
+        request = pb.Bcs(name=f"node-{index}", value=frost.to_bytes(8, "little"))
+        self._chain_call(spec, SET_STAKE_PATH, request, pb.Bcs)
 
     def chain_epoch(self, spec: DevnetSpec) -> int | None:
         try:
@@ -405,14 +492,16 @@ class Devnet:
             return None
         return int(reply.epoch.epoch or 0)
 
-    def _chain_call(self, spec: DevnetSpec, path: str, request: pb.GetEpochRequest) -> Any:
+    def _chain_call(
+        self, spec: DevnetSpec, path: str, request: Any, request_type: Any = pb.GetEpochRequest
+    ) -> Any:
         async def call() -> Any:
             channel = grpclib.client.Channel("127.0.0.1", spec.sui_port)
             try:
                 async with channel.request(
                     path,
                     grpclib.const.Cardinality.UNARY_UNARY,
-                    pb.GetEpochRequest,
+                    request_type,
                     pb.GetEpochResponse,
                     timeout=10,
                 ) as stream:
@@ -423,7 +512,9 @@ class Devnet:
 
         try:
             return asyncio.run(call())
-        except (OSError, grpclib.exceptions.GRPCError, TimeoutError) as exc:
+        except grpclib.exceptions.GRPCError as exc:
+            raise ServiceError(f"the devnet chain refused: {exc.message}") from None
+        except (OSError, TimeoutError) as exc:
             raise ServiceError(f"the devnet chain on port {spec.sui_port}: {exc}") from None
 
     @staticmethod
@@ -459,8 +550,9 @@ class Devnet:
             faults: dict[str, Any] = {}
             with contextlib.suppress(FileNotFoundError, ValueError):
                 faults = json.loads((self.node_dir(i) / FAULTS_FILE).read_text())
+            owned = None if health is None else health.get("shardSummary", {}).get("owned")
             detail: dict[str, Any] = {
-                "shards": len(shard_ranges(spec.n_shards, spec.n_nodes)[i]),
+                "shards": owned,
                 "faults": {k: v for k, v in faults.items() if v},
                 "diskUse": _du(self.node_dir(i)),
                 "log": str(self.log_path(name)),

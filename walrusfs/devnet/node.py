@@ -50,6 +50,7 @@ import logging
 import os
 import signal
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,13 +64,18 @@ from chain import move_types as mt
 from chain.bls import BlsKeypair
 from chain.client import ChainEvent, NetworkProfile, SystemInfo, WalrusChain, devnet_profile
 from chain.errors import ChainError, ChainUnavailable
+from chain.localnet.node import sync_done_message
 from codec.bcs import Reader, uleb128
 from codec.blob_id import BlobId
 from codec.params import EncodingParams
 from codec.sliver import Axis, Sliver
 from walrusfs.devnet import http, server
 from walrusfs.devnet.http import ApiError, Request, Response
+from walrusfs.devnet.shared import SharedChain
 from walrusfs.devnet.storage import CorruptRecord, NodeStore, Registration
+from walrusfs.store.errors import NodeError, ShardNotAssigned
+from walrusfs.store.http1 import TransportError
+from walrusfs.store.nodes import ActiveCommittees, Committee, NodeClient
 
 log = logging.getLogger("walrusfs.devnet.node")
 
@@ -180,7 +186,7 @@ def _event_id(reg: Registration) -> dict[str, Any]:
 
 class StorageNode:
     def __init__(
-        self, directory: Path, config: NodeConfig, key: BlsKeypair, chain: WalrusChain
+        self, directory: Path, config: NodeConfig, key: BlsKeypair, chain: SharedChain
     ) -> None:
         self.directory = directory
         self.config = config
@@ -193,6 +199,17 @@ class StorageNode:
         self.n_shards = 0
         self.params: EncodingParams | None = None
         self.shards: frozenset[int] = frozenset()
+        #: shards this node held in the previous epoch and still serves reads of while the
+        #: epoch change runs (their new holders fetch them from here)
+        self.retained: frozenset[int] = frozenset()
+        #: shards of the current epoch whose data is still being fetched (shard status
+        #: "inTransfer"); the node attests `epoch_sync_done` when it is empty
+        self.in_transfer: frozenset[int] = frozenset()
+        self.node_id = ""
+        self.transitioning = False
+        self._sync_epoch = -1  # the epoch whose shard sync has been started
+        self._tasks: trio.Nursery | None = None  # background work (shard syncs)
+        self.requests: Counter[str] = Counter()  # answered requests by route (devnet stats)
         self.type_package = ""
         self._epoch_checked = 0.0
         self._following = False  # the checkpoint stream is up: epoch events arrive as they happen
@@ -214,21 +231,53 @@ class StorageNode:
         r("GET", "/v1/blobs/{blob_id}/confirmation/permanent", self.confirm_permanent)
         r("GET", "/v1/blobs/{blob_id}/confirmation/deletable/{object_id}", self.confirm_deletable)
         r("GET", "/v1/blobs/{blob_id}/status", self.blob_status)
+        # devnet only (no Walrus route): how many requests of each route this node answered
+        r("GET", "/devnet/requests", self.request_counts)
 
     # -- chain ------------------------------------------------------------------------------
 
     async def refresh_committee(self, info: SystemInfo) -> None:
-        """Epoch, shard count and this node's shards, from System (`info`) and Staking."""
-        members = await self.chain.committee()
-        mine = [m for m in members if m.public_key == self.key.public_key_uncompressed]
+        """Epoch, shard count and this node's shards, from System (`info`) and Staking (this
+        epoch's and the previous epoch's assignment, and whether shards are moving)."""
+        committees = await self.chain.committees()
+        if committees.epoch != info.epoch:  # read across an epoch change: the newer one
+            committees = await ActiveCommittees.load(self.chain.chain)
+        me = self.key.public_key
+        mine = [n for n in committees.current.nodes if n.public_key == me]
+        before = committees.previous.nodes if committees.previous is not None else ()
+        held = [n for n in before if n.public_key == me]
         self.type_package = info.type_package
         if self.n_shards != info.n_shards:
             self.n_shards = info.n_shards
             self.params = EncodingParams(info.n_shards)
         self.shards = frozenset(mine[0].shards) if mine else frozenset()
+        if mine:
+            self.node_id = mine[0].node_id
+        elif held:
+            self.node_id = held[0].node_id
+        previous = frozenset(held[0].shards) if held else frozenset()
+        self.transitioning = committees.is_change_in_progress()
         if not mine:
             log.warning("%s is not in the committee of epoch %d", self.config.name, info.epoch)
-        await self._set_epoch(info.epoch)
+        await self._set_epoch(committees.epoch)
+        attested = self.store.meta("attested", -1) >= committees.epoch
+        if self.transitioning:
+            self.retained = previous - self.shards
+            gained = self.shards - previous
+            if gained and not attested and self._sync_epoch != committees.epoch:
+                self._sync_epoch = committees.epoch
+                self.in_transfer = gained
+                assert committees.previous is not None
+                if self._tasks is not None:
+                    self._tasks.start_soon(
+                        self._sync_shards, committees.epoch, gained, committees.previous
+                    )
+            elif not gained and not attested and mine:
+                await self._attest(committees.epoch)  # nothing to fetch: done at once
+        else:
+            self.retained = frozenset()
+            self.in_transfer = frozenset()
+            await self._drop_foreign_slivers()
 
     async def _set_epoch(self, epoch: int) -> None:
         self._epoch_checked = time.monotonic()
@@ -239,10 +288,11 @@ class StorageNode:
             self._regs.clear()
             await self.collect_garbage()
 
-    async def _check_epoch(self) -> None:
-        """Re-read the epoch; on a new one (or at start) reload the committee and collect."""
+    async def _check_epoch(self, force: bool = False) -> None:
+        """Re-read the epoch; on a new one (or at start, or when `force`d: an epoch change
+        finished) reload the committee and collect."""
         info = await self.chain.system_info()
-        if info.epoch != self.epoch or self.params is None:
+        if force or info.epoch != self.epoch or self.params is None or self.transitioning:
             await self.refresh_committee(info)
         self._epoch_checked = time.monotonic()
 
@@ -274,7 +324,7 @@ class StorageNode:
                 deleted |= gone
                 new_epoch |= started
             if new_epoch:
-                await self._check_epoch()
+                await self._check_epoch(force=True)
             if deleted:
                 await self.collect_garbage()
         except Exception as exc:
@@ -309,7 +359,10 @@ class StorageNode:
             self.store.apply_events, cursor, registered, certified, deleted
         )
         self._regs.clear()
-        return bool(deleted), any(ev.name == "EpochChangeStart" for ev in events)
+        # EpochChangeStart: a new epoch (and committee); EpochChangeDone: the shards have
+        # moved (nodes stop serving the ones they gave away)
+        epoch_events = ("EpochChangeStart", "EpochChangeDone")
+        return bool(deleted), any(ev.name in epoch_events for ev in events)
 
     async def collect_garbage(self) -> None:
         """Remove every stored blob without a valid registration (deleted or expired)."""
@@ -325,47 +378,196 @@ class StorageNode:
         for blob in await trio.to_thread.run_sync(run):
             log.info("removed blob %s: deleted or expired", blob)
 
-    async def follow(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Follow the chain forever: a first catch-up (retried until the chain answers) before
-        the node serves, then one at every frame of the checkpoint stream, and a full one every
-        `resync_interval`. A chain outage is logged and retried, never fatal."""
+    async def first_sync(self) -> None:
+        """The catch-up before the node serves, retried until the chain answers."""
         while True:
             try:
                 await self.sync(epoch=True)
-                break
+                return
             except (ChainUnavailable, ChainError) as exc:
-                log.warning("following the chain: %s", exc)
+                log.warning("%s: following the chain: %s", self.config.name, exc)
                 await trio.sleep(1.0)
-        task_status.started()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._resync)
-            nursery.start_soon(self._watch_directory)
-            while True:
+
+    async def resync(self) -> None:
+        try:
+            await self.sync(epoch=True)
+        except (ChainUnavailable, ChainError) as exc:
+            log.warning("%s: following the chain: %s", self.config.name, exc)
+
+    # -- epoch change: shards that move --------------------------------------------------
+
+    async def _sync_shards(self, epoch: int, gained: frozenset[int], previous: Committee) -> None:
+        """Fetch the slivers of every live blob on the shards this node gained, from their
+        holder in the previous epoch, then attest `epoch_sync_done`.
+
+        Walrus nodes move shards with `POST /v1/migrate/sync_shard` (BLS-signed requests,
+        whole shards in batches, walrus `crates/walrus-service/src/node/shard_sync.rs`); the
+        devnet's new holder instead GETs each sliver through the public API from the previous
+        holder (which keeps serving the shards it gave away while the change runs) and
+        verifies it against the blob's metadata before storing it. A sliver the previous
+        holder lacks is recovered from the other nodes (a decode of the blob, then the pair
+        re-encoded: what Walrus's recovery symbols compute for one sliver). Retried until
+        every certified blob is complete."""
+        client = NodeClient(timeout=30.0, connections=8)
+        try:
+            delay = 1.0
+            while self.epoch == epoch:
                 try:
-                    async for _ in self.chain.checkpoint_stream():
-                        self._following = True
-                        await self.sync()
+                    missing = await self._fetch_shards(client, gained, previous)
                 except (ChainUnavailable, ChainError) as exc:
-                    log.warning("checkpoint stream: %s (subscribing again)", exc)
-                finally:
-                    self._following = False
-                await trio.sleep(1.0)
+                    log.warning("%s: shard sync: %s", self.config.name, exc)
+                    missing = -1
+                if missing == 0:
+                    break
+                await trio.sleep(delay)
+                delay = min(10.0, delay * 2)
+            else:
+                return  # another epoch began meanwhile
+            self.in_transfer = frozenset()
+            while self.epoch == epoch and self.store.meta("attested", -1) < epoch:
+                try:
+                    await self._attest(epoch)
+                except (ChainUnavailable, ChainError) as exc:
+                    log.warning("%s: epoch_sync_done: %s", self.config.name, exc)
+                    await trio.sleep(1.0)
+        finally:
+            await client.aclose()
 
-    async def _resync(self) -> None:
-        while True:
-            await trio.sleep(self.config.resync_interval)
+    async def _fetch_shards(
+        self, client: NodeClient, gained: frozenset[int], previous: Committee
+    ) -> int:
+        """One pass over the live blobs; the number of certified blobs still incomplete."""
+        params = self._params()
+        blobs = await trio.to_thread.run_sync(self.store.live_blobs, self.epoch)
+        limit = trio.CapacityLimiter(4)
+        incomplete = 0
+
+        async def one(blob: BlobId, certified: bool) -> None:
+            nonlocal incomplete
+            async with limit:
+                pairs = [params.pair_for_shard(blob.raw, s) for s in sorted(gained)]
+                missing = await trio.to_thread.run_sync(self.store.missing_pairs, blob, pairs)
+                if not missing:
+                    return
+                try:
+                    done = await self._fetch_pairs(client, blob, missing, previous)
+                except (TransportError, NodeError, codec.CodecError, ShardNotAssigned) as exc:
+                    log.info("%s: shard sync of %s: %s", self.config.name, blob, exc)
+                    done = False
+                if not done and certified:
+                    incomplete += 1
+
+        async with trio.open_nursery() as nursery:
+            for blob, certified in blobs:
+                nursery.start_soon(one, blob, certified)
+        if blobs:
+            await trio.to_thread.run_sync(self.store.sync_all)
+        return incomplete
+
+    async def _fetch_pairs(
+        self, client: NodeClient, blob: BlobId, pairs: list[int], previous: Committee
+    ) -> bool:
+        """Both slivers of `pairs` of `blob`, from the previous holders, verified and stored;
+        False if some could not be had."""
+        params = self._params()
+        meta = await self._verified_metadata(blob)
+        if meta is None:
+            for node in previous.nodes:
+                raw = await client.get_metadata(node, blob)
+                if raw is None:
+                    continue
+                meta = await trio.to_thread.run_sync(
+                    codec.verify_metadata, blob, raw, params.n_shards
+                )
+                await trio.to_thread.run_sync(self.store.put_metadata, blob, raw[32:])
+                self._verified[blob.raw] = meta
+                break
+            else:
+                return False
+        complete = True
+        for pair in pairs:
+            source = previous.holder(params.shard_for_pair(blob.raw, pair))
+            got: dict[Axis, bytes] = {}
+            for axis in (Axis.PRIMARY, Axis.SECONDARY):
+                raw = await client.get_sliver(source, blob, pair, axis)
+                if raw is None:
+                    break
+                sliver = Sliver(raw, axis)
+                await trio.to_thread.run_sync(codec.verify_sliver, sliver, meta)
+                got[axis] = raw
+            if len(got) < 2:
+                recovered = await self._recover_pair(client, meta, pair, previous)
+                if recovered is None:
+                    complete = False
+                    continue
+                got = recovered
+            for axis, raw in got.items():
+                await trio.to_thread.run_sync(self.store.put_sliver, blob, pair, axis, raw)
+        return complete
+
+    async def _recover_pair(
+        self, client: NodeClient, meta: codec.VerifiedMetadata, pair: int, previous: Committee
+    ) -> dict[Axis, bytes] | None:
+        """Pair `pair` rebuilt from k_p verified primary slivers of other nodes: decode the
+        blob, encode it again, take the pair (verified against the metadata as any sliver)."""
+        params = self._params()
+        blob = meta.blob_id
+        got: list[codec.VerifiedSliver] = []
+        for row in range(params.n_shards):
+            if len(got) >= params.k_p:
+                break
+            if row == pair:
+                continue
+            node = previous.holder(params.shard_for_pair(blob.raw, row))
             try:
-                await self.sync(epoch=True)
-            except (ChainUnavailable, ChainError) as exc:
-                log.warning("following the chain: %s", exc)
+                raw = await client.get_sliver(node, blob, row, Axis.PRIMARY)
+                if raw is None:
+                    continue
+                sliver = Sliver(raw, Axis.PRIMARY)
+                got.append(await trio.to_thread.run_sync(codec.verify_sliver, sliver, meta))
+            except (TransportError, NodeError, codec.CodecError) as exc:
+                log.info("%s: recovery of %s: %s", self.config.name, blob, exc)
+        if len(got) < params.k_p:
+            return None
+        data = await trio.to_thread.run_sync(codec.decode, got, meta)
+        enc = await trio.to_thread.run_sync(codec.encode, data, params.n_shards)
+        if enc.blob_id != blob:
+            return None
+        rebuilt = enc.pair(pair)
+        log.info("%s: recovered pair %d of %s from %d slivers", self.config.name, pair, blob,
+                 len(got))  # fmt: skip
+        return {Axis.PRIMARY: rebuilt.primary.bcs, Axis.SECONDARY: rebuilt.secondary.bcs}
 
-    async def _watch_directory(self) -> None:
-        """Exit when the devnet is destroyed under us (or a test's temp dir removed): an orphan
-        must not keep a port and a chain subscription forever."""
-        while (self.directory / NODE_CONFIG).exists():
-            await trio.sleep(1.0)
-        log.error("%s vanished: exiting", self.directory / NODE_CONFIG)
-        os.kill(os.getpid(), signal.SIGTERM)
+    async def _attest(self, epoch: int) -> None:
+        """`epoch_sync_done` for this node: it holds every shard of `epoch`."""
+        if not self.node_id:
+            return
+        signature = self.key.sign(sync_done_message(self.node_id, epoch))
+        try:
+            await self.chain.epoch_sync_done(self.node_id, epoch, signature)
+        except ChainError as exc:
+            if "already attested" not in str(exc):
+                raise
+        await trio.to_thread.run_sync(self.store.set_meta, "attested", epoch)
+        self.in_transfer = frozenset()
+        log.info("%s: holds its shards of epoch %d (epoch_sync_done)", self.config.name, epoch)
+
+    async def _drop_foreign_slivers(self) -> None:
+        """Remove the slivers of shards this node no longer holds (the epoch change is over:
+        their new holders have them)."""
+        params = self.params
+        if params is None:
+            return
+        shards = self.shards
+
+        def run() -> int:
+            return self.store.remove_pairs_where(
+                lambda blob, pair: params.shard_for_pair(blob.raw, pair) not in shards
+            )
+
+        removed = await trio.to_thread.run_sync(run)
+        if removed:
+            log.info("%s: removed %d slivers of shards it gave away", self.config.name, removed)
 
     async def _registrations(self, blob: BlobId) -> list[Registration]:
         """Valid registrations; an unknown blob triggers one catch-up with the chain."""
@@ -416,9 +618,11 @@ class StorageNode:
             )
         return pair
 
-    def _check_shard(self, blob: BlobId, pair: int) -> None:
+    def _check_shard(self, blob: BlobId, pair: int, *, reading: bool = False) -> None:
+        """The pair's shard is this node's; for reads also one it gave away in this epoch's
+        change, which it serves until the change is over."""
         shard = self._params().shard_for_pair(blob.raw, pair)
-        if shard not in self.shards:
+        if shard not in self.shards and not (reading and shard in self.retained):
             raise ApiError(
                 "FAILED_PRECONDITION",
                 "SHARD_NOT_ASSIGNED",
@@ -458,6 +662,7 @@ class StorageNode:
         uptime = time.monotonic() - self.started
         cursor = self.store.meta("cursor")
         owned = sorted(self.shards)
+        moving = self.in_transfer
         info: dict[str, Any] = {
             "uptime": {"secs": int(uptime), "nanos": int(uptime % 1 * 1e9)},
             "epoch": self.epoch,
@@ -472,17 +677,19 @@ class StorageNode:
                 "owned": len(owned),
                 "ownedShardStatus": {
                     "unknown": 0,
-                    "ready": len(owned),
-                    "inTransfer": 0,
+                    "ready": len(owned) - len(moving),
+                    "inTransfer": len(moving),
                     "inRecovery": 0,
                 },
-                "readOnly": 0,
+                "readOnly": len(self.retained),
             },
         }
         if req.query.get("detailed", ["false"])[-1].lower() == "true":
             info["shardDetail"] = {
-                "owned": [{"shard": s, "status": "ready"} for s in owned],
-                "other": [],
+                "owned": [
+                    {"shard": s, "status": "inTransfer" if s in moving else "ready"} for s in owned
+                ],
+                "other": [{"shard": s, "status": "readOnly"} for s in sorted(self.retained)],
             }
         if cursor is not None:
             info["latestCheckpointSequenceNumber"] = cursor
@@ -572,7 +779,7 @@ class StorageNode:
         blob = _parse_blob_id(req.params["blob_id"])
         pair = self._pair(req.params["pair"])
         axis = _parse_axis(req.params["axis"])
-        self._check_shard(blob, pair)
+        self._check_shard(blob, pair, reading=True)
         raw = await self._read(self.store.get_sliver, blob, pair, axis)
         if raw is None:
             raise ApiError("NOT_FOUND", "SLIVER_NOT_FOUND", "the requested sliver is unavailable")
@@ -584,7 +791,7 @@ class StorageNode:
         blob = _parse_blob_id(req.params["blob_id"])
         pair = self._pair(req.params["pair"])
         axis = _parse_axis(req.params["axis"])
-        self._check_shard(blob, pair)
+        self._check_shard(blob, pair, reading=True)
         stored = self.store.has_sliver(blob, pair, axis)
         return http.success(200, "stored" if stored else "nonexistent")
 
@@ -631,6 +838,11 @@ class StorageNode:
             ) from None
         return await self._confirm(_parse_blob_id(req.params["blob_id"]), object_id)
 
+    async def request_counts(self, req: Request) -> Response:
+        """Devnet only: requests answered per handler since the node started (tests count the
+        uploads a resumed store sends)."""
+        return http.success(200, dict(self.requests))
+
     async def blob_status(self, req: Request) -> Response:
         blob = _parse_blob_id(req.params["blob_id"])
         regs = await self._registrations(blob)
@@ -672,6 +884,7 @@ class StorageNode:
             if faults.refuse:
                 raise http.unavailable()
             handler, req.params = self.router.match(req.method, req.path)
+            self.requests[f"{req.method} {handler.__name__}"] += 1
             return await handler(req)
         except (ChainUnavailable, ChainError) as exc:
             log.warning("%s %s: chain: %s", req.method, req.path, exc)
@@ -703,43 +916,100 @@ def _corrupt(sliver_bcs: bytes) -> bytes:
     return bytes(out)
 
 
-async def serve(directory: Path, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-    """Run the node in `directory` until cancelled or SIGTERM/SIGINT."""
-    config = NodeConfig.load(directory)
-    key = load_bls_key(directory)
-    chain = WalrusChain(config.profile(), None)
-    node = StorageNode(directory, config, key, chain)
+async def serve(directories: list[Path], task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Run the node identities in `directories` (one port, key and disk each) until cancelled
+    or SIGTERM/SIGINT: one chain client and one checkpoint subscription for all of them
+    (`SharedChain`), each identity catching up at every checkpoint."""
+    configs = [NodeConfig.load(d) for d in directories]
+    shared = SharedChain(WalrusChain(configs[0].profile(), None))
+    nodes = [
+        StorageNode(d, c, load_bls_key(d), shared)
+        for d, c in zip(directories, configs, strict=True)
+    ]
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(node.follow)
-            await nursery.start(server.serve, node.handle, config.host, config.port)
-            log.info(
-                "%s serving on http://%s:%d, shards %s",
-                config.name,
-                config.host,
-                config.port,
-                sorted(node.shards),
-            )
-            task_status.started(node)
+            for node in nodes:
+                node._tasks = nursery
+            async with trio.open_nursery() as first:
+                for node in nodes:
+                    first.start_soon(node.first_sync)
+            for node in nodes:
+                config = node.config
+                await nursery.start(server.serve, node.handle, config.host, config.port)
+                log.info(
+                    "%s serving on http://%s:%d, shards %s",
+                    config.name, config.host, config.port, sorted(node.shards),
+                )  # fmt: skip
+            nursery.start_soon(_follow, nodes, shared)
+            nursery.start_soon(_resync, nodes)
+            nursery.start_soon(_watch_directories, directories)
+            task_status.started(nodes[0] if len(nodes) == 1 else nodes)
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for signum in signals:
                     log.info("signal %d: stopping", signum)
                     nursery.cancel_scope.cancel()
                     break
     finally:
-        node.store.close()
-        await chain.close()
+        for node in nodes:
+            node.store.close()
+        await shared.close()
+
+
+async def _follow(nodes: list[StorageNode], shared: SharedChain) -> None:
+    """Every identity catches up at every frame of the (one) checkpoint stream. A chain outage
+    is logged and retried, never fatal."""
+    limit = trio.CapacityLimiter(16)
+
+    async def one(node: StorageNode) -> None:
+        async with limit:
+            try:
+                await node.sync()
+            except (ChainUnavailable, ChainError) as exc:
+                log.warning("%s: catching up: %s", node.config.name, exc)
+
+    while True:
+        try:
+            async for _ in shared.checkpoint_stream():
+                for node in nodes:
+                    node._following = True
+                async with trio.open_nursery() as nursery:
+                    for node in nodes:
+                        nursery.start_soon(one, node)
+        except (ChainUnavailable, ChainError) as exc:
+            log.warning("checkpoint stream: %s (subscribing again)", exc)
+        finally:
+            for node in nodes:
+                node._following = False
+        await trio.sleep(1.0)
+
+
+async def _resync(nodes: list[StorageNode]) -> None:
+    """A full catch-up (the epoch included) every `resync_interval`: a safety net, not the way
+    nodes learn of changes."""
+    while True:
+        await trio.sleep(nodes[0].config.resync_interval)
+        for node in nodes:
+            await node.resync()
+
+
+async def _watch_directories(directories: list[Path]) -> None:
+    """Exit when the devnet is destroyed under us (or a test's temp dir removed): an orphan
+    must not keep ports and a chain subscription forever."""
+    while all((d / NODE_CONFIG).exists() for d in directories):
+        await trio.sleep(1.0)
+    log.error("a node directory of %s vanished: exiting", directories[0].parent)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="walrusfs devnet storage node")
-    parser.add_argument("directory", type=Path)
+    parser = argparse.ArgumentParser(description="walrusfs devnet storage node(s)")
+    parser.add_argument("directories", type=Path, nargs="+", help="one per node identity")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     quiet_pysui()
-    trio.run(serve, args.directory)
+    trio.run(serve, args.directories)
 
 
 if __name__ == "__main__":

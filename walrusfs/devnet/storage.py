@@ -96,7 +96,9 @@ CREATE TABLE IF NOT EXISTS registrations (
 );
 CREATE INDEX IF NOT EXISTS registrations_by_blob ON registrations (blob_id);
 -- key/value: `cursor` = last checkpoint whose events are applied (0: none);
---            `epoch` = the Walrus epoch the node last saw.
+--            `epoch` = the Walrus epoch the node last saw;
+--            `attested` = the last epoch whose shards the node attested to hold
+--            (epoch_sync_done), after fetching the shards it gained.
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -249,6 +251,35 @@ class NodeStore:
             or self._sliver_name(p, Axis.SECONDARY) not in names
         ]
 
+    def sync_all(self) -> None:
+        """Make everything written so far durable (one syncfs): after a shard sync, before the
+        node attests it holds its shards."""
+        if not self.fsync:
+            return
+        fd = os.open(self.blobs, os.O_RDONLY)
+        try:
+            if _syncfs is None or _syncfs(fd) != 0:
+                os.sync()
+        finally:
+            os.close(fd)
+
+    def remove_pairs_where(self, drop: Callable[[BlobId, int], bool]) -> int:
+        """Remove the sliver files of every pair `drop(blob, pair)` selects; how many."""
+        removed = 0
+        for blob in self.stored_blobs():
+            directory = self._dir(blob)
+            try:
+                names = os.listdir(directory)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                pair, dot, axis = name.partition(".")
+                wanted = dot and pair.isdigit() and axis in ("primary", "secondary")
+                if wanted and drop(blob, int(pair)):
+                    (directory / name).unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
     def stored_blobs(self) -> list[BlobId]:
         out = []
         for directory in self.blobs.iterdir():
@@ -320,6 +351,20 @@ class NodeStore:
             db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('cursor', ?)", (str(cursor),)
             )
+
+    def set_meta(self, key: str, value: int) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
+
+    def live_blobs(self, epoch: int) -> list[tuple[BlobId, bool]]:
+        """Blob IDs with a registration valid in `epoch`, and whether one is certified."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT blob_id, MAX(certified_epoch IS NOT NULL) FROM registrations "
+                "WHERE end_epoch > ? GROUP BY blob_id",
+                (epoch,),
+            ).fetchall()
+        return [(BlobId(bytes(r[0])), bool(r[1])) for r in rows]
 
     def set_epoch(self, epoch: int) -> None:
         """Record the epoch and forget registrations that have expired."""

@@ -48,13 +48,14 @@ from chain.bls import aggregate, aggregate_verify
 from chain.client import CostEstimate, WalrusChain
 from codec.sliver import Axis, Sliver
 from walrusfs.store.errors import (
+    BlobInvalid,
     BlobNotFound,
     BlobUnavailable,
     NodeError,
     NotEnoughConfirmations,
 )
 from walrusfs.store.http1 import TransportError
-from walrusfs.store.nodes import Committee, NodeClient, StorageNode
+from walrusfs.store.nodes import ActiveCommittees, BlobStatus, Committee, NodeClient, StorageNode
 from walrusfs.store.retry import is_temporary, retry
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,18 @@ STRICT_PATIENCE = 2.0
 #: after a read timed out, further reads of the same blob fail at once for this long (the
 #: kernel asks again right away; the nodes will not have come back in between)
 UNAVAILABLE_MEMORY = 5.0
+#: slivers shorter than this are PUT without asking the node first whether it has them (the
+#: status request costs about what the upload does): walrus-sdk
+#: `DEFAULT_SLIVER_STATUS_CHECK_THRESHOLD` (`crates/walrus-sdk/src/config/communication_config.rs`)
+SLIVER_STATUS_THRESHOLD = 5_560
+#: how long a blob status check may wait for a quorum of shards to answer
+STATUS_TIMEOUT = 5.0
+#: a blob's status is asked again after this long (an invalid one is kept for the process)
+STATUS_MEMORY = 300.0
+#: the committees are re-read after this long (and at once while an epoch change is running
+#: every COMMITTEE_MEMORY_CHANGING seconds: it ends when nodes have fetched their shards)
+COMMITTEE_MEMORY = 60.0
+COMMITTEE_MEMORY_CHANGING = 2.0
 
 
 @dataclass
@@ -178,8 +191,11 @@ class WalrusStore:
         self.read_timeout = read_timeout
         #: blob ID -> monotonic time until which reads of it fail at once (see _bounded)
         self._unavailable: dict[bytes, float] = {}
-        self._committee: Committee | None = None
+        self._committees: ActiveCommittees | None = None
         self._committee_at = 0.0
+        #: blob ID -> (monotonic expiry, the status the nodes agreed on; None: no valid one)
+        self._status: dict[bytes, tuple[float, BlobStatus | None]] = {}
+        self.sliver_status_threshold = SLIVER_STATUS_THRESHOLD
         # Metadata already verified against its blob ID (n=1000: 66 KB and 1000 hashes each).
         self._metadata: LRUCache[bytes, codec.VerifiedMetadata] = LRUCache(maxsize=256)
         #: registered, not yet certified: (blob ID as u256, deletable) -> the registration
@@ -209,10 +225,94 @@ class WalrusStore:
         await self.nodes.aclose()
 
     async def committee(self, fresh: bool = False) -> Committee:
-        if fresh or self._committee is None or time.monotonic() - self._committee_at > 60:
-            self._committee = await Committee.load(self.chain)
+        """The current committee: the one writes go to."""
+        return (await self.committees(fresh)).write_committee()
+
+    async def committees(self, fresh: bool = False) -> ActiveCommittees:
+        """Current and previous committee and whether shards are moving between them."""
+        known = self._committees
+        age = time.monotonic() - self._committee_at
+        limit = COMMITTEE_MEMORY
+        if known is not None and known.is_change_in_progress():
+            limit = COMMITTEE_MEMORY_CHANGING
+        if fresh or known is None or age > limit:
+            known = self._committees = await ActiveCommittees.load(self.chain)
             self._committee_at = time.monotonic()
-        return self._committee
+        return known
+
+    async def _read_committee(self, blob_id: codec.BlobId) -> Committee:
+        """The committee to read `blob_id` from (walrus-sdk `read_committee`): while an epoch
+        change moves shards, the previous one for a blob certified before this epoch."""
+        committees = await self.committees()
+        if not committees.is_change_in_progress():
+            return committees.current
+        status = await self.blob_status(blob_id, committees)
+        return committees.read_committee(status.initial_certified_epoch if status else None)
+
+    async def blob_status(
+        self, blob_id: codec.BlobId, committees: ActiveCommittees | None = None
+    ) -> BlobStatus | None:
+        """The blob's status as the storage nodes report it, verified by weight as walrus-sdk
+        `get_verified_blob_status` does (`crates/walrus-sdk/src/node_client.rs`): the nodes of
+        the current committee are asked until a quorum of shards answered (or STATUS_TIMEOUT);
+        404s of a quorum mean "nonexistent"; otherwise the latest status reported by nodes of
+        more than f shards wins. None: no status reached that (nodes down or disagreeing); the
+        caller reads anyway, as the SDK does. The SDK also accepts a status from fewer nodes if
+        its on-chain event verifies; this client does not look events up and needs f+1.
+
+        Raises BlobInvalid / BlobNotFound for an invalid / nonexistent blob (what the SDK's
+        read refuses as `BlobIdDoesNotExist`). Remembered for STATUS_MEMORY seconds."""
+        now = time.monotonic()
+        known = self._status.get(blob_id.raw)
+        if known is not None and known[0] > now:
+            return _checked(blob_id, known[1])
+        committees = committees or await self.committees()
+        committee = committees.write_committee()
+        weights: dict[BlobStatus, int] = {}
+        not_found = answered = finished = 0
+        done = trio.Event()
+
+        async def ask(node: StorageNode) -> None:
+            nonlocal not_found, answered, finished
+            try:
+                async with self.read_limit:
+                    status = await self.nodes.blob_status(node, blob_id)
+            except (TransportError, NodeError) as exc:
+                log.debug("%s: status of %s: %s", node.name, blob_id, exc)
+                return
+            finally:
+                finished += 1
+                if finished == len(committee.nodes):
+                    done.set()
+            if status is None:
+                not_found += node.weight
+            else:
+                key = BlobStatus(status.kind, status.initial_certified_epoch)
+                weights[key] = weights.get(key, 0) + node.weight
+            answered += node.weight
+            if answered >= committee.quorum:
+                done.set()
+
+        with trio.move_on_after(STATUS_TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                for node in self.stats.order(committee.nodes):
+                    nursery.start_soon(ask, node)
+                await done.wait()
+                nursery.cancel_scope.cancel()
+        verdict: BlobStatus | None = None
+        if not_found >= committee.quorum:
+            verdict = BlobStatus("nonexistent")
+        else:
+            for status in sorted(weights, key=lambda s: s.rank, reverse=True):
+                if weights[status] >= committee.validity:
+                    verdict = status
+                    break
+        if verdict is not None or answered >= committee.quorum:
+            memory = 3600.0 if verdict is not None and verdict.kind == "invalid" else STATUS_MEMORY
+            for key in [k for k, (t, _) in self._status.items() if t <= now]:
+                del self._status[key]
+            self._status[blob_id.raw] = (now + memory, verdict)
+        return _checked(blob_id, verdict)
 
     # -- write ------------------------------------------------------------------------------
 
@@ -361,13 +461,29 @@ class WalrusStore:
         per_node = max(2, -(-self.upload_limit.total_tokens // len(committee.nodes)))
         node_limits = {n.name: trio.CapacityLimiter(per_node) for n in committee.nodes}
 
-        async def sliver(node: StorageNode, pair_index: int, axis: Axis) -> None:
+        check_sizes = {
+            Axis.PRIMARY: len(first.primary.data) >= self.sliver_status_threshold,
+            Axis.SECONDARY: len(first.secondary.data) >= self.sliver_status_threshold,
+        }
+
+        async def sliver(node: StorageNode, pair_index: int, axis: Axis, check: bool) -> None:
             nonlocal done
             async with node_limits[node.name], self.upload_limit:
+                # A node that had the metadata may have the sliver too (an upload that was cut
+                # off, resumed): ask first, unless the sliver is small (walrus-sdk
+                # `check_and_store_sliver`, `crates/walrus-sdk/src/node_client/communication/
+                # node.rs`). "buffered" counts as stored, as in the SDK (serde's exact
+                # lower-case names; the TS SDK compares "Stored"/"Buffered" and never matches).
+                stored = check and await retry(self.deadline)(self.nodes.sliver_status)(
+                    node, enc.blob_id, pair_index, axis
+                ) in ("stored", "buffered")
                 # copied out of the encoding only now: all of a node's slivers made up front
                 # held a second copy of the encoded blob (288 MiB for 64 MiB at 1000 shards)
                 s = enc.sliver(pair_index, axis)
-                await retry(self.deadline)(self.nodes.put_sliver)(node, enc.blob_id, pair_index, s)
+                if not stored:
+                    await retry(self.deadline)(self.nodes.put_sliver)(
+                        node, enc.blob_id, pair_index, s
+                    )
             done += len(s.bcs)
             if progress is not None:
                 progress(done, total)
@@ -375,14 +491,15 @@ class WalrusStore:
         async def one_node(node: StorageNode) -> None:
             try:
                 started = time.monotonic()
-                await retry(self.deadline)(self.nodes.put_metadata)(
+                had_metadata = await retry(self.deadline)(self.nodes.put_metadata)(
                     node, enc.blob_id, enc.metadata_bcs
                 )
                 async with trio.open_nursery() as nursery:
                     for shard in node.shards:
                         pair_index = enc.params.pair_for_shard(enc.blob_id.raw, shard)
-                        nursery.start_soon(sliver, node, pair_index, Axis.PRIMARY)
-                        nursery.start_soon(sliver, node, pair_index, Axis.SECONDARY)
+                        for axis in (Axis.PRIMARY, Axis.SECONDARY):
+                            check = had_metadata and check_sizes[axis]
+                            nursery.start_soon(sliver, node, pair_index, axis, check)
                 message, signature = await retry(self.deadline)(self.nodes.confirmation)(
                     node, enc.blob_id, object_id
                 )
@@ -494,7 +611,8 @@ class WalrusStore:
                     return meta
                 except codec.CodecError as exc:
                     log.warning("cached metadata of %s is invalid (%s); refetching", blob_id, exc)
-        committee = await self.committee()
+        committees = await self.committees()
+        committee = await self._read_committee(blob_id)
         errors: list[str] = []
         absent = 0
         found: list[codec.VerifiedMetadata] = []
@@ -536,15 +654,30 @@ class WalrusStore:
         # delay is remembered as slow and the next is asked too (hedged requests, as the
         # Walrus client reads metadata from several nodes): a stopped node costs one delay,
         # not its whole timeout.
-        async with trio.open_nursery() as nursery:
-            for asked, node in enumerate(nodes, start=1):
-                nursery.start_soon(ask, node)
-                with trio.move_on_after(self.stats.hedge_delay()) as waited:
-                    while answered < asked:
-                        await changed.wait()
-                        changed = trio.Event()
-                if waited.cancelled_caught:
-                    self.stats.slow(node)
+        refused: list[BlobInvalid | BlobNotFound] = []
+
+        async def status() -> None:
+            # the blob's status, asked alongside its first metadata fetch (the SDK races a
+            # status check with every read): an invalid blob is refused even if its slivers
+            # can be read; during an epoch change `_read_committee` asked it already
+            try:
+                await self.blob_status(blob_id, committees)
+            except (BlobInvalid, BlobNotFound) as exc:
+                refused.append(exc)
+
+        async with trio.open_nursery() as checks:
+            checks.start_soon(status)
+            async with trio.open_nursery() as nursery:
+                for asked, node in enumerate(nodes, start=1):
+                    nursery.start_soon(ask, node)
+                    with trio.move_on_after(self.stats.hedge_delay()) as waited:
+                        while answered < asked:
+                            await changed.wait()
+                            changed = trio.Event()
+                    if waited.cancelled_caught:
+                        self.stats.slow(node)
+        if refused:
+            raise refused[0]
         if found:
             self._metadata[blob_id.raw] = found[0]
             return found[0]
@@ -717,13 +850,13 @@ class WalrusStore:
                 missing.append(i)
         if not missing:
             return got
-        committee = await self.committee()
+        committee = await self._read_committee(blob_id)
         bad: set[str] = set()
         order = {n.name: r for r, n in enumerate(self.stats.order(committee.nodes))}
 
         def holder(i: int) -> StorageNode:
             pair = i if axis is Axis.PRIMARY else params.pair_of_secondary(i)
-            return committee.by_shard[params.shard_for_pair(blob_id.raw, pair)]
+            return committee.holder(params.shard_for_pair(blob_id.raw, pair))
 
         missing.sort(key=lambda i: order[holder(i).name] if not strict else 0)
         enough = trio.Event()
@@ -836,6 +969,14 @@ class WalrusStore:
     async def extend(self, object_id: str, epochs: int) -> int:
         paid, _ = await self.chain.extend_blob(object_id, epochs)
         return paid
+
+
+def _checked(blob_id: codec.BlobId, status: BlobStatus | None) -> BlobStatus | None:
+    if status is not None and status.kind == "invalid":
+        raise BlobInvalid(str(blob_id))
+    if status is not None and status.kind == "nonexistent":
+        raise BlobNotFound(f"blob {blob_id} does not exist on the storage nodes")
+    return status
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:

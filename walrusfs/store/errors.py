@@ -62,3 +62,34 @@ class BlobNotFound(StoreError, OSError):
 
     def __init__(self, message: str) -> None:
         OSError.__init__(self, errno.ENOENT, message)
+
+
+class ShardNotAssigned(StoreError, OSError):
+    """The committee names no node for a shard: the committee read from the chain is
+    inconsistent (a shard assignment that does not cover 0..n-1), or the shard index is out of
+    range. Never expected from a sound chain; raised instead of a bare KeyError."""
+
+    def __init__(self, shard: int, epoch: int, n_shards: int) -> None:
+        OSError.__init__(
+            self,
+            errno.EIO,
+            f"no storage node holds shard {shard} in the committee of epoch {epoch} "
+            f"({n_shards} shards): the committee read from the chain is incomplete",
+        )
+        self.shard = shard
+        self.epoch = epoch
+
+
+class BlobInvalid(StoreError, OSError):
+    """The storage nodes report the blob invalid: an inconsistency proof showed its slivers do
+    not encode one blob (`BlobStatus::Invalid`, an `InvalidBlobID` event on chain). It cannot
+    be read, ever; the official client refuses it too (`BlobIdDoesNotExist`)."""
+
+    def __init__(self, blob_id: str, detail: str = "") -> None:
+        OSError.__init__(
+            self,
+            errno.EIO,
+            f"blob {blob_id} is marked invalid by the storage nodes (its encoding is "
+            f"inconsistent); it cannot be read{': ' + detail if detail else ''}",
+        )
+        self.blob_id = blob_id

@@ -15,15 +15,20 @@ import base64
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+import pysui.sui.sui_grpc.pgrpc_requests as rq
 import trio
 
 import codec
+from chain import errors as chain_errors
+from chain import move_types as mt
+from chain import read_masks as masks
 from chain.bls import g1_compress
-from chain.client import WalrusChain
+from chain.client import OBJECT_BATCH, WalrusChain
+from codec.bcs import Reader
 from codec.params import EncodingParams
-from walrusfs.store.errors import NodeError
+from walrusfs.store.errors import NodeError, ShardNotAssigned
 from walrusfs.store.http1 import Pool, Response, TransportError
 
 log = logging.getLogger(__name__)
@@ -42,6 +47,7 @@ class StorageNode:
     shards: tuple[int, ...]
     #: SEC1 P-256 key of its TLS certificate (a self-signed one is accepted when it has it)
     network_key: bytes = b""
+    node_id: str = ""  # its staking pool's object ID
 
     @property
     def weight(self) -> int:
@@ -69,28 +75,197 @@ class Committee:
         """The least shard weight w with 3w >= 2n + 1 (what certify_blob requires)."""
         return (2 * self.n_shards + 1 + 2) // 3
 
+    @property
+    def validity(self) -> int:
+        """The least shard weight above f (`is_above_validity`: at least one correct node)."""
+        return (self.n_shards - 1) // 3 + 1
+
+    def holder(self, shard: int) -> StorageNode:
+        """The node holding `shard` in this committee's epoch."""
+        node = self.by_shard.get(shard)
+        if node is None:
+            raise ShardNotAssigned(shard, self.epoch, self.n_shards)
+        return node
+
     @classmethod
     async def load(cls, chain: WalrusChain) -> Committee:
-        info = await chain.system_info()
-        members = await chain.committee()
-        position = {m.public_key: i for i, m in enumerate(info.committee_keys)}
-        nodes = []
-        for m in members:
-            if m.public_key not in position:
-                continue  # staked but not in this epoch's BLS committee
-            nodes.append(
-                StorageNode(
-                    position[m.public_key],
-                    m.name,
-                    node_url(m.network_address),
-                    g1_compress(m.public_key),
-                    m.shards,
-                    m.network_public_key,
+        return (await ActiveCommittees.load(chain)).current
+
+
+@dataclass(frozen=True)
+class ActiveCommittees:
+    """The committees a client talks to, as walrus `crates/walrus-sdk/src/active_committees.rs`
+    has them: the current one serves writes; while an epoch change moves shards
+    (`is_change_in_progress`: the Staking object's `epoch_state` is `EpochChangeSync`, walrus
+    `crates/walrus-sui/src/types/move_structs.rs` `EpochState::is_transitioning`) a blob
+    certified before the current epoch is read from the previous committee, whose nodes still
+    hold its slivers while the new holders fetch them."""
+
+    current: Committee
+    previous: Committee | None
+    transitioning: bool
+
+    @property
+    def epoch(self) -> int:
+        return self.current.epoch
+
+    def is_change_in_progress(self) -> bool:
+        return self.transitioning
+
+    def write_committee(self) -> Committee:
+        return self.current
+
+    def read_committee(self, certified_epoch: int | None) -> Committee:
+        """`ActiveCommittees::read_committee`: the previous committee for a blob certified
+        before the current epoch while the change is in progress, else the current one (also
+        when the certified epoch is unknown, as the SDK reads then)."""
+        if (
+            self.transitioning
+            and self.previous is not None
+            and certified_epoch is not None
+            and certified_epoch < self.current.epoch
+        ):
+            return self.previous
+        return self.current
+
+    @classmethod
+    async def load(cls, chain: WalrusChain) -> ActiveCommittees:
+        """Current and previous committee and the epoch state, from System (the BLS committee:
+        keys and signer positions) and Staking (shard assignments, `previous_committee`,
+        `epoch_state`) with the nodes' pools, as walrus `crates/walrus-sui/src/client/
+        read_client.rs` `get_committees_and_state`. Members are matched by node ID."""
+        for _ in range(3):
+            info = await chain.system_info()
+            staking, pools = await _staking_and_pools(chain)
+            if staking.epoch == info.epoch:
+                break  # else an epoch change landed between the two reads: again
+        else:
+            raise chain_errors.ChainError("System and Staking disagree on the epoch")
+        bls = {_norm(m.node_id): (i, m) for i, m in enumerate(info.committee_keys)}
+
+        def build(epoch: int, assignment: list[mt.ShardAssignment], current: bool) -> Committee:
+            nodes = []
+            for position, a in enumerate(assignment):
+                node_id = _norm(a.node_id)
+                pool = pools[node_id].node_info
+                if current:
+                    if node_id not in bls:
+                        raise chain_errors.ChainError(
+                            f"node {node_id} holds shards but is not in the BLS committee"
+                        )
+                    index, member = bls[node_id]
+                    key = member.public_key
+                else:  # reads only: no signer bit, the pool's key
+                    index, key = position, pool.public_key
+                nodes.append(
+                    StorageNode(
+                        index,
+                        pool.name,
+                        node_url(pool.network_address),
+                        g1_compress(key),
+                        tuple(a.shards),
+                        pool.network_public_key,
+                        node_id,
+                    )
                 )
+            nodes.sort(key=lambda n: n.index)
+            by_shard = {s: n for n in nodes for s in n.shards}
+            return Committee(epoch, staking.n_shards, tuple(nodes), by_shard)
+
+        current = build(info.epoch, staking.committee, True)
+        previous = None
+        if info.epoch > 0 and staking.previous_committee:
+            previous = build(info.epoch - 1, staking.previous_committee, False)
+        transitioning = staking.epoch_state[0] == EPOCH_CHANGE_SYNC
+        return cls(current, previous, transitioning and previous is not None)
+
+
+#: `EpochState::EpochChangeSync` (the enum's first variant, `staking_inner.move`)
+EPOCH_CHANGE_SYNC = 0
+
+
+def _norm(node_id: str) -> str:
+    return "0x" + node_id.removeprefix("0x").rjust(64, "0").lower()
+
+
+async def _staking_and_pools(
+    chain: WalrusChain,
+) -> tuple[mt.StakingInnerV1, dict[str, mt.StakingPool]]:
+    """The Staking inner state and the pools of its current and previous committee (batches of
+    OBJECT_BATCH IDs).
+
+    Uses the chain client's internals (`_versioned_inner`, `_call`, `_run`): `chain.client`
+    reads only the current committee; `WalrusChain.committees_and_state()` there would own
+    this (see docs/real-network.md)."""
+
+    async def go() -> tuple[mt.StakingInnerV1, dict[str, mt.StakingPool]]:
+        _, _, reader = await chain._versioned_inner(chain.profile.staking_object)
+        inner = mt.StakingInnerV1.read(reader)
+        ids = sorted({_norm(a.node_id) for a in [*inner.committee, *inner.previous_committee]})
+        pools: dict[str, mt.StakingPool] = {}
+        for start in range(0, len(ids), OBJECT_BATCH):
+            batch = ids[start : start + OBJECT_BATCH]
+            reply = await chain._call(
+                rq.GetMultipleObjects(object_ids=batch, field_mask=list(masks.STAKING_POOL))
             )
-        nodes.sort(key=lambda n: n.index)
-        by_shard = {s: n for n in nodes for s in n.shards}
-        return cls(info.epoch, info.n_shards, tuple(nodes), by_shard)
+            for node_id, result in zip(batch, reply.objects, strict=True):
+                obj = result.object
+                if obj is None or obj.contents is None or obj.contents.value is None:
+                    raise chain_errors.ObjectNotFound(f"staking pool {node_id} not found")
+                pools[node_id] = mt.StakingPool.read(Reader(bytes(obj.contents.value)))
+        return inner, pools
+
+    result: tuple[mt.StakingInnerV1, dict[str, mt.StakingPool]] = await chain._run(go())
+    return result
+
+
+@dataclass(frozen=True)
+class BlobStatus:
+    """A node's `BlobStatus` (walrus `crates/walrus-storage-node-client/src/api.rs`, serde
+    camelCase, externally tagged): "nonexistent", "invalid", "permanent" or "deletable"."""
+
+    kind: str
+    initial_certified_epoch: int | None = None
+    end_epoch: int | None = None
+    is_certified: bool = False
+
+    #: later statuses first, as walrus-sdk `get_verified_blob_status` goes through them (the
+    #: `Ord` of `BlobStatus`: invalid > permanent > deletable > nonexistent)
+    RANK: ClassVar[dict[str, int]] = {
+        "invalid": 3,
+        "permanent": 2,
+        "deletable": 1,
+        "nonexistent": 0,
+    }
+
+    @classmethod
+    def parse(cls, data: Any) -> BlobStatus:
+        if data == "nonexistent":
+            return cls("nonexistent")
+        if not isinstance(data, dict) or len(data) != 1:
+            raise ValueError(f"not a BlobStatus: {data!r}")
+        ((kind, body),) = data.items()
+        if kind == "invalid":
+            return cls("invalid")
+        if kind == "permanent":
+            return cls(
+                "permanent",
+                _opt_int(body.get("initialCertifiedEpoch")),
+                int(body["endEpoch"]),
+                bool(body["isCertified"]),
+            )
+        if kind == "deletable":
+            initial = _opt_int(body.get("initialCertifiedEpoch"))
+            return cls("deletable", initial, None, initial is not None)
+        raise ValueError(f"unknown BlobStatus variant {kind!r}")
+
+    @property
+    def rank(self) -> tuple[int, bool, int]:
+        return (self.RANK[self.kind], self.is_certified, self.end_epoch or 0)
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 class NodeClient:
@@ -155,8 +330,44 @@ class NodeClient:
         data = body.get("success", {}).get("data", body) if isinstance(body, dict) else None
         return data if isinstance(data, dict) else None
 
-    async def put_metadata(self, node: StorageNode, blob_id: codec.BlobId, bcs: bytes) -> None:
-        await self._request("put_metadata", node, "PUT", f"/v1/blobs/{blob_id}/metadata", bcs)
+    async def put_metadata(self, node: StorageNode, blob_id: codec.BlobId, bcs: bytes) -> bool:
+        """PUT the metadata; True if the node had it already (200, not 201/202): as walrus
+        `crates/walrus-storage-node-client/src/client.rs` `store_and_get_metadata_status`
+        infers the metadata's status before the write from the answer's code."""
+        rsp = await self._request("put_metadata", node, "PUT", f"/v1/blobs/{blob_id}/metadata", bcs)
+        if rsp.status_code == 404:
+            self._raise(node, rsp)
+        return rsp.status_code == 200
+
+    async def sliver_status(
+        self, node: StorageNode, blob_id: codec.BlobId, pair: int, axis: codec.Axis
+    ) -> str:
+        """`StoredOnNodeStatus` of one sliver: "nonexistent", "buffered" or "stored", exactly
+        as serde writes the enum (camelCase, walrus `crates/walrus-storage-node-client/src/
+        api.rs`); anything else is answered as "unknown" (the caller uploads then)."""
+        path = f"/v1/blobs/{blob_id}/slivers/{pair}/{axis}/status"
+        rsp = await self._request("sliver_status", node, "GET", path)
+        if rsp.status_code == 404:
+            return "nonexistent"
+        try:
+            data = rsp.json()["success"]["data"]
+        except (ValueError, KeyError, TypeError):
+            return "unknown"
+        return data if data in ("nonexistent", "buffered", "stored") else "unknown"
+
+    async def blob_status(self, node: StorageNode, blob_id: codec.BlobId) -> BlobStatus | None:
+        """The node's `BlobStatus` of the blob (`GET /v1/blobs/{id}/status`); None when the
+        node answers 404 (it does not know the blob: counts as "nonexistent" towards the
+        quorum, as in walrus-sdk `get_verified_blob_status`)."""
+        rsp = await self._request("blob_status", node, "GET", f"/v1/blobs/{blob_id}/status")
+        if rsp.status_code == 404:
+            return None
+        try:
+            return BlobStatus.parse(rsp.json()["success"]["data"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise NodeError(
+                node.name, rsp.status_code, "BAD_REPLY", f"blob status: {exc}"
+            ) from None
 
     async def put_sliver(
         self, node: StorageNode, blob_id: codec.BlobId, pair: int, sliver: codec.Sliver
