@@ -67,20 +67,19 @@ def _arg(check: Callable[[str], T]) -> Callable[[str], T]:
     return convert
 
 
-def _read_timeout(text: str) -> float:
+def _number_of_seconds(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise ValueError(f"{text!r} is not a number of seconds") from None
-    return settings.read_timeout(value)
+
+
+def _read_timeout(text: str) -> float:
+    return settings.read_timeout(_number_of_seconds(text))
 
 
 def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number of seconds") from None
-    return settings.check_seconds(value)
+    return settings.check_seconds(_number_of_seconds(text))
 
 
 def _checkpoint_seconds(text: str) -> float:
