@@ -276,11 +276,20 @@ def test_kill_9_at_the_fsync_and_during_the_upload(dn: RunningDevnet, tmp_path: 
         m.teardown()
 
 
-def _wait_uploading(m: Mount) -> None:
+def _uploading_slowly(dn: RunningDevnet, m: Mount) -> tuple[str, bytes]:
+    """Mount, slow every node down, write a 3 MB file `f` and return (the volume ID, its
+    bytes) once its upload runs."""
+    data = os.urandom(3_000_000)
+    m.mount("--upload-delay", "0.1")
+    volume_id = str(m.status()["volume_id"])
+    for i in range(dn.spec.n_nodes):
+        dn.cli("devnet", "node", "slow", str(i), "--ms", "400")
+    (m.path / "f").write_bytes(data)
     deadline = time.monotonic() + 60
     while m.status()["pending"]["uploading"] == 0:
         assert time.monotonic() < deadline, "the upload did not start"
         time.sleep(0.05)
+    return volume_id, data
 
 
 def test_kill_9_between_paying_and_certifying(dn: RunningDevnet, tmp_path: Path) -> None:
@@ -288,14 +297,8 @@ def test_kill_9_between_paying_and_certifying(dn: RunningDevnet, tmp_path: Path)
     nothing will certify: the next mount deletes it (its Storage returns), and the file
     uploads once more and reads back."""
     m = Mount(dn, tmp_path / "mnt", "paid-then-killed")
-    data = os.urandom(3_000_000)
     try:
-        m.mount("--upload-delay", "0.1")
-        volume_id = m.status()["volume_id"]
-        for i in range(dn.spec.n_nodes):
-            dn.cli("devnet", "node", "slow", str(i), "--ms", "400")
-        (m.path / "f").write_bytes(data)
-        _wait_uploading(m)
+        volume_id, data = _uploading_slowly(dn, m)
         deadline = time.monotonic() + 60
         while not _uncertified(dn, volume_id):
             assert time.monotonic() < deadline, "no Blob was registered"
@@ -324,14 +327,8 @@ def test_kill_9_of_the_upload_worker_alone(dn: RunningDevnet, tmp_path: Path) ->
     """The upload worker killed in the middle of a request: the mount starts another, the
     upload continues its registered Blob, and nothing is left uncertified."""
     m = Mount(dn, tmp_path / "mnt", "worker-killed")
-    data = os.urandom(3_000_000)
     try:
-        m.mount("--upload-delay", "0.1")
-        volume_id = m.status()["volume_id"]
-        for i in range(dn.spec.n_nodes):
-            dn.cli("devnet", "node", "slow", str(i), "--ms", "400")
-        (m.path / "f").write_bytes(data)
-        _wait_uploading(m)
+        volume_id, data = _uploading_slowly(dn, m)
         time.sleep(1.0)
         (worker,) = _children(m.pid)
         os.kill(worker, signal.SIGKILL)
