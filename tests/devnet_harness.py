@@ -94,14 +94,37 @@ class Node:
         return dn.spec.node_ports.index(self.port)
 
 
-def start_devnet(home: Path, n_shards: int = N_SHARDS) -> Iterator[RunningDevnet]:
-    """`walrusfs devnet up` in `home` for a module's tests; every process stopped after."""
+def start_devnet(
+    home: Path,
+    n_shards: int = N_SHARDS,
+    *,
+    n_nodes: int | None = None,
+    processes: int | None = None,
+    stakes: list[int] | None = None,
+) -> Iterator[RunningDevnet]:
+    """`walrusfs devnet up` in `home` for a module's tests; every process stopped after.
+    `n_nodes`, `processes`, `stakes`: a larger committee served by a few processes (the
+    launcher's API: the CLI's `devnet up` takes only --nodes and --n-shards)."""
     devnet = Devnet(home / "data")
     try:
-        walrusfs(home, "devnet", "up", "--n-shards", str(n_shards))
+        if n_nodes is None:
+            walrusfs(home, "devnet", "up", "--n-shards", str(n_shards))
+        else:
+            devnet.up(n_nodes, n_shards, processes=processes, stakes=stakes)
         yield RunningDevnet(home, devnet, devnet.spec())
     finally:
         devnet.down()
+
+
+def node_requests(dn: RunningDevnet) -> dict[str, dict[str, int]]:
+    """Node name -> requests it answered by handler (the devnet's `/devnet/requests`)."""
+    out = {}
+    with httpx.Client(timeout=10) as client:
+        for i, port in enumerate(dn.spec.node_ports):
+            rsp = client.get(f"http://127.0.0.1:{port}/devnet/requests")
+            rsp.raise_for_status()
+            out[f"node-{i}"] = dict(rsp.json()["success"]["data"])
+    return out
 
 
 def heal_all(dn: RunningDevnet) -> None:

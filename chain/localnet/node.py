@@ -112,6 +112,16 @@ class EpochChangeDone(mt.MoveStruct):
 
 
 @dataclass(frozen=True)
+class InvalidBlobID(mt.MoveStruct):
+    """`walrus::events::InvalidBlobID`: the blob ID is invalid (its slivers do not encode one
+    blob), from the epoch it was first registered as invalid."""
+
+    epoch: int
+    blob_id: int
+    FIELDS = (("epoch", "u32"), ("blob_id", "u256"))
+
+
+@dataclass(frozen=True)
 class ShardsReceived(mt.MoveStruct):
     """`walrus::events::ShardsReceived`."""
 
@@ -545,6 +555,27 @@ class Localnet:
             reply = self._system_tx(digest, epoch, events, int(time.time() * 1000))
             self.ledger.apply(written, [], tx=(digest, bytes(reply)), meta={done_key: "1"})
             return state[0] != EPOCH_CHANGE_SYNC
+
+    def invalidate_blob(self, blob_id: int) -> str:
+        """Admin: record that `blob_id` is invalid, emitting `InvalidBlobID` as
+        `system::invalidate_blob_id` does once it has verified an invalidity certificate
+        (storage nodes of more than f shards signing `InvalidBlobIdMsg` after an inconsistency
+        proof). The devnet skips the certificate: it has no inconsistent blobs to prove.
+        Returns the transaction digest."""
+        if not 0 <= blob_id < 2**256:
+            raise ValueError("blob ID out of range")
+        with self.ledger.lock:
+            epoch = self.walrus_epoch()
+            key = f"invalid/{blob_id:064x}"
+            if self.ledger.meta(key) is not None:
+                raise ValueError("the blob ID is already invalid")
+            digest = _system_digest(b"InvalidBlobID::", f"0x{blob_id:064x}", epoch)
+            event = InvalidBlobID(epoch, blob_id).to_bcs()
+            reply = self._system_tx(
+                digest, epoch, [("InvalidBlobID", event)], int(time.time() * 1000)
+            )
+            self.ledger.apply([], [], tx=(digest, bytes(reply)), meta={key: "1"})
+            return digest
 
     def _system_tx(
         self, digest: str, epoch: int, events: list[tuple[str, bytes]], at_ms: int

@@ -76,6 +76,8 @@ SET_STAKE_PATH = "/walrusfs.devnet.v1.AdminService/SetStake"
 #: devnet admin, called by storage nodes: request `Bcs(name=<node ID>, value=<epoch u32 LE> ||
 #: <BLS signature of node.sync_done_message>)`, reply GetEpochResponse
 EPOCH_SYNC_DONE_PATH = "/walrusfs.devnet.v1.AdminService/EpochSyncDone"
+#: devnet admin: request `Bcs(value=<blob ID, 32 bytes>)`; emits InvalidBlobID
+INVALIDATE_BLOB_PATH = "/walrusfs.devnet.v1.AdminService/InvalidateBlob"
 
 
 class SuiServices:
@@ -135,6 +137,9 @@ class SuiServices:
         )
         mapping[EPOCH_SYNC_DONE_PATH] = grpclib.const.Handler(
             self._wrap(self.epoch_sync_done), unary, pb.Bcs, pb.GetEpochResponse
+        )
+        mapping[INVALIDATE_BLOB_PATH] = grpclib.const.Handler(
+            self._wrap(self.invalidate_blob), unary, pb.Bcs, pb.GetEpochResponse
         )
         mapping["/sui.rpc.v2.SubscriptionService/SubscribeCheckpoints"] = grpclib.const.Handler(
             self.subscribe_checkpoints,
@@ -358,6 +363,14 @@ class SuiServices:
         if len(value) != 8:
             raise ValueError("value: the stake as u64 LE")
         self.net.set_stake(request.name or "", int.from_bytes(value, "little"))
+        return await self.get_epoch(pb.GetEpochRequest())
+
+    async def invalidate_blob(self, request: pb.Bcs) -> pb.GetEpochResponse:
+        """Devnet admin: mark a blob ID invalid (`Localnet.invalidate_blob`)."""
+        value = request.value or b""
+        if len(value) != 32:
+            raise ValueError("value: the 32-byte blob ID")
+        self.net.invalidate_blob(int.from_bytes(value, "little"))
         return await self.get_epoch(pb.GetEpochRequest())
 
     async def epoch_sync_done(self, request: pb.Bcs) -> pb.GetEpochResponse:

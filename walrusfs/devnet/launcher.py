@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from chain.bls import BlsKeypair
 from chain.client import NetworkProfile, devnet_profile
 from chain.localnet.node import GenesisConfig, Localnet, NodeSpec
-from chain.localnet.server import ADVANCE_EPOCH_PATH, SET_STAKE_PATH
+from chain.localnet.server import ADVANCE_EPOCH_PATH, INVALIDATE_BLOB_PATH, SET_STAKE_PATH
 from chain.wallet import Wallet
 from walrusfs.devnet.node import FAULTS_FILE, NodeConfig, write_bls_key
 from walrusfs.errors import ServiceError, UsageError
@@ -473,6 +473,12 @@ class Devnet:
         spec = self.spec()
         reply = self._chain_call(spec, ADVANCE_EPOCH_PATH, pb.GetEpochRequest(epoch=count))
         return int(reply.epoch.epoch or 0)
+
+    def invalidate_blob(self, blob_id_raw: bytes) -> None:
+        """Mark a blob ID invalid on the chain (an `InvalidBlobID` event, as after an
+        invalidity certificate); nodes then report its status as invalid."""
+        spec = self.spec()
+        self._chain_call(spec, INVALIDATE_BLOB_PATH, pb.Bcs(value=blob_id_raw), pb.Bcs)
 
     def set_stake(self, index: int, frost: int) -> None:
         """The WAL (FROST) staked with node `index`; the next epoch's committee is apportioned

@@ -64,7 +64,7 @@ from chain import move_types as mt
 from chain.bls import BlsKeypair
 from chain.client import ChainEvent, NetworkProfile, SystemInfo, WalrusChain, devnet_profile
 from chain.errors import ChainError, ChainUnavailable
-from chain.localnet.node import sync_done_message
+from chain.localnet.node import InvalidBlobID, sync_done_message
 from codec.bcs import Reader, uleb128
 from codec.blob_id import BlobId
 from codec.params import EncodingParams
@@ -129,6 +129,9 @@ class Faults:
     corrupt: bool = False
     delay_ms: int = 0
     refuse: bool = False
+    #: the node neither fetches the shards it gained nor attests `epoch_sync_done` while set
+    #: (a node slow to take over its shards: the epoch change stays in progress)
+    sync_paused: bool = False
 
 
 class FaultSwitch:
@@ -152,6 +155,7 @@ class FaultSwitch:
                     bool(raw.get("corrupt", False)),
                     int(raw.get("delay_ms", 0)),
                     bool(raw.get("refuse", False)),
+                    bool(raw.get("sync_paused", False)),
                 )
             except (ValueError, OSError, AttributeError) as exc:
                 log.warning("ignoring unreadable %s: %s", self.path, exc)
@@ -264,7 +268,8 @@ class StorageNode:
         if self.transitioning:
             self.retained = previous - self.shards
             gained = self.shards - previous
-            if gained and not attested and self._sync_epoch != committees.epoch:
+            if mine and not attested and self._sync_epoch != committees.epoch:
+                # fetch what it gained (maybe nothing), then attest
                 self._sync_epoch = committees.epoch
                 self.in_transfer = gained
                 assert committees.previous is not None
@@ -272,8 +277,6 @@ class StorageNode:
                     self._tasks.start_soon(
                         self._sync_shards, committees.epoch, gained, committees.previous
                     )
-            elif not gained and not attested and mine:
-                await self._attest(committees.epoch)  # nothing to fetch: done at once
         else:
             self.retained = frozenset()
             self.in_transfer = frozenset()
@@ -339,6 +342,7 @@ class StorageNode:
         registered: list[Registration] = []
         certified: list[tuple[str, int, int, str, int]] = []
         deleted: list[str] = []
+        invalid: list[tuple[bytes, str, int]] = []
         for ev in events:
             if ev.name == "BlobRegistered":
                 r = mt.BlobRegistered.from_bcs(ev.bcs)
@@ -355,8 +359,11 @@ class StorageNode:
             elif ev.name == "BlobDeleted":
                 d = mt.BlobDeleted.from_bcs(ev.bcs)
                 deleted.append(d.object_id)
+            elif ev.name == "InvalidBlobID":
+                v = InvalidBlobID.from_bcs(ev.bcs)
+                invalid.append((BlobId.from_u256(v.blob_id).raw, ev.tx_digest, ev.index))
         await trio.to_thread.run_sync(
-            self.store.apply_events, cursor, registered, certified, deleted
+            self.store.apply_events, cursor, registered, certified, deleted, invalid
         )
         self._regs.clear()
         # EpochChangeStart: a new epoch (and committee); EpochChangeDone: the shards have
@@ -410,8 +417,10 @@ class StorageNode:
         every certified blob is complete."""
         client = NodeClient(timeout=30.0, connections=8)
         try:
+            while self.faults.get().sync_paused and self.epoch == epoch:
+                await trio.sleep(0.2)
             delay = 1.0
-            while self.epoch == epoch:
+            while self.epoch == epoch and gained:
                 try:
                     missing = await self._fetch_shards(client, gained, previous)
                 except (ChainUnavailable, ChainError) as exc:
@@ -421,7 +430,7 @@ class StorageNode:
                     break
                 await trio.sleep(delay)
                 delay = min(10.0, delay * 2)
-            else:
+            if self.epoch != epoch:
                 return  # another epoch began meanwhile
             self.in_transfer = frozenset()
             while self.epoch == epoch and self.store.meta("attested", -1) < epoch:
@@ -846,6 +855,10 @@ class StorageNode:
     async def blob_status(self, req: Request) -> Response:
         blob = _parse_blob_id(req.params["blob_id"])
         regs = await self._registrations(blob)
+        invalid = self.store.invalid_event(blob)
+        if invalid is not None:  # `BlobStatus::Invalid { event }`: it wins over the rest
+            event = {"txDigest": invalid[0], "eventSeq": str(invalid[1])}
+            return http.success(200, {"invalid": {"event": event}})
         if not regs:
             return http.success(200, "nonexistent")
         deletable = [r for r in regs if r.deletable]

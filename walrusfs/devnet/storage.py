@@ -95,6 +95,12 @@ CREATE TABLE IF NOT EXISTS registrations (
     event_ix INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS registrations_by_blob ON registrations (blob_id);
+-- Blob IDs the chain declared invalid (InvalidBlobID events): event_tx/event_ix = that event.
+CREATE TABLE IF NOT EXISTS invalid_blobs (
+    blob_id BLOB PRIMARY KEY,
+    event_tx TEXT NOT NULL,
+    event_ix INTEGER NOT NULL
+);
 -- key/value: `cursor` = last checkpoint whose events are applied (0: none);
 --            `epoch` = the Walrus epoch the node last saw;
 --            `attested` = the last epoch whose shards the node attested to hold
@@ -318,6 +324,7 @@ class NodeStore:
         registered: list[Registration],
         certified: list[tuple[str, int, int, str, int]],
         deleted: list[str],
+        invalid: list[tuple[bytes, str, int]] | None = None,
     ) -> None:
         """Apply one checkpoint's events and advance the cursor, atomically.
 
@@ -348,6 +355,10 @@ class NodeStore:
                 )
             for object_id in deleted:
                 db.execute("DELETE FROM registrations WHERE object_id = ?", (object_id,))
+            for blob_id, tx, ix in invalid or []:
+                db.execute(
+                    "INSERT OR IGNORE INTO invalid_blobs VALUES (?, ?, ?)", (blob_id, tx, ix)
+                )
             db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('cursor', ?)", (str(cursor),)
             )
@@ -385,6 +396,14 @@ class NodeStore:
             Registration(r[0], bytes(r[1]), bool(r[2]), r[3], r[4], r[5], r[6], r[7], r[8])
             for r in rows
         ]
+
+    def invalid_event(self, blob_id: BlobId) -> tuple[str, int] | None:
+        """The InvalidBlobID event of the blob, if the chain declared it invalid."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT event_tx, event_ix FROM invalid_blobs WHERE blob_id = ?", (blob_id.raw,)
+            ).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]))
 
     def live_blob_ids(self, epoch: int) -> set[bytes]:
         with self._lock:

@@ -283,6 +283,9 @@ class NodeClient:
         self._per_node = max(1, min(CONNECTIONS_PER_NODE, connections))
         self._pools: dict[str, Pool] = {}
         self.counts: Counter[str] = Counter()
+        #: when a list, every request is appended as (kind, node name, path): tests check
+        #: which committee's nodes reads went to
+        self.trace: list[tuple[str, str, str]] | None = None
 
     def _pool(self, node: StorageNode) -> Pool:
         pool = self._pools.get(node.url)
@@ -311,6 +314,8 @@ class NodeClient:
         self, kind: str, node: StorageNode, method: str, path: str, body: bytes | None = None
     ) -> Response:
         self.counts[kind] += 1
+        if self.trace is not None:
+            self.trace.append((kind, node.name, path))
         rsp = await self._pool(node).request(method, path, body)
         if rsp.status_code >= 300 and rsp.status_code != 404:
             self._raise(node, rsp)
