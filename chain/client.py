@@ -95,7 +95,8 @@ class WalrusChain:
         """Await `coro` on the asyncio thread."""
         return await self._rpc.run(coro)
 
-    # -- the asyncio side, for callers that compose their own reads ---------------------------
+    # -- coroutines of the asyncio thread, for callers that compose their own calls and hand
+    # -- them to `_run` (walrusfs.store.nodes, walrusfs.devnet.shared)
 
     async def _grpc(self) -> GrpcProtocolClient:
         return await self._rpc.grpc()
