@@ -98,6 +98,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _free_ports(n: int) -> list[int]:
+    """`n` distinct free ports: all bound at once (one at a time, the kernel may hand out a
+    port it just gave back)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(n):
+            s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            s.bind(("127.0.0.1", 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
+
+
 def _port_open(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
@@ -176,8 +188,7 @@ class Devnet:
         if tmp.exists():
             shutil.rmtree(tmp)
         (tmp / "sui").mkdir(parents=True)
-        sui_port = _free_port()
-        ports = [_free_port() for _ in range(n_nodes)]
+        sui_port, *ports = _free_ports(n_nodes + 1)
         ranges = shard_ranges(n_shards, n_nodes)
         specs: list[NodeSpec] = []
         for i in range(n_nodes):

@@ -287,7 +287,11 @@ class WalrusStore:
             if status is None:
                 not_found += node.weight
             else:
-                key = BlobStatus(status.kind, status.initial_certified_epoch)
+                # grouped without the end epoch (an extension reaches nodes at different
+                # times): kind, certified or not, and since when
+                key = BlobStatus(
+                    status.kind, status.initial_certified_epoch, None, status.is_certified
+                )
                 weights[key] = weights.get(key, 0) + node.weight
             answered += node.weight
             if answered >= committee.quorum:
