@@ -64,15 +64,15 @@ class BlobNotFound(StoreError, OSError):
         OSError.__init__(self, errno.ENOENT, message)
 
 
-class ShardNotAssigned(StoreError, OSError):
+class ShardNotAssigned(BlobUnavailable):
     """The committee names no node for a shard: the committee read from the chain is
     inconsistent (a shard assignment that does not cover 0..n-1), or the shard index is out of
-    range. Never expected from a sound chain; raised instead of a bare KeyError."""
+    range. Never expected from a sound chain; raised instead of a bare KeyError. A kind of
+    BlobUnavailable, so every caller that handles that (CLI exit 5, EIO in the mount) does."""
 
     def __init__(self, shard: int, epoch: int, n_shards: int) -> None:
-        OSError.__init__(
+        BlobUnavailable.__init__(
             self,
-            errno.EIO,
             f"no storage node holds shard {shard} in the committee of epoch {epoch} "
             f"({n_shards} shards): the committee read from the chain is incomplete",
         )
@@ -80,15 +80,15 @@ class ShardNotAssigned(StoreError, OSError):
         self.epoch = epoch
 
 
-class BlobInvalid(StoreError, OSError):
+class BlobInvalid(BlobUnavailable):
     """The storage nodes report the blob invalid: an inconsistency proof showed its slivers do
     not encode one blob (`BlobStatus::Invalid`, an `InvalidBlobID` event on chain). It cannot
-    be read, ever; the official client refuses it too (`BlobIdDoesNotExist`)."""
+    be read, ever; the official client refuses it too (`BlobIdDoesNotExist`). A kind of
+    BlobUnavailable (EIO, CLI exit 5) for callers that do not tell them apart."""
 
     def __init__(self, blob_id: str, detail: str = "") -> None:
-        OSError.__init__(
+        BlobUnavailable.__init__(
             self,
-            errno.EIO,
             f"blob {blob_id} is marked invalid by the storage nodes (its encoding is "
             f"inconsistent); it cannot be read{': ' + detail if detail else ''}",
         )
