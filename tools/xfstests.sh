@@ -28,6 +28,11 @@
 #                     (default 300; 0 = no limit). check(1) has no timeout of its own.
 #   XFSTESTS_SHARDS   shards of the devnet at genesis (default 100: cheaper on 2 cores)
 #   XFSTESTS_KEEP=1   leave the volumes mounted and the devnet running afterwards
+#   XFSTESTS_REV      the walrusfs commit to test (default HEAD): `git archive` of it goes to
+#                     $XFSTESTS_HOME/src and PYTHONPATH points there (for the helper, the
+#                     daemons, the upload workers), so edits made in this working tree while
+#                     the run lasts (an hour) never change the code under test.
+#                     XFSTESTS_REV=worktree tests the working tree itself.
 #
 # Results: $XFSTESTS_DIR/results/ (check.log, result.xml, generic/NNN.out.bad|.full), plus
 # results/walrusfs-summary.txt and results/timeouts.txt (tests the watchdog killed).
@@ -107,6 +112,22 @@ else
     say "installed $SBIN_HELPER -> $HELPER"
 fi
 
+# --- the code under test: a snapshot of one commit ------------------------------------------
+XFSTESTS_REV=${XFSTESTS_REV:-HEAD}
+if [ "$XFSTESTS_REV" = worktree ]; then
+    UNDER_TEST="working tree of $REPO ($(git -C "$REPO" rev-parse --short HEAD) + uncommitted edits)"
+    export PYTHONPATH=$REPO
+else
+    commit=$(git -C "$REPO" rev-parse --short "$XFSTESTS_REV^{commit}") || die "no commit $XFSTESTS_REV"
+    rm -rf "$XFSTESTS_HOME/src" && mkdir -p "$XFSTESTS_HOME/src" &&
+        git -C "$REPO" archive "$commit" | tar -x -C "$XFSTESTS_HOME/src" ||
+        die "git archive $commit failed"
+    UNDER_TEST="walrusfs $commit ($(git -C "$REPO" log -1 --format=%cs "$commit"))"
+    export PYTHONPATH=$XFSTESTS_HOME/src
+fi
+(cd / && "$REPO/.venv/bin/python" -c 'import walrusfs.cli, walrusfs.fstab, walrusfs.fs.upload_worker') ||
+    die "the code under test does not import ($UNDER_TEST)"
+
 # --- configuration --------------------------------------------------------------------------
 mkdir -p "$TEST_DIR" "$SCRATCH_MNT"
 # xfstests compares `df -T` types with $FSTYP ("fuse"); a walrusfs mount's type is
@@ -136,6 +157,8 @@ export SCRATCH_MNT=$SCRATCH_MNT
 export TEST_FS_MOUNT_OPTS="$OPTS"
 export MOUNT_OPTIONS="$OPTS"
 export DF_PROG="$XFSTESTS_HOME/df -T -P"
+# the code under test (mount(8) passes the environment to the helper, and on to the daemon)
+export PYTHONPATH=$PYTHONPATH
 EOF
 
 # --- devnet and a clean start ---------------------------------------------------------------
@@ -145,6 +168,8 @@ for mnt in "$TEST_DIR" "$SCRATCH_MNT"; do
         timeout 300 "$WALRUSFS" umount "$mnt" >/dev/null 2>&1 || umount -l "$mnt"
     fi
 done
+# restarted, so that its processes run the code under test too
+"$WALRUSFS" devnet down >/dev/null 2>&1
 "$WALRUSFS" devnet up --n-shards "$XFSTESTS_SHARDS" >/dev/null || die "walrusfs devnet up failed"
 
 # --- per-test watchdog ----------------------------------------------------------------------
@@ -191,6 +216,7 @@ watchdog() { # kill a test of check (pid $1) that runs longer than XFSTESTS_TIME
 
 # --- run ------------------------------------------------------------------------------------
 [ $# -gt 0 ] || set -- -g quick
+say "testing $UNDER_TEST"
 say "xfstests checkout $XFSTESTS_DIR $(git -C "$XFSTESTS_DIR" log -1 --format='(%h %cs)' 2>/dev/null)"
 say "running ./check -R xunit $* (WALRUSFS_HOME=$XFSTESTS_HOME, per-test timeout ${XFSTESTS_TIMEOUT}s)"
 start=$(date +%s)
@@ -216,9 +242,11 @@ ran=$((tried - notrun))
 {
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'), $(( ($(date +%s) - start) / 60 )) min"
     echo "command: XFSTESTS_DIR=$XFSTESTS_DIR tools/xfstests.sh $*"
+    echo "tested: $UNDER_TEST"
     echo "ran $ran, passed $((ran - failed)), failed $failed, not run $notrun"
     echo "failures: $(last "Failures:")"
     [ -s "$RESULTS/timeouts.txt" ] && echo "timeouts: $(tr '\n' ';' <"$RESULTS/timeouts.txt")"
+    "$REPO/tools/xfstests-triage.sh" "$XFSTESTS_DIR"
 } | tee "$RESULTS/walrusfs-summary.txt"
 
 # --- end ------------------------------------------------------------------------------------
