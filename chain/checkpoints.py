@@ -4,6 +4,7 @@ of new checkpoints that storage nodes wait on instead of polling."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import AsyncGenerator
@@ -60,9 +61,15 @@ async def checkpoint_stream(rpc: Transport) -> AsyncGenerator[int]:
     token = trio.lowlevel.current_trio_token()
     frames, inbox = trio.open_memory_channel[tuple[int, BaseException | None]](math.inf)
 
+    def send(item: tuple[int, BaseException | None]) -> None:
+        # a frame that arrives after the consumer left (the process is stopping) is dropped:
+        # raised inside trio's run_sync_soon callback, the error would be a TrioInternalError
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            frames.send_nowait(item)
+
     def deliver(item: tuple[int, BaseException | None]) -> None:
         try:
-            token.run_sync_soon(frames.send_nowait, item)
+            token.run_sync_soon(send, item)
         except trio.RunFinishedError:
             log.debug("a checkpoint frame arrived after its trio run ended")
 

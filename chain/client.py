@@ -117,6 +117,10 @@ class WalrusChain:
         """The storage nodes, their shards and network addresses (Staking + StakingPools)."""
         return await self._run(reads.committee(self._rpc))
 
+    async def staking_state(self) -> tuple[mt.StakingInnerV1, dict[str, mt.StakingPool]]:
+        """The Staking state and the pools of the current and previous committee."""
+        return await self._run(reads.staking_state(self._rpc))
+
     async def balances(self) -> Balances:
         return await self._run(reads.balances(self._rpc, self.address))
 

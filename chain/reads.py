@@ -85,6 +85,16 @@ async def staking_pools(rpc: Transport, node_ids: list[str]) -> dict[str, mt.Sta
     return pools
 
 
+async def staking_state(rpc: Transport) -> tuple[mt.StakingInnerV1, dict[str, mt.StakingPool]]:
+    """The Staking inner state and the pools of its current and previous committee (the
+    previous one serves reads of older blobs while shards move: walrus-sdk
+    `active_committees.rs`)."""
+    _, _, reader = await versioned_inner(rpc, rpc.profile.staking_object)
+    inner = mt.StakingInnerV1.read(reader)
+    ids = sorted({norm(a.node_id) for a in [*inner.committee, *inner.previous_committee]})
+    return inner, await staking_pools(rpc, ids)
+
+
 async def committee(rpc: Transport) -> list[CommitteeMember]:
     """The storage nodes, their shards and network addresses (Staking + StakingPools)."""
     _, _, reader = await versioned_inner(rpc, rpc.profile.staking_object)

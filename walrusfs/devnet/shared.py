@@ -16,9 +16,6 @@ makes from one `WalrusChain` per process:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import math
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Generic, TypeVar
@@ -26,12 +23,10 @@ from typing import Generic, TypeVar
 import grpclib.client
 import grpclib.const
 import grpclib.exceptions
-import pysui.sui.sui_grpc.pgrpc_requests as rq
 import pysui.sui.sui_grpc.suimsgs.sui.rpc.v2 as pb
 import trio
 from cachetools import LRUCache
 
-from chain import read_masks as masks
 from chain.client import ChainEvent, SystemInfo, WalrusChain
 from chain.errors import ChainError, ChainUnavailable
 from chain.localnet.server import EPOCH_SYNC_DONE_PATH
@@ -93,53 +88,8 @@ class SharedChain:
     async def close(self) -> None:
         await self.chain.close()
 
-    async def checkpoint_stream(self) -> AsyncGenerator[int]:
-        """`WalrusChain.checkpoint_stream`, but a frame that arrives after the consumer has
-        gone (the process is stopping) is dropped: there, `frames.send_nowait` raises
-        BrokenResourceError inside trio's `run_sync_soon` callback, which trio reports as a
-        TrioInternalError at exit (the fix belongs in `chain/client.py`'s `deliver`)."""
-        chain = self.chain
-        token = trio.lowlevel.current_trio_token()
-        frames, inbox = trio.open_memory_channel[tuple[int, BaseException | None]](math.inf)
-
-        def send(item: tuple[int, BaseException | None]) -> None:
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                frames.send_nowait(item)
-
-        def deliver(item: tuple[int, BaseException | None]) -> None:
-            with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(send, item)
-
-        async def pump() -> None:
-            failure: BaseException
-            try:
-                client = await chain._grpc()
-                result = await client.execute_grpc_request(
-                    request=rq.SubscribeCheckpoints(field_mask=list(masks.CHECKPOINT_NUMBER))
-                )
-                if not result.is_ok():
-                    raise ChainError(f"cannot subscribe: {result.result_string}")
-                async for frame in result.result_data:
-                    deliver((int(frame.cursor or 0), None))
-                failure = ChainUnavailable("the checkpoint stream ended")
-            except asyncio.CancelledError:
-                raise
-            except (OSError, grpclib.exceptions.GRPCError,
-                    grpclib.exceptions.StreamTerminatedError) as exc:  # fmt: skip
-                failure = ChainUnavailable(f"checkpoint stream: {exc}")
-            except ChainError as exc:
-                failure = exc
-            deliver((-1, failure))
-
-        future = chain.bridge.submit(pump())
-        try:
-            async with inbox:
-                async for seq, failure in inbox:
-                    if failure is not None:
-                        raise failure
-                    yield seq
-        finally:
-            future.cancel()
+    def checkpoint_stream(self) -> AsyncGenerator[int]:
+        return self.chain.checkpoint_stream()
 
     async def latest_checkpoint(self) -> int:
         want = self._gen + 1  # an answer from a request that starts from now on

@@ -17,16 +17,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import pysui.sui.sui_grpc.pgrpc_requests as rq
 import trio
 
 import codec
 from chain import errors as chain_errors
 from chain import move_types as mt
-from chain import read_masks as masks
 from chain.bls import g1_compress
-from chain.client import OBJECT_BATCH, WalrusChain
-from codec.bcs import Reader
+from chain.client import WalrusChain
 from codec.params import EncodingParams
 from walrusfs.store.errors import NodeError, ShardNotAssigned
 from walrusfs.store.http1 import Pool, Response, TransportError
@@ -136,7 +133,7 @@ class ActiveCommittees:
         read_client.rs` `get_committees_and_state`. Members are matched by node ID."""
         for _ in range(3):
             info = await chain.system_info()
-            staking, pools = await _staking_and_pools(chain)
+            staking, pools = await chain.staking_state()
             if staking.epoch == info.epoch:
                 break  # else an epoch change landed between the two reads: again
         else:
@@ -186,37 +183,6 @@ EPOCH_CHANGE_SYNC = 0
 
 def _norm(node_id: str) -> str:
     return "0x" + node_id.removeprefix("0x").rjust(64, "0").lower()
-
-
-async def _staking_and_pools(
-    chain: WalrusChain,
-) -> tuple[mt.StakingInnerV1, dict[str, mt.StakingPool]]:
-    """The Staking inner state and the pools of its current and previous committee (batches of
-    OBJECT_BATCH IDs).
-
-    Uses the chain client's internals (`_versioned_inner`, `_call`, `_run`): `chain.client`
-    reads only the current committee; `WalrusChain.committees_and_state()` there would own
-    this (see docs/real-network.md)."""
-
-    async def go() -> tuple[mt.StakingInnerV1, dict[str, mt.StakingPool]]:
-        _, _, reader = await chain._versioned_inner(chain.profile.staking_object)
-        inner = mt.StakingInnerV1.read(reader)
-        ids = sorted({_norm(a.node_id) for a in [*inner.committee, *inner.previous_committee]})
-        pools: dict[str, mt.StakingPool] = {}
-        for start in range(0, len(ids), OBJECT_BATCH):
-            batch = ids[start : start + OBJECT_BATCH]
-            reply = await chain._call(
-                rq.GetMultipleObjects(object_ids=batch, field_mask=list(masks.STAKING_POOL))
-            )
-            for node_id, result in zip(batch, reply.objects, strict=True):
-                obj = result.object
-                if obj is None or obj.contents is None or obj.contents.value is None:
-                    raise chain_errors.ObjectNotFound(f"staking pool {node_id} not found")
-                pools[node_id] = mt.StakingPool.read(Reader(bytes(obj.contents.value)))
-        return inner, pools
-
-    result: tuple[mt.StakingInnerV1, dict[str, mt.StakingPool]] = await chain._run(go())
-    return result
 
 
 @dataclass(frozen=True)
