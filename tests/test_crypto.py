@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import codec
 from chain.wallet import Keypair
-from walrusfs.fs import crypto, uploader
+from walrusfs.fs import crypto, quilts, records
 
 KEYS = crypto.VolumeKeys.from_volume_key(bytes(range(32)))
 OTHER = crypto.VolumeKeys.from_volume_key(bytes(32))
@@ -111,25 +111,25 @@ def test_quilt_planning_never_fails_on_files_no_quilt_can_hold() -> None:
     1.8 MB file fits none alone: planning says so ('infinitely' large, or a blob of its own)
     instead of raising, which stopped the uploader and with it the mount."""
     params = codec.EncodingParams(10)
-    assert uploader.quilt_blob_size([900_000] * 3, params) == uploader.NO_QUILT
-    assert uploader.quilt_blob_size([900_000], params) < uploader.QUILT_MAX_BLOB
-    assert not uploader.quilt_candidate(1_800_000, 4 << 20, params)
-    assert uploader.quilt_candidate(5_000, 4 << 20, params)
-    assert uploader.quilt_candidate(900_000, 4 << 20, codec.EncodingParams(1000))
-    batches = uploader.quilt_batches([("a", 100), ("b", 200), ("c", 300)], params)
+    assert quilts.quilt_blob_size([900_000] * 3, params) == quilts.NO_QUILT
+    assert quilts.quilt_blob_size([900_000], params) < quilts.QUILT_MAX_BLOB
+    assert not quilts.quilt_candidate(1_800_000, 4 << 20, params)
+    assert quilts.quilt_candidate(5_000, 4 << 20, params)
+    assert quilts.quilt_candidate(900_000, 4 << 20, codec.EncodingParams(1000))
+    batches = quilts.quilt_batches([("a", 100), ("b", 200), ("c", 300)], params)
     assert sorted(k for keys, _ in batches for k in keys) == ["a", "b", "c"]
 
 
 @pytest.mark.parametrize(("n_shards", "path_len"), [(1000, 10), (1000, 100), (100, 60)])
 def test_quilt_size_estimate_never_undershoots_the_real_quilt(n_shards: int, path_len: int) -> None:
-    """The planner's quilt size (uploader.quilt_blob_size) must not be smaller than the quilt
+    """The planner's quilt size (quilts.quilt_blob_size) must not be smaller than the quilt
     really built: compaction compares it with the stored quilt, and an estimate below half of
     it re-compacted full quilts forever (at 1000 shards the index of 666 sealed file records
     forced a symbol size 8x the estimate). Files as the uploader quilts them: sealed 4 KiB
     records, each patch tagged with its sealed file record."""
     params = codec.EncodingParams(n_shards)
     keys = crypto.VolumeKeys.from_volume_key(os.urandom(32))
-    batch = uploader.quilt_batches([(i, 4096) for i in range(3000)], params)[0][0]
+    batch = quilts.quilt_batches([(i, 4096) for i in range(3000)], params)[0][0]
     items = []
     for i in batch:
         record = {"path": "d/" + "x" * (path_len - 8) + f"{i:06d}", "inode": 10_000 + i,
@@ -138,9 +138,9 @@ def test_quilt_size_estimate_never_undershoots_the_real_quilt(n_shards: int, pat
                   "length": crypto.sealed_size(4096)}  # fmt: skip
         items.append(codec.quilt.QuiltItem(
             f"{10_000 + i}.0", crypto.seal(keys, os.urandom(4096)),
-            {uploader.FILE_ATTR: crypto.seal_json(keys, record)},
+            {records.FILE_ATTR: crypto.seal_json(keys, record)},
         ))  # fmt: skip
     quilt = codec.quilt.build_quilt(items, n_shards)
-    estimate = uploader.quilt_blob_size([4096] * len(items), params)
+    estimate = quilts.quilt_blob_size([4096] * len(items), params)
     assert estimate >= len(quilt.data)
-    assert len(quilt.data) <= uploader.QUILT_MAX_BLOB
+    assert len(quilt.data) <= quilts.QUILT_MAX_BLOB

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cache.staging import Staging
-from walrusfs.fs import checkpoint, content, mount, schema
+from walrusfs.fs import checkpoint, content, repair, schema
 
 
 def _volume(tmp_path: Path) -> sqlite3.Connection:
@@ -121,10 +121,10 @@ def test_repair_deletes_unlinked_inodes_and_only_their_references(tmp_path: Path
         db.execute("INSERT INTO xattrs VALUES (?, X'61', X'62')", (ino,))
     chunk(doomed[-1], 2, alone)
 
-    # inside the mount's start-up transaction, as `mount.run` and fsck call it: its own
+    # inside the start-up transaction, as the mount (`repair.recover`) and fsck call it: its own
     # all-or-nothing purge nests (a BEGIN there once wedged every crashed volume)
     with schema.transaction(db):
-        mount.repair(db, staging)
+        repair.repair(db, staging)
     assert not db.in_transaction
 
     left = {int(i) for (i,) in db.execute("SELECT id FROM inodes")}

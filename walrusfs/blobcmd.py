@@ -37,8 +37,10 @@ from walrusfs.errors import (
     ServiceError,
     UsageError,
     WalletUserError,
+    volume_user_error,
 )
 from walrusfs.files import read_input, write_output
+from walrusfs.fs.errors import VolumeError
 from walrusfs.store.client import StoreResult, WalrusStore
 from walrusfs.store.errors import BlobNotFound, BlobUnavailable, NodeError, NotEnoughConfirmations
 
@@ -97,6 +99,8 @@ def user_errors() -> Iterator[None]:
         ) from None
     except chain_errors.ChainError as exc:
         raise ServiceError(str(exc)) from None
+    except VolumeError as exc:
+        raise volume_user_error(exc) from None
 
 
 @contextlib.asynccontextmanager

@@ -18,8 +18,9 @@ import codec
 from walrusfs import __version__, blobcmd, completion, costcmd, mountcmd, settings, walletcmd
 from walrusfs.config import Paths
 from walrusfs.devnet.launcher import Devnet
-from walrusfs.errors import ExitCode, InvalidDataError, UserError
+from walrusfs.errors import ExitCode, InvalidDataError, UserError, volume_user_error
 from walrusfs.files import private_umask, read_input, tighten
+from walrusfs.fs.errors import VolumeError
 
 #: Shard count of Walrus mainnet and testnet; the default when no network is consulted.
 DEFAULT_N_SHARDS = 1000
@@ -362,9 +363,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             tighten(top, recursive=False)  # made by an older walrusfs: private from now on
         settings.use_network(args.network)
         return func(args)
-    except UserError as exc:
-        print(f"walrusfs: {exc}", file=sys.stderr)
-        return exc.exit_code
+    except (UserError, VolumeError) as exc:
+        error = volume_user_error(exc) if isinstance(exc, VolumeError) else exc
+        print(f"walrusfs: {error}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print("walrusfs: interrupted", file=sys.stderr)
         return 130

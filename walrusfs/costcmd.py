@@ -21,8 +21,9 @@ from chain.pricing import format_wal, store_cost
 from walrusfs.blobcmd import _run, open_chain
 from walrusfs.errors import InputError, UsageError
 from walrusfs.fs import crypto
-from walrusfs.fs.mount import CHUNK_SIZE, largest_chunk
-from walrusfs.fs.uploader import UploadConfig, quilt_batches, quilt_blob_size, quilt_candidate
+from walrusfs.fs.defaults import DEFAULTS
+from walrusfs.fs.options import CHUNK_SIZE, UploadConfig, largest_chunk
+from walrusfs.fs.quilts import quilt_batches, quilt_blob_size, quilt_candidate
 
 
 @dataclass
@@ -146,7 +147,10 @@ def cmd_cost(args: argparse.Namespace) -> int:
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("cost", help=cmd_cost.__doc__, description=cmd_cost.__doc__)
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or directories")
-    p.add_argument("--epochs", type=int, default=10, help="storage epochs (default 10)")
+    p.add_argument(
+        "--epochs", type=int, default=DEFAULTS.epochs,
+        help=f"storage epochs (default {DEFAULTS.epochs})",
+    )  # fmt: skip
     p.add_argument("--public", action="store_true", help="as a --public volume (no encryption)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_cost)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from walrusfs.fs import errors as fs_errors
+
 
 class ExitCode(IntEnum):
     OK = 0
@@ -31,6 +33,10 @@ class ExitCode(IntEnum):
     CHAIN_REJECTED = 8
     #: The wallet is missing or unreadable.
     WALLET = 9
+    #: fsck: errors were found and repaired; no data was lost.
+    FSCK_REPAIRED = 10
+    #: fsck: data was lost (the files are named).
+    FSCK_DATA_LOST = 11
 
 
 class UserError(Exception):
@@ -74,3 +80,31 @@ class ChainRejectedError(UserError):
 
 class WalletUserError(UserError):
     exit_code = ExitCode.WALLET
+
+
+#: The exit code of each way a volume cannot be used (walrusfs/fs/errors.py): the one place
+#: that gives the filesystem's errors their documented codes (docs/exit-codes.md).
+VOLUME_EXIT_CODES: dict[type[fs_errors.VolumeError], ExitCode] = {
+    fs_errors.BadMountpoint: ExitCode.USAGE,
+    fs_errors.VolumeInUse: ExitCode.USAGE,
+    fs_errors.VolumeClaimed: ExitCode.USAGE,
+    fs_errors.SchemaMismatch: ExitCode.USAGE,
+    fs_errors.WrongEncryption: ExitCode.USAGE,
+    fs_errors.ChunkTooLarge: ExitCode.USAGE,
+    fs_errors.MemoryTooSmall: ExitCode.USAGE,
+    fs_errors.BadKeyFile: ExitCode.USAGE,
+    fs_errors.KeyMismatch: ExitCode.WALLET,
+    fs_errors.NothingToRebuild: ExitCode.NOT_FOUND,
+    fs_errors.ServiceFailed: ExitCode.SERVICE,
+    fs_errors.UploadFailed: ExitCode.SERVICE,
+}
+
+
+def volume_user_error(exc: fs_errors.VolumeError) -> UserError:
+    """The user error a volume error is, with its documented exit code (a class missing from
+    VOLUME_EXIT_CODES is a bug: INTERNAL)."""
+    code = next(
+        (VOLUME_EXIT_CODES[cls] for cls in type(exc).__mro__ if cls in VOLUME_EXIT_CODES),
+        ExitCode.INTERNAL,
+    )
+    return UserError(str(exc), code)

@@ -53,6 +53,7 @@ from chain.wallet import Keypair, Wallet
 from walrusfs.config import Paths
 from walrusfs.devnet.launcher import Devnet
 from walrusfs.errors import UsageError
+from walrusfs.fs.defaults import DEFAULTS
 
 NETWORK_ENV = "WALRUSFS_NETWORK"
 WALLET_ENV = "WALRUSFS_WALLET"
@@ -144,16 +145,16 @@ class MountDefaults:
     """The `[mount]` table: what `walrusfs mount` uses for an option not on its command line."""
 
     mountpoint: str | None = None
-    volume: str = "default"
-    epochs: int = 10
-    upload_delay: float = 3.0
-    cache_size: int = 2 * GiB
-    staging_limit: int = 16 * GiB
-    memory: int = 2 * GiB
-    checkpoint_interval: float = 3600.0
-    read_timeout: float = 20.0
-    compact_below: float = 0.5
-    allow_other: bool = False
+    volume: str = DEFAULTS.volume
+    epochs: int = DEFAULTS.epochs
+    upload_delay: float = DEFAULTS.upload_delay
+    cache_size: int = DEFAULTS.cache_size
+    staging_limit: int = DEFAULTS.staging_limit
+    memory: int = DEFAULTS.memory
+    checkpoint_interval: float = DEFAULTS.checkpoint_interval
+    read_timeout: float = DEFAULTS.read_timeout
+    compact_below: float = DEFAULTS.compact_below
+    allow_other: bool = DEFAULTS.allow_other
 
 
 @dataclass(frozen=True)

@@ -32,15 +32,15 @@ last uploaded version (the log names each such chunk).
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
 import time
 import zlib
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import trio
 
@@ -48,7 +48,8 @@ import codec
 from chain import errors as chain_errors
 from chain import move_types as mt
 from chain.client import WalrusChain
-from walrusfs.fs import crypto, schema
+from walrusfs.fs import blobs, crypto, schema
+from walrusfs.fs import worker_protocol as wp
 from walrusfs.store.client import WalrusStore
 from walrusfs.store.errors import StoreError
 
@@ -56,7 +57,7 @@ log = logging.getLogger(__name__)
 
 MAGIC = b"WFC1"
 RETAIN = 3  # checkpoints kept on Walrus per volume
-KIND = "checkpoint"
+KIND = blobs.CHECKPOINT
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,12 @@ class CheckpointRef:
     machine: str | None = None  # walrusfs:machine of the machine that wrote it
     host: str | None = None
     writer: str | None = None  # walrusfs:writer, the lease (writer.py)
+
+    def certified(self) -> blobs.Certified:
+        """The checkpoint's blob, as the volume records it."""
+        return blobs.Certified(
+            self.blob_id, self.object_id, KIND, self.size, self.encoded_size, self.end_epoch
+        )
 
 
 class Stamp(Protocol):
@@ -126,17 +133,14 @@ def decode_checkpoint(blob: bytes, keys: crypto.VolumeKeys | None) -> bytes:
         raise CheckpointUnusable(str(exc)) from None
 
 
-Call = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
-
-
 class Checkpointer:
-    """Uploads checkpoints through the upload worker (`call`) and keeps the newest RETAIN."""
+    """Uploads checkpoints through the upload worker and keeps the newest RETAIN."""
 
     def __init__(
         self,
         db: sqlite3.Connection,
         db_path: Path,
-        call: Call,
+        worker: wp.Worker,
         *,
         name: str,
         epochs: int,
@@ -145,7 +149,7 @@ class Checkpointer:
     ) -> None:
         self.db = db
         self.db_path = db_path
-        self.call = call
+        self.worker = worker
         self.name = name
         self.epochs = epochs
         self.interval = interval
@@ -189,11 +193,8 @@ class Checkpointer:
     def expired(self, epoch: int) -> bool:
         """Whether the newest checkpoint this volume has made is no longer stored at `epoch`
         (renewals failed or were off): the volume could not be restored from it."""
-        row = self.db.execute(
-            "SELECT end_epoch FROM blobs WHERE kind = ? AND refcount > 0 ORDER BY id DESC LIMIT 1",
-            (KIND,),
-        ).fetchone()
-        return row is not None and int(row[0]) <= epoch
+        end = blobs.newest_checkpoint_end(self.db)
+        return end is not None and end <= epoch
 
     async def checkpoint(self, *, final: bool = False, force: bool = False) -> bool:
         """Upload a checkpoint if the database changed since the last one (or `force`);
@@ -230,41 +231,30 @@ class Checkpointer:
                 attributes["walrusfs:key-check"] = self.keys.check_value()
             if self.stamp is not None:
                 attributes |= self.stamp.attributes(final=final)
-            answer = await self.call(
-                {"op": "blob", "path": str(out), "epochs": self.epochs, "attributes": attributes}
+            stored = await self.worker.store_blob(
+                wp.Source(str(out)), wp.Upload(self.epochs, attributes)
             )
         finally:
             out.unlink(missing_ok=True)
-        r = answer["result"]
+        r = stored.result
+        if r is None:  # a snapshot is never empty: the worker lost the file
+            raise OSError(errno.EIO, f"checkpoint {seq}: the upload worker stored nothing")
         before = self._changes()
         with schema.transaction(self.db):
-            self.db.execute(
-                "INSERT OR IGNORE INTO blobs (blob_id, object_id, kind, size, encoded_size, "
-                "end_epoch, refcount, deleted_at) VALUES (?, ?, ?, ?, ?, ?, 1, NULL)",
-                (r["blob_id"], r["object_id"], KIND, r["size"], r["encoded_size"], r["end_epoch"]),
-            )
+            blobs.add_checkpoint(self.db, blobs.Certified.of_result(r, KIND))
             schema.set_param(self.db, "checkpoint_seq", str(seq))
             schema.set_param(self.db, "checkpoint_time", f"{taken:.3f}")
-            retire(self.db)
+            blobs.retire_checkpoints(self.db, RETAIN)
         # its own bookkeeping is no reason for another checkpoint; changes made while it
         # uploaded are
         self._changes_at_last = self._changes() if before == changes else changes
         self.last_error = None
         if self.stamp is not None:
-            self.stamp.wrote(r["object_id"], final=final)
+            self.stamp.wrote(r.object_id, final=final)
         log.info(
             "checkpoint %d of volume %s certified: %s (%d bytes of metadata)",
-            seq, self.name, r["blob_id"], nbytes,
+            seq, self.name, r.blob_id, nbytes,
         )  # fmt: skip
-
-
-def retire(db: sqlite3.Connection) -> None:
-    """Mark checkpoints beyond the newest RETAIN unused (the uploader deletes them)."""
-    db.execute(
-        "UPDATE blobs SET refcount = 0, deleted_at = ? WHERE kind = ? AND refcount > 0 AND id "
-        "NOT IN (SELECT id FROM blobs WHERE kind = ? ORDER BY id DESC LIMIT ?)",
-        (time.time(), KIND, KIND, RETAIN),
-    )
 
 
 # -- finding and restoring ------------------------------------------------------------------
@@ -289,10 +279,10 @@ def ref_of(obj: mt.Blob, attrs: dict[str, str]) -> CheckpointRef | None:
 
 async def list_checkpoints(chain: WalrusChain, name: str | None = None) -> list[CheckpointRef]:
     """The wallet's certified checkpoints (of volume `name`), newest first."""
-    blobs = [b for b in await chain.blobs(valid_only=True) if b.certified_epoch is not None]
-    attributes = await chain.attributes_of([b.id for b in blobs])
+    owned = [b for b in await chain.blobs(valid_only=True) if b.certified_epoch is not None]
+    attributes = await chain.attributes_of([b.id for b in owned])
     found = []
-    for blob in blobs:
+    for blob in owned:
         attrs = attributes[blob.id]
         if attrs.get("walrusfs:kind") != KIND:
             continue
@@ -320,11 +310,7 @@ def _install(data: bytes, ref: CheckpointRef, db_path: Path) -> None:
             raise CheckpointUnusable(f"checkpoint {ref.seq} holds a damaged database")
         if volume_id != ref.volume_id:
             raise CheckpointUnusable(f"checkpoint {ref.seq} holds another volume's database")
-        check.execute(
-            "INSERT OR IGNORE INTO blobs (blob_id, object_id, kind, size, encoded_size, "
-            "end_epoch, refcount, deleted_at) VALUES (?, ?, ?, ?, ?, ?, 1, NULL)",
-            (ref.blob_id, ref.object_id, KIND, ref.size, ref.encoded_size, ref.end_epoch),
-        )
+        blobs.add_checkpoint(check, ref.certified())
         schema.set_param(check, "checkpoint_seq", str(ref.seq))
         schema.set_param(check, "checkpoint_time", f"{ref.time:.3f}")
         schema.set_param(check, "clean_unmount", "0")  # run the repair: staging is gone

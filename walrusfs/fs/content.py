@@ -16,6 +16,7 @@ failures do (a bare sqlite3 error became EIO in the handlers).
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import logging
 import sqlite3
@@ -23,6 +24,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import trio
 from cachetools import LRUCache
@@ -30,8 +32,7 @@ from cachetools import LRUCache
 import codec
 from cache.staging import Key, Staging, disk_full_is_enospc
 from chain import errors as chain_errors
-from walrusfs.fs import crypto
-from walrusfs.store.client import WalrusStore
+from walrusfs.fs import blobs, crypto
 from walrusfs.store.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -43,15 +44,6 @@ CRYPTO_PER_SEGMENT = SEGMENT // crypto.SEGMENT  # encrypted segments in one fetc
 #: inodes per statement in `purge_inodes` (SQLite caps one statement's parameters, at 32,766
 #: in most builds, and the mount purges every inode the kernel knew at unmount)
 PURGE_BATCH = 500
-
-
-def decref(db: sqlite3.Connection, blob: int, count: int = 1) -> None:
-    """Drop `count` references to a blob row; once unused it is due for deletion, counted
-    from now (uploader._delete_unused)."""
-    db.execute("UPDATE blobs SET refcount = refcount - ? WHERE id = ?", (count, blob))
-    db.execute(
-        "UPDATE blobs SET deleted_at = ? WHERE id = ? AND refcount <= 0", (time.time(), blob)
-    )
 
 
 def purge_inodes(db: sqlite3.Connection, staging: Staging, inodes: list[int]) -> list[Key]:
@@ -83,7 +75,7 @@ def purge_inodes(db: sqlite3.Connection, staging: Staging, inodes: list[int]) ->
             if blob is not None:
                 uses[blob] += 1
         for blob, count in uses.items():
-            decref(db, blob, count)
+            blobs.decref(db, blob, count)
         staging.remove_all(keys)
         for table, column in (("chunks", "inode"), ("symlinks", "inode"), ("xattrs", "inode"),
                               ("inodes", "id")):  # fmt: skip
@@ -97,7 +89,7 @@ class ReadFailed(OSError):
     file in the log)."""
 
     def __init__(self, inode: int, chunkno: int, why: str) -> None:
-        super().__init__(5, f"chunk {chunkno} cannot be read: {why}")
+        super().__init__(errno.EIO, f"chunk {chunkno} cannot be read: {why}")
         self.inode = inode
 
 
@@ -109,12 +101,30 @@ class Chunk:
     length: int
 
 
+class BlobReader(Protocol):
+    """What Content needs of the store (walrusfs.store.client.WalrusStore): verified bytes of
+    a blob and of a quilt patch. Raises StoreError or ChainError when they cannot be read."""
+
+    async def read(
+        self,
+        blob_id: codec.BlobId,
+        offset: int = 0,
+        length: int | None = None,
+        *,
+        use_cache: bool = True,
+    ) -> bytes: ...
+
+    async def read_patch(
+        self, patch_id: codec.QuiltPatchId, *, use_cache: bool = True
+    ) -> codec.PatchContent: ...
+
+
 class Content:
     def __init__(
         self,
         db: sqlite3.Connection,
         staging: Staging,
-        store: WalrusStore,
+        store: BlobReader,
         chunk_size: int,
         segment_cache_bytes: int = 256 << 20,
         *,
@@ -167,7 +177,7 @@ class Content:
 
     def decref(self, blob: int | None, count: int = 1) -> None:
         if blob is not None:
-            decref(self.db, blob, count)
+            blobs.decref(self.db, blob, count)
 
     def _split(self, offset: int, length: int) -> Iterator[tuple[int, int, int]]:
         """(chunkno, offset in chunk, length) pieces of a file range."""
@@ -206,15 +216,15 @@ class Content:
             whole = await self._segment(c.patch, -1)
             return whole[offset : offset + length]
         assert c.blob is not None
-        row = self.db.execute("SELECT blob_id, size FROM blobs WHERE id = ?", (c.blob,)).fetchone()
-        if row is None:
-            raise OSError(5, f"chunk refers to blob row {c.blob}, which does not exist")
-        blob_id: str = row[0]
+        found = blobs.location(self.db, c.blob)
+        if found is None:
+            raise OSError(errno.EIO, f"chunk refers to blob row {c.blob}, which does not exist")
+        blob_id, blob_size = found
         parts = []
         pos, end = offset, offset + length
         while pos < end:
             seg = pos // SEGMENT
-            data = await self._segment(blob_id, seg, int(row[1]))
+            data = await self._segment(blob_id, seg, blob_size)
             lo = pos - seg * SEGMENT
             piece = data[lo : lo + (end - pos)]
             if not piece:

@@ -11,7 +11,7 @@ and says what it did; the exit code says what the user must know (docs/exit-code
 
 Checks, in order (docs/durability.md has the crash windows they repair):
  1. SQLite integrity.
- 2. staging <-> chunks (mount._repair): staging files no chunk refers to are removed; a staged
+ 2. staging <-> chunks (repair.repair): staging files no chunk refers to are removed; a staged
     chunk without its file reverts to its last upload (named: lost data if it had none).
  3. dentries naming missing inodes are removed; inodes no dentry names are moved to
     /lost+found/<inode>; link counts are recounted.
@@ -36,18 +36,16 @@ from pathlib import Path
 
 import trio
 
-import codec
 from cache.staging import Staging
 from chain import errors as chain_errors
 from chain.client import WalrusChain
-from walrusfs.errors import ServiceError
-from walrusfs.fs import schema
-from walrusfs.fs.checkpoint import Checkpointer
-from walrusfs.fs.content import Content
-from walrusfs.fs.mount import known_blobs, load_keys, repair
+from walrusfs.fs import blobs, schema
+from walrusfs.fs.assemble import assemble
+from walrusfs.fs.errors import UploadFailed
+from walrusfs.fs.keys import load_keys
+from walrusfs.fs.options import UploadConfig
+from walrusfs.fs.repair import repair
 from walrusfs.fs.schema import ROOT_INODE, path_of, transaction
-from walrusfs.fs.upload_worker import UploadWorker
-from walrusfs.fs.uploader import UploadConfig, Uploader
 from walrusfs.fs.writer import WriterLease, this_machine
 from walrusfs.store.client import WalrusStore
 from walrusfs.store.errors import StoreError
@@ -64,10 +62,6 @@ class Report:
     notes: list[str] = field(default_factory=list)
     damaged: bool = False  # the database itself: nothing else was checked
     claimed: str | None = None  # another machine holds the volume (writer.py): why
-
-    @property
-    def exit_code(self) -> int:
-        return 11 if self.lost else 10 if self.repaired else 0
 
     def fix(self, message: str) -> None:
         log.warning("fsck: repaired: %s", message)
@@ -158,27 +152,15 @@ def _lost_found(db: sqlite3.Connection) -> int:
 
 
 def _check_chunks(db: sqlite3.Connection, report: Report) -> None:
-    for inode, chunkno in db.execute(
-        "SELECT inode, chunkno FROM chunks WHERE blob IS NOT NULL AND staged = 0 "
-        "AND blob NOT IN (SELECT id FROM blobs)"
-    ).fetchall():
+    for inode, chunkno in blobs.chunks_of_missing_blobs(db):
         db.execute("DELETE FROM chunks WHERE inode = ? AND chunkno = ?", (inode, chunkno))
         report.loss(f"{path_of(db, inode) or inode}: chunk {chunkno} refers to a missing blob")
 
 
 def _recount_blobs(db: sqlite3.Connection, report: Report) -> None:
     """Reference counts from the chunks (checkpoints are kept by retention, not by chunks)."""
-    wrong = db.execute(
-        "SELECT b.id, b.refcount, count(c.blob) FROM blobs b LEFT JOIN chunks c ON c.blob = b.id "
-        "WHERE b.kind != 'checkpoint' GROUP BY b.id HAVING count(c.blob) != b.refcount"
-    ).fetchall()
-    for row_id, refcount, want in wrong:
-        db.execute(
-            "UPDATE blobs SET refcount = ?, deleted_at = CASE WHEN ? = 0 THEN "
-            "coalesce(deleted_at, ?) ELSE NULL END WHERE id = ?",
-            (want, want, time.time(), row_id),
-        )
-        report.fix(f"blob row {row_id}: reference count {refcount} -> {want}")
+    for r in blobs.recount(db):
+        report.fix(f"blob row {r.id}: reference count {r.was} -> {r.now}")
 
 
 def _not_ours(attrs: dict[str, str], local_seq: int, machine: str | None) -> bool:
@@ -205,19 +187,18 @@ async def check_chain(
     epoch = (await chain.system_info()).epoch
     owned = {b.id: b for b in await chain.blobs(valid_only=False)}
     known = set()
-    for row_id, object_id, refcount in db.execute(
-        "SELECT id, object_id, refcount FROM blobs"
-    ).fetchall():
+    for row in blobs.all_rows(db):
+        object_id = row.object_id
         known.add(object_id)
         blob = owned.get(object_id)
-        if refcount <= 0:
+        if row.refcount <= 0:
             if blob is None:  # deleted on chain already: only the row was left
-                db.execute("DELETE FROM blobs WHERE id = ?", (row_id,))
+                blobs.delete_unused(db, row.id)
             continue
         if blob is not None and blob.storage.end_epoch > epoch:
             continue  # in use and alive
         state = "no longer exists" if blob is None else f"expired at epoch {blob.storage.end_epoch}"
-        files = schema.files_of_blob(db, row_id)
+        files = schema.files_of_blob(db, row.id)
         if files:
             report.loss(f"blob {object_id} {state}; it held: {', '.join(files)}")
         else:
@@ -235,13 +216,7 @@ async def check_chain(
                 f"({attrs.get('walrusfs:host', '?')}): left alone"
             )
             continue
-        db.execute(
-            "INSERT INTO blobs (blob_id, object_id, kind, size, encoded_size, end_epoch, "
-            "refcount, deleted_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
-            (str(codec.BlobId.from_u256(blob.blob_id)), blob.id,
-             attrs.get("walrusfs:kind", "blob"), blob.size, blob.storage.storage_size,
-             blob.storage.end_epoch, time.time()),
-        )  # fmt: skip
+        blobs.add_unused(db, blobs.Certified.of_object(blob, attrs.get("walrusfs:kind", "blob")))
         report.fix(
             f"blob {blob.id} of this volume was not recorded: marked unused (deleted at mount)"
         )
@@ -288,10 +263,6 @@ async def run_checks(
 Progress = Callable[[int, int], None]
 
 
-class UploadFailed(ServiceError):
-    """fsck's upload of staged data did not finish (nothing is lost: it stays staged)."""
-
-
 async def upload_staged(
     db: sqlite3.Connection,
     staging: Staging,
@@ -311,21 +282,13 @@ async def upload_staged(
     try:
         params = (await store.committee()).params
         keys, key = load_keys(volume_dir, db, chain, new=False, public=False, passphrase=passphrase)
-        chunk_size = int(schema.get_param(db, "chunk_size") or 0)
-        content = Content(db, staging, store, chunk_size, keys=keys)
-        worker = UploadWorker(worker_argv, key=key)
-        uploader = Uploader(
-            db, content, worker, config=UploadConfig(delay=0.0, epochs=epochs),
-            volume_id=schema.get_param(db, "volume_id") or "", params=params, keys=keys,
-            volume_name=volume_dir.name,
-            machine=None if lease is None else lease.machine.id,
-            orphans=() if lease is None else lease.unfinished,
+        parts = assemble(
+            db, staging, store, chain, volume_dir=volume_dir, params=params,
+            chunk_size=int(schema.get_param(db, "chunk_size") or 0), keys=keys, volume_key=key,
+            worker_argv=worker_argv, upload=UploadConfig(delay=0.0, epochs=epochs), lease=lease,
+            checkpoint_interval=3600.0,
         )  # fmt: skip
-        checkpointer = Checkpointer(
-            db, volume_dir / "meta.db", worker.call, name=volume_dir.name, epochs=epochs,
-            interval=3600.0, keys=keys,
-        )  # fmt: skip
-        checkpointer.stamp = lease
+        worker, uploader, checkpointer = parts.worker, parts.uploader, parts.checkpointer
         async with trio.open_nursery() as nursery:
             await nursery.start(worker.run)
             await nursery.start(uploader.run)
@@ -389,7 +352,8 @@ async def fsck(
                     schema.get_param(probe, "volume_id") or "",
                 )  # fmt: skip
                 verdict = await lease.verdict(
-                    int(schema.get_param(probe, "checkpoint_seq") or 0), known_blobs(probe)
+                    int(schema.get_param(probe, "checkpoint_seq") or 0),
+                    blobs.known_data_blobs(probe),
                 )
                 claimed = verdict.refusal
         finally:

@@ -15,27 +15,25 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import trio
 
 from chain import errors as chain_errors
 from chain.client import WalrusChain
-from walrusfs.fs import schema
+from walrusfs.fs import blobs, schema
+from walrusfs.fs import worker_protocol as wp
+from walrusfs.fs.defaults import DEFAULTS
 from walrusfs.store.errors import StoreError
 
 log = logging.getLogger(__name__)
 
-Call = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
-
 
 @dataclass(frozen=True)
 class RenewPolicy:
-    enabled: bool = True
-    horizon: int = 2  # extend blobs ending within this many epochs
-    epochs: int = 10  # by this many epochs
+    enabled: bool = DEFAULTS.renew
+    horizon: int = DEFAULTS.renew_horizon  # extend blobs ending within this many epochs
+    epochs: int = DEFAULTS.epochs  # by this many epochs
 
     @property
     def warn_horizon(self) -> int:
@@ -70,14 +68,14 @@ class Renewer:
     def __init__(
         self,
         db: sqlite3.Connection,
-        call: Call,
+        worker: wp.Worker,
         chain: WalrusChain,
         policy: RenewPolicy,
         *,
         interval: float = 600.0,
     ) -> None:
         self.db = db
-        self.call = call
+        self.worker = worker
         self.chain = chain
         self.policy = policy
         self.interval = interval
@@ -108,10 +106,8 @@ class Renewer:
         """The end epoch of a blob that has expired by the last known epoch, else None."""
         if self.epoch is None:
             return None
-        row = self.db.execute("SELECT end_epoch FROM blobs WHERE id = ?", (blob_row,)).fetchone()
-        if row is not None and int(row[0]) <= self.epoch:
-            return int(row[0])
-        return None
+        end = blobs.end_epoch(self.db, blob_row)
+        return end if end is not None and end <= self.epoch else None
 
     async def check(self) -> None:
         async with self._lock:
@@ -122,31 +118,21 @@ class Renewer:
             self._report(epoch)
 
     async def _renew(self, epoch: int) -> None:
-        due = self.db.execute(
-            "SELECT id, object_id, end_epoch FROM blobs WHERE refcount > 0 AND end_epoch > ? "
-            "AND end_epoch - ? <= ? ORDER BY end_epoch",
-            (epoch, epoch, self.policy.horizon),
-        ).fetchall()
-        for row_id, object_id, end_epoch in due:
+        for row in blobs.due_for_renewal(self.db, epoch, self.policy.horizon):
+            object_id, end_epoch = row.object_id, row.end_epoch
             try:
-                answer = await self.call(
-                    {"op": "extend", "object_id": object_id, "epochs": self.policy.epochs}
-                )
+                answer = await self.worker.extend(object_id, self.policy.epochs)
             except (StoreError, chain_errors.ChainError, OSError) as exc:
                 self.last_error = str(exc)
                 log.error(
                     "cannot extend blob %s (ends at epoch %d, now %d; holds %s): %s",
-                    object_id, end_epoch, epoch, self.describe(row_id), exc,
+                    object_id, end_epoch, epoch, self.describe(row.id), exc,
                 )  # fmt: skip
                 return
-            self.db.execute(
-                "UPDATE blobs SET end_epoch = ? WHERE id = ?", (answer["end_epoch"], row_id)
-            )
+            blobs.set_end_epoch(self.db, row.id, answer.end_epoch)
             self.extended += 1
-            self.wal_spent += int(answer["paid"])
-            log.info(
-                "extended blob %s from epoch %d to %d", object_id, end_epoch, answer["end_epoch"]
-            )
+            self.wal_spent += answer.paid
+            log.info("extended blob %s from epoch %d to %d", object_id, end_epoch, answer.end_epoch)
         self.last_error = None
 
     def _report(self, epoch: int) -> None:
@@ -154,11 +140,7 @@ class Renewer:
         renews them (renewals off or failing), and any already expired."""
         renewing = self.policy.enabled and self.last_error is None
         horizon = 0 if renewing else self.policy.warn_horizon
-        count, earliest = self.db.execute(
-            "SELECT count(*), min(end_epoch) FROM blobs WHERE refcount > 0 AND end_epoch - ? <= ?",
-            (epoch, horizon),
-        ).fetchone()
-        self.expiring = (int(count), None if earliest is None else int(earliest))
+        self.expiring = count, earliest = blobs.expiring(self.db, epoch, horizon)
         if not count:
             return
         why = (

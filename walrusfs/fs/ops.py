@@ -12,6 +12,7 @@ Every handler runs on the mount's trio loop. Rules (docs/mount.md):
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 import json
@@ -22,7 +23,7 @@ import stat
 import time
 from collections import defaultdict
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 import pyfuse3
@@ -31,6 +32,7 @@ from pyfuse3 import EntryAttributes, FileInfo, FUSEError, RequestContext, Setatt
 
 from cache.staging import is_disk_full
 from chain import errors as chain_errors
+from walrusfs.fs import blobs
 from walrusfs.fs.content import Content, ReadFailed
 from walrusfs.fs.schema import ROOT_INODE, path_of, transaction
 from walrusfs.store.errors import StoreError
@@ -58,11 +60,26 @@ PURGE_DELAY = 0.02  # seconds an unlinked, forgotten inode waits to be deleted w
 #: Linux's clock id (include/uapi/linux/time.h); Python's time module names it from 3.13 on
 CLOCK_REALTIME_COARSE = 5
 
-#: The `inodes` columns `_attrs` turns into attributes, in its order, as `i.`-qualified for joins.
-_ATTR_NAMES = ("id", "mode", "uid", "gid", "size", "nlink", "rdev", "atime_ns", "mtime_ns",
-               "ctime_ns", "btime_ns")  # fmt: skip
-ATTR_COLUMNS = ", ".join(f"i.{c}" for c in _ATTR_NAMES)
-_ATTR_INDEX = {name: i for i, name in enumerate(_ATTR_NAMES)}
+
+@dataclass(frozen=True, slots=True)
+class InodeRow:
+    """The `inodes` columns `_attrs` turns into attributes (schema.py documents them)."""
+
+    id: int
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    nlink: int
+    rdev: int
+    atime_ns: int
+    mtime_ns: int
+    ctime_ns: int
+    btime_ns: int
+
+
+#: InodeRow's columns, in its order, `i.`-qualified for joins.
+ATTR_COLUMNS = ", ".join(f"i.{f.name}" for f in dataclasses.fields(InodeRow))
 
 #: Read-only attributes computed from the database (see `_walrus_xattr`).
 WALRUS_XATTR_PREFIX = b"user.walrus."
@@ -152,18 +169,20 @@ class Operations(pyfuse3.Operations):
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _row(self, inode: int) -> tuple[Any, ...]:
+    def _row(self, inode: int) -> InodeRow:
         row = self.db.execute(
             f"SELECT {ATTR_COLUMNS} FROM inodes i WHERE i.id = ?", (inode,)
         ).fetchone()
         if row is None:
             raise FUSEError(errno.ENOENT)
-        return tuple(row)
+        return InodeRow(*row)
 
-    def _attrs(self, row: tuple[Any, ...]) -> EntryAttributes:
+    def _attrs(self, row: InodeRow) -> EntryAttributes:
         a = EntryAttributes()
-        (a.st_ino, a.st_mode, a.st_uid, a.st_gid, a.st_size, a.st_nlink, a.st_rdev,
-         a.st_atime_ns, a.st_mtime_ns, a.st_ctime_ns, a.st_birthtime_ns) = row  # fmt: skip
+        a.st_ino, a.st_mode, a.st_uid, a.st_gid = row.id, row.mode, row.uid, row.gid
+        a.st_size, a.st_nlink, a.st_rdev = row.size, row.nlink, row.rdev
+        a.st_atime_ns, a.st_mtime_ns = row.atime_ns, row.mtime_ns
+        a.st_ctime_ns, a.st_birthtime_ns = row.ctime_ns, row.btime_ns
         a.generation = 0
         a.entry_timeout = TIMEOUT
         a.attr_timeout = TIMEOUT
@@ -301,15 +320,15 @@ class Operations(pyfuse3.Operations):
         self._refuse_if_read_only()
         self._check_name(name)
         prow = self._row(parent)
-        if not stat.S_ISDIR(prow[1]):
+        if not stat.S_ISDIR(prow.mode):
             raise FUSEError(errno.ENOTDIR)
-        if prow[5] == 0:  # the directory was removed while open
+        if prow.nlink == 0:  # the directory was removed while open
             raise FUSEError(errno.ENOENT)
         if self._child(parent, name) is not None:
             raise FUSEError(errno.EEXIST)
         gid = ctx.gid
-        if prow[1] & stat.S_ISGID:  # BSD group semantics of setgid directories
-            gid = prow[3]
+        if prow.mode & stat.S_ISGID:  # BSD group semantics of setgid directories
+            gid = prow.gid
             if stat.S_ISDIR(mode):
                 mode |= stat.S_ISGID
         now = now_ns()
@@ -359,8 +378,9 @@ class Operations(pyfuse3.Operations):
             miss.st_ino = 0
             miss.entry_timeout = TIMEOUT
             return miss
-        self.lookups[row[0]] += 1
-        return self._attrs(tuple(row))
+        found = InodeRow(*row)
+        self.lookups[found.id] += 1
+        return self._attrs(found)
 
     def _parent_of(self, inode: int) -> int:
         if inode == ROOT_INODE:
@@ -405,17 +425,17 @@ class Operations(pyfuse3.Operations):
         now = now_ns()
         sets: dict[str, int] = {}
         if fields.update_size:
-            if not stat.S_ISREG(row[1]):
-                raise FUSEError(errno.EISDIR if stat.S_ISDIR(row[1]) else errno.EINVAL)
+            if not stat.S_ISREG(row.mode):
+                raise FUSEError(errno.EISDIR if stat.S_ISDIR(row.mode) else errno.EINVAL)
             if attr.st_size > MAX_FILE_SIZE:
                 raise FUSEError(errno.EFBIG)
             with transaction(self.db):
-                self.content.truncate(inode, row[4], attr.st_size)
+                self.content.truncate(inode, row.size, attr.st_size)
                 self.db.execute("UPDATE inodes SET size = ? WHERE id = ?", (attr.st_size, inode))
             if not fields.update_mtime:
                 sets["mtime_ns"] = now
         if fields.update_mode:
-            sets["mode"] = (row[1] & ~0o7777) | (attr.st_mode & 0o7777)
+            sets["mode"] = (row.mode & ~0o7777) | (attr.st_mode & 0o7777)
         if fields.update_uid:
             sets["uid"] = attr.st_uid
         if fields.update_gid:
@@ -429,12 +449,9 @@ class Operations(pyfuse3.Operations):
         sets["ctime_ns"] = clamp_ns(attr.st_ctime_ns) if fields.update_ctime else now
         cols = ", ".join(f"{k} = ?" for k in sets)
         self.db.execute(f"UPDATE inodes SET {cols} WHERE id = ?", (*sets.values(), inode))
-        new = list(row)  # the row as updated, without reading it again
         if fields.update_size:
-            new[_ATTR_INDEX["size"]] = attr.st_size
-        for name, value in sets.items():
-            new[_ATTR_INDEX[name]] = value
-        return self._attrs(tuple(new))
+            row = replace(row, size=attr.st_size)
+        return self._attrs(replace(row, **sets))  # the row as updated, without reading it again
 
     @_errors
     async def readlink(self, inode: int, ctx: RequestContext) -> bytes:
@@ -488,16 +505,16 @@ class Operations(pyfuse3.Operations):
         self._refuse_if_read_only()
         self._check_name(new_name)
         row = self._row(inode)
-        if stat.S_ISDIR(row[1]):
+        if stat.S_ISDIR(row.mode):
             raise FUSEError(errno.EPERM)
         prow = self._row(new_parent_inode)
-        if not stat.S_ISDIR(prow[1]):
+        if not stat.S_ISDIR(prow.mode):
             raise FUSEError(errno.ENOTDIR)
-        if prow[5] == 0:
+        if prow.nlink == 0:
             raise FUSEError(errno.ENOENT)
         if self._child(new_parent_inode, new_name) is not None:
             raise FUSEError(errno.EEXIST)
-        if row[5] == 0:  # linkat() of an O_TMPFILE-less unlinked file
+        if row.nlink == 0:  # linkat() of an O_TMPFILE-less unlinked file
             raise FUSEError(errno.ENOENT)
         now = now_ns()
         with transaction(self.db):
@@ -524,8 +541,8 @@ class Operations(pyfuse3.Operations):
         ).fetchone()
         if row is None:
             raise FUSEError(errno.ENOENT)
-        inode = int(row[0])
-        if stat.S_ISDIR(row[1]):
+        inode, mode = int(row[0]), int(row[1])
+        if stat.S_ISDIR(mode):
             raise FUSEError(errno.EISDIR)
         now = now_ns()
         with transaction(self.db):
@@ -680,7 +697,7 @@ class Operations(pyfuse3.Operations):
         if flags & os.O_TRUNC and stat.S_ISREG(mode):
             row = self._row(inode)
             with transaction(self.db):
-                self.content.truncate(inode, row[4], 0)
+                self.content.truncate(inode, row.size, 0)
                 now = now_ns()
                 self.db.execute(
                     "UPDATE inodes SET size = 0, mtime_ns = ?, ctime_ns = ? WHERE id = ?",
@@ -770,11 +787,11 @@ class Operations(pyfuse3.Operations):
             "JOIN inodes i ON i.id = d.inode WHERE d.parent = ? AND d.id > ? ORDER BY d.id",
             (inode, start_id - 3),
         ).fetchall()
-        for row in rows:
-            attrs = self._attrs(tuple(row[2:]))
-            if not pyfuse3.readdir_reply(token, bytes(row[1]), attrs, row[0] + 3):
+        for dentry, name, *columns in rows:
+            child = InodeRow(*columns)
+            if not pyfuse3.readdir_reply(token, bytes(name), self._attrs(child), dentry + 3):
                 break
-            self.lookups[row[2]] += 1
+            self.lookups[child.id] += 1
 
     @_errors
     async def releasedir(self, fh: int) -> None:
@@ -844,24 +861,20 @@ class Operations(pyfuse3.Operations):
         """
         if not stat.S_ISREG(self._mode(inode)):
             return None
-        rows = self.db.execute(
-            "SELECT c.staged, c.patch, b.blob_id, b.object_id, b.end_epoch FROM chunks c "
-            "LEFT JOIN blobs b ON b.id = c.blob WHERE c.inode = ? ORDER BY c.chunkno",
-            (inode,),
-        ).fetchall()
+        rows = blobs.placements(self.db, inode)
         if key == "state":
-            if any(r[0] for r in rows):
+            if any(r.staged for r in rows):
                 return "uploading" if self.control.uploading(inode) else "staged"
             return "certified"
-        stored = [r for r in rows if not r[0]]
+        stored = [r for r in rows if not r.staged]
         if not stored or len(stored) < len(rows):
             return None
         if key == "blob_id":
-            return " ".join(r[1] or r[2] for r in stored)
+            return " ".join(str(r.patch or r.blob_id) for r in stored)
         if key == "object_id":
-            return " ".join(r[3] for r in stored)
+            return " ".join(str(r.object_id) for r in stored)
         if key == "end_epoch":
-            return str(min(r[4] for r in stored))
+            return str(min(r.end_epoch or 0 for r in stored))
         return None
 
     @_errors

@@ -35,12 +35,12 @@ import trio
 import codec
 from chain import move_types as mt
 from chain.client import WalrusChain
-from walrusfs.errors import ExitCode
-from walrusfs.fs import crypto, schema
+from walrusfs.fs import blobs, crypto, schema
 from walrusfs.fs.checkpoint import KIND as CHECKPOINT_KIND
-from walrusfs.fs.mount import KEY_FILE, MountError, volume_key
+from walrusfs.fs.errors import KeyMismatch, NothingToRebuild
+from walrusfs.fs.keys import KEY_FILE, volume_key
+from walrusfs.fs.records import FILE_ATTR
 from walrusfs.fs.schema import ROOT_INODE, transaction
-from walrusfs.fs.uploader import FILE_ATTR
 from walrusfs.store.client import WalrusStore
 from walrusfs.store.errors import StoreError
 
@@ -79,10 +79,6 @@ class RebuildReport:
     lost: list[str] = field(default_factory=list)  # blobs that could not be read
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def exit_code(self) -> int:
-        return 11 if self.lost else 10
-
 
 def _record(value: str, keys: crypto.VolumeKeys | None, blob: str, patch: str | None) -> Record:
     info = crypto.open_json(keys, value)
@@ -103,11 +99,10 @@ async def _volume_blobs(
     attributes = await chain.attributes_of([b.id for b in owned])
     mine = [(b, attributes[b.id]) for b in owned if attributes[b.id].get("walrusfs:name") == name]
     if not mine:
-        raise MountError(
+        raise NothingToRebuild(
             f"this wallet owns no live blob of a volume named {name!r}: nothing to rebuild "
-            f"from (epoch {epoch}; `walrusfs blob list` shows what the wallet has)",
-            ExitCode.NOT_FOUND,
-        )  # fmt: skip
+            f"from (epoch {epoch}; `walrusfs blob list` shows what the wallet has)"
+        )
     # a name reused for a new volume: the volume with the newest upload
     newest: dict[str, int] = defaultdict(int)
     for blob, attrs in mine:
@@ -141,11 +136,10 @@ def _keys_for(
     try:
         crypto.open_json(keys, sample)
     except crypto.DecryptError:
-        raise MountError(
+        raise KeyMismatch(
             f"the blobs of volume {volume_dir.name} were sealed with another key: rebuild with "
             f"the wallet that made them, put the volume's {KEY_FILE} in {volume_dir}, or give "
-            "its passphrase",
-            ExitCode.WALLET,
+            "its passphrase"
         ) from None
     return keys
 
@@ -170,7 +164,7 @@ async def _quilt_tags(store: WalrusStore, blob: mt.Blob) -> list[Found]:
 
 
 async def collect(
-    store: WalrusStore, blobs: list[tuple[mt.Blob, dict[str, str]]], report: RebuildReport
+    store: WalrusStore, owned: list[tuple[mt.Blob, dict[str, str]]], report: RebuildReport
 ) -> list[Found]:
     """Every file record the volume's blobs carry, still sealed."""
     found: list[Found] = []
@@ -184,7 +178,7 @@ async def collect(
                 report.lost.append(f"quilt {blob.id} cannot be read ({exc}): its files are lost")
 
     async with trio.open_nursery() as nursery:
-        for blob, attrs in blobs:
+        for blob, attrs in owned:
             if attrs.get("walrusfs:kind") == "quilt":
                 nursery.start_soon(quilt, blob)
             elif (value := attrs.get(FILE_ATTR)) is not None:
@@ -228,7 +222,7 @@ def _name(path: str) -> bytes:
 def build(
     db_path: Path,
     records: list[Record],
-    blobs: list[tuple[mt.Blob, dict[str, str]]],
+    owned: list[tuple[mt.Blob, dict[str, str]]],
     *,
     volume_id: str,
     keys: crypto.VolumeKeys | None,
@@ -254,7 +248,7 @@ def build(
             if checkpoint_seq:
                 schema.set_param(db, "checkpoint_seq", str(checkpoint_seq))
             _write_tree(db, files, report)
-            _write_chunks(db, files, chunks, blobs, report)
+            _write_chunks(db, files, chunks, owned, report)
     finally:
         db.close()
 
@@ -318,20 +312,13 @@ def _write_chunks(
     db: sqlite3.Connection,
     files: dict[int, Record],
     chunks: dict[tuple[int, int], Record],
-    blobs: list[tuple[mt.Blob, dict[str, str]]],
+    owned: list[tuple[mt.Blob, dict[str, str]]],
     report: RebuildReport,
 ) -> None:
     rows: dict[str, int] = {}
-    now = time.time()
-    for blob, attrs in blobs:
-        kind = "quilt" if attrs.get("walrusfs:kind") == "quilt" else "blob"
-        cur = db.execute(
-            "INSERT INTO blobs (blob_id, object_id, kind, size, encoded_size, end_epoch, "
-            "refcount, deleted_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
-            (str(codec.BlobId.from_u256(blob.blob_id)), blob.id, kind, blob.size,
-             blob.storage.storage_size, blob.storage.end_epoch, now),
-        )  # fmt: skip
-        rows[blob.id] = int(cur.lastrowid or 0)
+    for blob, attrs in owned:
+        kind = blobs.QUILT if attrs.get("walrusfs:kind") == blobs.QUILT else blobs.BLOB
+        rows[blob.id] = blobs.add_unused(db, blobs.Certified.of_object(blob, kind))
     for (inode, chunkno), r in sorted(chunks.items()):
         size = files[inode].size
         if chunkno * r.chunk_size >= size:
@@ -341,13 +328,10 @@ def _write_chunks(
             "VALUES (?, ?, 0, ?, ?, ?)",
             (inode, chunkno, rows[r.blob], r.patch, r.length),
         )
-        db.execute(
-            "UPDATE blobs SET refcount = refcount + 1, deleted_at = NULL WHERE id = ?",
-            (rows[r.blob],),
-        )
+        blobs.incref(db, rows[r.blob])
         report.chunks += 1
     report.blobs = len(rows)
-    report.unused = int(db.execute("SELECT count(*) FROM blobs WHERE refcount = 0").fetchone()[0])
+    report.unused = blobs.unused_count(db)
 
 
 def _move_aside(volume_dir: Path, report: RebuildReport) -> None:
@@ -366,30 +350,28 @@ async def rebuild(
 ) -> RebuildReport:
     """Rebuild `volume_dir`'s database from the chain (the caller holds the volume lock)."""
     report = RebuildReport()
-    volume_id, blobs, seq = await _volume_blobs(chain, volume_dir.name)
+    volume_id, owned, seq = await _volume_blobs(chain, volume_dir.name)
     report.volume_id = volume_id
     store = WalrusStore(chain)
     try:
-        found = await collect(store, blobs, report)
+        found = await collect(store, owned, report)
     finally:
         await store.close()
     if not found:
-        raise MountError(
-            f"the {len(blobs)} blob(s) of volume {volume_dir.name} hold no readable file record",
-            ExitCode.NOT_FOUND,
-        )  # fmt: skip
+        raise NothingToRebuild(
+            f"the {len(owned)} blob(s) of volume {volume_dir.name} hold no readable file record"
+        )
     keys = _keys_for(volume_dir, volume_id, chain, found[0][0], passphrase)
     records = open_records(found, keys, report)
     if not records:
-        raise MountError(
-            f"no file record of volume {volume_dir.name} could be read: {report.lost[0]}",
-            ExitCode.NOT_FOUND,
-        )  # fmt: skip
+        raise NothingToRebuild(
+            f"no file record of volume {volume_dir.name} could be read: {report.lost[0]}"
+        )
     volume_dir.mkdir(parents=True, exist_ok=True)
     new = volume_dir / "meta.db.rebuild"
     await trio.to_thread.run_sync(
         lambda: build(
-            new, records, blobs, volume_id=volume_id, keys=keys, checkpoint_seq=seq,
+            new, records, owned, volume_id=volume_id, keys=keys, checkpoint_seq=seq,
             report=report,
         )
     )  # fmt: skip

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from walrusfs.fs.errors import SchemaMismatch
+
 #: Bumped when a table or the meaning of a column changes; a volume with another version is
 #: refused at mount time instead of being misread.
 SCHEMA_VERSION = 1
@@ -221,10 +223,6 @@ def transaction(db: sqlite3.Connection) -> Iterator[None]:
 
 def _in_transaction(db: sqlite3.Connection) -> bool:
     return db.in_transaction
-
-
-class SchemaMismatch(Exception):
-    pass
 
 
 def open_volume(

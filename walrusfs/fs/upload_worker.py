@@ -3,61 +3,36 @@
 An upload at 1000 shards is thousands of HTTP requests and confirmations: Python work that,
 on the mount's trio loop, queued every FUSE request behind it (measured: stat 16,000/s idle,
 650/s during uploads) and, in a thread, would still hold the GIL. The worker is
-`python -m walrusfs.fs.upload_worker` (on the network the settings choose, as the mount
-does): it reads staged chunk files by
-path, stores them (its own WalrusStore and chain client, the only one that sends
-transactions) and answers with the results. The mount keeps the database and decides what
+`python -m walrusfs.fs.upload_worker`, on the network and with the wallet key the mount
+hands it (it reads no configuration of its own): it reads staged chunk files by path, stores
+them (its own WalrusStore and chain client, the only one that sends transactions) and
+answers with the results. The mount keeps the database and decides what
 the results mean (generation checks, commit).
 
 Encrypted volumes are sealed here (walrusfs/fs/crypto.py), so the mount's loop never spends
-CPU on it; the volume key arrives on stdin in the first line, never on the command line.
+CPU on it; the volume key and the wallet key arrive on stdin in the first line, never on the
+command line.
 
-Protocol: one JSON object per line on stdin/stdout, requests carry an "id" echoed in the
-answer; requests run concurrently, except the first line:
-  {"id": 0, "op": "init", "key": hex volume key | null}   (no answer)
-  {"id", "op": "blob",  "path", ["offset", "length",] "epochs", "attributes", ["resume"]}
-        -> {"id", "result", "length", "registered"}
-  {"id", "op": "quilt", "items": [[identifier, path, offset, length, tags]...], "epochs",
-        "attributes", ["resume"]}
-        -> {"id", "result", "patches": {identifier: patch_id}, "lengths": {identifier: n},
-            "holes": [identifier...], "registered"}
-  (a chunk is a whole file, or with offset and length (else null) a span of a file: of an
-  upload batch, where the mount puts the bytes of small chunks (cache/staging.py), or the
-  first `length` bytes of a chunk file, so a file that grew after the plan cannot make the
-  quilt larger than planned)
-  (lengths are plaintext bytes up to the last non-zero byte: trailing zeros are not stored,
-  the chunk's length says where its bytes end and the rest reads as zeros; a chunk of zeros
-  only is a hole: "result": null with "hole": true for a blob, in "holes" for a quilt)
-  (the result describes the blob as stored, sealed if encrypted)
-  {"id", "op": "delete", "object_id"}                     -> {"id"}
-  {"id", "op": "abandon", "object_id"}                    -> {"id", "abandoned": bool}
-        (an unfinished registration the mount will not retry: deleted, its Storage back)
-  {"id", "op": "extend", "object_id", "epochs"}           -> {"id", "paid", "end_epoch"}
-  failure: {"id", "error": message, "type": "not_found" | "funds" | "data" | "other",
-           "registered"}; "funds" adds "need", "have" (FROST, or MIST when "gas" is true);
-           "data": these bytes cannot be stored as asked (a quilt too large, a codec limit),
-           which no retry of the same request changes;
-  a missing file: "result": null (the chunk was removed meanwhile).
-  "resume": the Blob object a failed attempt of this very request registered: continued
-  (not paid again) if it still is one of these bytes, even by a worker started since.
-  Every answer carries "uncertified": the registrations the worker holds unfinished, and
-  uploads "registered": the Blob object written to (null before registration), so that a
-  failed upload's retry, or its abandonment, names it. An upload also says so the moment it
-  has registered, before its answer: {"id", "progress": "registered", "registered"}; a
-  worker that dies after that leaves the mount knowing the paid Blob its retry continues.
+Protocol (worker_protocol.py: the requests, answers and errors, typed): one JSON object
+per line on stdin/stdout. A chunk is a whole file, or a span of one; lengths are plaintext
+bytes up to the last non-zero byte: trailing zeros are not stored, the chunk's length says
+where its bytes end and the rest reads as zeros; a chunk of zeros only is a hole. A missing
+file stores nothing (the chunk was removed meanwhile). "resume": the Blob object a failed
+attempt of this very request registered: continued (not paid again) if it still is one of
+these bytes, even by a worker started since. An upload reports its registration the moment
+it is made, so a worker that dies after that leaves the mount knowing the paid Blob its
+retry continues.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import subprocess
 import sys
-from collections.abc import Callable
-from dataclasses import fields
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,46 +41,32 @@ import trio
 import codec
 from chain import errors as chain_errors
 from chain.client import WalrusChain
-from walrusfs import settings
-from walrusfs.config import Paths
+from chain.profiles import NetworkProfile
+from chain.wallet import Keypair
 from walrusfs.fs import crypto
-from walrusfs.store.client import StoreResult, WalrusStore
+from walrusfs.fs import worker_protocol as wp
+from walrusfs.store.client import WalrusStore
 from walrusfs.store.errors import StoreError
 
 log = logging.getLogger(__name__)
-
-
-class WorkerError(StoreError):
-    """An upload failed in the worker (the message says why)."""
-
-    def __init__(self, message: str, kind: str = "other", registered: str | None = None) -> None:
-        super().__init__(message)
-        #: "data": the request cannot succeed as it is (split the quilt, store otherwise)
-        self.kind = kind
-        #: the Blob object the failed upload registered (continued by a retry of the same
-        #: request, or abandoned)
-        self.registered = registered
-
-
-def _result_json(r: StoreResult) -> dict[str, Any]:
-    out = {f.name: getattr(r, f.name) for f in fields(r)}  # asdict would deep-copy BlobId
-    out["blob_id"] = str(r.blob_id)
-    out["signers"] = list(r.signers)
-    return out
-
-
-def result_from_json(d: dict[str, Any]) -> StoreResult:
-    return StoreResult(**{**d, "blob_id": codec.BlobId.parse(d["blob_id"]),
-                          "signers": tuple(d["signers"])})  # fmt: skip
 
 
 # -- the mount's side -------------------------------------------------------------------------
 
 
 class UploadWorker:
-    def __init__(self, argv: list[str], key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        *,
+        network: NetworkProfile,
+        wallet: Keypair | None,
+        key: bytes | None = None,
+    ) -> None:
+        """`argv` starts the worker process; `network` and `wallet` (the key that pays) are
+        the mount's, handed to it with the volume `key` on its first line."""
         self.argv = argv
-        self._key = key
+        self._init = wp.Init(key, network, wallet)
         self._proc: trio.Process | None = None
         self._pending: dict[int, tuple[trio.Event, list[dict[str, Any]]]] = {}
         #: request -> the Blob object it registered (its progress message), until it answers
@@ -134,29 +95,23 @@ class UploadWorker:
             self._proc = proc
             self._nursery.start_soon(self._reader, proc)
             assert proc.stdin is not None
-            init = {"id": 0, "op": "init", "key": None if self._key is None else self._key.hex()}
             async with self._send_lock:
-                await proc.stdin.send_all(json.dumps(init).encode() + b"\n")
+                await proc.stdin.send_all(wp.encode(self._init.to_json()))
             return proc
 
     async def _reader(self, proc: trio.Process) -> None:
         assert proc.stdout is not None
-        buf = b""
         try:
-            async for data in proc.stdout:
-                buf += data
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    answer = json.loads(line)
-                    if "progress" in answer:  # the request goes on: only remember the Blob
-                        if answer["id"] in self._pending:
-                            self._registered[answer["id"]] = answer["registered"]
-                        continue
-                    self._registered.pop(answer["id"], None)
-                    waiter = self._pending.pop(answer["id"], None)
-                    if waiter is not None:
-                        waiter[1].append(answer)
-                        waiter[0].set()
+            async for answer in wp.read_lines(proc.stdout):
+                if "progress" in answer:  # the request goes on: only remember the Blob
+                    if answer["id"] in self._pending:
+                        self._registered[answer["id"]] = answer["registered"]
+                    continue
+                self._registered.pop(answer["id"], None)
+                waiter = self._pending.pop(answer["id"], None)
+                if waiter is not None:
+                    waiter[1].append(answer)
+                    waiter[0].set()
         finally:
             await proc.wait()
             log.warning("upload worker exited (%s)", proc.returncode)
@@ -168,7 +123,9 @@ class UploadWorker:
                 event.set()
             self._pending.clear()
 
-    async def call(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def _call(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Send one request and wait for its answer; a failed answer raises (by class,
+        worker_protocol.error_from_json)."""
         proc = await self._ensure()
         assert proc.stdin is not None
         rid = self._next
@@ -177,20 +134,31 @@ class UploadWorker:
         box: list[dict[str, Any]] = []
         self._pending[rid] = (event, box)
         async with self._send_lock:
-            await proc.stdin.send_all(json.dumps({**request, "id": rid}).encode() + b"\n")
+            await proc.stdin.send_all(wp.encode({**request, "id": rid}))
         await event.wait()
         answer = box[0]
         if "uncertified" in answer:
             self.uncertified = int(answer["uncertified"])
         if "error" in answer:
-            if answer["type"] == "not_found":
-                raise chain_errors.ObjectNotFound(answer["error"])
-            if answer["type"] == "funds":
-                gas = answer["gas"]
-                kind = chain_errors.InsufficientGas if gas else chain_errors.InsufficientWal
-                raise kind(answer["error"], int(answer["need"]), int(answer["have"]))
-            raise WorkerError(answer["error"], answer["type"], answer.get("registered"))
+            raise wp.error_from_json(answer)
         return answer
+
+    async def store_blob(self, source: wp.Source, upload: wp.Upload) -> wp.BlobStored:
+        return wp.BlobStored.from_json(await self._call(wp.blob_request(source, upload)))
+
+    async def store_quilt(self, items: Sequence[wp.QuiltItem], upload: wp.Upload) -> wp.QuiltStored:
+        return wp.QuiltStored.from_json(await self._call(wp.quilt_request(items, upload)))
+
+    async def delete(self, object_id: str) -> None:
+        await self._call({"op": "delete", "object_id": object_id})
+
+    async def abandon(self, object_id: str) -> bool:
+        answer = await self._call({"op": "abandon", "object_id": object_id})
+        return bool(answer["abandoned"])
+
+    async def extend(self, object_id: str, epochs: int) -> wp.Extended:
+        answer = await self._call({"op": "extend", "object_id": object_id, "epochs": epochs})
+        return wp.Extended(int(answer["paid"]), int(answer["end_epoch"]))
 
     async def aclose(self) -> None:
         if self._proc is not None and self._proc.returncode is None:
@@ -206,17 +174,20 @@ class UploadWorker:
 
 
 async def _serve() -> None:
-    profile, key = settings.connect(settings.current(), Paths.from_env(), start=False)
-    chain = WalrusChain(profile, key)
+    requests = wp.read_lines(trio.lowlevel.FdStream(sys.stdin.fileno()))
+    try:
+        init = wp.Init.from_json(await anext(requests))
+    except StopAsyncIteration:
+        return  # the mount closed stdin before it said anything: nothing to do
+    keys = None if init.volume_key is None else crypto.VolumeKeys.from_volume_key(init.volume_key)
+    chain = WalrusChain(init.network, init.wallet)
     store = WalrusStore(chain)
     out = trio.lowlevel.FdStream(sys.stdout.fileno())
     lock = trio.Lock()
 
     async def answer(obj: dict[str, Any]) -> None:
         async with lock:
-            await out.send_all(json.dumps(obj).encode() + b"\n")
-
-    keys: crypto.VolumeKeys | None = None  # set by the first line ("init")
+            await out.send_all(wp.encode(obj))
 
     async def handle(req: dict[str, Any]) -> None:
         rid = req["id"]
@@ -238,41 +209,17 @@ async def _serve() -> None:
                 # pages back at once, or the worker's RSS stays at its peak (the mount's memory
                 # bound counts this process; see codec/memory.py).
                 await trio.to_thread.run_sync(codec.release_free_memory)
-        except chain_errors.ObjectNotFound as exc:
-            reply = {"error": str(exc), "type": "not_found"}
-        except chain_errors.InsufficientFunds as exc:
-            reply = {
-                "error": str(exc), "type": "funds", "need": exc.need, "have": exc.have,
-                "gas": isinstance(exc, chain_errors.InsufficientGas),
-            }  # fmt: skip
-        except (StoreError, chain_errors.ChainError, OSError) as exc:
-            reply = {"error": f"{type(exc).__name__}: {exc}", "type": "other"}
-        except ValueError as exc:  # codec limits (a quilt too large), bad requests
-            reply = {"error": f"{type(exc).__name__}: {exc}", "type": "data"}
         except Exception as exc:
-            log.exception("upload request failed (internal error)")
-            reply = {"error": f"internal error: {exc!r}", "type": "other"}
+            if not isinstance(exc, (StoreError, chain_errors.ChainError, OSError, ValueError)):
+                log.exception("upload request failed (internal error)")
+            reply = wp.error_to_json(exc)
         reply["registered"] = registered[-1] if registered else None
         await answer({"id": rid, **reply, "uncertified": len(store.unfinished)})
 
     try:
         async with trio.open_nursery() as nursery:
-            inp = trio.lowlevel.FdStream(sys.stdin.fileno())
-            buf = b""
-            async for data in inp:
-                buf += data
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    req = json.loads(line)
-                    if req["op"] == "init":
-                        key = req["key"]
-                        keys = (
-                            None
-                            if key is None
-                            else crypto.VolumeKeys.from_volume_key(bytes.fromhex(key))
-                        )
-                        continue
-                    nursery.start_soon(handle, req)
+            async for req in requests:
+                nursery.start_soon(handle, req)
             # stdin closed: the mount unmounted or died (kill -9). Stop at once: an upload
             # finished now would be certified with no one to record it.
             nursery.cancel_scope.cancel()
@@ -338,14 +285,14 @@ async def _do(
             _read, req["path"], keys, req.get("offset"), req.get("length", 0)
         )
         if got is None:
-            return {"result": None}
+            return wp.BlobStored(None).to_json()
         if got[1] == 0:
-            return {"result": None, "hole": True, "length": 0}
+            return wp.BlobStored(None, 0, hole=True).to_json()
         r = await store.store(
             got[0], req["epochs"], attributes=attrs, reuse=False, registered=registered,
             resume=req.get("resume"),
         )  # fmt: skip
-        return {"result": _result_json(r), "length": got[1]}
+        return wp.BlobStored(r, got[1]).to_json()
     if op == "quilt":
         items = []
         lengths = {}
@@ -360,17 +307,13 @@ async def _do(
             else:
                 holes.append(ident)
         if not items:
-            return {"result": None, "holes": holes}
+            return wp.QuiltStored(None, holes=holes).to_json()
         q = await store.store_quilt(
             items, req["epochs"], attributes=attrs, reuse=False, registered=registered,
             resume=req.get("resume"),
         )  # fmt: skip
-        return {
-            "result": _result_json(q.quilt),
-            "patches": {k: str(v) for k, v in q.patches.items()},
-            "lengths": lengths,
-            "holes": holes,
-        }
+        patches = {k: str(v) for k, v in q.patches.items()}
+        return wp.QuiltStored(q.quilt, patches, lengths, holes).to_json()
     raise ValueError(f"unknown op {op!r}")
 
 

@@ -38,8 +38,8 @@ from pathlib import Path
 
 from chain import errors as chain_errors
 from chain.client import WalrusChain
-from walrusfs.errors import ExitCode, UserError
 from walrusfs.fs.checkpoint import KIND, CheckpointRef, ref_of
+from walrusfs.fs.errors import ServiceFailed, VolumeClaimed
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +75,6 @@ class Lease:
     def describe(self) -> str:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.since))
         return f"machine {self.host} ({self.machine[:8]}), since {since}"
-
-
-class VolumeClaimed(UserError):
-    """Another machine holds the volume, or moved it past this machine's copy."""
-
-    exit_code = ExitCode.USAGE
 
 
 def this_machine(data_dir: Path) -> Machine:
@@ -162,10 +156,9 @@ class WriterLease:
             blobs = [b for b in await self.chain.blobs(valid_only=True) if b.id not in known]
             attributes = await self.chain.attributes_of([b.id for b in blobs])
         except (chain_errors.ChainError, OSError) as exc:
-            raise UserError(
+            raise ServiceFailed(
                 f"cannot read the checkpoints of volume {self.name} to see whether another "
-                f"machine uses it: {exc}",
-                ExitCode.SERVICE,
+                f"machine uses it: {exc}"
             ) from None
         refs, unfinished = [], []
         for blob in blobs:
@@ -200,8 +193,8 @@ class WriterLease:
                 verdict.newest.object_id, {WRITER_ATTR: self.machine.lease()}
             )
         except chain_errors.ChainError as exc:
-            raise UserError(
-                f"cannot mark volume {self.name} as in use on chain: {exc}", ExitCode.SERVICE
+            raise ServiceFailed(
+                f"cannot mark volume {self.name} as in use on chain: {exc}"
             ) from None
         self.marked = verdict.newest.object_id
 
