@@ -52,7 +52,7 @@ run: setup
 	@echo "Try it: copy files into the drive mounted above (cp, rsync -a, restic...), then"
 	@echo "  $(BIN)/walrusfs sync      upload everything now and wait until it is certified"
 	@echo "  $(BIN)/walrusfs status    what is stored, pending, paid; --watch to follow it"
-	@echo "  getfattr -d -m user.walrus <file>   a file's blob ID, object, end epoch, state"
+	@echo "  $(BIN)/walrusfs info <file>   a file's state, blob ID, object, end epoch"
 	@echo "  $(BIN)/walrusfs umount    upload what is pending and unmount"
 	@echo "  $(BIN)/walrusfs devnet down   stop the local network (its data is kept)"
 	@echo "Guides: docs/guides.md (restic, borg, rsync, costs). Exit codes: docs/exit-codes.md."

@@ -1,15 +1,17 @@
 """Signing and executing one wallet's transactions: coin selection, the money checks made
 before anything is signed, the gas budget from a dry run, and the effects of the result.
 
-Coroutines of the asyncio thread. Transactions of one `Executor` run one at a time: they
-spend the same gas and WAL coins, and a second one built from the same coin versions would
-be rejected as stale.
+Coroutines of the asyncio thread. Transactions of one wallet run one at a time on this
+machine (an asyncio lock in the process, `chain.wallet_lock` across processes): they spend the
+same gas and WAL coins, and a second one built from the same coin versions would be rejected
+as stale, or lock the coin for the epoch when both were signed first.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pysui.sui.sui_grpc.pgrpc_requests as rq
@@ -23,6 +25,7 @@ from chain.ptb import ObjectRef, Ptb
 from chain.records import SystemInfo, TxResult
 from chain.transport import Transport, contents, object_ref, raise_execution_error
 from chain.wallet import Keypair
+from chain.wallet_lock import wallet_lock
 
 #: Gas budget = the simulated cost plus this many computation units at the gas price, the
 #: margin the Sui CLI, the TypeScript SDK and the Walrus client add (`GAS_SAFE_OVERHEAD` in
@@ -55,6 +58,24 @@ class Executor:
         #: pick the same one (the second transaction would name a consumed object)
         self.claimed: set[str] = set()
         self._lock: asyncio.Lock | None = None
+        #: the task whose `turn` this is
+        self._holder: asyncio.Task[Any] | None = None
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """This wallet's turn on the machine: read the owned objects a transaction names and
+        execute it inside one turn, so no other transaction of the wallet (in this process or
+        another) consumes them in between. `execute` inside a turn runs in it."""
+        if self.key is None:
+            raise errors.WalletError("this chain client is read-only: it has no wallet key")
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock, wallet_lock(self.address):
+            self._holder = asyncio.current_task()
+            try:
+                yield
+            finally:
+                self._holder = None
 
     async def execute(
         self, build: Build, wal_needed: int | None = None, info: SystemInfo | None = None
@@ -63,11 +84,13 @@ class Executor:
 
         `wal_needed` None: the transaction takes no WAL coin; otherwise the wallet's WAL coins
         are merged into one argument that must hold `wal_needed` FROST. `info` saves a re-read
-        of the System when the caller has it.
+        of the System when the caller has it. Runs in the caller's `turn` when it holds one.
         """
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
+        if self._holder is not None and self._holder is asyncio.current_task():
+            return await self._execute_locked(
+                build, wal_needed, info or await reads.system_info(self.rpc)
+            )
+        async with self.turn():
             return await self._execute_locked(
                 build, wal_needed, info or await reads.system_info(self.rpc)
             )
@@ -75,8 +98,7 @@ class Executor:
     async def _execute_locked(
         self, build: Build, wal_needed: int | None, info: SystemInfo
     ) -> TxResult:
-        if self.key is None:
-            raise errors.WalletError("this chain client is read-only: it has no wallet key")
+        assert self.key is not None  # checked by `execute`
         gas_coins = await self._coins("0x2::sui::SUI")
         if not gas_coins:
             raise errors.InsufficientGas(

@@ -7,7 +7,9 @@ Coroutines of the asyncio thread; each builds its programmable transaction and h
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from chain import errors, reads
 from chain import move_types as mt
@@ -19,12 +21,31 @@ from chain.storage_reuse import splits
 from chain.transport import contents, object_ref, shared_version
 from codec.params import ENCODING_TYPE_RS2
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def in_turn(
+    fn: Callable[Concatenate[Executor, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[Executor, P], Coroutine[Any, Any, R]]:
+    """Run the whole transaction, from reading the owned objects it names to its effects, in
+    the wallet's `Executor.turn`: a ref read before another transaction of the wallet consumed
+    the object would be stale (a mount and its worker sign from two processes)."""
+
+    @functools.wraps(fn)
+    async def wrapper(tx: Executor, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        async with tx.turn():
+            return await fn(tx, *args, **kwargs)
+
+    return wrapper
+
 
 def _system(tx: Executor, ptb: Ptb, info: SystemInfo, mutable: bool) -> Any:
     """The shared System object as an argument."""
     return ptb.shared(tx.rpc.profile.system_object, info.system_initial_version, mutable)
 
 
+@in_turn
 async def register_blob(
     tx: Executor,
     blob_id: int,
@@ -118,6 +139,7 @@ async def _register_with(
     return blobs[0], cost, result
 
 
+@in_turn
 async def certify_blob(
     tx: Executor, blob_object_id: str, signature: bytes, signers_bitmap: bytes, message: bytes
 ) -> TxResult:
@@ -141,6 +163,7 @@ async def certify_blob(
     return await tx.execute(build)
 
 
+@in_turn
 async def extend_blob(tx: Executor, blob_object_id: str, epochs: int) -> tuple[int, TxResult]:
     """Extend by `epochs`; returns the WAL paid. Checks the price and balance first."""
     obj = await tx.owned_object(blob_object_id)
@@ -159,6 +182,7 @@ async def extend_blob(tx: Executor, blob_object_id: str, epochs: int) -> tuple[i
     return cost, await tx.execute(build, wal_needed=cost, info=info)
 
 
+@in_turn
 async def delete_blob(tx: Executor, blob_object_id: str) -> mt.Storage:
     """Delete a deletable blob; its Storage comes back to the wallet for reuse."""
     blob_ref = await tx.owned_ref(blob_object_id)
@@ -180,6 +204,7 @@ async def delete_blob(tx: Executor, blob_object_id: str) -> mt.Storage:
     return storage
 
 
+@in_turn
 async def set_attributes(tx: Executor, blob_object_id: str, pairs: dict[str, str]) -> TxResult:
     """Insert or update the blob's attributes."""
     blob_ref = await tx.owned_ref(blob_object_id)
@@ -197,6 +222,7 @@ async def set_attributes(tx: Executor, blob_object_id: str, pairs: dict[str, str
     return await tx.execute(build)
 
 
+@in_turn
 async def remove_attributes(tx: Executor, blob_object_id: str, keys: list[str]) -> TxResult:
     """Remove the keys that exist (absent keys are not an error)."""
     blob_ref = await tx.owned_ref(blob_object_id)

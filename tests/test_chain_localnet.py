@@ -507,6 +507,27 @@ async def test_reject_stale_object_version(chain: WalrusChain, testnet: LocalTes
     assert await chain.attributes(blob.id) == {"k": "v"}
 
 
+async def test_two_processes_of_one_wallet_take_turns(
+    chain: WalrusChain, testnet: LocalTestnet
+) -> None:
+    """A mount and its upload worker sign with one key from two processes: each builds with the
+    wallet's largest SUI coin, so without the machine-wide wallet lock the second of two
+    concurrent transactions names a gas coin version the first consumed (and on a real network
+    two signed at once lock the coin for the epoch)."""
+    blobs = [await _register(chain, _encode(f"turns {i}".encode())) for i in range(2)]
+    # a second client has its own asyncio thread and lock, as a second process has
+    other = WalrusChain(testnet.profile, USER)
+    try:
+        async with trio.open_nursery() as nursery:
+            for client, blob in zip((chain, other), blobs, strict=True):
+                for j in range(3):
+                    nursery.start_soon(client.set_attributes, blob.id, {f"k{j}": "v"})
+    finally:
+        await other.close()
+    for blob in blobs:
+        assert await chain.attributes(blob.id) == {"k0": "v", "k1": "v", "k2": "v"}
+
+
 async def test_reject_object_of_another_owner(testnet: LocalTestnet, chain: WalrusChain) -> None:
     blob = await _register(chain, _encode(b"mine"))
     ref = await chain.object_ref(blob.id)

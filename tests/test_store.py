@@ -219,11 +219,12 @@ async def test_a_node_that_times_out_does_not_sink_the_store(
     s = WalrusStore(chain, timeout=0.5, deadline=1.0, grace=10.0)
     put_metadata = s.nodes.put_metadata
 
-    async def then_slow(node: StorageNode, blob_id: codec.BlobId, bcs: bytes) -> None:
+    async def then_slow(node: StorageNode, blob_id: codec.BlobId, bcs: bytes) -> bool:
         # The metadata lands; every sliver PUT to this node then times out.
-        await put_metadata(node, blob_id, bcs)
+        stored = await put_metadata(node, blob_id, bcs)
         if node.name == name:
             dn.devnet.set_faults(index, delay_ms=3000)
+        return stored
 
     s.nodes.put_metadata = then_slow  # type: ignore[method-assign]
     try:

@@ -32,7 +32,7 @@ for t in $failures; do
     other+=("$t")
 done
 
-echo "failures expected on FUSE (${#expected[@]}):"
+echo "failures expected (FUSE-wide or environment, tools/xfstests-expected.txt) (${#expected[@]}):"
 for e in "${expected[@]}"; do echo "  $e"; done
 echo "failures only from the mount's 'still held' notice on stderr (${#notice[@]}): ${notice[*]}"
 echo "other failures, walrusfs to look at (${#other[@]}): ${other[*]}"

@@ -15,7 +15,16 @@ import sys
 from collections.abc import Callable, Sequence
 
 import codec
-from walrusfs import __version__, blobcmd, completion, costcmd, mountcmd, settings, walletcmd
+from walrusfs import (
+    __version__,
+    blobcmd,
+    completion,
+    costcmd,
+    infocmd,
+    mountcmd,
+    settings,
+    walletcmd,
+)
 from walrusfs.config import Paths
 from walrusfs.devnet.launcher import Devnet
 from walrusfs.errors import ExitCode, InvalidDataError, UserError, volume_user_error
@@ -341,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     blobcmd.add_parser(sub)
     mountcmd.add_parser(sub)
+    infocmd.add_parser(sub)
     walletcmd.add_parser(sub)
     costcmd.add_parser(sub)
     completion.add_parser(sub, parser)

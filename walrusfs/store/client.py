@@ -979,7 +979,9 @@ def _checked(blob_id: codec.BlobId, status: BlobStatus | None) -> BlobStatus | N
     if status is not None and status.kind == "invalid":
         raise BlobInvalid(str(blob_id))
     if status is not None and status.kind == "nonexistent":
-        raise BlobNotFound(f"blob {blob_id} does not exist on the storage nodes")
+        raise BlobNotFound(
+            f"no storage node has blob {blob_id} (its status is nonexistent on the storage nodes)"
+        )
     return status
 
 
