@@ -373,14 +373,15 @@ def _wait_for_volume(volume_dir: Path, timeout: float = LOCK_WAIT) -> None:
             if time.monotonic() >= deadline:
                 raise
             # A daemon unmounted by umount(8) usually lets go within a second or two: say
-            # nothing then (scripts and xfstests compare a mount's output; it prints nothing
-            # on success), and tell a person who would otherwise wonder at a silent wait.
+            # nothing then, and tell a person who would otherwise wonder at a silent wait,
+            # on stdout: it is no error, and the fstab helper (mount(8) helpers print nothing
+            # on success; xfstests compares a mount's stderr) drops stdout.
             if not told and time.monotonic() - start >= NOTICE_AFTER:
                 print(
                     f"walrusfs: volume {volume_dir.name} is still held by another walrusfs "
                     f"process (an unmounted daemon finishing, or fsck); waiting up to "
                     f"{timeout:.0f} s",
-                    file=sys.stderr,
+                    flush=True,
                 )
                 told = True
             time.sleep(0.2)
