@@ -585,3 +585,36 @@ def test_commands_without_a_mountpoint_pick_this_homes_mount(
             m2.teardown()
     finally:
         m.teardown()
+
+
+def test_a_second_fstab_mount_of_a_mounted_volume_is_a_bind_mount(
+    dn: RunningDevnet, tmp_path: Path
+) -> None:
+    """One daemon per volume: mount(8) of a volume mounted here shows the same filesystem in
+    the second place, as a block device mounted twice does (xfstests generic/732)."""
+    m = Mount(dn, tmp_path / "one", "twice")
+    m.mount()
+    two = tmp_path / "two"
+    two.mkdir()
+    try:
+        helper = [sys.executable, "-m", "walrusfs.fstab", "walrusfs:twice", str(two)]
+        r = subprocess.run(
+            [*helper, "-o", f"home={dn.home}"], capture_output=True, text=True, check=False
+        )
+        assert r.returncode == 0 and r.stdout == r.stderr == "", r.stderr
+        (m.path / "A").mkdir()
+        (m.path / "A" / "f").write_text("one file\n")
+        os.rename(two / "A" / "f", two / "f")
+        assert (m.path / "f").read_text() == "one file\n"
+        subprocess.run(["umount", str(two)], check=True)
+        assert mounted(m.path) and (m.path / "f").exists()
+        # `walrusfs umount` of one of two places leaves the other served
+        r = subprocess.run([*helper, "-o", f"home={dn.home}"], capture_output=True, check=False)
+        assert r.returncode == 0
+        dn.cli("umount", str(two))
+        assert not mounted(two) and mounted(m.path)
+        assert (m.path / "f").read_text() == "one file\n"
+    finally:
+        if mounted(two):
+            subprocess.run(["umount", "-l", str(two)], check=False)
+        m.teardown()

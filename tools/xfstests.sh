@@ -25,7 +25,7 @@
 #                     points, so other walrusfs mounts are never touched
 #                     (default /var/tmp/walrusfs-xfstests)
 #   XFSTESTS_TIMEOUT  seconds one test may run before it is killed and counted as failed
-#                     (default 300; 0 = no limit). check(1) has no timeout of its own.
+#                     (default 600; 0 = no limit). check(1) has no timeout of its own.
 #   XFSTESTS_SHARDS   shards of the devnet at genesis (default 100: cheaper on 2 cores)
 #   XFSTESTS_KEEP=1   leave the volumes mounted and the devnet running afterwards
 #   XFSTESTS_REV      the walrusfs commit to test (default HEAD): `git archive` of it goes to
@@ -42,7 +42,7 @@ set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 XFSTESTS_DIR=${XFSTESTS_DIR:-$(dirname "$REPO")/xfstests}
 XFSTESTS_HOME=${XFSTESTS_HOME:-/var/tmp/walrusfs-xfstests}
-XFSTESTS_TIMEOUT=${XFSTESTS_TIMEOUT:-300}
+XFSTESTS_TIMEOUT=${XFSTESTS_TIMEOUT:-600}
 XFSTESTS_SHARDS=${XFSTESTS_SHARDS:-100}
 WALRUSFS=$REPO/.venv/bin/walrusfs
 HELPER=$REPO/.venv/bin/mount.fuse.walrusfs

@@ -17,6 +17,10 @@ mounts are always nosuid and nodev). `remount` is refused: a walrusfs mount's op
 when it starts (`walrusfs umount`, then mount again). Anything else is an error (exit 2)
 rather than silently ignored.
 
+A volume already mounted on this machine (one daemon per volume: docs/durability.md) is
+bind-mounted onto the second mountpoint, as a block device mounted twice shows one
+filesystem in two places (xfstests generic/732).
+
 On success nothing is printed on stdout (mount(8) helpers are quiet; `-v` lets
 `walrusfs mount`'s line through); errors go to stderr.
 """
@@ -26,10 +30,14 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from walrusfs import mountcmd, settings
 from walrusfs.cli import main as cli_main
+from walrusfs.config import Paths
 from walrusfs.errors import ExitCode
 
 #: fstab option -> `walrusfs mount` flag (options with a value: flag VALUE)
@@ -133,11 +141,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mount.fuse.walrusfs: {exc}", file=sys.stderr)
         return int(ExitCode.USAGE)
     os.environ.update(env)
+    bound = _bind_if_mounted(args[3], args[1])
+    if bound is not None:
+        return bound
     sys.argv = ["walrusfs", *args]  # the mount daemon is started again from sys.argv
     if "-v" in given:
         return cli_main(args)
     with contextlib.redirect_stdout(io.StringIO()):  # quiet, as mount(8) helpers are
         return cli_main(args)
+
+
+def _bind_if_mounted(volume: str, mountpoint: str) -> int | None:
+    """Bind-mount the volume's live mount onto `mountpoint` (an exit code), or None when the
+    volume is not mounted on this machine (the caller mounts it)."""
+    try:
+        volume_dir = Paths.from_env().data_dir / "volumes" / settings.volume_name(volume)
+    except ValueError:
+        return None  # `walrusfs mount` reports the bad name
+    served = mountcmd.served_at(volume_dir)
+    if served is None or served == Path(mountpoint).absolute():
+        return None
+    proc = subprocess.run(
+        ["mount", "--bind", str(served), mountpoint], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        print(f"mount.fuse.walrusfs: {proc.stderr.strip()}", file=sys.stderr)
+        return int(ExitCode.SERVICE)
+    return 0
 
 
 if __name__ == "__main__":

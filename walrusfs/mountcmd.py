@@ -333,7 +333,7 @@ def _holds(pid: int, path: Path) -> bool:
     return str(path) in links
 
 
-def _mounted_on(volume_dir: Path) -> Path | None:
+def served_at(volume_dir: Path) -> Path | None:
     """The live mount serving this volume, if any (its daemon holds the volume's lock)."""
     lock = (volume_dir / "lock").absolute()
     for entry in mounts.mounts():
@@ -364,7 +364,7 @@ def _wait_for_volume(volume_dir: Path, timeout: float = LOCK_WAIT) -> None:
         try:
             fd = lock_volume(volume_dir)
         except VolumeInUse:
-            where = _mounted_on(volume_dir)
+            where = served_at(volume_dir)
             if where is not None:
                 raise UsageError(
                     f"volume {volume_dir.name} is mounted on {where}: `walrusfs umount {where}` "
@@ -466,7 +466,7 @@ def _find_mount(arg: str | None) -> Path:
     if len(found) > 1:
         volumes = Paths.from_env().data_dir / "volumes"
         dirs = sorted(volumes.iterdir()) if volumes.is_dir() else []
-        ours = [served for d in dirs if (served := _mounted_on(d)) is not None]
+        ours = [served for d in dirs if (served := served_at(d)) is not None]
         found = ours or found
     if len(found) != 1:
         raise UsageError(
@@ -551,10 +551,15 @@ def cmd_umount(args: argparse.Namespace) -> int:
     pid = int(query(mnt, "pid"))
     if not args.no_sync:
         _sync(mnt, "uploading before unmount")
+    entry = mounts.mounted_at(mnt)
     cmd = [_fusermount(), "-u"] + (["-z"] if args.lazy else []) + [str(mnt)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise UserError(f"cannot unmount {mnt}: {proc.stderr.strip()}", ExitCode.SERVICE)
+    if entry is not None and any(
+        e.fstype == FSTYPE and e.source == entry.source for e in mounts.mounts()
+    ):
+        return 0  # a bind mount of it is left (fstab.py): the daemon serves on
     deadline = time.monotonic() + 120
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
