@@ -609,8 +609,8 @@ def test_a_second_fstab_mount_of_a_mounted_volume_is_a_bind_mount(
         subprocess.run(["umount", str(two)], check=True)
         assert mounted(m.path) and (m.path / "f").exists()
         # `walrusfs umount` of one of two places leaves the other served
-        r = subprocess.run([*helper, "-o", f"home={dn.home}"], capture_output=True, check=False)
-        assert r.returncode == 0
+        again = subprocess.run([*helper, "-o", f"home={dn.home}"], capture_output=True, check=False)
+        assert again.returncode == 0
         dn.cli("umount", str(two))
         assert not mounted(two) and mounted(m.path)
         assert (m.path / "f").read_text() == "one file\n"

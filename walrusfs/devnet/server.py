@@ -1,7 +1,7 @@
 """The devnet storage nodes' HTTP server: HTTP/1.1 with keep-alive, and HTTP/2 with prior
 knowledge (h2c), on trio.
 
-Why not hypercorn, which served the nodes until session 10: a node's own work per sliver is
+Why not hypercorn: a node's own work per sliver is
 about half a millisecond (verification and a record write), and hypercorn's h11 and ASGI
 machinery cost more than that again per request, measured; a store at n=1000 is 2000 sliver
 PUTs and a read 334 GETs, on the two cores the client needs too. This server does what the

@@ -14,7 +14,7 @@ A record is the file's whole content:
     4       checksum  CRC-32 (zlib's, little-endian) of the payload
     rest    payload
 
-(`WSN1` records, written until session 10, carry a 32-byte BLAKE2b-256 instead and are still
+(`WSN1` records, the format before CRC-32 (CHANGELOG.md), carry a 32-byte BLAKE2b-256 instead and are still
 read. The checksum detects bit rot and torn writes, as RocksDB's block CRCs do for real nodes;
 it is not a defence against someone who can write the node's disk. BLAKE2b cost 0.16 ms per
 200 KB sliver on each PUT and GET, CRC-32 0.03 ms.)

@@ -169,7 +169,7 @@ def sync_wal(path: Path) -> None:
     """Make every transaction committed to the database at `path` durable, from any thread.
 
     With synchronous=NORMAL a commit is not synced, and an empty transaction under
-    synchronous=FULL (what this once did) syncs nothing: SQLite only syncs when it writes
+    synchronous=FULL syncs nothing: SQLite only syncs when it writes
     frames. Committed transactions are in the WAL, or were moved into the database file by a
     checkpoint, which synced it; so an fsync of the WAL file is enough."""
     try:

@@ -237,7 +237,7 @@ def _opt_int(value: Any) -> int | None:
 class NodeClient:
     """One keep-alive HTTP/1.1 pool per node (`walrusfs.store.http1`), reads and uploads alike.
 
-    Not httpx, which the client used until session 9: its per-request cost in the event loop
+    Not httpx: its per-request cost in the event loop
     (~1.8 ms, see `http1`) bounded both the 2000-PUT store and the 334-GET read of an n=1000
     blob. Not HTTP/2 either: in Python its frame handling costs more than the TCP connections it
     saves, and httpcore's HTTP/2 client stalled concurrent large uploads
