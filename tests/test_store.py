@@ -96,7 +96,7 @@ async def test_corrupting_node_is_named_and_bytes_are_right(
     # Corrupt the node holding systematic row 0, so the read must meet it.
     index, name = await _node_index(store, dn, params.shard_for_pair(result.blob_id.raw, 0))
     dn.devnet.set_faults(index, corrupt=True)
-    with caplog.at_level(logging.WARNING, logger="walrusfs.store.client"):
+    with caplog.at_level(logging.WARNING, logger="walrusfs.store.slivers"):
         assert await store.read(result.blob_id, use_cache=False) == data
     assert any(name in r.getMessage() and "bad" in r.getMessage() for r in caplog.records), (
         caplog.text

@@ -13,7 +13,7 @@ from chain import errors as chain_errors
 from chain.profiles import TESTNET
 from chain.wallet import Keypair
 from walrusfs.fs import worker_protocol as wp
-from walrusfs.store.client import StoreResult
+from walrusfs.store.writes import StoreResult
 
 
 def _wire(obj: dict[str, object]) -> dict[str, object]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import codec
 from chain import move_types as mt
-from walrusfs.store.client import StoreResult
+from walrusfs.store.writes import StoreResult
 
 CHECKPOINT = "checkpoint"  # kind of a metadata checkpoint blob (checkpoint.py)
 QUILT = "quilt"  # kind of a QuiltV1 blob of small files

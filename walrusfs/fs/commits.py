@@ -21,7 +21,7 @@ from cache.staging import Key
 from walrusfs.fs import blobs
 from walrusfs.fs.content import Content
 from walrusfs.fs.schema import transaction
-from walrusfs.store.client import StoreResult
+from walrusfs.store.writes import StoreResult
 
 log = logging.getLogger(__name__)
 

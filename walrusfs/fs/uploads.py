@@ -35,7 +35,7 @@ from walrusfs.fs.options import UploadConfig
 from walrusfs.fs.plans import Attempts, Plan, drop_batch, sources
 from walrusfs.fs.quilts import quiltable
 from walrusfs.fs.records import FILE_ATTR, file_record
-from walrusfs.store.client import StoreResult
+from walrusfs.store.writes import StoreResult
 
 log = logging.getLogger(__name__)
 

@@ -42,8 +42,8 @@ import codec
 from chain import errors as chain_errors
 from chain.profiles import NetworkProfile
 from chain.wallet import Keypair
-from walrusfs.store.client import StoreResult
 from walrusfs.store.errors import StoreError
+from walrusfs.store.writes import StoreResult
 
 # -- errors -------------------------------------------------------------------------------------
 

@@ -1,0 +1,204 @@
+"""Reading a blob's bytes, a byte range of it, or a quilt patch: which slivers to fetch, the
+fallbacks when some cannot be had, and the read timeout with its short negative memory.
+
+A byte range needs just the systematic primary slivers (rows) that hold it; a whole blob the
+k_p systematic rows if they all arrive (no decoding), otherwise any k_p verified primary
+slivers, decoded. A patch needs the secondary slivers (columns) of its patch. When a range's
+rows or a patch's columns cannot all be had, the whole blob is read from any nodes instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+
+import trio
+
+import codec
+from cache.ranges import RangeCache
+from cache.slivers import SliverCache
+from codec.sliver import Axis
+from walrusfs.store.errors import BlobUnavailable
+from walrusfs.store.metadata import MetadataReader
+from walrusfs.store.slivers import SliverReader
+
+log = logging.getLogger(__name__)
+
+#: after a read timed out, further reads of the same blob fail at once for this long (the
+#: kernel asks again right away; the nodes will not have come back in between)
+UNAVAILABLE_MEMORY = 5.0
+
+
+class Reader:
+    """Blob bytes and quilt patches, each read bounded by `read_timeout` seconds.
+
+    Args:
+        cache: verified slivers and metadata on disk (None: every read asks the nodes).
+        ranges: decoded byte ranges in memory.
+    """
+
+    def __init__(
+        self,
+        metadata: MetadataReader,
+        slivers: SliverReader,
+        *,
+        cache: SliverCache | None,
+        ranges: RangeCache | None,
+        read_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.metadata = metadata
+        self.slivers = slivers
+        self.cache = cache
+        self.ranges = ranges
+        self.read_timeout = read_timeout
+        self._clock = clock
+        #: blob ID -> time until which reads of it fail at once (see `_bounded`)
+        self._unavailable: dict[bytes, float] = {}
+
+    async def meta(
+        self, blob_id: codec.BlobId, *, use_cache: bool = True
+    ) -> codec.VerifiedMetadata:
+        """Verified metadata of the blob (see `MetadataReader.get`)."""
+        cache = self.cache if use_cache else None
+        return await self.metadata.get(blob_id, cache=cache, use_cache=use_cache)
+
+    async def read(
+        self,
+        blob_id: codec.BlobId,
+        offset: int = 0,
+        length: int | None = None,
+        *,
+        use_cache: bool = True,
+    ) -> bytes:
+        """Bytes [offset, offset+length) of the blob (all of it by default).
+
+        Raises:
+            BlobUnavailable: not enough nodes answered with verifiable data within
+                `read_timeout` seconds.
+            BlobNotFound: no node knows the blob.
+            ValueError: a negative offset or length.
+        """
+        with self._bounded(blob_id):
+            return await self._read(blob_id, offset, length, use_cache=use_cache)
+
+    async def read_patch(
+        self, patch_id: codec.QuiltPatchId, *, use_cache: bool = True
+    ) -> codec.PatchContent:
+        """One file of a quilt, from the secondary slivers (columns) of its patch only (or,
+        when some are missing or slow, from the whole quilt). Raises as `read`."""
+        with self._bounded(patch_id.quilt_id):
+            return await self._read_patch(patch_id, use_cache=use_cache)
+
+    @contextlib.contextmanager
+    def _bounded(self, blob_id: codec.BlobId) -> Iterator[None]:
+        """A read of `blob_id` gives up after `read_timeout` seconds, whatever the nodes do
+        (stopped machines accept connections and never answer); for UNAVAILABLE_MEMORY
+        seconds after that, reads of the blob fail at once."""
+        until = self._unavailable.get(blob_id.raw)
+        if until is not None and until > self._clock():
+            raise BlobUnavailable(
+                f"blob {blob_id}: the storage nodes did not answer within "
+                f"{self.read_timeout:g} s moments ago"
+            )
+        try:
+            with trio.fail_after(self.read_timeout):
+                yield
+        except trio.TooSlowError:
+            now = self._clock()
+            for key in [k for k, t in self._unavailable.items() if t <= now]:
+                del self._unavailable[key]
+            self._unavailable[blob_id.raw] = now + UNAVAILABLE_MEMORY
+            raise BlobUnavailable(
+                f"blob {blob_id}: the storage nodes did not answer within {self.read_timeout:g} s"
+            ) from None
+
+    async def _read(
+        self,
+        blob_id: codec.BlobId,
+        offset: int = 0,
+        length: int | None = None,
+        *,
+        use_cache: bool = True,
+    ) -> bytes:
+        cache = self.cache if use_cache else None
+        meta = await self.meta(blob_id, use_cache=use_cache)
+        size = meta.unencoded_length
+        if offset < 0 or (length is not None and length < 0):
+            raise ValueError(f"invalid range: offset {offset}, length {length}")
+        if length is None:
+            length = size - offset
+        length = max(0, min(length, size - offset))
+        if self.ranges is not None and use_cache:
+            hit = self.ranges.get(blob_id.raw, offset, length)
+            if hit is not None:
+                return hit
+        if offset == 0 and length == size:
+            data = await self._read_all(meta, cache)
+        else:
+            data = await self._read_rows(meta, offset, length, cache)
+        if self.ranges is not None and use_cache:
+            self.ranges.put(blob_id.raw, offset, length, data)
+        return data
+
+    async def _read_patch(
+        self, patch_id: codec.QuiltPatchId, *, use_cache: bool = True
+    ) -> codec.PatchContent:
+        cache = self.cache if use_cache else None
+        meta = await self.meta(patch_id.quilt_id, use_cache=use_cache)
+        columns = list(range(patch_id.start, patch_id.end))
+        got = await self.slivers.fetch(
+            meta, Axis.SECONDARY, columns, need=len(columns), strict=True, cache=cache
+        )
+        if len(got) < len(columns):
+            # as the Walrus client does: read the whole quilt (from any k_p primary slivers)
+            log.info(
+                "patch %s: %d of its %d columns unavailable; reading the whole quilt",
+                patch_id,
+                len(columns) - len(got),
+                len(columns),
+            )
+            blob = await self._read(patch_id.quilt_id, use_cache=use_cache)
+            return await trio.to_thread.run_sync(codec.patch_from_blob, blob, meta, patch_id)
+        return await trio.to_thread.run_sync(codec.read_patch, list(got.values()), meta, patch_id)
+
+    async def _read_rows(
+        self, meta: codec.VerifiedMetadata, offset: int, length: int, cache: SliverCache | None
+    ) -> bytes:
+        rows = codec.rows_for_range(meta.unencoded_length, offset, length, meta.params)
+        if not rows:
+            return b""
+        got = await self.slivers.fetch(
+            meta, Axis.PRIMARY, list(rows), need=len(rows), strict=True, cache=cache
+        )
+        if len(got) == len(rows):
+            return await trio.to_thread.run_sync(
+                codec.read_range, list(got.values()), meta, offset, length
+            )
+        log.info("rows %s of %s not all available; decoding the blob", rows, meta.blob_id)
+        whole = await self._read_all(meta, cache)
+        return whole[offset : offset + length]
+
+    async def _read_all(self, meta: codec.VerifiedMetadata, cache: SliverCache | None) -> bytes:
+        k = meta.params.k_p
+        n = meta.params.n_shards
+        if meta.unencoded_length == 0:
+            return b""
+        # Systematic rows first: if all arrive, the blob is assembled without decoding.
+        got = await self.slivers.fetch(
+            meta, Axis.PRIMARY, list(range(k)), need=k, strict=False, cache=cache
+        )
+        if len(got) < k:
+            others = list(range(k, n))
+            more = await self.slivers.fetch(
+                meta, Axis.PRIMARY, others, need=k - len(got), strict=False, cache=cache
+            )
+            got.update(more)
+        if len(got) < k:
+            raise BlobUnavailable(
+                f"{meta.blob_id}: only {len(got)} of the {k} primary slivers needed could be "
+                "fetched and verified"
+            )
+        return await trio.to_thread.run_sync(codec.decode, list(got.values()), meta)

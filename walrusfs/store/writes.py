@@ -1,0 +1,254 @@
+"""Storing bytes (or a quilt) as a certified Walrus blob: what `walrus store` does.
+
+Encode in a worker thread -> reuse an owned certified blob with the same ID (extend it if it
+ends too early) or register (reusing or reserving Storage, attributes in the same transaction;
+WAL and SUI are checked before anything is signed or uploaded), or continue an unfinished
+registration (`walrusfs/store/registrations.py`) -> upload and collect a quorum of verified
+confirmations (`walrusfs/store/upload.py`) -> aggregate the signatures and certify.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import pysui_fastcrypto as fc
+import trio
+
+import codec
+from chain import errors as chain_errors
+from chain import move_types as mt
+from chain.bls import aggregate
+from chain.client import WalrusChain
+from walrusfs.store.committee import Committees
+from walrusfs.store.nodes import Committee
+from walrusfs.store.registrations import Registration, Registrations
+from walrusfs.store.upload import Progress, Uploader
+
+log = logging.getLogger(__name__)
+
+Registered = Callable[[str], None]  # told the Blob object ID an upload writes to
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    blob_id: codec.BlobId
+    object_id: str
+    size: int
+    encoded_size: int
+    end_epoch: int
+    deletable: bool
+    cost: int  # FROST paid for storage + write (0 when an existing blob was reused)
+    reused_storage: bool  # an owned Storage resource was used instead of reserve_space
+    already_certified: bool  # an owned certified blob with this ID existed
+    extended_by: int = 0  # epochs added to that existing blob
+    signers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class QuiltResult:
+    quilt: StoreResult
+    patches: dict[str, codec.QuiltPatchId]
+
+
+def confirmation_message(epoch: int, blob_id: codec.BlobId, object_id: str | None) -> bytes:
+    """The `Confirmation` the nodes sign: of a permanent blob (`object_id` None) or of the
+    deletable Blob object `object_id`."""
+    if object_id is None:
+        return bytes(fc.bls_confirmation_bytes(epoch, blob_id.raw))
+    oid = bytes.fromhex(object_id.removeprefix("0x").rjust(64, "0"))
+    return bytes(fc.bls_confirmation_bytes(epoch, blob_id.raw, oid))
+
+
+def signers_bitmap(indices: Iterable[int], max_index: int) -> bytes:
+    """The signers bitmap `certify_blob` takes: bit i (little-endian within each byte) for
+    member index i, as long as the committee's highest index needs."""
+    bitmap = bytearray((max_index + 8) // 8)
+    for index in indices:
+        bitmap[index // 8] |= 1 << (index % 8)
+    return bytes(bitmap)
+
+
+class Writer:
+    """Stores blobs. `encode_limit` bounds the encodes running at once (see `WalrusStore`)."""
+
+    def __init__(
+        self,
+        chain: WalrusChain,
+        committees: Committees,
+        uploader: Uploader,
+        registrations: Registrations,
+        encode_limit: trio.CapacityLimiter,
+    ) -> None:
+        self.chain = chain
+        self.committees = committees
+        self.uploader = uploader
+        self.registrations = registrations
+        self.encode_limit = encode_limit
+
+    async def store(
+        self,
+        data: bytes,
+        epochs: int,
+        *,
+        deletable: bool = True,
+        attributes: dict[str, str] | None = None,
+        progress: Progress | None = None,
+        reuse: bool = True,
+        registered: Registered | None = None,
+        resume: str | None = None,
+    ) -> StoreResult:
+        """See `WalrusStore.store`."""
+        committee = await self.committees.write(fresh=True)
+        async with self.encode_limit:
+            enc = await trio.to_thread.run_sync(codec.encode, data, committee.n_shards)
+        return await self._store_encoded(
+            enc,
+            committee,
+            epochs,
+            deletable=deletable,
+            attributes=attributes,
+            progress=progress,
+            reuse=reuse,
+            registered=registered,
+            resume=resume,
+        )
+
+    async def store_quilt(
+        self,
+        items: Sequence[codec.QuiltItem],
+        epochs: int,
+        *,
+        deletable: bool = True,
+        attributes: dict[str, str] | None = None,
+        progress: Progress | None = None,
+        reuse: bool = True,
+        registered: Registered | None = None,
+        resume: str | None = None,
+    ) -> QuiltResult:
+        """`items` as one QuiltV1 blob, stored as `store` does; with each item's patch ID."""
+        committee = await self.committees.write(fresh=True)
+        async with self.encode_limit:
+            quilt = await trio.to_thread.run_sync(codec.build_quilt, items, committee.n_shards)
+            enc = await trio.to_thread.run_sync(codec.encode, quilt.data, committee.n_shards)
+        result = await self._store_encoded(
+            enc,
+            committee,
+            epochs,
+            deletable=deletable,
+            attributes=attributes,
+            progress=progress,
+            reuse=reuse,
+            registered=registered,
+            resume=resume,
+        )
+        patches = {p.identifier: p.patch_id(enc.blob_id) for p in quilt.patches}
+        return QuiltResult(result, patches)
+
+    async def _store_encoded(
+        self,
+        enc: codec.EncodedBlob,
+        committee: Committee,
+        epochs: int,
+        *,
+        deletable: bool,
+        attributes: dict[str, str] | None,
+        progress: Progress | None,
+        reuse: bool = True,
+        registered: Registered | None = None,
+        resume: str | None = None,
+    ) -> StoreResult:
+        want_end = committee.epoch + epochs
+        if reuse and (result := await self._reused(enc, deletable, want_end)) is not None:
+            return result
+        key = (enc.blob_id.to_u256(), deletable)
+        reg = await self.registrations.resumable(key, committee.epoch, resume)
+        if reg is None:
+            blob, estimate, _ = await self.chain.register_blob(
+                enc.blob_id.to_u256(),
+                int.from_bytes(enc.root_hash, "little"),
+                enc.unencoded_length,
+                epochs,
+                deletable=deletable,
+                attributes=attributes,
+            )
+            reg = Registration(blob, estimate.total, estimate.reuse is not None)
+            self.registrations.add(key, reg)
+        else:
+            log.info("%s: continuing its registration %s", enc.blob_id, reg.blob.id)
+        if registered is not None:
+            registered(reg.blob.id)
+        signers: list[str] = []
+        if reg.blob.certified_epoch is None:
+            signers = await self._upload_and_certify(enc, committee, reg.blob, progress)
+        self.registrations.finish(key, reg)
+        paid = reg.cost
+        end = reg.blob.storage.end_epoch
+        extended = 0
+        if end < want_end:  # continued after an epoch change: as long as asked
+            extended = want_end - end
+            paid += (await self.chain.extend_blob(reg.blob.id, extended))[0]
+            end = want_end
+        return StoreResult(
+            enc.blob_id,
+            reg.blob.id,
+            enc.unencoded_length,
+            enc.encoded_size,
+            end,
+            deletable,
+            paid,
+            reg.reused_storage,
+            False,
+            extended,
+            tuple(signers),
+        )
+
+    async def _reused(
+        self, enc: codec.EncodedBlob, deletable: bool, want_end: int
+    ) -> StoreResult | None:
+        """An owned certified blob of these bytes and deletability, extended to `want_end` if
+        it ends before (a listing of all owned blobs); None if there is none."""
+        for blob in await self.chain.blobs():
+            if (
+                blob.blob_id == enc.blob_id.to_u256()
+                and blob.certified_epoch is not None
+                and blob.deletable == deletable
+            ):
+                extended = 0
+                paid = 0
+                if blob.storage.end_epoch < want_end:
+                    extended = want_end - blob.storage.end_epoch
+                    paid, _ = await self.chain.extend_blob(blob.id, extended)
+                log.info("%s is already certified as %s; reusing it", enc.blob_id, blob.id)
+                return StoreResult(
+                    enc.blob_id,
+                    blob.id,
+                    enc.unencoded_length,
+                    enc.encoded_size,
+                    max(blob.storage.end_epoch, want_end),
+                    deletable,
+                    paid,
+                    False,
+                    True,
+                    extended,
+                )
+        return None
+
+    async def _upload_and_certify(
+        self, enc: codec.EncodedBlob, committee: Committee, blob: mt.Blob, progress: Progress | None
+    ) -> list[str]:
+        """Upload, then certify with the confirmations; the signers' names. A blob an earlier
+        attempt certified (its answer lost) counts as certified."""
+        object_id = blob.id if blob.deletable else None
+        expected = confirmation_message(committee.epoch, enc.blob_id, object_id)
+        confirmed = await self.uploader.confirmations(enc, committee, object_id, expected, progress)
+        bitmap = signers_bitmap(
+            (c.node.index for c in confirmed), max(n.index for n in committee.nodes)
+        )
+        signature = aggregate([c.signature for c in confirmed])
+        try:
+            await self.chain.certify_blob(blob.id, signature, bitmap, expected)
+        except chain_errors.AlreadyCertified:
+            log.info("%s was certified by an earlier attempt", blob.id)
+        return [c.node.name for c in confirmed]
