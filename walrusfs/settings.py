@@ -237,7 +237,7 @@ def _checkpoint_interval(v: Any) -> float:
     return check_seconds(seconds)
 
 
-#: a read that needs the storage nodes may wait this long at most (walrusfs/store/client.py)
+#: a read that needs the storage nodes may wait this long at most (walrusfs/store/reads.py)
 READ_TIMEOUT_RANGE = (1.0, 600.0)
 
 

@@ -14,10 +14,10 @@ A record is the file's whole content:
     4       checksum  CRC-32 (zlib's, little-endian) of the payload
     rest    payload
 
-(`WSN1` records, the format before CRC-32 (CHANGELOG.md), carry a 32-byte BLAKE2b-256 instead and are still
-read. The checksum detects bit rot and torn writes, as RocksDB's block CRCs do for real nodes;
-it is not a defence against someone who can write the node's disk. BLAKE2b cost 0.16 ms per
-200 KB sliver on each PUT and GET, CRC-32 0.03 ms.)
+(`WSN1` records, the format before CRC-32 (CHANGELOG.md), carry a 32-byte BLAKE2b-256
+instead and are still read. The checksum detects bit rot and torn writes, as RocksDB's block
+CRCs do for real nodes; it is not a defence against someone who can write the node's disk.
+BLAKE2b cost 0.16 ms per 200 KB sliver on each PUT and GET, CRC-32 0.03 ms.)
 
 Writes go to a temporary file in the same directory and are renamed over the target: after a
 kill -9 a file is the old record or the new one, never a torn one, and temporary leftovers are
