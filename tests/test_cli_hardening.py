@@ -24,11 +24,11 @@ import pytest
 import codec
 from tests.devnet_harness import N_SHARDS, RunningDevnet, start_devnet, walrusfs
 from tests.mount_harness import MOUNT_OPTS, Mount, mounted
-from walrusfs import cli, files, fstab, mountcmd, mounts, settings
+from walrusfs import cli, control, files, fstab, mounts, settings
 from walrusfs.config import Paths
+from walrusfs.daemon import NOTICE_AFTER
 from walrusfs.errors import InputError, UsageError
 from walrusfs.fs.mount import lock_volume
-from walrusfs.mountcmd import NOTICE_AFTER
 
 ROOT = Path(__file__).resolve().parents[1]
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
@@ -571,16 +571,16 @@ def test_commands_without_a_mountpoint_pick_this_homes_mount(
     m = Mount(dn, tmp_path / "ours", "pick")
     m.mount()
     try:
-        foreign = mounts.MountEntry("walrusfs:other", "/elsewhere/walrus", mountcmd.FSTYPE, ("rw",))
+        foreign = mounts.MountEntry("walrusfs:other", "/elsewhere/walrus", control.FSTYPE, ("rw",))
         real = mounts.mounts
         monkeypatch.setattr(mounts, "mounts", lambda *a: [*real(*a), foreign])
         monkeypatch.setenv("WALRUSFS_HOME", str(dn.home))
-        assert mountcmd._find_mount(None) == m.path
+        assert control.find_mount(None) == m.path
         m2 = Mount(dn, tmp_path / "ours-too", "pick2")
         m2.mount()
         try:
             with pytest.raises(UsageError, match="several walrusfs mounts"):
-                mountcmd._find_mount(None)
+                control.find_mount(None)
         finally:
             m2.teardown()
     finally:

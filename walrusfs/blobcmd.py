@@ -3,7 +3,7 @@
 Network: the one `--network` or the config file chooses (walrusfs/settings.py): the local
 devnet with its wallet by default, testnet, mainnet or a configured one with the Sui wallet.
 Chain and node failures become `UserError`s with stable exit codes (docs/exit-codes.md)
-through `user_errors`.
+through `walrusfs.clihelpers.run_async`.
 """
 
 from __future__ import annotations
@@ -12,50 +12,25 @@ import argparse
 import contextlib
 import json
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-import trio
 
 import codec
 from cache.ranges import RangeCache
 from cache.slivers import SliverCache
-from chain import errors as chain_errors
 from chain.client import WalrusChain
 from chain.pricing import format_wal
 from codec.quilt import validate_identifier
-from walrusfs import settings
+from walrusfs.clihelpers import ProgressBar, epochs_arg, open_chain, run_async
 from walrusfs.config import Paths
-from walrusfs.errors import (
-    ChainRejectedError,
-    FundsError,
-    InputError,
-    InvalidDataError,
-    NotFoundError,
-    ServiceError,
-    UsageError,
-    WalletUserError,
-    volume_user_error,
-)
+from walrusfs.errors import InputError, InvalidDataError, UsageError
 from walrusfs.files import read_input, write_output
-from walrusfs.fs.errors import VolumeError
 from walrusfs.store.client import StoreResult, WalrusStore
-from walrusfs.store.errors import BlobNotFound, BlobUnavailable, NodeError, NotEnoughConfirmations
+from walrusfs.store.errors import BlobNotFound, BlobUnavailable, NodeError
 
 CACHE_LIMIT = 2 << 30  # bytes of slivers kept in the on-disk cache
 RANGE_CACHE = 64 << 20
-
-
-def epochs_arg(text: str) -> int:
-    """argparse type of `--epochs`: 1..settings.MAX_EPOCHS (the network may allow fewer: the
-    commands check its own `max_epochs_ahead` before paying)."""
-    try:
-        return settings.check_epochs(int(text))
-    except ValueError as exc:
-        message = str(exc) if text.strip().lstrip("+-").isdigit() else f"{text!r}: not a number"
-        raise argparse.ArgumentTypeError(message) from None
 
 
 async def check_epochs_on(chain: WalrusChain, epochs: int) -> None:
@@ -64,59 +39,6 @@ async def check_epochs_on(chain: WalrusChain, epochs: int) -> None:
     most = (await chain.system_info()).max_epochs_ahead
     if epochs > most:
         raise UsageError(f"--epochs {epochs}: this network sells storage at most {most} ahead")
-
-
-def _message(exc: Exception) -> str:
-    """The text without OSError's "[Errno N]" prefix."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc)
-
-
-@contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Map chain/store failures to the CLI's documented exit codes."""
-    try:
-        yield
-    except chain_errors.InsufficientFunds as exc:
-        raise FundsError(str(exc)) from None
-    except chain_errors.WalletError as exc:
-        raise WalletUserError(str(exc)) from None
-    except chain_errors.ChainUnavailable as exc:
-        hint = (
-            "is the devnet up? (`walrusfs devnet status`)"
-            if settings.current().is_devnet
-            else "check the network connection and `grpc_url` (`walrusfs config`)"
-        )
-        raise ServiceError(f"{exc}; {hint}") from None
-    except (chain_errors.TransactionFailed, chain_errors.TransactionRejected) as exc:
-        raise ChainRejectedError(str(exc)) from None
-    except (chain_errors.ObjectNotFound, BlobNotFound) as exc:
-        raise NotFoundError(_message(exc)) from None
-    except (NotEnoughConfirmations, BlobUnavailable, NodeError) as exc:
-        raise ServiceError(
-            f"{_message(exc)}; check the storage nodes (`walrusfs devnet status`) and retry"
-        ) from None
-    except chain_errors.ChainError as exc:
-        raise ServiceError(str(exc)) from None
-    except VolumeError as exc:
-        raise volume_user_error(exc) from None
-
-
-@contextlib.asynccontextmanager
-async def open_chain(*, start: bool = False) -> AsyncIterator[WalrusChain]:
-    """The chosen network's chain with the wallet's active key (`start`: on the devnet, bring
-    it up first, as commands that need it anyway do)."""
-    paths = Paths.from_env()
-    chosen = settings.current()
-    profile, key = await trio.to_thread.run_sync(
-        lambda: settings.connect(chosen, paths, start=start)
-    )
-    chain = WalrusChain(profile, key)
-    try:
-        yield chain
-    finally:
-        await chain.close()
 
 
 @contextlib.asynccontextmanager
@@ -131,39 +53,6 @@ async def open_store(use_cache: bool = True) -> AsyncIterator[WalrusStore]:
             await store.close()
             if cache is not None:
                 cache.close()
-
-
-class ProgressBar:
-    """A one-line progress bar on stderr, only when it is a terminal and the transfer is long."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.enabled = sys.stderr.isatty()
-        self.last = 0.0
-        self.started = time.monotonic()
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if not self.enabled or (now - self.last < 0.2 and done < total):
-            return
-        if now - self.started < 1.0 and done < total:
-            return
-        self.last = now
-        width = 30
-        filled = width * done // max(total, 1)
-        rate = done / max(now - self.started, 1e-6) / 1e6
-        print(
-            f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
-            f"{100 * done // max(total, 1):3}% {rate:6.1f} MB/s",
-            end="" if done < total else "\n",
-            file=sys.stderr,
-            flush=True,
-        )
-
-
-def _run(fn: Callable[[], Awaitable[int]]) -> int:
-    with user_errors():
-        return trio.run(fn)
 
 
 def _read(path: str) -> bytes:
@@ -228,7 +117,7 @@ def cmd_store(args: argparse.Namespace) -> int:
                 print(f"spent {format_wal(before - after)}; balance {format_wal(after)}")
         return 0
 
-    return _run(go)
+    return run_async(go)
 
 
 def _parse_range(text: str) -> tuple[int, int | None]:
@@ -283,7 +172,7 @@ def cmd_read(args: argparse.Namespace) -> int:
         write_output(args.output, data)
         return 0
 
-    return _run(go)
+    return run_async(go)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -317,7 +206,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             )
         return 0
 
-    return _run(go)
+    return run_async(go)
 
 
 def cmd_extend(args: argparse.Namespace) -> int:
@@ -332,7 +221,7 @@ def cmd_extend(args: argparse.Namespace) -> int:
         )
         return 0
 
-    return _run(go)
+    return run_async(go)
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
@@ -344,7 +233,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
         print(f"{args.object_id}: deleted; its storage is back in the wallet")
         return 0
 
-    return _run(go)
+    return run_async(go)
 
 
 def cmd_store_quilt(args: argparse.Namespace) -> int:
@@ -386,7 +275,7 @@ def cmd_store_quilt(args: argparse.Namespace) -> int:
                 print(f"  {pid}  {ident}")
         return 0
 
-    return _run(go)
+    return run_async(go)
 
 
 def cmd_read_patch(args: argparse.Namespace) -> int:
@@ -402,7 +291,7 @@ def cmd_read_patch(args: argparse.Namespace) -> int:
         write_output(args.output, content.data)
         return 0
 
-    return _run(go)
+    return run_async(go)
 
 
 def add_parser(sub: Any) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import codec
 from chain.pricing import format_wal, store_cost
-from walrusfs.blobcmd import _run, open_chain
+from walrusfs.clihelpers import open_chain, run_async
 from walrusfs.errors import InputError, UsageError
 from walrusfs.fs import crypto
 from walrusfs.fs.defaults import DEFAULTS
@@ -141,7 +141,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
                   + ("" if args.public else " (encrypted: +43 bytes per 64 KiB)"))  # fmt: skip
         return 0
 
-    return _run(go)
+    return run_async(go)
 
 
 def add_parser(sub: Any) -> None:

@@ -35,7 +35,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from walrusfs import mountcmd, settings
+from walrusfs import control, settings
 from walrusfs.cli import main as cli_main
 from walrusfs.config import Paths
 from walrusfs.errors import ExitCode
@@ -158,7 +158,7 @@ def _bind_if_mounted(volume: str, mountpoint: str) -> int | None:
         volume_dir = Paths.from_env().data_dir / "volumes" / settings.volume_name(volume)
     except ValueError:
         return None  # `walrusfs mount` reports the bad name
-    served = mountcmd.served_at(volume_dir)
+    served = control.served_at(volume_dir)
     if served is None or served == Path(mountpoint).absolute():
         return None
     proc = subprocess.run(

@@ -9,7 +9,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from chain.pricing import format_wal
-from walrusfs.blobcmd import _run, open_chain
+from walrusfs.clihelpers import open_chain, run_async
 from walrusfs.errors import UsageError
 
 MIST_PER_SUI = 10**9
@@ -41,7 +41,7 @@ def cmd_wallet(args: argparse.Namespace) -> int:
         print(f"WAL      {format_wal(bal.wal)} (storage and write fees)")
         return 0
 
-    return _run(go)
+    return run_async(go)
 
 
 def cmd_get_wal(args: argparse.Namespace) -> int:
@@ -57,7 +57,7 @@ def cmd_get_wal(args: argparse.Namespace) -> int:
         print(f"got {format_wal(after - before)}; the wallet holds {format_wal(after)}")
         return 0
 
-    return _run(go)
+    return run_async(go)
 
 
 def add_parser(sub: Any) -> None:
