@@ -129,9 +129,13 @@ class Content:
         segment_cache_bytes: int = 256 << 20,
         *,
         keys: crypto.VolumeKeys | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock`: the monotonic seconds idle detection and upload back-offs are counted in
+        (the uploader reads it too; tests pass trio's clock to drive them)."""
         self.db = db
         self.keys = keys  # None: a public volume (plaintext blobs)
+        self.clock = clock
         self.staging = staging
         self.store = store
         self.chunk_size = chunk_size
@@ -173,7 +177,7 @@ class Content:
 
     def _touch(self, key: Key) -> None:
         self.gen[key] = next(self._counter)
-        self.last_write[key] = time.monotonic()
+        self.last_write[key] = self.clock()
 
     def decref(self, blob: int | None, count: int = 1) -> None:
         if blob is not None:

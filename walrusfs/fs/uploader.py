@@ -82,6 +82,7 @@ class Uploader:
         self.machine = machine
         self._orphans = list(orphans)
         self.content = content
+        self.clock = content.clock  # idle times (content.last_write) are in its seconds
         self.staging = content.staging
         self.worker = worker
         self.config = config
@@ -113,7 +114,7 @@ class Uploader:
             commits=self.commits,
         )  # fmt: skip
         self._nursery: trio.Nursery | None = None
-        self._compacted_at = time.monotonic()
+        self._compacted_at = self.clock()
         self.compactor = Compactor(
             db, content, params, compact_below=config.compact_below, record=self.jobs.file_attr
         )
@@ -157,10 +158,10 @@ class Uploader:
                 with trio.move_on_after(1.0):
                     await self._wake.wait()
                 self._wake = trio.Event()
-                pause = last_scan + SCAN_INTERVAL - time.monotonic()
+                pause = last_scan + SCAN_INTERVAL - self.clock()
                 if pause > 0:
                     await trio.sleep(pause)
-                last_scan = time.monotonic()
+                last_scan = self.clock()
                 try:
                     await self._delete_orphans()
                     if self.commits.retry():
@@ -182,7 +183,7 @@ class Uploader:
     def _eligible(self, free: int) -> tuple[list[tuple[Key, int]], list[Key]]:
         """(small single-chunk files with their sizes, other chunks) ready for upload; stops
         once there is enough for `free` jobs."""
-        now = time.monotonic()
+        now = self.clock()
         force = self._forced > 0
         if not force and now < self._retry_at:
             return [], []
@@ -219,7 +220,7 @@ class Uploader:
         free = self.config.jobs - self._running
         if free <= 0:
             return
-        now = time.monotonic()
+        now = self.clock()
         if self._forced or now >= self._retry_at:
             for plan in self._attempts.plans():
                 keys = [key for key, _ in plan.chunks]
@@ -238,7 +239,7 @@ class Uploader:
         jobs: list[tuple[Any, list[Key]]] = [(self.jobs.quilt_job, keys) for keys, _ in batches]
         jobs += [(self.jobs.blob_job, [key]) for key in big]
         if batch:
-            now = time.monotonic()
+            now = self.clock()
             oldest = min(self.content.last_write.get(k, 0.0) for k in batch)
             # while compaction re-stages files one by one, the first few must not be quilted
             # alone: the partial quilt waits for the rest (full quilts and blobs go on)
@@ -285,7 +286,7 @@ class Uploader:
             self.stats.failing = True
             self.stats.last_error = message
             self.stats.last_error_at = time.time()
-            now = time.monotonic()
+            now = self.clock()
             for key in keys:
                 _, backoff = self._chunk_retry.get(key, (0.0, self.config.retry_after / 2))
                 backoff = min(backoff * 2, 300.0)
@@ -362,8 +363,8 @@ class Uploader:
         """Re-stage the live files of sparse quilts (compaction.py), to be quilted anew; the
         chunks re-staged. Not while uploads are failing (no WAL?): that would only add to
         what waits."""
-        self._compacted_at = time.monotonic()
-        if time.monotonic() < self._retry_at and not self._forced:
+        self._compacted_at = self.clock()
+        if self.clock() < self._retry_at and not self._forced:
             return 0
         self._compacting += 1
         try:
