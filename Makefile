@@ -65,10 +65,13 @@ test-fast: setup
 	$(BIN)/python -m pytest -q -m "not devnet and not fuse and not slow"
 
 # Long drills kept out of CI: the crash drills 50 times, killed at random moments; a 10-minute
-# outage of every storage node during uploads.
+# outage of every storage node during uploads; 300 random operation sequences against a local
+# disk (a failing one is saved in tests/hypothesis-db and replayed by every later run).
 soak: setup
 	WALRUSFS_CRASH_RUNS=50 $(BIN)/python -m pytest -q tests/test_crash_drills.py
 	WALRUSFS_OUTAGE_SECONDS=600 $(BIN)/python -m pytest -q tests/test_upload_faults.py -k outage
+	WALRUSFS_HYPOTHESIS_EXAMPLES=300 $(BIN)/python -m pytest -q --timeout=0 \
+	  tests/test_posix.py -k random_operations
 
 lint: setup
 	$(BIN)/ruff check .

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from tests.devnet_harness import RunningDevnet, start_devnet
@@ -345,11 +346,12 @@ def test_random_operations_match_a_local_disk(mnt: Mount, tmp_path: Path) -> Non
     MountMatchesLocalDisk.mount = mnt
     MountMatchesLocalDisk.local_root = tmp_path
     run = settings(
-        # 25 steps took 35-90 s per example (remounts and syncs drawn); two examples of 15
-        # steps keep the suite inside its 20 min budget on this 2-core machine. Each CI run
-        # draws new sequences, so coverage accumulates across runs.
-        max_examples=2,
+        # 25 steps took 35-90 s per example (remounts and syncs drawn): CI draws two examples
+        # of 15 steps, new ones each run; `make soak` draws hundreds. A failing sequence is
+        # kept in tests/hypothesis-db (committed), so every later run replays it first.
+        max_examples=int(os.environ.get("WALRUSFS_HYPOTHESIS_EXAMPLES", "2")),
         stateful_step_count=15,
+        database=DirectoryBasedExampleDatabase(Path(__file__).parent / "hypothesis-db"),
         deadline=None,
         suppress_health_check=list(HealthCheck),
     )(MountMatchesLocalDisk).TestCase
