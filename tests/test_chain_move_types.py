@@ -10,7 +10,7 @@ import pytest
 
 import codec
 from chain import move_types as mt
-from chain.localnet.moves import encoded_blob_length
+from chain.localnet.moves.encoding import encoded_blob_length
 from chain.pricing import extend_cost, format_wal, reserve_cost, store_cost, write_cost
 from codec.errors import MalformedBcs
 

@@ -718,7 +718,7 @@ class Executor:
                 key[2],
                 E_NOT_SUPPORTED_ON_DEVNET,
                 f"{key[1]}::{key[2]} is published but not supported on the devnet "
-                "(the stand-in executes only the functions in chain/localnet/moves.py)",
+                "(the stand-in executes only the functions in chain/localnet/moves/)",
             )
         if fn is None:
             raise ExecFailure(

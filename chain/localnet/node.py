@@ -50,13 +50,8 @@ from chain.localnet.ledger import (
     Ledger,
     StoredObject,
 )
-from chain.localnet.moves import (
-    STAKING_VERSION,
-    SYSTEM_VERSION,
-    Deployment,
-    build_functions,
-    field_type,
-)
+from chain.localnet.moves import build_functions
+from chain.localnet.moves.deployment import STAKING_VERSION, SYSTEM_VERSION, Deployment, field_type
 from chain.localnet.packages import Packages
 from chain.localnet.resolve import transaction_proto
 
