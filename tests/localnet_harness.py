@@ -13,7 +13,8 @@ import pysui_fastcrypto as _fc
 
 from chain.bls import BlsKeypair, aggregate
 from chain.client import NetworkProfile, devnet_profile
-from chain.localnet.node import GenesisConfig, Localnet, NodeSpec
+from chain.localnet.genesis import GenesisConfig, NodeSpec
+from chain.localnet.node import Localnet
 from chain.localnet.server import LocalnetServer
 from chain.wallet import Keypair
 
