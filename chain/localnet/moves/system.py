@@ -64,7 +64,7 @@ def register(r: Registry) -> None:
         }
     )
 
-    def reserve(  # noqa: PLR0917 -- the Move function's parameters, in order
+    def reserve(
         tx: Tx, system: LiveObject, amount: int, start: int, end: int, pay: LiveObject, name: str
     ) -> LiveObject:
         view = SystemView(tx, dep, system, name)
@@ -103,7 +103,7 @@ def register(r: Registry) -> None:
         "reserve_space_for_epochs",
         [mut(system_t), pure("u64"), pure("u32"), pure("u32"), mut(wal_coin)],
     )
-    def reserve_space_for_epochs(  # noqa: PLR0917 -- the Move function's parameters, in order
+    def reserve_space_for_epochs(
         tx: Tx, system: LiveObject, amount: int, start: int, end: int, pay: LiveObject
     ) -> list[Any]:
         return [reserve(tx, system, amount, start, end, pay, "reserve_space_for_epochs")]
@@ -123,7 +123,7 @@ def register(r: Registry) -> None:
             mut(wal_coin),
         ],
     )
-    def register_blob(  # noqa: PLR0917 -- the Move function's parameters, in order
+    def register_blob(
         tx: Tx,
         system: LiveObject,
         storage: LiveObject,
@@ -183,7 +183,7 @@ def register(r: Registry) -> None:
         "certify_blob",
         [ref(system_t), mut(blob_t), pure("vector<u8>"), pure("vector<u8>"), pure("vector<u8>")],
     )
-    def certify_blob(  # noqa: PLR0917 -- the Move function's parameters, in order
+    def certify_blob(
         tx: Tx, system: LiveObject, blob: LiveObject, signature: bytes, bitmap: bytes, msg: bytes
     ) -> list[Any]:
         view = SystemView(tx, dep, system, "certify_blob")
