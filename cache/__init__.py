@@ -2,3 +2,6 @@
 
 No network access here; callers hand bytes in and get bytes out.
 """
+
+#: A staged chunk, `(inode, chunkno)`: the staging area's modules and its callers name chunks so.
+Key = tuple[int, int]

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from cache.staging import DIRECT_MIN, SMALL_DB, SMALL_MAX, Staging
+from cache.chunkfiles import DIRECT_MIN
+from cache.smalldb import SMALL_DB
+from cache.staging import SMALL_MAX, Staging
 
 BIG = SMALL_MAX + 1
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from cache.staging import Key
+from cache import Key
 from tests.fakes import Volume, open_volume
 from walrusfs.fs.options import UploadConfig
 

@@ -17,7 +17,7 @@ import logging
 import sqlite3
 from dataclasses import dataclass
 
-from cache.staging import Key
+from cache import Key
 from walrusfs.fs import blobs
 from walrusfs.fs.content import Content
 from walrusfs.fs.schema import transaction

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Callable
 
 import codec
-from cache.staging import Key
+from cache import Key
 from walrusfs.fs import blobs
 from walrusfs.fs.content import Content
 from walrusfs.fs.quilts import quilt_blob_size

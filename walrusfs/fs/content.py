@@ -30,7 +30,9 @@ import trio
 from cachetools import LRUCache
 
 import codec
-from cache.staging import Key, Staging, disk_full_is_enospc
+from cache import Key
+from cache.diskfull import disk_full_is_enospc
+from cache.staging import Staging
 from chain import errors as chain_errors
 from walrusfs.fs import blobs, crypto
 from walrusfs.store.errors import StoreError

@@ -30,7 +30,7 @@ import pyfuse3
 import trio
 from pyfuse3 import EntryAttributes, FileInfo, FUSEError, RequestContext, SetattrFields
 
-from cache.staging import is_disk_full
+from cache.diskfull import is_disk_full
 from chain import errors as chain_errors
 from walrusfs.fs import blobs
 from walrusfs.fs.content import Content, ReadFailed

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import trio
 
-from cache.staging import Key, Staging
+from cache import Key
+from cache.staging import Staging
 from walrusfs.fs.worker_protocol import Source
 
 

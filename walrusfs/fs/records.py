@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from cache.staging import Key
+from cache import Key
 from walrusfs.fs import crypto
 from walrusfs.fs.schema import path_of
 

@@ -30,7 +30,7 @@ from typing import Any
 import trio
 
 import codec
-from cache.staging import Key
+from cache import Key
 from chain import errors as chain_errors
 from walrusfs.fs import blobs, crypto
 from walrusfs.fs import worker_protocol as wp

@@ -26,7 +26,7 @@ from typing import TypeVar
 import trio
 
 import codec
-from cache.staging import Key
+from cache import Key
 from walrusfs.fs import blobs, crypto
 from walrusfs.fs import worker_protocol as wp
 from walrusfs.fs.commits import Committer, Uploaded
