@@ -43,7 +43,9 @@ import codec  # noqa: E402
 from chain.client import WalrusChain  # noqa: E402
 from walrusfs.devnet import server  # noqa: E402
 from walrusfs.devnet.http import Request, Response  # noqa: E402
-from walrusfs.devnet.launcher import Devnet, _free_port, _port_open  # noqa: E402
+from walrusfs.devnet.launcher import Devnet  # noqa: E402
+from walrusfs.devnet.processes import free_port as _free_port  # noqa: E402
+from walrusfs.devnet.processes import port_open as _port_open  # noqa: E402
 
 N_SHARDS = 1000
 

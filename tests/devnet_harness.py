@@ -23,7 +23,8 @@ import codec
 from chain import move_types as mt
 from chain.bls import aggregate, aggregate_verify, g1_compress
 from chain.client import CommitteeMember, SystemInfo, WalrusChain
-from walrusfs.devnet.launcher import Devnet, DevnetSpec
+from walrusfs.devnet.launcher import Devnet
+from walrusfs.devnet.layout import DevnetSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")

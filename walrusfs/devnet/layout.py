@@ -1,0 +1,110 @@
+"""Where a devnet keeps its things, and `devnet.json`, the network it was created as.
+
+Everything lives under `<data_dir>/devnet` (`walrusfs paths` shows data_dir):
+
+    devnet.json            the network: shard count, ports, object IDs, wallet address
+    wallet/client.yaml     the funded devnet wallet (Sui CLI format) and its keystore
+    sui/ledger.db          the stand-in's ledger; sui/sui.log, sui/pid
+    nodes/node-<i>/        one storage node: node.json, bls.key (0600), node.db, blobs/,
+                           faults.json (test switches), node.log, pid
+
+A service is named `sui` or `node-<i>`; a node's log is its process's, the log of the first
+node of the group the process serves (`DevnetSpec.processes`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chain.client import NetworkProfile, devnet_profile
+from chain.wallet import Wallet
+from walrusfs.errors import ServiceError
+
+DEVNET_FILE = "devnet.json"
+
+
+@dataclass
+class DevnetSpec:
+    """`devnet.json`."""
+
+    n_nodes: int
+    n_shards: int
+    epoch_duration_ms: int
+    sui_port: int
+    node_ports: list[int]
+    chain: dict[str, Any]  # devnet_profile(**chain)
+    wallet_address: str
+    version: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: the node indices each storage-node process serves (empty: one process per node)
+    processes: list[list[int]] = field(default_factory=list)
+
+    def groups(self) -> list[list[int]]:
+        return self.processes or [[i] for i in range(self.n_nodes)]
+
+    def group_of(self, index: int) -> list[int]:
+        return next(g for g in self.groups() if index in g)
+
+    def profile(self) -> NetworkProfile:
+        return devnet_profile(**self.chain)
+
+
+def node_index(service: str) -> int:
+    """`node-<i>` -> i."""
+    return int(service.removeprefix("node-"))
+
+
+class DevnetLayout:
+    """The paths of one devnet's files."""
+
+    def __init__(self, data_dir: Path) -> None:
+        # resolved: a process is recognised by the path in its command line, and a devnet
+        # reached through a symlink (a data directory moved to another disk) is the same devnet
+        self.root = (data_dir / "devnet").resolve()
+        self.spec_path = self.root / DEVNET_FILE
+        self.sui_dir = self.root / "sui"
+        self.wallet_dir = self.root / "wallet"
+
+    def node_dir(self, index: int) -> Path:
+        return self.root / "nodes" / f"node-{index}"
+
+    @property
+    def exists(self) -> bool:
+        return self.spec_path.exists()
+
+    def spec(self) -> DevnetSpec:
+        """`devnet.json`.
+
+        Raises:
+            ServiceError: there is no devnet here.
+        """
+        if not self.exists:
+            raise ServiceError(f"no devnet under {self.root}: run `walrusfs devnet up` first")
+        return DevnetSpec(**json.loads(self.spec_path.read_text(encoding="utf-8")))
+
+    def wallet(self) -> Wallet:
+        return Wallet.load(self.wallet_dir / "client.yaml")
+
+    def pid_file(self, service: str) -> Path:
+        if service == "sui":
+            return self.sui_dir / "pid"
+        return self.node_dir(node_index(service)) / "pid"
+
+    def group(self, service: str) -> list[int]:
+        """The nodes served by the process that serves `service` (a node-<i>)."""
+        return self.spec().group_of(node_index(service))
+
+    def log_path(self, service: str) -> Path:
+        if service != "sui":  # the log of the process serving the node: its first node's
+            service = f"node-{self.group(service)[0]}"
+        return self.pid_file(service).with_name("sui.log" if service == "sui" else "node.log")
+
+    def log_tail(self, service: str, lines: int = 15) -> str:
+        try:
+            text = self.log_path(service).read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
