@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # before bench/ (whose codec.py would shadow the package)
 
-from walrusfs.settings import parse_size  # noqa: E402
+from walrusfs.validate import parse_size  # noqa: E402
 
 BLOCK = 1 << 20
 

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from chain.pricing import format_wal  # noqa: E402
-from walrusfs.settings import parse_size  # noqa: E402
+from walrusfs.validate import parse_size  # noqa: E402
 
 GiB = 1 << 30
 

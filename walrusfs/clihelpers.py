@@ -18,7 +18,7 @@ import trio
 
 from chain import errors as chain_errors
 from chain.client import WalrusChain
-from walrusfs import settings
+from walrusfs import network, settings, validate
 from walrusfs.config import Paths
 from walrusfs.errors import (
     ChainRejectedError,
@@ -37,10 +37,10 @@ UPLOAD_WORKER = [sys.executable, "-m", "walrusfs.fs.upload_worker"]
 
 
 def epochs_arg(text: str) -> int:
-    """argparse type of `--epochs`: 1..settings.MAX_EPOCHS (the network may allow fewer: the
+    """argparse type of `--epochs`: 1..validate.MAX_EPOCHS (the network may allow fewer: the
     commands check its own `max_epochs_ahead` before paying)."""
     try:
-        return settings.check_epochs(int(text))
+        return validate.check_epochs(int(text))
     except ValueError as exc:
         message = str(exc) if text.strip().lstrip("+-").isdigit() else f"{text!r}: not a number"
         raise argparse.ArgumentTypeError(message) from None
@@ -102,7 +102,7 @@ async def open_chain(*, start: bool = False) -> AsyncIterator[WalrusChain]:
     paths = Paths.from_env()
     chosen = settings.current()
     profile, key = await trio.to_thread.run_sync(
-        lambda: settings.connect(chosen, paths, start=start)
+        lambda: network.connect(chosen, paths, start=start)
     )
     chain = WalrusChain(profile, key)
     try:

@@ -20,7 +20,7 @@ from pathlib import Path
 import trio
 
 from chain.client import WalrusChain
-from walrusfs import files, logs, settings
+from walrusfs import files, logs, network, settings
 from walrusfs.clihelpers import UPLOAD_WORKER, user_errors
 from walrusfs.config import Paths
 from walrusfs.control import served_at
@@ -182,7 +182,7 @@ def serve(options: MountOptions, ready_fd: int | None, debug: bool) -> int:
     try:
         paths = Paths.from_env()
         with user_errors():
-            profile, key = settings.connect(settings.current(), paths, start=True)
+            profile, key = network.connect(settings.current(), paths, start=True)
             chain = WalrusChain(profile, key)
 
             async def main() -> None:

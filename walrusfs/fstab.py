@@ -35,7 +35,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from walrusfs import control, settings
+from walrusfs import control, validate
 from walrusfs.cli import main as cli_main
 from walrusfs.config import Paths
 from walrusfs.errors import ExitCode
@@ -155,7 +155,7 @@ def _bind_if_mounted(volume: str, mountpoint: str) -> int | None:
     """Bind-mount the volume's live mount onto `mountpoint` (an exit code), or None when the
     volume is not mounted on this machine (the caller mounts it)."""
     try:
-        volume_dir = Paths.from_env().data_dir / "volumes" / settings.volume_name(volume)
+        volume_dir = Paths.from_env().data_dir / "volumes" / validate.volume_name(volume)
     except ValueError:
         return None  # `walrusfs mount` reports the bad name
     served = control.served_at(volume_dir)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from walrusfs import control, daemon, files, fsckcmd, settings, statusview
+from walrusfs import control, daemon, files, fsckcmd, settings, statusview, validate
 from walrusfs.clihelpers import epochs_arg
 from walrusfs.config import Paths
 from walrusfs.errors import InputError, UsageError
@@ -52,18 +52,18 @@ def _number_of_seconds(text: str) -> float:
 
 
 def _read_timeout(text: str) -> float:
-    return settings.read_timeout(_number_of_seconds(text))
+    return validate.read_timeout(_number_of_seconds(text))
 
 
 def _seconds(text: str) -> float:
-    return settings.check_seconds(_number_of_seconds(text))
+    return validate.check_seconds(_number_of_seconds(text))
 
 
 def _checkpoint_seconds(text: str) -> float:
     value = _seconds(text)
-    if value < settings.MIN_CHECKPOINT_INTERVAL:
+    if value < validate.MIN_CHECKPOINT_INTERVAL:
         raise ValueError(
-            f"at least {settings.MIN_CHECKPOINT_INTERVAL:g} seconds (each checkpoint is a blob "
+            f"at least {validate.MIN_CHECKPOINT_INTERVAL:g} seconds (each checkpoint is a blob "
             f"paid in WAL), got {text}"
         )
     return value
@@ -71,7 +71,7 @@ def _checkpoint_seconds(text: str) -> float:
 
 def _size_of(name: str) -> Callable[[str], int]:
     def size(text: str) -> int:
-        return settings.check_size(name, settings.parse_size(text))
+        return validate.check_size(name, validate.parse_size(text))
 
     return size
 
@@ -94,7 +94,7 @@ def default_mountpoint(paths: Paths) -> Path:
 
 def _volume_dir(paths: Paths, name: str) -> Path:
     try:
-        return paths.data_dir / "volumes" / settings.volume_name(name)
+        return paths.data_dir / "volumes" / validate.volume_name(name)
     except ValueError as exc:
         raise UsageError(f"invalid volume name {name!r}: expected {exc}") from None
 
