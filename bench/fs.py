@@ -127,8 +127,19 @@ def rsync_source() -> Path:
     """The standard library as fsbench.sh stages it for its rsync row."""
     if not RSYNC_SOURCE.is_dir():
         stdlib = sysconfig.get_paths()["stdlib"]
-        subprocess.run(["rsync", "-a", "--exclude", "site-packages", "--exclude", "__pycache__",
-                        f"{stdlib}/", f"{RSYNC_SOURCE}/"], check=True)  # fmt: skip
+        subprocess.run(
+            [
+                "rsync",
+                "-a",
+                "--exclude",
+                "site-packages",
+                "--exclude",
+                "__pycache__",
+                f"{stdlib}/",
+                f"{RSYNC_SOURCE}/",
+            ],
+            check=True,
+        )
     return RSYNC_SOURCE
 
 
@@ -142,8 +153,12 @@ class Mounted:
         self.cli("devnet", "up", "--n-shards", str(n_shards))
 
     def cli(self, *args: str) -> None:
-        subprocess.run([sys.executable, "-m", "walrusfs.cli", *args], env=self.env, check=True,
-                       stdout=subprocess.DEVNULL)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "walrusfs.cli", *args],
+            env=self.env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
 
     def mount(self) -> None:
         self.mnt.mkdir(exist_ok=True)
@@ -175,8 +190,9 @@ class Mounted:
         log = self.home / "data" / "volumes" / "default" / "mount.log"
         if log.exists():
             shutil.copy(log, "/tmp/fsbench-mount.log")
-        subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)], check=False,
-                       stderr=subprocess.DEVNULL)  # fmt: skip
+        subprocess.run(
+            ["fusermount3", "-u", "-z", str(self.mnt)], check=False, stderr=subprocess.DEVNULL
+        )
         self.cli("devnet", "down")
 
 
@@ -215,8 +231,9 @@ def _small_rows(target: Path, args: argparse.Namespace, res: dict[str, float]) -
     rsync = ["rsync", "-a", f"{rsync_source()}/", str(dest)]
     res["rsync stdlib s"] = timed(lambda: subprocess.run(rsync, check=True))
     drop_page_cache()
-    res["ls -lR s"] = timed(lambda: subprocess.run(["ls", "-lR", str(dest)], check=True,
-                                                   stdout=subprocess.DEVNULL))  # fmt: skip
+    res["ls -lR s"] = timed(
+        lambda: subprocess.run(["ls", "-lR", str(dest)], check=True, stdout=subprocess.DEVNULL)
+    )
     return res
 
 
@@ -265,10 +282,18 @@ def main() -> None:
     print(f"{'memory bound MiB':28} {'':10} {bound:10.0f} {both / bound:7.2f}  (peaks / bound)")
     print("# ratio: walrusfs as a fraction of local (higher is better; for times local/walrusfs)")
     if args.json:
-        args.json.write_text(json.dumps({
-            "size": args.size, "files": args.files, "n_shards": args.n_shards,
-            "local": base, "walrusfs": ours,
-        }, indent=1))  # fmt: skip
+        args.json.write_text(
+            json.dumps(
+                {
+                    "size": args.size,
+                    "files": args.files,
+                    "n_shards": args.n_shards,
+                    "local": base,
+                    "walrusfs": ours,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

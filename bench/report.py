@@ -55,8 +55,9 @@ def ratio(key: str, local: float, value: float) -> float:
 
 
 def run_json(script: str, out: Path, *args: str) -> dict[str, Any]:
-    subprocess.run([sys.executable, str(ROOT / "bench" / script), *args, "--json", str(out)],
-                   check=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args, "--json", str(out)], check=True
+    )
     return dict(json.loads(out.read_text()))
 
 
@@ -72,13 +73,24 @@ def throughput_plot(fs: dict[str, Any], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 0.5 * len(keys) + 2))
     best = {k: (min if k.endswith(" s") else max)(PEERS[k][1:]) for k in peer_keys}
     y = list(range(len(peer_keys)))
-    left.barh(y, [ratio(k, best[k], fs["walrusfs"][k]) for k in peer_keys], color="#2f7ed8",
-              label="walrusfs (this run)")  # fmt: skip
+    left.barh(
+        y,
+        [ratio(k, best[k], fs["walrusfs"][k]) for k in peer_keys],
+        color="#2f7ed8",
+        label="walrusfs (this run)",
+    )
     markers = ("o", "s", "^")
     for j, name in enumerate(PEER_NAMES):
         px = [ratio(k, best[k], PEERS[k][j + 1]) for k in peer_keys]
-        left.scatter(px, y, marker=markers[j], color="black", facecolors="none", zorder=3,
-                     label=f"{name} (anchors.md)")  # fmt: skip
+        left.scatter(
+            px,
+            y,
+            marker=markers[j],
+            color="black",
+            facecolors="none",
+            zorder=3,
+            label=f"{name} (anchors.md)",
+        )
     left.set_xscale("log")
     ticks = [0.125, 0.25, 0.5, 1.0, 2.0, 4.0]
     left.set_xticks(ticks, [f"{t:g}" for t in ticks])
@@ -97,8 +109,9 @@ def throughput_plot(fs: dict[str, Any], path: Path) -> None:
     right.axvline(1.0, color="grey", linewidth=0.8)
     right.set_xlabel("fraction of the local directory's speed in this run (log; 1 = as fast)")
     right.set_title("against the local directory")
-    fig.suptitle(f"bench/fs.py: {fs['size']} file, {fs['files']} small files, "
-                 f"devnet {fs['n_shards']} shards")  # fmt: skip
+    fig.suptitle(
+        f"bench/fs.py: {fs['size']} file, {fs['files']} small files, devnet {fs['n_shards']} shards"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -108,10 +121,20 @@ def wal_plot(wal: dict[str, Any], path: Path) -> None:
     rows = wal["rows"]
     x = [r["bytes"] for r in rows]
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.plot(x, [r["walrusfs_per_gib"] / FROST_PER_WAL for r in rows], "o-", color="#2f7ed8",
-            label="walrusfs (quilts for small files; measured)")  # fmt: skip
-    ax.plot(x, [r["one_blob_per_file_per_gib"] / FROST_PER_WAL for r in rows], "s--",
-            color="#d8572f", label="one blob per file (chain price)")  # fmt: skip
+    ax.plot(
+        x,
+        [r["walrusfs_per_gib"] / FROST_PER_WAL for r in rows],
+        "o-",
+        color="#2f7ed8",
+        label="walrusfs (quilts for small files; measured)",
+    )
+    ax.plot(
+        x,
+        [r["one_blob_per_file_per_gib"] / FROST_PER_WAL for r in rows],
+        "s--",
+        color="#d8572f",
+        label="one blob per file (chain price)",
+    )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xticks(x, [r["size"] for r in rows])
@@ -126,10 +149,15 @@ def wal_plot(wal: dict[str, Any], path: Path) -> None:
 
 
 def machine() -> str:
-    mem = next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-               if line.startswith("MemTotal"))  # fmt: skip
-    return (f"{os.cpu_count()} CPUs, {int(mem) / (1 << 20):.0f} GiB RAM, Linux "
-            f"{platform.release()}, Python {platform.python_version()}")  # fmt: skip
+    mem = next(
+        line.split()[1]
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    return (
+        f"{os.cpu_count()} CPUs, {int(mem) / (1 << 20):.0f} GiB RAM, Linux "
+        f"{platform.release()}, Python {platform.python_version()}"
+    )
 
 
 def report(fs: dict[str, Any], wal: dict[str, Any], note: str | None) -> str:
@@ -166,8 +194,10 @@ def report(fs: dict[str, Any], wal: dict[str, Any], note: str | None) -> str:
             peer = f"{max(ratio(k, PEERS[k][0], v) for v in PEERS[k][1:]):.3f}"
         else:
             against, peer = "- | -", "-"
-        lines.append(f"| {k} | {local:,.1f} | {mine:,.1f} | {against} | "
-                     f"{ratio(k, local, mine):.3f} | {peer} |")  # fmt: skip
+        lines.append(
+            f"| {k} | {local:,.1f} | {mine:,.1f} | {against} | "
+            f"{ratio(k, local, mine):.3f} | {peer} |"
+        )
     for k in ("mount peak RSS MiB", "worker peak RSS MiB"):
         lines.append(f"| {k} | | {fs['walrusfs'][k]:,.0f} | | | | |")
     lines += [
@@ -227,8 +257,16 @@ def main() -> None:
         fs = json.loads(args.fs_json.read_text())
         fs_path.write_text(json.dumps(fs, indent=1))
     else:
-        fs = run_json("fs.py", fs_path, "--size", args.size, "--files", args.files,
-                      "--n-shards", args.n_shards)  # fmt: skip
+        fs = run_json(
+            "fs.py",
+            fs_path,
+            "--size",
+            args.size,
+            "--files",
+            args.files,
+            "--n-shards",
+            args.n_shards,
+        )
     if args.wal_json:
         wal = json.loads(args.wal_json.read_text())
         wal_path.write_text(json.dumps(wal, indent=1))

@@ -89,8 +89,12 @@ async def bench(size_mib: int, files: int, file_kib: int, repeat: int) -> dict[s
                 back = await store.read(stored.blob_id, use_cache=False)
                 speeds["read"].append(mb / (time.perf_counter() - start))
                 assert back == data
-            for key, name in (("encode", "codec_encode_mb_s"), ("decode", "codec_decode_mb_s"),
-                              ("store", "store_mb_s"), ("read", "read_mb_s")):  # fmt: skip
+            for key, name in (
+                ("encode", "codec_encode_mb_s"),
+                ("decode", "codec_decode_mb_s"),
+                ("store", "store_mb_s"),
+                ("read", "read_mb_s"),
+            ):
                 results[name] = statistics.median(speeds[key])
                 results[name + "_runs"] = speeds[key]
             small = [os.urandom(file_kib << 10) for _ in range(files)]

@@ -52,9 +52,12 @@ class Bench:
 
     def cli(self, *args: str) -> str:
         return subprocess.run(
-            [sys.executable, "-m", "walrusfs.cli", *args], env=self.env, check=True,
-            stdout=subprocess.PIPE, text=True,
-        ).stdout  # fmt: skip
+            [sys.executable, "-m", "walrusfs.cli", *args],
+            env=self.env,
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        ).stdout
 
     def status(self) -> dict[str, Any]:
         return dict(json.loads(self.cli("status", str(self.mnt), "--json")))
@@ -80,10 +83,11 @@ class Bench:
             blobs = await chain.blobs()
             attrs = await chain.attributes_of([b.id for b in blobs])
             return sum(
-                1 for a in attrs.values()
+                1
+                for a in attrs.values()
                 if a.get("walrusfs:volume") == self.volume_id
                 and a.get("walrusfs:kind") != "checkpoint"
-            )  # fmt: skip
+            )
 
         return int(self.chain_call(fn))
 
@@ -102,8 +106,9 @@ class Bench:
             time.sleep(2)
 
     def close(self) -> None:
-        subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)], check=False,
-                       stderr=subprocess.DEVNULL)  # fmt: skip
+        subprocess.run(
+            ["fusermount3", "-u", "-z", str(self.mnt)], check=False, stderr=subprocess.DEVNULL
+        )
         self.cli("devnet", "down")
 
 
@@ -130,8 +135,7 @@ def main() -> None:
                 b.settle(live_after)
             paid = before - b.wal()
             rows.append((name, paid, files))
-            print(f"# {name}: {format_wal(paid)} in {time.perf_counter() - t0:.1f} s",
-                  flush=True)  # fmt: skip
+            print(f"# {name}: {format_wal(paid)} in {time.perf_counter() - t0:.1f} s", flush=True)
 
         def store(prefix: str) -> None:
             d = b.mnt / prefix
@@ -157,21 +161,32 @@ def main() -> None:
         b.close()
         shutil.rmtree(home, ignore_errors=True)
     first = rows[0][1]
-    print(f"# {args.files} files of {args.file_kib} KiB, {args.epochs} epochs, devnet "
-          f"{args.n_shards} shards; {quilts} quilts per {args.files} files; "
-          f"{compacted} quilts compacted in phase 4")  # fmt: skip
+    print(
+        f"# {args.files} files of {args.file_kib} KiB, {args.epochs} epochs, devnet "
+        f"{args.n_shards} shards; {quilts} quilts per {args.files} files; "
+        f"{compacted} quilts compacted in phase 4"
+    )
     print(f"{'phase':<28} {'WAL':>14} {'WAL/file':>12} {'vs phase 1':>10}")
     for name, paid, files in rows:
         per = format_wal(paid // files) if files else "-"
         print(f"{name:<28} {format_wal(paid):>14} {per:>12} {paid / first:>9.2f}x")
     name = "baseline: one blob per file"
-    print(f"{name:<28} {format_wal(single):>14} {format_wal(single // args.files):>12} "
-          f"{single / first:>9.2f}x")  # fmt: skip
+    print(
+        f"{name:<28} {format_wal(single):>14} {format_wal(single // args.files):>12} "
+        f"{single / first:>9.2f}x"
+    )
     if args.json:
-        args.json.write_text(json.dumps(
-            {"rows": rows, "quilts": quilts, "compacted": compacted, "one_blob_per_file": single},
-            indent=1,
-        ))  # fmt: skip
+        args.json.write_text(
+            json.dumps(
+                {
+                    "rows": rows,
+                    "quilts": quilts,
+                    "compacted": compacted,
+                    "one_blob_per_file": single,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

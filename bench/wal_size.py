@@ -37,9 +37,12 @@ GiB = 1 << 30
 
 def cli(env: dict[str, str], *args: str) -> str:
     return subprocess.run(
-        [sys.executable, "-m", "walrusfs.cli", *args], env=env, check=True,
-        stdout=subprocess.PIPE, text=True,
-    ).stdout  # fmt: skip
+        [sys.executable, "-m", "walrusfs.cli", *args],
+        env=env,
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    ).stdout
 
 
 def wal(env: dict[str, str]) -> int:
@@ -67,14 +70,24 @@ def main() -> None:
             src.mkdir(parents=True)
             for i in range(count):
                 (src / f"{i:06d}").write_bytes(os.urandom(size))
-            cost = json.loads(cli(env, "cost", str(src), "--epochs", str(args.epochs),
-                                  "--json"))  # fmt: skip
+            cost = json.loads(cli(env, "cost", str(src), "--epochs", str(args.epochs), "--json"))
             mnt = home / "mnt"
             mnt.mkdir(exist_ok=True)
             before = wal(env)
             t0 = time.perf_counter()
-            cli(env, "mount", str(mnt), "--volume", f"v{text}", "--upload-delay", "0.5",
-                "--epochs", str(args.epochs), "--checkpoint-interval", "86400")  # fmt: skip
+            cli(
+                env,
+                "mount",
+                str(mnt),
+                "--volume",
+                f"v{text}",
+                "--upload-delay",
+                "0.5",
+                "--epochs",
+                str(args.epochs),
+                "--checkpoint-interval",
+                "86400",
+            )
             subprocess.run(["cp", "-r", str(src), str(mnt / text)], check=True)
             cli(env, "sync", str(mnt))
             st = json.loads(cli(env, "status", str(mnt), "--json"))
@@ -85,37 +98,54 @@ def main() -> None:
             cli(env, "umount", str(mnt))
             data = size * count
             row = {
-                "size": text, "bytes": size, "files": count, "data_bytes": data,
-                "walrusfs_wal": paid, "balance_paid": balance_paid,
+                "size": text,
+                "bytes": size,
+                "files": count,
+                "data_bytes": data,
+                "walrusfs_wal": paid,
+                "balance_paid": balance_paid,
                 "one_blob_per_file_wal": cost["one_blob_per_file"]["total"],
-                "blobs": st["uploaded"]["blobs"], "quilts": st["uploaded"]["quilts"],
+                "blobs": st["uploaded"]["blobs"],
+                "quilts": st["uploaded"]["quilts"],
                 "seconds": time.perf_counter() - t0,
-            }  # fmt: skip
+            }
             row["walrusfs_per_gib"] = paid * GiB / data
             row["one_blob_per_file_per_gib"] = row["one_blob_per_file_wal"] * GiB / data
             rows.append(row)
-            print(f"# {text}: {count} files, {format_wal(paid)} paid for data, "
-                  f"{format_wal(balance_paid - paid)} for the checkpoint, "
-                  f"{row['blobs']} blob(s) + {row['quilts']} quilt(s)", flush=True)  # fmt: skip
+            print(
+                f"# {text}: {count} files, {format_wal(paid)} paid for data, "
+                f"{format_wal(balance_paid - paid)} for the checkpoint, "
+                f"{row['blobs']} blob(s) + {row['quilts']} quilt(s)",
+                flush=True,
+            )
             shutil.rmtree(src)
     finally:
-        subprocess.run(["fusermount3", "-u", "-z", str(home / "mnt")], check=False,
-                       stderr=subprocess.DEVNULL)  # fmt: skip
-        subprocess.run([sys.executable, "-m", "walrusfs.cli", "devnet", "down"], env=env,
-                       check=False, stdout=subprocess.DEVNULL)  # fmt: skip
+        subprocess.run(
+            ["fusermount3", "-u", "-z", str(home / "mnt")], check=False, stderr=subprocess.DEVNULL
+        )
+        subprocess.run(
+            [sys.executable, "-m", "walrusfs.cli", "devnet", "down"],
+            env=env,
+            check=False,
+            stdout=subprocess.DEVNULL,
+        )
         shutil.rmtree(home, ignore_errors=True)
-    print(f"# WAL per GiB of file data for {args.epochs} epochs, devnet {args.n_shards} shards "
-          "(encrypted volume; storage + write fees)")  # fmt: skip
+    print(
+        f"# WAL per GiB of file data for {args.epochs} epochs, devnet {args.n_shards} shards "
+        "(encrypted volume; storage + write fees)"
+    )
     print(f"{'file size':>10} {'files':>7} {'walrusfs':>18} {'one blob per file':>18} {'ratio':>7}")
     for r in rows:
-        print(f"{r['size']:>10} {r['files']:>7} {format_wal(int(r['walrusfs_per_gib'])):>18} "
-              f"{format_wal(int(r['one_blob_per_file_per_gib'])):>18} "
-              f"{r['one_blob_per_file_per_gib'] / r['walrusfs_per_gib']:>6.1f}x")  # fmt: skip
+        print(
+            f"{r['size']:>10} {r['files']:>7} {format_wal(int(r['walrusfs_per_gib'])):>18} "
+            f"{format_wal(int(r['one_blob_per_file_per_gib'])):>18} "
+            f"{r['one_blob_per_file_per_gib'] / r['walrusfs_per_gib']:>6.1f}x"
+        )
     print("# ratio: what one blob per file costs over what walrusfs pays (higher: quilting saves)")
     if args.json:
-        args.json.write_text(json.dumps(
-            {"epochs": args.epochs, "n_shards": args.n_shards, "rows": rows}, indent=1
-        ))  # fmt: skip
+        args.json.write_text(
+            json.dumps({"epochs": args.epochs, "n_shards": args.n_shards, "rows": rows}, indent=1)
+        )
 
 
 if __name__ == "__main__":

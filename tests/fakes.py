@@ -169,10 +169,12 @@ class FakeWorker:
     def live(self, kind: str | None = None) -> dict[str, Registration]:
         """Certified Blob objects not deleted (of walrusfs:kind `kind`)."""
         return {
-            o: r for o, r in self.objects.items()
-            if r.certified and o not in self.deleted
+            o: r
+            for o, r in self.objects.items()
+            if r.certified
+            and o not in self.deleted
             and (kind is None or r.attributes.get("walrusfs:kind") == kind)
-        }  # fmt: skip
+        }
 
     async def _upload(self, request: Request, blob_id: str, size: int) -> dict[str, Any]:
         """Register (or continue `resume`) and certify, with faults and `hold` on the way; the
@@ -196,11 +198,17 @@ class FakeWorker:
             raise type(fault.exc)(str(fault.exc), object_id)
         self.objects[object_id].certified = True
         return {
-            "blob_id": blob_id, "object_id": object_id, "size": size,
+            "blob_id": blob_id,
+            "object_id": object_id,
+            "size": size,
             "encoded_size": codec.EncodingParams(N_SHARDS).encoded_size(size),
-            "end_epoch": END_EPOCH, "deletable": True, "cost": PRICE, "reused_storage": False,
-            "already_certified": False, "signers": [],
-        }  # fmt: skip
+            "end_epoch": END_EPOCH,
+            "deletable": True,
+            "cost": PRICE,
+            "reused_storage": False,
+            "already_certified": False,
+            "signers": [],
+        }
 
     def _read(self, source: wp.Source) -> tuple[bytes, int] | None:
         return _read(source.path, self.keys, source.offset, source.length or 0)
@@ -495,23 +503,37 @@ async def open_volume(
     finds clean (the test fails otherwise)."""
     volume_dir = tmp_path / "vol"
     db = schema.open_volume(
-        volume_dir / "meta.db", uid=os.getuid(), gid=os.getgid(), chunk_size=chunk_size,
+        volume_dir / "meta.db",
+        uid=os.getuid(),
+        gid=os.getgid(),
+        chunk_size=chunk_size,
         encryption="none" if keys is None else "wfe1",
-    )  # fmt: skip
+    )
     staging = Staging(volume_dir / "staging")
     store = FakeStore()
     worker = FakeWorker(store, keys)
     config = config or UploadConfig(delay=1.0, compact_below=0.0)
     content = Content(db, staging, store, chunk_size, keys=keys, clock=trio.current_time)
     uploader = Uploader(
-        db, content, worker, config=config, volume_id=schema.get_param(db, "volume_id") or "",
-        params=codec.EncodingParams(N_SHARDS), keys=keys, volume_name=volume_dir.name,
+        db,
+        content,
+        worker,
+        config=config,
+        volume_id=schema.get_param(db, "volume_id") or "",
+        params=codec.EncodingParams(N_SHARDS),
+        keys=keys,
+        volume_name=volume_dir.name,
         machine="test-machine",
-    )  # fmt: skip
+    )
     checkpointer = Checkpointer(
-        db, volume_dir / "meta.db", worker, name=volume_dir.name, epochs=config.epochs,
-        interval=3600.0, keys=keys,
-    )  # fmt: skip
+        db,
+        volume_dir / "meta.db",
+        worker,
+        name=volume_dir.name,
+        epochs=config.epochs,
+        interval=3600.0,
+        keys=keys,
+    )
     uploader.housekeeping = checkpointer.ignore
     control = Control(volume_dir / "meta.db", uploader, checkpointer, staging_limit)
     ops = Operations(db, content, control)

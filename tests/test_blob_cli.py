@@ -75,8 +75,9 @@ def test_the_chain_refusing_is_exit_8(dn: RunningDevnet, tmp_path: Path) -> None
     CLI says so with exit 8 (CHAIN_REJECTED); the blob is still there."""
     src = tmp_path / "forever.txt"
     src.write_bytes(b"kept for good\n")
-    out = json.loads(dn.cli("blob", "store", str(src), "--permanent", "--epochs", "2",
-                            "--json").stdout)  # fmt: skip
+    out = json.loads(
+        dn.cli("blob", "store", str(src), "--permanent", "--epochs", "2", "--json").stdout
+    )
     obj = out["blobs"][0]["objectId"]
     r = dn.cli("blob", "delete", obj, check=False)
     assert r.returncode == 8, r.stderr

@@ -591,9 +591,17 @@ async def test_advancing_epochs_expires_blobs_and_storage(
             info.package_id,
             "system",
             "register_blob",
-            [system, ptb.owned(storage_ref), ptb.u256(enc.blob_id.to_u256()),
-             ptb.u256(enc.root_hash), ptb.u64(len(enc.data)), ptb.u8(1), ptb.boolean(True), wal],
-        )  # fmt: skip
+            [
+                system,
+                ptb.owned(storage_ref),
+                ptb.u256(enc.blob_id.to_u256()),
+                ptb.u256(enc.root_hash),
+                ptb.u64(len(enc.data)),
+                ptb.u8(1),
+                ptb.boolean(True),
+                wal,
+            ],
+        )
         ptb.transfer([blob], USER.address)
 
     with pytest.raises(errors.Expired) as info:

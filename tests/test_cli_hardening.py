@@ -200,8 +200,11 @@ def _secret_from_stdin(name: str, stdin: int | None, timeout: float) -> subproce
     )
     return subprocess.Popen(
         [sys.executable, "-c", code, name, str(timeout)],
-        stdin=stdin, stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )  # fmt: skip
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
 
 
 def test_a_pipe_on_stdin_is_read_with_a_timeout() -> None:
@@ -228,16 +231,22 @@ def test_passphrase_files_that_are_not_files_are_exit_3(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     for bad in ("/dev/zero", str(fifo), str(tmp_path)):
-        for command in (["mount", str(tmp_path), "--passphrase-file", bad],
-                        ["fsck", "--passphrase-file", bad]):  # fmt: skip
+        for command in (
+            ["mount", str(tmp_path), "--passphrase-file", bad],
+            ["fsck", "--passphrase-file", bad],
+        ):
             r = walrusfs(tmp_path / "home", *command, check=False, timeout=60)
             assert r.returncode == 3 and "passphrase file" in r.stderr, (command, r.stderr)
     # a passphrase on standard input is read (fsck then finds no volume: exit 2, not 3)
     r = subprocess.run(
         [sys.executable, "-m", "walrusfs.cli", "fsck", "--passphrase-file", "-"],
-        input="piped\n", capture_output=True, text=True, timeout=60, check=False,
+        input="piped\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env=dict(os.environ, WALRUSFS_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT)),
-    )  # fmt: skip
+    )
     assert r.returncode == 2 and "has no database" in r.stderr, r.stderr
 
 
@@ -261,18 +270,38 @@ def test_fstab_helper_takes_the_generic_mount_options() -> None:
 
 def test_fstab_helper_errors_go_to_stderr_only(tmp_path: Path) -> None:
     r = subprocess.run(
-        [sys.executable, "-m", "walrusfs.fstab", "vol", str(tmp_path / "missing"), "-o",
-         f"home={tmp_path / 'home'},remount"],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            "-m",
+            "walrusfs.fstab",
+            "vol",
+            str(tmp_path / "missing"),
+            "-o",
+            f"home={tmp_path / 'home'},remount",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )  # fmt: skip
+    )
     assert r.returncode == 2 and r.stdout == "" and "remount is not supported" in r.stderr
     r = subprocess.run(
-        [sys.executable, "-m", "walrusfs.fstab", "vol", str(tmp_path / "missing"), "-o",
-         f"home={tmp_path / 'home'}"],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            "-m",
+            "walrusfs.fstab",
+            "vol",
+            str(tmp_path / "missing"),
+            "-o",
+            f"home={tmp_path / 'home'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )  # fmt: skip
+    )
     assert r.returncode == 2 and r.stdout == "" and "does not exist" in r.stderr
 
 
@@ -283,15 +312,26 @@ def test_tighten_takes_group_and_other_bits_off(tmp_path: Path) -> None:
     (top / "run.sh").write_bytes(b"x")
     (top / "staging" / "sub" / "c1").write_bytes(b"x")
     (top / "link").symlink_to("/etc/passwd")
-    for p, mode in [(top, 0o755), (top / "staging", 0o775), (top / "staging" / "sub", 0o777),
-                    (top / "meta.db", 0o644), (top / "run.sh", 0o755),
-                    (top / "staging" / "sub" / "c1", 0o666)]:  # fmt: skip
+    for p, mode in [
+        (top, 0o755),
+        (top / "staging", 0o775),
+        (top / "staging" / "sub", 0o777),
+        (top / "meta.db", 0o644),
+        (top / "run.sh", 0o755),
+        (top / "staging" / "sub" / "c1", 0o666),
+    ]:
         os.chmod(p, mode)
     files.tighten(top)
     modes = {p.name: stat.S_IMODE(p.lstat().st_mode) for p in [top, *top.rglob("*")]}
     assert modes.pop("link") == 0o777  # not followed: /etc/passwd untouched
-    assert modes == {"vol": 0o700, "staging": 0o700, "sub": 0o700, "meta.db": 0o600,
-                     "run.sh": 0o700, "c1": 0o600}  # fmt: skip
+    assert modes == {
+        "vol": 0o700,
+        "staging": 0o700,
+        "sub": 0o700,
+        "meta.db": 0o600,
+        "run.sh": 0o700,
+        "c1": 0o600,
+    }
     assert stat.S_IMODE(os.stat("/etc/passwd").st_mode) == 0o644
 
 
@@ -379,8 +419,7 @@ def test_a_mount_right_after_umount_8_waits_for_the_previous_daemon(
         pid = m.pid
         subprocess.run(["umount", str(m.path)], check=True, timeout=60)
         assert Path(f"/proc/{pid}").exists()  # still checkpointing, holding the volume
-        r = dn.cli("mount", str(m.path), "--volume", "again", *MOUNT_OPTS, check=False,
-                   timeout=300)  # fmt: skip
+        r = dn.cli("mount", str(m.path), "--volume", "again", *MOUNT_OPTS, check=False, timeout=300)
         assert r.returncode == 0, r.stderr
         assert "still held" not in r.stderr  # no error: the fstab helper's stderr stays quiet
         assert not Path(f"/proc/{pid}").exists()
@@ -502,8 +541,16 @@ def test_what_walrusfs_keeps_is_private_whatever_the_umask(
         (m.path / "small.txt").write_text("small\n")
         assert _loose_entries(dn.home) == []
         paths = [str(p) for p in dn.home.rglob("*") if p.is_file() and not p.is_symlink()]
-        for must in ("meta.db", "meta.db-wal", "mount.log", "volume.key", "small.db",
-                     "index.db", "node.db", "client.yaml"):  # fmt: skip
+        for must in (
+            "meta.db",
+            "meta.db-wal",
+            "mount.log",
+            "volume.key",
+            "small.db",
+            "index.db",
+            "node.db",
+            "client.yaml",
+        ):
             assert any(p.endswith("/" + must) for p in paths), must
         code = (
             "import errno, json, sys\nbad = []\nfor p in json.load(sys.stdin):\n    try:\n"
@@ -511,8 +558,14 @@ def test_what_walrusfs_keeps_is_private_whatever_the_umask(
             "    except OSError as e:\n        if e.errno != errno.EACCES:\n"
             "            bad.append(p + ' ' + str(e))\nprint(json.dumps(bad))\n"
         )
-        r = subprocess.run([*NOBODY, "/usr/bin/python3", "-c", code], input=json.dumps(paths),
-                           capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+        r = subprocess.run(
+            [*NOBODY, "/usr/bin/python3", "-c", code],
+            input=json.dumps(paths),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
         assert json.loads(r.stdout) == []
         m.umount()
     finally:
@@ -528,9 +581,13 @@ def test_the_umask_reaches_the_processes_walrusfs_starts(tmp_path: Path) -> None
         f"subprocess.run(['touch', {str(made)!r}], check=True)\n"
     )
     subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
         env=dict(os.environ, PYTHONPATH=str(ROOT), WALRUSFS_HOME=str(tmp_path / "home")),
-    )  # fmt: skip
+    )
     assert stat.S_IMODE(made.stat().st_mode) == 0o600
 
 

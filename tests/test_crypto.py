@@ -132,14 +132,25 @@ def test_quilt_size_estimate_never_undershoots_the_real_quilt(n_shards: int, pat
     batch = quilts.quilt_batches([(i, 4096) for i in range(3000)], params)[0][0]
     items = []
     for i in batch:
-        record = {"path": "d/" + "x" * (path_len - 8) + f"{i:06d}", "inode": 10_000 + i,
-                  "chunk": 0, "chunk_size": 67_092_453, "mode": 0o100644, "uid": 1000,
-                  "gid": 1000, "size": 4096, "mtime_ns": 1_763_700_000_123_456_789,
-                  "length": crypto.sealed_size(4096)}  # fmt: skip
-        items.append(codec.quilt.QuiltItem(
-            f"{10_000 + i}.0", crypto.seal(keys, os.urandom(4096)),
-            {records.FILE_ATTR: crypto.seal_json(keys, record)},
-        ))  # fmt: skip
+        record = {
+            "path": "d/" + "x" * (path_len - 8) + f"{i:06d}",
+            "inode": 10_000 + i,
+            "chunk": 0,
+            "chunk_size": 67_092_453,
+            "mode": 0o100644,
+            "uid": 1000,
+            "gid": 1000,
+            "size": 4096,
+            "mtime_ns": 1_763_700_000_123_456_789,
+            "length": crypto.sealed_size(4096),
+        }
+        items.append(
+            codec.quilt.QuiltItem(
+                f"{10_000 + i}.0",
+                crypto.seal(keys, os.urandom(4096)),
+                {records.FILE_ATTR: crypto.seal_json(keys, record)},
+            )
+        )
     quilt = codec.quilt.build_quilt(items, n_shards)
     estimate = quilts.quilt_blob_size([4096] * len(items), params)
     assert estimate >= len(quilt.data)

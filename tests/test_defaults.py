@@ -48,19 +48,26 @@ def test_config_options_and_policies_start_from_the_defaults() -> None:
             assert getattr(conf, f.name) == getattr(DEFAULTS, f.name), f.name
     upload = UploadConfig()
     assert (upload.epochs, upload.delay, upload.compact_below) == (
-        DEFAULTS.epochs, DEFAULTS.upload_delay, DEFAULTS.compact_below,
-    )  # fmt: skip
+        DEFAULTS.epochs,
+        DEFAULTS.upload_delay,
+        DEFAULTS.compact_below,
+    )
     options = MountOptions(Path("/m"), Path("/v"), Path("/c"))
     assert (options.cache_bytes, options.memory_bytes, options.staging_limit) == (
-        DEFAULTS.cache_size, DEFAULTS.memory, DEFAULTS.staging_limit,
-    )  # fmt: skip
+        DEFAULTS.cache_size,
+        DEFAULTS.memory,
+        DEFAULTS.staging_limit,
+    )
     assert (options.checkpoint_interval, options.read_timeout) == (
-        DEFAULTS.checkpoint_interval, DEFAULTS.read_timeout,
-    )  # fmt: skip
+        DEFAULTS.checkpoint_interval,
+        DEFAULTS.read_timeout,
+    )
     policy = RenewPolicy()
     assert (policy.enabled, policy.horizon, policy.epochs) == (
-        DEFAULTS.renew, DEFAULTS.renew_horizon, DEFAULTS.epochs,
-    )  # fmt: skip
+        DEFAULTS.renew,
+        DEFAULTS.renew_horizon,
+        DEFAULTS.epochs,
+    )
 
 
 def _help(capsys: pytest.CaptureFixture[str], command: str) -> str:

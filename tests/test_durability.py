@@ -61,8 +61,11 @@ def _tree(root: Path) -> dict[str, tuple[object, ...]]:
             elif p.is_dir():
                 out[rel] = ("d", st.st_mode)
             else:
-                xattrs = {n: os.getxattr(p, n) for n in os.listxattr(p) if n.startswith("user.")
-                          and not n.startswith("user.walrus")}  # fmt: skip
+                xattrs = {
+                    n: os.getxattr(p, n)
+                    for n in os.listxattr(p)
+                    if n.startswith("user.") and not n.startswith("user.walrus")
+                }
                 out[rel] = ("f", st.st_mode, st.st_size, st.st_mtime_ns, p.read_bytes(), xattrs)
     return out
 
@@ -134,8 +137,16 @@ def test_rebuild_from_file_records_without_any_checkpoint(
     # documented exits first: records sealed with another key (9), no blob of a volume (7)
     wrong = tmp_path / "wrong-passphrase"
     wrong.write_text("not the key of this volume\n")
-    r = elsewhere.cli("fsck", "--rebuild", "--volume", "rebuild", "--passphrase-file",
-                      str(wrong), check=False, timeout=600)  # fmt: skip
+    r = elsewhere.cli(
+        "fsck",
+        "--rebuild",
+        "--volume",
+        "rebuild",
+        "--passphrase-file",
+        str(wrong),
+        check=False,
+        timeout=600,
+    )
     assert r.returncode == 9, r.stdout + r.stderr
     r = elsewhere.cli("fsck", "--rebuild", "--volume", "never-made", check=False, timeout=600)
     assert r.returncode == 7, r.stdout + r.stderr
@@ -150,9 +161,10 @@ def test_rebuild_from_file_records_without_any_checkpoint(
         # size, mtime and bytes (a hard link's second name, empty files, symlinks and xattrs
         # have no record)
         expected = {
-            path: v[:5] for path, v in before.items()
+            path: v[:5]
+            for path, v in before.items()
             if v[0] == "f" and v[2] and path != "big.hardlink"
-        }  # fmt: skip
+        }
         assert {p: v[:5] for p, v in after.items() if v[0] == "f"} == expected
         assert after["docs/note-2.txt"][4] == b"the second version\n"
         assert after["docs/deep/er"][0] == "d"
@@ -195,9 +207,10 @@ def _volume_blobs(dn: RunningDevnet, volume_id: str) -> tuple[dict[str, str], in
         blobs = await chain.blobs()
         attrs = await chain.attributes_of([b.id for b in blobs])
         mine = {
-            i: a.get("walrusfs:kind", "") for i, a in attrs.items()
+            i: a.get("walrusfs:kind", "")
+            for i, a in attrs.items()
             if a.get("walrusfs:volume") == volume_id
-        }  # fmt: skip
+        }
         return mine, sum(s.storage_size for s in await chain.storage_resources())
 
     return dn.on_chain(go)
@@ -264,8 +277,9 @@ def test_deleting_small_files_compacts_quilts_and_reuses_storage(
 def _holders(root: Path, needle: bytes) -> list[Path]:
     found = subprocess.run(
         ["grep", "-rlF", "--binary-files=binary", needle.decode(), str(root)],
-        capture_output=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        check=False,
+    )
     return [Path(p) for p in found.stdout.decode().split()]
 
 

@@ -107,9 +107,12 @@ async def test_a_failing_renewal_is_retried_and_extends_before_the_end_epoch(
         start = trio.current_time()
         chain.first = 97 - int(start // 600)  # epoch 97 now
         renewer = Renewer(
-            v.db, v.worker, cast(WalrusChain, cast(Any, chain)),
-            RenewPolicy(enabled=True, horizon=2, epochs=5), interval=600.0,
-        )  # fmt: skip
+            v.db,
+            v.worker,
+            cast(WalrusChain, cast(Any, chain)),
+            RenewPolicy(enabled=True, horizon=2, epochs=5),
+            interval=600.0,
+        )
         v.content.expired = renewer.expired
         v.worker.extend_fails.add(object_id)
         async with trio.open_nursery() as nursery:

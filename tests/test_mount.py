@@ -113,8 +113,13 @@ def test_rsync_of_the_standard_library_round_trips(mnt: Mount) -> None:
 
 def test_git_repository_inside_the_mount(mnt: Mount) -> None:
     repo = mnt.path / "repo"
-    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
-               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com")  # fmt: skip
+    env = dict(
+        os.environ,
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@example.com",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@example.com",
+    )
 
     def git(*args: str) -> str:
         return subprocess.run(

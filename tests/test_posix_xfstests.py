@@ -137,18 +137,28 @@ def test_rename_whiteout_and_unknown_flags_are_refused(d: Path) -> None:
 # struct iocb and struct io_event of linux/aio_abi.h (little-endian layout)
 class _Iocb(ctypes.Structure):
     _fields_ = [
-        ("aio_data", ctypes.c_uint64), ("aio_key", ctypes.c_uint32),
-        ("aio_rw_flags", ctypes.c_int32), ("aio_lio_opcode", ctypes.c_uint16),
-        ("aio_reqprio", ctypes.c_int16), ("aio_fildes", ctypes.c_uint32),
-        ("aio_buf", ctypes.c_uint64), ("aio_nbytes", ctypes.c_uint64),
-        ("aio_offset", ctypes.c_int64), ("aio_reserved2", ctypes.c_uint64),
-        ("aio_flags", ctypes.c_uint32), ("aio_resfd", ctypes.c_uint32),
-    ]  # fmt: skip
+        ("aio_data", ctypes.c_uint64),
+        ("aio_key", ctypes.c_uint32),
+        ("aio_rw_flags", ctypes.c_int32),
+        ("aio_lio_opcode", ctypes.c_uint16),
+        ("aio_reqprio", ctypes.c_int16),
+        ("aio_fildes", ctypes.c_uint32),
+        ("aio_buf", ctypes.c_uint64),
+        ("aio_nbytes", ctypes.c_uint64),
+        ("aio_offset", ctypes.c_int64),
+        ("aio_reserved2", ctypes.c_uint64),
+        ("aio_flags", ctypes.c_uint32),
+        ("aio_resfd", ctypes.c_uint32),
+    ]
 
 
 class _IoEvent(ctypes.Structure):
-    _fields_ = [("data", ctypes.c_uint64), ("obj", ctypes.c_uint64), ("res", ctypes.c_int64),
-                ("res2", ctypes.c_int64)]  # fmt: skip
+    _fields_ = [
+        ("data", ctypes.c_uint64),
+        ("obj", ctypes.c_uint64),
+        ("res", ctypes.c_int64),
+        ("res2", ctypes.c_int64),
+    ]
 
 
 _AIO_SYSCALLS = {  # io_setup, io_destroy, io_submit, io_getevents
@@ -177,13 +187,27 @@ class _Aio:
 
     def pwrite(self, fd: int, buf: mmap.mmap, offset: int) -> int:
         address = ctypes.addressof(ctypes.c_char.from_buffer(buf))
-        iocb = _Iocb(aio_lio_opcode=IOCB_CMD_PWRITE, aio_fildes=fd, aio_buf=address,
-                     aio_nbytes=len(buf), aio_offset=offset)  # fmt: skip
+        iocb = _Iocb(
+            aio_lio_opcode=IOCB_CMD_PWRITE,
+            aio_fildes=fd,
+            aio_buf=address,
+            aio_nbytes=len(buf),
+            aio_offset=offset,
+        )
         iocbs = (ctypes.POINTER(_Iocb) * 1)(ctypes.pointer(iocb))
         assert self._call(self.submit, self.ctx, ctypes.c_long(1), iocbs) == 1
         event = _IoEvent()
-        assert self._call(self.getevents, self.ctx, ctypes.c_long(1), ctypes.c_long(1),
-                          ctypes.byref(event), None) == 1  # fmt: skip
+        assert (
+            self._call(
+                self.getevents,
+                self.ctx,
+                ctypes.c_long(1),
+                ctypes.c_long(1),
+                ctypes.byref(event),
+                None,
+            )
+            == 1
+        )
         return int(event.res)
 
     def close(self) -> None:
@@ -382,10 +406,21 @@ def test_walrus_attributes_are_read_by_name_and_never_copied(mnt: Mount, d: Path
 
 def _as_nobody(code: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
-         code, *args],
-        capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-c",
+            code,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
 
 
 def test_control_attributes_answer_only_the_owner_and_root(mnt: Mount) -> None:
@@ -474,8 +509,9 @@ class _Control:
 async def test_handlers_refuse_changes_on_a_read_only_volume(tmp_path: Path) -> None:
     """The kernel refuses changes on an "ro" mount before they reach the daemon; the
     handlers refuse them too, so the volume stays unchanged whatever the mount options."""
-    db = schema.open_volume(tmp_path / "meta.db", uid=0, gid=0, chunk_size=1 << 20,
-                            encryption="none")  # fmt: skip
+    db = schema.open_volume(
+        tmp_path / "meta.db", uid=0, gid=0, chunk_size=1 << 20, encryption="none"
+    )
     staging = Staging(tmp_path / "staging")
     try:
         content = Content(db, staging, None, 1 << 20)  # type: ignore[arg-type]  # no reads

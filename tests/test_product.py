@@ -53,9 +53,16 @@ def test_cost_is_what_the_chain_charges(dn: RunningDevnet, tmp_path: Path) -> No
 
     # one blob per file: exactly what `walrusfs blob store` pays, file by file
     r = json.loads(
-        dn.cli("blob", "store", *(str(src / rel) for rel in files), "--epochs", "3", "--json",
-               timeout=600).stdout
-    )  # fmt: skip
+        dn.cli(
+            "blob",
+            "store",
+            *(str(src / rel) for rel in files),
+            "--epochs",
+            "3",
+            "--json",
+            timeout=600,
+        ).stdout
+    )
     paid = r["walSpentFrost"]
     assert paid == sum(b["costFrost"] for b in r["blobs"])
     assert paid == single["total"]
@@ -141,10 +148,21 @@ def test_fstab_helper_mounts_with_mount_t_fuse_walrusfs(dn: RunningDevnet, tmp_p
     try:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         r = subprocess.run(
-            ["mount", "-t", "fuse.walrusfs", "fstabvol", str(mnt), "-o",
-             f"noauto,_netdev,home={dn.home},upload_delay=0.3,epochs=4"],
-            capture_output=True, text=True, env=env, timeout=120, check=False,
-        )  # fmt: skip
+            [
+                "mount",
+                "-t",
+                "fuse.walrusfs",
+                "fstabvol",
+                str(mnt),
+                "-o",
+                f"noauto,_netdev,home={dn.home},upload_delay=0.3,epochs=4",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
         assert r.returncode == 0, r.stderr
         assert r.stdout == ""  # a mount(8) helper is quiet on success
         assert mounted(mnt)
@@ -156,8 +174,11 @@ def test_fstab_helper_mounts_with_mount_t_fuse_walrusfs(dn: RunningDevnet, tmp_p
         assert not mounted(mnt)
         bad = subprocess.run(
             [str(helper), "fstabvol", str(mnt), "-o", "colour=blue"],
-            capture_output=True, text=True, env=env, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
         assert bad.returncode == 2 and "unknown mount option 'colour=blue'" in bad.stderr
     finally:
         subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False, capture_output=True)
@@ -175,10 +196,16 @@ def test_wallet_and_completion(dn: RunningDevnet) -> None:
     assert dn.cli("wallet", "get-wal", "999999999", check=False).returncode == 6  # no SUI
     script = dn.cli("completion", "bash").stdout
     r = subprocess.run(
-        ["bash", "-c", script + '\nCOMP_WORDS=(walrusfs blob st); COMP_CWORD=2; _walrusfs; '
-         'echo "${COMPREPLY[@]}"'],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            "bash",
+            "-c",
+            script + "\nCOMP_WORDS=(walrusfs blob st); COMP_CWORD=2; _walrusfs; "
+            'echo "${COMPREPLY[@]}"',
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert r.stdout.split() == ["store", "store-quilt"]
 
 

@@ -32,8 +32,11 @@ def fresh(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
         if src.exists():  # a file deleted in the working tree and not yet committed
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst, follow_symlinks=False)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("WALRUSFS_", "XDG_", "VIRTUAL_ENV", "PYTHON"))}  # fmt: skip
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("WALRUSFS_", "XDG_", "VIRTUAL_ENV", "PYTHON"))
+    }
     env["HOME"] = str(home)
     # the machine's pip cache: the same packages, without downloading them again
     env["PIP_CACHE_DIR"] = str(Path.home() / ".cache" / "pip")
@@ -50,8 +53,9 @@ def fresh(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
 def test_make_run_mounts_a_drive_for_a_new_user(fresh: tuple[Path, dict[str, str]]) -> None:
     repo, env = fresh
     home = Path(env["HOME"])
-    r = subprocess.run(["make", "run"], cwd=repo, env=env, capture_output=True, text=True,
-                       timeout=900, check=False)  # fmt: skip
+    r = subprocess.run(
+        ["make", "run"], cwd=repo, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     mnt = home / "walrus"
     assert f"walrusfs: mounted on {mnt}" in r.stdout
@@ -65,8 +69,9 @@ def test_make_run_mounts_a_drive_for_a_new_user(fresh: tuple[Path, dict[str, str
     walrusfs = str(repo / ".venv" / "bin" / "walrusfs")
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([walrusfs, *args], env=env, capture_output=True, text=True,
-                              timeout=600, check=True)  # fmt: skip
+        return subprocess.run(
+            [walrusfs, *args], env=env, capture_output=True, text=True, timeout=600, check=True
+        )
 
     data = os.urandom(3 << 20)
     (mnt / "hello.txt").write_text("hello, walrus\n")

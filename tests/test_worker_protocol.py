@@ -71,8 +71,13 @@ def test_answers_round_trip() -> None:
 def test_requests_carry_spans_and_the_registration_to_resume() -> None:
     upload = wp.Upload(5, {"walrusfs:kind": "data"}, resume="0xfeed")
     whole = _wire(wp.blob_request(wp.Source("/s/1.0"), upload))
-    assert whole == {"op": "blob", "path": "/s/1.0", "epochs": 5,
-                     "attributes": {"walrusfs:kind": "data"}, "resume": "0xfeed"}  # fmt: skip
+    assert whole == {
+        "op": "blob",
+        "path": "/s/1.0",
+        "epochs": 5,
+        "attributes": {"walrusfs:kind": "data"},
+        "resume": "0xfeed",
+    }
     span = _wire(wp.blob_request(wp.Source("/s/batch", 10, 20), wp.Upload(5, {})))
     assert (span["offset"], span["length"], "resume" in span) == (10, 20, False)
     items = [wp.QuiltItem("1.0", wp.Source("/s/b", 0, 3), {"walrusfs:file": "x"})]

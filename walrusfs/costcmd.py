@@ -39,8 +39,9 @@ class Plan:
     def total(self) -> int:
         return self.storage + self.write
 
-    def add(self, size: int, params: codec.EncodingParams, prices: tuple[int, int],
-            epochs: int) -> None:  # fmt: skip
+    def add(
+        self, size: int, params: codec.EncodingParams, prices: tuple[int, int], epochs: int
+    ) -> None:
         encoded = params.encoded_size(size)
         cost = store_cost(encoded, epochs, prices[0], prices[1])
         self.blobs += 1
@@ -115,30 +116,44 @@ def cmd_cost(args: argparse.Namespace) -> int:
         params = codec.EncodingParams(info.n_shards)
         chunk = min(CHUNK_SIZE, largest_chunk(params, encrypted=not args.public))
         ours, single = plan(
-            [size for _, size in found], params, (info.storage_price, info.write_price),
-            args.epochs, chunk_size=chunk, quilt_threshold=UploadConfig().quilt_threshold,
+            [size for _, size in found],
+            params,
+            (info.storage_price, info.write_price),
+            args.epochs,
+            chunk_size=chunk,
+            quilt_threshold=UploadConfig().quilt_threshold,
             encrypted=not args.public,
-        )  # fmt: skip
+        )
         total = sum(size for _, size in found)
         if args.json:
             out: dict[str, Any] = {
-                "files": len(found), "bytes": total, "epochs": args.epochs,
-                "epoch": info.epoch, "n_shards": info.n_shards,
-                "storage_price": info.storage_price, "write_price": info.write_price,
+                "files": len(found),
+                "bytes": total,
+                "epochs": args.epochs,
+                "epoch": info.epoch,
+                "n_shards": info.n_shards,
+                "storage_price": info.storage_price,
+                "write_price": info.write_price,
                 "walrusfs": {**asdict(ours), "total": ours.total},
                 "one_blob_per_file": {**asdict(single), "total": single.total},
-            }  # fmt: skip
+            }
             print(json.dumps(out, indent=2))
             return 0
-        print(f"{len(found)} file(s), {total} bytes, for {args.epochs} epoch(s) from epoch "
-              f"{info.epoch} ({info.n_shards} shards)")  # fmt: skip
+        print(
+            f"{len(found)} file(s), {total} bytes, for {args.epochs} epoch(s) from epoch "
+            f"{info.epoch} ({info.n_shards} shards)"
+        )
         for label, p in (("as walrusfs stores them", ours), ("one blob per file", single)):
-            print(f"{label:<24} {format_wal(p.total):>20}  {p.blobs} blob(s)"
-                  + (f" ({p.quilts} quilt(s))" if p.quilts else "")
-                  + f", {p.encoded} encoded bytes")  # fmt: skip
+            print(
+                f"{label:<24} {format_wal(p.total):>20}  {p.blobs} blob(s)"
+                + (f" ({p.quilts} quilt(s))" if p.quilts else "")
+                + f", {p.encoded} encoded bytes"
+            )
         if single.total:
-            print(f"walrusfs pays {ours.total / single.total:.3f}x of one blob per file"
-                  + ("" if args.public else " (encrypted: +43 bytes per 64 KiB)"))  # fmt: skip
+            print(
+                f"walrusfs pays {ours.total / single.total:.3f}x of one blob per file"
+                + ("" if args.public else " (encrypted: +43 bytes per 64 KiB)")
+            )
         return 0
 
     return run_async(go)
@@ -148,9 +163,11 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("cost", help=cmd_cost.__doc__, description=cmd_cost.__doc__)
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or directories")
     p.add_argument(
-        "--epochs", type=int, default=DEFAULTS.epochs,
+        "--epochs",
+        type=int,
+        default=DEFAULTS.epochs,
         help=f"storage epochs (default {DEFAULTS.epochs})",
-    )  # fmt: skip
+    )
     p.add_argument("--public", action="store_true", help="as a --public volume (no encryption)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_cost)

@@ -63,14 +63,31 @@ FLAGS = {
 }
 #: for mount(8) or systemd, not for walrusfs
 MOUNT8 = {
-    "defaults", "auto", "noauto", "user", "users", "nouser", "owner", "group", "_netdev",
-    "nofail", "async",
-}  # fmt: skip
+    "defaults",
+    "auto",
+    "noauto",
+    "user",
+    "users",
+    "nouser",
+    "owner",
+    "group",
+    "_netdev",
+    "nofail",
+    "async",
+}
 #: access-time options: a walrusfs mount never writes access times (it mounts noatime)
 ATIME = {
-    "atime", "noatime", "relatime", "norelatime", "strictatime", "nostrictatime",
-    "diratime", "nodiratime", "lazytime", "nolazytime",
-}  # fmt: skip
+    "atime",
+    "noatime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+    "diratime",
+    "nodiratime",
+    "lazytime",
+    "nolazytime",
+}
 #: FUSE decides these: mounts are always nosuid and nodev
 FUSE_DECIDES = {"suid", "nosuid", "dev", "nodev", "exec", "noexec"}
 GENERIC = MOUNT8 | ATIME | FUSE_DECIDES

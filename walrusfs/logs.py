@@ -34,8 +34,9 @@ class _Rotating(logging.handlers.RotatingFileHandler):
 def setup_daemon(log_path: Path, debug: bool) -> None:
     handler = _Rotating(log_path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8")
     handler.setFormatter(logging.Formatter(FORMAT))
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler],
-                        force=True)  # fmt: skip
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO, handlers=[handler], force=True
+    )
     for noisy in NOISY:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # pysui logs the traceback of every failed gRPC call at ERROR and then returns the failure,

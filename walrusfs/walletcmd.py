@@ -33,8 +33,12 @@ def cmd_wallet(args: argparse.Namespace) -> int:
             bal = await chain.balances()
             info = await chain.system_info()
         if args.json:
-            print(json.dumps({"address": chain.address, "sui": bal.sui, "wal": bal.wal,
-                              "epoch": info.epoch}, indent=2))  # fmt: skip
+            print(
+                json.dumps(
+                    {"address": chain.address, "sui": bal.sui, "wal": bal.wal, "epoch": info.epoch},
+                    indent=2,
+                )
+            )
             return 0
         print(f"address  {chain.address}")
         print(f"SUI      {bal.sui / MIST_PER_SUI:.9f} SUI (gas)")

@@ -229,9 +229,15 @@ class Http1Protocol(asyncio.Protocol):
         self._answer(204, reply, b"", False)
 
     def _answer(self, status: int, headers: dict[str, str], body: bytes, close: bool) -> None:
-        reason = {200: "OK", 204: "No Content", 400: "Bad Request", 405: "Method Not Allowed",
-                  413: "Content Too Large", 415: "Unsupported Media Type",
-                  431: "Request Header Fields Too Large"}.get(status, "Error")  # fmt: skip
+        reason = {
+            200: "OK",
+            204: "No Content",
+            400: "Bad Request",
+            405: "Method Not Allowed",
+            413: "Content Too Large",
+            415: "Unsupported Media Type",
+            431: "Request Header Fields Too Large",
+        }.get(status, "Error")
         lines = [f"HTTP/1.1 {status} {reason}"]
         lines += [f"{k}: {v}" for k, v in {**self.info(), **headers}.items()]
         if status != 204:

@@ -254,7 +254,7 @@ fun split<T>(self: &mut Coin<T>, split_amount: u64, ctx: &mut TxContext): Coin<T
 fun zero<T>(ctx: &mut TxContext): Coin<T>
 fun destroy_zero<T>(c: Coin<T>)
 """,
-}  # fmt: skip
+}
 
 _SCALARS = {
     "u8": pb.OpenSignatureBodyType.U8,

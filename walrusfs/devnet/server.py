@@ -55,10 +55,18 @@ PREFLIGHT_HEADERS = (
     ("access-control-allow-methods", "*"),
     ("access-control-allow-headers", "*"),
 )
-REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 403: "Forbidden",
-           404: "Not Found", 413: "Content Too Large", 451: "Unavailable For Legal Reasons",
-           500: "Internal Server Error", 503: "Service Unavailable",
-           504: "Gateway Timeout"}  # fmt: skip
+REASONS = {
+    200: "OK",
+    201: "Created",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    413: "Content Too Large",
+    451: "Unavailable For Legal Reasons",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
 
 
 class _BadRequest(Exception):
@@ -128,8 +136,13 @@ class _Body:
             return {"type": "http.disconnect"}
         try:
             return await self._receive()
-        except (_BadRequest, trio.BrokenResourceError, trio.ClosedResourceError,
-                trio.TooSlowError, OSError) as exc:  # fmt: skip
+        except (
+            _BadRequest,
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            trio.TooSlowError,
+            OSError,
+        ) as exc:
             log.info("request body: %s", exc)
             self.broken = self.done = True
             return {"type": "http.disconnect"}
@@ -205,8 +218,12 @@ async def _connection(handler: Handler, stream: trio.SocketStream) -> None:
             rsp = http.Response(400, err.body())
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 await stream.send_all(_head(rsp, close=True) + rsp.body)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError,
-                trio.TooSlowError):  # fmt: skip
+        except (
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            ConnectionError,
+            trio.TooSlowError,
+        ):
             return  # the client went away
 
 

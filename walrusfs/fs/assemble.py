@@ -80,15 +80,26 @@ def assemble(
     content = Content(db, staging, store, chunk_size, segment_bytes, keys=keys)
     worker = UploadWorker(worker_argv, network=chain.profile, wallet=chain.key, key=volume_key)
     uploader = Uploader(
-        db, content, worker, config=upload, volume_id=schema.get_param(db, "volume_id") or "",
-        params=params, keys=keys, volume_name=volume_dir.name,
+        db,
+        content,
+        worker,
+        config=upload,
+        volume_id=schema.get_param(db, "volume_id") or "",
+        params=params,
+        keys=keys,
+        volume_name=volume_dir.name,
         machine=None if lease is None else lease.machine.id,
         orphans=() if lease is None else lease.unfinished,
-    )  # fmt: skip
+    )
     checkpointer = Checkpointer(
-        db, volume_dir / "meta.db", worker, name=volume_dir.name, epochs=upload.epochs,
-        interval=checkpoint_interval, keys=keys,
-    )  # fmt: skip
+        db,
+        volume_dir / "meta.db",
+        worker,
+        name=volume_dir.name,
+        epochs=upload.epochs,
+        interval=checkpoint_interval,
+        keys=keys,
+    )
     if not read_only:
         checkpointer.stamp = lease
     uploader.housekeeping = checkpointer.ignore

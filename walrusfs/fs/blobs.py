@@ -50,13 +50,25 @@ class Certified:
     def of_object(cls, obj: mt.Blob, kind: str) -> Certified:
         """The blob a Sui Blob object holds (found on chain, not uploaded by this process)."""
         return cls(
-            str(codec.BlobId.from_u256(obj.blob_id)), obj.id, kind, int(obj.size),
-            int(obj.storage.storage_size), int(obj.storage.end_epoch),
-        )  # fmt: skip
+            str(codec.BlobId.from_u256(obj.blob_id)),
+            obj.id,
+            kind,
+            int(obj.size),
+            int(obj.storage.storage_size),
+            int(obj.storage.end_epoch),
+        )
 
     def values(self, refcount: int, deleted_at: float | None) -> tuple[object, ...]:
-        return (self.blob_id, self.object_id, self.kind, self.size, self.encoded_size,
-                self.end_epoch, refcount, deleted_at)  # fmt: skip
+        return (
+            self.blob_id,
+            self.object_id,
+            self.kind,
+            self.size,
+            self.encoded_size,
+            self.end_epoch,
+            refcount,
+            deleted_at,
+        )
 
 
 @dataclass(frozen=True)

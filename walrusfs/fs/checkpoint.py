@@ -223,10 +223,13 @@ class Checkpointer:
             nbytes = await trio.to_thread.run_sync(_write_snapshot, self.db, out)
             encryption = "none" if self.keys is None else "wfe1"
             attributes = {
-                "walrusfs:volume": volume_id, "walrusfs:kind": KIND, "walrusfs:name": self.name,
-                "walrusfs:seq": str(seq), "walrusfs:time": f"{taken:.3f}",
+                "walrusfs:volume": volume_id,
+                "walrusfs:kind": KIND,
+                "walrusfs:name": self.name,
+                "walrusfs:seq": str(seq),
+                "walrusfs:time": f"{taken:.3f}",
                 "walrusfs:encryption": encryption,
-            }  # fmt: skip
+            }
             if self.keys is not None:
                 attributes["walrusfs:key-check"] = self.keys.check_value()
             if self.stamp is not None:
@@ -253,8 +256,11 @@ class Checkpointer:
             self.stamp.wrote(r.object_id, final=final)
         log.info(
             "checkpoint %d of volume %s certified: %s (%d bytes of metadata)",
-            seq, self.name, r.blob_id, nbytes,
-        )  # fmt: skip
+            seq,
+            self.name,
+            r.blob_id,
+            nbytes,
+        )
 
 
 # -- finding and restoring ------------------------------------------------------------------
@@ -264,15 +270,21 @@ def ref_of(obj: mt.Blob, attrs: dict[str, str]) -> CheckpointRef | None:
     """The checkpoint a Blob object holds, from its attributes (None: not one)."""
     try:
         return CheckpointRef(
-            object_id=obj.id, blob_id=str(codec.BlobId.from_u256(obj.blob_id)),
-            volume_id=attrs["walrusfs:volume"], name=attrs.get("walrusfs:name", ""),
-            seq=int(attrs["walrusfs:seq"]), time=float(attrs.get("walrusfs:time", "0")),
+            object_id=obj.id,
+            blob_id=str(codec.BlobId.from_u256(obj.blob_id)),
+            volume_id=attrs["walrusfs:volume"],
+            name=attrs.get("walrusfs:name", ""),
+            seq=int(attrs["walrusfs:seq"]),
+            time=float(attrs.get("walrusfs:time", "0")),
             encryption=attrs.get("walrusfs:encryption", "none"),
-            key_check=attrs.get("walrusfs:key-check"), size=int(obj.size),
-            encoded_size=int(obj.storage.storage_size), end_epoch=int(obj.storage.end_epoch),
-            machine=attrs.get("walrusfs:machine"), host=attrs.get("walrusfs:host"),
+            key_check=attrs.get("walrusfs:key-check"),
+            size=int(obj.size),
+            encoded_size=int(obj.storage.storage_size),
+            end_epoch=int(obj.storage.end_epoch),
+            machine=attrs.get("walrusfs:machine"),
+            host=attrs.get("walrusfs:host"),
             writer=attrs.get("walrusfs:writer"),
-        )  # fmt: skip
+        )
     except (KeyError, ValueError):
         return None
 

@@ -67,8 +67,11 @@ class Committer:
                 raise
             self.uncommitted.append(done)
             self.held.update(key for key, _, _, _ in done.uploaded)
-            log.error("certified %s, but the volume's disk is full: its commit waits (%s)",
-                      done.result.object_id, exc)  # fmt: skip
+            log.error(
+                "certified %s, but the volume's disk is full: its commit waits (%s)",
+                done.result.object_id,
+                exc,
+            )
             raise DiskFull(errno.ENOSPC, f"the certified upload cannot be recorded: {exc}") from exc
 
     def retry(self) -> int:

@@ -96,16 +96,19 @@ class Compactor:
             if budget <= 0:
                 break
             log.info(
-                "compacting quilt %d: %d live file(s) of %s re-staged", blob, len(chunks),
+                "compacting quilt %d: %d live file(s) of %s re-staged",
+                blob,
+                len(chunks),
                 ", ".join(files_of_blob(self.db, blob, limit=3)),
-            )  # fmt: skip
+            )
             before = restaged
             for inode, chunkno, length in chunks:
                 try:
                     await self.content.stage(inode, chunkno)
                 except OSError as exc:
-                    log.warning("compaction: inode %d chunk %d not re-staged: %s", inode,
-                                chunkno, exc)  # fmt: skip
+                    log.warning(
+                        "compaction: inode %d chunk %d not re-staged: %s", inode, chunkno, exc
+                    )
                     continue
                 budget -= length
                 restaged += 1

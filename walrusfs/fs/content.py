@@ -79,8 +79,12 @@ def purge_inodes(db: sqlite3.Connection, staging: Staging, inodes: list[int]) ->
         for blob, count in uses.items():
             blobs.decref(db, blob, count)
         staging.remove_all(keys)
-        for table, column in (("chunks", "inode"), ("symlinks", "inode"), ("xattrs", "inode"),
-                              ("inodes", "id")):  # fmt: skip
+        for table, column in (
+            ("chunks", "inode"),
+            ("symlinks", "inode"),
+            ("xattrs", "inode"),
+            ("inodes", "id"),
+        ):
             db.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", gone)
         removed += keys
     return removed

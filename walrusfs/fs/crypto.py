@@ -94,8 +94,9 @@ def passphrase_key(passphrase: str, volume_id: str) -> bytes:
     the volume ID so one passphrase gives each volume its own key."""
     if not passphrase:
         raise ValueError("an empty passphrase")
-    kdf = Scrypt(salt=b"walrusfs passphrase v1\0" + volume_id.encode(), length=32, n=1 << 15,
-                 r=8, p=1)  # fmt: skip
+    kdf = Scrypt(
+        salt=b"walrusfs passphrase v1\0" + volume_id.encode(), length=32, n=1 << 15, r=8, p=1
+    )
     return kdf.derive(passphrase.encode())
 
 

@@ -283,11 +283,20 @@ async def upload_staged(
         params = (await store.committee()).params
         keys, key = load_keys(volume_dir, db, chain, new=False, public=False, passphrase=passphrase)
         parts = assemble(
-            db, staging, store, chain, volume_dir=volume_dir, params=params,
-            chunk_size=int(schema.get_param(db, "chunk_size") or 0), keys=keys, volume_key=key,
-            worker_argv=worker_argv, upload=UploadConfig(delay=0.0, epochs=epochs), lease=lease,
+            db,
+            staging,
+            store,
+            chain,
+            volume_dir=volume_dir,
+            params=params,
+            chunk_size=int(schema.get_param(db, "chunk_size") or 0),
+            keys=keys,
+            volume_key=key,
+            worker_argv=worker_argv,
+            upload=UploadConfig(delay=0.0, epochs=epochs),
+            lease=lease,
             checkpoint_interval=3600.0,
-        )  # fmt: skip
+        )
         worker, uploader, checkpointer = parts.worker, parts.uploader, parts.checkpointer
         async with trio.open_nursery() as nursery:
             await nursery.start(worker.run)
@@ -348,9 +357,11 @@ async def fsck(
             if probe.execute("PRAGMA quick_check").fetchone()[0] == "ok":
                 load_keys(volume_dir, probe, chain, new=False, public=False, passphrase=passphrase)
                 lease = WriterLease(
-                    chain, this_machine(volume_dir.parent.parent), volume_dir.name,
+                    chain,
+                    this_machine(volume_dir.parent.parent),
+                    volume_dir.name,
                     schema.get_param(probe, "volume_id") or "",
-                )  # fmt: skip
+                )
                 verdict = await lease.verdict(
                     int(schema.get_param(probe, "checkpoint_seq") or 0),
                     blobs.known_data_blobs(probe),
@@ -359,9 +370,12 @@ async def fsck(
         finally:
             probe.close()
     report, db, staging = await run_checks(
-        db_path, volume_dir / "staging", chain, claimed=claimed,
+        db_path,
+        volume_dir / "staging",
+        chain,
+        claimed=claimed,
         machine=None if lease is None else lease.machine.id,
-    )  # fmt: skip
+    )
     try:
         if report.damaged:
             return report
@@ -373,9 +387,16 @@ async def fsck(
         elif staged and upload:
             log.warning("fsck: uploading %d staged chunk(s)", staged)
             await upload_staged(
-                db, staging, chain, volume_dir, worker_argv, epochs=epochs,
-                passphrase=passphrase, progress=progress, lease=lease,
-            )  # fmt: skip
+                db,
+                staging,
+                chain,
+                volume_dir,
+                worker_argv,
+                epochs=epochs,
+                passphrase=passphrase,
+                progress=progress,
+                lease=lease,
+            )
         elif staged:
             report.notes.append(f"{staged} staged chunk(s) upload at the next mount")
         with transaction(db):

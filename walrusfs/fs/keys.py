@@ -80,11 +80,15 @@ def load_keys(
         schema.set_param(db, "key_check", keys.check_value())
     elif check != keys.check_value():  # before anything is written: a wrong key stays nowhere
         raise KeyMismatch(
-            ("the passphrase is not this volume's" if passphrase is not None else
-             f"{key_file} is not the key of this volume (another wallet's, or another "
-             "volume's)") + ": restore the right volume.key, mount with the wallet that made "
+            (
+                "the passphrase is not this volume's"
+                if passphrase is not None
+                else f"{key_file} is not the key of this volume (another wallet's, or another "
+                "volume's)"
+            )
+            + ": restore the right volume.key, mount with the wallet that made "
             "it, or give its passphrase (--passphrase-file, WALRUSFS_PASSPHRASE)"
-        )  # fmt: skip
+        )
     if passphrase is None and not key_file.exists():
         write_private(key_file, key.hex() + "\n")
     return keys, key

@@ -126,8 +126,12 @@ class Renewer:
                 self.last_error = str(exc)
                 log.error(
                     "cannot extend blob %s (ends at epoch %d, now %d; holds %s): %s",
-                    object_id, end_epoch, epoch, self.describe(row.id), exc,
-                )  # fmt: skip
+                    object_id,
+                    end_epoch,
+                    epoch,
+                    self.describe(row.id),
+                    exc,
+                )
                 return
             blobs.set_end_epoch(self.db, row.id, answer.end_epoch)
             self.extended += 1
@@ -150,5 +154,8 @@ class Renewer:
         )
         log.warning(
             "%d blob(s) expire by epoch %d (now %d) and their files are lost then: %s",
-            count, earliest, epoch, why if not renewing else "they could not be renewed in time",
-        )  # fmt: skip
+            count,
+            earliest,
+            epoch,
+            why if not renewing else "they could not be renewed in time",
+        )

@@ -120,14 +120,21 @@ async def _open(
         restored = await _restore_if_any(options, store, chain, db_path)
     new = not db_path.exists()
     db = schema.open_volume(
-        db_path, uid=os.getuid(), gid=os.getgid(), chunk_size=chunk_size,
+        db_path,
+        uid=os.getuid(),
+        gid=os.getgid(),
+        chunk_size=chunk_size,
         encryption="none" if options.public else "wfe1",
-    )  # fmt: skip
+    )
     try:
         keys, volume_key = load_keys(
-            options.volume_dir, db, chain, new=new, public=options.public,
+            options.volume_dir,
+            db,
+            chain,
+            new=new,
+            public=options.public,
             passphrase=options.passphrase,
-        )  # fmt: skip
+        )
         chunk_size = int(schema.get_param(db, "chunk_size") or chunk_size)
         largest = largest_chunk(params, encrypted=keys is not None)
         if chunk_size > largest:
@@ -187,9 +194,11 @@ async def run(
         db = opened.db
         # one writer per volume: refused here, before anything of the volume changes
         lease = WriterLease(
-            chain, this_machine(options.volume_dir.parent.parent), options.volume_dir.name,
+            chain,
+            this_machine(options.volume_dir.parent.parent),
+            options.volume_dir.name,
             schema.get_param(db, "volume_id") or "",
-        )  # fmt: skip
+        )
         if not options.read_only:
             await lease.claim(
                 int(schema.get_param(db, "checkpoint_seq") or 0), blobs.known_data_blobs(db)
@@ -197,22 +206,42 @@ async def run(
         staging = Staging(options.volume_dir / "staging")
         recover(db, staging, restored=opened.restored)
         policy = RenewPolicy.of_volume(
-            db, enabled=options.renew, horizon=options.renew_horizon,
-            epochs=options.renew_epochs, default_epochs=options.upload.epochs,
-        )  # fmt: skip
+            db,
+            enabled=options.renew,
+            horizon=options.renew_horizon,
+            epochs=options.renew_epochs,
+            default_epochs=options.upload.epochs,
+        )
         parts = assemble(
-            db, staging, store, chain, volume_dir=options.volume_dir, params=params,
-            chunk_size=opened.chunk_size, keys=opened.keys, volume_key=opened.volume_key,
-            worker_argv=worker_argv, upload=options.upload, lease=lease,
-            checkpoint_interval=options.checkpoint_interval, memory_bytes=options.memory_bytes,
-            renew=policy, read_only=options.read_only,
-        )  # fmt: skip
+            db,
+            staging,
+            store,
+            chain,
+            volume_dir=options.volume_dir,
+            params=params,
+            chunk_size=opened.chunk_size,
+            keys=opened.keys,
+            volume_key=opened.volume_key,
+            worker_argv=worker_argv,
+            upload=options.upload,
+            lease=lease,
+            checkpoint_interval=options.checkpoint_interval,
+            memory_bytes=options.memory_bytes,
+            renew=policy,
+            read_only=options.read_only,
+        )
         assert parts.renewer is not None
         volume = Volume(
-            options, db, staging=staging, store=store, content=parts.content,
-            uploader=parts.uploader, chain=chain, checkpointer=parts.checkpointer,
+            options,
+            db,
+            staging=staging,
+            store=store,
+            content=parts.content,
+            uploader=parts.uploader,
+            chain=chain,
+            checkpointer=parts.checkpointer,
             renewer=parts.renewer,
-        )  # fmt: skip
+        )
         ops = Operations(db, parts.content, volume)
         try:
             pyfuse3.init(ops, str(options.mountpoint), _fuse_options(options, foreground_debug))
@@ -248,8 +277,10 @@ async def run(
             if chunks:
                 log.warning(
                     "unmounted with %d chunk(s), %d bytes not uploaded yet: they stay in "
-                    "staging and upload at the next mount", chunks, nbytes,
-                )  # fmt: skip
+                    "staging and upload at the next mount",
+                    chunks,
+                    nbytes,
+                )
             schema.set_param(db, "clean_unmount", "1" if clean else "0")
             db.close()  # the last connection: SQLite checkpoints the WAL and syncs the file
             staging.close()
@@ -290,8 +321,11 @@ async def _restore_if_any(
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ref.time))
         log.warning(
             "volume %s has no local database: restoring checkpoint %d (%s, taken %s) from Walrus",
-            name, ref.seq, ref.blob_id, when,
-        )  # fmt: skip
+            name,
+            ref.seq,
+            ref.blob_id,
+            when,
+        )
         try:
             await restore(store, ref, db_path, keys)
             return True
@@ -302,7 +336,7 @@ async def _restore_if_any(
         raise ServiceFailed(
             f"none of the {len(refs)} checkpoint(s) of volume {name} could be restored (last: "
             f"{failure}); check the network, or mount under another --volume name to start anew"
-        )  # fmt: skip
+        )
     return False
 
 

@@ -313,9 +313,15 @@ class Operations(pyfuse3.Operations):
             del self._stale[inode]
 
     def _new_inode(
-        self, parent: int, name: bytes, mode: int, ctx: RequestContext, *, rdev: int = 0,
+        self,
+        parent: int,
+        name: bytes,
+        mode: int,
+        ctx: RequestContext,
+        *,
+        rdev: int = 0,
         target: bytes | None = None,
-    ) -> int:  # fmt: skip
+    ) -> int:
         """Create an inode and its dentry (one transaction); the caller adds the lookup."""
         self._refuse_if_read_only()
         self._check_name(name)
@@ -468,8 +474,13 @@ class Operations(pyfuse3.Operations):
     ) -> EntryAttributes:
         if stat.S_IFMT(mode) == 0:
             mode |= stat.S_IFREG
-        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
-                or stat.S_ISCHR(mode) or stat.S_ISBLK(mode)):  # fmt: skip
+        if not (
+            stat.S_ISREG(mode)
+            or stat.S_ISFIFO(mode)
+            or stat.S_ISSOCK(mode)
+            or stat.S_ISCHR(mode)
+            or stat.S_ISBLK(mode)
+        ):
             raise FUSEError(errno.EINVAL)
         keep_rdev = stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
         inode = self._new_inode(parent_inode, name, mode, ctx, rdev=rdev if keep_rdev else 0)
@@ -643,10 +654,12 @@ class Operations(pyfuse3.Operations):
                 (parent_inode_new, name_new, parent_inode_old, name_old),
             )
             if is_dir and parent_inode_old != parent_inode_new:
-                self.db.execute("UPDATE inodes SET nlink = nlink - 1 WHERE id = ?",
-                                (parent_inode_old,))  # fmt: skip
-                self.db.execute("UPDATE inodes SET nlink = nlink + 1 WHERE id = ?",
-                                (parent_inode_new,))  # fmt: skip
+                self.db.execute(
+                    "UPDATE inodes SET nlink = nlink - 1 WHERE id = ?", (parent_inode_old,)
+                )
+                self.db.execute(
+                    "UPDATE inodes SET nlink = nlink + 1 WHERE id = ?", (parent_inode_new,)
+                )
             self.db.execute("UPDATE inodes SET ctime_ns = ? WHERE id = ?", (now, inode))
             self._touch_dir(parent_inode_old, now)
             self._touch_dir(parent_inode_new, now)

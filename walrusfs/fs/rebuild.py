@@ -83,11 +83,19 @@ class RebuildReport:
 def _record(value: str, keys: crypto.VolumeKeys | None, blob: str, patch: str | None) -> Record:
     info = crypto.open_json(keys, value)
     return Record(
-        path=str(info["path"] or ""), inode=int(info["inode"]), chunk=int(info["chunk"]),
-        chunk_size=int(info["chunk_size"]), mode=int(info["mode"]), uid=int(info["uid"]),
-        gid=int(info["gid"]), size=int(info["size"]), mtime_ns=int(info["mtime_ns"]),
-        length=int(info["length"]), blob=blob, patch=patch,
-    )  # fmt: skip
+        path=str(info["path"] or ""),
+        inode=int(info["inode"]),
+        chunk=int(info["chunk"]),
+        chunk_size=int(info["chunk_size"]),
+        mode=int(info["mode"]),
+        uid=int(info["uid"]),
+        gid=int(info["gid"]),
+        size=int(info["size"]),
+        mtime_ns=int(info["mtime_ns"]),
+        length=int(info["length"]),
+        blob=blob,
+        patch=patch,
+    )
 
 
 async def _volume_blobs(
@@ -112,8 +120,10 @@ async def _volume_blobs(
     if len(newest) > 1:
         log.warning(
             "several volumes were named %s (%s); rebuilding %s, the one uploaded to last",
-            name, ", ".join(sorted(newest)), volume_id,
-        )  # fmt: skip
+            name,
+            ", ".join(sorted(newest)),
+            volume_id,
+        )
     seq = 0
     content: list[tuple[mt.Blob, dict[str, str]]] = []
     for blob, attrs in mine:
@@ -238,9 +248,12 @@ def build(
     db = sqlite3.connect(db_path, isolation_level=None)
     try:
         schema.create_tables(
-            db, uid=os.getuid(), gid=os.getgid(), chunk_size=chunk_size,
+            db,
+            uid=os.getuid(),
+            gid=os.getgid(),
+            chunk_size=chunk_size,
             encryption="none" if keys is None else "wfe1",
-        )  # fmt: skip
+        )
         with transaction(db):
             schema.set_param(db, "volume_id", volume_id)
             if keys is not None:
@@ -371,10 +384,15 @@ async def rebuild(
     new = volume_dir / "meta.db.rebuild"
     await trio.to_thread.run_sync(
         lambda: build(
-            new, records, owned, volume_id=volume_id, keys=keys, checkpoint_seq=seq,
+            new,
+            records,
+            owned,
+            volume_id=volume_id,
+            keys=keys,
+            checkpoint_seq=seq,
             report=report,
         )
-    )  # fmt: skip
+    )
     # only a complete database replaces what is there (which is kept, renamed); the mount
     # writes volume.key when the key comes from the wallet, as for any volume
     _move_aside(volume_dir, report)

@@ -29,8 +29,15 @@ def file_record(
     ).fetchone()
     mode, uid, gid, size, mtime_ns = row if row is not None else (0o100644, 0, 0, 0, 0)
     info = {
-        "path": path_of(db, inode), "inode": inode, "chunk": chunkno, "chunk_size": chunk_size,
-        "mode": mode, "uid": uid, "gid": gid, "size": size, "mtime_ns": mtime_ns,
+        "path": path_of(db, inode),
+        "inode": inode,
+        "chunk": chunkno,
+        "chunk_size": chunk_size,
+        "mode": mode,
+        "uid": uid,
+        "gid": gid,
+        "size": size,
+        "mtime_ns": mtime_ns,
         "length": length,
-    }  # fmt: skip
+    }
     return crypto.seal_json(keys, info)

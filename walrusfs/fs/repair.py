@@ -34,9 +34,11 @@ def repair(db: sqlite3.Connection, staging: Staging) -> Repaired:
         # a file created and never fsynced before a power loss, or a restored checkpoint:
         # keep the previous upload if there is one
         log.error(
-            "%s: chunk %d has no staged bytes; %s", path_of(db, key[0]) or f"inode {key[0]}",
-            key[1], "back to its last upload" if live[key] else "it becomes a hole",
-        )  # fmt: skip
+            "%s: chunk %d has no staged bytes; %s",
+            path_of(db, key[0]) or f"inode {key[0]}",
+            key[1],
+            "back to its last upload" if live[key] else "it becomes a hole",
+        )
         done.reverted.append((key[0], key[1], live[key]))
         db.execute(
             "UPDATE chunks SET staged = 0 WHERE inode = ? AND chunkno = ? AND blob IS NOT NULL",

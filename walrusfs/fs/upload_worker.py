@@ -116,10 +116,14 @@ class UploadWorker:
             await proc.wait()
             log.warning("upload worker exited (%s)", proc.returncode)
             for rid, (event, box) in list(self._pending.items()):
-                box.append({
-                    "id": rid, "error": "the upload worker exited", "type": "other",
-                    "registered": self._registered.pop(rid, None),
-                })  # fmt: skip
+                box.append(
+                    {
+                        "id": rid,
+                        "error": "the upload worker exited",
+                        "type": "other",
+                        "registered": self._registered.pop(rid, None),
+                    }
+                )
                 event.set()
             self._pending.clear()
 
@@ -289,9 +293,13 @@ async def _do(
         if got[1] == 0:
             return wp.BlobStored(None, 0, hole=True).to_json()
         r = await store.store(
-            got[0], req["epochs"], attributes=attrs, reuse=False, registered=registered,
+            got[0],
+            req["epochs"],
+            attributes=attrs,
+            reuse=False,
+            registered=registered,
             resume=req.get("resume"),
-        )  # fmt: skip
+        )
         return wp.BlobStored(r, got[1]).to_json()
     if op == "quilt":
         items = []
@@ -309,9 +317,13 @@ async def _do(
         if not items:
             return wp.QuiltStored(None, holes=holes).to_json()
         q = await store.store_quilt(
-            items, req["epochs"], attributes=attrs, reuse=False, registered=registered,
+            items,
+            req["epochs"],
+            attributes=attrs,
+            reuse=False,
+            registered=registered,
             resume=req.get("resume"),
-        )  # fmt: skip
+        )
         patches = {k: str(v) for k, v in q.patches.items()}
         return wp.QuiltStored(q.quilt, patches, lengths, holes).to_json()
     raise ValueError(f"unknown op {op!r}")

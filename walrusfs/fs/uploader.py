@@ -109,10 +109,18 @@ class Uploader:
         if machine is not None:
             attributes["walrusfs:machine"] = machine
         self.jobs = Jobs(
-            db, content, worker, config=config, params=params, keys=keys, attributes=attributes,
-            stats=self.stats, inflight=self.inflight, attempts=self._attempts,
+            db,
+            content,
+            worker,
+            config=config,
+            params=params,
+            keys=keys,
+            attributes=attributes,
+            stats=self.stats,
+            inflight=self.inflight,
+            attempts=self._attempts,
             commits=self.commits,
-        )  # fmt: skip
+        )
         self._nursery: trio.Nursery | None = None
         self._compacted_at = self.clock()
         self.compactor = Compactor(
@@ -274,8 +282,11 @@ class Uploader:
                 self.stats.short = (currency, exc.need, exc.have)
                 log.error(
                     "uploads paused: not enough %s (%s); %d bytes wait in staging, writes go on "
-                    "until the staging limit", currency, exc, self.pending()[1],
-                )  # fmt: skip
+                    "until the staging limit",
+                    currency,
+                    exc,
+                    self.pending()[1],
+                )
             if isinstance(exc, (StoreError, chain_errors.ChainError, OSError)):
                 message = str(exc)
                 log.warning("upload of %d chunk(s) failed, will retry: %s", len(keys), message)
@@ -312,8 +323,9 @@ class Uploader:
             try:
                 await self.worker.abandon(object_id)
             except (StoreError, chain_errors.ChainError, OSError) as exc:
-                log.warning("could not delete uncertified blob %s (retrying later): %s",
-                            object_id, exc)  # fmt: skip
+                log.warning(
+                    "could not delete uncertified blob %s (retrying later): %s", object_id, exc
+                )
                 return
             log.info("deleted blob %s: registered by an earlier run, never certified", object_id)
             self._orphans.pop(0)
@@ -332,8 +344,7 @@ class Uploader:
             try:
                 await self.worker.abandon(plan.registered)
             except (StoreError, chain_errors.ChainError, OSError) as exc:
-                log.warning("could not abandon blob %s (retrying later): %s",
-                            plan.registered, exc)  # fmt: skip
+                log.warning("could not abandon blob %s (retrying later): %s", plan.registered, exc)
                 continue
             log.info("abandoned the registration %s: its chunks changed", plan.registered)
             self._attempts.forget(plan)

@@ -138,9 +138,12 @@ class Jobs:
     def file_attr(self, key: Key, length: int | None = None) -> str:
         """The chunk's sealed file record (records.py), of its staged bytes unless `length`."""
         return file_record(
-            self.db, self.keys, key, chunk_size=self.content.chunk_size,
+            self.db,
+            self.keys,
+            key,
+            chunk_size=self.content.chunk_size,
             length=self.staging.size(key) if length is None else length,
-        )  # fmt: skip
+        )
 
     def current(self, key: Key, gen: int) -> bool:
         """The chunk is still staged with the bytes of generation `gen`."""
@@ -151,8 +154,9 @@ class Jobs:
         written again); a failure that registered a Blob keeps the plan for its retry."""
         where, _ = await sources(self.staging, [key for key, _ in plan.chunks], plan.caps)
         try:
-            answer = await send(where, wp.Upload(self.config.epochs, plan.attributes,
-                                                 plan.registered))  # fmt: skip
+            answer = await send(
+                where, wp.Upload(self.config.epochs, plan.attributes, plan.registered)
+            )
         except wp.WorkerError as exc:
             if exc.registered is not None:
                 plan.registered = exc.registered
@@ -209,8 +213,9 @@ class Jobs:
                 await self.blob_job([batch[0][0]])  # too large for a quilt of its own now
                 continue
             tags = {key: {FILE_ATTR: self.file_attr(key)} for key, _ in batch}
-            caps = {key: self.staging.size(key) for key, _ in batch
-                    if not self.staging.is_small(key)}  # fmt: skip
+            caps = {
+                key: self.staging.size(key) for key, _ in batch if not self.staging.is_small(key)
+            }
             await self._quilt_or_split(Plan("quilt", batch, self._attributes("quilt"), tags, caps))
 
     def _quiltable(self, keys: list[Key], tags: list[int] | None = None) -> bool:
@@ -249,19 +254,25 @@ class Jobs:
             half = len(plan.chunks) // 2
             for part in (plan.chunks[:half], plan.chunks[half:]):
                 keys = {key for key, _ in part}
-                await self._quilt_or_split(Plan(
-                    "quilt", part, plan.attributes,
-                    {k: v for k, v in plan.tags.items() if k in keys},
-                    {k: v for k, v in plan.caps.items() if k in keys},
-                ))  # fmt: skip
+                await self._quilt_or_split(
+                    Plan(
+                        "quilt",
+                        part,
+                        plan.attributes,
+                        {k: v for k, v in plan.tags.items() if k in keys},
+                        {k: v for k, v in plan.caps.items() if k in keys},
+                    )
+                )
 
     async def _upload_quilt(self, plan: Plan) -> None:
         idents = {f"{k[0]}.{k[1]}": (k, gen) for k, gen in plan.chunks}
         inline = self.staging.small_bytes([k for k, _ in plan.chunks])
 
         async def send(where: dict[Key, wp.Source], upload: wp.Upload) -> wp.QuiltStored:
-            items = [wp.QuiltItem(ident, where[key], plan.tags[key])
-                     for ident, (key, _) in idents.items()]  # fmt: skip
+            items = [
+                wp.QuiltItem(ident, where[key], plan.tags[key])
+                for ident, (key, _) in idents.items()
+            ]
             return await self.worker.store_quilt(items, upload)
 
         answer = await self._send(plan, send)
@@ -284,11 +295,15 @@ class Jobs:
             if key in inline:
                 copies[ident] = inline[key]
         committed = self.commits.commit(
-            Uploaded(result, blobs.QUILT, [
-                (idents[ident][0], idents[ident][1], patch, answer.lengths[ident])
-                for ident, patch in answer.patches.items()
-            ])
-        )  # fmt: skip
+            Uploaded(
+                result,
+                blobs.QUILT,
+                [
+                    (idents[ident][0], idents[ident][1], patch, answer.lengths[ident])
+                    for ident, patch in answer.patches.items()
+                ],
+            )
+        )
         for ident, patch in answer.patches.items():
             copy = copies.get(ident)
             if copy is None or idents[ident][0] not in committed:

@@ -90,8 +90,9 @@ class Volume:
             if self.uploader.stats.failing and not self.uploader.inflight:
                 log.error(
                     "staging is full (%d bytes) and uploads fail: %s",
-                    self.staging.used_bytes, self.uploader.stats.last_error,
-                )  # fmt: skip
+                    self.staging.used_bytes,
+                    self.uploader.stats.last_error,
+                )
                 raise pyfuse3.FUSEError(errno.ENOSPC)
             self.uploader.wake()
             freed = self.content.space_freed
@@ -289,11 +290,15 @@ class Volume:
 
         async def probe(node: StorageNode) -> None:
             health = await store.nodes.health(node)
-            found.append({
-                "name": node.name, "url": node.url, "shards": len(node.shards),
-                "healthy": health is not None,
-                "epoch": None if health is None else health.get("epoch"),
-            })  # fmt: skip
+            found.append(
+                {
+                    "name": node.name,
+                    "url": node.url,
+                    "shards": len(node.shards),
+                    "healthy": health is not None,
+                    "epoch": None if health is None else health.get("epoch"),
+                }
+            )
 
         async with trio.open_nursery() as nursery:
             for node in committee.nodes:
@@ -338,9 +343,10 @@ class Volume:
             probe = self.content.chunk_size
             self.bytes_affordable = (bal.wal // max(self._blob_cost(probe), 1)) * probe
             self.prepaid = sum(
-                s.storage_size for s in await self.chain.storage_resources()
+                s.storage_size
+                for s in await self.chain.storage_resources()
                 if s.start_epoch <= info.epoch
-            )  # fmt: skip
+            )
             await self._probe_nodes()
         except (chain_errors.ChainError, OSError) as exc:
             log.warning("could not refresh balances: %s", exc)

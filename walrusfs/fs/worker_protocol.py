@@ -69,9 +69,12 @@ def error_to_json(exc: BaseException) -> dict[str, Any]:
         return {"error": str(exc), "type": "not_found"}
     if isinstance(exc, chain_errors.InsufficientFunds):
         return {
-            "error": str(exc), "type": "funds", "need": exc.need, "have": exc.have,
+            "error": str(exc),
+            "type": "funds",
+            "need": exc.need,
+            "have": exc.have,
             "gas": isinstance(exc, chain_errors.InsufficientGas),
-        }  # fmt: skip
+        }
     if isinstance(exc, (StoreError, chain_errors.ChainError, OSError)):
         return {"error": f"{type(exc).__name__}: {exc}", "type": "other"}
     if isinstance(exc, ValueError):  # codec limits (a quilt too large), bad requests
@@ -109,11 +112,12 @@ class Init:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": 0, "op": "init",
+            "id": 0,
+            "op": "init",
             "key": None if self.volume_key is None else self.volume_key.hex(),
             "network": dataclasses.asdict(self.network),
             "wallet": None if self.wallet is None else self.wallet.keystring(),
-        }  # fmt: skip
+        }
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Init:
@@ -122,9 +126,10 @@ class Init:
         network = dict(d["network"])
         network["exchange_objects"] = tuple(network.get("exchange_objects", ()))
         return cls(
-            None if d["key"] is None else bytes.fromhex(d["key"]), NetworkProfile(**network),
+            None if d["key"] is None else bytes.fromhex(d["key"]),
+            NetworkProfile(**network),
             None if d["wallet"] is None else Keypair.from_keystring(d["wallet"]),
-        )  # fmt: skip
+        )
 
 
 @dataclass(frozen=True)
@@ -213,15 +218,21 @@ class QuiltStored:
     holes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"result": result_to_json(self.result), "patches": self.patches,
-                "lengths": self.lengths, "holes": self.holes}  # fmt: skip
+        return {
+            "result": result_to_json(self.result),
+            "patches": self.patches,
+            "lengths": self.lengths,
+            "holes": self.holes,
+        }
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> QuiltStored:
         return cls(
-            result_from_json(d["result"]), dict(d.get("patches", {})),
-            {k: int(v) for k, v in d.get("lengths", {}).items()}, list(d.get("holes", [])),
-        )  # fmt: skip
+            result_from_json(d["result"]),
+            dict(d.get("patches", {})),
+            {k: int(v) for k, v in d.get("lengths", {}).items()},
+            list(d.get("holes", [])),
+        )
 
 
 @dataclass(frozen=True)
@@ -242,8 +253,9 @@ def result_to_json(r: StoreResult | None) -> dict[str, Any] | None:
 def result_from_json(d: Mapping[str, Any] | None) -> StoreResult | None:
     if d is None:
         return None
-    return StoreResult(**{**d, "blob_id": codec.BlobId.parse(d["blob_id"]),
-                          "signers": tuple(d["signers"])})  # fmt: skip
+    return StoreResult(
+        **{**d, "blob_id": codec.BlobId.parse(d["blob_id"]), "signers": tuple(d["signers"])}
+    )
 
 
 def encode(obj: Mapping[str, Any]) -> bytes:

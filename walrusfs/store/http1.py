@@ -276,9 +276,10 @@ class Pool:
         if self.pinned_key is None:
             await trio.aclose_forcefully(stream)
             raise TransportError(
-                self.origin, "no network public key to check the node's certificate against",
+                self.origin,
+                "no network public key to check the node's certificate against",
                 errno.EACCES,
-            )  # fmt: skip
+            )
         context = self._pinned_context
         if context is None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
