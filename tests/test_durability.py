@@ -21,6 +21,7 @@ from chain.ptb import Ptb
 from tests.devnet_harness import RunningDevnet, heal_all, start_devnet
 from tests.mount_harness import Mount, mount, mounted
 from walrusfs.fs.checkpoint import list_checkpoints
+from walrusfs.store.client import WalrusStore
 
 N_SHARDS = 100
 
@@ -523,6 +524,37 @@ def test_fsck_repairs_a_damaged_tree(dn: RunningDevnet, tmp_path: Path) -> None:
         assert os.stat(m.path).st_nlink == 4  # ., .., dir, lost+found
         m.umount()
         assert _fsck(dn, "damaged").returncode == 0
+    finally:
+        m.teardown()
+
+
+def test_fsck_records_a_leftover_chunk_blob_as_a_blob(dn: RunningDevnet, tmp_path: Path) -> None:
+    """A certified blob of the volume the database does not know (an upload whose commit a
+    crash lost) is recorded as unused with the table's kind `blob`: its on-chain
+    `walrusfs:kind` is `data`, and fsck wrote that into the table, a kind nothing else knows."""
+    m = Mount(dn, tmp_path / "mnt", "leftover")
+    m.mount()
+    try:
+        volume_id = m.status()["volume_id"]
+        m.umount()
+
+        async def leftover(chain: WalrusChain) -> str:
+            attrs = {"walrusfs:volume": volume_id, "walrusfs:kind": "data"}
+            result = await WalrusStore(chain).store(os.urandom(5000), 2, attributes=attrs)
+            return result.object_id
+
+        object_id = dn.on_chain(leftover)
+        r = _fsck(dn, "leftover")
+        assert r.returncode == 10 and "not recorded: marked unused" in r.stdout, r.stdout
+        db = sqlite3.connect(m.volume_dir / "meta.db")
+        try:
+            kinds = db.execute("SELECT kind FROM blobs WHERE object_id = ?", (object_id,))
+            assert kinds.fetchall() == [("blob",)]
+        finally:
+            db.close()
+        m.mount()  # deletes the unused blob
+        m.umount()
+        assert _fsck(dn, "leftover").returncode == 0
     finally:
         m.teardown()
 

@@ -26,6 +26,15 @@ from walrusfs.store.writes import StoreResult
 CHECKPOINT = "checkpoint"  # kind of a metadata checkpoint blob (checkpoint.py)
 QUILT = "quilt"  # kind of a QuiltV1 blob of small files
 BLOB = "blob"  # kind of a blob holding one chunk
+#: the `walrusfs:kind` attribute on chain of a blob holding one chunk (docs/formats.md): the
+#: on-chain name, kept as written since the first version; the table's kind is BLOB
+DATA_ATTR = "data"
+
+
+def kind_of(attrs: dict[str, str]) -> str:
+    """The table's kind of an uploaded blob from its `walrusfs:kind` attribute."""
+    return QUILT if attrs.get("walrusfs:kind") == QUILT else BLOB
+
 
 _COLUMNS = "blob_id, object_id, kind, size, encoded_size, end_epoch, refcount, deleted_at"
 

@@ -216,7 +216,7 @@ async def check_chain(
                 f"({attrs.get('walrusfs:host', '?')}): left alone"
             )
             continue
-        blobs.add_unused(db, blobs.Certified.of_object(blob, attrs.get("walrusfs:kind", "blob")))
+        blobs.add_unused(db, blobs.Certified.of_object(blob, blobs.kind_of(attrs)))
         report.fix(
             f"blob {blob.id} of this volume was not recorded: marked unused (deleted at mount)"
         )

@@ -330,8 +330,7 @@ def _write_chunks(
 ) -> None:
     rows: dict[str, int] = {}
     for blob, attrs in owned:
-        kind = blobs.QUILT if attrs.get("walrusfs:kind") == blobs.QUILT else blobs.BLOB
-        rows[blob.id] = blobs.add_unused(db, blobs.Certified.of_object(blob, kind))
+        rows[blob.id] = blobs.add_unused(db, blobs.Certified.of_object(blob, blobs.kind_of(attrs)))
     for (inode, chunkno), r in sorted(chunks.items()):
         size = files[inode].size
         if chunkno * r.chunk_size >= size:

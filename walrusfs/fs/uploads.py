@@ -183,7 +183,7 @@ class Jobs:
         if not ready:
             return
         ((key, gen),) = ready
-        attributes = {**self._attributes("data"), FILE_ATTR: self.file_attr(key)}
+        attributes = {**self._attributes(blobs.DATA_ATTR), FILE_ATTR: self.file_attr(key)}
         await self._upload_blob(Plan("blob", [(key, gen)], attributes, {}, {}))
 
     async def _upload_blob(self, plan: Plan) -> None:
@@ -216,7 +216,9 @@ class Jobs:
             caps = {
                 key: self.staging.size(key) for key, _ in batch if not self.staging.is_small(key)
             }
-            await self._quilt_or_split(Plan("quilt", batch, self._attributes("quilt"), tags, caps))
+            await self._quilt_or_split(
+                Plan("quilt", batch, self._attributes(blobs.QUILT), tags, caps)
+            )
 
     def _quiltable(self, keys: list[Key], tags: list[int] | None = None) -> bool:
         return quiltable([self.staging.size(key) for key in keys], self.params, tags)
@@ -248,7 +250,7 @@ class Jobs:
             log.warning("quilt of %d file(s) refused (%s); splitting it", len(plan.chunks), exc)
             if len(plan.chunks) == 1:
                 key, gen = plan.chunks[0]
-                attributes = {**self._attributes("data"), FILE_ATTR: self.file_attr(key)}
+                attributes = {**self._attributes(blobs.DATA_ATTR), FILE_ATTR: self.file_attr(key)}
                 await self._upload_blob(Plan("blob", [(key, gen)], attributes, {}, {}))
                 return
             half = len(plan.chunks) // 2
