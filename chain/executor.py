@@ -86,11 +86,8 @@ class Executor:
         are merged into one argument that must hold `wal_needed` FROST. `info` saves a re-read
         of the System when the caller has it. Runs in the caller's `turn` when it holds one.
         """
-        if self._holder is not None and self._holder is asyncio.current_task():
-            return await self._execute_locked(
-                build, wal_needed, info or await reads.system_info(self.rpc)
-            )
-        async with self.turn():
+        in_turn = self._holder is not None and self._holder is asyncio.current_task()
+        async with contextlib.nullcontext() if in_turn else self.turn():
             return await self._execute_locked(
                 build, wal_needed, info or await reads.system_info(self.rpc)
             )

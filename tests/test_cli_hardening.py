@@ -269,39 +269,20 @@ def test_fstab_helper_takes_the_generic_mount_options() -> None:
 
 
 def test_fstab_helper_errors_go_to_stderr_only(tmp_path: Path) -> None:
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "walrusfs.fstab",
-            "vol",
-            str(tmp_path / "missing"),
-            "-o",
-            f"home={tmp_path / 'home'},remount",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )
+    def helper(options: str) -> subprocess.CompletedProcess[str]:
+        argv = ["vol", str(tmp_path / "missing"), "-o", f"home={tmp_path / 'home'}{options}"]
+        return subprocess.run(
+            [sys.executable, "-m", "walrusfs.fstab", *argv],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        )
+
+    r = helper(",remount")
     assert r.returncode == 2 and r.stdout == "" and "remount is not supported" in r.stderr
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "walrusfs.fstab",
-            "vol",
-            str(tmp_path / "missing"),
-            "-o",
-            f"home={tmp_path / 'home'}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )
+    r = helper("")
     assert r.returncode == 2 and r.stdout == "" and "does not exist" in r.stderr
 
 
@@ -671,6 +652,14 @@ def test_a_second_fstab_mount_of_a_mounted_volume_is_a_bind_mount(
         dn.cli("umount", str(two))
         assert not mounted(two) and mounted(m.path)
         assert (m.path / "f").read_text() == "one file\n"
+        # `ro` holds for the second place only
+        ro = subprocess.run([*helper, "-o", f"home={dn.home},ro"], capture_output=True, check=False)
+        assert ro.returncode == 0, ro.stderr
+        with pytest.raises(OSError) as refused:
+            (two / "g").write_text("no\n")
+        assert refused.value.errno == errno.EROFS
+        (m.path / "g").write_text("yes\n")
+        assert (two / "g").read_text() == "yes\n"
     finally:
         if mounted(two):
             subprocess.run(["umount", "-l", str(two)], check=False)

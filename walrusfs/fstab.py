@@ -33,6 +33,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from walrusfs import control, validate
@@ -97,8 +98,29 @@ class HelperError(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class Request:
+    """A mount(8) helper command line, understood."""
+
+    volume: str
+    mountpoint: str
+    read_only: bool
+    args: list[str]  # of `walrusfs mount`
+    env: dict[str, str]  # changes to the environment
+
+
 def translate(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     """(`walrusfs mount` arguments, environment changes) for a mount(8) helper command line."""
+    r = request(argv)
+    return r.args, r.env
+
+
+def request(argv: Sequence[str]) -> Request:
+    """The helper's command line as a `Request`.
+
+    Raises:
+        HelperError: an unknown or malformed option, or remount (the message says why).
+    """
     positional: list[str] = []
     options: list[str] = []
     args = list(argv)
@@ -147,20 +169,21 @@ def translate(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
             raise HelperError(f"unknown mount option {opt!r} (see docs/packaging.md)")
     if read_only:
         out.append("--read-only")
-    return out, env
+    return Request(volume, mountpoint, read_only, out, env)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else list(argv)
     try:
-        args, env = translate(given)
+        req = request(given)
     except HelperError as exc:
         print(f"mount.fuse.walrusfs: {exc}", file=sys.stderr)
         return int(ExitCode.USAGE)
-    os.environ.update(env)
-    bound = _bind_if_mounted(args[3], args[1])
+    os.environ.update(req.env)
+    bound = _bind_if_mounted(req)
     if bound is not None:
         return bound
+    args = req.args
     sys.argv = ["walrusfs", *args]  # the mount daemon is started again from sys.argv
     if "-v" in given:
         return cli_main(args)
@@ -168,22 +191,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli_main(args)
 
 
-def _bind_if_mounted(volume: str, mountpoint: str) -> int | None:
-    """Bind-mount the volume's live mount onto `mountpoint` (an exit code), or None when the
+def _bind_if_mounted(req: Request) -> int | None:
+    """Bind-mount the volume's live mount onto the requested mountpoint (read-only there if
+    `ro` was asked, as a per-mountpoint flag of the VFS), and the exit code; None when the
     volume is not mounted on this machine (the caller mounts it)."""
     try:
-        volume_dir = Paths.from_env().data_dir / "volumes" / validate.volume_name(volume)
+        volume_dir = Paths.from_env().data_dir / "volumes" / validate.volume_name(req.volume)
     except ValueError:
         return None  # `walrusfs mount` reports the bad name
     served = control.served_at(volume_dir)
-    if served is None or served == Path(mountpoint).absolute():
+    if served is None or served == Path(req.mountpoint).absolute():
         return None
-    proc = subprocess.run(
-        ["mount", "--bind", str(served), mountpoint], capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        print(f"mount.fuse.walrusfs: {proc.stderr.strip()}", file=sys.stderr)
-        return int(ExitCode.SERVICE)
+    steps = [["mount", "-i", "--bind", str(served), req.mountpoint]]  # -i: no helper
+    if req.read_only:
+        steps.append(["mount", "-i", "-o", "remount,bind,ro", req.mountpoint])
+    for cmd in steps:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            print(f"mount.fuse.walrusfs: {proc.stderr.strip()}", file=sys.stderr)
+            return int(ExitCode.SERVICE)
     return 0
 
 

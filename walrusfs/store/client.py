@@ -35,7 +35,7 @@ from walrusfs.store.registrations import Registrations
 from walrusfs.store.slivers import SliverReader
 from walrusfs.store.status import BlobStatuses
 from walrusfs.store.upload import Progress, Uploader
-from walrusfs.store.writes import QuiltResult, Registered, StoreResult, Writer
+from walrusfs.store.writes import QuiltResult, Registered, StoreOptions, StoreResult, Writer
 
 # `StoreResult` is what `store` returns: importable from the facade as well as from writes.py
 __all__ = ["StoreResult", "WalrusStore"]
@@ -170,16 +170,8 @@ class WalrusStore:
                 kept in `unfinished` for the retry).
             chain.errors.InsufficientWal, InsufficientGas: before anything was uploaded.
         """
-        return await self._writer.store(
-            data,
-            epochs,
-            deletable=deletable,
-            attributes=attributes,
-            progress=progress,
-            reuse=reuse,
-            registered=registered,
-            resume=resume,
-        )
+        opts = StoreOptions(deletable, attributes, progress, reuse, registered, resume)
+        return await self._writer.store(data, epochs, opts)
 
     async def store_quilt(
         self,
@@ -194,16 +186,8 @@ class WalrusStore:
         resume: str | None = None,
     ) -> QuiltResult:
         """`items` as one quilt blob, stored as `store` does; with each item's patch ID."""
-        return await self._writer.store_quilt(
-            items,
-            epochs,
-            deletable=deletable,
-            attributes=attributes,
-            progress=progress,
-            reuse=reuse,
-            registered=registered,
-            resume=resume,
-        )
+        opts = StoreOptions(deletable, attributes, progress, reuse, registered, resume)
+        return await self._writer.store_quilt(items, epochs, opts)
 
     @property
     def unfinished(self) -> list[str]:

@@ -70,6 +70,19 @@ def signers_bitmap(indices: Iterable[int], max_index: int) -> bytes:
     return bytes(bitmap)
 
 
+@dataclass(frozen=True)
+class StoreOptions:
+    """How one blob is stored: the keyword arguments of `WalrusStore.store`, which documents
+    them, handed down as one value."""
+
+    deletable: bool = True
+    attributes: dict[str, str] | None = None
+    progress: Progress | None = None
+    reuse: bool = True
+    registered: Registered | None = None
+    resume: str | None = None
+
+
 class Writer:
     """Stores blobs. `encode_limit` bounds the encodes running at once (see `WalrusStore`)."""
 
@@ -91,13 +104,7 @@ class Writer:
         self,
         data: bytes,
         epochs: int,
-        *,
-        deletable: bool = True,
-        attributes: dict[str, str] | None = None,
-        progress: Progress | None = None,
-        reuse: bool = True,
-        registered: Registered | None = None,
-        resume: str | None = None,
+        opts: StoreOptions,
     ) -> StoreResult:
         """See `WalrusStore.store`."""
         committee = await self.committees.write(fresh=True)
@@ -107,25 +114,14 @@ class Writer:
             enc,
             committee,
             epochs,
-            deletable=deletable,
-            attributes=attributes,
-            progress=progress,
-            reuse=reuse,
-            registered=registered,
-            resume=resume,
+            opts,
         )
 
     async def store_quilt(
         self,
         items: Sequence[codec.QuiltItem],
         epochs: int,
-        *,
-        deletable: bool = True,
-        attributes: dict[str, str] | None = None,
-        progress: Progress | None = None,
-        reuse: bool = True,
-        registered: Registered | None = None,
-        resume: str | None = None,
+        opts: StoreOptions,
     ) -> QuiltResult:
         """`items` as one QuiltV1 blob, stored as `store` does; with each item's patch ID."""
         committee = await self.committees.write(fresh=True)
@@ -136,12 +132,7 @@ class Writer:
             enc,
             committee,
             epochs,
-            deletable=deletable,
-            attributes=attributes,
-            progress=progress,
-            reuse=reuse,
-            registered=registered,
-            resume=resume,
+            opts,
         )
         patches = {p.identifier: p.patch_id(enc.blob_id) for p in quilt.patches}
         return QuiltResult(result, patches)
@@ -151,19 +142,14 @@ class Writer:
         enc: codec.EncodedBlob,
         committee: Committee,
         epochs: int,
-        *,
-        deletable: bool,
-        attributes: dict[str, str] | None,
-        progress: Progress | None,
-        reuse: bool = True,
-        registered: Registered | None = None,
-        resume: str | None = None,
+        opts: StoreOptions,
     ) -> StoreResult:
+        deletable = opts.deletable
         want_end = committee.epoch + epochs
-        if reuse and (result := await self._reused(enc, deletable, want_end)) is not None:
+        if opts.reuse and (result := await self._reused(enc, deletable, want_end)) is not None:
             return result
         key = (enc.blob_id.to_u256(), deletable)
-        reg = await self.registrations.resumable(key, committee.epoch, resume)
+        reg = await self.registrations.resumable(key, committee.epoch, opts.resume)
         if reg is None:
             blob, estimate, _ = await self.chain.register_blob(
                 enc.blob_id.to_u256(),
@@ -171,17 +157,17 @@ class Writer:
                 enc.unencoded_length,
                 epochs,
                 deletable=deletable,
-                attributes=attributes,
+                attributes=opts.attributes,
             )
             reg = Registration(blob, estimate.total, estimate.reuse is not None)
             self.registrations.add(key, reg)
         else:
             log.info("%s: continuing its registration %s", enc.blob_id, reg.blob.id)
-        if registered is not None:
-            registered(reg.blob.id)
+        if opts.registered is not None:
+            opts.registered(reg.blob.id)
         signers: list[str] = []
         if reg.blob.certified_epoch is None:
-            signers = await self._upload_and_certify(enc, committee, reg.blob, progress)
+            signers = await self._upload_and_certify(enc, committee, reg.blob, opts.progress)
         self.registrations.finish(key, reg)
         paid = reg.cost
         end = reg.blob.storage.end_epoch
