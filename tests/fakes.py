@@ -1,7 +1,7 @@
 """Fakes for the in-process tier: the filesystem's handlers, content and uploader driven from
 trio tests (as S3QL's t3_fs_api drives its Operations), with no FUSE mount and no network.
 
-- `FakeStore`: the store as `Content` reads it (content.BlobReader), bytes held in memory.
+- `FakeStore`: the store as `Content` reads it (stored.BlobReader), bytes held in memory.
 - `FakeWorker`: the upload worker as the mount sees it (worker_protocol.Worker). It reads the
   staged files as the real worker does (upload_worker._read: spans, trailing zeros, holes,
   sealing), "registers" (pays) and "certifies" into the FakeStore, and keeps the books a test
@@ -49,7 +49,7 @@ PRICE = 1000  # FROST per registration (one price for every size: tests count pa
 
 
 class FakeStore:
-    """Certified blobs and quilt patches, by their IDs (content.BlobReader)."""
+    """Certified blobs and quilt patches, by their IDs (stored.BlobReader)."""
 
     def __init__(self) -> None:
         self.blobs: dict[str, bytes] = {}

@@ -35,7 +35,7 @@ async def uploaded(v: Volume, name: bytes, body: bytes) -> int:
     await v.sync()
     ((_, staged, blob, patch, _),) = v.chunks(inode)
     assert not staged and blob is not None and patch is None
-    v.content._segments.clear()
+    v.content.stored.forget_memory()
     v.store.reads.clear()
     return inode
 
@@ -69,7 +69,7 @@ async def test_truncate_while_a_write_materialises_the_chunk(
             release_store(v)
         assert await v.read(inode) == old[:100_000] + bytes(50_000) + b"X"
         await v.sync()
-        v.content._segments.clear()
+        v.content.stored.forget_memory()
         assert await v.read(inode) == old[:100_000] + bytes(50_000) + b"X"
         # the old blob is unused, the new one holds the chunk
         assert sorted(r for k, r in v.blob_rows().values() if k == "blob") == [0, 1]
@@ -90,7 +90,7 @@ async def test_an_o_trunc_rewrite_while_a_write_materialises_the_chunk(
             release_store(v)
         assert await v.read(inode) == new + bytes(4000) + b"X"
         await v.sync()
-        v.content._segments.clear()
+        v.content.stored.forget_memory()
         assert await v.read(inode) == new + bytes(4000) + b"X"
 
 
@@ -119,7 +119,7 @@ async def test_concurrent_writes_and_a_read_share_one_fetch(tmp_path: Path, auto
         want[190_000:190_010] = b"B" * 10
         assert await v.read(inode) == want
         await v.sync()
-        v.content._segments.clear()
+        v.content.stored.forget_memory()
         assert await v.read(inode) == want
 
 
@@ -157,5 +157,5 @@ async def test_a_write_while_a_small_chunk_moves_to_a_file_is_kept(
         want = first[:500] + b"B" * 10 + first[510:] + bytes(3000) + big
         assert await v.read(inode) == want
         await v.sync()
-        v.content._segments.clear()
+        v.content.stored.forget_memory()
         assert await v.read(inode) == want

@@ -130,5 +130,5 @@ async def test_a_failing_renewal_is_retried_and_extends_before_the_end_epoch(
         assert sorted(v.worker.extended) == sorted([(object_id, 5), (checkpoint, 5)])
         assert blobs.end_epoch(v.db, row) == END_EPOCH + 5
         assert renewer.extended == 2
-        v.content._segments.clear()
+        v.content.stored.forget_memory()
         assert await v.read(inode) == body

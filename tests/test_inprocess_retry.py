@@ -129,5 +129,5 @@ async def test_a_single_file_quilt_the_codec_refuses_becomes_a_blob(
         assert v.uploader.stats.failures == 0
         ((_, staged, _, patch, length),) = v.chunks(inode)
         assert not staged and patch is None and length == len(body)
-        v.content._segments.clear()
+        v.content.stored.forget_memory()
         assert await v.read(inode) == body

@@ -56,7 +56,7 @@ async def test_files_round_trip_through_blobs_and_quilts(tmp_path: Path, autojum
         assert len(v.worker.live("quilt")) == 1  # both small files, one registration
         assert len(v.worker.live("data")) == 3  # 600 KiB: three 256 KiB chunks
         assert len(v.worker.registered()) == 4  # nothing paid twice
-        v.content._segments.clear()  # nothing from memory: read what the store holds
+        v.content.stored.forget_memory()  # nothing from memory: read what the store holds
         for name, body in files.items():
             assert await v.read(inodes[name]) == body
         assert v.store.reads
@@ -102,7 +102,7 @@ async def test_a_file_changed_while_it_uploads_keeps_its_new_bytes(
         assert stored == (fresh,)
         if patch is not None:
             assert v.store.patches[patch].data == new
-        v.content._segments.clear()
+        v.content.stored.forget_memory()
         assert await v.read(inode) == new  # from the store now
 
         # the stale blob goes once a checkpoint taken after it became unused is certified
@@ -141,7 +141,7 @@ async def test_a_worker_that_dies_mid_upload_is_retried_and_paid_once(
             assert retry.upload.resume is None
         assert len(v.worker.registered()) == 1 and v.worker.uncertified == 0
         assert v.uploader.stats.uncertified == 0
-        v.content._segments.clear()
+        v.content.stored.forget_memory()
         assert await v.read(inode) == body
 
 
@@ -194,5 +194,5 @@ async def test_sync_fails_with_eio_while_uploads_fail_and_succeeds_after(
         assert v.uploader.pending() == (0, 0)
         assert short(v) is None
         assert len(v.worker.registered()) == 1
-        v.content._segments.clear()
+        v.content.stored.forget_memory()
         assert await v.read(inode) == body

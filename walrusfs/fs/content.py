@@ -1,7 +1,7 @@
 """File content: chunks that are staged locally or stored on Walrus (schema: `chunks`).
 
-Reads come from staging, then the in-memory segment cache, then the store (which has its
-own on-disk sliver cache and asks the network last). A write into a chunk that is on Walrus
+Reads come from staging, else from Walrus through `walrusfs.fs.stored` (its memory cache,
+then the store's on-disk sliver cache, the network last). A write into a chunk that is on Walrus
 first copies that chunk into staging ("materialises" it), then writes there; the uploader
 later replaces the chunk's blob. A truncate never downloads anything.
 
@@ -24,24 +24,18 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
 
 import trio
-from cachetools import LRUCache
 
-import codec
 from cache import Key
 from cache.diskfull import disk_full_is_enospc
 from cache.staging import Staging
 from chain import errors as chain_errors
 from walrusfs.fs import blobs, crypto
+from walrusfs.fs.stored import BlobReader, StoredBytes
 from walrusfs.store.errors import StoreError
 
 log = logging.getLogger(__name__)
-
-SEGMENT = 4 << 20  # file bytes fetched at a time: a whole row or two at n=100 and 64 MiB chunks
-CRYPTO_PER_SEGMENT = SEGMENT // crypto.SEGMENT  # encrypted segments in one fetch
-
 
 #: inodes per statement in `purge_inodes` (SQLite caps one statement's parameters, at 32,766
 #: in most builds, and the mount purges every inode the kernel knew at unmount)
@@ -107,24 +101,6 @@ class Chunk:
     length: int
 
 
-class BlobReader(Protocol):
-    """What Content needs of the store (walrusfs.store.client.WalrusStore): verified bytes of
-    a blob and of a quilt patch. Raises StoreError or ChainError when they cannot be read."""
-
-    async def read(
-        self,
-        blob_id: codec.BlobId,
-        offset: int = 0,
-        length: int | None = None,
-        *,
-        use_cache: bool = True,
-    ) -> bytes: ...
-
-    async def read_patch(
-        self, patch_id: codec.QuiltPatchId, *, use_cache: bool = True
-    ) -> codec.PatchContent: ...
-
-
 class Content:
     def __init__(
         self,
@@ -140,10 +116,8 @@ class Content:
         """`clock`: the monotonic seconds idle detection and upload back-offs are counted in
         (the uploader reads it too; tests pass trio's clock to drive them)."""
         self.db = db
-        self.keys = keys  # None: a public volume (plaintext blobs)
         self.clock = clock
         self.staging = staging
-        self.store = store
         self.chunk_size = chunk_size
         #: Bumped on every change of a staged chunk, so the uploader knows whether the bytes
         #: it uploaded are still the chunk's bytes when the blob is certified.
@@ -155,11 +129,8 @@ class Content:
         #: unless full).
         self.writers: defaultdict[int, int] = defaultdict(int)
         self._locks: dict[Key, trio.Lock] = {}
-        self._segments: LRUCache[tuple[str, int], bytes] = LRUCache(
-            maxsize=segment_cache_bytes, getsizeof=len
-        )
-        self._inflight: dict[tuple[str, int], trio.Event] = {}
-        self._headers: LRUCache[str, bytes] = LRUCache(maxsize=4096)  # WFE1 headers by blob
+        #: the read path of chunks on Walrus, with its memory cache
+        self.stored = StoredBytes(db, store, keys, segment_cache_bytes)
         #: blobs row -> its end epoch if it has expired (lifetime.Renewer.expired)
         self.expired: Callable[[int], int | None] = lambda row: None
         #: set when staged bytes shrink (an upload finished): writers waiting for room retry.
@@ -222,93 +193,7 @@ class Content:
         return b"".join(parts)
 
     async def _stored(self, c: Chunk, offset: int, length: int) -> bytes:
-        if c.patch is not None:
-            whole = await self._segment(c.patch, -1)
-            return whole[offset : offset + length]
-        assert c.blob is not None
-        found = blobs.location(self.db, c.blob)
-        if found is None:
-            raise OSError(errno.EIO, f"chunk refers to blob row {c.blob}, which does not exist")
-        blob_id, blob_size = found
-        parts = []
-        pos, end = offset, offset + length
-        while pos < end:
-            seg = pos // SEGMENT
-            data = await self._segment(blob_id, seg, blob_size)
-            lo = pos - seg * SEGMENT
-            piece = data[lo : lo + (end - pos)]
-            if not piece:
-                break
-            parts.append(piece)
-            pos += len(piece)
-        return b"".join(parts)
-
-    async def _segment(self, ident: str, seg: int, blob_size: int = 0) -> bytes:
-        """One aligned segment of a chunk's bytes (seg >= 0) or a whole quilt patch (seg = -1),
-        decrypted, fetched once even when the kernel's readahead asks for it several times at
-        once."""
-        key = (ident, seg)
-        while True:
-            hit = self._segments.get(key)
-            if hit is not None:
-                return hit
-            pending = self._inflight.get(key)
-            if pending is None:
-                break
-            await pending.wait()
-            if key in self._segments or key not in self._inflight:
-                hit = self._segments.get(key)
-                if hit is not None:
-                    return hit
-                # the fetch failed or was evicted at once: fetch it ourselves
-                break
-        done = self._inflight[key] = trio.Event()
-        try:
-            if seg < 0:
-                patch = await self.store.read_patch(codec.QuiltPatchId.parse(ident))
-                data = patch.data
-                if self.keys is not None:
-                    data = await trio.to_thread.run_sync(crypto.open_stream, self.keys, data)
-            elif self.keys is None:
-                data = await self.store.read(
-                    codec.BlobId.parse(ident), seg * SEGMENT, SEGMENT, use_cache=True
-                )
-            else:
-                data = await self._decrypted(ident, seg, blob_size)
-            self._segments[key] = data
-            return data
-        finally:
-            del self._inflight[key]
-            done.set()
-
-    def remember_patch(self, patch: str, data: bytes) -> None:
-        """The plaintext of a file just committed as quilt patch `patch` (from its staging
-        file): its next read is served from the segment cache, as if fetched."""
-        self._segments[(patch, -1)] = data
-
-    async def _decrypted(self, ident: str, seg: int, sealed_size: int) -> bytes:
-        """Plaintext bytes [seg * SEGMENT, (seg + 1) * SEGMENT) of an encrypted blob: only the
-        WFE1 segments that hold them are read, and each is authenticated."""
-        assert self.keys is not None
-        blob_id = codec.BlobId.parse(ident)
-        total = crypto.segments_of(crypto.plain_size(sealed_size))
-        first = seg * CRYPTO_PER_SEGMENT
-        if first >= total:
-            return b""
-        off, length = crypto.cipher_span(first, CRYPTO_PER_SEGMENT, sealed_size)
-        header = self._headers.get(ident)
-        if header is None and first == 0:  # the header comes with the first segments
-            head = await self.store.read(blob_id, 0, off + length, use_cache=True)
-            header, cipher = head[:off], head[off:]
-            self._headers[ident] = header
-        else:
-            if header is None:
-                header = await self.store.read(blob_id, 0, crypto.HEADER, use_cache=True)
-                self._headers[ident] = header
-            cipher = await self.store.read(blob_id, off, length, use_cache=True)
-        return await trio.to_thread.run_sync(
-            crypto.open_segments, self.keys, header, cipher, first, total
-        )
+        return await self.stored.read(c.blob, c.patch, offset, length)
 
     # -- write ------------------------------------------------------------------------------
 

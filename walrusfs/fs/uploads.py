@@ -312,7 +312,7 @@ class Jobs:
                 continue
             length = answer.lengths[ident]
             if len(copy) >= length and not any(copy[length:]):  # trailing zeros not stored
-                self.content.remember_patch(patch, copy[:length])
+                self.content.stored.remember_patch(patch, copy[:length])
         self.stats.quilts += 1
         self._account(result, len(answer.patches), sum(answer.lengths.values()))
 
