@@ -155,3 +155,43 @@ def test_quilt_size_estimate_never_undershoots_the_real_quilt(n_shards: int, pat
     estimate = quilts.quilt_blob_size([4096] * len(items), params)
     assert estimate >= len(quilt.data)
     assert len(quilt.data) <= quilts.QUILT_MAX_BLOB
+
+
+def _sealed_record(keys: crypto.VolumeKeys | None, **fields: object) -> str:
+    info = {
+        "path": "a/b.txt",
+        "inode": 7,
+        "chunk": 1,
+        "chunk_size": 1 << 20,
+        "mode": 0o100640,
+        "uid": 1000,
+        "gid": 1000,
+        "size": 1_500_000,
+        "mtime_ns": 1_796_626_038_142_477_214,
+        "length": 451_424,
+    }
+    info.update(fields)
+    return crypto.seal_json(keys, info)
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_a_file_record_reads_back_and_names_its_version(encrypted: bool) -> None:
+    keys = KEYS if encrypted else None
+    value = _sealed_record(keys, v=records.RECORD_VERSION)
+    got = records.read_record(value, keys, "0xb10b", "7.1")
+    assert (got.path, got.inode, got.chunk, got.length, got.mode) == (
+        "a/b.txt",
+        7,
+        1,
+        451_424,
+        0o100640,
+    )
+    assert (got.blob, got.patch) == ("0xb10b", "7.1")
+    # written before the version field existed: version 1
+    assert records.read_record(_sealed_record(keys), keys, "0xb10b", None).size == 1_500_000
+
+
+def test_a_newer_file_record_is_refused_by_name_not_misread() -> None:
+    value = _sealed_record(None, v=records.RECORD_VERSION + 1)
+    with pytest.raises(ValueError, match="version 2 is newer than this walrusfs reads"):
+        records.read_record(value, None, "0xb10b", None)

@@ -39,7 +39,7 @@ from walrusfs.fs import blobs, crypto, schema
 from walrusfs.fs.checkpoint import KIND as CHECKPOINT_KIND
 from walrusfs.fs.errors import KeyMismatch, NothingToRebuild
 from walrusfs.fs.keys import KEY_FILE, volume_key
-from walrusfs.fs.records import FILE_ATTR
+from walrusfs.fs.records import FILE_ATTR, Record, read_record
 from walrusfs.fs.schema import ROOT_INODE, transaction
 from walrusfs.store.client import WalrusStore
 from walrusfs.store.errors import StoreError
@@ -48,24 +48,6 @@ log = logging.getLogger(__name__)
 
 LOST_FOUND = "lost+found"
 READS = 4  # blobs read at once
-
-
-@dataclass(frozen=True)
-class Record:
-    """One chunk as its blob describes it (the fields of the sealed `walrusfs:file`)."""
-
-    path: str
-    inode: int
-    chunk: int
-    chunk_size: int
-    mode: int
-    uid: int
-    gid: int
-    size: int
-    mtime_ns: int
-    length: int
-    blob: str  # object ID of the Blob holding it
-    patch: str | None  # quilt patch ID (text), None for a blob of its own
 
 
 @dataclass
@@ -78,24 +60,6 @@ class RebuildReport:
     moved_aside: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)  # blobs that could not be read
     notes: list[str] = field(default_factory=list)
-
-
-def _record(value: str, keys: crypto.VolumeKeys | None, blob: str, patch: str | None) -> Record:
-    info = crypto.open_json(keys, value)
-    return Record(
-        path=str(info["path"] or ""),
-        inode=int(info["inode"]),
-        chunk=int(info["chunk"]),
-        chunk_size=int(info["chunk_size"]),
-        mode=int(info["mode"]),
-        uid=int(info["uid"]),
-        gid=int(info["gid"]),
-        size=int(info["size"]),
-        mtime_ns=int(info["mtime_ns"]),
-        length=int(info["length"]),
-        blob=blob,
-        patch=patch,
-    )
 
 
 async def _volume_blobs(
@@ -204,7 +168,7 @@ def open_records(
     records = []
     for value, blob, patch in found:
         try:
-            records.append(_record(value, keys, blob, patch))
+            records.append(read_record(value, keys, blob, patch))
         except (crypto.DecryptError, ValueError, KeyError, TypeError) as exc:
             report.lost.append(f"a file record in blob {blob} cannot be read: {exc}")
     return records
