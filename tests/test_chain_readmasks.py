@@ -27,7 +27,8 @@ from chain import errors, read_masks
 from chain import move_types as mt
 from chain.client import GAS_SAFE_OVERHEAD, OBJECT_BATCH, WalrusChain
 from chain.localnet import masks
-from chain.localnet.executor import SUI_FRAMEWORK, coin_type, object_digest
+from chain.localnet.digests import object_digest
+from chain.localnet.naming import SUI_FRAMEWORK, coin_type
 from chain.localnet.server import MAX_UNVERSIONED_BATCH_REQUESTS
 from chain.ptb import ObjectRef, Ptb
 from chain.wallet import Keypair

@@ -16,7 +16,7 @@ import base58
 
 from chain import move_types as mt
 from chain.bls import aggregate_verify, g1_compress
-from chain.localnet.executor import object_digest
+from chain.localnet.digests import object_digest
 from chain.localnet.replies import system_transaction
 from chain.localnet.state import EPOCH_CHANGE_SYNC, ChainState
 

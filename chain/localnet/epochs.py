@@ -23,7 +23,7 @@ import base58
 from chain import move_types as mt
 from chain.bls import g1_sum
 from chain.localnet.committee import apportionment, transition
-from chain.localnet.executor import object_digest
+from chain.localnet.digests import object_digest
 from chain.localnet.replies import system_transaction
 from chain.localnet.state import EPOCH_CHANGE_SYNC, ChainState
 

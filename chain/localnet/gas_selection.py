@@ -9,15 +9,10 @@ from typing import Any
 from pysui.sui.sui_bcs import bcs
 
 from chain import move_types as mt
-from chain.localnet.executor import (
-    MOCK_GAS_ID,
-    STORAGE_COST_PER_BYTE,
-    SUI_TYPE,
-    Executor,
-    TxRejected,
-    coin_type,
-)
+from chain.localnet.errors import TxRejected
+from chain.localnet.executor import MOCK_GAS_ID, STORAGE_COST_PER_BYTE, Executor
 from chain.localnet.ledger import Ledger
+from chain.localnet.naming import SUI_TYPE, coin_type
 
 MIST_PER_SUI = 10**9
 #: Sui protocol configuration the simulator's gas rules use (`sui-protocol-config`):

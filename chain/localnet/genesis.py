@@ -14,7 +14,7 @@ from pathlib import Path
 from chain import move_types as mt
 from chain.bls import g1_sum
 from chain.localnet.committee import apportionment, initialize
-from chain.localnet.executor import object_digest
+from chain.localnet.digests import object_digest
 from chain.localnet.ledger import (
     OWNER_ADDRESS,
     OWNER_OBJECT,

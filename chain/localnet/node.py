@@ -16,7 +16,8 @@ from pysui.sui.sui_bcs import bcs
 from chain.localnet import admin, epochs
 from chain.localnet.admin import InvalidBlobID, sync_done_message
 from chain.localnet.epochs import EpochChangeInProgress
-from chain.localnet.executor import Executor, TxRejected
+from chain.localnet.errors import TxRejected
+from chain.localnet.executor import Executor
 from chain.localnet.gas_selection import estimated_budget, select_gas
 from chain.localnet.genesis import GenesisConfig, NodeSpec, write_genesis
 from chain.localnet.ledger import Ledger

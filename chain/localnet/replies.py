@@ -9,9 +9,11 @@ import datetime
 import pysui.sui.sui_grpc.suimsgs.sui.rpc.v2 as pb
 
 from chain import move_types as mt
-from chain.localnet.executor import ExecFailure, Outcome, coin_inner
+from chain.localnet.errors import ExecFailure
+from chain.localnet.executor import Outcome
 from chain.localnet.ledger import OWNER_ADDRESS, OWNER_IMMUTABLE, OWNER_SHARED, StoredObject
 from chain.localnet.moves.deployment import Deployment
+from chain.localnet.naming import coin_inner
 from chain.localnet.resolve import transaction_proto
 
 

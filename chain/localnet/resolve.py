@@ -39,7 +39,7 @@ import pysui.sui.sui_grpc.suimsgs.sui.rpc.v2 as pb
 from grpclib.exceptions import GRPCError
 from pysui.sui.sui_bcs import bcs
 
-from chain.localnet.executor import SUI_TYPE, coin_type, normalize_address, tx_digest
+from chain.localnet.digests import tx_digest
 from chain.localnet.ledger import (
     OWNER_ADDRESS,
     OWNER_IMMUTABLE,
@@ -48,6 +48,7 @@ from chain.localnet.ledger import (
     Ledger,
     StoredObject,
 )
+from chain.localnet.naming import SUI_TYPE, coin_type, normalize_address
 from chain.localnet.packages import Packages
 
 #: Sui's protocol maximum gas budget (`max_tx_gas`, 50 SUI) in MIST.

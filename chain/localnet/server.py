@@ -42,8 +42,9 @@ from pysui.sui.sui_grpc.suimsgs.google import rpc as google_rpc
 
 from chain.localnet import grpcweb, masks, packages
 from chain.localnet.epochs import EpochChangeInProgress
-from chain.localnet.executor import TxRejected, coin_inner, normalize_address
+from chain.localnet.errors import TxRejected
 from chain.localnet.ledger import OWNER_ADDRESS
+from chain.localnet.naming import coin_inner, normalize_address
 from chain.localnet.node import Localnet
 from chain.localnet.replies import dynamic_field_proto, object_proto
 from chain.localnet.resolve import Resolver

@@ -11,10 +11,10 @@ unchanged. Where the Move code calls into the Sui framework the framework's abor
 
 from __future__ import annotations
 
-from chain.localnet.executor import MoveFunction
 from chain.localnet.moves import blob, coin, metadata, storage_resource, system, wal_exchange
 from chain.localnet.moves.deployment import Deployment
 from chain.localnet.moves.registry import FunctionKey, Registry
+from chain.localnet.txcontext import MoveFunction
 
 
 def build_functions(dep: Deployment) -> dict[FunctionKey, MoveFunction]:

@@ -7,10 +7,10 @@ from typing import Any
 
 from chain import move_types as mt
 from chain.aborts import E_DUPLICATE_METADATA, E_MISSING_METADATA, E_VEC_MAP_KEY_MISSING
-from chain.localnet.executor import LiveObject, Tx
 from chain.localnet.ledger import OWNER_OBJECT
 from chain.localnet.moves.deployment import Deployment
 from chain.localnet.moves.registry import Registry, abort, mut, pure, val
+from chain.localnet.txcontext import LiveObject, Tx
 
 
 def metadata_field(tx: Tx, dep: Deployment, blob: LiveObject) -> LiveObject | None:

@@ -6,8 +6,9 @@ from typing import Any
 
 from chain import move_types as mt
 from chain.aborts import E_BALANCE_NON_ZERO
-from chain.localnet.executor import SUI_FRAMEWORK, LiveObject, Tx, coin_type
 from chain.localnet.moves.registry import Registry, abort, mut, new_coin, pure, ref, val, withdraw
+from chain.localnet.naming import SUI_FRAMEWORK, coin_type
+from chain.localnet.txcontext import LiveObject, Tx
 
 
 def register(r: Registry) -> None:

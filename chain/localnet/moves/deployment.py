@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from chain import move_types as mt
-from chain.localnet.executor import SUI_FRAMEWORK, SUI_TYPE, coin_inner, coin_type
 from chain.localnet.ledger import StoredObject
+from chain.localnet.naming import SUI_FRAMEWORK, SUI_TYPE, coin_inner, coin_type
 
 SYSTEM_VERSION = 4  # `system.move` VERSION: the key of System's inner-state dynamic field
 STAKING_VERSION = 2

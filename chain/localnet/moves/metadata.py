@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from chain.aborts import E_VEC_MAP_KEY_MISSING
-from chain.localnet.executor import Tx
 from chain.localnet.moves.registry import Registry, abort, mut, pure
+from chain.localnet.txcontext import Tx
 
 
 def register(r: Registry) -> None:

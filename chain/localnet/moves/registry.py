@@ -1,4 +1,4 @@
-"""The dispatch table the executor calls Move functions through, and what every Move module's
+"""The dispatch table the interpreter calls Move functions through, and what every Move module's
 twin shares: the abort of a `package::module::function` (framework modules abort in
 `0x2`), and paying out of or into a `Coin` (`sui::balance::split` aborts with ENotEnough = 2
 when a coin is short)."""
@@ -11,8 +11,10 @@ from typing import Any, TypeVar
 
 from chain import move_types as mt
 from chain.aborts import E_BALANCE_NOT_ENOUGH, Abort
-from chain.localnet.executor import SUI_FRAMEWORK, LiveObject, MoveAbort, MoveFunction, Param, Tx
+from chain.localnet.errors import MoveAbort
 from chain.localnet.moves.deployment import Deployment
+from chain.localnet.naming import SUI_FRAMEWORK
+from chain.localnet.txcontext import LiveObject, MoveFunction, Param, Tx
 
 Impl = TypeVar("Impl", bound=Callable[..., list[Any]])
 FunctionKey = tuple[str, str, str]  # (package, module, function)

@@ -13,9 +13,9 @@ from chain.aborts import (
     E_INVALID_EPOCH,
     E_INVALID_EPOCH_RANGE,
 )
-from chain.localnet.executor import LiveObject, Tx
 from chain.localnet.moves.deployment import Deployment
 from chain.localnet.moves.registry import Registry, abort, mut, pure, val
+from chain.localnet.txcontext import LiveObject, Tx
 
 
 def new_storage(tx: Tx, dep: Deployment, start: int, end: int, size: int) -> LiveObject:

@@ -31,12 +31,13 @@ from chain.aborts import (
     E_SIG_VERIFICATION,
 )
 from chain.bls import aggregate_verify
-from chain.localnet.executor import ExecFailure, LiveObject, MoveFunction, Tx
+from chain.localnet.errors import ExecFailure
 from chain.localnet.moves.blob import delete_metadata
 from chain.localnet.moves.encoding import derive_blob_id, encoded_blob_length
 from chain.localnet.moves.registry import Registry, abort, mut, pure, ref, val, withdraw
 from chain.localnet.moves.storage_resource import fuse_period_values, new_storage
 from chain.localnet.moves.system_view import SystemView
+from chain.localnet.txcontext import LiveObject, MoveFunction, Tx
 from codec.params import storage_units
 
 BLOB_CERT_MSG_TYPE = 1

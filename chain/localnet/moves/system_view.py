@@ -9,9 +9,9 @@ from typing import Any
 
 from chain import move_types as mt
 from chain.aborts import E_STORAGE_EXCEEDED, E_WRONG_VERSION
-from chain.localnet.executor import LiveObject, Tx
 from chain.localnet.moves.deployment import SYSTEM_VERSION, Deployment
 from chain.localnet.moves.registry import abort, withdraw
+from chain.localnet.txcontext import LiveObject, Tx
 from codec.params import storage_units
 
 

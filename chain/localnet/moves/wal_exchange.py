@@ -7,8 +7,8 @@ from typing import Any
 
 from chain import move_types as mt
 from chain.aborts import E_EXCHANGE_INSUFFICIENT_FUNDS, E_EXCHANGE_INSUFFICIENT_INPUT
-from chain.localnet.executor import LiveObject, Tx
 from chain.localnet.moves.registry import Registry, abort, mut, new_coin, pure, val
+from chain.localnet.txcontext import LiveObject, Tx
 
 
 def register(r: Registry) -> None:
