@@ -28,8 +28,8 @@ from chain import move_types as mt
 from chain.client import GAS_SAFE_OVERHEAD, OBJECT_BATCH, WalrusChain
 from chain.localnet import masks
 from chain.localnet.digests import object_digest
+from chain.localnet.ledger_service import MAX_UNVERSIONED_BATCH_REQUESTS
 from chain.localnet.naming import SUI_FRAMEWORK, coin_type
-from chain.localnet.server import MAX_UNVERSIONED_BATCH_REQUESTS
 from chain.ptb import ObjectRef, Ptb
 from chain.wallet import Keypair
 from tests.localnet_harness import LocalTestnet, localnet

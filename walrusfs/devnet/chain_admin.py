@@ -15,7 +15,7 @@ import grpclib.const
 import grpclib.exceptions
 import pysui.sui.sui_grpc.suimsgs.sui.rpc.v2 as pb
 
-from chain.localnet.server import ADVANCE_EPOCH_PATH, INVALIDATE_BLOB_PATH, SET_STAKE_PATH
+from chain.localnet.admin_service import ADVANCE_EPOCH_PATH, INVALIDATE_BLOB_PATH, SET_STAKE_PATH
 from walrusfs.devnet.layout import DevnetSpec
 from walrusfs.errors import ServiceError
 

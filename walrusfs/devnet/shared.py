@@ -29,7 +29,7 @@ from cachetools import LRUCache
 
 from chain.client import ChainEvent, SystemInfo, WalrusChain
 from chain.errors import ChainError, ChainUnavailable
-from chain.localnet.server import EPOCH_SYNC_DONE_PATH
+from chain.localnet.admin_service import EPOCH_SYNC_DONE_PATH
 from walrusfs.store.nodes import ActiveCommittees
 
 T = TypeVar("T")
