@@ -58,6 +58,10 @@ class FakeStore:
         #: when set, reads wait for it (a slow network: a test acts while a read is under way)
         self.hold: trio.Event | None = None
         self.reading = trio.Event()  # set when a read is waiting for `hold`
+        self.spans: list[tuple[str, int, int]] = []  # (blob ID, offset, length) of each read
+        #: blobs whose kept bytes are damaged: read with one byte flipped until forgotten
+        self.damaged: set[str] = set()
+        self.forgotten: list[str] = []  # blobs the reader asked to forget (forget_cached)
 
     async def _wait(self, ident: str) -> None:
         self.reads.append(ident)
@@ -72,12 +76,17 @@ class FakeStore:
         length: int | None = None,
         *,
         use_cache: bool = True,
+        authenticated: bool = False,
     ) -> bytes:
         await self._wait(str(blob_id))
         data = self.blobs.get(str(blob_id))
         if data is None:
             raise StoreError(f"blob {blob_id} is not stored")
-        return data[offset : len(data) if length is None else offset + length]
+        got = data[offset : len(data) if length is None else offset + length]
+        self.spans.append((str(blob_id), offset, len(got)))
+        if str(blob_id) in self.damaged and len(got) > 100:
+            got = got[:100] + bytes([got[100] ^ 1]) + got[101:]
+        return got
 
     async def read_patch(
         self, patch_id: codec.QuiltPatchId, *, use_cache: bool = True
@@ -87,6 +96,10 @@ class FakeStore:
         if patch is None:
             raise StoreError(f"quilt patch {patch_id} is not stored")
         return patch
+
+    def forget_cached(self, blob_id: codec.BlobId) -> None:
+        self.forgotten.append(str(blob_id))
+        self.damaged.discard(str(blob_id))
 
 
 # -- the upload worker ------------------------------------------------------------------------
@@ -540,6 +553,7 @@ async def open_volume(
     volume = Volume(db, volume_dir, staging, store, worker, content, uploader, checkpointer, ops)
     try:
         async with trio.open_nursery() as nursery:
+            content.stored.spawn = nursery.start_soon  # read-ahead, as the mount sets it
             if run_uploader:
                 await nursery.start(uploader.run)
             await nursery.start(ops.purger)

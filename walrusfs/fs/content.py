@@ -26,13 +26,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 import trio
+from cachetools import LRUCache
 
 from cache import Key
 from cache.diskfull import disk_full_is_enospc
 from cache.staging import Staging
 from chain import errors as chain_errors
 from walrusfs.fs import blobs, crypto
-from walrusfs.fs.stored import BlobReader, StoredBytes
+from walrusfs.fs.stored import AHEAD_MAX, AHEAD_MIN, UNIT, BlobReader, StoredBytes
 from walrusfs.store.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,8 @@ class Content:
         self._locks: dict[Key, trio.Lock] = {}
         #: the read path of chunks on Walrus, with its memory cache
         self.stored = StoredBytes(db, store, keys, segment_cache_bytes)
+        #: inode -> (where its last read ended, its read-ahead window in units)
+        self._streams: LRUCache[int, tuple[int, int]] = LRUCache(maxsize=1024)
         #: blobs row -> its end epoch if it has expired (lifetime.Renewer.expired)
         self.expired: Callable[[int], int | None] = lambda row: None
         #: set when staged bytes shrink (an upload finished): writers waiting for room retry.
@@ -172,7 +175,10 @@ class Content:
     # -- read -------------------------------------------------------------------------------
 
     async def read(self, inode: int, offset: int, length: int) -> bytes:
-        """File bytes [offset, offset+length), the caller having clamped to the file size."""
+        """File bytes [offset, offset+length), the caller having clamped to the file size.
+        A read that continues the previous one of the file starts a read-ahead of what
+        follows (`_read_ahead`)."""
+        self._read_ahead(inode, offset, length)
         parts: list[bytes] = []
         for chunkno, within, n in self._split(offset, length):
             c = self.chunk(inode, chunkno)
@@ -191,6 +197,23 @@ class Content:
                     raise ReadFailed(inode, chunkno, why) from exc
                 parts.append(data + bytes(n - len(data)))
         return b"".join(parts)
+
+    def _read_ahead(self, inode: int, offset: int, length: int) -> None:
+        """Sequential reads of a file (each starting within a unit of where the last ended)
+        fetch the stored bytes that follow in the background, in a window that doubles from
+        AHEAD_MIN to AHEAD_MAX units and crosses chunk boundaries; a read elsewhere ends it."""
+        end = offset + length
+        previous = self._streams.get(inode)
+        window = 0
+        if previous is not None and previous[0] <= offset <= previous[0] + UNIT:
+            window = min(AHEAD_MAX, max(AHEAD_MIN, previous[1] * 2))
+        self._streams[inode] = (end, window)
+        if not window:
+            return
+        for chunkno, within, n in self._split(end, window * UNIT):
+            c = self.chunk(inode, chunkno)
+            if c is not None and not c.staged:
+                self.stored.prefetch(c.blob, c.patch, within, min(n, c.length - within))
 
     async def _stored(self, c: Chunk, offset: int, length: int) -> bytes:
         return await self.stored.read(c.blob, c.patch, offset, length)

@@ -25,6 +25,7 @@ import pyfuse3
 import trio
 
 import codec
+from cache.blocks import BlockCache
 from cache.slivers import SliverCache
 from cache.staging import Staging
 from chain import errors as chain_errors
@@ -185,9 +186,13 @@ async def run(
     if it failed before that."""
     check_mountpoint(options.mountpoint, (options.volume_dir, options.cache_dir))
     lock = lock_volume(options.volume_dir)
-    cache = SliverCache(options.cache_dir / "slivers", options.cache_bytes)
-    # no RangeCache: Content keeps its own segment cache of what the store returns
-    store = WalrusStore(chain, cache=cache, read_timeout=options.read_timeout)
+    # the cache size is shared: a quarter for slivers and metadata, the rest for blobs' bytes
+    cache = SliverCache(options.cache_dir / "slivers", options.cache_bytes // 4)
+    blocks = BlockCache(
+        options.cache_dir / "blocks", options.cache_bytes - options.cache_bytes // 4
+    )
+    # no RangeCache: Content keeps its own cache of what the store returns
+    store = WalrusStore(chain, cache=cache, blocks=blocks, read_timeout=options.read_timeout)
     try:
         params = (await store.committee()).params
         opened = await _open(options, store, chain, params)
@@ -251,6 +256,7 @@ async def run(
         clean = False
         try:
             async with trio.open_nursery() as nursery:
+                parts.content.stored.spawn = nursery.start_soon  # read-ahead
                 await nursery.start(parts.worker.run)
                 if not options.read_only:  # nothing changes: nothing to upload or renew
                     await nursery.start(parts.uploader.run)
@@ -288,6 +294,7 @@ async def run(
     finally:
         await store.close()
         cache.close()
+        blocks.close()
         os.close(lock)
 
 

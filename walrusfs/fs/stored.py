@@ -1,26 +1,45 @@
-"""Stored bytes of files: the read path from Walrus into plaintext, with its memory cache.
+"""Stored bytes of files: the read path from Walrus into plaintext, with its memory cache and
+read-ahead.
 
-A chunk that is on Walrus is either a whole blob (read by aligned SEGMENTs of its bytes) or a
-quilt patch (read whole). Encrypted volumes read only the WFE1 segments that hold the wanted
-bytes, each authenticated (walrusfs/fs/crypto.py). Decrypted segments are kept in memory (LRU
-by bytes), and a segment the kernel's read-ahead asks for several times at once is fetched once.
-Below this, the store keeps verified slivers on disk and asks the nodes last.
+A chunk that is on Walrus is either a whole blob or a quilt patch (read whole). A blob is read
+in units of 64 KiB of plaintext, which on an encrypted volume are exactly its WFE1 segments
+(walrusfs/fs/crypto.py), each authenticated by itself: a random 4 KiB read costs one unit, that
+is a read of about 64 KiB from the store's block cache and one AES-GCM decryption (7 us), not
+the megabytes of a fixed large segment. Units are kept in memory (LRU by bytes), and a unit
+that several requests want at once (the kernel's read-ahead) is fetched once.
+
+`prefetch` fetches units in the background: Content uses it to read ahead of a file read
+sequentially (its window, in units, doubles from `AHEAD_MIN` to `AHEAD_MAX`, across chunks),
+so the store's reads and the decryption (in worker threads) overlap the reader's.
+
+On an encrypted volume the store's block cache does not check what it returns (the AEAD does);
+bytes that fail authentication are dropped from the store's caches and read again from the
+nodes once before the reader gets EIO.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import sqlite3
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import trio
 from cachetools import LRUCache
 
 import codec
+from chain import errors as chain_errors
 from walrusfs.fs import blobs, crypto
+from walrusfs.store.errors import StoreError
 
-SEGMENT = 4 << 20  # file bytes fetched at a time: a whole row or two at n=100 and 64 MiB chunks
-CRYPTO_PER_SEGMENT = SEGMENT // crypto.SEGMENT  # encrypted segments in one fetch
+log = logging.getLogger(__name__)
+
+UNIT = crypto.SEGMENT  # plaintext bytes per unit: one WFE1 segment
+AHEAD_MIN = 4  # units read ahead once a file is read sequentially
+AHEAD_MAX = 64  # the read-ahead window at most (4 MiB)
+INLINE_UNITS = 2  # runs of up to this many units are decrypted on the loop (about 15 us)
+PATCH = -1  # the unit number under which a whole quilt patch is kept
 
 
 class BlobReader(Protocol):
@@ -35,11 +54,17 @@ class BlobReader(Protocol):
         length: int | None = None,
         *,
         use_cache: bool = True,
+        authenticated: bool = False,
     ) -> bytes: ...
 
     async def read_patch(
         self, patch_id: codec.QuiltPatchId, *, use_cache: bool = True
     ) -> codec.PatchContent: ...
+
+    def forget_cached(self, blob_id: codec.BlobId) -> None: ...
+
+
+Spawn = Callable[[Callable[[], Awaitable[None]]], None]
 
 
 class StoredBytes:
@@ -49,7 +74,7 @@ class StoredBytes:
         db: the volume's database (the blobs table says where a chunk's blob is).
         store: where stored bytes come from.
         keys: the volume's keys; None for a public volume (plaintext blobs).
-        memory_bytes: the decrypted-segment cache's size.
+        memory_bytes: the size of the memory cache of units and patches.
     """
 
     def __init__(
@@ -62,108 +87,204 @@ class StoredBytes:
         self.db = db
         self.store = store
         self.keys = keys
-        self._segments: LRUCache[tuple[str, int], bytes] = LRUCache(
+        #: starts a background task (the mount's nursery); None: no read-ahead
+        self.spawn: Spawn | None = None
+        self._units: LRUCache[tuple[str, int], bytes] = LRUCache(
             maxsize=memory_bytes, getsizeof=len
         )
         self._inflight: dict[tuple[str, int], trio.Event] = {}
         self._headers: LRUCache[str, bytes] = LRUCache(maxsize=4096)  # WFE1 headers by blob
+        self._ahead = trio.CapacityLimiter(2)  # read-ahead fetches at once
 
     def forget_memory(self) -> None:
-        """Drop the decrypted segments kept in memory (the next reads ask the store)."""
-        self._segments.clear()
+        """Drop the units and patches kept in memory (the next reads ask the store)."""
+        self._units.clear()
+
+    def remember_patch(self, patch: str, data: bytes) -> None:
+        """The plaintext of a file just committed as quilt patch `patch` (from its staging
+        file): its next read is served from memory, as if fetched."""
+        self._units[(patch, PATCH)] = data
 
     async def read(self, blob: int | None, patch: str | None, offset: int, length: int) -> bytes:
         """Plaintext bytes [offset, offset+length) of a stored chunk: quilt patch `patch`, or
-        else the blob of `blobs` row `blob`.
+        else the blob of `blobs` row `blob`; short where the chunk ends.
 
         Raises:
-            OSError: EIO when the chunk's blob row does not exist.
+            OSError: EIO when the chunk's blob row does not exist, or its bytes do not
+                authenticate even when read again from the nodes (crypto.DecryptError).
             StoreError, ChainError: the bytes cannot be read from Walrus.
         """
         if patch is not None:
-            whole = await self._segment(patch, -1)
+            whole = await self._patch(patch)
             return whole[offset : offset + length]
         assert blob is not None
         found = blobs.location(self.db, blob)
         if found is None:
             raise OSError(errno.EIO, f"chunk refers to blob row {blob}, which does not exist")
-        blob_id, blob_size = found
-        parts = []
-        pos, end = offset, offset + length
-        while pos < end:
-            seg = pos // SEGMENT
-            data = await self._segment(blob_id, seg, blob_size)
-            lo = pos - seg * SEGMENT
-            piece = data[lo : lo + (end - pos)]
-            if not piece:
-                break
-            parts.append(piece)
-            pos += len(piece)
-        return b"".join(parts)
+        ident, stored_size = found
+        size = stored_size if self.keys is None else crypto.plain_size(stored_size)
+        end = min(offset + length, size)
+        if offset >= end:
+            return b""
+        first, last = offset // UNIT, (end - 1) // UNIT
+        units = await self._units_of(ident, stored_size, first, last + 1)
+        joined = b"".join(units)
+        return joined[offset - first * UNIT : end - first * UNIT]
 
-    async def _segment(self, ident: str, seg: int, blob_size: int = 0) -> bytes:
-        """One aligned segment of a chunk's bytes (seg >= 0) or a whole quilt patch (seg = -1),
-        decrypted, fetched once even when the kernel's readahead asks for it several times at
+    # -- units ------------------------------------------------------------------------------
+
+    async def _units_of(self, ident: str, stored_size: int, first: int, stop: int) -> list[bytes]:
+        """Units [first, stop) of the blob: from memory, or fetched (missing runs together)."""
+        out: dict[int, bytes] = {}
+        while len(out) < stop - first:
+            missing = []
+            waits = []
+            for u in range(first, stop):
+                if u in out:
+                    continue
+                hit = self._units.get((ident, u))
+                if hit is not None:
+                    out[u] = hit
+                elif (pending := self._inflight.get((ident, u))) is not None:
+                    waits.append(pending)
+                else:
+                    missing.append(u)
+            if missing:
+                # one fetch per contiguous run of missing units
+                runs: list[list[int]] = []
+                for u in missing:
+                    if runs and runs[-1][-1] == u - 1:
+                        runs[-1].append(u)
+                    else:
+                        runs.append([u])
+                for run in runs:
+                    got = await self._fetch(ident, stored_size, run[0], run[-1] + 1)
+                    out.update(got)
+            elif waits:
+                await waits[0].wait()
+                # the fetch we waited for kept its units (or failed: we fetch them next turn)
+        return [out[u] for u in range(first, stop)]
+
+    async def _fetch(self, ident: str, stored_size: int, first: int, stop: int) -> dict[int, bytes]:
+        """Read units [first, stop) from the store, keep them, and wake who waits for them."""
+        keys = [(ident, u) for u in range(first, stop)]
+        done = trio.Event()
+        for key in keys:
+            self._inflight[key] = done
+        try:
+            data = await self._plaintext(ident, stored_size, first, stop)
+            got = {}
+            for u in range(first, stop):
+                piece = data[(u - first) * UNIT : (u - first + 1) * UNIT]
+                self._units[(ident, u)] = piece
+                got[u] = piece
+            return got
+        finally:
+            for key in keys:
+                if self._inflight.get(key) is done:
+                    del self._inflight[key]
+            done.set()
+
+    async def _plaintext(self, ident: str, stored_size: int, first: int, stop: int) -> bytes:
+        blob_id = codec.BlobId.parse(ident)
+        if self.keys is None:
+            return await self.store.read(blob_id, first * UNIT, (stop - first) * UNIT)
+        try:
+            return await self._decrypted(blob_id, ident, stored_size, first, stop)
+        except crypto.DecryptError as exc:
+            log.warning("blob %s: cached bytes do not authenticate (%s); reading again", ident, exc)
+            self.store.forget_cached(blob_id)
+            self._headers.pop(ident, None)
+            return await self._decrypted(blob_id, ident, stored_size, first, stop)
+
+    async def _decrypted(
+        self, blob_id: codec.BlobId, ident: str, sealed_size: int, first: int, stop: int
+    ) -> bytes:
+        """Plaintext of WFE1 segments [first, stop) of an encrypted blob, each authenticated."""
+        assert self.keys is not None
+        total = crypto.segments_of(crypto.plain_size(sealed_size))
+        stop = min(stop, total)
+        if first >= stop:
+            return b""
+        off, length = crypto.cipher_span(first, stop - first, sealed_size)
+        header = self._headers.get(ident)
+        if header is None and first == 0:  # the header comes with the first segments
+            head = await self.store.read(blob_id, 0, off + length, authenticated=True)
+            header, cipher = head[:off], head[off:]
+            self._headers[ident] = header
+        else:
+            if header is None:
+                header = await self.store.read(blob_id, 0, crypto.HEADER, authenticated=True)
+                self._headers[ident] = header
+            cipher = await self.store.read(blob_id, off, length, authenticated=True)
+        if stop - first <= INLINE_UNITS:
+            return crypto.open_segments(self.keys, header, cipher, first, total)
+        return await trio.to_thread.run_sync(
+            crypto.open_segments, self.keys, header, cipher, first, total
+        )
+
+    # -- read-ahead -------------------------------------------------------------------------
+
+    def prefetch(self, blob: int | None, patch: str | None, offset: int, length: int) -> None:
+        """Fetch plaintext bytes [offset, offset+length) of a stored chunk in the background
+        (the units not in memory or on their way), if the mount gave a way to start tasks.
+        Patches are read whole when first read, so only blobs are fetched ahead."""
+        if self.spawn is None or patch is not None or blob is None or length <= 0:
+            return
+        found = blobs.location(self.db, blob)
+        if found is None:
+            return
+        ident, stored_size = found
+        size = stored_size if self.keys is None else crypto.plain_size(stored_size)
+        end = min(offset + length, size)
+        if offset >= end:
+            return
+        wanted = [
+            u
+            for u in range(offset // UNIT, (end - 1) // UNIT + 1)
+            if (ident, u) not in self._units and (ident, u) not in self._inflight
+        ]
+        if not wanted:
+            return
+        first = wanted[0]
+        stop = first + 1
+        while stop in wanted:  # one run: what is new at the far end of a read-ahead window
+            stop += 1
+
+        async def ahead() -> None:
+            async with self._ahead:
+                if any((ident, u) in self._inflight for u in range(first, stop)):
+                    return
+                try:
+                    await self._fetch(ident, stored_size, first, stop)
+                except (StoreError, chain_errors.ChainError, OSError) as exc:
+                    # the reader's own request meets it again and reports it
+                    log.debug("read-ahead of %s units %d-%d: %s", ident, first, stop, exc)
+
+        self.spawn(ahead)
+
+    # -- patches ----------------------------------------------------------------------------
+
+    async def _patch(self, patch: str) -> bytes:
+        """A whole quilt patch, decrypted, fetched once even when asked for by several at
         once."""
-        key = (ident, seg)
+        key = (patch, PATCH)
         while True:
-            hit = self._segments.get(key)
+            hit = self._units.get(key)
             if hit is not None:
                 return hit
             pending = self._inflight.get(key)
             if pending is None:
                 break
             await pending.wait()
-            if key in self._segments or key not in self._inflight:
-                hit = self._segments.get(key)
-                if hit is not None:
-                    return hit
-                # the fetch failed or was evicted at once: fetch it ourselves
-                break
         done = self._inflight[key] = trio.Event()
         try:
-            if seg < 0:
-                patch = await self.store.read_patch(codec.QuiltPatchId.parse(ident))
-                data = patch.data
-                if self.keys is not None:
-                    data = await trio.to_thread.run_sync(crypto.open_stream, self.keys, data)
-            elif self.keys is None:
-                data = await self.store.read(
-                    codec.BlobId.parse(ident), seg * SEGMENT, SEGMENT, use_cache=True
-                )
-            else:
-                data = await self._decrypted(ident, seg, blob_size)
-            self._segments[key] = data
+            got = await self.store.read_patch(codec.QuiltPatchId.parse(patch))
+            data = got.data
+            if self.keys is not None:
+                data = await trio.to_thread.run_sync(crypto.open_stream, self.keys, data)
+            self._units[key] = data
             return data
         finally:
             del self._inflight[key]
             done.set()
-
-    def remember_patch(self, patch: str, data: bytes) -> None:
-        """The plaintext of a file just committed as quilt patch `patch` (from its staging
-        file): its next read is served from the segment cache, as if fetched."""
-        self._segments[(patch, -1)] = data
-
-    async def _decrypted(self, ident: str, seg: int, sealed_size: int) -> bytes:
-        """Plaintext bytes [seg * SEGMENT, (seg + 1) * SEGMENT) of an encrypted blob: only the
-        WFE1 segments that hold them are read, and each is authenticated."""
-        assert self.keys is not None
-        blob_id = codec.BlobId.parse(ident)
-        total = crypto.segments_of(crypto.plain_size(sealed_size))
-        first = seg * CRYPTO_PER_SEGMENT
-        if first >= total:
-            return b""
-        off, length = crypto.cipher_span(first, CRYPTO_PER_SEGMENT, sealed_size)
-        header = self._headers.get(ident)
-        if header is None and first == 0:  # the header comes with the first segments
-            head = await self.store.read(blob_id, 0, off + length, use_cache=True)
-            header, cipher = head[:off], head[off:]
-            self._headers[ident] = header
-        else:
-            if header is None:
-                header = await self.store.read(blob_id, 0, crypto.HEADER, use_cache=True)
-                self._headers[ident] = header
-            cipher = await self.store.read(blob_id, off, length, use_cache=True)
-        return await trio.to_thread.run_sync(
-            crypto.open_segments, self.keys, header, cipher, first, total
-        )

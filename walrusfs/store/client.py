@@ -22,6 +22,7 @@ import trio
 from cachetools import LRUCache
 
 import codec
+from cache.blocks import BlockCache
 from cache.ranges import RangeCache
 from cache.slivers import SliverCache
 from chain import move_types as mt
@@ -47,6 +48,8 @@ class WalrusStore:
 
     Args:
         cache: verified slivers and metadata on disk (None: reads always ask the nodes).
+        blocks: blobs' bytes on disk, kept by reads (None: a range is read from its rows,
+            from `cache` or the nodes, every time).
         ranges: decoded byte ranges in memory.
         timeout: seconds one storage-node request may take.
         read_timeout: seconds one read may take in all, whatever the nodes do.
@@ -61,6 +64,7 @@ class WalrusStore:
         chain: WalrusChain,
         *,
         cache: SliverCache | None = None,
+        blocks: BlockCache | None = None,
         ranges: RangeCache | None = None,
         timeout: float = 30.0,
         read_timeout: float = 20.0,
@@ -72,6 +76,7 @@ class WalrusStore:
     ) -> None:
         self.chain = chain
         self.cache = cache
+        self.blocks = blocks
         self.ranges = ranges
         self.nodes = NodeClient(timeout, max(upload_concurrency, read_concurrency))
         self.stats = NodeStats()
@@ -86,6 +91,7 @@ class WalrusStore:
             ),
             SliverReader(self.nodes, self.stats, read_limit, self._read_committee),
             cache=cache,
+            blocks=blocks,
             ranges=ranges,
             read_timeout=read_timeout,
         )
@@ -215,15 +221,29 @@ class WalrusStore:
         length: int | None = None,
         *,
         use_cache: bool = True,
+        authenticated: bool = False,
     ) -> bytes:
         """Bytes [offset, offset+length) of the blob (all of it by default).
+
+        Args:
+            use_cache: False: from the nodes, and nothing read is kept.
+            authenticated: the caller authenticates the bytes itself (an AEAD stream): the
+                block cache skips its check, and the caller calls `forget_cached` when its
+                own check fails.
 
         Raises:
             BlobUnavailable: not enough nodes answered with verifiable data within
                 `read_timeout` seconds.
             BlobNotFound: no node knows the blob.
         """
-        return await self._reader.read(blob_id, offset, length, use_cache=use_cache)
+        return await self._reader.read(
+            blob_id, offset, length, use_cache=use_cache, authenticated=authenticated
+        )
+
+    def forget_cached(self, blob_id: codec.BlobId) -> None:
+        """Forget the blob's bytes kept on disk and in memory (they failed the caller's
+        check): the next read asks the nodes."""
+        self._reader.forget_cached(blob_id)
 
     async def read_patch(
         self, patch_id: codec.QuiltPatchId, *, use_cache: bool = True
@@ -238,13 +258,12 @@ class WalrusStore:
         return await self.chain.blobs(valid_only=True)
 
     async def delete(self, object_id: str) -> None:
-        """Delete the Blob object and forget its blob's metadata, ranges and slivers."""
+        """Delete the Blob object and forget its blob's metadata, bytes and slivers."""
         blob = await self.chain.blob(object_id)
         await self.chain.delete_blob(object_id)
         blob_id = codec.BlobId.from_u256(blob.blob_id)
         self._metadata.pop(blob_id.raw, None)
-        if self.ranges is not None:
-            self.ranges.forget(blob_id.raw)
+        await trio.to_thread.run_sync(self._reader.forget_cached, blob_id)
         if self.cache is not None:
             await trio.to_thread.run_sync(self.cache.remove_blob, str(blob_id))
 

@@ -5,18 +5,26 @@ A byte range needs just the systematic primary slivers (rows) that hold it; a wh
 k_p systematic rows if they all arrive (no decoding), otherwise any k_p verified primary
 slivers, decoded. A patch needs the secondary slivers (columns) of its patch. When a range's
 rows or a patch's columns cannot all be had, the whole blob is read from any nodes instead.
+
+Blob bytes, once decoded, go to the block cache (`cache.blocks`: the bytes at their offsets,
+read back a block at a time), not the rows to the sliver cache: a later small read then costs
+a small disk read, not the reading and hashing of megabyte rows. Whole rows are decoded and
+kept, so the neighbours of a random read are cached with it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import trio
 
 import codec
+from cache.blocks import BLOCK, BlockCache
 from cache.ranges import RangeCache
 from cache.slivers import SliverCache
 from codec.sliver import Axis
@@ -25,6 +33,7 @@ from walrusfs.store.metadata import MetadataReader
 from walrusfs.store.slivers import SliverReader
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: after a read timed out, further reads of the same blob fail at once for this long (the
 #: kernel asks again right away; the nodes will not have come back in between)
@@ -36,6 +45,7 @@ class Reader:
 
     Args:
         cache: verified slivers and metadata on disk (None: every read asks the nodes).
+        blocks: blobs' bytes on disk (None: ranges are read from rows every time).
         ranges: decoded byte ranges in memory.
     """
 
@@ -47,11 +57,13 @@ class Reader:
         cache: SliverCache | None,
         ranges: RangeCache | None,
         read_timeout: float,
+        blocks: BlockCache | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.metadata = metadata
         self.slivers = slivers
         self.cache = cache
+        self.blocks = blocks
         self.ranges = ranges
         self.read_timeout = read_timeout
         self._clock = clock
@@ -72,8 +84,15 @@ class Reader:
         length: int | None = None,
         *,
         use_cache: bool = True,
+        authenticated: bool = False,
     ) -> bytes:
         """Bytes [offset, offset+length) of the blob (all of it by default).
+
+        Args:
+            use_cache: False: from the nodes, and nothing read is kept.
+            authenticated: the caller authenticates the bytes itself (an AEAD stream), so the
+                block cache skips its own check; a failure of the caller's check must be
+                followed by `forget_cached`.
 
         Raises:
             BlobUnavailable: not enough nodes answered with verifiable data within
@@ -82,7 +101,17 @@ class Reader:
             ValueError: a negative offset or length.
         """
         with self._bounded(blob_id):
-            return await self._read(blob_id, offset, length, use_cache=use_cache)
+            return await self._read(
+                blob_id, offset, length, use_cache=use_cache, authenticated=authenticated
+            )
+
+    def forget_cached(self, blob_id: codec.BlobId) -> None:
+        """Drop the blob's bytes from the block cache and the memory of ranges (the caller
+        found them wrong, or the blob is deleted)."""
+        if self.blocks is not None:
+            self.blocks.forget(str(blob_id))
+        if self.ranges is not None:
+            self.ranges.forget(blob_id.raw)
 
     async def read_patch(
         self, patch_id: codec.QuiltPatchId, *, use_cache: bool = True
@@ -122,6 +151,7 @@ class Reader:
         length: int | None = None,
         *,
         use_cache: bool = True,
+        authenticated: bool = False,
     ) -> bytes:
         cache = self.cache if use_cache else None
         meta = await self.meta(blob_id, use_cache=use_cache)
@@ -135,10 +165,25 @@ class Reader:
             hit = self.ranges.get(blob_id.raw, offset, length)
             if hit is not None:
                 return hit
+        blocks = self.blocks if use_cache else None
+        if blocks is not None and length:
+            got = await _blocking(
+                length,
+                blocks.get,
+                str(blob_id),
+                offset,
+                length,
+                size,
+                verify=not authenticated,
+            )
+            if got is not None:
+                return got
         if offset == 0 and length == size:
             data = await self._read_all(meta, cache)
+            if blocks is not None:
+                await trio.to_thread.run_sync(blocks.put, str(blob_id), 0, data, size)
         else:
-            data = await self._read_rows(meta, offset, length, cache)
+            data = await self._read_rows(meta, offset, length, cache, blocks)
         if self.ranges is not None and use_cache:
             self.ranges.put(blob_id.raw, offset, length, data)
         return data
@@ -165,21 +210,44 @@ class Reader:
         return await trio.to_thread.run_sync(codec.read_patch, list(got.values()), meta, patch_id)
 
     async def _read_rows(
-        self, meta: codec.VerifiedMetadata, offset: int, length: int, cache: SliverCache | None
+        self,
+        meta: codec.VerifiedMetadata,
+        offset: int,
+        length: int,
+        cache: SliverCache | None,
+        blocks: BlockCache | None,
     ) -> bytes:
-        rows = codec.rows_for_range(meta.unencoded_length, offset, length, meta.params)
+        size = meta.unencoded_length
+        rows = codec.rows_for_range(size, offset, length, meta.params)
         if not rows:
             return b""
         got = await self.slivers.fetch(
-            meta, Axis.PRIMARY, list(rows), need=len(rows), strict=True, cache=cache
+            meta,
+            Axis.PRIMARY,
+            list(rows),
+            need=len(rows),
+            strict=True,
+            cache=cache,
+            fill=blocks is None,
         )
-        if len(got) == len(rows):
+        if len(got) < len(rows):
+            log.info("rows %s of %s not all available; decoding the blob", rows, meta.blob_id)
+            whole = await self._read_all(meta, cache)
+            if blocks is not None:
+                await trio.to_thread.run_sync(blocks.put, str(meta.blob_id), 0, whole, size)
+            return whole[offset : offset + length]
+        if blocks is None:
             return await trio.to_thread.run_sync(
                 codec.read_range, list(got.values()), meta, offset, length
             )
-        log.info("rows %s of %s not all available; decoding the blob", rows, meta.blob_id)
-        whole = await self._read_all(meta, cache)
-        return whole[offset : offset + length]
+        # the whole rows, kept: the next reads nearby are block-cache hits
+        row_len = meta.params.primary_sliver_len(size)
+        start = rows.start * row_len
+        span = await trio.to_thread.run_sync(
+            codec.read_range, list(got.values()), meta, start, rows.stop * row_len - start
+        )
+        await trio.to_thread.run_sync(blocks.put, str(meta.blob_id), start, span, size)
+        return span[offset - start : offset - start + length]
 
     async def _read_all(self, meta: codec.VerifiedMetadata, cache: SliverCache | None) -> bytes:
         k = meta.params.k_p
@@ -202,3 +270,16 @@ class Reader:
                 "fetched and verified"
             )
         return await trio.to_thread.run_sync(codec.decode, list(got.values()), meta)
+
+
+#: reads of up to this many bytes from the block cache run on the loop (a few small preads
+#: cost less than a hop to a worker thread); longer ones in a worker thread
+INLINE_READ = 4 * BLOCK
+
+
+async def _blocking(length: int, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+    """`fn(*args, **kwargs)`, a disk read of about `length` bytes: on the loop if it is
+    short, else in a worker thread."""
+    if length <= INLINE_READ:
+        return fn(*args, **kwargs)
+    return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))

@@ -60,6 +60,7 @@ class SliverReader:
         need: int,
         strict: bool,
         cache: SliverCache | None,
+        fill: bool = True,
     ) -> Got:
         """Verified slivers of `indices` (sliver indices of `axis`), from cache or nodes, until
         `need` are in hand.
@@ -69,6 +70,8 @@ class SliverReader:
                 otherwise any `need` of them. A strict fetch may return fewer (a holder is
                 slow or failed): the caller then reads from any nodes instead.
             cache: the disk cache to read and fill; None when the read bypasses it.
+            fill: False: slivers from the nodes are not added to `cache` (a byte range's
+                rows, whose bytes the block cache keeps instead).
 
         Returns fewer than `need` when the nodes could not serve more; never raises for a
         node's failure.
@@ -78,7 +81,14 @@ class SliverReader:
             return got
         committee = await self.read_committee(meta.blob_id)
         await self._from_nodes(
-            meta, axis, missing, committee, got=got, need=need, strict=strict, cache=cache
+            meta,
+            axis,
+            missing,
+            committee,
+            got=got,
+            need=need,
+            strict=strict,
+            cache=cache if fill else None,
         )
         return got
 
