@@ -57,8 +57,11 @@ run: setup
 	@echo "  $(BIN)/walrusfs devnet down   stop the local network (its data is kept)"
 	@echo "Guides: docs/guides.md (restic, borg, rsync, costs). Exit codes: docs/exit-codes.md."
 
+# Two workers (pytest-xdist), each test module whole on one of them: a module's devnet and
+# mounts stay together, and the waits of one module (epochs, timeouts, uploads) overlap the
+# work of the other.
 test: setup conformance
-	$(BIN)/python -m pytest -q --durations=40
+	$(BIN)/python -m pytest -q --durations=40 -n 2 --dist loadfile
 
 # The unit and in-process tiers only (no devnet, no FUSE mount): minutes become seconds.
 test-fast: setup
