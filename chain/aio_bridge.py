@@ -50,13 +50,23 @@ class AsyncioThread:
         ready.wait()
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Schedule `coro` on the loop; the future of its result.
+
+        Raises:
+            BridgeClosed: the thread is closed (`coro` is closed unrun).
+        """
         if self._closed:
             coro.close()
             raise BridgeClosed("the asyncio thread is closed")
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     async def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Await `coro` on the asyncio thread from a trio task."""
+        """Await `coro` on the asyncio thread from a trio task. What `coro` raises propagates;
+        cancelling the trio task cancels `coro` too.
+
+        Raises:
+            BridgeClosed: the thread is closed.
+        """
         future = self.submit(coro)
         token = trio.lowlevel.current_trio_token()
         done = trio.Event()
@@ -77,7 +87,15 @@ class AsyncioThread:
         return future.result()
 
     def run_sync(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run `coro` on the asyncio thread and block this (non-async) thread for the result."""
+        """Run `coro` on the asyncio thread and block this (non-async) thread for the result.
+
+        Args:
+            timeout: seconds to wait; None waits as long as `coro` runs.
+
+        Raises:
+            TimeoutError: `coro` did not finish in time (it is cancelled).
+            BridgeClosed: the thread is closed.
+        """
         future = self.submit(coro)
         try:
             return future.result(timeout)

@@ -26,7 +26,11 @@ _P = int(
 
 
 def g1_uncompress(compressed: bytes) -> bytes:
-    """48-byte compressed G1 -> 96-byte uncompressed (the on-chain member key form)."""
+    """48-byte compressed G1 -> 96-byte uncompressed (the on-chain member key form).
+
+    Raises:
+        ValueError: not a compressed, finite point on the curve.
+    """
     if len(compressed) != 48 or not compressed[0] & 0x80 or compressed[0] & 0x40:
         raise ValueError("not a compressed, finite BLS12-381 G1 point")
     y_is_larger = bool(compressed[0] & 0x20)
@@ -45,7 +49,11 @@ def g1_compress(public_key: bytes) -> bytes:
 
 
 def g1_sum(public_keys: list[bytes]) -> bytes:
-    """Compressed sum of G1 keys (either form): the committee's `total_aggregated_key`."""
+    """Compressed sum of G1 keys (either form): the committee's `total_aggregated_key`.
+
+    Raises:
+        ValueError: `public_keys` is empty.
+    """
     if not public_keys:
         raise ValueError("no keys to add")
     points = [G1Element.from_bytes(bytes(_fc.bls_g1_compress(k))) for k in public_keys]
@@ -67,6 +75,11 @@ class BlsKeypair:
 
     @classmethod
     def from_seed(cls, seed: bytes) -> BlsKeypair:
+        """The keypair derived from `seed` (`key_gen`): the same seed, the same key.
+
+        Raises:
+            ValueError: `seed` is shorter than 32 bytes.
+        """
         if len(seed) < 32:
             raise ValueError("a BLS key seed is at least 32 bytes")
         return cls(bytes(BasicSchemeMPL.key_gen(seed)))

@@ -57,7 +57,12 @@ async def checkpoint_stream(rpc: Transport) -> AsyncGenerator[int]:
     a broken stream raises `ChainUnavailable`.
 
     The subscription runs on the asyncio thread and hands each frame to the trio loop that
-    iterates; leaving the iteration cancels it."""
+    iterates; leaving the iteration cancels it.
+
+    Raises:
+        ChainUnavailable: the stream broke or ended.
+        ChainError: the subscription was refused.
+    """
     token = trio.lowlevel.current_trio_token()
     frames, inbox = trio.open_memory_channel[tuple[int, BaseException | None]](math.inf)
 

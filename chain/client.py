@@ -67,7 +67,12 @@ T = TypeVar("T")
 
 class WalrusChain:
     """Walrus on Sui, for one wallet key (None: read-only, as a storage node following the
-    chain is)."""
+    chain is).
+
+    Any method may raise `ChainUnavailable` (the endpoint did not answer; a retry may work)
+    or `ChainError` (an answer it cannot use); what else a method raises is named on it. On
+    a read-only client, methods that need the wallet's address or key raise `WalletError`.
+    """
 
     def __init__(
         self,
@@ -114,7 +119,12 @@ class WalrusChain:
         return await self._run(reads.system_info(self._rpc))
 
     async def committee(self) -> list[CommitteeMember]:
-        """The storage nodes, their shards and network addresses (Staking + StakingPools)."""
+        """The storage nodes, their shards and network addresses (Staking + StakingPools).
+
+        Raises:
+            ChainError: the System's BLS committee and the Staking committee disagree (as
+                when read during an epoch change), or a pool describes another node.
+        """
         return await self._run(reads.committee(self._rpc))
 
     async def staking_state(self) -> tuple[mt.StakingInnerV1, dict[str, mt.StakingPool]]:
@@ -136,6 +146,11 @@ class WalrusChain:
         return await self._run(go())
 
     async def blob(self, object_id: str) -> mt.Blob:
+        """The Blob object `object_id`, by whoever owns it.
+
+        Raises:
+            ObjectNotFound: no such object (deleted, or never existed).
+        """
         return await self._run(reads.blob(self._rpc, object_id))
 
     async def attributes(self, blob_object_id: str) -> dict[str, str]:
@@ -148,7 +163,15 @@ class WalrusChain:
         return await self._run(reads.attributes_of(self._rpc, blob_object_ids))
 
     async def estimate(self, size: int, epochs: int) -> CostEstimate:
-        """What storing `size` bytes for `epochs` epochs costs now, reusing owned Storage."""
+        """What storing `size` bytes for `epochs` epochs costs now, reusing owned Storage.
+
+        Args:
+            size: the unencoded blob size in bytes (the price is of its encoded size).
+
+        Raises:
+            ValueError: `epochs` is not within 1..`max_epochs_ahead`.
+            codec.DataTooLarge: `size` exceeds the largest blob of this shard count.
+        """
 
         async def go() -> CostEstimate:
             info = await reads.system_info(self._rpc)
@@ -197,7 +220,25 @@ class WalrusChain:
         deletable: bool = True,
         attributes: dict[str, str] | None = None,
     ) -> tuple[mt.Blob, CostEstimate, TxResult]:
-        """One transaction: reuse (or reserve) Storage, register the blob, set attributes."""
+        """One transaction: reuse (or reserve) Storage, register the blob, set attributes.
+
+        Args:
+            blob_id: the blob ID as the u256 the contract takes (`BlobId.to_u256`).
+            root_hash: the metadata's Merkle root, its bytes read as a little-endian u256.
+            size: the unencoded size in bytes.
+            epochs: how many epochs from the current one the blob is stored.
+            attributes: set on the Blob in the same transaction (None: none).
+
+        Returns:
+            The new Blob, the cost charged (with the Storage reused, if any) and the result.
+
+        Raises:
+            ValueError: `epochs` is not within 1..`max_epochs_ahead`.
+            codec.DataTooLarge: `size` exceeds the largest blob of this shard count.
+            InsufficientWal, InsufficientGas: before anything was signed.
+            TransactionRejected: refused before execution (a stale coin, say).
+            MoveAbortError: the contract refused (e.g. `EStorageExceeded`); gas was charged.
+        """
         return await self._run(
             transactions.register_blob(
                 self._tx,
@@ -213,28 +254,71 @@ class WalrusChain:
     async def certify_blob(
         self, blob_object_id: str, signature: bytes, signers_bitmap: bytes, message: bytes
     ) -> TxResult:
-        """Certify with an aggregated confirmation (a quorum of the committee's shards)."""
+        """Certify with an aggregated confirmation (a quorum of the committee's shards).
+
+        Args:
+            signature: the aggregated BLS signature of the signers.
+            signers_bitmap: bit i set for the member at position i of the BLS committee.
+            message: the confirmation message all of them signed.
+
+        Raises:
+            ObjectNotFound: the wallet does not own `blob_object_id`.
+            QuorumNotReached: the signers hold fewer than 2f+1 shards.
+            AlreadyCertified: certified before (by an earlier attempt, perhaps).
+            Expired: the blob's storage has ended.
+            MoveAbortError: any other refusal (wrong epoch, blob ID or signature).
+        """
         return await self._run(
             transactions.certify_blob(self._tx, blob_object_id, signature, signers_bitmap, message)
         )
 
     async def extend_blob(self, blob_object_id: str, epochs: int) -> tuple[int, TxResult]:
-        """Extend by `epochs`; returns the WAL paid. Checks the price and balance first."""
+        """Extend by `epochs`; returns the WAL paid (FROST). Checks the price and balance
+        first.
+
+        Raises:
+            ObjectNotFound: the wallet does not own `blob_object_id`.
+            InsufficientWal, InsufficientGas: before anything was signed.
+            NotCertified, Expired: the blob cannot be extended.
+            MoveAbortError: any other refusal (beyond `max_epochs_ahead`, say).
+        """
         return await self._run(transactions.extend_blob(self._tx, blob_object_id, epochs))
 
     async def delete_blob(self, blob_object_id: str) -> mt.Storage:
-        """Delete a deletable blob; its Storage comes back to the wallet for reuse."""
+        """Delete a deletable blob; its Storage comes back to the wallet for reuse.
+
+        Raises:
+            ObjectNotFound: the wallet does not own `blob_object_id` (or it is gone).
+            Expired: the blob has expired.
+            MoveAbortError: `EBlobNotDeletable`, the blob is permanent.
+        """
         return await self._run(transactions.delete_blob(self._tx, blob_object_id))
 
     async def set_attributes(self, blob_object_id: str, pairs: dict[str, str]) -> TxResult:
+        """Insert or update the blob's attributes.
+
+        Raises:
+            ObjectNotFound: the wallet does not own `blob_object_id`.
+        """
         return await self._run(transactions.set_attributes(self._tx, blob_object_id, pairs))
 
     async def remove_attributes(self, blob_object_id: str, keys: list[str]) -> TxResult:
-        """Remove the keys that exist (absent keys are not an error)."""
+        """Remove the keys that exist (absent keys are not an error).
+
+        Raises:
+            ObjectNotFound: the wallet does not own `blob_object_id`.
+            MoveAbortError: `EMissingMetadata`, the blob has no attributes at all.
+        """
         return await self._run(transactions.remove_attributes(self._tx, blob_object_id, keys))
 
     async def get_wal(self, mist: int) -> TxResult:
-        """Swap `mist` of SUI for WAL at the exchange (devnet and testnet only)."""
+        """Swap `mist` of SUI for WAL at the exchange (devnet and testnet only).
+
+        Raises:
+            ChainError: this network has no exchange (mainnet).
+            InsufficientGas: the wallet holds no more SUI than `mist`, which leaves no gas.
+            MoveAbortError: the exchange holds too little WAL.
+        """
         if not self.profile.exchange_objects:
             raise errors.ChainError(f"{self.profile.name} has no WAL exchange: buy WAL instead")
         return await self._run(transactions.get_wal(self._tx, mist))
@@ -242,10 +326,23 @@ class WalrusChain:
     async def execute_ptb(self, build: Build, wal_needed: int | None = None) -> TxResult:
         """Run a caller-built PTB with the same coin selection, money checks and errors.
 
-        `build(ptb, info, wal)` gets the merged WAL coin argument unless `wal_needed` is None.
+        Args:
+            build: adds the commands: `build(ptb, info, wal)`, where `wal` is the argument of
+                the wallet's WAL coins merged into one (None when `wal_needed` is None).
+            wal_needed: the FROST the transaction spends; None: it takes no WAL coin.
+
+        Raises:
+            InsufficientWal, InsufficientGas: before anything was signed.
+            TransactionRejected: refused before execution.
+            TransactionFailed: executed and failed (`MoveAbortError` for an abort).
         """
         return await self._run(self._tx.execute(build, wal_needed))
 
     async def execute_signed(self, tx_bytes: bytes, signatures: list[bytes]) -> TxResult:
-        """Submit a transaction signed elsewhere (offline signing, multi-party flows)."""
+        """Submit a transaction signed elsewhere (offline signing, multi-party flows).
+
+        Raises:
+            TransactionRejected: refused before execution (bad signature, stale object).
+            TransactionFailed: executed and failed (`MoveAbortError` for an abort).
+        """
         return await self._run(self._tx.execute_signed(tx_bytes, signatures))

@@ -65,7 +65,11 @@ class Executor:
     async def turn(self) -> AsyncIterator[None]:
         """This wallet's turn on the machine: read the owned objects a transaction names and
         execute it inside one turn, so no other transaction of the wallet (in this process or
-        another) consumes them in between. `execute` inside a turn runs in it."""
+        another) consumes them in between. `execute` inside a turn runs in it.
+
+        Raises:
+            WalletError: the client is read-only, or the wallet lock directory is unsafe.
+        """
         if self.key is None:
             raise errors.WalletError("this chain client is read-only: it has no wallet key")
         if self._lock is None:
@@ -82,9 +86,19 @@ class Executor:
     ) -> TxResult:
         """Build with `build(ptb, info, wal coin)`, check the money, sign, execute, raise.
 
-        `wal_needed` None: the transaction takes no WAL coin; otherwise the wallet's WAL coins
-        are merged into one argument that must hold `wal_needed` FROST. `info` saves a re-read
-        of the System when the caller has it. Runs in the caller's `turn` when it holds one.
+        Runs in the caller's `turn` when it holds one.
+
+        Args:
+            wal_needed: None: the transaction takes no WAL coin; otherwise the wallet's WAL
+                coins are merged into one argument that must hold `wal_needed` FROST.
+            info: the System as the caller read it (None: read here).
+
+        Raises:
+            WalletError: the client is read-only, or the wallet lock directory is unsafe.
+            InsufficientWal: the WAL coins hold less than `wal_needed`; nothing was signed.
+            InsufficientGas: no SUI coin can pay the gas budget; nothing was signed.
+            TransactionRejected: refused before execution.
+            TransactionFailed: executed and failed (`MoveAbortError` for an abort).
         """
         in_turn = self._holder is not None and self._holder is asyncio.current_task()
         async with contextlib.nullcontext() if in_turn else self.turn():
@@ -161,7 +175,7 @@ class Executor:
         Walrus client (`compute_gas_budget` in walrus `retriable_sui_client.rs`): the larger
         of computation and computation + storage - rebate, plus the margin. A dry run that
         fails still prices the attempt: the transaction is then executed with that budget, so
-        its failure is reported from the chain as before (and charged, as Sui charges it)."""
+        the chain reports its failure (and charges it, as Sui charges it)."""
         tx_bytes = ptb.build(self.address, gas, gas_price, ceiling)
         reply = await self.rpc.call(
             rq.SimulateTransaction(
@@ -180,7 +194,12 @@ class Executor:
         return max(computation, net) + GAS_SAFE_OVERHEAD * gas_price
 
     async def execute_signed(self, tx_bytes: bytes, signatures: list[bytes]) -> TxResult:
-        """Execute signed transaction bytes; its result, or the error it failed with."""
+        """Execute signed transaction bytes; its result, or the error it failed with.
+
+        Raises:
+            TransactionRejected: refused before execution.
+            TransactionFailed: executed and failed (`MoveAbortError` for an abort).
+        """
         executed = await self.rpc.call(
             rq.ExecuteTransaction(
                 tx_bytestr=tx_bytes, sig_array=signatures, field_mask=list(masks.EXECUTED)
@@ -189,7 +208,11 @@ class Executor:
         return tx_result(executed)
 
     async def owned_object(self, object_id: str) -> pb.Object:
-        """The object, which the wallet must own (else `ObjectNotFound`)."""
+        """The object, which the wallet must own.
+
+        Raises:
+            ObjectNotFound: it does not exist, or the wallet does not own it.
+        """
         obj = await self.rpc.object(object_id)
         if obj.owner is None or obj.owner.address != self.address:
             raise errors.ObjectNotFound(f"{object_id} is not owned by {self.address}")
@@ -206,7 +229,12 @@ def _short_type(type_: str) -> str:
 
 def tx_result(executed: pb.ExecutedTransaction) -> TxResult:
     """The digest, gas, new objects and events of an executed transaction, or the error of
-    one that failed."""
+    one that failed.
+
+    Raises:
+        TransactionFailed: it failed (`MoveAbortError` for an abort).
+        ChainError: the reply carries no effects.
+    """
     effects = executed.effects
     digest = executed.digest or ""
     if effects is None or effects.status is None or effects.gas_used is None:

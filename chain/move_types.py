@@ -46,6 +46,12 @@ class MoveStruct:
 
     @classmethod
     def from_bcs(cls, buf: bytes | memoryview) -> Self:
+        """The struct that is exactly `buf` (see `read` for a prefix).
+
+        Raises:
+            codec.errors.MalformedBcs: `buf` is truncated, has trailing bytes, or holds an
+                invalid value (a bool, tag, length or string).
+        """
         reader = Reader(buf)
         value = cls.read(reader)
         reader.end()
@@ -53,6 +59,13 @@ class MoveStruct:
 
     @classmethod
     def read(cls, reader: Reader) -> Self:
+        """The struct at the reader's position; bytes after it are left (a later contract
+        version may append fields).
+
+        Raises:
+            codec.errors.MalformedBcs: truncated, or an invalid value (a bool, tag, length or
+                string).
+        """
         return cls(**{name: _decode(reader, kind) for name, kind in cls.FIELDS})
 
 

@@ -5,6 +5,9 @@ Coroutines of the asyncio thread (`chain.transport.Transport.run` awaits them fr
 Nothing here signs or spends. Structs are matched on the type-origin package (the package
 in the System object's type), as the Walrus client does; inner states and attributes are
 dynamic fields read by their derived IDs (`chain.move_types`).
+
+Any read may raise what `Transport.call` raises (`ChainUnavailable`, `ChainError`); those
+that name the wallet's objects raise `WalletError` on a read-only client (no address).
 """
 
 from __future__ import annotations
@@ -35,7 +38,12 @@ OWNED_PAGE_SIZE = 1000
 async def versioned_inner(
     rpc: Transport, root_id: str
 ) -> tuple[pb.Object, mt.VersionedRoot, Reader]:
-    """A System/Staking root and a reader over its inner state (the field `version`)."""
+    """A System/Staking root and a reader over its inner state (the field `version`).
+
+    Raises:
+        ObjectNotFound: no object `root_id`.
+        ChainError: the root has no inner state of its version (a wrong network profile).
+    """
     root_obj = await rpc.object(root_id)
     root = mt.VersionedRoot.from_bcs(contents(root_obj))
     try:
@@ -71,7 +79,11 @@ async def system_info(rpc: Transport) -> SystemInfo:
 
 async def staking_pools(rpc: Transport, node_ids: list[str]) -> dict[str, mt.StakingPool]:
     """The staking pools of `node_ids` (`BatchGetObjects` of OBJECT_BATCH IDs), by normalised
-    node ID."""
+    node ID.
+
+    Raises:
+        ObjectNotFound: a pool does not exist.
+    """
     pools: dict[str, mt.StakingPool] = {}
     for start in range(0, len(node_ids), OBJECT_BATCH):
         batch = node_ids[start : start + OBJECT_BATCH]
@@ -96,7 +108,12 @@ async def staking_state(rpc: Transport) -> tuple[mt.StakingInnerV1, dict[str, mt
 
 
 async def committee(rpc: Transport) -> list[CommitteeMember]:
-    """The storage nodes, their shards and network addresses (Staking + StakingPools)."""
+    """The storage nodes, their shards and network addresses (Staking + StakingPools).
+
+    Raises:
+        ChainError: a shard holder is missing from the System's BLS committee (the two
+            disagree, as when read during an epoch change), or a pool describes another node.
+    """
     _, _, reader = await versioned_inner(rpc, rpc.profile.staking_object)
     inner = mt.StakingInnerV1.read(reader)
     bls = {norm(m.node_id): (i, m) for i, m in enumerate((await system_info(rpc)).committee_keys)}
@@ -220,7 +237,12 @@ async def estimate(
     claimed: Collection[str],
 ) -> CostEstimate:
     """What storing `size` bytes for `epochs` epochs costs now, reusing owned Storage that
-    registrations under way have not `claimed`."""
+    registrations under way have not `claimed`.
+
+    Raises:
+        ValueError: `epochs` is not within 1..`max_epochs_ahead`.
+        codec.DataTooLarge: `size` exceeds the largest blob of this shard count.
+    """
     storage_reuse.check_epochs(info, epochs)
     owned_now = await storages(rpc, owner, info, True)
     return storage_reuse.estimate(info, owned_now, size, epochs, claimed)

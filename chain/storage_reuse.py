@@ -21,7 +21,11 @@ from codec.params import EncodingParams
 
 
 def check_epochs(info: SystemInfo, epochs: int) -> None:
-    """A blob is stored for 1 to `max_epochs_ahead` epochs."""
+    """A blob is stored for 1 to `max_epochs_ahead` epochs.
+
+    Raises:
+        ValueError: `epochs` is outside that range.
+    """
     if not 0 < epochs <= info.max_epochs_ahead:
         raise ValueError(f"epochs must be 1..{info.max_epochs_ahead}, got {epochs}")
 
@@ -68,7 +72,16 @@ def estimate(
     info: SystemInfo, owned: Iterable[mt.Storage], size: int, epochs: int, claimed: Collection[str]
 ) -> CostEstimate:
     """What storing `size` bytes for `epochs` costs now: the write fee, and the storage price
-    unless owned Storage pays for it."""
+    unless owned Storage pays for it.
+
+    Args:
+        size: the unencoded size in bytes; the price is of its encoded size.
+        claimed: IDs of Storage that registrations under way will consume, not reused here.
+
+    Raises:
+        ValueError: `epochs` is not within 1..`max_epochs_ahead`.
+        codec.DataTooLarge: `size` exceeds the largest blob of this shard count.
+    """
     check_epochs(info, epochs)
     encoded = EncodingParams(info.n_shards).encoded_size(size)
     usable = covering(owned, info.epoch, info.epoch + epochs, claimed)

@@ -2,7 +2,8 @@
 attributes, and the SUI-for-WAL exchange.
 
 Coroutines of the asyncio thread; each builds its programmable transaction and hands it to
-`chain.executor.Executor`, which checks the money, signs and executes it.
+`chain.executor.Executor`, which checks the money, signs and executes it. Each raises what
+the `chain.client.WalrusChain` method of the same name documents.
 """
 
 from __future__ import annotations

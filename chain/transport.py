@@ -75,7 +75,14 @@ class Transport:
         return self._client
 
     async def call(self, request: Any) -> Any:
-        """One unary RPC; its reply, or the `chain.errors` class of its failure."""
+        """One unary RPC; its reply, or the `chain.errors` class of its failure.
+
+        Raises:
+            ChainUnavailable: the endpoint cannot be reached or did not answer in
+                CALL_TIMEOUT seconds.
+            ObjectNotFound, TransactionRejected, ChainError: as `raise_rpc_error` maps the
+                gRPC status.
+        """
         client = await self.grpc()
         try:
             result = await client.execute_grpc_request(request=request, timeout=CALL_TIMEOUT)
@@ -92,7 +99,11 @@ class Transport:
         )
 
     async def object(self, object_id: str) -> pb.Object:
-        """An object with its contents; `ObjectNotFound` when it does not exist."""
+        """An object with its contents.
+
+        Raises:
+            ObjectNotFound: it does not exist (or came without contents).
+        """
         reply = await self.call(rq.GetObject(object_id=object_id, field_mask=list(masks.OBJECT)))
         obj: pb.Object | None = reply.object
         if obj is None or obj.contents is None:
@@ -148,7 +159,18 @@ def object_ref(obj: pb.Object) -> ObjectRef:
 
 
 def raise_rpc_error(profile: NetworkProfile, detail: Any, executing: bool) -> NoReturn:
-    """Map a failed RPC by its gRPC status (pysui hands back `GRPCError.args`)."""
+    """Map a failed RPC by its gRPC status (pysui hands back `GRPCError.args`).
+
+    Args:
+        executing: the RPC executes or simulates a transaction, where INVALID_ARGUMENT and
+            FAILED_PRECONDITION mean the chain refused it rather than a malformed request.
+
+    Raises:
+        ChainUnavailable: UNAVAILABLE or DEADLINE_EXCEEDED.
+        ObjectNotFound: NOT_FOUND.
+        TransactionRejected: INVALID_ARGUMENT or FAILED_PRECONDITION while `executing`.
+        ChainError: any other status.
+    """
     parts = detail if isinstance(detail, tuple | list) else (detail,)
     status = parts[0] if parts and isinstance(parts[0], GRPCStatus) else None
     message = str(parts[1] if status is not None and len(parts) > 1 else parts[0])
@@ -165,7 +187,12 @@ def raise_rpc_error(profile: NetworkProfile, detail: Any, executing: bool) -> No
 
 
 def raise_execution_error(digest: str, error: pb.ExecutionError | None) -> NoReturn:
-    """Map an executed transaction's failure: a Move abort by its location and code."""
+    """Map an executed transaction's failure: a Move abort by its location and code.
+
+    Raises:
+        MoveAbortError: an abort; the subclass of `ABORT_CLASSES` when the abort is one.
+        TransactionFailed: any other failure (or `error` None: the kind is UNKNOWN).
+    """
     if error is None:
         raise errors.TransactionFailed(f"transaction {digest} failed", digest, "UNKNOWN")
     kind = error.kind.name if error.kind is not None else "UNKNOWN"

@@ -65,6 +65,11 @@ class Keypair:
 
     @classmethod
     def from_ed25519_seed(cls, seed: bytes) -> Keypair:
+        """The Ed25519 keypair whose private key is `seed`.
+
+        Raises:
+            ValueError: `seed` is not 32 bytes.
+        """
         if len(seed) != 32:
             raise ValueError("an Ed25519 seed is 32 bytes")
         return cls.from_keystring(base64.b64encode(bytes([ED25519_FLAG]) + seed).decode())
@@ -127,6 +132,11 @@ class Wallet:
 
     @property
     def active(self) -> Keypair:
+        """The key of `active_address`.
+
+        Raises:
+            MalformedKeystore: the keystore has no key for that address.
+        """
         for key in self.keys:
             if key.address == self.active_address:
                 return key
@@ -138,7 +148,13 @@ class Wallet:
 
     @classmethod
     def load(cls, config_path: Path) -> Wallet:
-        """Read `client.yaml` and the keystore it names; raise a `WalletError` saying why not."""
+        """Read `client.yaml` and the keystore it names.
+
+        Raises:
+            WalletNotFound: `config_path` or the keystore it names does not exist.
+            MalformedKeystore: either cannot be parsed, the keystore holds no keys, or none
+                for `active_address`.
+        """
         if not config_path.exists():
             raise WalletNotFound(
                 f"no Sui wallet at {config_path}: create one with the Sui CLI "
@@ -171,7 +187,15 @@ class Wallet:
 
     @classmethod
     def create(cls, directory: Path, *, env_alias: str, rpc: str) -> Wallet:
-        """A new wallet with one Ed25519 key; refuses to overwrite an existing one."""
+        """A new wallet with one Ed25519 key; refuses to overwrite an existing one.
+
+        Args:
+            env_alias: the name of the one environment in `client.yaml`, made active.
+            rpc: that environment's RPC URL.
+
+        Raises:
+            WalletExists: `client.yaml` or `sui.keystore` already exists in `directory`.
+        """
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         config_path = directory / "client.yaml"
         keystore_path = directory / "sui.keystore"
@@ -195,6 +219,12 @@ class Wallet:
 
 
 def read_keystore(path: Path) -> list[Keypair]:
+    """The keys of a `sui.keystore` (a warning is logged when others can read it).
+
+    Raises:
+        WalletNotFound: `path` does not exist.
+        MalformedKeystore: not a JSON array of key strings, or an entry is not a key.
+    """
     if not path.exists():
         raise WalletNotFound(
             f"the wallet's keystore {path} does not exist: restore it, or fix `keystore: File:` "

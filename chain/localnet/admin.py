@@ -62,10 +62,17 @@ class ShardsReceived(mt.MoveStruct):
 
 
 def set_stake(chain: ChainState, node_id: str, stake: int) -> None:
-    """Admin: the WAL staked with a node (its ID, or its name), as if stake had been added
-    or withdrawn;
-    the next epoch's committee is apportioned from it (the devnet's stand-in for
-    `staking::stake_with_pool` / withdrawals, which take effect at an epoch change)."""
+    """Admin: the WAL staked with a node, as if stake had been added or withdrawn; the next
+    epoch's committee is apportioned from it (the devnet's stand-in for
+    `staking::stake_with_pool` / withdrawals, which take effect at an epoch change).
+
+    Args:
+        node_id: the pool's object ID (0x-hex) or the node's name.
+        stake: the pool's new balance in FROST (0 leaves the node out of the next committee).
+
+    Raises:
+        ValueError: `stake` is not a u64, or no pool is that node's.
+    """
     if not 0 <= stake < 2**64:
         raise ValueError(f"stake {stake} out of range")
     with chain.ledger.lock:
@@ -88,7 +95,12 @@ def epoch_sync_done(chain: ChainState, node_id: str, epoch: int, signature: byte
     once). Authenticated by a BLS signature of `sync_done_message` with the node's key in
     place of the StorageNodeCap. Records a system transaction emitting `ShardsReceived`
     and, when the attested shards reach a quorum (3w >= 2n+1), `EpochChangeDone`. Returns
-    whether the change is done."""
+    whether the change is done.
+
+    Raises:
+        ValueError: `epoch` is not the current one, the node is not in its committee, the
+            signature is not the node's, or the node has attested for `epoch` already.
+    """
     node_id = "0x" + node_id.removeprefix("0x").rjust(64, "0").lower()
     with chain.ledger.lock:
         staking = chain.staking_state()
@@ -141,7 +153,11 @@ def invalidate_blob(chain: ChainState, blob_id: int) -> str:
     `system::invalidate_blob_id` does once it has verified an invalidity certificate
     (storage nodes of more than f shards signing `InvalidBlobIdMsg` after an inconsistency
     proof). The devnet skips the certificate: it has no inconsistent blobs to prove.
-    Returns the transaction digest."""
+    Returns the transaction digest.
+
+    Raises:
+        ValueError: `blob_id` is not a u256, or is invalid already.
+    """
     if not 0 <= blob_id < 2**256:
         raise ValueError("blob ID out of range")
     with chain.ledger.lock:

@@ -41,7 +41,13 @@ class AdminService:
         """Devnet admin (not a Sui method): start the next epoch `request.epoch` times now.
 
         Reuses the GetEpoch messages so no new protobuf schema is needed; the launcher's
-        `walrusfs devnet epoch advance` is its only caller."""
+        `walrusfs devnet epoch advance` is its only caller.
+
+        Raises:
+            ValueError: the count is not within 1..1000 (INVALID_ARGUMENT).
+            GRPCError: FAILED_PRECONDITION while the previous epoch change is in progress
+                (epochs started before that stay started).
+        """
         count = request.epoch if request.epoch is not None else 1
         if not 1 <= count <= 1000:
             raise ValueError(f"advance by 1..1000 epochs, not {count}")
@@ -52,7 +58,11 @@ class AdminService:
         return await self.ledger.get_epoch(pb.GetEpochRequest(read_mask=request.read_mask))
 
     async def set_stake(self, request: pb.Bcs) -> pb.GetEpochResponse:
-        """Devnet admin: the stake of node `request.name` (effective at the next epoch)."""
+        """Devnet admin: the stake of node `request.name` (effective at the next epoch).
+
+        Raises:
+            ValueError: the value is not a u64, or no node has that ID or name.
+        """
         value = request.value or b""
         if len(value) != 8:
             raise ValueError("value: the stake as u64 LE")
@@ -60,7 +70,11 @@ class AdminService:
         return await self.ledger.get_epoch(pb.GetEpochRequest())
 
     async def invalidate_blob(self, request: pb.Bcs) -> pb.GetEpochResponse:
-        """Devnet admin: mark a blob ID invalid (`Localnet.invalidate_blob`)."""
+        """Devnet admin: mark a blob ID invalid (`Localnet.invalidate_blob`).
+
+        Raises:
+            ValueError: the value is not 32 bytes, or the blob ID is invalid already.
+        """
         value = request.value or b""
         if len(value) != 32:
             raise ValueError("value: the 32-byte blob ID")
@@ -69,7 +83,11 @@ class AdminService:
 
     async def epoch_sync_done(self, request: pb.Bcs) -> pb.GetEpochResponse:
         """Devnet admin for storage nodes: node `request.name` holds its shards (see
-        `Localnet.epoch_sync_done`)."""
+        `Localnet.epoch_sync_done`).
+
+        Raises:
+            ValueError: a malformed value, or an attestation `admin.epoch_sync_done` refuses.
+        """
         value = request.value or b""
         if len(value) != 4 + 96:
             raise ValueError("value: epoch u32 LE || 96-byte BLS signature")

@@ -26,7 +26,11 @@ def max_shards_per_node(n_nodes: int, n_shards: int) -> int:
 
 def dhondt(priorities: list[int], n_shards: int, stake: list[int]) -> list[int]:
     """Shards per node (`staking_inner::dhondt`): the Hagenbach-Bischoff lower bound, then one
-    shard at a time to the highest stake / (shards + 1), ties to the higher priority."""
+    shard at a time to the highest stake / (shards + 1), ties to the higher priority.
+
+    Raises:
+        ValueError: the total stake is 0 (the contract's `ENoStake`).
+    """
     total = sum(stake)
     if total <= 0:
         raise ValueError("no stake: the committee would be empty (ENoStake)")
@@ -51,7 +55,11 @@ def dhondt(priorities: list[int], n_shards: int, stake: list[int]) -> list[int]:
 
 def apportionment(n_shards: int, stakes: list[tuple[str, int]]) -> dict[str, int]:
     """`staking_inner::apportionment`: node ID -> shard count, nodes with none left out.
-    `stakes` is in the active set's order (the first has the highest priority)."""
+    `stakes` is in the active set's order (the first has the highest priority).
+
+    Raises:
+        ValueError: the total stake is 0.
+    """
     n = len(stakes)
     counts = dhondt([n - i for i in range(n)], n_shards, [s for _, s in stakes])
     return {node: c for (node, _), c in zip(stakes, counts, strict=True) if c > 0}
@@ -71,7 +79,11 @@ def transition(
     committee: list[tuple[str, list[int]]], counts: dict[str, int]
 ) -> list[tuple[str, list[int]]]:
     """`committee::transition`: nodes keep their shards up to their new count; the surplus
-    (and every shard of a node that left) goes, last first, to the nodes that need more."""
+    (and every shard of a node that left) goes, last first, to the nodes that need more.
+
+    Raises:
+        ValueError: `counts` adds up to another number of shards than `committee` holds.
+    """
     wanted = dict(counts)
     new: dict[str, list[int]] = {}
     to_move: list[int] = []

@@ -33,7 +33,11 @@ def tx_digest(tx_bytes: bytes) -> bytes:
 
 
 def verify_user_signature(tx_bytes: bytes, signature: bytes, sender: str) -> None:
-    """Ed25519 `flag || sig(64) || pubkey(32)` over blake2b(intent [0,0,0] || tx)."""
+    """Ed25519 `flag || sig(64) || pubkey(32)` over blake2b(intent [0,0,0] || tx).
+
+    Raises:
+        TxRejected: not an Ed25519 signature, not the sender's key, or it does not verify.
+    """
     if len(signature) != 97 or signature[0] != 0:
         raise TxRejected("only Ed25519 user signatures (97 bytes, flag 0) are supported")
     public_key = signature[65:]

@@ -34,7 +34,15 @@ class EpochChangeInProgress(Exception):
 
 
 def tick(chain: ChainState, now_ms: int | None = None) -> int:
-    """Advance past every epoch whose time is up; returns the current epoch."""
+    """Advance past every epoch whose time is up; returns the current epoch. An epoch change
+    still in progress (a shard sync) holds the clock back, as on Walrus.
+
+    Args:
+        now_ms: the wall-clock time in ms since 1970 (None: now).
+
+    Raises:
+        ValueError: no pool has stake left, so the next committee would be empty.
+    """
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     with chain.ledger.lock:
         duration = int(chain.ledger.meta("epoch_duration_ms") or "0")
@@ -55,7 +63,13 @@ def next_epoch_ms(chain: ChainState) -> int | None:
 
 
 def advance_epoch(chain: ChainState, count: int = 1) -> int:
-    """Admin: start the next epoch now (`count` times). Returns the new epoch."""
+    """Admin: start the next epoch now (`count` times). Returns the new epoch.
+
+    Raises:
+        EpochChangeInProgress: the previous change still waits for nodes to attest (epochs
+            started before it was met stay started).
+        ValueError: no pool has stake left, so the next committee would be empty.
+    """
     with chain.ledger.lock:
         now_ms = int(time.time() * 1000)
         for _ in range(count):
@@ -96,7 +110,8 @@ def next_committee(
 
 
 def advance_one(chain: ChainState, start_ms: int) -> None:
-    """Start the next epoch at `start_ms`, as one system transaction in its own checkpoint."""
+    """Start the next epoch at `start_ms` (ms since 1970), as one system transaction in its
+    own checkpoint. The caller checks that no epoch change is in progress."""
     dep = chain.deployment
     sys_stored = chain.ledger.get(dep.system_inner_id())
     stk_stored = chain.ledger.get(dep.staking_inner_id())

@@ -106,6 +106,13 @@ class Executor:
         self.current_epoch = current_epoch
 
     def execute(self, tx_bytes: bytes, signatures: list[bytes]) -> Outcome:
+        """Run a signed transaction; the outcome, which the caller commits. A failed
+        execution is an outcome with its error and its gas charged, not an exception.
+
+        Raises:
+            TxRejected: it cannot run (bad BCS or signature, executed already, a stale or
+                foreign input, a budget below the minimum); nothing changed.
+        """
         with self.ledger.lock:
             return self._execute(tx_bytes, signatures, simulate=False)
 
@@ -113,7 +120,11 @@ class Executor:
         """Run without a signature and without committing (SimulateTransaction). With
         `mock_gas` and no gas payment, a synthetic gas coin of `MOCK_GAS_BALANCE` owned by the
         sender pays (what Sui's simulator does: `allow_mock_gas_coin`); its storage is
-        charged like any object written, and an estimate subtracts it."""
+        charged like any object written, and an estimate subtracts it.
+
+        Raises:
+            TxRejected: it cannot run (as `execute`, signatures aside).
+        """
         with self.ledger.lock:
             return self._execute(tx_bytes, [], simulate=True, mock_gas=mock_gas)
 

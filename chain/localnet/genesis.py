@@ -65,7 +65,11 @@ def _derived_id(seed: str, name: str) -> str:
 
 def write_genesis(path: Path, config: GenesisConfig) -> tuple[Ledger, Deployment]:
     """Create the ledger at `path`: packages, System, Staking, Exchange, pools and funded
-    coins. `FileExistsError` if it already holds a devnet ledger."""
+    coins.
+
+    Raises:
+        FileExistsError: `path` already holds a devnet ledger (left as it is).
+    """
     ledger = Ledger(path)
     if ledger.meta("system_id") is not None:
         ledger.close()

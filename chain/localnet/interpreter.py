@@ -101,6 +101,12 @@ class Interpreter:
         self.published = published
 
     def run(self, tx: Tx, commands: list[Any], inputs: list[Any], gas_id: str) -> None:
+        """Run `commands` in order against `tx`, whose changes the caller commits or drops.
+
+        Raises:
+            ExecFailure: a command failed (its index in `command`), including a `MoveAbort`
+                of a called function, or a result without `drop` was left unused.
+        """
         results: list[list[Any]] = []
         moved: set[tuple[Any, ...]] = set()
 
@@ -324,6 +330,11 @@ class Interpreter:
         return [ObjRef(v.id) if isinstance(v, LiveObject) else v for v in out]
 
     def check_unused(self, tx: Tx) -> None:
+        """After the last command: every object the transaction touched has an owner.
+
+        Raises:
+            ExecFailure: UNUSED_VALUE_WITHOUT_DROP, a live object was left without one.
+        """
         for obj in tx.objs.values():
             if obj.state == "live" and obj.owner_kind is None and obj.df is None:
                 raise ExecFailure(

@@ -164,7 +164,19 @@ class Ledger:
         tx: tuple[str, bytes] | None = None,
         meta: dict[str, str] | None = None,
     ) -> int:
-        """Write objects, delete objects, record a transaction: all or nothing. Returns seq."""
+        """Write objects, delete objects, record a transaction: all or nothing.
+
+        Args:
+            written: objects stored as given (replacing the row of the same ID).
+            deleted: IDs of objects removed.
+            tx: (digest, serialized `ExecutedTransaction`) recorded as the next checkpoint,
+                after which `on_checkpoint` is called; None changes state without one (the
+                devnet's stake admin does).
+            meta: ledger metadata set in the same commit.
+
+        Returns:
+            The checkpoint of `tx` (without `tx`: the one the next transaction will get).
+        """
         with self.lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:

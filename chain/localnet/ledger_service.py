@@ -54,7 +54,11 @@ class LedgerService:
 
     async def get_epoch(self, request: pb.GetEpochRequest) -> pb.GetEpochResponse:
         """The current epoch (the stand-in's Sui epoch is the Walrus epoch; past epochs are not
-        kept: asking for one is NOT_FOUND), with the system state when the mask asks for it."""
+        kept: asking for one is NOT_FOUND), with the system state when the mask asks for it.
+
+        Raises:
+            GRPCError: NOT_FOUND for an epoch other than the current one.
+        """
         mask = masks.tree_for("GetEpoch", request.read_mask, pb.Epoch)
         gas_price = int(self.net.ledger.meta("reference_gas_price") or "1000")
         current = self.net.walrus_epoch()
@@ -83,6 +87,12 @@ class LedgerService:
         return object_proto(stored)
 
     async def get_object(self, request: pb.GetObjectRequest) -> pb.GetObjectResponse:
+        """The object, cut to the read mask.
+
+        Raises:
+            ValueError: no object ID.
+            GRPCError: NOT_FOUND when it does not exist or `version` is not its live one.
+        """
         mask = masks.tree_for("GetObject", request.read_mask, pb.Object)
         found = self._object(request.object_id, request.version)
         return pb.GetObjectResponse(object=masks.apply(found, mask))
@@ -92,7 +102,12 @@ class LedgerService:
     ) -> pb.BatchGetObjectsResponse:
         """One result per request, each an object or its error. The batch's `read_mask`
         applies to all (a request's own mask is ignored, as `ledger_service/get_object.rs`
-        does); too many requests refuse the whole batch."""
+        does); too many requests refuse the whole batch.
+
+        Raises:
+            ValueError: more than MAX_BATCH_REQUESTS requests, more than
+                MAX_UNVERSIONED_BATCH_REQUESTS without a version, or one without an ID.
+        """
         if len(request.requests) > MAX_BATCH_REQUESTS:
             raise ValueError(f"number of batch requests exceed limit of {MAX_BATCH_REQUESTS}")
         unversioned = sum(1 for item in request.requests if item.version is None)
@@ -119,6 +134,12 @@ class LedgerService:
         return pb.BatchGetObjectsResponse(objects=results)
 
     async def get_transaction(self, request: pb.GetTransactionRequest) -> pb.GetTransactionResponse:
+        """The executed transaction, cut to the read mask.
+
+        Raises:
+            ValueError: no digest.
+            GRPCError: NOT_FOUND for a digest the ledger does not hold.
+        """
         if not request.digest:
             raise ValueError("digest is required")
         mask = masks.tree_for("GetTransaction", request.read_mask, pb.ExecutedTransaction)
@@ -134,7 +155,11 @@ class LedgerService:
     async def get_checkpoint(self, request: pb.GetCheckpointRequest) -> pb.GetCheckpointResponse:
         """Checkpoint `seq` holds exactly the `seq`-th executed transaction (with its events);
         checkpoint 0 is genesis (empty); without a sequence number, the latest. Storage nodes
-        follow the chain through these."""
+        follow the chain through these.
+
+        Raises:
+            GRPCError: NOT_FOUND for a checkpoint past the tip.
+        """
         mask = masks.tree_for("GetCheckpoint", request.read_mask, pb.Checkpoint)
         seq = request.sequence_number
         if seq is None:
@@ -142,6 +167,11 @@ class LedgerService:
         return pb.GetCheckpointResponse(checkpoint=masks.apply(self.checkpoint(seq), mask))
 
     def checkpoint(self, seq: int) -> pb.Checkpoint:
+        """Checkpoint `seq` in full (not masked).
+
+        Raises:
+            GRPCError: NOT_FOUND for a checkpoint past the tip.
+        """
         if seq == 0:  # genesis: the state was written directly, no transactions
             return pb.Checkpoint(sequence_number=0, digest=self.net.chain_id(), transactions=[])
         found = self.net.ledger.transaction_at(seq)

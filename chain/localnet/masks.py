@@ -143,7 +143,11 @@ def _fields(cls: type[betterproto2.Message]) -> dict[str, type[betterproto2.Mess
 
 
 def validate(paths: list[str] | tuple[str, ...], cls: type[betterproto2.Message]) -> None:
-    """Refuse a mask naming a field `cls` does not have (as `FieldMaskUtil::validate`)."""
+    """Refuse a mask naming a field `cls` does not have (as `FieldMaskUtil::validate`).
+
+    Raises:
+        InvalidReadMask: a path names no field, or goes on past a scalar one.
+    """
     for path in paths:
         if path == WILDCARD:
             continue
@@ -159,7 +163,15 @@ def validate(paths: list[str] | tuple[str, ...], cls: type[betterproto2.Message]
 
 
 def tree_for(method: str, mask: Any | None, cls: type[betterproto2.Message]) -> MaskTree:
-    """The validated mask of a request (`mask` a google.protobuf.FieldMask or None)."""
+    """The validated mask of a request.
+
+    Args:
+        method: the RPC's name, whose documented default mask applies when `mask` is None.
+        mask: the request's google.protobuf.FieldMask, or None.
+
+    Raises:
+        InvalidReadMask: a path names no field of `cls`.
+    """
     paths = list(mask.paths) if mask is not None else list(DEFAULTS[method])
     validate(paths, cls)
     return MaskTree(paths)

@@ -64,7 +64,11 @@ class Localnet(ChainState):
 
     @classmethod
     def open(cls, path: Path) -> Localnet:
-        """Open an existing ledger (genesis done)."""
+        """Open an existing ledger (genesis done).
+
+        Raises:
+            FileNotFoundError: the ledger has no genesis (not a devnet ledger).
+        """
         ledger = Ledger(path)
         values = {
             k: ledger.meta(k)
@@ -112,7 +116,11 @@ class Localnet(ChainState):
         return epochs.next_epoch_ms(self)
 
     def advance_epoch(self, count: int = 1) -> int:
-        """Admin: start the next epoch now (`count` times). Returns the new epoch."""
+        """Admin: start the next epoch now (`count` times). Returns the new epoch.
+
+        Raises:
+            EpochChangeInProgress: the previous change still waits for nodes to attest.
+        """
         return epochs.advance_epoch(self, count)
 
     # -- devnet admin -----------------------------------------------------------------------
@@ -132,7 +140,12 @@ class Localnet(ChainState):
     # -- transactions -----------------------------------------------------------------------
 
     def execute(self, tx_bytes: bytes, signatures: list[bytes]) -> pb.ExecutedTransaction:
-        """Execute; `TxRejected` if invalid. A failed execution is a reply with an error."""
+        """Execute and commit, in a checkpoint of its own. A failed execution is a reply
+        with an error (and its gas charged).
+
+        Raises:
+            TxRejected: the transaction is invalid; nothing changed.
+        """
         with self.ledger.lock:
             self.tick()
             outcome = self.executor.execute(tx_bytes, signatures)
@@ -154,6 +167,13 @@ class Localnet(ChainState):
         payment gets every SUI coin of its gas owner that is not an input (`select_gas`); then
         it runs as it would execute. Without gas selection, a transaction without payment is
         run with the mock coin. The reply's transaction is the one simulated (resolved).
+
+        Args:
+            payment_given: how many gas coins the client's request named (those count
+                toward the estimated budget's loading cost).
+
+        Raises:
+            TxRejected: the transaction is invalid, or its budget is below the estimate.
         """
         with self.ledger.lock:
             self.tick()

@@ -199,6 +199,12 @@ class Packages:
         return found
 
     def function(self, package_id: str, module: str, name: str) -> pb.FunctionDescriptor:
+        """The signature of `package_id::module::name`.
+
+        Raises:
+            MetadataNotFound: no such package.
+            MetadataMissing: no such module or function in it.
+        """
         found = self._module(package_id, module).functions.get(name)
         if found is None:
             raise MetadataMissing(f"Function not found: {name}")
@@ -209,6 +215,12 @@ class Packages:
         return module in modules and name in modules[module].functions
 
     def datatype(self, package_id: str, module: str, name: str) -> pb.DatatypeDescriptor:
+        """The struct `package_id::module::name`.
+
+        Raises:
+            MetadataNotFound: no such package, module or datatype (a full node answers
+                NOT_FOUND for all three).
+        """
         try:
             found = self._module(package_id, module).datatypes.get(name)
         except MetadataMissing:
@@ -218,6 +230,11 @@ class Packages:
         return found
 
     def package(self, package_id: str) -> pb.Package:
+        """Every module of the package, with its datatypes and functions.
+
+        Raises:
+            MetadataNotFound: no such package.
+        """
         modules = self._package(package_id)
         return pb.Package(
             storage_id=package_id,

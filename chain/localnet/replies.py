@@ -21,7 +21,11 @@ def system_transaction(
     dep: Deployment, digest: str, epoch: int, events: list[tuple[str, bytes]], at_ms: int
 ) -> pb.ExecutedTransaction:
     """A devnet system transaction (epoch change, attestation, invalidation): success, no
-    objects, the Walrus package's `events` as given (name, BCS)."""
+    objects, the Walrus package's `events` as given (name, BCS).
+
+    Args:
+        at_ms: its timestamp, in ms since 1970.
+    """
     return pb.ExecutedTransaction(
         digest=digest,
         effects=pb.TransactionEffects(

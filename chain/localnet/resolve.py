@@ -80,7 +80,17 @@ class Resolver:
         return found
 
     def resolve(self, tx: pb.Transaction, reference_gas_price: int) -> bytes:
-        """The transaction as BCS `TransactionData`, every input resolved."""
+        """The transaction as BCS `TransactionData`, every input resolved (the rules are in
+        the module docstring).
+
+        Args:
+            reference_gas_price: the gas price when the client gave none.
+
+        Raises:
+            GRPCError: NOT_FOUND for a package or input object that does not exist,
+                INVALID_ARGUMENT for anything else the full node refuses (or the stand-in
+                does not run).
+        """
         sender = _address(tx.sender, "sender")
         kind = tx.kind
         if kind is None or kind.programmable_transaction is None:

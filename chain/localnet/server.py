@@ -20,8 +20,8 @@ from chain.localnet.services import SuiServices
 
 
 class _DualServer(grpclib.server.Server):
-    """grpclib's server whose connections are sniffed: native gRPC (HTTP/2) as before,
-    gRPC-web (HTTP/1.1) answered by the same handlers (`chain.localnet.grpcweb`)."""
+    """grpclib's server whose connections are sniffed: native gRPC (HTTP/2) goes to grpclib,
+    gRPC-web (HTTP/1.1) is answered by the same handlers (`chain.localnet.grpcweb`)."""
 
     def __init__(self, services: SuiServices) -> None:
         super().__init__([services])
@@ -45,7 +45,12 @@ class LocalnetServer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> int:
-        """Start serving; returns the port (an ephemeral one when `port` was 0)."""
+        """Start serving; returns the port (an ephemeral one when `port` was 0).
+
+        Raises:
+            OSError: the port cannot be bound (in use, say); whatever the serving thread met
+                while starting is raised here.
+        """
         started = threading.Event()
         failure: list[BaseException] = []
 

@@ -37,6 +37,11 @@ class StateService:
     async def list_owned_objects(
         self, request: pb.ListOwnedObjectsRequest
     ) -> pb.ListOwnedObjectsResponse:
+        """One page of the objects `owner` owns (of `object_type`, when given).
+
+        Raises:
+            ValueError: no owner, or a page token from another listing (INVALID_ARGUMENT).
+        """
         if not request.owner:
             raise ValueError("owner is required")
         owner = normalize_address(request.owner)
@@ -55,6 +60,11 @@ class StateService:
     async def list_dynamic_fields(
         self, request: pb.ListDynamicFieldsRequest
     ) -> pb.ListDynamicFieldsResponse:
+        """One page of the dynamic fields of `parent`.
+
+        Raises:
+            ValueError: no parent, or a page token from another listing (INVALID_ARGUMENT).
+        """
         if not request.parent:
             raise ValueError("parent is required")
         parent = normalize_address(request.parent)
@@ -82,6 +92,11 @@ class StateService:
         )
 
     async def list_balances(self, request: pb.ListBalancesRequest) -> pb.ListBalancesResponse:
+        """One page of the owner's coin balances, one per coin type, by type.
+
+        Raises:
+            ValueError: no owner, or a page token from another listing (INVALID_ARGUMENT).
+        """
         if not request.owner:
             raise ValueError("owner is required")
         balances = [

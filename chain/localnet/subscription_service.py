@@ -61,7 +61,11 @@ class SubscriptionService:
 
     async def subscribe_checkpoints(self, stream: Any) -> None:
         """Every checkpoint, in order and without gaps, from the tip at the time of the call
-        (the first frame), until the client goes away. Filters are not implemented."""
+        (the first frame), until the client goes away. Filters are not implemented.
+
+        Raises:
+            GRPCError: UNIMPLEMENTED for a filter, INVALID_ARGUMENT for a bad read mask.
+        """
         request: pb.SubscribeCheckpointsRequest = await stream.recv_message()
         if request.filter is not None:
             raise GRPCError(grpclib.const.Status.UNIMPLEMENTED, "checkpoint filters")

@@ -97,11 +97,20 @@ class Tx:
         return "0x" + raw.hex()
 
     def create(self, type_: str, value: Any, object_id: str | None = None) -> LiveObject:
+        """A new object with no owner yet (`check_unused` refuses one still without an
+        owner when the transaction ends).
+
+        Args:
+            object_id: the ID it takes (an unwrapped object keeps its own, a dynamic field
+                has its derived one); None derives a fresh one (`new_id`).
+        """
         obj = LiveObject(object_id or self.new_id(), type_, value, None, None, None, touched=True)
         self.objs[obj.id] = obj
         return obj
 
     def load(self, object_id: str) -> LiveObject | None:
+        """The object as this transaction sees it (loaded from the ledger once); None if
+        the ledger has no such object."""
         if object_id in self.objs:
             return self.objs[object_id]
         stored = self.ledger.get(object_id)

@@ -63,7 +63,11 @@ class Deployment:
         return mt.versioned_inner_id(self.staking_id, STAKING_VERSION)
 
     def decode(self, stored: StoredObject) -> Any:
-        """The Move value of a stored object, by its type."""
+        """The Move value of a stored object, by its type.
+
+        Raises:
+            ValueError: a type the stand-in does not model.
+        """
         raw = stored.contents
         types: dict[str, type[mt.MoveStruct]] = {
             self.t("blob", "Blob"): mt.Blob,

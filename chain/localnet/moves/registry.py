@@ -62,6 +62,13 @@ def pure(t: str) -> Param:
 
 
 def abort(tx: Tx, dep: Deployment, error: Abort, function: str, what: str) -> MoveAbort:
+    """The `MoveAbort` for `error` in `function` of its module's package (the caller raises
+    it).
+
+    Args:
+        function: the Move function the contract aborts in (as named in the abort location).
+        what: the reason, for the error's description only.
+    """
     module, code = error.module, error.code
     package = {
         "balance": SUI_FRAMEWORK,
@@ -72,6 +79,14 @@ def abort(tx: Tx, dep: Deployment, error: Abort, function: str, what: str) -> Mo
 
 
 def withdraw(tx: Tx, dep: Deployment, coin: LiveObject, amount: int, fn: str) -> None:
+    """Take `amount` out of `coin` (a payment to the contract).
+
+    Args:
+        fn: the paying function, named in the abort's description.
+
+    Raises:
+        MoveAbort: `balance::ENotEnough`, the coin holds less than `amount`.
+    """
     if coin.value.balance < amount:
         raise abort(
             tx,

@@ -19,6 +19,11 @@ from chain.localnet.txcontext import LiveObject, Tx
 
 
 def new_storage(tx: Tx, dep: Deployment, start: int, end: int, size: int) -> LiveObject:
+    """`create_storage`: a new Storage of `size` bytes for epochs [start, end).
+
+    Raises:
+        MoveAbort: `EInvalidEpochRange`, the range is empty.
+    """
     if not start < end:
         raise abort(tx, dep, E_INVALID_EPOCH_RANGE, "create_storage", "empty epoch range")
     obj = tx.create(dep.t("storage_resource", "Storage"), None)
@@ -29,7 +34,12 @@ def new_storage(tx: Tx, dep: Deployment, start: int, end: int, size: int) -> Liv
 def fuse_period_values(
     tx: Tx, dep: Deployment, first: mt.Storage, second: mt.Storage
 ) -> mt.Storage:
-    """`fuse_periods` on the values: adjacent periods of one size become one."""
+    """`fuse_periods` on the values: adjacent periods of one size become one.
+
+    Raises:
+        MoveAbort: `EIncompatibleAmount` (sizes differ) or `EIncompatibleEpochs` (the
+            periods do not meet).
+    """
     if first.storage_size != second.storage_size:
         raise abort(tx, dep, E_INCOMPATIBLE_AMOUNT, "fuse_periods", "sizes differ")
     if first.end_epoch == second.start_epoch:

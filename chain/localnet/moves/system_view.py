@@ -43,6 +43,15 @@ class SystemView:
         return self.state.committee.epoch
 
     def add_used_capacity(self, start: int, end: int, amount: int, check: bool) -> None:
+        """Book `amount` bytes of used capacity in the epochs [start, end).
+
+        Args:
+            start, end: epochs counted from the current one (0 is the current epoch).
+            check: abort when an epoch's use exceeds the total capacity.
+
+        Raises:
+            MoveAbort: `EStorageExceeded` (only with `check`).
+        """
         ring = self.state.future_accounting
         entries = list(ring.ring_buffer)
         used_now = self.state.used_capacity_size
@@ -61,6 +70,15 @@ class SystemView:
         )
 
     def pay_storage(self, size: int, start: int, end: int, payment: LiveObject) -> None:
+        """Pay for `size` bytes (priced in storage units) in each epoch of [start, end), out
+        of `payment`, booked as rewards of each epoch.
+
+        Args:
+            start, end: epochs counted from the current one (0 is the current epoch).
+
+        Raises:
+            MoveAbort: `balance::ENotEnough`, the coin cannot pay an epoch.
+        """
         due = self.state.storage_price_per_unit_size * storage_units(size)
         ring = self.state.future_accounting
         entries = list(ring.ring_buffer)
