@@ -16,6 +16,11 @@ _MAX_ULEB_BYTES = 5
 
 
 def uleb128(value: int) -> bytes:
+    """ULEB128 of `value`.
+
+    Raises:
+        ValueError: `value` is negative.
+    """
     if value < 0:
         raise ValueError("ULEB128 encodes non-negative integers only")
     out = bytearray()
@@ -45,7 +50,9 @@ def encode_str_map(mapping: Mapping[str, str]) -> bytes:
 
 
 class Reader:
-    """A cursor over a BCS buffer."""
+    """A cursor over a BCS buffer. Every read raises `MalformedBcs` when the buffer is too
+    short for it or the value is not canonical BCS (a ULEB128 with a trailing zero byte or
+    above u32, a string that is not UTF-8, a map with a duplicate key)."""
 
     __slots__ = ("_buf", "pos")
 
@@ -110,6 +117,10 @@ class Reader:
         return out
 
     def end(self) -> None:
-        """Assert the whole buffer was consumed: trailing bytes mean a framing error."""
+        """Assert the whole buffer was consumed: trailing bytes mean a framing error.
+
+        Raises:
+            MalformedBcs: bytes are left.
+        """
         if self.remaining:
             raise MalformedBcs(f"{self.remaining} unexpected trailing bytes after BCS value")

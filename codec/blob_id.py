@@ -24,7 +24,15 @@ def b64url_encode(raw: bytes) -> str:
 
 
 def b64url_decode(text: str, *, expect_len: int, what: str) -> bytes:
-    """Strict URL-safe base64 without padding: no `=`, no `+`/`/`, exact decoded length."""
+    """Strict URL-safe base64 without padding: no `=`, no `+`/`/`, exact decoded length.
+
+    Args:
+        expect_len: the decoded length in bytes.
+        what: what `text` is, for the error message ("blob ID", "quilt patch ID").
+
+    Raises:
+        MalformedBlobId: anything but the canonical encoding of `expect_len` bytes.
+    """
     if not isinstance(text, str) or not _B64URL.match(text):
         raise MalformedBlobId(f"{what} {text!r} is not URL-safe base64 without padding")
     if len(text) != -(-expect_len * 4 // 3):
@@ -62,13 +70,22 @@ class BlobId:
 
     @classmethod
     def from_u256(cls, value: int) -> BlobId:
+        """The blob ID of a Move u256 (its 32 bytes little-endian).
+
+        Raises:
+            MalformedBlobId: `value` is not a u256.
+        """
         if not 0 <= value < 1 << 256:
             raise MalformedBlobId(f"blob ID u256 out of range: {value}")
         return cls(value.to_bytes(DIGEST_LEN, "little"))
 
     @classmethod
     def derive(cls, root_hash: bytes, unencoded_length: int) -> BlobId:
-        """Move `blob::derive_blob_id`: BCS of `BlobIdDerivation{u8 type, u64 size, u256 root}`."""
+        """Move `blob::derive_blob_id`: BCS of `BlobIdDerivation{u8 type, u64 size, u256 root}`.
+
+        Raises:
+            MalformedBlobId: `root_hash` is not 32 bytes.
+        """
         if len(root_hash) != DIGEST_LEN:
             raise MalformedBlobId(f"root hash must be {DIGEST_LEN} bytes, got {len(root_hash)}")
         h = hashlib.blake2b(digest_size=DIGEST_LEN)

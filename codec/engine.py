@@ -50,6 +50,12 @@ def _raise(exc: ValueError, context: str) -> NoReturn:
 
 
 def encode(data: bytes, n_shards: int) -> EncodeResult:
+    """The engine's encoding of `data`: blob ID, root hash, metadata and every sliver pair.
+
+    Raises:
+        DataTooLarge: `data` exceeds the largest blob for `n_shards`.
+        InvalidParameters: an impossible shard count.
+    """
     try:
         return _fc.redstuff_encode(data, n_shards)
     except ValueError as exc:
@@ -60,6 +66,14 @@ def encode(data: bytes, n_shards: int) -> EncodeResult:
 
 
 def verify_metadata(metadata_with_id: bytes, n_shards: int) -> MetadataHandle:
+    """The engine's handle on `BlobMetadataWithId` BCS, checked to hash to its blob ID.
+
+    Raises:
+        MetadataMismatch: the hashes do not give the ID, their count is not `n_shards`, or
+            the length is too large for that many shards.
+        MalformedBcs: not `BlobMetadataWithId` BCS.
+        InvalidParameters: an impossible shard count.
+    """
     try:
         return _fc.redstuff_verify_metadata(metadata_with_id, n_shards)
     except ValueError as exc:
@@ -67,6 +81,16 @@ def verify_metadata(metadata_with_id: bytes, n_shards: int) -> MetadataHandle:
 
 
 def verify_sliver(sliver_bcs: bytes, handle: MetadataHandle, axis: AxisName, index: int) -> None:
+    """Check a `SliverData` against the metadata `handle` verified.
+
+    Args:
+        index: the sliver index, for the error's message and fields only.
+
+    Raises:
+        SliverVerificationError: the sliver's Merkle root is not the metadata's.
+        InvalidSliver: an index, length or symbol size that cannot belong to the blob.
+        MalformedBcs: not `SliverData` BCS.
+    """
     try:
         _fc.redstuff_verify_sliver(sliver_bcs, handle, axis)
     except ValueError as exc:
@@ -87,6 +111,13 @@ def verify_sliver(sliver_bcs: bytes, handle: MetadataHandle, axis: AxisName, ind
 
 
 def decode(slivers: Sequence[bytes], size: int, n_shards: int, axis: AxisName) -> bytes:
+    """The blob of `size` bytes decoded from `SliverData` of one axis (verified beforehand:
+    the engine does not check them against the metadata).
+
+    Raises:
+        NotEnoughSlivers: too few slivers to decode.
+        MalformedBcs, InvalidParameters: malformed slivers or an impossible shard count.
+    """
     try:
         return _fc.redstuff_decode(list(slivers), size, n_shards, axis)
     except ValueError as exc:

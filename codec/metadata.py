@@ -77,6 +77,11 @@ class BlobMetadata:
 
     @classmethod
     def from_bcs(cls, buf: bytes | memoryview) -> BlobMetadata:
+        """Parse inner `BlobMetadata` BCS (the PUT body); nothing is verified.
+
+        Raises:
+            MalformedBcs: not exactly one V1 RS2 `BlobMetadata`.
+        """
         reader = Reader(buf)
         meta = cls._read(reader)
         reader.end()
@@ -101,7 +106,11 @@ class BlobMetadata:
 
 
 def parse_metadata_with_id(buf: bytes | memoryview) -> tuple[BlobId, BlobMetadata]:
-    """Split a GET /metadata body into the blob ID it claims and the metadata."""
+    """Split a GET /metadata body into the blob ID it claims and the metadata (unverified).
+
+    Raises:
+        MalformedBcs: not exactly one `BlobMetadataWithId`.
+    """
     reader = Reader(buf)
     blob_id = BlobId(bytes(reader.take(DIGEST_LEN)))
     meta = BlobMetadata._read(reader)
@@ -164,6 +173,12 @@ def verify_metadata(
 
     Outer BCS (`BlobMetadataWithId`, as a node returns it) is recognised by its length and must
     carry `expected` itself. `n_shards` must come from the on-chain committee.
+
+    Raises:
+        MetadataMismatch: it names or hashes to another blob, or has another shard count.
+        MalformedBcs: the bytes are not metadata.
+        DataTooLarge: its length exceeds the largest blob for `n_shards`.
+        InvalidParameters: an impossible `n_shards`.
     """
     params = EncodingParams(n_shards)
     if not isinstance(metadata, BlobMetadata):

@@ -32,7 +32,12 @@ def max_n_faulty(n_shards: int) -> int:
 
 @dataclass(frozen=True)
 class EncodingParams:
-    """Everything derived from the shard count; one instance per committee size."""
+    """Everything derived from the shard count; one instance per committee size.
+
+    Constructing one raises `InvalidParameters` for fewer than 4 or more than 65535 shards.
+    Methods that take a blob size raise what `check_size` raises; those that take a pair,
+    sliver or shard index raise `InvalidParameters` when it is not below `n_shards`.
+    """
 
     n_shards: int
 
@@ -70,6 +75,12 @@ class EncodingParams:
         return self.source_symbols * MAX_SYMBOL_SIZE
 
     def check_size(self, size: int) -> None:
+        """A blob of `size` bytes can be encoded for this shard count.
+
+        Raises:
+            InvalidParameters: `size` is negative.
+            DataTooLarge: `size` exceeds `max_blob_size`.
+        """
         if size < 0:
             raise InvalidParameters(f"blob size must be non-negative, got {size}")
         if size > self.max_blob_size:

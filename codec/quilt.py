@@ -54,7 +54,11 @@ PATCH_ID_LEN = DIGEST_LEN + 5
 
 def validate_identifier(identifier: str) -> None:
     """walrus-core `validate_quilt_identifier`: non-empty, <= 65535 bytes, no trailing
-    whitespace, no control characters."""
+    whitespace, no control characters.
+
+    Raises:
+        QuiltError: `identifier` breaks one of these rules.
+    """
     if not isinstance(identifier, str) or not identifier:
         raise QuiltError("a quilt patch identifier must be a non-empty string")
     if len(identifier.encode("utf-8")) > MAX_IDENTIFIER_BYTES:
@@ -74,7 +78,11 @@ class QuiltItem:
     tags: Mapping[str, str] = field(default_factory=dict)
 
     def entry_prefix(self) -> bytes:
-        """BlobHeaderV1 + identifier section + tags section: everything before the data."""
+        """BlobHeaderV1 + identifier section + tags section: everything before the data.
+
+        Raises:
+            QuiltError: the tags exceed 65535 serialized bytes, or the entry 4 GiB.
+        """
         ident = encode_str(self.identifier)
         parts = [len(ident).to_bytes(2, "little"), ident]
         mask = 0
@@ -127,6 +135,11 @@ class QuiltPatchId:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> QuiltPatchId:
+        """Parse the 37 raw bytes: quilt blob ID, version, start and end column (u16 LE).
+
+        Raises:
+            QuiltError: another length or version, or an empty column range.
+        """
         if len(raw) != PATCH_ID_LEN:
             raise QuiltError(f"a quilt patch ID is {PATCH_ID_LEN} bytes, got {len(raw)}")
         if raw[DIGEST_LEN] != QUILT_VERSION_V1:
@@ -139,6 +152,12 @@ class QuiltPatchId:
 
     @classmethod
     def parse(cls, text: str) -> QuiltPatchId:
+        """Parse the display form (URL-safe base64, as `walrus` prints it).
+
+        Raises:
+            MalformedBlobId: not canonical base64 of 37 bytes.
+            QuiltError: the bytes are not a patch ID.
+        """
         return cls.from_bytes(
             b64url_decode(text.strip(), expect_len=PATCH_ID_LEN, what="quilt patch ID")
         )
@@ -158,6 +177,11 @@ class Quilt:
     params: EncodingParams
 
     def patch(self, identifier: str) -> QuiltPatch:
+        """The patch of `identifier`.
+
+        Raises:
+            KeyError: no patch has it.
+        """
         for p in self.patches:
             if p.identifier == identifier:
                 return p
@@ -177,6 +201,9 @@ def quilt_symbol_size(sizes: Sequence[int], params: EncodingParams) -> int:
     """walrus-core quilt `compute_symbol_size`: the smallest even symbol size that fits.
 
     `sizes[0]` is the index (with its 5-byte prefix), the rest are patch entries.
+
+    Raises:
+        QuiltError: more entries than columns, or a symbol size above MAX_SYMBOL_SIZE.
     """
     n_cols, n_rows = params.k_s, params.k_p
     if len(sizes) > n_cols:
@@ -210,7 +237,13 @@ def quilt_symbol_size(sizes: Sequence[int], params: EncodingParams) -> int:
 
 
 def build_quilt(items: Iterable[QuiltItem], n_shards: int) -> Quilt:
-    """Lay out `items` as a QuiltV1 blob; encode `Quilt.data` with `codec.encode` to store it."""
+    """Lay out `items` as a QuiltV1 blob; encode `Quilt.data` with `codec.encode` to store it.
+
+    Raises:
+        QuiltError: no items, an invalid or duplicate identifier, too many or too large
+            items for `n_shards`, or an index over 10 columns.
+        InvalidParameters: an impossible `n_shards`.
+    """
     params = EncodingParams(n_shards)
     ordered = sorted(items, key=lambda it: it.identifier)  # str order == UTF-8 byte order
     if not ordered:
@@ -273,7 +306,11 @@ def parse_index(column_bytes: bytes, column_len: int) -> tuple[list[QuiltPatch],
     """Parse the index from the start of the column stream.
 
     Returns the patches and how many columns the index occupies. `column_bytes` may hold just
-    the first column; if the index is longer, `QuiltError` says how many columns are needed.
+    the first column.
+
+    Raises:
+        QuiltError: not a QuiltV1 index, a corrupt one, or one longer than `column_bytes`
+            (the message says how many columns it spans).
     """
     reader = Reader(column_bytes)
     try:
@@ -304,7 +341,13 @@ def parse_index(column_bytes: bytes, column_len: int) -> tuple[list[QuiltPatch],
 
 
 def read_index(slivers: Iterable[Sliver], meta: VerifiedMetadata) -> list[QuiltPatch]:
-    """The patches of a quilt, from its first secondary slivers (columns 0..)."""
+    """The patches of a quilt, from its first secondary slivers (columns 0..).
+
+    Raises:
+        NotEnoughSlivers: a column of the index is missing from `slivers`.
+        SliverVerificationError: a sliver does not match the metadata.
+        QuiltError: the blob holds no valid quilt index.
+    """
     pool = list(slivers)
     column_len = meta.params.k_p * meta.symbol_size
     first = _columns(pool, meta, range(1))
@@ -322,7 +365,11 @@ class PatchContent:
 
 
 def parse_patch(stream: bytes | memoryview) -> PatchContent:
-    """Parse one patch's column stream (its secondary slivers concatenated)."""
+    """Parse one patch's column stream (its secondary slivers concatenated).
+
+    Raises:
+        QuiltError: the stream is not one well-formed patch.
+    """
     reader = Reader(stream)
     try:
         version = reader.u8()
@@ -351,7 +398,14 @@ def parse_patch(stream: bytes | memoryview) -> PatchContent:
 def read_patch(
     slivers: Iterable[Sliver], meta: VerifiedMetadata, patch: QuiltPatch | QuiltPatchId
 ) -> PatchContent:
-    """One file of a quilt from just the secondary slivers of its columns, each verified."""
+    """One file of a quilt from just the secondary slivers of its columns, each verified.
+
+    Raises:
+        QuiltError: a patch ID of another quilt, columns outside this one, or a corrupt
+            patch.
+        NotEnoughSlivers: a column of the patch is missing from `slivers`.
+        SliverVerificationError: a sliver does not match the metadata.
+    """
     if isinstance(patch, QuiltPatchId) and patch.quilt_id != meta.blob_id:
         raise QuiltError(f"patch ID belongs to quilt {patch.quilt_id}, not {meta.blob_id}")
     return parse_patch(_columns(slivers, meta, range(patch.start, patch.end)))
@@ -362,7 +416,12 @@ def patch_from_blob(
 ) -> PatchContent:
     """One file of a quilt cut out of the whole quilt blob: the fallback when the secondary
     slivers of its columns cannot be fetched (the blob then comes from any k_p primary
-    slivers). The blob is the k_p x k_s symbol matrix in row order; a patch is columns."""
+    slivers). The blob is the k_p x k_s symbol matrix in row order; a patch is columns.
+
+    Raises:
+        QuiltError: a patch ID of another quilt, a blob of another length than `meta`'s,
+            columns outside the quilt, or a corrupt patch.
+    """
     if isinstance(patch, QuiltPatchId) and patch.quilt_id != meta.blob_id:
         raise QuiltError(f"patch ID belongs to quilt {patch.quilt_id}, not {meta.blob_id}")
     return parse_patch(_blob_columns(blob, meta, range(patch.start, patch.end)))
@@ -370,7 +429,11 @@ def patch_from_blob(
 
 def index_from_blob(blob: bytes, meta: VerifiedMetadata) -> list[QuiltPatch]:
     """The patches of a quilt read whole (listing every file of a quilt, as `fsck --rebuild`
-    does, costs one blob read instead of a sliver request per column)."""
+    does, costs one blob read instead of a sliver request per column).
+
+    Raises:
+        QuiltError: a blob of another length than `meta`'s, or no valid quilt index.
+    """
     column_len = meta.params.k_p * meta.symbol_size
     first = _blob_columns(blob, meta, range(1))
     total = INDEX_PREFIX_LEN + int.from_bytes(first[1:5], "little")

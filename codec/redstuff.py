@@ -110,6 +110,10 @@ def encode(data: bytes | bytearray | memoryview, n_shards: int) -> EncodedBlob:
 
     The engine call peaks at about 5.5x the blob (4.5x expansion plus the input); the result
     keeps the ~4.5x of slivers until the `EncodedBlob` is dropped.
+
+    Raises:
+        InvalidParameters: `n_shards` is below 4 or above 65535.
+        DataTooLarge: `data` exceeds the largest blob for `n_shards`.
     """
     params = EncodingParams(n_shards)
     params.check_size(len(data))
@@ -144,9 +148,11 @@ def blob_id_of(data: bytes | bytearray | memoryview, n_shards: int) -> BlobId:
 def verify_sliver(sliver: Sliver, meta: VerifiedMetadata) -> VerifiedSliver:
     """Prove `sliver` belongs to the blob `meta` describes.
 
-    Raises `InvalidSliver` for a sliver of the wrong axis, length, symbol size or index (the
-    caller passed the wrong thing) and its subclass `SliverVerificationError` when the shape is
-    right but the content is not (whoever served it is faulty).
+    Raises:
+        InvalidSliver: wrong axis, length, symbol size or index (the caller passed the wrong
+            thing).
+        SliverVerificationError: its subclass, when the shape is right but the content is
+            not (whoever served it is faulty).
     """
     if isinstance(sliver, VerifiedSliver) and sliver.blob_id_raw == meta.blob_id.raw:
         return sliver
@@ -223,12 +229,22 @@ def decode(
 ) -> bytes:
     """Rebuild the blob from k_p primary (or k_s secondary) slivers, every one verified.
 
-    A sliver that fails verification raises `SliverVerificationError` naming it, or, with
-    `on_bad`, is reported there and skipped so the remaining slivers can still suffice. Slivers
-    already verified (`VerifiedSliver`) are not checked again. When the systematic slivers are
-    all present the blob is assembled without running the decoder. After a real decode, the
-    systematic rows not received are re-hashed against the metadata (Walrus' default
-    consistency check), so an inconsistently encoded blob raises `InconsistentEncoding`.
+    Slivers already verified (`VerifiedSliver`) are not checked again. When the systematic
+    slivers are all present the blob is assembled without running the decoder. After a real
+    decode, the systematic rows not received are re-hashed against the metadata (Walrus'
+    default consistency check).
+
+    Args:
+        slivers: any number of slivers of `axis`; verification stops once enough are good.
+        on_bad: told of each sliver that fails verification, which is then skipped so the
+            remaining slivers can still suffice; None: such a sliver is raised.
+
+    Raises:
+        SliverVerificationError: a sliver does not match the metadata (without `on_bad`).
+        InvalidSliver: a sliver of the other axis, or of the wrong shape.
+        NotEnoughSlivers: fewer than k_p (k_s) distinct good slivers.
+        InconsistentEncoding: the writer encoded the blob inconsistently; no other slivers
+            can help.
     """
     axis = Axis(axis)
     params = meta.params
@@ -298,6 +314,11 @@ def join_slivers(
 
     Rows `< k_p` concatenated are a byte range of the blob; columns concatenated are a quilt
     patch's stream. Slivers of other indices or the other axis are ignored.
+
+    Raises:
+        SliverVerificationError: a sliver does not match the metadata.
+        InvalidSliver: a sliver of the wrong shape.
+        NotEnoughSlivers: some of `indices` are missing (named in `missing`).
     """
     wanted = set(indices)
     got = _collect_verified(
@@ -317,7 +338,12 @@ def join_slivers(
 
 
 def rows_for_range(size: int, offset: int, length: int, params: EncodingParams) -> range:
-    """The systematic primary slivers (rows) that hold blob bytes [offset, offset+length)."""
+    """The systematic primary slivers (rows) that hold blob bytes [offset, offset+length);
+    empty when the range starts at or past the blob's end.
+
+    Raises:
+        InvalidParameters: a negative offset or length.
+    """
     if offset < 0 or length < 0:
         raise InvalidParameters(f"invalid byte range: offset {offset}, length {length}")
     end = min(offset + length, size)
@@ -332,8 +358,13 @@ def read_range(
 ) -> bytes:
     """Blob bytes [offset, offset+length) from just the primary slivers that hold them.
 
-    Each sliver is verified; a missing row raises `NotEnoughSlivers`. Reads past the end of the
-    blob are truncated, as a file read would be.
+    Each sliver is verified. Reads past the end of the blob are truncated, as a file read
+    would be.
+
+    Raises:
+        NotEnoughSlivers: a row holding part of the range is missing.
+        SliverVerificationError: a row does not match the metadata.
+        InvalidParameters: a negative offset or length.
     """
     params = meta.params
     size = meta.unencoded_length

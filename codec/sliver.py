@@ -32,7 +32,11 @@ class Axis(StrEnum):
 
 
 class Sliver:
-    """A sliver as BCS `SliverData` plus the axis it was stored or fetched under."""
+    """A sliver as BCS `SliverData` plus the axis it was stored or fetched under.
+
+    Constructing one from bytes raises `MalformedBcs` when they are not one `SliverData` of
+    whole symbols.
+    """
 
     __slots__ = ("_data_start", "axis", "bcs", "index", "symbol_size")
 
@@ -56,6 +60,12 @@ class Sliver:
     def build(
         cls, axis: Axis | str, index: int, symbol_size: int, data: bytes | memoryview
     ) -> Sliver:
+        """The sliver `index` of `axis` holding `data`, as `SliverData` BCS.
+
+        Raises:
+            MalformedBcs: `index` or `symbol_size` does not fit a u16 (or the symbol size is
+                0), or `data` is not a whole number of symbols.
+        """
         if not 0 <= index <= 0xFFFF or not 0 < symbol_size <= 0xFFFF:
             raise MalformedBcs(f"sliver index {index} / symbol size {symbol_size} out of u16")
         body = b"".join(
