@@ -85,7 +85,7 @@ def _same_id(a: str, b: str) -> bool:
 
 class NodeApi:
     """The routes of a Walrus storage node, answered from one identity's disk and chain
-    view."""
+    view. Each handler refuses with the `ApiError` the module docstring's table names."""
 
     def __init__(self, parts: NodeParts, follower: ChainFollower) -> None:
         self.parts = parts
@@ -384,7 +384,12 @@ class NodeApi:
     async def handle(self, req: Request) -> Response:
         """Answer one request (walrusfs/devnet/server.py calls it): test switches, routing, a
         chain outage as 503. Refusals (`ApiError`) and bugs (500) become responses in the
-        server, for every handler alike."""
+        server, for every handler alike.
+
+        Raises:
+            ApiError: the handler's refusal, a route that does not exist, or UNAVAILABLE
+                (503) when the `refuse` switch is on or the chain cannot be read.
+        """
         faults = self.parts.faults.get()
         try:
             if faults.delay_ms:

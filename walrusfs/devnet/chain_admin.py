@@ -72,9 +72,20 @@ def advance_epoch(spec: DevnetSpec, count: int) -> int:
 
 
 def invalidate_blob(spec: DevnetSpec, blob_id_raw: bytes) -> None:
+    """Mark the blob ID (32 raw bytes) invalid on the chain.
+
+    Raises:
+        ServiceError: refused (the ID is invalid already), or the chain did not answer.
+    """
     chain_call(spec, INVALIDATE_BLOB_PATH, pb.Bcs(value=blob_id_raw), pb.Bcs)
 
 
 def set_stake(spec: DevnetSpec, index: int, frost: int) -> None:
+    """Set the stake of node `index`, in FROST, for the next epoch's committee.
+
+    Raises:
+        OverflowError: `frost` is not a u64.
+        ServiceError: refused (no such node), or the chain did not answer.
+    """
     request = pb.Bcs(name=f"node-{index}", value=frost.to_bytes(8, "little"))
     chain_call(spec, SET_STAKE_PATH, request, pb.Bcs)

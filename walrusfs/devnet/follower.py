@@ -4,7 +4,7 @@ Registration is known from the Walrus package's events (`BlobRegistered`, `BlobC
 `BlobDeleted`, `InvalidBlobID`, `EpochChangeStart`, `EpochChangeDone`), read checkpoint by
 checkpoint into the node's index, and from the System object's epoch. The node waits on the
 chain's checkpoint stream (`SubscribeCheckpoints`) and catches up at every frame; it does not
-poll (four nodes polling four times a second kept half of a 2-core machine busy doing
+poll (four nodes polling four times a second would keep half of a 2-core machine busy doing
 nothing). An upload for a blob the index does not know makes the node catch up with the chain
 first (one catch-up at a time, shared by all waiting requests), so a client that has just
 registered is never refused because the node lagged. When a blob's last registration is
@@ -59,7 +59,12 @@ class ChainFollower:
 
     async def refresh_committee(self, info: SystemInfo) -> None:
         """Epoch, shard count and this node's shards, from System (`info`) and Staking (this
-        epoch's and the previous epoch's assignment, and whether shards are moving)."""
+        epoch's and the previous epoch's assignment, and whether shards are moving). Starts
+        the shard sync of a change this node has not attested yet.
+
+        Raises:
+            ChainUnavailable, ChainError: the committee could not be read.
+        """
         parts, view = self.parts, self.parts.view
         committees = await parts.chain.committees()
         if committees.epoch != info.epoch:  # read across an epoch change: the newer one
@@ -122,7 +127,11 @@ class ChainFollower:
     async def current_epoch(self) -> int:
         """The epoch to sign for. While the checkpoint stream is up a new epoch arrives as an
         event (and catching up to a blob's registration applies every event before it);
-        without the stream, re-read from the chain if the last look is over a second old."""
+        without the stream, re-read from the chain if the last look is over a second old.
+
+        Raises:
+            ChainUnavailable, ChainError: that re-read failed.
+        """
         if not self.following and time.monotonic() - self._epoch_checked > 1.0:
             await self._check_epoch()
         return self.parts.view.epoch
@@ -229,7 +238,11 @@ class ChainFollower:
             log.info("removed blob %s: deleted or expired", blob)
 
     async def registrations(self, blob: BlobId) -> list[Registration]:
-        """Valid registrations; an unknown blob triggers one catch-up with the chain."""
+        """Valid registrations; an unknown blob triggers one catch-up with the chain.
+
+        Raises:
+            ChainUnavailable, ChainError: that catch-up failed.
+        """
         regs = self._regs.get(blob.raw)
         if regs is not None:
             return regs

@@ -119,7 +119,13 @@ class Request:
     _body: bytes | None = field(default=None, repr=False)
 
     async def body(self, limit: int) -> bytes:
-        """The whole body, refused with SIZE_EXCEEDED as soon as it is known to pass `limit`."""
+        """The whole body, refused as soon as it is known to pass `limit` bytes (read once;
+        later calls return it again).
+
+        Raises:
+            ApiError: SIZE_EXCEEDED past `limit` (what the client still sends is drained
+                first, up to DRAIN_LIMIT); INVALID_ARGUMENT when the client goes away.
+        """
         if self._body is not None:
             return self._body
         if self.content_length is not None and self.content_length > limit:
@@ -178,6 +184,12 @@ class Router:
         self._routes.append((method, re.compile(f"^{regex}$"), handler))
 
     def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+        """The handler of `method` on `path`, and the path's {name} segments.
+
+        Raises:
+            ApiError: NOT_FOUND for a path no route has, INVALID_ARGUMENT
+                (METHOD_NOT_ALLOWED) for a path whose routes take another method.
+        """
         allowed = False
         for route_method, regex, handler in self._routes:
             found = regex.match(path)

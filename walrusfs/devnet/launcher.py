@@ -26,7 +26,8 @@ from walrusfs.errors import ServiceError, UsageError
 
 
 class Devnet:
-    """One devnet under `<data_dir>/devnet`."""
+    """One devnet under `<data_dir>/devnet`. The methods that read its `devnet.json` (`spec`
+    and the node and chain commands) raise `ServiceError` when there is no devnet there."""
 
     def __init__(self, data_dir: Path) -> None:
         self.layout = DevnetLayout(data_dir)
@@ -72,7 +73,11 @@ class Devnet:
         processes: int | None = None,
         stakes: list[int] | None = None,
     ) -> DevnetSpec:
-        """Create the devnet (`walrusfs.devnet.genesis.genesis` explains the arguments)."""
+        """Create the devnet (`walrusfs.devnet.genesis.genesis` explains the arguments).
+
+        Raises:
+            UsageError: counts, stakes or the epoch duration out of range.
+        """
         return genesis(
             self.layout, n_nodes, n_shards, epoch_duration_ms, processes=processes, stakes=stakes
         )
@@ -86,7 +91,16 @@ class Devnet:
         stakes: list[int] | None = None,
     ) -> DevnetSpec:
         """Genesis on first use (`genesis` explains `processes` and `stakes`), then start
-        whatever is not running and wait until it answers."""
+        whatever is not running and wait until it answers. The arguments matter only at
+        genesis: an existing devnet keeps its own.
+
+        Args:
+            epoch_duration_ms: the length of an epoch by the clock, in ms.
+
+        Raises:
+            UsageError: genesis arguments out of range.
+            ServiceError: a port is taken, or a service exited or did not answer in time.
+        """
         spec = (
             self.spec()
             if self.exists
@@ -103,6 +117,7 @@ class Devnet:
         return spec
 
     def down(self) -> list[str]:
+        """Stop every running service; the names of those stopped (none without a devnet)."""
         if not self.exists:
             return []
         spec = self.spec()
@@ -120,11 +135,28 @@ class Devnet:
             shutil.rmtree(self.root)
 
     def node_stop(self, index: int, kill: bool = False) -> bool:
+        """Stop the process serving node `index` (with its whole group); False if it was not
+        running.
+
+        Args:
+            kill: SIGKILL at once instead of SIGTERM (SIGKILL follows after 10 s anyway).
+
+        Raises:
+            UsageError: the devnet has no node `index`.
+        """
         spec = self.spec()
         self._check_index(spec, index)
         return self.processes.stop(f"node-{index}", kill=kill)
 
     def node_start(self, index: int) -> int:
+        """Start the process serving node `index` unless it runs, and wait until the node
+        answers; its pid.
+
+        Raises:
+            UsageError: the devnet has no node `index`.
+            ServiceError: the chain is not running, the node's port is taken, or the node
+                exited or did not answer in time.
+        """
         spec = self.spec()
         self._check_index(spec, index)
         if self.pid("sui") is None:
@@ -138,25 +170,42 @@ class Devnet:
         return pid
 
     def set_faults(self, index: int, **faults: Any) -> dict[str, Any]:
-        """Merge `faults` into the node's switches; no arguments clears them (heal)."""
+        """Merge `faults` into the node's switches; no arguments clears them (heal).
+
+        Raises:
+            UsageError: the devnet has no node `index`.
+        """
         spec = self.spec()
         self._check_index(spec, index)
         return write_faults(self.node_dir(index), faults)
 
     def advance_epoch(self, count: int = 1) -> int:
-        """Start the next epoch now, `count` times. Refused (ServiceError) while the previous
-        epoch change is still moving shards, as on Walrus."""
+        """Start the next epoch now, `count` times; the epoch reached.
+
+        Raises:
+            ServiceError: refused while the previous epoch change is still moving shards, as
+                on Walrus (epochs started before that stay started).
+        """
         return chain_admin.advance_epoch(self.spec(), count)
 
     def invalidate_blob(self, blob_id_raw: bytes) -> None:
         """Mark a blob ID invalid on the chain (an `InvalidBlobID` event, as after an
-        invalidity certificate); nodes then report its status as invalid."""
+        invalidity certificate); nodes then report its status as invalid.
+
+        Raises:
+            ServiceError: refused (invalid already), or the chain did not answer.
+        """
         chain_admin.invalidate_blob(self.spec(), blob_id_raw)
 
     def set_stake(self, index: int, frost: int) -> None:
         """The WAL (FROST) staked with node `index`; the next epoch's committee is apportioned
         from the stakes (`committee::transition`: shards move only as far as the new counts
-        need). 0 takes the node out of the committee."""
+        need). 0 takes the node out of the committee.
+
+        Raises:
+            UsageError: the devnet has no node `index`.
+            ServiceError: the chain refused or did not answer.
+        """
         spec = self.spec()
         self._check_index(spec, index)
         chain_admin.set_stake(spec, index, frost)

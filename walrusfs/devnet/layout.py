@@ -43,9 +43,15 @@ class DevnetSpec:
     processes: list[list[int]] = field(default_factory=list)
 
     def groups(self) -> list[list[int]]:
+        """The node indices of each storage-node process, in order."""
         return self.processes or [[i] for i in range(self.n_nodes)]
 
     def group_of(self, index: int) -> list[int]:
+        """The group of node `index`.
+
+        Raises:
+            StopIteration: no group holds `index` (not a node of this devnet).
+        """
         return next(g for g in self.groups() if index in g)
 
     def profile(self) -> NetworkProfile:
@@ -86,6 +92,11 @@ class DevnetLayout:
         return DevnetSpec(**json.loads(self.spec_path.read_text(encoding="utf-8")))
 
     def wallet(self) -> Wallet:
+        """The devnet's funded wallet.
+
+        Raises:
+            chain.errors.WalletNotFound, MalformedKeystore: it is missing or unreadable.
+        """
         return Wallet.load(self.wallet_dir / "client.yaml")
 
     def pid_file(self, service: str) -> Path:
@@ -94,7 +105,11 @@ class DevnetLayout:
         return self.node_dir(node_index(service)) / "pid"
 
     def group(self, service: str) -> list[int]:
-        """The nodes served by the process that serves `service` (a node-<i>)."""
+        """The nodes served by the process that serves `service` (a node-<i>).
+
+        Raises:
+            ServiceError: there is no devnet here.
+        """
         return self.spec().group_of(node_index(service))
 
     def log_path(self, service: str) -> Path:
@@ -103,6 +118,7 @@ class DevnetLayout:
         return self.pid_file(service).with_name("sui.log" if service == "sui" else "node.log")
 
     def log_tail(self, service: str, lines: int = 15) -> str:
+        """The last `lines` lines of the service's log ("" while there is none)."""
         try:
             text = self.log_path(service).read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:

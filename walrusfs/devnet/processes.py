@@ -177,7 +177,12 @@ class Processes:
 
     def stop(self, service: str, kill: bool = False, timeout: float = 10.0) -> bool:
         """Stop the process serving `service` (for a node: its whole group); False if it was
-        not running."""
+        not running.
+
+        Args:
+            kill: SIGKILL at once instead of SIGTERM.
+            timeout: seconds to wait after SIGTERM before SIGKILL.
+        """
         names = [service]
         if service != "sui":
             names = [f"node-{i}" for i in self.layout.group(service)]

@@ -187,7 +187,11 @@ class _Body:
 async def serve(
     handler: Handler, host: str, port: int, *, task_status: Any = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Serve `handler` on host:port until cancelled; started with the port (0: any free one)."""
+    """Serve `handler` on host:port until cancelled; started with the port (0: any free one).
+
+    Raises:
+        OSError: the port cannot be bound.
+    """
     listeners = await trio.open_tcp_listeners(port, host=host)
     task_status.started(listeners[0].socket.getsockname()[1])
     await trio.serve_listeners(functools.partial(_connection, handler), listeners)

@@ -146,7 +146,16 @@ class SharedChain:
 
     async def epoch_sync_done(self, node_id: str, epoch: int, signature: bytes) -> None:
         """Attest, for node `node_id`, that it holds every shard of `epoch` (the devnet's
-        admin stand-in for `staking::epoch_sync_done`; `chain/localnet/node.py`)."""
+        admin stand-in for `staking::epoch_sync_done`; `chain/localnet/node.py`).
+
+        Args:
+            signature: the node's BLS signature of `sync_done_message(node_id, epoch)`.
+
+        Raises:
+            ChainError: the chain refused (another epoch, not a member, attested already,
+                a bad signature).
+            ChainUnavailable: the chain could not be reached.
+        """
         host, _, port = self.chain.profile.grpc_url.rpartition(":")
 
         async def call() -> None:

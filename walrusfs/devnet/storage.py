@@ -14,17 +14,17 @@ A record is the file's whole content:
     4       checksum  CRC-32 (zlib's, little-endian) of the payload
     rest    payload
 
-(`WSN1` records, the format before CRC-32 (CHANGELOG.md), carry a 32-byte BLAKE2b-256
-instead and are still read. The checksum detects bit rot and torn writes, as RocksDB's block
-CRCs do for real nodes; it is not a defence against someone who can write the node's disk.
-BLAKE2b cost 0.16 ms per 200 KB sliver on each PUT and GET, CRC-32 0.03 ms.)
+(`WSN1` records, which older devnets wrote, carry a 32-byte BLAKE2b-256 instead and are read
+too. The checksum detects bit rot and torn writes, as RocksDB's block CRCs do for real nodes;
+it is not a defence against someone who can write the node's disk. CRC-32 is enough for that
+and cheaper: BLAKE2b costs 0.16 ms per 200 KB sliver on each PUT and GET, CRC-32 0.03 ms.)
 
 Writes go to a temporary file in the same directory and are renamed over the target: after a
 kill -9 a file is the old record or the new one, never a torn one, and temporary leftovers are
-removed at start. They are not fsynced one by one (two fsyncs per sliver were most of a node's
-time: a 64 MiB blob at 1000 shards is 2000 slivers). Instead `sync_blob` flushes the node's
-filesystem once (syncfs) before the node signs a blob's confirmation, as a database's group
-commit does: what a node has confirmed survives a power cut; a record torn by one that came
+removed at start. They are not fsynced one by one (two fsyncs per sliver would be most of a
+node's time: a 64 MiB blob at 1000 shards is 2000 slivers). Instead `sync_blob` flushes the
+node's filesystem once (syncfs) before the node signs a blob's confirmation, as a database's
+group commit does: what a node has confirmed survives a power cut; a record torn by one that came
 before its confirmation fails its checksum and counts as absent, which the client's upload
 (not yet certified) repairs. A record whose checksum fails (bit rot, a truncated
 copy) is treated as absent and removed, so the node never serves bytes it did not verify when
@@ -230,6 +230,11 @@ class NodeStore:
         self._write(self._dir(blob_id) / "metadata", metadata_bcs)
 
     def get_metadata(self, blob_id: BlobId) -> bytes | None:
+        """The stored metadata (inner BCS), None if there is none.
+
+        Raises:
+            CorruptRecord: the file failed its checksum (it is removed).
+        """
         return self._read(self._dir(blob_id) / "metadata")
 
     def has_metadata(self, blob_id: BlobId) -> bool:
@@ -239,6 +244,11 @@ class NodeStore:
         self._write(self._dir(blob_id) / self._sliver_name(pair, axis), sliver_bcs)
 
     def get_sliver(self, blob_id: BlobId, pair: int, axis: Axis) -> bytes | None:
+        """The stored `SliverData` of pair `pair`, None if there is none.
+
+        Raises:
+            CorruptRecord: the file failed its checksum (it is removed).
+        """
         return self._read(self._dir(blob_id) / self._sliver_name(pair, axis))
 
     def has_sliver(self, blob_id: BlobId, pair: int, axis: Axis) -> bool:
@@ -314,6 +324,7 @@ class NodeStore:
             self._db.execute("COMMIT")
 
     def meta(self, key: str, default: int = 0) -> int:
+        """The index's value of `key` (`cursor`, `epoch`, `attested`), or `default`."""
         with self._lock:
             row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return default if row is None else int(row[0])
@@ -328,8 +339,13 @@ class NodeStore:
     ) -> None:
         """Apply one checkpoint's events and advance the cursor, atomically.
 
-        `certified` rows are (object_id, end_epoch, epoch, event_tx, event_ix); an extension
-        is a certification that only raises end_epoch."""
+        Args:
+            cursor: the checkpoint whose events these are.
+            certified: (object_id, end_epoch, epoch, event_tx, event_ix) rows; an extension
+                is a certification that only raises end_epoch.
+            deleted: object IDs of deleted Blobs.
+            invalid: (blob_id, event_tx, event_ix) of InvalidBlobID events.
+        """
         with self._tx() as db:
             for r in registered:
                 db.execute(
