@@ -145,6 +145,12 @@ class WalrusStore:
     # -- write ------------------------------------------------------------------------------
 
     async def estimate(self, size: int, epochs: int) -> CostEstimate:
+        """What storing `size` bytes for `epochs` epochs costs now (`WalrusChain.estimate`).
+
+        Raises:
+            ValueError: `epochs` is not within 1..`max_epochs_ahead`.
+            codec.DataTooLarge: `size` exceeds the largest blob of the network.
+        """
         return await self.chain.estimate(size, epochs)
 
     async def store(
@@ -175,6 +181,8 @@ class WalrusStore:
             NotEnoughConfirmations: fewer than quorum shards confirmed (the registration is
                 kept in `unfinished` for the retry).
             chain.errors.InsufficientWal, InsufficientGas: before anything was uploaded.
+            codec.DataTooLarge: `data` exceeds the largest blob of the network.
+            ValueError: `epochs` is not within 1..`max_epochs_ahead`.
         """
         opts = StoreOptions(deletable, attributes, progress, reuse, registered, resume)
         return await self._writer.store(data, epochs, opts)
@@ -191,7 +199,13 @@ class WalrusStore:
         registered: Registered | None = None,
         resume: str | None = None,
     ) -> QuiltResult:
-        """`items` as one quilt blob, stored as `store` does; with each item's patch ID."""
+        """`items` as one quilt blob, stored as `store` does (and raising what it raises);
+        with each item's patch ID.
+
+        Raises:
+            codec.QuiltError: the items do not make a quilt (duplicate or invalid
+                identifiers, too many or too large for one); nothing was paid.
+        """
         opts = StoreOptions(deletable, attributes, progress, reuse, registered, resume)
         return await self._writer.store_quilt(items, epochs, opts)
 
@@ -235,6 +249,7 @@ class WalrusStore:
             BlobUnavailable: not enough nodes answered with verifiable data within
                 `read_timeout` seconds.
             BlobNotFound: no node knows the blob.
+            ValueError: a negative offset or length.
         """
         return await self._reader.read(
             blob_id, offset, length, use_cache=use_cache, authenticated=authenticated
@@ -249,7 +264,13 @@ class WalrusStore:
         self, patch_id: codec.QuiltPatchId, *, use_cache: bool = True
     ) -> codec.PatchContent:
         """One file of a quilt, from the columns of its patch only (or, when some are missing
-        or slow, from the whole quilt). Raises as `read`."""
+        or slow, from the whole quilt).
+
+        Raises:
+            BlobUnavailable, BlobNotFound: as `read`.
+            codec.QuiltError: the patch ID names columns outside the quilt, or the patch
+                read is not one.
+        """
         return await self._reader.read_patch(patch_id, use_cache=use_cache)
 
     # -- chain-side management --------------------------------------------------------------
@@ -258,7 +279,12 @@ class WalrusStore:
         return await self.chain.blobs(valid_only=True)
 
     async def delete(self, object_id: str) -> None:
-        """Delete the Blob object and forget its blob's metadata, bytes and slivers."""
+        """Delete the Blob object and forget its blob's metadata, bytes and slivers.
+
+        Raises:
+            chain.errors.ObjectNotFound: the wallet has no such Blob.
+            chain.errors.MoveAbortError: the blob is permanent, or has expired.
+        """
         blob = await self.chain.blob(object_id)
         await self.chain.delete_blob(object_id)
         blob_id = codec.BlobId.from_u256(blob.blob_id)
@@ -268,5 +294,13 @@ class WalrusStore:
             await trio.to_thread.run_sync(self.cache.remove_blob, str(blob_id))
 
     async def extend(self, object_id: str, epochs: int) -> int:
+        """Extend the Blob by `epochs` epochs; the FROST paid.
+
+        Raises:
+            chain.errors.ObjectNotFound: the wallet has no such Blob.
+            chain.errors.InsufficientWal, InsufficientGas: before anything was signed.
+            chain.errors.MoveAbortError: the blob is not certified, has expired, or would
+                end beyond `max_epochs_ahead`.
+        """
         paid, _ = await self.chain.extend_blob(object_id, epochs)
         return paid

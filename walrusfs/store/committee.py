@@ -51,7 +51,14 @@ class Committees:
         self._read_at = 0.0
 
     async def active(self, fresh: bool = False) -> ActiveCommittees:
-        """Current and previous committee and whether shards are moving between them."""
+        """Current and previous committee and whether shards are moving between them.
+
+        Args:
+            fresh: read them from the chain even if the last read is recent.
+
+        Raises:
+            chain.errors.ChainError, ChainUnavailable: as `ActiveCommittees.load`.
+        """
         known = self._known
         if known is None or is_stale(known, self._clock() - self._read_at, fresh=fresh):
             known = self._known = await ActiveCommittees.load(self.chain)

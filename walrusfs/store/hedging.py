@@ -41,6 +41,8 @@ class NodeStats:
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
 
     def record(self, node: StorageNode, seconds: float) -> None:
+        """`node` answered after `seconds`; an answer faster than FAILURE_PENALTY also ends
+        its slow mark."""
         old = self.latency.get(node.name)
         self.latency[node.name] = seconds if old is None else 0.7 * old + 0.3 * seconds
         if seconds < FAILURE_PENALTY:

@@ -185,6 +185,13 @@ class Pool:
         self._all: set[_Connection] = set()
 
     async def request(self, method: str, path: str, body: bytes | None = None) -> Response:
+        """One request and its answer, whatever its status. A request that fails on a reused
+        connection before any reply byte arrives is sent once more on a fresh one.
+
+        Raises:
+            TransportError: no HTTP answer within `timeout` seconds, a refused or lost
+                connection, or a malformed reply (its errno says which).
+        """
         url = self.origin + path
         async with self.limit:
             try:

@@ -78,7 +78,12 @@ class Committee:
         return (self.n_shards - 1) // 3 + 1
 
     def holder(self, shard: int) -> StorageNode:
-        """The node holding `shard` in this committee's epoch."""
+        """The node holding `shard` in this committee's epoch.
+
+        Raises:
+            ShardNotAssigned: no node holds it (an incomplete committee, or a shard index
+                out of range).
+        """
         node = self.by_shard.get(shard)
         if node is None:
             raise ShardNotAssigned(shard, self.epoch, self.n_shards)
@@ -130,7 +135,13 @@ class ActiveCommittees:
         """Current and previous committee and the epoch state, from System (the BLS committee:
         keys and signer positions) and Staking (shard assignments, `previous_committee`,
         `epoch_state`) with the nodes' pools, as walrus `crates/walrus-sui/src/client/
-        read_client.rs` `get_committees_and_state`. Members are matched by node ID."""
+        read_client.rs` `get_committees_and_state`. Members are matched by node ID.
+
+        Raises:
+            chain.errors.ChainError: System and Staking still disagree on the epoch after
+                three reads, or a shard holder is missing from the BLS committee.
+            chain.errors.ChainUnavailable: the chain could not be read.
+        """
         for _ in range(3):
             info = await chain.system_info()
             staking, pools = await chain.staking_state()
@@ -206,6 +217,11 @@ class BlobStatus:
 
     @classmethod
     def parse(cls, data: Any) -> BlobStatus:
+        """The status from its JSON (the `data` of a node's answer).
+
+        Raises:
+            ValueError: not a BlobStatus (KeyError/TypeError for a variant lacking a field).
+        """
         if data == "nonexistent":
             return cls("nonexistent")
         if not isinstance(data, dict) or len(data) != 1:
@@ -242,6 +258,10 @@ class NodeClient:
     blob. Not HTTP/2 either: in Python its frame handling costs more than the TCP connections it
     saves, and httpcore's HTTP/2 client stalled concurrent large uploads
     (github.com/pydantic/httpx2/issues/1133).
+
+    Every request raises `NodeError` when the node answers with a status of 300 or more (404
+    too, unless the call documents what it returns for it) and `TransportError` when it does
+    not answer at all within `timeout` seconds.
     """
 
     def __init__(self, timeout: float = 30.0, connections: int = 32) -> None:
@@ -329,7 +349,11 @@ class NodeClient:
     async def blob_status(self, node: StorageNode, blob_id: codec.BlobId) -> BlobStatus | None:
         """The node's `BlobStatus` of the blob (`GET /v1/blobs/{id}/status`); None when the
         node answers 404 (it does not know the blob: counts as "nonexistent" towards the
-        quorum, as in walrus-sdk `get_verified_blob_status`)."""
+        quorum, as in walrus-sdk `get_verified_blob_status`).
+
+        Raises:
+            NodeError: a refusal, or an answer that is not a BlobStatus (BAD_REPLY).
+        """
         rsp = await self._request("blob_status", node, "GET", f"/v1/blobs/{blob_id}/status")
         if rsp.status_code == 404:
             return None
@@ -343,16 +367,20 @@ class NodeClient:
     async def put_sliver(
         self, node: StorageNode, blob_id: codec.BlobId, pair: int, sliver: codec.Sliver
     ) -> None:
+        """PUT one sliver of pair `pair` (the URL index, not the secondary sliver's index);
+        a 404 answer is not raised."""
         path = f"/v1/blobs/{blob_id}/slivers/{pair}/{sliver.axis}"
         await self._request("put_sliver", node, "PUT", path, sliver.bcs)
 
     async def get_metadata(self, node: StorageNode, blob_id: codec.BlobId) -> bytes | None:
+        """The node's `BlobMetadataWithId` bytes, unverified; None when it answers 404."""
         rsp = await self._request("get_metadata", node, "GET", f"/v1/blobs/{blob_id}/metadata")
         return None if rsp.status_code == 404 else rsp.content
 
     async def get_sliver(
         self, node: StorageNode, blob_id: codec.BlobId, pair: int, axis: codec.Axis
     ) -> bytes | None:
+        """The node's `SliverData` bytes of pair `pair`, unverified; None when it answers 404."""
         path = f"/v1/blobs/{blob_id}/slivers/{pair}/{axis}"
         rsp = await self._request("get_sliver", node, "GET", path)
         return None if rsp.status_code == 404 else rsp.content
@@ -360,7 +388,15 @@ class NodeClient:
     async def confirmation(
         self, node: StorageNode, blob_id: codec.BlobId, object_id: str | None
     ) -> tuple[bytes, bytes]:
-        """(serialized message, signature) as the node signed them."""
+        """(serialized message, signature) as the node signed them, unchecked.
+
+        Args:
+            object_id: the deletable Blob object confirmed; None for a permanent blob.
+
+        Raises:
+            NodeError: refused (any status of 300 or more, 404 included), or a reply
+                without a signed confirmation (BAD_REPLY).
+        """
         kind = "permanent" if object_id is None else f"deletable/{object_id}"
         rsp = await self._request(
             "confirmation", node, "GET", f"/v1/blobs/{blob_id}/confirmation/{kind}"

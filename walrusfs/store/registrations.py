@@ -4,9 +4,10 @@ registering (and paying) again.
 A store that fails after registering keeps its Blob object here (`unfinished`); the next
 store of the same blob ID and deletability continues it: the same object and Storage, re-read
 from the chain, uploaded again and certified, or found certified by an attempt whose answer
-was lost. After a 10-minute node outage each retry had registered a new Blob: 13 never
-certified beside 12 certified. What is never retried is given back with `abandon` (deleted:
-its Storage returns to the wallet, where the next registration reuses it).
+was lost. Without it every retry during a node outage would register, and pay for, a new
+Blob: a 10-minute outage would leave about as many uncertified Blobs as certified ones. What
+is never retried is given back with `abandon` (deleted: its Storage returns to the wallet,
+where the next registration reuses it).
 """
 
 from __future__ import annotations
@@ -58,7 +59,12 @@ class Registrations:
     async def abandon(self, object_id: str) -> bool:
         """Delete a registration nobody will retry (its bytes changed or were removed; it may
         be one an earlier process made): its Storage returns to the wallet for the next
-        registration. False if it was gone already."""
+        registration. False if it was gone already.
+
+        Raises:
+            chain.errors.ChainError: the delete failed (not for want of the object); the
+                registration is forgotten here all the same.
+        """
         key = next((k for k, r in self._unfinished.items() if r.blob.id == object_id), None)
         if key is not None:
             del self._unfinished[key]

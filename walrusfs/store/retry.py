@@ -26,6 +26,8 @@ T = TypeVar("T")
 
 
 def is_temporary(exc: BaseException) -> bool:
+    """Worth retrying: a node's temporary refusal (`NodeError.temporary`), no answer from a
+    node or the chain, or a timeout."""
     if isinstance(exc, NodeError):
         return exc.temporary
     return isinstance(exc, TransportError | ChainUnavailable | trio.TooSlowError)
@@ -34,7 +36,15 @@ def is_temporary(exc: BaseException) -> bool:
 def retry(
     deadline: float = 60.0, first: float = 0.1, cap: float = 5.0
 ) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
-    """Retry an async function on temporary errors until `deadline` seconds have passed."""
+    """Retry an async function on temporary errors until `deadline` seconds have passed.
+
+    Args:
+        first: seconds before the first retry; each later wait doubles, up to `cap` seconds
+            (each drawn at random between half of it and all of it).
+
+    The last error is raised: a permanent one at once, a temporary one when the next
+    attempt would start past the deadline.
+    """
 
     def wrap(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         @functools.wraps(fn)

@@ -75,6 +75,11 @@ class SliverReader:
 
         Returns fewer than `need` when the nodes could not serve more; never raises for a
         node's failure.
+
+        Raises:
+            BlobInvalid, BlobNotFound: during an epoch change, from the blob status that
+                picks the committee to read from (`Committees.for_read`).
+            ShardNotAssigned: the committee names no node for a shard.
         """
         got, missing = await _cached(meta, axis, indices, need=need, strict=strict, cache=cache)
         if not missing or (not strict and len(got) >= need):

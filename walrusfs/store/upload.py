@@ -45,9 +45,9 @@ class Confirmation:
 
 def slots_per_node(slots: int, nodes: int) -> int:
     """Upload requests one node may have in flight: its share of all `slots`, at least 2.
-    With one pool, the first node's hundreds of slivers queued first took every slot and the
-    nodes (one process each on the devnet, a machine each on Walrus) were served one after
-    another."""
+    With one pool for all nodes, the first node's hundreds of slivers, queued first, would
+    take every slot and the nodes (one process each on the devnet, a machine each on Walrus)
+    would be served one after another."""
     return max(2, -(-slots // nodes))
 
 
@@ -135,8 +135,9 @@ class Uploader:
                 stored = check and await retry(self.deadline)(self.nodes.sliver_status)(
                     node, enc.blob_id, pair_index, axis
                 ) in ("stored", "buffered")
-                # copied out of the encoding only now: all of a node's slivers made up front
-                # held a second copy of the encoded blob (288 MiB for 64 MiB at 1000 shards)
+                # copied out of the encoding only when sent: all of a node's slivers made up
+                # front would hold a second copy of the encoded blob (288 MiB for 64 MiB at
+                # 1000 shards)
                 s = enc.sliver(pair_index, axis)
                 if not stored:
                     await retry(self.deadline)(self.nodes.put_sliver)(
