@@ -35,7 +35,11 @@ RANGE_CACHE = 64 << 20
 
 async def check_epochs_on(chain: WalrusChain, epochs: int) -> None:
     """Storage is sold at most `max_epochs_ahead` epochs ahead on this network; asking more is
-    a usage error here, not an abort after the upload."""
+    a usage error here, not an abort after the upload.
+
+    Raises:
+        UsageError: `epochs` is more than the network sells.
+    """
     most = (await chain.system_info()).max_epochs_ahead
     if epochs > most:
         raise UsageError(f"--epochs {epochs}: this network sells storage at most {most} ahead")
@@ -43,6 +47,8 @@ async def check_epochs_on(chain: WalrusChain, epochs: int) -> None:
 
 @contextlib.asynccontextmanager
 async def open_store(use_cache: bool = True) -> AsyncIterator[WalrusStore]:
+    """A store on the chosen network's chain and wallet (`open_chain`), with the on-disk
+    sliver cache unless `use_cache` is False."""
     paths = Paths.from_env()
     async with open_chain() as chain:
         cache = SliverCache(paths.cache_dir / "slivers", CACHE_LIMIT) if use_cache else None

@@ -358,6 +358,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `walrusfs` command; its exit code (docs/exit-codes.md). A `UserError` or a
+    volume error is printed on one line and becomes its code, an interrupt 130; anything
+    else escapes as the bug it is (argparse's own SystemExit for a bad command line too).
+
+    Args:
+        argv: the arguments (None: `sys.argv[1:]`).
+    """
     private_umask()  # before anything is created, here or in the processes started from here
     parser = build_parser()
     args = parser.parse_args(argv)

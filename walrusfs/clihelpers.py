@@ -98,7 +98,11 @@ def run_async(fn: Callable[[], Awaitable[int]]) -> int:
 @contextlib.asynccontextmanager
 async def open_chain(*, start: bool = False) -> AsyncIterator[WalrusChain]:
     """The chosen network's chain with the wallet's active key (`start`: on the devnet, bring
-    it up first, as commands that need it anyway do)."""
+    it up first, as commands that need it anyway do).
+
+    Raises:
+        UsageError, ServiceError, chain.errors.WalletError: as `network.connect`.
+    """
     paths = Paths.from_env()
     chosen = settings.current()
     profile, key = await trio.to_thread.run_sync(

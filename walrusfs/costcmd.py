@@ -52,7 +52,11 @@ class Plan:
 
 
 def files_of(paths: list[str]) -> list[tuple[str, int]]:
-    """(path, size) of every regular file under the arguments (symlinks are not followed)."""
+    """(path, size) of every regular file under the arguments (symlinks are not followed).
+
+    Raises:
+        InputError: an argument is neither a file, a symlink nor a directory.
+    """
     out: list[tuple[str, int]] = []
     for arg in paths:
         p = Path(arg)
@@ -80,7 +84,15 @@ def plan(
     quilt_threshold: int,
     encrypted: bool,
 ) -> tuple[Plan, Plan]:
-    """(as walrusfs stores them, one blob per file)."""
+    """(as walrusfs stores them, one blob per file).
+
+    Args:
+        sizes: the files' sizes in bytes.
+        prices: (storage price per epoch, write price) in FROST per MiB unit.
+        chunk_size, quilt_threshold: bytes, as a volume uses them: what is chunked, what is
+            quilted.
+        encrypted: chunks are priced as sealed (a header and a tag per segment more).
+    """
     sealed = crypto.sealed_size if encrypted else (lambda n: n)
     ours, single = Plan(), Plan()
     small: list[tuple[int, int]] = []

@@ -21,7 +21,14 @@ log = logging.getLogger(__name__)
 
 
 def read_input(name: str, directory_hint: str = "give a file") -> bytes:
-    """The bytes of file `name` ('-' is standard input)."""
+    """The bytes of file `name` ('-' is standard input).
+
+    Args:
+        directory_hint: what the error tells a user who named a directory.
+
+    Raises:
+        InputError: `name` is a directory, missing or unreadable.
+    """
     if name == "-":
         return sys.stdin.buffer.read()
     path = Path(name)
@@ -38,7 +45,11 @@ def read_input(name: str, directory_hint: str = "give a file") -> bytes:
 
 
 def write_output(name: str | None, data: bytes) -> None:
-    """Write `data` to file `name` whole or not at all (temp file + rename); None is stdout."""
+    """Write `data` to file `name` whole or not at all (temp file + rename); None is stdout.
+
+    Raises:
+        InputError: the file cannot be written (nothing is left behind).
+    """
     if name is None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
@@ -95,7 +106,15 @@ def read_secret(name: str, *, limit: int = SECRET_LIMIT, timeout: float = STDIN_
 
     Only a regular file, or a pipe given as standard input (`-`, /dev/stdin), is read: a
     device such as /dev/zero would fill memory, and opening a named FIFO blocks until a
-    writer comes (so it is opened non-blocking and refused). A pipe is read with a timeout.
+    writer comes (so it is opened non-blocking and refused).
+
+    Args:
+        limit: the most bytes a secret may have.
+        timeout: seconds a pipe may take to deliver it.
+
+    Raises:
+        InputError: missing, unreadable, larger than `limit`, neither a regular file nor a
+            pipe on standard input, or a pipe that delivered nothing in time.
     """
     if name == "-":
         fd, own = 0, False

@@ -110,7 +110,11 @@ class Request:
 
 
 def translate(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
-    """(`walrusfs mount` arguments, environment changes) for a mount(8) helper command line."""
+    """(`walrusfs mount` arguments, environment changes) for a mount(8) helper command line.
+
+    Raises:
+        HelperError: as `request`.
+    """
     r = request(argv)
     return r.args, r.env
 
@@ -173,6 +177,12 @@ def request(argv: Sequence[str]) -> Request:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The `mount.fuse.walrusfs` helper: bind-mount the volume's running mount, or run
+    `walrusfs mount`; the exit code (USAGE for a helper command line it refuses).
+
+    Args:
+        argv: the helper's arguments (None: `sys.argv[1:]`).
+    """
     given = sys.argv[1:] if argv is None else list(argv)
     try:
         req = request(given)

@@ -87,6 +87,7 @@ def _fraction(text: str) -> float:
 
 
 def default_mountpoint(paths: Paths) -> Path:
+    """`<WALRUSFS_HOME>/mnt` when that is set, else ~/walrus."""
     if os.environ.get("WALRUSFS_HOME"):
         return paths.data_dir.parent / "mnt"
     return Path.home() / "walrus"
@@ -105,7 +106,13 @@ PASSPHRASE_ENV = "WALRUSFS_PASSPHRASE"
 def passphrase_of(args: argparse.Namespace) -> str | None:
     """The volume passphrase: --passphrase-file (its first line; `-` is standard input), else
     $WALRUSFS_PASSPHRASE, else asked on the terminal with --passphrase; None: the key is a
-    file or the wallet's."""
+    file or the wallet's.
+
+    Raises:
+        InputError: the passphrase file cannot be read, is not UTF-8, or its first line is
+            empty.
+        UsageError: --passphrase without a terminal to ask on, or an empty answer.
+    """
     if args.passphrase_file:
         name = args.passphrase_file
         try:

@@ -49,7 +49,11 @@ def parse(text: bytes) -> list[MountEntry]:
 
 
 def mounts(table: Path = Path("/proc/self/mounts")) -> list[MountEntry]:
-    """Every mount this process sees, in the kernel's order (later mounts stack on earlier)."""
+    """Every mount this process sees, in the kernel's order (later mounts stack on earlier).
+
+    Raises:
+        OSError: `table` cannot be read.
+    """
     return parse(table.read_bytes())
 
 

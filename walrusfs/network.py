@@ -26,6 +26,8 @@ def connect(settings: Settings, paths: Paths, *, start: bool) -> tuple[NetworkPr
     Raises:
         UsageError: an unknown network.
         WalletNotFound: no wallet at the configured path (the message says how to name one).
+        MalformedKeystore: the wallet cannot be read.
+        ServiceError: on the devnet, there is none (without `start`) or it cannot start.
     """
     if settings.is_devnet:
         devnet = Devnet(paths.data_dir)

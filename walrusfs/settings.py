@@ -163,7 +163,11 @@ def use_network(name: str | None) -> None:
 
 
 def current() -> Settings:
-    """The settings of this process, read once."""
+    """The settings of this process, read once.
+
+    Raises:
+        UsageError: as `load`, on the first call.
+    """
     if _Process.settings is None:
         _Process.settings = load(network=_Process.network)
     return _Process.settings
