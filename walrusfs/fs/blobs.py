@@ -27,7 +27,7 @@ CHECKPOINT = "checkpoint"  # kind of a metadata checkpoint blob (checkpoint.py)
 QUILT = "quilt"  # kind of a QuiltV1 blob of small files
 BLOB = "blob"  # kind of a blob holding one chunk
 #: the `walrusfs:kind` attribute on chain of a blob holding one chunk (docs/formats.md): the
-#: on-chain name, kept as written since the first version; the table's kind is BLOB
+#: name the blobs on chain carry, so it stays as it is; the table's kind is BLOB
 DATA_ATTR = "data"
 
 
@@ -210,7 +210,11 @@ def retire_checkpoints(db: sqlite3.Connection, keep: int) -> None:
 def due_for_deletion(db: sqlite3.Connection, *, unused_before: float, safe: float) -> list[Row]:
     """Unused blobs to delete on chain: unused since before `unused_before`, and, for data
     blobs, since before `safe` (the time of the newest certified checkpoint: that checkpoint
-    then never refers to a deleted blob)."""
+    then never refers to a deleted blob).
+
+    Args:
+        unused_before, safe: Unix times (`time.time()` seconds), as `deleted_at` is.
+    """
     return _rows(
         db,
         "WHERE refcount <= 0 AND deleted_at < ? AND (kind = ? OR deleted_at < ?)",

@@ -123,7 +123,14 @@ class CheckpointUnusable(ValueError):
 
 
 def decode_checkpoint(blob: bytes, keys: crypto.VolumeKeys | None) -> bytes:
-    """The SQLite database file held by a checkpoint blob."""
+    """The SQLite database file held by a checkpoint blob.
+
+    Args:
+        keys: the volume's keys; None for a plaintext checkpoint.
+
+    Raises:
+        CheckpointUnusable: not a walrusfs checkpoint, sealed with other keys, or corrupt.
+    """
     try:
         plain = crypto.open_stream(keys, blob) if keys is not None else blob
         if plain[:4] != MAGIC:
@@ -199,7 +206,12 @@ class Checkpointer:
     async def checkpoint(self, *, final: bool = False, force: bool = False) -> bool:
         """Upload a checkpoint if the database changed since the last one (or `force`);
         whether one was written. `final`: the last of this mount (it carries no writer
-        lease)."""
+        lease).
+
+        Raises:
+            StoreError, chain.errors.ChainError, OSError: the upload failed (kept in
+                `last_error`); the next call tries again.
+        """
         async with self._lock:
             if not self.dirty() and not force:
                 return False
@@ -290,7 +302,11 @@ def ref_of(obj: mt.Blob, attrs: dict[str, str]) -> CheckpointRef | None:
 
 
 async def list_checkpoints(chain: WalrusChain, name: str | None = None) -> list[CheckpointRef]:
-    """The wallet's certified checkpoints (of volume `name`), newest first."""
+    """The wallet's certified checkpoints (of volume `name`), newest first.
+
+    Raises:
+        chain.errors.ChainError: the wallet's blobs or their attributes could not be read.
+    """
     owned = [b for b in await chain.blobs(valid_only=True) if b.certified_epoch is not None]
     attributes = await chain.attributes_of([b.id for b in owned])
     found = []
@@ -335,8 +351,13 @@ async def restore(
     store: WalrusStore, ref: CheckpointRef, db_path: Path, keys: crypto.VolumeKeys | None
 ) -> None:
     """Rebuild the volume database at `db_path` from a checkpoint (`keys` None: a plaintext
-    checkpoint). Raises CheckpointUnusable if it does not hold an intact database of its
-    volume."""
+    checkpoint); nothing is left at `db_path` when it fails.
+
+    Raises:
+        CheckpointUnusable: it does not hold an intact database of its volume.
+        StoreError: the blob could not be read (BlobUnavailable, BlobNotFound).
+        chain.errors.ChainError: the committee could not be read.
+    """
     blob = await store.read(codec.BlobId.parse(ref.blob_id), use_cache=False)
 
     def decode_and_install() -> None:

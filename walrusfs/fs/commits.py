@@ -58,8 +58,13 @@ class Committer:
     def commit(self, done: Uploaded) -> set[Key]:
         """Record a certified upload (`commit_all`). If the database cannot take it (a full
         disk), the result is kept and its chunks held: `retry` records it once there
-        is room, and nothing is uploaded (nor paid for) again meanwhile. Raises DiskFull then,
-        so the job counts as failed (sync says why)."""
+        is room, and nothing is uploaded (nor paid for) again meanwhile.
+
+        Raises:
+            DiskFull: the disk is full (the result waits in `uncommitted`), so the job counts
+                as failed and sync says why.
+            sqlite3.OperationalError: any other failure of the commit (nothing is kept).
+        """
         try:
             return self.commit_all(done)
         except sqlite3.OperationalError as exc:
@@ -77,7 +82,11 @@ class Committer:
     def retry(self) -> int:
         """Commit the certified uploads the database refused earlier (room may be back); how
         many were. Whatever stops this (still full, or anything else) keeps the rest for
-        later."""
+        later.
+
+        Raises:
+            sqlite3.OperationalError: a failure other than a full disk.
+        """
         committed = 0
         while self.uncommitted:
             done = self.uncommitted[0]
@@ -97,9 +106,9 @@ class Committer:
         """Record the certified blob and point the chunks that did not change during their
         upload at it (each its patch and length), in one transaction, then drop their staged
         bytes; the chunks committed. One transaction for a quilt's hundreds of files:
-        committing them one by one held the loop ~0.1 s per quilt. The blob's row is in the
-        same transaction, so a failed commit leaves no row that the deletion of unused blobs
-        could take while the result waits to be committed again."""
+        committing them one by one would hold the loop ~0.1 s per quilt. The blob's row is in
+        the same transaction, so a failed commit leaves no row that the deletion of unused
+        blobs could take while the result waits to be committed again."""
         done: set[Key] = set()
         with transaction(self.db):
             blob = blobs.add_unused(

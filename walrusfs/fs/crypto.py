@@ -72,6 +72,11 @@ class VolumeKeys:
 
     @classmethod
     def from_volume_key(cls, key: bytes) -> VolumeKeys:
+        """The content, dedup and metadata keys derived (HKDF) from the volume key.
+
+        Raises:
+            ValueError: `key` is not 32 bytes.
+        """
         if len(key) != 32:
             raise ValueError("a volume key is 32 bytes")
         return cls(
@@ -91,7 +96,11 @@ class VolumeKeys:
 
 def passphrase_key(passphrase: str, volume_id: str) -> bytes:
     """A volume key from a passphrase: scrypt (N=2^15, r=8, p=1: 32 MiB, ~0.1 s), salted with
-    the volume ID so one passphrase gives each volume its own key."""
+    the volume ID so one passphrase gives each volume its own key.
+
+    Raises:
+        ValueError: an empty passphrase.
+    """
     if not passphrase:
         raise ValueError("an empty passphrase")
     kdf = Scrypt(
@@ -118,7 +127,11 @@ def sealed_size(plain_len: int) -> int:
 
 
 def plain_size(sealed_len: int) -> int:
-    """The plaintext length of a WFE1 stream of `sealed_len` bytes."""
+    """The plaintext length of a WFE1 stream of `sealed_len` bytes.
+
+    Raises:
+        DecryptError: too short to be a stream.
+    """
     if sealed_len < HEADER + TAG:
         raise DecryptError(f"an encrypted stream of {sealed_len} bytes is too short")
     nseg = -(-(sealed_len - HEADER) // CSEGMENT)
@@ -135,6 +148,8 @@ def max_plain(sealed_limit: int) -> int:
 
 
 def seal(keys: VolumeKeys, data: bytes | memoryview) -> bytes:
+    """`data` as a WFE1 stream: deterministic (the salt and nonce prefix are a keyed hash of
+    the plaintext, so the same bytes seal the same), one AES-GCM tag per segment."""
     view = memoryview(data)
     mac = keys.keyed_hash(view)
     salt, prefix = mac[:16], mac[16:23]
@@ -155,7 +170,15 @@ def _aead(keys: VolumeKeys, header: bytes) -> tuple[AESGCM, bytes]:
 
 def open_segments(keys: VolumeKeys, header: bytes, cipher: bytes, first: int, total: int) -> bytes:
     """Decrypt consecutive segments `first`.. of a stream of `total` segments; `cipher` holds
-    whole segments (the last one of the stream may be short)."""
+    whole segments (the last one of the stream may be short).
+
+    Args:
+        header: the stream's first HEADER bytes.
+
+    Raises:
+        DecryptError: not a WFE1 stream, or a segment does not authenticate (another key,
+            or altered bytes).
+    """
     aead, prefix = _aead(keys, header)
     out = []
     view = memoryview(cipher)
@@ -175,6 +198,11 @@ def open_segments(keys: VolumeKeys, header: bytes, cipher: bytes, first: int, to
 
 
 def open_stream(keys: VolumeKeys, sealed: bytes) -> bytes:
+    """The plaintext of a whole WFE1 stream.
+
+    Raises:
+        DecryptError: not a WFE1 stream, too short, or a segment does not authenticate.
+    """
     total = segments_of(plain_size(len(sealed)))
     return open_segments(keys, sealed[:HEADER], sealed[HEADER:], 0, total)
 
@@ -197,6 +225,12 @@ def seal_json(keys: VolumeKeys | None, obj: dict[str, Any]) -> str:
 
 
 def open_json(keys: VolumeKeys | None, value: str) -> dict[str, Any]:
+    """An attribute value as `seal_json` wrote it (sealed or plain JSON).
+
+    Raises:
+        DecryptError: sealed, and no key or another key.
+        ValueError: not JSON of an object (including a sealed value whose base64 is bad).
+    """
     if value.startswith(ATTR_PREFIX):
         if keys is None:
             raise DecryptError("an encrypted attribute, and no volume key")

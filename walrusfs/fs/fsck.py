@@ -182,7 +182,11 @@ async def check_chain(
     db: sqlite3.Connection, chain: WalrusChain, report: Report, machine: str | None = None
 ) -> None:
     """Check 6: the database against the wallet's Blob objects (`machine`: this machine's ID,
-    writer.py)."""
+    writer.py).
+
+    Raises:
+        chain.errors.ChainError: the chain could not be read (`run_checks` notes it).
+    """
     volume_id = schema.get_param(db, "volume_id")
     epoch = (await chain.system_info()).epoch
     owned = {b.id: b for b in await chain.blobs(valid_only=False)}
@@ -276,7 +280,17 @@ async def upload_staged(
     lease: WriterLease | None = None,
 ) -> None:
     """Check 7: upload every staged chunk and take a checkpoint, as a mount would;
-    `progress(done, total)` in bytes about once a second."""
+    `progress(done, total)` in bytes about once a second.
+
+    Args:
+        epochs: how long the uploads are stored.
+        lease: this machine's hold on the volume, stamped on the checkpoint.
+
+    Raises:
+        UploadFailed: the uploads did not finish (what is staged stays staged).
+        KeyMismatch, BadKeyFile, WrongEncryption: the volume's key is not at hand.
+        StoreError, chain.errors.ChainError, OSError: the checkpoint failed.
+    """
     store = WalrusStore(chain)
     failed: OSError | None = None
     try:
@@ -345,7 +359,19 @@ async def fsck(
     progress: Progress | None = None,
 ) -> Report:
     """All checks on an unmounted volume (the caller holds its lock); `progress` follows the
-    upload of what was staged."""
+    upload of what was staged.
+
+    Args:
+        upload: upload what is staged (for `epochs` epochs) unless another machine holds
+            the volume; otherwise it stays staged for the next mount.
+        passphrase: the volume's, when its key is derived from one.
+
+    Raises:
+        KeyMismatch, BadKeyFile, WrongEncryption: the key at hand is not the volume's
+            (checked before anything is repaired).
+        ServiceFailed: the chain could not be read to see who holds the volume.
+        UploadFailed: the upload of what is staged did not finish.
+    """
     db_path = volume_dir / "meta.db"
     lease = None
     claimed = None

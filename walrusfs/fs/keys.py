@@ -21,7 +21,13 @@ def volume_key(
     volume_dir: Path, volume_id: str, chain: WalrusChain, passphrase: str | None = None
 ) -> bytes:
     """The volume key: from the passphrase if one is given, else `<volume>/volume.key` if
-    present, else derived from the wallet."""
+    present, else derived from the wallet.
+
+    Raises:
+        BadKeyFile: `volume.key` does not hold 64 hex digits.
+        KeyMismatch: no passphrase, no key file and a read-only chain client (no wallet key).
+        ValueError: an empty passphrase.
+    """
     if passphrase is not None:
         return crypto.passphrase_key(passphrase, volume_id)
     key_file = volume_dir / KEY_FILE
@@ -56,6 +62,17 @@ def load_keys(
     and the volume ID and written there: whoever holds the wallet can mount the volume on
     another machine. A key that does not match the volume's fingerprint is refused here,
     rather than every read failing later.
+
+    Args:
+        new: the volume was created by this mount (`public` applies to it).
+        public: --public was asked.
+        passphrase: derive the key from it (then it is never written to `volume.key`).
+
+    Raises:
+        WrongEncryption: --public on an encrypted volume, or an encryption this walrusfs
+            does not know.
+        KeyMismatch: the key is not the volume's (or there is no key to derive one from).
+        BadKeyFile: `volume.key` does not hold a key.
     """
     encryption = schema.get_param(db, "encryption") or "none"
     if encryption == "none":

@@ -49,7 +49,14 @@ class RenewPolicy:
         epochs: int | None,
         default_epochs: int,
     ) -> RenewPolicy:
-        """The volume's stored policy, with the given values (not None) replacing it."""
+        """The volume's stored policy, with the given values (not None) replacing it; the
+        result is stored back.
+
+        Args:
+            horizon: extend blobs ending within this many epochs.
+            epochs: extend them by this many epochs.
+            default_epochs: `epochs` when neither given nor stored (the upload epochs).
+        """
         stored_on = schema.get_param(db, "renew")
         stored_h = schema.get_param(db, "renew_horizon")
         stored_e = schema.get_param(db, "renew_epochs")
@@ -110,6 +117,13 @@ class Renewer:
         return end if end is not None and end <= self.epoch else None
 
     async def check(self) -> None:
+        """Read the epoch, extend the blobs in use ending within the horizon (when renewals
+        are on) and count those at risk. A failed extension ends the pass and is kept in
+        `last_error`, not raised.
+
+        Raises:
+            chain.errors.ChainError: the epoch could not be read.
+        """
         async with self._lock:
             info = await self.chain.system_info()
             self.epoch = epoch = info.epoch

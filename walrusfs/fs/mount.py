@@ -66,8 +66,16 @@ def is_mountpoint(path: Path) -> str | None:
 
 
 def check_mountpoint(path: Path, own: Sequence[Path] = ()) -> None:
-    """`own`: the directories the mount itself reads and writes (the volume's, the cache). A
-    mount over one of them would serve its own files to itself and hang in the kernel."""
+    """`path` can be mounted on.
+
+    Args:
+        own: the directories the mount itself reads and writes (the volume's, the cache). A
+            mount over one of them would serve its own files to itself and hang in the kernel.
+
+    Raises:
+        BadMountpoint: `path` is missing, not a directory, already a mountpoint, or holds
+            one of `own`.
+    """
     if not path.exists():
         raise BadMountpoint(f"mountpoint {path} does not exist (create it with mkdir)")
     if not path.is_dir():
@@ -86,7 +94,11 @@ def check_mountpoint(path: Path, own: Sequence[Path] = ()) -> None:
 
 def lock_volume(volume_dir: Path) -> int:
     """Hold the volume's lock file for the life of the process: one mount or fsck at a time
-    (the lock goes with the process, even on kill -9)."""
+    (the lock goes with the process, even on kill -9). Returns the lock's descriptor.
+
+    Raises:
+        VolumeInUse: another process holds it.
+    """
     volume_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(volume_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -182,8 +194,21 @@ async def run(
     foreground_debug: bool = False,
     ready: Callable[[str | None], None] = lambda error: None,
 ) -> None:
-    """Mount and serve until unmounted. `ready(None)` once the mount is live, `ready(message)`
-    if it failed before that."""
+    """Mount and serve until unmounted. `ready(None)` once the mount is live; a failure before
+    that is raised (the caller reports it through `ready`).
+
+    Args:
+        worker_argv: the command line of the upload worker process.
+        foreground_debug: FUSE's own debug output.
+
+    Raises:
+        VolumeError: the volume cannot be mounted as asked: BadMountpoint, VolumeInUse,
+            VolumeClaimed, SchemaMismatch, WrongEncryption, BadKeyFile, KeyMismatch,
+            ChunkTooLarge, MemoryTooSmall, or ServiceFailed (no checkpoint could be restored,
+            the chain could not be read for the lease, FUSE refused).
+        chain.errors.ChainError, StoreError: the chain or the storage nodes failed before
+            the mount was live.
+    """
     check_mountpoint(options.mountpoint, (options.volume_dir, options.cache_dir))
     lock = lock_volume(options.volume_dir)
     # the cache size is shared: a quarter for slivers and metadata, the rest for blobs' bytes

@@ -140,7 +140,8 @@ async def _quilt_tags(store: WalrusStore, blob: mt.Blob) -> list[Found]:
 async def collect(
     store: WalrusStore, owned: list[tuple[mt.Blob, dict[str, str]]], report: RebuildReport
 ) -> list[Found]:
-    """Every file record the volume's blobs carry, still sealed."""
+    """Every file record the volume's blobs carry, still sealed. A quilt that cannot be read
+    is reported lost in `report`, not raised."""
     found: list[Found] = []
     limit = trio.Semaphore(READS)
 
@@ -165,6 +166,7 @@ async def collect(
 def open_records(
     found: list[Found], keys: crypto.VolumeKeys | None, report: RebuildReport
 ) -> list[Record]:
+    """The records that open with `keys`; each one that does not is reported lost."""
     records = []
     for value, blob, patch in found:
         try:
@@ -324,7 +326,19 @@ def _move_aside(volume_dir: Path, report: RebuildReport) -> None:
 async def rebuild(
     volume_dir: Path, chain: WalrusChain, passphrase: str | None = None
 ) -> RebuildReport:
-    """Rebuild `volume_dir`'s database from the chain (the caller holds the volume lock)."""
+    """Rebuild `volume_dir`'s database from the chain (the caller holds the volume lock).
+    An existing database and staging area are kept, renamed, once the new one is complete.
+
+    Args:
+        passphrase: the volume's, when its key is derived from one.
+
+    Raises:
+        NothingToRebuild: the wallet owns no live certified blob of a volume of that name,
+            or none of its file records can be read.
+        KeyMismatch: the records were sealed with another key (or there is no key at hand).
+        BadKeyFile: the volume's `volume.key` does not hold a key.
+        chain.errors.ChainError: the chain could not be read.
+    """
     report = RebuildReport()
     volume_id, owned, seq = await _volume_blobs(chain, volume_dir.name)
     report.volume_id = volume_id

@@ -3,7 +3,7 @@ tag): what `walrusfs fsck --rebuild` (rebuild.py) needs to put the chunk back in
 without the database. Its layout is in docs/formats.md ("Blob attributes").
 
 The record names its version (`v`): a walrusfs that meets a newer record than it reads says
-so instead of misreading it. Records written before the field existed are version 1."""
+so instead of misreading it. A record without the field is version 1."""
 
 from __future__ import annotations
 

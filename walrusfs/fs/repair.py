@@ -58,7 +58,12 @@ def repair(db: sqlite3.Connection, staging: Staging) -> Repaired:
 
 def recover(db: sqlite3.Connection, staging: Staging, *, restored: bool) -> None:
     """At mount: repair what a crash left, and mark the volume mounted (a crash from here on
-    leaves it marked, and the next mount repairs again)."""
+    leaves it marked, and the next mount repairs again).
+
+    Args:
+        restored: the database was just restored from a checkpoint: its staging is gone by
+            design, so the repair is not reported as a crash's.
+    """
     if schema.get_param(db, "clean_unmount") != "1" and not restored:
         log.warning("the last mount of this volume did not end cleanly; repairing")
     with transaction(db):

@@ -228,7 +228,15 @@ def _in_transaction(db: sqlite3.Connection) -> bool:
 def open_volume(
     path: Path, *, uid: int, gid: int, chunk_size: int, encryption: str = "wfe1"
 ) -> sqlite3.Connection:
-    """The volume database at `path`, created (atomically) if it does not exist yet."""
+    """The volume database at `path`, created (atomically) if it does not exist yet.
+
+    Args:
+        uid, gid, chunk_size, encryption: the root's owner and the volume's parameters, used
+            only when the database is created (an existing one keeps its own).
+
+    Raises:
+        SchemaMismatch: the database has another schema version than this walrusfs reads.
+    """
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".new")
@@ -273,7 +281,8 @@ def path_of(db: sqlite3.Connection, inode: int) -> str | None:
 
 
 def files_of_blob(db: sqlite3.Connection, blob_row: int, limit: int = -1) -> list[str]:
-    """Paths of the files whose chunks a blob holds (for messages about that blob)."""
+    """Paths of the files whose chunks a blob holds (for messages about that blob); at most
+    `limit` of them (-1: all), `inode N` for a file without a name."""
     return [
         path_of(db, int(inode)) or f"inode {inode}"
         for (inode,) in db.execute(

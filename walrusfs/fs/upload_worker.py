@@ -55,6 +55,11 @@ log = logging.getLogger(__name__)
 
 
 class UploadWorker:
+    """The mount's side of the worker process (`worker_protocol.Worker`), started on the first
+    request and again after it exits. A failed answer raises by class
+    (`worker_protocol.error_from_json`): ObjectNotFound, InsufficientWal, InsufficientGas,
+    DataError, or WorkerError (also when the worker exits with requests in flight)."""
+
     def __init__(
         self,
         argv: list[str],

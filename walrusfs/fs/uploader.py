@@ -393,8 +393,9 @@ class Uploader:
     async def flush(self) -> None:
         """Upload everything staged now, and return when it is certified.
 
-        Raises OSError(EIO) with the reason if an upload fails meanwhile (the data stays
-        staged and is retried later).
+        Raises:
+            OSError: EIO with the reason, if an upload fails meanwhile (the data stays
+                staged and is retried later).
         """
         failures = self.stats.failures
         self._forced += 1

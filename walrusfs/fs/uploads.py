@@ -168,6 +168,9 @@ class Jobs:
         return answer
 
     async def retry_job(self, keys: list[Key]) -> None:
+        """Send again the plan of the failed upload `keys[0]` belongs to (the same request:
+        its registered Blob is continued), unless a chunk of it changed meanwhile. Raises what
+        `blob_job` raises."""
         plan = self.attempts.get(keys[0])
         if plan is None:
             return
@@ -179,6 +182,15 @@ class Jobs:
             await self._upload_quilt(plan)
 
     async def blob_job(self, keys: list[Key]) -> None:
+        """Upload the one chunk of `keys` as a blob of its own and commit it; nothing when it
+        changed or went meanwhile, a hole when it holds no bytes.
+
+        Raises:
+            WorkerError, DataError: the upload failed; one that registered a Blob keeps its
+                plan in `attempts` for `retry_job`.
+            chain.errors.InsufficientFunds: the wallet cannot pay (InsufficientWal or Gas).
+            DiskFull: certified, but the commit waits for room in the database.
+        """
         ready = self._ready(keys)
         if not ready:
             return
@@ -205,6 +217,10 @@ class Jobs:
         self._account(result, 1, answer.length)
 
     async def quilt_job(self, keys: list[Key]) -> None:
+        """Upload the chunks of `keys` as quilts, planned again with their current sizes and
+        tags, and commit them. A quilt the codec refuses is split, down to single blobs.
+        Raises what `blob_job` raises (a DataError only for a refused quilt that registered
+        a Blob)."""
         ready = self._ready(keys)
         if not ready:
             return

@@ -85,7 +85,15 @@ class Volume:
 
     async def wait_for_room(self, nbytes: int) -> None:
         """Writes wait while staging is over its limit and uploads make progress; ENOSPC when
-        they cannot (uploads failing: no WAL, nodes unreachable)."""
+        they cannot (uploads failing: no WAL, nodes unreachable).
+
+        Args:
+            nbytes: what the write adds to staging.
+
+        Raises:
+            pyfuse3.FUSEError: ENOSPC, when uploads fail with none in flight, or nothing was
+                freed for 60 s.
+        """
         while self.staging.used_bytes + nbytes > self.options.staging_limit:
             if self.uploader.stats.failing and not self.uploader.inflight:
                 log.error(
@@ -135,6 +143,14 @@ class Volume:
         return s
 
     async def command(self, name: str, value: bytes) -> None:
+        """A control attribute set on the mount's root (`user.walrusfs.ctl.<name>`); `sync`
+        is the only one.
+
+        Raises:
+            OSError: the sync failed; its reason is kept in `sync_error` (setxattr carries
+                only the errno back).
+            pyfuse3.FUSEError: EINVAL for another name.
+        """
         if name == "sync":
             try:
                 await self._sync()
@@ -170,6 +186,11 @@ class Volume:
             raise OSError(errno.EIO, f"renewal or metadata checkpoint failed: {exc}") from exc
 
     def query(self, name: str) -> Any:
+        """A control attribute read on the mount's root: `pid` or `status`.
+
+        Raises:
+            pyfuse3.FUSEError: ENOATTR for another name.
+        """
         if name == "pid":
             return os.getpid()
         if name == "status":

@@ -121,6 +121,12 @@ class Init:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Init:
+        """The init line, as the worker reads it.
+
+        Raises:
+            ValueError: not an init line, or a key that does not parse.
+            KeyError: a field is missing.
+        """
         if d.get("op") != "init":
             raise ValueError(f"the first line of the protocol is not init: {d.get('op')!r}")
         network = dict(d["network"])
@@ -264,7 +270,12 @@ def encode(obj: Mapping[str, Any]) -> bytes:
 
 
 async def read_lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[dict[str, Any]]:
-    """The protocol lines arriving on `stream`, decoded, until it closes."""
+    """The protocol lines arriving on `stream`, decoded, until it closes (an unfinished last
+    line is dropped).
+
+    Raises:
+        json.JSONDecodeError: a line that is not JSON.
+    """
     buf = b""
     async for data in stream:
         buf += data
@@ -278,7 +289,8 @@ async def read_lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[dict[str, 
 
 class Worker(Protocol):
     """What the uploader, the checkpointer and the renewer need of the upload worker
-    (upload_worker.UploadWorker; a fake in tests). Failures raise as `error_from_json`."""
+    (upload_worker.UploadWorker; a fake in tests). Failures raise as `error_from_json` makes
+    them: ObjectNotFound, InsufficientWal, InsufficientGas, DataError or WorkerError."""
 
     @property
     def uncertified(self) -> int:

@@ -53,6 +53,8 @@ class Machine:
     host: str
 
     def lease(self, now: float | None = None) -> str:
+        """The `walrusfs:writer` value: machine ID, host and since when (`now`, seconds since
+        1970; None: the current time)."""
         return f"{self.id} {self.host} {int(time.time() if now is None else now)}"
 
 
@@ -64,6 +66,7 @@ class Lease:
 
     @classmethod
     def parse(cls, value: str | None) -> Lease | None:
+        """A `walrusfs:writer` value; None when there is none or it is not a lease."""
         if not value:
             return None
         parts = value.split(" ")
@@ -151,7 +154,11 @@ class WriterLease:
         """The wallet's Blob objects as they concern this volume. `known`: object IDs of
         data blobs this machine's copy records (their attributes cannot change who holds
         the volume, so they are not read: one request per blob would make every mount of a
-        large volume slow)."""
+        large volume slow).
+
+        Raises:
+            ServiceFailed: the wallet's blobs or their attributes could not be read.
+        """
         try:
             blobs = [b for b in await self.chain.blobs(valid_only=True) if b.id not in known]
             attributes = await self.chain.attributes_of([b.id for b in blobs])
@@ -174,6 +181,12 @@ class WriterLease:
         return Scan(refs, unfinished)
 
     async def verdict(self, local_seq: int, known: set[str] | None = None) -> Verdict:
+        """`judge` on the chain's checkpoints of this volume (and `unfinished` set, as
+        `claim` describes).
+
+        Raises:
+            ServiceFailed: as `scan`.
+        """
         scan = await self.scan(known or set())
         self.unfinished = scan.unfinished
         return judge(scan.checkpoints, self.machine, self.volume_id, local_seq)
@@ -182,7 +195,16 @@ class WriterLease:
         """Mark the newest checkpoint with this machine's lease, or raise VolumeClaimed.
         Afterwards `unfinished` names this machine's registered, never certified Blobs of
         the volume: an earlier process paid for them and died before certifying (nothing of
-        this process uploads yet, so none is in use)."""
+        this process uploads yet, so none is in use).
+
+        Args:
+            local_seq: the checkpoint sequence number of this machine's copy.
+            known: object IDs of data blobs this copy records (see `scan`).
+
+        Raises:
+            VolumeClaimed: another machine holds the volume, or moved it past this copy.
+            ServiceFailed: the chain could not be read, or the lease not written.
+        """
         verdict = await self.verdict(local_seq, known)
         if verdict.refusal is not None:
             raise VolumeClaimed(verdict.refusal)
