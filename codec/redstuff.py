@@ -39,7 +39,7 @@ class EncodedBlob:
 
     The slivers stay inside the engine's result until asked for: the engine copies a sliver into
     a Python `bytes` on every read, so materialising all 2n of them up front holds the encoded
-    blob twice (bench/codec.py measured 13x the blob at peak that way, 9-10x walking pairs
+    blob twice (bench/codec.py measures 13x the blob at peak that way, 9-10x walking pairs
     one at a time). The upload path walks
     `iter_pairs()` once and lets each pair go after sending it; `pairs` materialises and keeps
     them all, for callers that need random access.

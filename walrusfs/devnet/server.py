@@ -3,7 +3,7 @@ knowledge (h2c), on trio.
 
 Why not hypercorn: a node's own work per sliver is
 about half a millisecond (verification and a record write), and hypercorn's h11 and ASGI
-machinery cost more than that again per request, measured; a store at n=1000 is 2000 sliver
+machinery costs more than that again per request, measured; a store at n=1000 is 2000 sliver
 PUTs and a read 334 GETs, on the two cores the client needs too. This server does what the
 storage-node API needs and nothing else: requests with a `Content-Length` or chunked body,
 answers with a `Content-Length`, keep-alive, and h2c for HTTP/2 clients (real nodes speak

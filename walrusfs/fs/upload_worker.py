@@ -1,8 +1,8 @@
 """Uploads run in a separate process, so they never slow down the mount's request loop.
 
 An upload at 1000 shards is thousands of HTTP requests and confirmations: Python work that,
-on the mount's trio loop, queued every FUSE request behind it (measured: stat 16,000/s idle,
-650/s during uploads) and, in a thread, would still hold the GIL. The worker is
+on the mount's trio loop, would queue every FUSE request behind it (measured: stat 16,000/s
+idle, 650/s during uploads) and, in a thread, would still hold the GIL. The worker is
 `python -m walrusfs.fs.upload_worker`, on the network and with the wallet key the mount
 hands it (it reads no configuration of its own): it reads staged chunk files by path, stores
 them (its own WalrusStore and chain client, the only one that sends transactions) and

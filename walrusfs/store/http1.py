@@ -1,11 +1,11 @@
 """A lean HTTP/1.1 keep-alive client for the storage-node hot path (slivers and metadata).
 
 Why not httpx here: an n=1000 blob is 2000 sliver PUTs to store and 334 sliver GETs to read,
-each ~200 KB for 64 MiB. Measured on the devnet, httpx spent ~1.8 ms of event-loop CPU per
+each ~200 KB for 64 MiB. Measured on the devnet, httpx spends ~1.8 ms of event-loop CPU per
 request (URL parsing and cookie handling in httpx; a socket poll of every pooled connection
 per request in httpcore; HTTP/2 frame bookkeeping, where hyperframe hex-encodes every 16 KiB
-DATA frame for a log line nobody reads). That loop time, not the network or the codec, bounded
-reads at ~70 MB/s. This client does what the storage-node protocol needs and nothing else:
+DATA frame for a log line nobody reads). That loop time, not the network or the codec, would
+bound reads at ~70 MB/s. This client does what the storage-node protocol needs and nothing else:
 one request per connection at a time, `Content-Length` or chunked bodies, keep-alive reuse, TLS
 for `https` nodes (the node's on-chain network key required, as the Walrus client does).
 

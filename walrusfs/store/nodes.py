@@ -253,11 +253,10 @@ def _opt_int(value: Any) -> int | None:
 class NodeClient:
     """One keep-alive HTTP/1.1 pool per node (`walrusfs.store.http1`), reads and uploads alike.
 
-    Not httpx: its per-request cost in the event loop
-    (~1.8 ms, see `http1`) bounded both the 2000-PUT store and the 334-GET read of an n=1000
-    blob. Not HTTP/2 either: in Python its frame handling costs more than the TCP connections it
-    saves, and httpcore's HTTP/2 client stalled concurrent large uploads
-    (github.com/pydantic/httpx2/issues/1133).
+    Not httpx: its per-request cost in the event loop (~1.8 ms, see `http1`) would bound both
+    the 2000-PUT store and the 334-GET read of an n=1000 blob. Not HTTP/2 either: in Python
+    its frame handling costs more than the TCP connections it saves, and httpcore's HTTP/2
+    client can stall concurrent large uploads (github.com/pydantic/httpx2/issues/1133).
 
     Every request raises `NodeError` when the node answers with a status of 300 or more (404
     too, unless the call documents what it returns for it) and `TransportError` when it does
