@@ -138,14 +138,22 @@ def norm(addr: str) -> str:
 
 
 def contents(obj: pb.Object) -> bytes:
-    """The object's Move value, BCS."""
+    """The object's Move value, BCS.
+
+    Raises:
+        ChainError: the object came without its contents.
+    """
     if obj.contents is None or obj.contents.value is None:
         raise errors.ChainError(f"object {obj.object_id} came without its contents")
     return bytes(obj.contents.value)
 
 
 def shared_version(obj: pb.Object) -> int:
-    """The version a shared object was shared at (what a transaction names it by)."""
+    """The version a shared object was shared at (what a transaction names it by).
+
+    Raises:
+        ChainError: the object is not shared.
+    """
     if obj.owner is None or obj.owner.version is None:
         raise errors.ChainError(f"object {obj.object_id} is not a shared object")
     return int(obj.owner.version)

@@ -32,6 +32,12 @@ class TransactionExecutionService:
     async def execute_transaction(
         self, request: pb.ExecuteTransactionRequest
     ) -> pb.ExecuteTransactionResponse:
+        """Execute a signed transaction given as BCS; a failed execution is a normal reply.
+
+        Raises:
+            TxRejected: no BCS, more than MAX_SIGNATURES signatures, or a transaction that
+                cannot run (INVALID_ARGUMENT).
+        """
         if request.transaction is None or request.transaction.bcs is None:
             raise TxRejected("the transaction must be given as BCS")
         if len(request.signatures) > MAX_SIGNATURES:
@@ -51,7 +57,13 @@ class TransactionExecutionService:
         """A dry run, as a full node runs it (`simulate/mod.rs`): a transaction given as BCS
         is taken as it is; one given field by field is resolved first
         (`chain.localnet.resolve`). Gas selection (and a budget estimate when the client gave
-        no budget) happens when asked for and checks are enabled."""
+        no budget) happens when asked for and checks are enabled.
+
+        Raises:
+            ValueError: no transaction, or BCS that is not one (INVALID_ARGUMENT).
+            TxRejected: it cannot run, or gas selection finds too little SUI.
+            GRPCError: what resolving a transaction given field by field refuses.
+        """
         mask = masks.tree_for(
             "SimulateTransaction", request.read_mask, pb.SimulateTransactionResponse
         )

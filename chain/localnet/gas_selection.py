@@ -53,7 +53,14 @@ def estimated_budget(executor: Executor, data: Any, price: int, payment_given: i
 
 def select_gas(ledger: Ledger, v1: Any, loading_price: int | None) -> None:
     """`select_gas`: the owner's SUI coins that are not inputs, up to the payment limit;
-    the budget grows by the loading cost of coins beyond one when it was estimated."""
+    the budget grows by the loading cost of coins beyond one when it was estimated.
+
+    Args:
+        loading_price: the gas price when the budget was estimated (None: it was given).
+
+    Raises:
+        TxRejected: the coins found hold less than the budget.
+    """
     owner = "0x" + bytes(v1.GasData.Owner.Address).hex()
     ptb = v1.TransactionKind.value
     inputs = {
