@@ -34,7 +34,7 @@ class MountOptions:
     volume_dir: Path  # <data_dir>/volumes/<name>: meta.db, staging/, mount.log
     cache_dir: Path  # sliver cache
     chunk_size: int = CHUNK_SIZE  # for new volumes; capped at the network's max blob size
-    cache_bytes: int = DEFAULTS.cache_size  # on-disk sliver cache
+    cache_bytes: int = DEFAULTS.cache_size  # on-disk caches (slivers, blobs' bytes)
     memory_bytes: int = DEFAULTS.memory  # RSS bound: segment cache + concurrent encodes
     staging_limit: int = DEFAULTS.staging_limit  # staged bytes before writes wait for uploads
     allow_other: bool = DEFAULTS.allow_other
