@@ -212,10 +212,26 @@ class StoredBytes:
             head = await self.store.read(blob_id, 0, off + length, authenticated=True)
             header, cipher = head[:off], head[off:]
             self._headers[ident] = header
+        elif header is None:
+            # a cold random read: the header's row and the segment's row at once, so the
+            # first byte waits for one round of sliver requests, not two
+            got: dict[str, bytes] = {}
+            failed: list[Exception] = []
+
+            async def part(name: str, start: int, n: int) -> None:
+                try:
+                    got[name] = await self.store.read(blob_id, start, n, authenticated=True)
+                except (StoreError, chain_errors.ChainError, OSError) as exc:
+                    failed.append(exc)  # raised as itself below, not in an exception group
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(part, "header", 0, crypto.HEADER)
+                nursery.start_soon(part, "cipher", off, length)
+            if failed:
+                raise failed[0]
+            header, cipher = got["header"], got["cipher"]
+            self._headers[ident] = header
         else:
-            if header is None:
-                header = await self.store.read(blob_id, 0, crypto.HEADER, authenticated=True)
-                self._headers[ident] = header
             cipher = await self.store.read(blob_id, off, length, authenticated=True)
         if stop - first <= INLINE_UNITS:
             return crypto.open_segments(self.keys, header, cipher, first, total)
