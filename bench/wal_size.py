@@ -29,6 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.provenance import provenance  # noqa: E402
 from chain.pricing import format_wal  # noqa: E402
 from walrusfs.validate import parse_size  # noqa: E402
 
@@ -57,6 +58,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
+    made = provenance()
     total = parse_size(args.total)
     home = Path(tempfile.mkdtemp(prefix="walrusfs-walsize-", dir="/var/tmp"))
     env = dict(os.environ, WALRUSFS_HOME=str(home), PYTHONPATH=str(ROOT))
@@ -144,7 +146,9 @@ def main() -> None:
     print("# ratio: what one blob per file costs over what walrusfs pays (higher: quilting saves)")
     if args.json:
         args.json.write_text(
-            json.dumps({"epochs": args.epochs, "n_shards": args.n_shards, "rows": rows}, indent=1)
+            json.dumps(
+                {**made, "epochs": args.epochs, "n_shards": args.n_shards, "rows": rows}, indent=1
+            )
         )
 
 
