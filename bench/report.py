@@ -4,11 +4,13 @@ results) and writes docs/benchmarks/report.md with two plots:
     .venv/bin/python bench/report.py [--fs-json F] [--wal-json F] [--out docs/benchmarks]
                                      [--size 1G] [--files 10000] [--n-shards 1000]
 
-- throughput.png: each row of bench/fs.py as a fraction of the local directory measured in
-  the same run (log scale), beside the peer filesystems measured with the same method on this
-  machine (../shared/research/anchors.md section 4.4: JuiceFS, S3QL, rclone against ext4);
+- throughput.png: every row of bench/fs.py for walrusfs and the peer filesystems measured in
+  the same run: against the best peer of the row, and as a fraction of the local directory;
 - wal_per_gib.png: WAL per GiB of file data by file size, walrusfs (quilted, measured) against
   one blob per file (the chain's price).
+
+The report states the command, commit and machine of each result it shows, and nothing else:
+a result is only comparable with what was measured beside it.
 
 Needs matplotlib (`pip install -e '.[bench]'`, `make bench-report`).
 """
@@ -16,10 +18,7 @@ Needs matplotlib (`pip install -e '.[bench]'`, `make bench-report`).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -33,25 +32,26 @@ import matplotlib.pyplot as plt
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.provenance import provenance  # noqa: E402
 from chain.pricing import FROST_PER_WAL  # noqa: E402
 
-#: fs.py row -> (ext4, JuiceFS, S3QL, rclone) on this machine, anchors.md section 4.4
-PEERS: dict[str, tuple[float, float, float, float]] = {
-    "seq write MiB/s": (320, 437, 285, 152),
-    "seq read cold MiB/s": (831, 450, 391, 122),
-    "rand read 4K IOPS": (16_480, 11_035, 3_215, 3_247),
-    "small create files/s": (39_547, 783, 472, 834),
-    "small stat files/s": (464_487, 10_245, 9_688, 10_546),
-    "small read files/s": (114_892, 1_797, 2_606, 1_090),
-    "small delete files/s": (15_296, 1_281, 499, 2_239),
-    "rsync stdlib s": (2.3, 7.1, 15.7, 8.4),
-}
-PEER_NAMES = ("JuiceFS", "S3QL", "rclone")
+HIGHER = "higher"
+COLORS = {"walrusfs": "#2f7ed8", "juicefs": "#8bbc21", "rclone": "#d8572f"}
+MARKERS = ("o", "s", "^", "D")
 
 
-def ratio(key: str, local: float, value: float) -> float:
-    """walrusfs (or a peer) as a fraction of local: for times local/x, else x/local."""
-    return local / value if key.endswith(" s") else value / local
+def ratio(better: str | None, x: float | None, other: float | None) -> float | None:
+    """x against `other`, above 1 when x is better (for times and memory: other / x)."""
+    if better is None or not x or not other:
+        return None
+    return x / other if better == HIGHER else other / x
+
+
+def best_of(better: str | None, values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    if better is None or not vals:
+        return None
+    return max(vals) if better == HIGHER else min(vals)
 
 
 def run_json(script: str, out: Path, *args: str) -> dict[str, Any]:
@@ -61,56 +61,76 @@ def run_json(script: str, out: Path, *args: str) -> dict[str, Any]:
     return dict(json.loads(out.read_text()))
 
 
-def throughput_plot(fs: dict[str, Any], path: Path) -> None:
-    """Two panels, because the peers' numbers and this run's local directory are not one run.
+def check_fs(fs: dict[str, Any], source: str) -> None:
+    if "results" not in fs or "rows" not in fs:
+        raise SystemExit(
+            f"{source} is not a result of this bench/fs.py (no 'results' and 'rows'): "
+            "run bench/fs.py --json again"
+        )
 
-    Left: the target as the issue states it, absolute rows against the best peer as measured
-    on this machine (bars walrusfs, markers each peer). Right: every row as a fraction of the
-    local directory in this same run (the local rows move between runs; see the report).
-    """
-    keys = [k for k in fs["local"] if not k.endswith("RSS MiB")]
-    peer_keys = [k for k in keys if k in PEERS]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 0.5 * len(keys) + 2))
-    best = {k: (min if k.endswith(" s") else max)(PEERS[k][1:]) for k in peer_keys}
-    y = list(range(len(peer_keys)))
+
+def compared(fs: dict[str, Any]) -> list[tuple[str, str]]:
+    """The rows that have a direction and a walrusfs value: (row, better)."""
+    ours = fs["results"].get("walrusfs", {})
+    return [(k, b) for k, b in fs["rows"] if b is not None and ours.get(k) is not None]
+
+
+def throughput_plot(fs: dict[str, Any], path: Path) -> None:
+    """Left: walrusfs and each peer against the best peer of the row, all from this run (the
+    target: walrusfs at 1 or more). Right: each system as a fraction of the local directory."""
+    res, peers = fs["results"], fs["peers"]
+    rows = compared(fs)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 0.45 * len(rows) + 2.5))
+    y = list(range(len(rows)))
+    best = {k: best_of(b, [res[p].get(k) for p in peers]) for k, b in rows}
     left.barh(
         y,
-        [ratio(k, best[k], fs["walrusfs"][k]) for k in peer_keys],
-        color="#2f7ed8",
-        label="walrusfs (this run)",
+        [ratio(b, res["walrusfs"][k], best[k]) or 0 for k, b in rows],
+        color=COLORS["walrusfs"],
+        label="walrusfs",
     )
-    markers = ("o", "s", "^")
-    for j, name in enumerate(PEER_NAMES):
-        px = [ratio(k, best[k], PEERS[k][j + 1]) for k in peer_keys]
+    for j, name in enumerate(peers):
+        pts = [(ratio(b, res[name].get(k), best[k]), i) for i, (k, b) in enumerate(rows)]
+        pts = [(x, i) for x, i in pts if x is not None]
         left.scatter(
-            px,
-            y,
-            marker=markers[j],
+            [x for x, _ in pts],
+            [i for _, i in pts],
+            marker=MARKERS[j % len(MARKERS)],
             color="black",
             facecolors="none",
             zorder=3,
-            label=f"{name} (anchors.md)",
+            label=name,
         )
     left.set_xscale("log")
-    ticks = [0.125, 0.25, 0.5, 1.0, 2.0, 4.0]
-    left.set_xticks(ticks, [f"{t:g}" for t in ticks])
-    left.minorticks_off()
-    left.set_yticks(y, peer_keys)
+    left.set_yticks(y, [k for k, _ in rows])
     left.invert_yaxis()
     left.axvline(1.0, color="grey", linewidth=0.8)
-    left.set_xlabel("against the best peer (log scale; target: 1 or more)")
-    left.set_title("against the best peer")
-    left.legend(loc="upper center", bbox_to_anchor=(0.45, -0.1), ncol=2, fontsize=8)
-    y = list(range(len(keys)))
-    right.barh(y, [ratio(k, fs["local"][k], fs["walrusfs"][k]) for k in keys], color="#2f7ed8")
+    left.set_xlabel("against the best peer of the row (log; 1 = as good as the best peer)")
+    left.set_title("against the best peer, same run")
+    left.legend(loc="upper center", bbox_to_anchor=(0.45, -0.12), ncol=4, fontsize=8)
+    local = res.get("local", {})
+    local_rows = [(k, b) for k, b in rows if local.get(k)]
+    y = list(range(len(local_rows)))
+    systems = ["walrusfs", *peers]
+    height = 0.8 / len(systems)
+    for j, name in enumerate(systems):
+        right.barh(
+            [i - 0.4 + height * (j + 0.5) for i in y],
+            [ratio(b, res[name].get(k), local[k]) or 0 for k, b in local_rows],
+            height=height,
+            color=COLORS.get(name, f"C{j}"),
+            label=name,
+        )
     right.set_xscale("log")
-    right.set_yticks(y, keys)
+    right.set_yticks(y, [k for k, _ in local_rows])
     right.invert_yaxis()
     right.axvline(1.0, color="grey", linewidth=0.8)
-    right.set_xlabel("fraction of the local directory's speed in this run (log; 1 = as fast)")
-    right.set_title("against the local directory")
+    right.set_xlabel("fraction of the local directory (log; 1 = as fast)")
+    right.set_title("against the local directory, same run")
+    right.legend(loc="upper center", bbox_to_anchor=(0.45, -0.12), ncol=4, fontsize=8)
     fig.suptitle(
-        f"bench/fs.py: {fs['size']} file, {fs['files']} small files, devnet {fs['n_shards']} shards"
+        f"bench/fs.py: {fs['size']} files, {fs['files']} small files, "
+        f"devnet {fs['n_shards']} shards, commit {fs.get('commit', '?')}"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -148,67 +168,85 @@ def wal_plot(wal: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def machine() -> str:
-    mem = next(
-        line.split()[1]
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal")
-    )
-    return (
-        f"{os.cpu_count()} CPUs, {int(mem) / (1 << 20):.0f} GiB RAM, Linux "
-        f"{platform.release()}, Python {platform.python_version()}"
-    )
+def fmt(v: float | None) -> str:
+    if v is None:
+        return ""
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:,.1f}" if abs(v) >= 10 else f"{v:.2f}"
 
 
-def report(fs: dict[str, Any], wal: dict[str, Any], note: str | None) -> str:
+def made_by(r: dict[str, Any]) -> str:
+    if "command" not in r:
+        return "a run whose result does not record its command, commit and machine"
+    return f"`{r['command']}` at commit `{r['commit']}` on {r['date']} ({r['machine']})"
+
+
+def fs_table(fs: dict[str, Any]) -> list[str]:
+    res, peers = fs["results"], fs["peers"]
+    cols = [c for c in ("local", "walrusfs", *peers) if c in res]
+    lines = [
+        "| row | " + " | ".join(cols) + " | walrusfs / best peer | walrusfs / local |",
+        "|---|" + "---:|" * (len(cols) + 2),
+    ]
+    for key, better in fs["rows"]:
+        if not any(key in res[c] for c in cols):
+            continue
+        cells = [
+            ("FAIL" if res[c][key] is None else fmt(res[c][key])) if key in res[c] else ""
+            for c in cols
+        ]
+        ours = res.get("walrusfs", {}).get(key)
+        vs_best = ratio(better, ours, best_of(better, [res[p].get(key) for p in peers]))
+        vs_local = ratio(better, ours, res.get("local", {}).get(key))
+        lines.append(
+            f"| {key} | "
+            + " | ".join(cells)
+            + f" | {'' if vs_best is None else f'{vs_best:.2f}'}"
+            + f" | {'' if vs_local is None else f'{vs_local:.3f}'} |"
+        )
+    return lines
+
+
+def report(fs: dict[str, Any], wal: dict[str, Any], me: dict[str, str], note: str | None) -> str:
+    peers = fs["peers"]
+    versions = ", ".join(
+        v if k == "fio" else f"{k} {v}" for k, v in fs.get("versions", {}).items() if v
+    )
     lines = [
         "# Benchmark report",
         "",
-        f"Generated by `bench/report.py` on {datetime.date.today()} ({machine()}). The devnet's "
-        "storage nodes and Sui stand-in run on the same machine as the mount (at a lower CPU "
-        "priority), so every upload also pays for the nodes' work; on a real network that work "
-        "is elsewhere. Regenerate: `make bench-report`.",
+        f"Written by {made_by(me)}. The devnet's storage nodes and Sui stand-in run on the same "
+        "machine as the mount (at a lower CPU priority), so every upload also pays for the "
+        "nodes' work; on a real network that work is elsewhere. Regenerate: "
+        "`make bench-report`.",
         "",
         *([f"Note: {note}", ""] if note else []),
-        "## Throughput against a local directory",
+        "## Throughput: walrusfs, the peers and a local directory",
         "",
-        f"`bench/fs.py --size {fs['size']} --files {fs['files']} --n-shards {fs['n_shards']}`: "
-        "the same operations on a local directory and on the mount, in one run. Peers: the "
-        "same method on this machine (anchors.md section 4.4: JuiceFS, S3QL, rclone); "
-        '"best peer" is the best of them on the row, as measured then, and "x best" '
-        "is walrusfs against it (higher is better; the target is 1 or more on every row). "
-        "The local directory's own rows move by several times between runs here (page-cache "
-        "allocation on this VM is fast or slow depending on what ran before), so the "
-        "fractions of local are noisier than the absolute rows.",
+        f"Measured by {made_by(fs)}: a local directory, "
+        + (", ".join(peers) + " and walrusfs" if peers else "and walrusfs (no peer could run)")
+        + f", one after the other in that run ({versions}). The method is fsbench.sh's (fio "
+        "psync jobs, the page cache dropped before reads, 4 KiB small files, rsync of the "
+        "standard library) plus the rows after upload and cold; docs/benchmarks.md describes "
+        'each row and what "uploaded" and "cache dropped" mean for each peer. '
+        '"walrusfs / best peer" is walrusfs against the best peer of the row in this run, '
+        '"walrusfs / local" against the local directory; above 1 is walrusfs ahead (times '
+        "and memory are compared as the other / walrusfs).",
         "",
         "![throughput](throughput.png)",
         "",
-        "| row | local | walrusfs | best peer | x best | walrusfs/local | best peer/local |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        *fs_table(fs),
     ]
-    for k, local in fs["local"].items():
-        mine = fs["walrusfs"][k]
-        if k in PEERS:
-            best = (min if k.endswith(" s") else max)(PEERS[k][1:])
-            against = f"{best:,.1f} | {ratio(k, best, mine):.2f}"
-            peer = f"{max(ratio(k, PEERS[k][0], v) for v in PEERS[k][1:]):.3f}"
-        else:
-            against, peer = "- | -", "-"
-        lines.append(
-            f"| {k} | {local:,.1f} | {mine:,.1f} | {against} | "
-            f"{ratio(k, local, mine):.3f} | {peer} |"
-        )
-    for k in ("mount peak RSS MiB", "worker peak RSS MiB"):
-        lines.append(f"| {k} | | {fs['walrusfs'][k]:,.0f} | | | | |")
+    if fs.get("notes"):
+        lines += ["", "Notes printed by the run:", ""]
+        lines += [f"- {n}" for n in fs["notes"]]
     lines += [
-        "",
-        "Times (`s`) are compared as local/walrusfs, everything else as walrusfs/local: "
-        "higher is better, 1 is as fast as the local disk.",
         "",
         "## WAL per GiB by file size",
         "",
-        f"`bench/wal_size.py --n-shards {wal['n_shards']} --epochs {wal['epochs']}`: files of "
-        f"one size, {wal['rows'][0]['data_bytes'] >> 20} MiB of them per size, written into a "
+        f"Measured by {made_by(wal)}: files of one size, "
+        f"{wal['rows'][0]['data_bytes'] >> 20} MiB of them per size, written into a "
         "new encrypted volume and synced; WAL is what the uploads "
         "paid (storage and write fees; gas is SUI). The baseline is `walrusfs cost`'s one "
         "blob per file. Every blob pays for its metadata (two 32-byte hashes per shard, "
@@ -251,10 +289,12 @@ def main() -> None:
     ap.add_argument("--n-shards", default="1000")
     ap.add_argument("--note", help="a remark printed under the report's header")
     args = ap.parse_args()
+    me = provenance()
     args.out.mkdir(parents=True, exist_ok=True)
     fs_path, wal_path = args.out / "fs.json", args.out / "wal_size.json"
     if args.fs_json:
         fs = json.loads(args.fs_json.read_text())
+        check_fs(fs, str(args.fs_json))
         fs_path.write_text(json.dumps(fs, indent=1))
     else:
         fs = run_json(
@@ -267,6 +307,9 @@ def main() -> None:
             "--n-shards",
             args.n_shards,
         )
+        check_fs(fs, str(fs_path))
+    if "walrusfs" not in fs["results"]:
+        raise SystemExit("the bench/fs.py result has no walrusfs rows (its run failed)")
     if args.wal_json:
         wal = json.loads(args.wal_json.read_text())
         wal_path.write_text(json.dumps(wal, indent=1))
@@ -274,7 +317,7 @@ def main() -> None:
         wal = run_json("wal_size.py", wal_path, "--n-shards", args.n_shards)
     throughput_plot(fs, args.out / "throughput.png")
     wal_plot(wal, args.out / "wal_per_gib.png")
-    (args.out / "report.md").write_text(report(fs, wal, args.note))
+    (args.out / "report.md").write_text(report(fs, wal, me, args.note))
     print(f"wrote {args.out / 'report.md'}")
 
 
