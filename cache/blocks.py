@@ -39,6 +39,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 BLOCK = 16 << 10
@@ -57,6 +58,18 @@ CREATE TABLE IF NOT EXISTS blobs (
 );
 CREATE INDEX IF NOT EXISTS blobs_by_atime ON blobs (atime);
 """
+
+
+@dataclass(frozen=True)
+class BlockCachePlace:
+    """Where a block cache is and how large it may grow: what the mount hands its upload
+    worker, which keeps there what it uploaded (a file just uploaded reads from the cache)."""
+
+    root: Path
+    limit: int
+
+    def open(self) -> BlockCache:
+        return BlockCache(self.root, self.limit)
 
 
 def _sum(block: bytes | memoryview) -> bytes:

@@ -172,14 +172,13 @@ def test_uploads_certify_with_one_node_stopped(mnt: Mount, dn: RunningDevnet) ->
         assert (mnt.path / name).read_bytes() == data
 
 
-def test_small_files_just_uploaded_read_back_with_every_node_down(
-    mnt: Mount, dn: RunningDevnet
-) -> None:
-    """A quilted file keeps its bytes in the mount's memory when its staging copy goes (a
-    write-through cache): reading what was just written costs no patch fetch, so it works even
-    with no storage node reachable. A file over 1 MiB is not kept, and needs the nodes."""
+def test_files_just_uploaded_read_back_with_every_node_down(mnt: Mount, dn: RunningDevnet) -> None:
+    """What was just uploaded stays on this machine: a quilted file in the mount's memory, a
+    file of its own blobs in the block cache (its stored, sealed bytes, kept by the upload
+    worker). Reading what was just written costs no fetch, so it works with no storage node
+    reachable, at random offsets too; without the cache, the nodes are needed."""
     files = {f"s{i}": os.urandom(3000 + i) for i in range(5)}
-    files["large"] = os.urandom((1 << 20) + 1)
+    files["large"] = os.urandom((3 << 20) + 12345)
     for name, data in files.items():
         (mnt.path / name).write_bytes(data)
     mnt.sync()
@@ -188,9 +187,15 @@ def test_small_files_just_uploaded_read_back_with_every_node_down(
     for i in range(dn.spec.n_nodes):
         dn.cli("devnet", "node", "stop", str(i))
     Path("/proc/sys/vm/drop_caches").write_text("3\n")  # the next reads reach the mount
+    large = files["large"]
+    with (mnt.path / "large").open("rb", buffering=0) as f:
+        for offset in (2 << 20, 70_000, len(large) - 4096, 0):
+            assert os.pread(f.fileno(), 4096, offset) == large[offset : offset + 4096]
     for name, data in files.items():
-        if name != "large":
-            assert (mnt.path / name).read_bytes() == data
+        assert (mnt.path / name).read_bytes() == data
+    mnt.umount()
+    mnt.drop_cache()
+    mnt.mount()
     with pytest.raises(OSError) as failed:
         (mnt.path / "large").read_bytes()
     assert failed.value.errno == errno.EIO

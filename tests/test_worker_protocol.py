@@ -5,10 +5,12 @@ line carries the network and keys the worker runs with."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 import codec
+from cache.blocks import BlockCachePlace
 from chain import errors as chain_errors
 from chain.profiles import TESTNET
 from chain.wallet import Keypair
@@ -91,7 +93,10 @@ def test_init_hands_over_network_and_keys() -> None:
     back = wp.Init.from_json(_wire(init.to_json()))
     assert back.network == TESTNET and back.volume_key == bytes(range(32))
     assert back.wallet is not None and back.wallet.address == wallet.address
+    assert back.blocks is None
     public = wp.Init.from_json(_wire(wp.Init(None, TESTNET, None).to_json()))
     assert public.volume_key is None and public.wallet is None
+    place = BlockCachePlace(Path("/c/blocks"), 3 << 30)
+    assert wp.Init.from_json(_wire(wp.Init(None, TESTNET, None, place).to_json())).blocks == place
     with pytest.raises(ValueError, match="not init"):
         wp.Init.from_json({"op": "blob"})

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import codec
+from cache.blocks import BlockCachePlace
 from cache.staging import Staging
 from chain.client import WalrusChain
 from walrusfs.fs import crypto, schema
@@ -62,6 +63,7 @@ def assemble(
     memory_bytes: int | None = None,
     renew: RenewPolicy | None = None,
     read_only: bool = False,
+    blocks: BlockCachePlace | None = None,
 ) -> Parts:
     """Build the volume's data path.
 
@@ -72,13 +74,16 @@ def assemble(
         memory_bytes: the mount's memory bound, which sizes the segment cache and the
             uploads at once; None: the configured jobs and a full segment cache.
         renew: the renewal policy; None builds no renewer.
+        blocks: the block cache the upload worker keeps what it stores in (None: nowhere).
     """
     segment_bytes, jobs = SEGMENT_BYTES, upload.jobs
     if memory_bytes is not None:
         segment_bytes, jobs = upload_jobs(upload, memory_bytes, chunk_size)
         upload = replace(upload, jobs=jobs)
     content = Content(db, staging, store, chunk_size, segment_bytes, keys=keys)
-    worker = UploadWorker(worker_argv, network=chain.profile, wallet=chain.key, key=volume_key)
+    worker = UploadWorker(
+        worker_argv, network=chain.profile, wallet=chain.key, key=volume_key, blocks=blocks
+    )
     uploader = Uploader(
         db,
         content,

@@ -25,7 +25,7 @@ import pyfuse3
 import trio
 
 import codec
-from cache.blocks import BlockCache
+from cache.blocks import BlockCachePlace
 from cache.slivers import SliverCache
 from cache.staging import Staging
 from chain import errors as chain_errors
@@ -213,9 +213,10 @@ async def run(
     lock = lock_volume(options.volume_dir)
     # the cache size is shared: a quarter for slivers and metadata, the rest for blobs' bytes
     cache = SliverCache(options.cache_dir / "slivers", options.cache_bytes // 4)
-    blocks = BlockCache(
+    blocks_at = BlockCachePlace(
         options.cache_dir / "blocks", options.cache_bytes - options.cache_bytes // 4
     )
+    blocks = blocks_at.open()
     # no RangeCache: Content keeps its own cache of what the store returns
     store = WalrusStore(chain, cache=cache, blocks=blocks, read_timeout=options.read_timeout)
     try:
@@ -259,6 +260,7 @@ async def run(
             memory_bytes=options.memory_bytes,
             renew=policy,
             read_only=options.read_only,
+            blocks=blocks_at,
         )
         assert parts.renewer is not None
         volume = Volume(

@@ -39,6 +39,7 @@ from typing import Any
 import trio
 
 import codec
+from cache.blocks import BlockCache, BlockCachePlace
 from chain import errors as chain_errors
 from chain.client import WalrusChain
 from chain.profiles import NetworkProfile
@@ -67,11 +68,13 @@ class UploadWorker:
         network: NetworkProfile,
         wallet: Keypair | None,
         key: bytes | None = None,
+        blocks: BlockCachePlace | None = None,
     ) -> None:
         """`argv` starts the worker process; `network` and `wallet` (the key that pays) are
-        the mount's, handed to it with the volume `key` on its first line."""
+        the mount's, handed to it with the volume `key` on its first line, and `blocks`, the
+        block cache that keeps what it stores (None: nothing is kept)."""
         self.argv = argv
-        self._init = wp.Init(key, network, wallet)
+        self._init = wp.Init(key, network, wallet, blocks)
         self._proc: trio.Process | None = None
         self._pending: dict[int, tuple[trio.Event, list[dict[str, Any]]]] = {}
         #: request -> the Blob object it registered (its progress message), until it answers
@@ -191,6 +194,9 @@ async def _serve() -> None:
     keys = None if init.volume_key is None else crypto.VolumeKeys.from_volume_key(init.volume_key)
     chain = WalrusChain(init.network, init.wallet)
     store = WalrusStore(chain)
+    # what is uploaded is kept as it is stored (sealed), so that reading a file just uploaded
+    # costs a local disk read, not a fetch from the nodes
+    blocks = None if init.blocks is None else init.blocks.open()
     out = trio.lowlevel.FdStream(sys.stdout.fileno())
     lock = trio.Lock()
 
@@ -212,7 +218,7 @@ async def _serve() -> None:
         reply: dict[str, Any]
         try:
             try:
-                reply = await _do(store, keys, req, on_registered)
+                reply = await _do(store, keys, req, on_registered, blocks)
             finally:
                 # An upload frees hundreds of MiB of encoder and sliver buffers: hand the free
                 # pages back at once, or the worker's RSS stays at its peak (the mount's memory
@@ -235,6 +241,8 @@ async def _serve() -> None:
     finally:
         await store.close()
         await chain.close()
+        if blocks is not None:
+            blocks.close()
 
 
 def _data_end(data: bytes) -> int:
@@ -277,6 +285,7 @@ async def _do(
     keys: crypto.VolumeKeys | None,
     req: dict[str, Any],
     registered: Callable[[str], None] | None = None,
+    blocks: BlockCache | None = None,
 ) -> dict[str, Any]:
     op = req["op"]
     if op == "delete":
@@ -305,6 +314,9 @@ async def _do(
             registered=registered,
             resume=req.get("resume"),
         )
+        if blocks is not None:
+            size = len(got[0])
+            await trio.to_thread.run_sync(blocks.put, str(r.blob_id), 0, got[0], size)
         return wp.BlobStored(r, got[1]).to_json()
     if op == "quilt":
         items = []

@@ -34,11 +34,13 @@ import dataclasses
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Protocol
 
 import trio
 
 import codec
+from cache.blocks import BlockCachePlace
 from chain import errors as chain_errors
 from chain.profiles import NetworkProfile
 from chain.wallet import Keypair
@@ -109,6 +111,8 @@ class Init:
     volume_key: bytes | None = field(repr=False)
     network: NetworkProfile
     wallet: Keypair | None = field(repr=False)
+    #: where the worker keeps the bytes of the blobs it stored (None: nowhere)
+    blocks: BlockCachePlace | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -117,6 +121,9 @@ class Init:
             "key": None if self.volume_key is None else self.volume_key.hex(),
             "network": dataclasses.asdict(self.network),
             "wallet": None if self.wallet is None else self.wallet.keystring(),
+            "blocks": None
+            if self.blocks is None
+            else {"root": str(self.blocks.root), "limit": self.blocks.limit},
         }
 
     @classmethod
@@ -131,10 +138,12 @@ class Init:
             raise ValueError(f"the first line of the protocol is not init: {d.get('op')!r}")
         network = dict(d["network"])
         network["exchange_objects"] = tuple(network.get("exchange_objects", ()))
+        blocks = d.get("blocks")
         return cls(
             None if d["key"] is None else bytes.fromhex(d["key"]),
             NetworkProfile(**network),
             None if d["wallet"] is None else Keypair.from_keystring(d["wallet"]),
+            None if blocks is None else BlockCachePlace(Path(blocks["root"]), int(blocks["limit"])),
         )
 
 
