@@ -77,6 +77,7 @@ class FakeStore:
         *,
         use_cache: bool = True,
         authenticated: bool = False,
+        blob_size: int | None = None,
     ) -> bytes:
         await self._wait(str(blob_id))
         data = self.blobs.get(str(blob_id))

@@ -55,6 +55,7 @@ class BlobReader(Protocol):
         *,
         use_cache: bool = True,
         authenticated: bool = False,
+        blob_size: int | None = None,
     ) -> bytes: ...
 
     async def read_patch(
@@ -188,7 +189,9 @@ class StoredBytes:
     async def _plaintext(self, ident: str, stored_size: int, first: int, stop: int) -> bytes:
         blob_id = codec.BlobId.parse(ident)
         if self.keys is None:
-            return await self.store.read(blob_id, first * UNIT, (stop - first) * UNIT)
+            return await self.store.read(
+                blob_id, first * UNIT, (stop - first) * UNIT, blob_size=stored_size
+            )
         try:
             return await self._decrypted(blob_id, ident, stored_size, first, stop)
         except crypto.DecryptError as exc:
@@ -209,7 +212,9 @@ class StoredBytes:
         off, length = crypto.cipher_span(first, stop - first, sealed_size)
         header = self._headers.get(ident)
         if header is None and first == 0:  # the header comes with the first segments
-            head = await self.store.read(blob_id, 0, off + length, authenticated=True)
+            head = await self.store.read(
+                blob_id, 0, off + length, authenticated=True, blob_size=sealed_size
+            )
             header, cipher = head[:off], head[off:]
             self._headers[ident] = header
         elif header is None:
@@ -220,7 +225,9 @@ class StoredBytes:
 
             async def part(name: str, start: int, n: int) -> None:
                 try:
-                    got[name] = await self.store.read(blob_id, start, n, authenticated=True)
+                    got[name] = await self.store.read(
+                        blob_id, start, n, authenticated=True, blob_size=sealed_size
+                    )
                 except (StoreError, chain_errors.ChainError, OSError) as exc:
                     failed.append(exc)  # raised as itself below, not in an exception group
 
@@ -232,7 +239,9 @@ class StoredBytes:
             header, cipher = got["header"], got["cipher"]
             self._headers[ident] = header
         else:
-            cipher = await self.store.read(blob_id, off, length, authenticated=True)
+            cipher = await self.store.read(
+                blob_id, off, length, authenticated=True, blob_size=sealed_size
+            )
         if stop - first <= INLINE_UNITS:
             return crypto.open_segments(self.keys, header, cipher, first, total)
         return await trio.to_thread.run_sync(

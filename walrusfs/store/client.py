@@ -236,6 +236,7 @@ class WalrusStore:
         *,
         use_cache: bool = True,
         authenticated: bool = False,
+        blob_size: int | None = None,
     ) -> bytes:
         """Bytes [offset, offset+length) of the blob (all of it by default).
 
@@ -244,6 +245,8 @@ class WalrusStore:
             authenticated: the caller authenticates the bytes itself (an AEAD stream): the
                 block cache skips its check, and the caller calls `forget_cached` when its
                 own check fails.
+            blob_size: the blob's size, if the caller knows it: a read the block cache
+                serves then needs no metadata.
 
         Raises:
             BlobUnavailable: not enough nodes answered with verifiable data within
@@ -252,7 +255,12 @@ class WalrusStore:
             ValueError: a negative offset or length.
         """
         return await self._reader.read(
-            blob_id, offset, length, use_cache=use_cache, authenticated=authenticated
+            blob_id,
+            offset,
+            length,
+            use_cache=use_cache,
+            authenticated=authenticated,
+            blob_size=blob_size,
         )
 
     def forget_cached(self, blob_id: codec.BlobId) -> None:

@@ -85,6 +85,7 @@ class Reader:
         *,
         use_cache: bool = True,
         authenticated: bool = False,
+        blob_size: int | None = None,
     ) -> bytes:
         """Bytes [offset, offset+length) of the blob (all of it by default).
 
@@ -93,6 +94,8 @@ class Reader:
             authenticated: the caller authenticates the bytes itself (an AEAD stream), so the
                 block cache skips its own check; a failure of the caller's check must be
                 followed by `forget_cached`.
+            blob_size: the blob's size, if the caller knows it: a read the block cache
+                serves then needs no metadata.
 
         Raises:
             BlobUnavailable: not enough nodes answered with verifiable data within
@@ -102,7 +105,12 @@ class Reader:
         """
         with self._bounded(blob_id):
             return await self._read(
-                blob_id, offset, length, use_cache=use_cache, authenticated=authenticated
+                blob_id,
+                offset,
+                length,
+                use_cache=use_cache,
+                authenticated=authenticated,
+                blob_size=blob_size,
             )
 
     def forget_cached(self, blob_id: codec.BlobId) -> None:
@@ -152,12 +160,22 @@ class Reader:
         *,
         use_cache: bool = True,
         authenticated: bool = False,
+        blob_size: int | None = None,
     ) -> bytes:
+        if offset < 0 or (length is not None and length < 0):
+            raise ValueError(f"invalid range: offset {offset}, length {length}")
+        blocks = self.blocks if use_cache else None
+        if blocks is not None and blob_size is not None:
+            # the caller knows the size: a block-cache hit needs no metadata (none may be
+            # cached, and no node may be reachable, for a blob this machine just uploaded)
+            got = await self._from_blocks(
+                blocks, blob_id, offset, length, blob_size, authenticated=authenticated
+            )
+            if got is not None:
+                return got
         cache = self.cache if use_cache else None
         meta = await self.meta(blob_id, use_cache=use_cache)
         size = meta.unencoded_length
-        if offset < 0 or (length is not None and length < 0):
-            raise ValueError(f"invalid range: offset {offset}, length {length}")
         if length is None:
             length = size - offset
         length = max(0, min(length, size - offset))
@@ -165,16 +183,9 @@ class Reader:
             hit = self.ranges.get(blob_id.raw, offset, length)
             if hit is not None:
                 return hit
-        blocks = self.blocks if use_cache else None
-        if blocks is not None and length:
-            got = await _blocking(
-                length,
-                blocks.get,
-                str(blob_id),
-                offset,
-                length,
-                size,
-                verify=not authenticated,
+        if blocks is not None and blob_size != size:
+            got = await self._from_blocks(
+                blocks, blob_id, offset, length, size, authenticated=authenticated
             )
             if got is not None:
                 return got
@@ -187,6 +198,24 @@ class Reader:
         if self.ranges is not None and use_cache:
             self.ranges.put(blob_id.raw, offset, length, data)
         return data
+
+    async def _from_blocks(
+        self,
+        blocks: BlockCache,
+        blob_id: codec.BlobId,
+        offset: int,
+        length: int | None,
+        size: int,
+        *,
+        authenticated: bool,
+    ) -> bytes | None:
+        """The range from the block cache, clamped to `size`; None on a miss."""
+        n = max(0, min(size - offset if length is None else length, size - offset))
+        if n == 0:
+            return b""
+        return await _blocking(
+            n, blocks.get, str(blob_id), offset, n, size, verify=not authenticated
+        )
 
     async def _read_patch(
         self, patch_id: codec.QuiltPatchId, *, use_cache: bool = True
