@@ -132,8 +132,9 @@ class Content:
         self._locks: dict[Key, trio.Lock] = {}
         #: the read path of chunks on Walrus, with its memory cache
         self.stored = StoredBytes(db, store, keys, segment_cache_bytes)
-        #: inode -> (where its last read ended, its read-ahead window in units)
-        self._streams: LRUCache[int, tuple[int, int]] = LRUCache(maxsize=1024)
+        #: inode -> (where its last read ended, its read-ahead window in units, the offset up
+        #: to which the read-ahead has asked)
+        self._streams: LRUCache[int, tuple[int, int, int]] = LRUCache(maxsize=1024)
         #: blobs row -> its end epoch if it has expired (lifetime.Renewer.expired)
         self.expired: Callable[[int], int | None] = lambda row: None
         #: set when staged bytes shrink (an upload finished): writers waiting for room retry.
@@ -201,16 +202,23 @@ class Content:
     def _read_ahead(self, inode: int, offset: int, length: int) -> None:
         """Sequential reads of a file (each starting within a unit of where the last ended)
         fetch the stored bytes that follow in the background, in a window that doubles from
-        AHEAD_MIN to AHEAD_MAX units and crosses chunk boundaries; a read elsewhere ends it."""
+        AHEAD_MIN to AHEAD_MAX units and crosses chunk boundaries; a read elsewhere ends it.
+        As the kernel's read-ahead does, the next part of the window is asked for only once
+        less than half of it is left ahead of the reader, so the store is asked in runs of at
+        least half a window, not a unit at a time."""
         end = offset + length
         previous = self._streams.get(inode)
-        window = 0
-        if previous is not None and previous[0] <= offset <= previous[0] + UNIT:
-            window = min(AHEAD_MAX, max(AHEAD_MIN, previous[1] * 2))
-        self._streams[inode] = (end, window)
-        if not window:
+        if previous is None or not previous[0] <= offset <= previous[0] + UNIT:
+            self._streams[inode] = (end, 0, end)
             return
-        for chunkno, within, n in self._split(end, window * UNIT):
+        window = min(AHEAD_MAX, max(AHEAD_MIN, previous[1] * 2))
+        ahead_to = max(previous[2], end)
+        if ahead_to - end >= window * UNIT // 2:
+            self._streams[inode] = (end, window, ahead_to)
+            return
+        stop = end + window * UNIT
+        self._streams[inode] = (end, window, stop)
+        for chunkno, within, n in self._split(ahead_to, stop - ahead_to):
             c = self.chunk(inode, chunkno)
             if c is not None and not c.staged:
                 self.stored.prefetch(c.blob, c.patch, within, min(n, c.length - within))
