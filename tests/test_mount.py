@@ -173,12 +173,13 @@ def test_uploads_certify_with_one_node_stopped(mnt: Mount, dn: RunningDevnet) ->
 
 
 def test_files_just_uploaded_read_back_with_every_node_down(mnt: Mount, dn: RunningDevnet) -> None:
-    """What was just uploaded stays on this machine: a quilted file in the mount's memory, a
-    file of its own blobs in the block cache (its stored, sealed bytes, kept by the upload
-    worker). Reading what was just written costs no fetch, so it works with no storage node
-    reachable, at random offsets too; without the cache, the nodes are needed."""
+    """What was just uploaded stays on this machine: a quilted file of up to 1 MiB in the
+    mount's memory, a file of its own blobs (over the 4 MiB quilt threshold) in the block
+    cache (its stored, sealed bytes, kept by the upload worker). Reading what was just
+    written costs no fetch, so it works with no storage node reachable, at random offsets
+    too; without the cache, the nodes are needed."""
     files = {f"s{i}": os.urandom(3000 + i) for i in range(5)}
-    files["large"] = os.urandom((3 << 20) + 12345)
+    files["large"] = os.urandom((5 << 20) + 12345)
     for name, data in files.items():
         (mnt.path / name).write_bytes(data)
     mnt.sync()
@@ -195,7 +196,9 @@ def test_files_just_uploaded_read_back_with_every_node_down(mnt: Mount, dn: Runn
         assert (mnt.path / name).read_bytes() == data
     mnt.umount()
     mnt.drop_cache()
-    mnt.mount()
+    mnt.mount()  # which starts the stopped nodes again (`walrusfs mount` brings the devnet up)
+    for i in range(dn.spec.n_nodes):
+        dn.cli("devnet", "node", "stop", str(i))
     with pytest.raises(OSError) as failed:
         (mnt.path / "large").read_bytes()
     assert failed.value.errno == errno.EIO
