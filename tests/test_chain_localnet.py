@@ -17,12 +17,14 @@ import pysui
 import pytest
 import trio
 from pysui import GrpcProtocolClient, PysuiConfiguration
+from pysui.sui.sui_bcs import bcs
 from pysui.sui.sui_common.config import confgroup
 
 import codec
 from chain import errors
 from chain import move_types as mt
 from chain.client import SystemInfo, WalrusChain, devnet_profile
+from chain.localnet.errors import bcs_error
 from chain.localnet.node import Localnet
 from chain.localnet.server import LocalnetServer
 from chain.pricing import extend_cost, reserve_cost, write_cost
@@ -811,3 +813,11 @@ async def test_read_only_client_refuses_to_sign(testnet: LocalTestnet) -> None:
             await reader.register_blob(1, 1, 1, 1)
     finally:
         await reader.close()
+
+
+def test_malformed_bcs_is_named_not_passed_on_as_a_python_error() -> None:
+    """canoser answers a malformed ULEB128 with a NameError of its own; the stand-in says what
+    is wrong with the bytes instead (a real full node answers "invalid transaction")."""
+    with pytest.raises(Exception) as refused:  # canoser raises bare Exceptions
+        bcs.TransactionData.deserialize(b"\xff" * 6 + b"\x01")
+    assert bcs_error(refused.value) == "a malformed ULEB128 length"

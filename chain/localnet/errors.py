@@ -54,3 +54,12 @@ class MoveAbort(ExecFailure):
             function=function,
             package=package,
         )
+
+
+def bcs_error(exc: Exception) -> str:
+    """What is wrong with BCS input that canoser refused. canoser raises bare Exceptions, and
+    on a malformed ULEB128 length a NameError (its error path calls an undefined `bail`):
+    that one is named for what it is, not passed on as a Python error."""
+    if isinstance(exc, NameError):
+        return "a malformed ULEB128 length"
+    return str(exc) or type(exc).__name__

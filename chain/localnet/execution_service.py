@@ -13,7 +13,7 @@ import pysui.sui.sui_grpc.suimsgs.sui.rpc.v2 as pb
 from pysui.sui.sui_bcs import bcs
 
 from chain.localnet import masks
-from chain.localnet.errors import TxRejected
+from chain.localnet.errors import TxRejected, bcs_error
 from chain.localnet.node import Localnet
 from chain.localnet.resolve import Resolver
 
@@ -78,7 +78,7 @@ class TransactionExecutionService:
             try:
                 bcs.TransactionData.deserialize(tx_bytes)
             except Exception as exc:  # canoser raises bare Exceptions on malformed input
-                raise ValueError(f"invalid transaction: {exc}") from None
+                raise ValueError(f"invalid transaction: {bcs_error(exc)}") from None
             estimate = False
         else:
             tx_bytes = self.resolver.resolve(tx, gas_price)

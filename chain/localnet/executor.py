@@ -31,7 +31,7 @@ import base58
 from pysui.sui.sui_bcs import bcs
 
 from chain.localnet.digests import object_digest, tx_digest, verify_user_signature
-from chain.localnet.errors import KIND_INSUFFICIENT_GAS, ExecFailure, TxRejected
+from chain.localnet.errors import KIND_INSUFFICIENT_GAS, ExecFailure, TxRejected, bcs_error
 from chain.localnet.interpreter import Interpreter
 from chain.localnet.ledger import (
     OWNER_ADDRESS,
@@ -134,7 +134,9 @@ class Executor:
         try:
             data = bcs.TransactionData.deserialize(tx_bytes)
         except Exception as exc:  # canoser raises bare Exceptions on malformed input
-            raise TxRejected(f"transaction bytes are not a BCS TransactionData: {exc}") from None
+            raise TxRejected(
+                f"transaction bytes are not a BCS TransactionData: {bcs_error(exc)}"
+            ) from None
         v1 = data.value
         kind = v1.TransactionKind
         if kind.enum_name != "ProgrammableTransaction":
