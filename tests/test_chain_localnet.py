@@ -815,7 +815,7 @@ async def test_read_only_client_refuses_to_sign(testnet: LocalTestnet) -> None:
         await reader.close()
 
 
-def test_malformed_bcs_is_named_not_passed_on_as_a_python_error() -> None:
+async def test_malformed_bcs_is_named_not_passed_on_as_a_python_error() -> None:
     """canoser answers a malformed ULEB128 with a NameError of its own; the stand-in says what
     is wrong with the bytes instead (a real full node answers "invalid transaction")."""
     with pytest.raises(Exception) as refused:  # canoser raises bare Exceptions
