@@ -43,6 +43,10 @@ def _random_file(path: Path, size: int) -> None:
 
 
 def test_files_round_trip_and_survive_remount_without_cache(mnt: Mount, tmp_path: Path) -> None:
+    dev = os.stat(mnt.path).st_dev
+    bdi = Path(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb")
+    if os.geteuid() == 0:  # root sets the kernel's read-ahead to 1 MiB requests
+        assert bdi.read_text().strip() == "1024"
     sizes = [0, 1, 4095, 4096, 65537, (1 << 20) + 1, 5 << 20, 70 << 20]
     src = tmp_path / "src"
     src.mkdir()
