@@ -31,11 +31,14 @@ Rows fsbench.sh lacks:
   uploaded and deleted first so that its upload does not overlap B's;
 - after upload: a file written and uploaded but never read since (B for the sequential read,
   C, written and uploaded the same way, for the random one), after `drop_local_cache` and the
-  page cache dropped. For walrusfs nothing needs dropping: `walrusfs sync` returns once every
-  staged chunk is committed, and the commit removes the staged copy in the same step
-  (walrusfs/fs/commits.py), while uploads fill neither the segment cache in memory nor the
-  sliver cache on disk, so these reads come from the storage nodes. The random reads fill the
-  caches as they go (a 4 KiB read fetches its 4 MiB segment), as they would on any use;
+  page cache dropped. For walrusfs: `walrusfs sync` returns once every staged chunk is
+  committed, and the commit removes the staged copy in the same step (walrusfs/fs/commits.py);
+  the upload worker keeps each blob it stored in the block cache (sealed, as stored), which
+  is where these reads come from, as a file read the day after its upload would (memory is
+  new: nothing of B or C was read since it was written);
+- cold: first 4K read: milliseconds of one 4 KiB pread in the middle of C right after the
+  cold remount below (the time to first byte; walrusfs notes the storage-node requests it
+  made: the target is one metadata fetch and the slivers of one row);
 - cold: seq read 1M of B after unmounting, deleting the system's on-disk cache and mounting
   again (walrusfs: the sliver cache; every byte from the storage nodes);
 - peak RSS: the daemons' resident high-water marks over every mount (walrusfs: the mount and
@@ -61,6 +64,7 @@ import sysconfig
 import tempfile
 import time
 import traceback
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -70,6 +74,7 @@ sys.path.insert(0, str(ROOT))  # before bench/ (whose codec.py would shadow the 
 
 from bench.peers import PEERS, LocalDir, System, make_peers  # noqa: E402
 from bench.provenance import provenance  # noqa: E402
+from walrusfs.devnet.launcher import Devnet  # noqa: E402
 from walrusfs.validate import parse_size  # noqa: E402
 
 BLOCK = 1 << 20
@@ -84,6 +89,7 @@ ROWS: list[tuple[str, str | None]] = [
     ("seq write + upload MiB/s", HIGHER),
     ("after upload: seq read 1M MiB/s", HIGHER),
     ("after upload: rand read 4K IOPS", HIGHER),
+    ("cold: first 4K read ms", LOWER),
     ("cold: seq read 1M MiB/s", HIGHER),
     ("small create files/s", HIGHER),
     ("small stat files/s", HIGHER),
@@ -262,9 +268,30 @@ def big_rows(s: System, work: Path, io: Engine, res: Results) -> None:
     measure(res, "after upload: rand read 4K IOPS", lambda: io.randread(c), n)
     s.remount_cold()
     drop_page_cache()
+    measure(res, "cold: first 4K read ms", lambda: first_read(s, c, io.size), n)
+    drop_page_cache()
     measure(res, "cold: seq read 1M MiB/s", lambda: io.read(b) / MiB, n)
     b.unlink(missing_ok=True)
     c.unlink(missing_ok=True)
+
+
+def first_read(s: System, path: Path, size: int) -> float:
+    """Milliseconds to the first byte: one 4 KiB pread in the middle of a file nothing of
+    which is cached (the time to first byte of a cold random read), with the storage
+    requests it made in the notes where the system can tell."""
+    before = s.node_requests()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        t0 = time.perf_counter()
+        os.pread(fd, 4096, size // 2 // 4096 * 4096)
+        ms = (time.perf_counter() - t0) * 1000
+    finally:
+        os.close(fd)
+    after = s.node_requests()
+    if before is not None and after is not None:
+        made = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+        s.notes.append(f"cold first 4K read: requests to the storage nodes {made}")
+    return ms
 
 
 # -- small files and rsync, as fsbench.sh ------------------------------------------------------
@@ -423,6 +450,16 @@ class Walrusfs(System):
 
     def clear_cache(self) -> None:
         shutil.rmtree(self.root / "cache", ignore_errors=True)
+
+    def node_requests(self) -> dict[str, int] | None:
+        """Requests the devnet's storage nodes answered, by handler, summed over the nodes."""
+        spec = Devnet(self.root / "data").spec()
+        total: dict[str, int] = {}
+        for port in spec.node_ports:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/devnet/requests") as rsp:
+                for name, count in json.load(rsp)["success"]["data"].items():
+                    total[name] = total.get(name, 0) + int(count)
+        return total
 
     def sample_rss(self) -> None:
         """VmHWM (resident memory high-water mark) of the mount daemon and of its upload

@@ -119,6 +119,10 @@ class System:
     def version(self) -> str:
         return ""
 
+    def node_requests(self) -> dict[str, int] | None:
+        """Requests the storage behind the mount answered so far, by kind (None: not known)."""
+        return None
+
     def mount(self) -> None:
         self.mnt.mkdir(parents=True, exist_ok=True)
 
