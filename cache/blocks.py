@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import sqlite3
 import threading
@@ -44,7 +45,11 @@ from pathlib import Path
 
 BLOCK = 16 << 10
 SUM = 16
+#: the share of the cache's filesystem a fill leaves free (as JuiceFS's --free-space-ratio)
+FREE_RATIO = 0.1
 _ABSENT = bytes(SUM)
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 -- One row per cached blob.
@@ -174,7 +179,9 @@ class BlockCache:
     def put(self, blob_id: str, offset: int, data: bytes | memoryview, blob_size: int) -> None:
         """Keep blob bytes [offset, offset+len(data)): every whole block among them, and the
         blob's last (short) block if they reach the blob's end. A blob larger than the limit
-        is not kept."""
+        is not kept, nor anything that would leave less than FREE_RATIO of the disk free
+        (least recently used blobs go first to make room). A cache that cannot write (a full
+        disk, an I/O error) loses the blob, never the caller's operation: it is logged."""
         if blob_size > self.limit or not data:
             return
         view = memoryview(data)
@@ -183,6 +190,19 @@ class BlockCache:
         last = end // BLOCK - 1 if end < blob_size else (blob_size - 1) // BLOCK
         if last < first:
             return
+        try:
+            if not self._room_for(len(view), blob_id):
+                return
+            self._write(blob_id, view, offset, range(first, last + 1), blob_size)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("block cache: blob %s not kept (%s)", blob_id, exc)
+            with contextlib.suppress(OSError, sqlite3.Error):
+                self.forget(blob_id)
+
+    def _write(
+        self, blob_id: str, view: memoryview, offset: int, blocks: range, blob_size: int
+    ) -> None:
+        first, last = blocks.start, blocks.stop - 1
         data_path, sums_path = self._paths(blob_id)
         added = 0
         with _opened(data_path) as dfd, _opened(sums_path) as sfd:
@@ -205,13 +225,31 @@ class BlockCache:
             self._flush_atimes_locked()
             self._evict_locked()
 
+    def _room_for(self, nbytes: int, keep: str) -> bool:
+        """Whether `nbytes` more leave FREE_RATIO of the cache's filesystem free, after
+        evicting least recently used blobs (other than `keep`) as far as needed."""
+        while True:
+            st = os.statvfs(self.root)
+            if st.f_bavail * st.f_frsize - nbytes >= FREE_RATIO * st.f_blocks * st.f_frsize:
+                return True
+            with self._lock:
+                row = self._db.execute(
+                    "SELECT blob FROM blobs WHERE blob != ? ORDER BY atime LIMIT 1", (keep,)
+                ).fetchone()
+                if row is None:
+                    return False
+                self._drop_locked(row[0])
+
+    def _drop_locked(self, blob_id: str) -> None:
+        self._db.execute("DELETE FROM blobs WHERE blob = ?", (blob_id,))
+        self._used.pop(blob_id, None)
+        for path in self._paths(blob_id):
+            path.unlink(missing_ok=True)
+
     def forget(self, blob_id: str) -> None:
         """Drop what is kept of the blob (deleted, or its bytes failed the caller's check)."""
         with self._lock:
-            self._db.execute("DELETE FROM blobs WHERE blob = ?", (blob_id,))
-            self._used.pop(blob_id, None)
-            for path in self._paths(blob_id):
-                path.unlink(missing_ok=True)
+            self._drop_locked(blob_id)
 
     def _flush_atimes_locked(self) -> None:
         if self._used:

@@ -7,6 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -108,3 +109,30 @@ def test_files_no_row_names_are_removed_at_open(tmp_path: Path) -> None:
     assert not (tmp_path / "orphan.data").exists()
     assert not (tmp_path / "orphan.sums").exists()
     assert again.get("kept", 0, SIZE, SIZE) == DATA
+
+
+def test_a_fill_leaves_a_tenth_of_the_disk_free_evicting_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = BlockCache(tmp_path, 1 << 30)
+    c.put("old", 0, DATA, SIZE)
+    total = 100 * SIZE
+    free = [total // 10 + SIZE // 2]  # room for half a blob above the tenth kept free
+
+    def statvfs(path: object) -> os.statvfs_result:
+        return os.statvfs_result((4096, 1, total, free[0], free[0], 0, 0, 0, 0, 255))
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    c.put("new", 0, DATA, SIZE)  # "old" goes, and there is still no room: nothing kept
+    assert c.get("old", 0, 10, SIZE) is None
+    assert c.get("new", 0, 10, SIZE) is None
+    free[0] = total // 10 + 2 * SIZE
+    c.put("new", 0, DATA, SIZE)
+    assert c.get("new", 0, 10, SIZE) == DATA[:10]
+
+
+def test_a_cache_that_cannot_write_loses_the_blob_not_the_caller(tmp_path: Path) -> None:
+    c = BlockCache(tmp_path, 1 << 30)
+    (tmp_path / "b1.data").mkdir()  # the data file cannot be opened: as an I/O error would
+    c.put("b1", 0, DATA, SIZE)  # no exception
+    assert c.get("b1", 0, 10, SIZE) is None

@@ -17,7 +17,7 @@ class MountDefaults:
     volume: str = "default"
     epochs: int = 10  # storage epochs bought per blob (and added per renewal)
     upload_delay: float = 3.0  # idle seconds before a closed file's chunk is uploaded
-    cache_size: int = 2 * GiB  # on-disk caches: slivers (a quarter) and blobs' bytes
+    cache_size: int = 16 * GiB  # on-disk caches: slivers (a quarter) and blobs' bytes
     staging_limit: int = 16 * GiB  # staged bytes before writes wait for uploads
     memory: int = 2 * GiB  # RSS bound: daemon and upload worker together
     checkpoint_interval: float = 3600.0  # seconds between metadata checkpoints (if changed)

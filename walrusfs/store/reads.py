@@ -69,6 +69,9 @@ class Reader:
         self._clock = clock
         #: blob ID -> time until which reads of it fail at once (see `_bounded`)
         self._unavailable: dict[bytes, float] = {}
+        #: whole-blob reads at once: each holds its blob several times over while it decodes
+        #: (a 64 MiB chunk: ~5x), and read-ahead can ask for several when rows go missing
+        self._whole = trio.CapacityLimiter(1)
 
     async def meta(
         self, blob_id: codec.BlobId, *, use_cache: bool = True
@@ -279,6 +282,10 @@ class Reader:
         return span[offset - start : offset - start + length]
 
     async def _read_all(self, meta: codec.VerifiedMetadata, cache: SliverCache | None) -> bytes:
+        async with self._whole:
+            return await self._read_whole(meta, cache)
+
+    async def _read_whole(self, meta: codec.VerifiedMetadata, cache: SliverCache | None) -> bytes:
         k = meta.params.k_p
         n = meta.params.n_shards
         if meta.unencoded_length == 0:
