@@ -37,7 +37,7 @@ def test_no_file_means_the_devnet_and_the_defaults(
     s = settings.load(_paths(tmp_path, None))
     assert s.is_devnet and s.file is None and s.network_source == "default"
     assert s.mount == settings.MountDefaults()
-    assert s.mount.epochs == 10 and s.mount.cache_size == 2 << 30
+    assert s.mount.epochs == 10 and s.mount.cache_size == 16 << 30
 
 
 def test_values_are_parsed_and_networks_override_or_define(
