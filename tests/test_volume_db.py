@@ -213,3 +213,44 @@ def test_transaction_rolls_back_a_commit_that_fails(tmp_path: Path) -> None:
     assert not db.in_transaction
     assert db.execute("SELECT count(*) FROM c").fetchone() == (0,)
     db.close()
+
+
+def test_an_older_volume_gets_the_indexes_when_opened(tmp_path: Path) -> None:
+    """A volume made with the first indexes (the staged chunks indexed by `staged` alone)
+    keeps schema version 1 and its rows, gets every index of `schema.INDEXES` when it is
+    opened, without the one replaced, and the statements of the mount's start-up and a page
+    of a directory read through them."""
+    path = tmp_path / "meta.db"
+    schema.open_volume(path, uid=0, gid=0, chunk_size=1 << 20).close()
+    old = sqlite3.connect(path, isolation_level=None)
+    for name in ("dentries_parent", "chunks_staged_keys", "inodes_unlinked"):
+        old.execute(f"DROP INDEX {name}")
+    old.execute("CREATE INDEX chunks_staged ON chunks (staged) WHERE staged = 1")
+    old.execute(
+        "INSERT INTO inodes (id, mode, uid, gid, nlink, atime_ns, mtime_ns, ctime_ns, btime_ns) "
+        "VALUES (2, 33188, 0, 0, 1, 0, 0, 0, 0)"
+    )
+    old.execute("INSERT INTO dentries (parent, name, inode) VALUES (1, X'61', 2)")
+    old.execute("INSERT INTO chunks (inode, chunkno, staged, length) VALUES (2, 0, 1, 0)")
+    old.close()
+
+    db = schema.open_volume(path, uid=0, gid=0, chunk_size=1 << 20)
+    named = "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+    assert {str(n) for (n,) in db.execute(named)} == set(schema.INDEXES)
+    assert schema.get_param(db, "schema_version") == "1"
+    assert db.execute("SELECT inode, staged FROM chunks").fetchall() == [(2, 1)]
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+    def plan(sql: str, *args: object) -> str:
+        return " ".join(str(r[3]) for r in db.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+
+    assert "chunks_staged_keys" in plan("SELECT inode, chunkno, blob FROM chunks WHERE staged = 1")
+    assert "inodes_unlinked" in plan("SELECT id FROM inodes WHERE nlink = 0")
+    page = "SELECT id FROM dentries WHERE parent = ? AND id > ? ORDER BY id LIMIT ?"
+    assert "dentries_parent" in plan(page, 1, 0, 10)
+    assert "TEMP B-TREE" not in plan(page, 1, 0, 10)
+    db.close()
+    # opened again: nothing left to add
+    db = schema.open_volume(path, uid=0, gid=0, chunk_size=1 << 20)
+    assert {str(n) for (n,) in db.execute(named)} == set(schema.INDEXES)
+    db.close()

@@ -89,6 +89,9 @@ def create_tables(
 
     Encrypted volumes: `blobs.size` is the size of the sealed stream (what is on Walrus),
     `chunks.length` the plaintext bytes of the chunk it holds.
+
+    Indexes besides the primary keys and UNIQUE constraints are `INDEXES` (each says which
+    statements it serves).
     """
     now = time.time_ns()
     db.executescript(
@@ -106,7 +109,6 @@ def create_tables(
             parent INTEGER NOT NULL, name BLOB NOT NULL, inode INTEGER NOT NULL,
             UNIQUE (parent, name)
         );
-        CREATE INDEX dentries_inode ON dentries (inode);
         CREATE TABLE symlinks (inode INTEGER PRIMARY KEY, target BLOB NOT NULL);
         CREATE TABLE xattrs (
             inode INTEGER NOT NULL, name BLOB NOT NULL, value BLOB NOT NULL,
@@ -117,8 +119,6 @@ def create_tables(
             staged INTEGER NOT NULL, blob INTEGER, patch TEXT, length INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (inode, chunkno)
         );
-        CREATE INDEX chunks_staged ON chunks (staged) WHERE staged = 1;
-        CREATE INDEX chunks_blob ON chunks (blob);
         CREATE TABLE blobs (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             blob_id TEXT NOT NULL, object_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
@@ -128,6 +128,7 @@ def create_tables(
         CREATE TABLE params (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         """
     )
+    add_indexes(db)
     db.execute(
         "INSERT INTO inodes (id, mode, uid, gid, nlink, atime_ns, mtime_ns, ctime_ns, btime_ns) "
         "VALUES (?, ?, ?, ?, 2, ?, ?, ?, ?)",
@@ -142,6 +143,51 @@ def create_tables(
         "encryption": encryption,
     }.items():
         db.execute("INSERT INTO params VALUES (?, ?)", (key, value))
+
+
+#: The indexes of a volume besides its primary keys and UNIQUE constraints, by name. A volume
+#: made before one of them existed gets it when it is next opened (`add_indexes`): an index
+#: changes no table and no column's meaning, so the schema version stays, and a walrusfs that
+#: does not know an index reads and writes the volume as before (SQLite keeps every index of
+#: the file up to date, whoever writes).
+INDEXES = {
+    # path_of, `..` and the link checks: the names of an inode
+    "dentries_inode": "ON dentries (inode)",
+    # readdir: a directory's entries in id order (its stable cursor), read a page at a time
+    # from where the last page ended; without it every page sorted the whole directory
+    "dentries_parent": "ON dentries (parent, id)",
+    # reference counts, blobs.recount and the files of a blob
+    "chunks_blob": "ON chunks (blob)",
+    # the staged chunks (crash repair at every mount, the uploader's scans, status): the
+    # partial index holds only them, and holds what those statements read of them, so they
+    # read a few pages however many chunks the volume has (one table page per staged chunk,
+    # scattered over the file, made the repair of a large volume the costliest part of a
+    # mount). It replaces `chunks_staged ON chunks (staged) WHERE staged = 1`, dropped
+    # (`DROPPED_INDEXES`).
+    "chunks_staged_keys": "ON chunks (inode, chunkno, blob) WHERE staged = 1",
+    # files unlinked while open when the last mount ended, purged by the repair at mount:
+    # without it a scan of every inode
+    "inodes_unlinked": "ON inodes (id) WHERE nlink = 0",
+}
+#: Indexes of older volumes that another of `INDEXES` replaces, dropped by `add_indexes`.
+DROPPED_INDEXES = ("chunks_staged",)
+
+
+def add_indexes(db: sqlite3.Connection) -> None:
+    """Give the volume every index of `INDEXES` it lacks and drop those `DROPPED_INDEXES`
+    names, in one transaction (on a volume made before them, a scan of the tables once)."""
+    have = {
+        str(name) for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+    }
+    missing = [name for name in INDEXES if name not in have]
+    dropped = [name for name in DROPPED_INDEXES if name in have]
+    if not missing and not dropped:
+        return
+    with transaction(db):
+        for name in missing:
+            db.execute(f"CREATE INDEX {name} {INDEXES[name]}")
+        for name in dropped:
+            db.execute(f"DROP INDEX {name}")
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -228,7 +274,8 @@ def _in_transaction(db: sqlite3.Connection) -> bool:
 def open_volume(
     path: Path, *, uid: int, gid: int, chunk_size: int, encryption: str = "wfe1"
 ) -> sqlite3.Connection:
-    """The volume database at `path`, created (atomically) if it does not exist yet.
+    """The volume database at `path`, created (atomically) if it does not exist yet, with
+    every index of `INDEXES` (`add_indexes`).
 
     Args:
         uid, gid, chunk_size, encryption: the root's owner and the volume's parameters, used
@@ -246,12 +293,16 @@ def open_volume(
         db.close()
         tmp.rename(path)
     db = connect(path)
-    version = get_param(db, "schema_version")
-    if version != str(SCHEMA_VERSION):
+    try:
+        version = get_param(db, "schema_version")
+        if version != str(SCHEMA_VERSION):
+            raise SchemaMismatch(
+                f"{path} has schema version {version}, this walrusfs reads version {SCHEMA_VERSION}"
+            )
+        add_indexes(db)
+    except BaseException:
         db.close()
-        raise SchemaMismatch(
-            f"{path} has schema version {version}, this walrusfs reads version {SCHEMA_VERSION}"
-        )
+        raise
     return db
 
 
