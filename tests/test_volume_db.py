@@ -13,6 +13,7 @@ import pytest
 
 from cache.staging import Staging
 from walrusfs.fs import checkpoint, content, repair, schema
+from walrusfs.fs import ops as fsops
 
 
 def _volume(tmp_path: Path) -> sqlite3.Connection:
@@ -218,8 +219,8 @@ def test_transaction_rolls_back_a_commit_that_fails(tmp_path: Path) -> None:
 def test_an_older_volume_gets_the_indexes_when_opened(tmp_path: Path) -> None:
     """A volume made with the first indexes (the staged chunks indexed by `staged` alone)
     keeps schema version 1 and its rows, gets every index of `schema.INDEXES` when it is
-    opened, without the one replaced, and the statements of the mount's start-up and a page
-    of a directory read through them."""
+    opened, without the one replaced, and the statements of the mount's start-up and of
+    readdir read through them (a page of a directory without sorting it)."""
     path = tmp_path / "meta.db"
     schema.open_volume(path, uid=0, gid=0, chunk_size=1 << 20).close()
     old = sqlite3.connect(path, isolation_level=None)
@@ -246,9 +247,8 @@ def test_an_older_volume_gets_the_indexes_when_opened(tmp_path: Path) -> None:
 
     assert "chunks_staged_keys" in plan("SELECT inode, chunkno, blob FROM chunks WHERE staged = 1")
     assert "inodes_unlinked" in plan("SELECT id FROM inodes WHERE nlink = 0")
-    page = "SELECT id FROM dentries WHERE parent = ? AND id > ? ORDER BY id LIMIT ?"
-    assert "dentries_parent" in plan(page, 1, 0, 10)
-    assert "TEMP B-TREE" not in plan(page, 1, 0, 10)
+    assert "dentries_parent" in plan(fsops.READDIR_SQL, 1, 0, 10)
+    assert "TEMP B-TREE" not in plan(fsops.READDIR_SQL, 1, 0, 10)
     db.close()
     # opened again: nothing left to add
     db = schema.open_volume(path, uid=0, gid=0, chunk_size=1 << 20)

@@ -56,6 +56,8 @@ TIME_MAX_NS = (1 << 63) - 1
 TIMEOUT = 300.0  # attribute and entry cache: this process is the only writer of the volume
 BLOCK_SIZE = 4096
 IO_SIZE = 128 * 1024  # st_blksize: invites large writes
+#: directory entries read per statement in readdir (a reply to the kernel holds a few dozen)
+READDIR_PAGE = 128
 PURGE_DELAY = 0.02  # seconds an unlinked, forgotten inode waits to be deleted with others
 #: Linux's clock id (include/uapi/linux/time.h); Python's time module names it from 3.13 on
 CLOCK_REALTIME_COARSE = 5
@@ -80,6 +82,22 @@ class InodeRow:
 
 #: InodeRow's columns, in its order, `i.`-qualified for joins.
 ATTR_COLUMNS = ", ".join(f"i.{f.name}" for f in dataclasses.fields(InodeRow))
+
+#: readdir's page of entries after an id (dentries_parent), each with its attributes: the
+#: bytes of its uploaded chunks (`_allocated`, for st_blocks) and whether it has a staged
+#: chunk (then `_allocated` reads them itself, since staged bytes are counted on disk); both
+#: NULL unless it is a regular file.
+READDIR_SQL = f"""
+    SELECT d.id, d.name, {ATTR_COLUMNS},
+        CASE WHEN i.mode & {0o170000} = {stat.S_IFREG} THEN (
+            SELECT coalesce(sum(c.length), 0) FROM chunks c WHERE c.inode = i.id AND c.staged = 0
+        ) END,
+        CASE WHEN i.mode & {0o170000} = {stat.S_IFREG} THEN EXISTS (
+            SELECT 1 FROM chunks c WHERE c.inode = i.id AND c.staged = 1
+        ) END
+    FROM dentries d JOIN inodes i ON i.id = d.inode
+    WHERE d.parent = ? AND d.id > ? ORDER BY d.id LIMIT ?
+"""
 
 #: Read-only attributes computed from the database (see `_walrus_xattr`).
 WALRUS_XATTR_PREFIX = b"user.walrus."
@@ -177,7 +195,9 @@ class Operations(pyfuse3.Operations):
             raise FUSEError(errno.ENOENT)
         return InodeRow(*row)
 
-    def _attrs(self, row: InodeRow) -> EntryAttributes:
+    def _attrs(self, row: InodeRow, allocated: int | None = None) -> EntryAttributes:
+        """The kernel's attributes of an inode. `allocated`: its `_allocated` bytes when the
+        caller read them with the row (readdir), else they are read here."""
         a = EntryAttributes()
         a.st_ino, a.st_mode, a.st_uid, a.st_gid = row.id, row.mode, row.uid, row.gid
         a.st_size, a.st_nlink, a.st_rdev = row.size, row.nlink, row.rdev
@@ -188,7 +208,12 @@ class Operations(pyfuse3.Operations):
         a.attr_timeout = TIMEOUT
         a.st_blksize = IO_SIZE
         regular = stat.S_ISREG(a.st_mode) and a.st_size > 0  # an empty file has no chunks
-        a.st_blocks = -(-self._allocated(a.st_ino) // 512) if regular else 0
+        if not regular:
+            a.st_blocks = 0
+        else:
+            if allocated is None:
+                allocated = self._allocated(a.st_ino)
+            a.st_blocks = -(-allocated // 512)
         return a
 
     def _allocated(self, inode: int) -> int:
@@ -797,16 +822,23 @@ class Operations(pyfuse3.Operations):
             if not pyfuse3.readdir_reply(token, b"..", self.attrs(self._parent_of(inode)), 2):
                 return
             start_id = 2
-        rows = self.db.execute(
-            f"SELECT d.id, d.name, {ATTR_COLUMNS} FROM dentries d "
-            "JOIN inodes i ON i.id = d.inode WHERE d.parent = ? AND d.id > ? ORDER BY d.id",
-            (inode, start_id - 3),
-        ).fetchall()
-        for dentry, name, *columns in rows:
-            child = InodeRow(*columns)
-            if not pyfuse3.readdir_reply(token, bytes(name), self._attrs(child), dentry + 3):
-                break
-            self.lookups[child.id] += 1
+        after = start_id - 3  # the id of the last entry the kernel took
+        while True:
+            # a page at a time (dentries_parent): a reply holds a few dozen entries, and
+            # reading every entry after the cursor for each reply made listing a directory
+            # of n entries cost n * n / 2 rows
+            rows = self.db.execute(READDIR_SQL, (inode, after, READDIR_PAGE)).fetchall()
+            for dentry, name, *columns, uploaded, staged in rows:
+                child = InodeRow(*columns)
+                # st_blocks of a file with no staged chunk from the same statement: a
+                # statement per entry (`_allocated`) cost more than the rest of its entry
+                attrs = self._attrs(child, None if staged else uploaded)
+                if not pyfuse3.readdir_reply(token, bytes(name), attrs, dentry + 3):
+                    return
+                self.lookups[child.id] += 1
+            if len(rows) < READDIR_PAGE:
+                return
+            after = rows[-1][0]
 
     @_errors
     async def releasedir(self, fh: int) -> None:
