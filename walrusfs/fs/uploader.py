@@ -198,10 +198,14 @@ class Uploader:
         small: list[tuple[Key, int]] = []
         big: list[Key] = []
         cs = self.content.chunk_size
-        for inode, chunkno, size in self.db.execute(
-            "SELECT c.inode, c.chunkno, i.size FROM chunks c JOIN inodes i ON i.id = c.inode "
-            "WHERE c.staged = 1 AND i.nlink > 0"
-        ):
+        # Every staged chunk, in row order, read from the staged chunks' own index; the file
+        # of each is read only for a chunk that passes the checks in memory. Joining every
+        # row with its inode read a page of the inodes table per staged chunk, every scan,
+        # when thousands wait for their delay (the loop serves no request meanwhile).
+        staged = sorted(
+            self.db.execute("SELECT rowid, inode, chunkno FROM chunks WHERE staged = 1")
+        )
+        for _, inode, chunkno in staged:
             if len(big) >= free and len(small) >= free * self.max_patches:
                 break
             key = (inode, chunkno)
@@ -215,6 +219,12 @@ class Uploader:
                     continue
                 if self.content.writers.get(inode) and self.staging.size(key) < cs:
                     continue
+            linked = self.db.execute(
+                "SELECT size FROM inodes WHERE id = ? AND nlink > 0", (inode,)
+            ).fetchone()
+            if linked is None:  # unlinked: purged, never uploaded
+                continue
+            size = int(linked[0])
             if chunkno == 0 and quilt_candidate(size, self.config.quilt_threshold, self.params):
                 small.append((key, min(size, cs)))
             else:
