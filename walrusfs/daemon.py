@@ -1,10 +1,12 @@
 """The mount's daemon: starting it, hearing whether it mounted, and what it runs.
 
-`walrusfs mount` starts the daemon as a new session running this same command line with a
-hidden `--ready-fd`, and returns once the mount is live (or prints why it failed, with the
-documented exit code): the daemon writes `ok` or `error CODE TEXT` to that pipe after
-`pyfuse3.init`, so errors at mount time reach the terminal. Before it starts, the command waits
-for a volume still held by a daemon that was just unmounted.
+`walrusfs mount` forks the daemon as a new session and returns once the mount is live (or
+prints why it failed, with the documented exit code): the daemon writes `ok` or `error CODE
+TEXT` to a pipe after `pyfuse3.init`, so errors at mount time reach the terminal. A fork, not
+a new interpreter: the command has imported the modules the daemon runs already, and
+importing them again took a second of CPU, the larger part of the time a mount takes to be
+live. Before it starts, the command waits for a volume still held by a daemon that was just
+unmounted.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
+from typing import NoReturn
 
 import trio
 
@@ -91,54 +94,37 @@ def wait_for_volume(volume_dir: Path, timeout: float = LOCK_WAIT) -> None:
         return
 
 
-def spawn_daemon(
-    mnt: Path, volume_dir: Path, passphrase: str | None, *, debug: bool, mountpoint_given: bool
-) -> int:
-    """Start the daemon and return the mount's exit code once it reports over the ready pipe.
+def spawn_daemon(options: MountOptions, *, debug: bool) -> int:
+    """Fork the daemon and return the mount's exit code once it reports over the ready pipe.
 
-    The daemon runs this process's command line again (`sys.argv`) with `--ready-fd`; its
-    output goes to the volume's `mount.log`.
+    The daemon is this process, forked once the command line is parsed: it serves `options`
+    (the passphrase among them, so it never travels on a command line, in the environment
+    or through a pipe) in a session of its own, its standard input /dev/null, its output
+    the volume's `mount.log`, and exits with `serve`'s code; it never returns here.
 
     Args:
-        mnt: the mountpoint, appended to the command line when it was not given on it.
-        passphrase: handed to the daemon on its standard input, never in its environment or
-            on a command line.
-        debug: `--debug` for the daemon.
-        mountpoint_given: whether the command line names the mountpoint.
+        debug: debug logging in `mount.log`.
     """
+    volume_dir = options.volume_dir
     volume_dir.mkdir(parents=True, exist_ok=True)
     log_path = volume_dir / "mount.log"
     read_fd, write_fd = os.pipe()
-    argv = [sys.executable, "-m", "walrusfs.cli"] + (["--debug"] if debug else [])
-    argv += [a for a in sys.argv[1:] if a != "--debug"]
-    if not mountpoint_given:
-        argv.append(str(mnt))
-    if passphrase is not None:
-        # read once, here: handed to the daemon on its standard input (a later option wins
-        # in argparse), never in its environment or on a command line
-        argv += ["--passphrase-file", "-"]
-    argv += ["--ready-fd", str(write_fd)]
-    with open(log_path, "ab") as logf:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL if passphrase is None else subprocess.PIPE,
-            stdout=logf,
-            stderr=logf,
-            pass_fds=(write_fd,),
-            start_new_session=True,
-        )
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    for stream in (sys.stdout, sys.stderr):  # what is buffered is the command's, printed once
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        _run_daemon(options, write_fd, log_fd, debug)
     os.close(write_fd)
-    if proc.stdin is not None:
-        with contextlib.suppress(BrokenPipeError):  # the daemon died at once: reported below
-            proc.stdin.write(f"{passphrase}\n".encode())
-        with contextlib.suppress(BrokenPipeError):
-            proc.stdin.close()
+    os.close(log_fd)
     with os.fdopen(read_fd, "rb") as pipe:
         message = pipe.read().decode(errors="replace").strip()
     if message == "ok":
-        print(f"walrusfs: mounted on {mnt} (log: {log_path})")
+        print(f"walrusfs: mounted on {options.mountpoint} (log: {log_path})")
         return 0
-    code = proc.wait(timeout=30)
+    code = _wait(pid, timeout=30)
     if message.startswith("error "):
         _, code_text, text = message.split(" ", 2)
         print(f"walrusfs: {text}", file=sys.stderr)
@@ -148,6 +134,62 @@ def spawn_daemon(
         file=sys.stderr,
     )
     return int(ExitCode.INTERNAL)
+
+
+def _run_daemon(options: MountOptions, ready_fd: int, log_fd: int, debug: bool) -> NoReturn:
+    """The forked daemon: detach from the command's session and descriptors, serve, exit."""
+    code = int(ExitCode.INTERNAL)
+    try:
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
+        _close_inherited(keep=ready_fd)
+        # the command's streams may have been replaced (the mount(8) helper silences stdout)
+        sys.stdout = sys.__stdout__
+        sys.stderr = sys.__stderr__
+        code = serve(options, ready_fd, debug)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                if stream is not None:
+                    stream.flush()
+        os._exit(code)  # never back into the command's frames (nor its atexit handlers)
+
+
+def _close_inherited(keep: int) -> None:
+    """Close the descriptors the command inherited from whoever started it (a caller's pipe
+    kept open by a daemon would hold that caller until the mount ends). Those are the
+    inheritable ones: Python opens its own close-on-exec, and those stay, since objects of
+    this process may still own them."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd <= 2 or fd == keep:
+            continue
+        try:
+            if os.get_inheritable(fd):
+                os.close(fd)
+        except OSError:  # the directory's own descriptor, closed by now
+            continue
+
+
+def _wait(pid: int, timeout: float) -> int | None:
+    """The exit status of child `pid` once it has exited, None if it still runs after
+    `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)
 
 
 def serve(options: MountOptions, ready_fd: int | None, debug: bool) -> int:

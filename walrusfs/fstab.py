@@ -194,7 +194,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if bound is not None:
         return bound
     args = req.args
-    sys.argv = ["walrusfs", *args]  # the mount daemon is started again from sys.argv
     if "-v" in given:
         return cli_main(args)
     with contextlib.redirect_stdout(io.StringIO()):  # quiet, as mount(8) helpers are

@@ -167,9 +167,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
 
     given = args.mountpoint or conf.mountpoint
     mnt = Path(given).expanduser().absolute() if given else default_mountpoint(paths)
-    in_daemon = args.ready_fd is not None
-    if not in_daemon:
-        control.clear_dead_mount(mnt)
+    control.clear_dead_mount(mnt)
     if not given:
         mnt.mkdir(parents=True, exist_ok=True)
     volume_dir = _volume_dir(paths, opt("volume"))
@@ -193,19 +191,13 @@ def cmd_mount(args: argparse.Namespace) -> int:
         read_timeout=opt("read_timeout"),
         passphrase=passphrase_of(args),
     )
-    if not in_daemon:  # the command itself, before any process or devnet starts
-        check_mountpoint(mnt, (volume_dir, paths.cache_dir))
-        daemon.make_private(paths, volume_dir)
-        daemon.wait_for_volume(volume_dir)
-        if not args.foreground:
-            return daemon.spawn_daemon(
-                mnt,
-                volume_dir,
-                options.passphrase,
-                debug=args.debug,
-                mountpoint_given=bool(args.mountpoint),
-            )
-    return daemon.serve(options, args.ready_fd, args.debug)
+    # before any process or devnet starts
+    check_mountpoint(mnt, (volume_dir, paths.cache_dir))
+    daemon.make_private(paths, volume_dir)
+    daemon.wait_for_volume(volume_dir)
+    if not args.foreground:
+        return daemon.spawn_daemon(options, debug=args.debug)
+    return daemon.serve(options, None, args.debug)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -369,7 +361,6 @@ def add_parser(sub: Any) -> None:
         help="serve the volume read-only: changes fail with EROFS and nothing uploads",
     )
     _passphrase_options(p)
-    p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_mount)
 
     p = sub.add_parser("fsck", help=cmd_fsck.__doc__, description=cmd_fsck.__doc__)
