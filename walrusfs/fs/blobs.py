@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Container
 from dataclasses import dataclass
 
 import codec
@@ -305,12 +306,26 @@ def unused_count(db: sqlite3.Connection) -> int:
     return int(db.execute("SELECT count(*) FROM blobs WHERE refcount = 0").fetchone()[0])
 
 
-def known_data_blobs(db: sqlite3.Connection) -> set[str]:
+class KnownDataBlobs(Container[str]):
     """Object IDs of the data blobs the volume records (checkpoints excluded: their writer
-    lease may have changed on chain)."""
-    return {
-        str(o) for (o,) in db.execute("SELECT object_id FROM blobs WHERE kind != ?", (CHECKPOINT,))
-    }
+    lease may have changed on chain), asked one at a time (`in`): the caller asks about the
+    wallet's blobs, and reading every row first cost a mount of a large volume more than
+    asking (the object_id index answers each)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __contains__(self, object_id: object) -> bool:
+        found = self.db.execute(
+            "SELECT 1 FROM blobs WHERE object_id = ? AND kind != ?", (object_id, CHECKPOINT)
+        ).fetchone()
+        return found is not None
+
+
+def known_data_blobs(db: sqlite3.Connection) -> KnownDataBlobs:
+    """The data blobs the volume records, as a container of object IDs (`KnownDataBlobs`);
+    it reads `db` when asked, so `db` must stay open while it is used."""
+    return KnownDataBlobs(db)
 
 
 def chunks_of_missing_blobs(db: sqlite3.Connection) -> list[tuple[int, int]]:

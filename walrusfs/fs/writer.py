@@ -33,6 +33,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Container
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,7 +151,7 @@ class WriterLease:
         self.marked: str | None = None  # object ID of the checkpoint carrying our lease
         self.unfinished: list[str] = []  # see claim
 
-    async def scan(self, known: set[str]) -> Scan:
+    async def scan(self, known: Container[str]) -> Scan:
         """The wallet's Blob objects as they concern this volume. `known`: object IDs of
         data blobs this machine's copy records (their attributes cannot change who holds
         the volume, so they are not read: one request per blob would make every mount of a
@@ -180,18 +181,18 @@ class WriterLease:
                 unfinished.append(blob.id)
         return Scan(refs, unfinished)
 
-    async def verdict(self, local_seq: int, known: set[str] | None = None) -> Verdict:
+    async def verdict(self, local_seq: int, known: Container[str] = frozenset()) -> Verdict:
         """`judge` on the chain's checkpoints of this volume (and `unfinished` set, as
         `claim` describes).
 
         Raises:
             ServiceFailed: as `scan`.
         """
-        scan = await self.scan(known or set())
+        scan = await self.scan(known)
         self.unfinished = scan.unfinished
         return judge(scan.checkpoints, self.machine, self.volume_id, local_seq)
 
-    async def claim(self, local_seq: int, known: set[str] | None = None) -> None:
+    async def claim(self, local_seq: int, known: Container[str] = frozenset()) -> None:
         """Mark the newest checkpoint with this machine's lease, or raise VolumeClaimed.
         Afterwards `unfinished` names this machine's registered, never certified Blobs of
         the volume: an earlier process paid for them and died before certifying (nothing of
