@@ -22,7 +22,7 @@ import sqlite3
 import stat
 import time
 from collections import defaultdict
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -83,17 +83,14 @@ class InodeRow:
 #: InodeRow's columns, in its order, `i.`-qualified for joins.
 ATTR_COLUMNS = ", ".join(f"i.{f.name}" for f in dataclasses.fields(InodeRow))
 
-#: readdir's page of entries after an id (dentries_parent), each with its attributes: the
-#: bytes of its uploaded chunks (`_allocated`, for st_blocks) and whether it has a staged
-#: chunk (then `_allocated` reads them itself, since staged bytes are counted on disk); both
-#: NULL unless it is a regular file.
+#: readdir's page of entries after an id (dentries_parent), each with the inode's columns
+#: and, for a regular file, the bytes of its uploaded chunks (`_allocated`, for st_blocks), or
+#: NULL when it has a staged chunk (its bytes are counted on disk: `_allocated` reads them).
 READDIR_SQL = f"""
     SELECT d.id, d.name, {ATTR_COLUMNS},
         CASE WHEN i.mode & {0o170000} = {stat.S_IFREG} THEN (
-            SELECT coalesce(sum(c.length), 0) FROM chunks c WHERE c.inode = i.id AND c.staged = 0
-        ) END,
-        CASE WHEN i.mode & {0o170000} = {stat.S_IFREG} THEN EXISTS (
-            SELECT 1 FROM chunks c WHERE c.inode = i.id AND c.staged = 1
+            SELECT CASE WHEN max(c.staged) = 1 THEN NULL ELSE coalesce(sum(c.length), 0) END
+            FROM chunks c WHERE c.inode = i.id
         ) END
     FROM dentries d JOIN inodes i ON i.id = d.inode
     WHERE d.parent = ? AND d.id > ? ORDER BY d.id LIMIT ?
@@ -195,14 +192,43 @@ class Operations(pyfuse3.Operations):
             raise FUSEError(errno.ENOENT)
         return InodeRow(*row)
 
-    def _attrs(self, row: InodeRow, allocated: int | None = None) -> EntryAttributes:
-        """The kernel's attributes of an inode. `allocated`: its `_allocated` bytes when the
-        caller read them with the row (readdir), else they are read here."""
+    def _attrs(self, row: InodeRow) -> EntryAttributes:
+        """The kernel's attributes of an inode."""
+        return self._attrs_of(
+            (
+                row.id,
+                row.mode,
+                row.uid,
+                row.gid,
+                row.size,
+                row.nlink,
+                row.rdev,
+                row.atime_ns,
+                row.mtime_ns,
+                row.ctime_ns,
+                row.btime_ns,
+            )
+        )
+
+    def _attrs_of(self, columns: Sequence[int], allocated: int | None = None) -> EntryAttributes:
+        """`_attrs` of an inode's columns in InodeRow's order (ATTR_COLUMNS), as readdir reads
+        them (making a frozen InodeRow per entry cost more than its attributes). `allocated`:
+        its `_allocated` bytes when the caller read them with the row, else they are read
+        here."""
         a = EntryAttributes()
-        a.st_ino, a.st_mode, a.st_uid, a.st_gid = row.id, row.mode, row.uid, row.gid
-        a.st_size, a.st_nlink, a.st_rdev = row.size, row.nlink, row.rdev
-        a.st_atime_ns, a.st_mtime_ns = row.atime_ns, row.mtime_ns
-        a.st_ctime_ns, a.st_birthtime_ns = row.ctime_ns, row.btime_ns
+        (
+            a.st_ino,
+            a.st_mode,
+            a.st_uid,
+            a.st_gid,
+            a.st_size,
+            a.st_nlink,
+            a.st_rdev,
+            a.st_atime_ns,
+            a.st_mtime_ns,
+            a.st_ctime_ns,
+            a.st_birthtime_ns,
+        ) = columns
         a.generation = 0
         a.entry_timeout = TIMEOUT
         a.attr_timeout = TIMEOUT
@@ -828,14 +854,13 @@ class Operations(pyfuse3.Operations):
             # reading every entry after the cursor for each reply made listing a directory
             # of n entries cost n * n / 2 rows
             rows = self.db.execute(READDIR_SQL, (inode, after, READDIR_PAGE)).fetchall()
-            for dentry, name, *columns, uploaded, staged in rows:
-                child = InodeRow(*columns)
+            for row in rows:
                 # st_blocks of a file with no staged chunk from the same statement: a
                 # statement per entry (`_allocated`) cost more than the rest of its entry
-                attrs = self._attrs(child, None if staged else uploaded)
-                if not pyfuse3.readdir_reply(token, bytes(name), attrs, dentry + 3):
+                attrs = self._attrs_of(row[2:-1], row[-1])
+                if not pyfuse3.readdir_reply(token, row[1], attrs, row[0] + 3):
                     return
-                self.lookups[child.id] += 1
+                self.lookups[attrs.st_ino] += 1
             if len(rows) < READDIR_PAGE:
                 return
             after = rows[-1][0]
