@@ -39,6 +39,7 @@ the same cores; the home is removed afterwards unless --keep.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import random
@@ -104,7 +105,23 @@ class Home:
         return timed(lambda: self.cli("mount", str(self.mnt), "--upload-delay", "1e9"))
 
     def umount(self) -> None:
+        """Unmount and wait until the daemon has let the volume go (its lock): `walrusfs
+        umount` returns at once when another mount has the same source (`walrusfs:default`
+        of another WALRUSFS_HOME on this machine), taking it for a bind mount of this one."""
         self.cli("umount", "--no-sync", str(self.mnt))
+        fd = os.open(self.volume / "lock", os.O_RDWR)
+        try:
+            deadline = time.monotonic() + 300
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         subprocess.run(
