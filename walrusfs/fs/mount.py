@@ -47,7 +47,7 @@ from walrusfs.fs.keys import load_keys, volume_key
 from walrusfs.fs.lifetime import RenewPolicy
 from walrusfs.fs.ops import Operations
 from walrusfs.fs.options import MountOptions, largest_chunk, memory_floor
-from walrusfs.fs.readahead import raise_read_ahead
+from walrusfs.fs.readahead import raise_read_ahead_when_live
 from walrusfs.fs.repair import recover
 from walrusfs.fs.volume import Volume
 from walrusfs.fs.writer import WriterLease, judge, this_machine
@@ -280,12 +280,12 @@ async def run(
             pyfuse3.init(ops, str(options.mountpoint), _fuse_options(options, foreground_debug))
         except RuntimeError as exc:
             raise ServiceFailed(f"cannot mount {options.mountpoint}: {exc}") from None
-        raise_read_ahead(options.mountpoint)
         faulthandler.register(signal.SIGUSR1, all_threads=True)
         clean = False
         try:
             async with trio.open_nursery() as nursery:
                 parts.content.stored.spawn = nursery.start_soon  # read-ahead
+                nursery.start_soon(raise_read_ahead_when_live, options.mountpoint)
                 await nursery.start(parts.worker.run)
                 if not options.read_only:  # nothing changes: nothing to upload or renew
                     await nursery.start(parts.uploader.run)

@@ -9,14 +9,19 @@ MiB/s at 128 KiB to 533-596 MiB/s at 1 MiB (`dd bs=1M`, 100 shards; docs/benchma
 kernel caps requests at the connection's max_pages (libfuse 3.14 asks for 256 pages, 1 MiB),
 so 1 MiB is also the largest request there can be.
 
-Only root may write the setting; for other users the mount keeps the kernel's default and
-says so in its log.
+The window is set once the kernel's FUSE_INIT has been answered: the answer sets it too (to
+the smaller of the kernel's and libfuse's maximum read-ahead, 128 KiB), so a window set before
+it is undone. Only root may write the setting; for other users the mount keeps the kernel's
+default and says so in its log.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
+
+import trio
 
 log = logging.getLogger(__name__)
 
@@ -55,3 +60,15 @@ def raise_read_ahead(mountpoint: Path, kb: int = READ_AHEAD_KB) -> bool:
         log.info("read-ahead left at the kernel's default (%s)", exc)
         return False
     return True
+
+
+async def raise_read_ahead_when_live(mountpoint: Path, kb: int = READ_AHEAD_KB) -> None:
+    """`raise_read_ahead` once the mount answers: a stat of the mountpoint (in a worker
+    thread, served by the mount's own loop) returns only after FUSE_INIT was answered."""
+    try:
+        # abandoned if the mount ends first: a stat the loop will never serve must not hold it
+        await trio.to_thread.run_sync(os.stat, mountpoint, abandon_on_cancel=True)
+    except OSError as exc:
+        log.info("read-ahead left at the kernel's default (%s)", exc)
+        return
+    await trio.to_thread.run_sync(raise_read_ahead, mountpoint, kb)
