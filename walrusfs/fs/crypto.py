@@ -31,6 +31,7 @@ chain: `seal_json`).
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import hmac
 import json
@@ -57,7 +58,7 @@ class DecryptError(OSError):
     """Ciphertext that does not authenticate: corrupted, truncated, or another volume's key."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(5, message)  # EIO: what a reader of the file gets
+        super().__init__(errno.EIO, message)  # what a reader of the file gets
 
 
 def _hkdf(ikm: bytes, info: bytes, salt: bytes | None = None) -> bytes:

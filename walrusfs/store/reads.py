@@ -275,10 +275,13 @@ class Reader:
         # the whole rows, kept: the next reads nearby are block-cache hits
         row_len = meta.params.primary_sliver_len(size)
         start = rows.start * row_len
-        span = await trio.to_thread.run_sync(
-            codec.read_range, list(got.values()), meta, start, rows.stop * row_len - start
-        )
-        await trio.to_thread.run_sync(blocks.put, str(meta.blob_id), start, span, size)
+
+        def decode_and_keep() -> bytes:
+            span = codec.read_range(list(got.values()), meta, start, rows.stop * row_len - start)
+            blocks.put(str(meta.blob_id), start, span, size)
+            return span
+
+        span = await trio.to_thread.run_sync(decode_and_keep)  # one hop for both
         return span[offset - start : offset - start + length]
 
     async def _read_all(self, meta: codec.VerifiedMetadata, cache: SliverCache | None) -> bytes:
@@ -309,8 +312,10 @@ class Reader:
 
 
 #: reads of up to this many bytes from the block cache run on the loop (a few small preads
-#: cost less than a hop to a worker thread); longer ones in a worker thread
-INLINE_READ = 4 * BLOCK
+#: cost less than a hop to a worker thread); longer ones in a worker thread. Ten blocks hold
+#: two 64 KiB units of the mount (an encrypted one is 65,552 bytes) however they straddle
+#: blocks: a kernel read of 4 to 128 KiB never leaves the loop.
+INLINE_READ = 10 * BLOCK
 
 
 async def _blocking(length: int, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
