@@ -80,6 +80,7 @@ from bench.fsrows import (  # noqa: E402
     small_rows,
     stage_stdlib,
 )
+from bench.home import WalrusfsHome  # noqa: E402
 from bench.peers import PEERS, LocalDir, System, make_peers  # noqa: E402
 from bench.provenance import provenance  # noqa: E402
 from walrusfs.devnet.launcher import Devnet  # noqa: E402
@@ -96,18 +97,9 @@ class Walrusfs(System):
     def __init__(self, root: Path, n_shards: int, mount_args: tuple[str, ...] = ()) -> None:
         super().__init__(root)
         self.mount_args = mount_args
-        self.env = dict(os.environ, WALRUSFS_HOME=str(root), PYTHONPATH=str(ROOT))
         self.peaks = (0, 0)  # VmHWM of the mount daemon and its worker, over every mount
-        root.mkdir(parents=True, exist_ok=True)
-        self.cli("devnet", "up", "--n-shards", str(n_shards))
-
-    def cli(self, *args: str) -> None:
-        subprocess.run(
-            [sys.executable, "-m", "walrusfs.cli", *args],
-            env=self.env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        self.home = WalrusfsHome(root, n_shards)
+        self.cli = self.home.cli
 
     def mount(self) -> None:
         super().mount()

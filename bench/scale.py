@@ -57,6 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # before bench/ (whose codec.py would shadow the package)
 
 import codec  # noqa: E402
+from bench.home import WalrusfsHome  # noqa: E402
 from codec.quilt import QuiltPatchId  # noqa: E402
 
 FILE = 0o100644
@@ -81,24 +82,14 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
-class Home:
+class Home(WalrusfsHome):
     """A WALRUSFS_HOME with a devnet and the volume `default`."""
 
     def __init__(self, path: Path, n_shards: int) -> None:
-        self.path = path
+        super().__init__(path, n_shards)
         self.mnt = path / "mnt"
         self.mnt.mkdir(parents=True, exist_ok=True)
         self.volume = path / "data" / "volumes" / "default"
-        self.env = dict(os.environ, WALRUSFS_HOME=str(path), PYTHONPATH=str(ROOT))
-        self.cli("devnet", "up", "--n-shards", str(n_shards))
-
-    def cli(self, *args: str) -> None:
-        subprocess.run(
-            [sys.executable, "-m", "walrusfs.cli", *args],
-            env=self.env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
 
     def mount(self) -> float:
         """Seconds `walrusfs mount` takes to return (the mount is live then)."""
