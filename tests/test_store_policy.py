@@ -132,6 +132,10 @@ def test_stop_waiting() -> None:
     assert not stop_waiting(strict=False, queued=1, in_flight=2, hedged=2, waited=0, hedge=0.5)
     assert not stop_waiting(strict=False, queued=0, in_flight=2, hedged=1, waited=0, hedge=0.5)
     assert not stop_waiting(strict=False, queued=0, in_flight=0, hedged=0, waited=0, hedge=0.5)
+    # ... unless the caller has nothing else to ask: then late requests are its only hope
+    assert not stop_waiting(
+        strict=False, queued=0, in_flight=2, hedged=2, waited=60.0, hedge=0.5, last=True
+    )
 
 
 # -- blob status ------------------------------------------------------------------------------

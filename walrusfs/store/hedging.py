@@ -113,14 +113,27 @@ def overdue(
 
 
 def stop_waiting(
-    *, strict: bool, queued: int, in_flight: int, hedged: int, waited: float, hedge: float
+    *,
+    strict: bool,
+    queued: int,
+    in_flight: int,
+    hedged: int,
+    waited: float,
+    hedge: float,
+    last: bool = False,
 ) -> bool:
     """Whether a fetch returns what it has although requests are still in flight.
 
     A strict read gives up on its late slivers STRICT_PATIENCE seconds past the hedge delay
     (the caller reads from any nodes instead). Another read stops when nothing is left to ask
     and every request in flight is past its hedge delay: the caller asks other slivers.
+
+    Args:
+        last: the caller has no other slivers to ask (the last round of a whole-blob read):
+            a late request is then the only hope and is waited for until it answers or its
+            timeout ends it. On a loaded machine every request can pass the hedge delay;
+            giving up on them then failed reads that the nodes were about to serve.
     """
     if strict:
         return hedged > 0 and waited >= hedge + STRICT_PATIENCE
-    return queued == 0 and in_flight > 0 and hedged == in_flight
+    return not last and queued == 0 and in_flight > 0 and hedged == in_flight

@@ -300,7 +300,13 @@ class Reader:
         if len(got) < k:
             others = list(range(k, n))
             more = await self.slivers.fetch(
-                meta, Axis.PRIMARY, others, need=k - len(got), strict=False, cache=cache
+                meta,
+                Axis.PRIMARY,
+                others,
+                need=k - len(got),
+                strict=False,
+                cache=cache,
+                last=True,  # nothing else to ask: slow answers are waited for
             )
             got.update(more)
         if len(got) < k:

@@ -61,6 +61,7 @@ class SliverReader:
         strict: bool,
         cache: SliverCache | None,
         fill: bool = True,
+        last: bool = False,
     ) -> Got:
         """Verified slivers of `indices` (sliver indices of `axis`), from cache or nodes, until
         `need` are in hand.
@@ -72,6 +73,8 @@ class SliverReader:
             cache: the disk cache to read and fill; None when the read bypasses it.
             fill: False: slivers from the nodes are not added to `cache` (a byte range's
                 rows, whose bytes the block cache keeps instead).
+            last: the caller has no fallback: late requests are waited for, not abandoned
+                (`hedging.stop_waiting`).
 
         Returns fewer than `need` when the nodes could not serve more; never raises for a
         node's failure.
@@ -94,6 +97,7 @@ class SliverReader:
             need=need,
             strict=strict,
             cache=cache if fill else None,
+            last=last,
         )
         return got
 
@@ -108,6 +112,7 @@ class SliverReader:
         need: int,
         strict: bool,
         cache: SliverCache | None,
+        last: bool,
     ) -> None:
         blob_id = meta.blob_id
         params = meta.params
@@ -221,6 +226,7 @@ class SliverReader:
                     hedged=len(hedged),
                     waited=now - begun,
                     hedge=hedge,
+                    last=last,
                 ):
                     break
             nursery.cancel_scope.cancel()
