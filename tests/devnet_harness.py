@@ -11,7 +11,7 @@ import base64
 import os
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +23,8 @@ import codec
 from chain import move_types as mt
 from chain.bls import aggregate, aggregate_verify, g1_compress
 from chain.client import CommitteeMember, SystemInfo, WalrusChain
+from chain.wallet import Wallet
+from walrusfs.devnet import faucet
 from walrusfs.devnet.launcher import Devnet
 from walrusfs.devnet.layout import DevnetSpec
 
@@ -52,9 +54,30 @@ def walrusfs(
 
 @dataclass
 class RunningDevnet:
+    """A devnet and the WALRUSFS_HOME the CLI runs in. `wallet`: the home's own account
+    (named in its config.toml, funded with `walrusfs devnet fund`) on a devnet shared by
+    several modules; None: the devnet's own wallet."""
+
     home: Path
     devnet: Devnet
     spec: DevnetSpec
+    wallet: Path | None = None
+
+    @property
+    def wallet_config(self) -> Path:
+        """The `client.yaml` the CLI in this home signs with."""
+        return self.wallet if self.wallet is not None else self.devnet.wallet().config_path
+
+    def sibling(self, home: Path) -> RunningDevnet:
+        """Another WALRUSFS_HOME on the same network and account (another machine of the same
+        user): the devnet's directory shared, the config copied; nothing of any volume."""
+        (home / "data").mkdir(parents=True)
+        os.symlink(self.home / "data" / "devnet", home / "data" / "devnet")
+        conf = self.home / "config" / "config.toml"
+        if conf.exists():
+            (home / "config").mkdir()
+            (home / "config" / "config.toml").write_text(conf.read_text())
+        return RunningDevnet(home, self.devnet, self.spec, self.wallet)
 
     def cli(
         self, *args: str, check: bool = True, timeout: float = 120
@@ -62,7 +85,8 @@ class RunningDevnet:
         return walrusfs(self.home, *args, check=check, timeout=timeout)
 
     async def chain(self) -> WalrusChain:
-        return WalrusChain(self.spec.profile(), self.devnet.wallet().active)
+        wallet = self.devnet.wallet() if self.wallet is None else Wallet.load(self.wallet)
+        return WalrusChain(self.spec.profile(), wallet.active)
 
     def on_chain(self, fn: Callable[[WalrusChain], Awaitable[T]]) -> T:
         """`fn(chain)` run to completion from synchronous test code."""
@@ -102,7 +126,7 @@ def start_devnet(
     n_nodes: int | None = None,
     processes: int | None = None,
     stakes: list[int] | None = None,
-) -> Iterator[RunningDevnet]:
+) -> Generator[RunningDevnet, None, None]:
     """`walrusfs devnet up` in `home` for a module's tests; every process stopped after.
     `n_nodes`, `processes`, `stakes`: a larger committee served by a few processes (the
     launcher's API: the CLI's `devnet up` takes only --nodes and --n-shards)."""
@@ -115,6 +139,50 @@ def start_devnet(
         yield RunningDevnet(home, devnet, devnet.spec())
     finally:
         devnet.down()
+
+
+class SharedDevnets:
+    """One devnet per shard count for the test modules that can share one (a pytest-xdist
+    worker's session: `devnets` in conftest.py), each module on its own funded account.
+
+    A module shares only if it leaves the devnet as it found it: no epoch advanced, every
+    fault healed (`heal_all`). Its own account keeps the modules apart on chain: volume names,
+    checkpoints, writer leases and balances are per address, as for two users of Walrus.
+    """
+
+    #: what each module's account gets from the devnet's wallet (genesis holds 10,000 each)
+    FUNDS = 1_000 * 10**9
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.running: dict[int, RunningDevnet] = {}
+        self._stops: list[Generator[RunningDevnet, None, None]] = []
+
+    def account(self, n_shards: int, home: Path) -> RunningDevnet:
+        """A new home on the shared devnet of `n_shards` shards, with its own wallet, funded."""
+        shared = self.running.get(n_shards)
+        if shared is None:
+            started = start_devnet(self.base / f"shards-{n_shards}", n_shards)
+            shared = self.running[n_shards] = next(started)
+            self._stops.append(started)
+        (home / "data").mkdir(parents=True)
+        os.symlink(shared.home / "data" / "devnet", home / "data" / "devnet")
+        wallet = Wallet.create(
+            home / "wallet", env_alias="devnet", rpc=shared.spec.profile().grpc_url
+        )
+        (home / "config").mkdir()
+        (home / "config" / "config.toml").write_text(f'wallet = "{wallet.config_path}"\n')
+        trio.run(
+            lambda: faucet.fund(
+                shared.devnet, wallet.active_address, mist=self.FUNDS, frost=self.FUNDS
+            )
+        )
+        return RunningDevnet(home, shared.devnet, shared.spec, wallet.config_path)
+
+    def close(self) -> None:
+        """Stop every devnet started."""
+        for started in self._stops:
+            started.close()  # the generator's finally: `devnet down`
 
 
 def node_requests(dn: RunningDevnet) -> dict[str, dict[str, int]]:

@@ -10,14 +10,15 @@ from pathlib import Path
 import pytest
 
 import codec
-from tests.devnet_harness import N_SHARDS, RunningDevnet, start_devnet
+from chain.wallet import Wallet
+from tests.devnet_harness import N_SHARDS, RunningDevnet, SharedDevnets
 
 pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
-def dn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
-    yield from start_devnet(tmp_path_factory.mktemp("cli-home"))
+def dn(devnets: SharedDevnets, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
+    yield devnets.account(N_SHARDS, tmp_path_factory.mktemp("cli-home"))
 
 
 def test_store_read_list_extend_delete(dn: RunningDevnet, tmp_path: Path) -> None:
@@ -83,3 +84,32 @@ def test_the_chain_refusing_is_exit_8(dn: RunningDevnet, tmp_path: Path) -> None
     assert r.returncode == 8, r.stderr
     assert "aborted" in r.stderr and r.stderr.count("\n") == 1
     assert obj in dn.cli("blob", "list").stdout
+
+
+def test_a_named_wallet_is_a_second_account_funded_by_the_faucet(
+    dn: RunningDevnet, tmp_path: Path
+) -> None:
+    """The home's config names its own wallet (the module's account on the shared devnet): the
+    CLI signs with it, not with the devnet's wallet; `devnet fund` moves SUI and WAL to a new
+    address in one transaction and refuses what is not an address or an amount (exit 2), or
+    more than the devnet's wallet holds (exit 6), sending nothing."""
+    assert dn.wallet is not None
+    mine = json.loads(dn.cli("wallet", "--json").stdout)
+    assert mine["address"] == Wallet.load(dn.wallet).active_address
+    assert mine["address"] != dn.spec.wallet_address
+    assert json.loads(dn.cli("config", "--json").stdout)["wallet"] == str(dn.wallet)
+
+    new = Wallet.create(tmp_path / "w", env_alias="devnet", rpc=dn.spec.profile().grpc_url)
+    sent = dn.cli("devnet", "fund", new.active_address, "--sui", "2.5", "--wal", "1")
+    assert new.active_address in sent.stdout
+    other = dn.sibling(tmp_path / "other")
+    (other.home / "config" / "config.toml").write_text(f'wallet = "{new.config_path}"\n')
+    got = json.loads(other.cli("wallet", "--json").stdout)
+    assert (got["address"], got["sui"], got["wal"]) == (new.active_address, 2_500_000_000, 10**9)
+
+    assert dn.cli("devnet", "fund", "0x1234", check=False).returncode == 2
+    assert dn.cli("devnet", "fund", new.active_address, "--sui", "-1", check=False).returncode == 2
+    too_much = dn.cli("devnet", "fund", new.active_address, "--wal", "1000000", check=False)
+    assert too_much.returncode == 6, too_much.stderr
+    after = json.loads(other.cli("wallet", "--json").stdout)
+    assert (after["sui"], after["wal"]) == (2_500_000_000, 10**9)

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.devnet_harness import RunningDevnet, heal_all, start_devnet
+from tests.devnet_harness import RunningDevnet, SharedDevnets, heal_all
 from tests.mount_harness import Mount, mount, xattr
 
 N_SHARDS = 100  # k_s 67: quilts of up to 66 files, blobs up to 149 MB
 
 
 @pytest.fixture(scope="module")
-def dn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
-    yield from start_devnet(tmp_path_factory.mktemp("mount-home"), n_shards=N_SHARDS)
+def dn(devnets: SharedDevnets, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
+    yield devnets.account(N_SHARDS, tmp_path_factory.mktemp("mount-home"))
 
 
 @pytest.fixture

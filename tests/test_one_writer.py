@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from chain.client import WalrusChain
-from tests.devnet_harness import RunningDevnet, start_devnet
+from tests.devnet_harness import RunningDevnet, SharedDevnets
 from tests.mount_harness import MOUNT_OPTS, Mount, mounted
 
 N_SHARDS = 100
@@ -24,16 +24,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def dn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
-    yield from start_devnet(tmp_path_factory.mktemp("writer-home"), n_shards=N_SHARDS)
+def dn(devnets: SharedDevnets, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
+    yield devnets.account(N_SHARDS, tmp_path_factory.mktemp("writer-home"))
 
 
 def _other_machine(dn: RunningDevnet, home: Path) -> RunningDevnet:
     """Another WALRUSFS_HOME on the same network and wallet (the devnet's directory, shared):
     another machine ID, no copy of any volume."""
-    (home / "data").mkdir(parents=True)
-    os.symlink(dn.home / "data" / "devnet", home / "data" / "devnet")
-    return RunningDevnet(home, dn.devnet, dn.spec)
+    return dn.sibling(home)
 
 
 def _volume_blobs(dn: RunningDevnet, volume_id: str) -> set[str]:

@@ -20,15 +20,15 @@ from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from tests.devnet_harness import RunningDevnet, start_devnet
+from tests.devnet_harness import RunningDevnet, SharedDevnets
 from tests.mount_harness import Mount, mount
 
 N_SHARDS = 10
 
 
 @pytest.fixture(scope="module")
-def dn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
-    yield from start_devnet(tmp_path_factory.mktemp("posix-home"), n_shards=N_SHARDS)
+def dn(devnets: SharedDevnets, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
+    yield devnets.account(N_SHARDS, tmp_path_factory.mktemp("posix-home"))
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,14 @@ def test_errno_of_common_mistakes(d: Path) -> None:
     assert os.statvfs(d).f_namemax == 255
     assert _errno(os.getxattr, d / "f", "user.nothing") == errno.ENODATA
     assert _errno(os.setxattr, d / "f", "user.walrus.state", b"x") == errno.EPERM
+    # no POSIX ACLs, no SELinux labels: get, set and remove all say so (and `ls -l` stops
+    # asking); other security.* names (file capabilities) are kept
+    for name in ("system.posix_acl_access", "system.posix_acl_default", "security.selinux"):
+        assert _errno(os.getxattr, d / "f", name) == errno.EOPNOTSUPP
+        assert _errno(os.setxattr, d / "f", name, b"x") == errno.EOPNOTSUPP
+        assert _errno(os.removexattr, d / "f", name) == errno.EOPNOTSUPP
+    os.setxattr(d / "f", "security.capability", b"\x01\x00\x00\x02")
+    assert os.getxattr(d / "f", "security.capability") == b"\x01\x00\x00\x02"
 
 
 def test_rename_replaces_atomically_and_moves_directories(d: Path) -> None:

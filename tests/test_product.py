@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from chain.client import WalrusChain
-from tests.devnet_harness import RunningDevnet, start_devnet
+from tests.devnet_harness import N_SHARDS, RunningDevnet, SharedDevnets
 from tests.mount_harness import Mount, mounted
 from tests.mount_harness import mount as mounted_volume
 
@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def dn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
-    yield from start_devnet(tmp_path_factory.mktemp("product-home"))
+def dn(devnets: SharedDevnets, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
+    yield devnets.account(N_SHARDS, tmp_path_factory.mktemp("product-home"))
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -219,7 +219,7 @@ def test_a_configured_network_is_used_like_testnet(dn: RunningDevnet, tmp_path: 
     conf.parent.mkdir(parents=True)
     p = dn.spec.profile()
     conf.write_text(
-        f'network = "local"\nwallet = "{dn.devnet.wallet().config_path}"\n'
+        f'network = "local"\nwallet = "{dn.wallet_config}"\n'
         f'[mount]\nvolume = "configured"\nepochs = 3\nupload_delay = 0.3\n'
         f'[networks.local]\ngrpc_url = "{p.grpc_url}"\ntls = false\n'
         f'system_object = "{p.system_object}"\nstaking_object = "{p.staking_object}"\n'

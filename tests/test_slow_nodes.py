@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.devnet_harness import RunningDevnet, heal_all, start_devnet
+from tests.devnet_harness import RunningDevnet, SharedDevnets, heal_all
 from tests.mount_harness import Mount
 
 N_SHARDS = 100
@@ -22,8 +22,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def dn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
-    yield from start_devnet(tmp_path_factory.mktemp("slow-home"), n_shards=N_SHARDS)
+def dn(devnets: SharedDevnets, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
+    yield devnets.account(N_SHARDS, tmp_path_factory.mktemp("slow-home"))
 
 
 def _uploaded(m: Mount, files: dict[str, bytes]) -> None:

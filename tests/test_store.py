@@ -16,7 +16,7 @@ from cache.slivers import SliverCache
 from chain import errors as chain_errors
 from chain.client import WalrusChain
 from chain.wallet import Keypair
-from tests.devnet_harness import N_SHARDS, RunningDevnet, heal_all, start_devnet
+from tests.devnet_harness import N_SHARDS, RunningDevnet, SharedDevnets, heal_all
 from walrusfs.store.client import WalrusStore
 from walrusfs.store.nodes import Committee, StorageNode
 
@@ -24,8 +24,8 @@ pytestmark = [pytest.mark.trio, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
-def dn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
-    yield from start_devnet(tmp_path_factory.mktemp("store-home"))
+def dn(devnets: SharedDevnets, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
+    yield devnets.account(N_SHARDS, tmp_path_factory.mktemp("store-home"))
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ import codec
 from cache.ranges import RangeCache
 from cache.slivers import SliverCache
 from chain.client import WalrusChain
-from tests.devnet_harness import RunningDevnet, start_devnet
+from tests.devnet_harness import RunningDevnet, SharedDevnets
 from walrusfs.store.client import WalrusStore
 
 pytestmark = [pytest.mark.trio, pytest.mark.timeout(900)]
@@ -23,8 +23,8 @@ N = 1000
 
 
 @pytest.fixture(scope="module")
-def dn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
-    yield from start_devnet(tmp_path_factory.mktemp("large-home"), N)
+def dn(devnets: SharedDevnets, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
+    yield devnets.account(N, tmp_path_factory.mktemp("large-home"))
 
 
 @pytest.mark.parametrize("mib", [64, 256])

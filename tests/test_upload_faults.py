@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from chain.client import WalrusChain
-from tests.devnet_harness import RunningDevnet, heal_all, start_devnet
+from tests.devnet_harness import RunningDevnet, SharedDevnets, heal_all
 from tests.mount_harness import Mount
 from walrusfs.fs.upload_worker import _read
 
@@ -24,8 +24,8 @@ MiB = 1 << 20
 
 
 @pytest.fixture(scope="module")
-def dn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
-    yield from start_devnet(tmp_path_factory.mktemp("faults-home"), n_shards=N_SHARDS)
+def dn(devnets: SharedDevnets, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
+    yield devnets.account(N_SHARDS, tmp_path_factory.mktemp("faults-home"))
 
 
 def _wal(dn: RunningDevnet) -> int:
@@ -221,10 +221,7 @@ def test_a_full_home_commits_certified_uploads_without_paying_again(
     or disk is full"): the certified result is committed once there is room again, never
     uploaded (nor paid for) again; the volume then remounts and reads back, no blob
     orphaned."""
-    home = tmpfs / "home"
-    (home / "data").mkdir(parents=True)
-    os.symlink(dn.home / "data" / "devnet", home / "data" / "devnet")  # the network lives on
-    there = RunningDevnet(home, dn.devnet, dn.spec)
+    there = dn.sibling(tmpfs / "home")  # the network and the account live on
     m = Mount(there, tmpfs.parent / "mnt-full", "full")
     m.mount("--upload-delay", "3600")  # uploads when the sync asks
     try:

@@ -34,9 +34,13 @@ def connect(settings: Settings, paths: Paths, *, start: bool) -> tuple[NetworkPr
         if start:
             devnet.up()
         spec = devnet.spec()
-        return spec.profile(), devnet.wallet().active
-    profile = settings.profile()
-    path = settings.wallet_path()
+        if settings.chosen_wallet() is None:
+            return spec.profile(), devnet.wallet().active
+        profile = spec.profile()
+        path = settings.wallet_path()
+    else:
+        profile = settings.profile()
+        path = settings.wallet_path()
     try:
         wallet = Wallet.load(path)
     except WalletNotFound as exc:

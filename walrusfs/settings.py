@@ -5,8 +5,9 @@ without one walrusfs runs on the embedded devnet with the defaults of walrusfs/f
 Connecting to the chosen network is walrusfs/network.py.
 
 The network is chosen by `--network`, else `$WALRUSFS_NETWORK`, else `network` in the file,
-else devnet. The devnet always uses its own funded wallet; other networks use
-`$WALRUSFS_WALLET`, else `wallet`, else the Sui CLI's default wallet.
+else devnet. The wallet is `$WALRUSFS_WALLET`, else `wallet` in the file; without either, the
+devnet uses its own funded wallet and other networks the Sui CLI's default wallet. (Another
+account on the devnet is funded from the devnet's wallet with `walrusfs devnet fund`.)
 """
 
 from __future__ import annotations
@@ -79,12 +80,18 @@ class Settings:
                 f"{known}, or define [networks.{self.network}] in {self._where()}"
             ) from None
 
-    def wallet_path(self) -> Path:
-        """As for the network, the environment wins over the file."""
+    def chosen_wallet(self) -> Path | None:
+        """The wallet named by `$WALRUSFS_WALLET` or the file (the environment wins, as for the
+        network); None when neither names one."""
         env = os.environ.get(WALLET_ENV)
         if env:
             return Path(env).expanduser()
-        return self.wallet if self.wallet is not None else SUI_CLI_WALLET.expanduser()
+        return self.wallet
+
+    def wallet_path(self) -> Path:
+        """The wallet of a network other than the devnet: the chosen one, else the Sui CLI's."""
+        chosen = self.chosen_wallet()
+        return chosen if chosen is not None else SUI_CLI_WALLET.expanduser()
 
     def _where(self) -> str:
         return str(self.file) if self.file else "the config file (`walrusfs paths`)"
@@ -96,7 +103,8 @@ class Settings:
             "network_source": self.network_source,
         }
         if self.is_devnet:
-            out["wallet"] = "the devnet's own wallet"
+            chosen = self.chosen_wallet()
+            out["wallet"] = str(chosen) if chosen is not None else "the devnet's own wallet"
         else:
             out["wallet"] = str(self.wallet_path())
             out.update({k: v for k, v in asdict(self.profile()).items() if k != "name"})

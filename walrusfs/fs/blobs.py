@@ -339,8 +339,20 @@ def chunks_of_missing_blobs(db: sqlite3.Connection) -> list[tuple[int, int]]:
     ]
 
 
-def quilt_chunks(db: sqlite3.Connection) -> list[QuiltChunk]:
-    """The chunks of linked files held by quilts in use, with their quilt's size."""
+def quilt_refcounts(db: sqlite3.Connection) -> dict[int, int]:
+    """Quilt in use -> its reference count: one row per quilt, the cheap look compaction
+    takes every minute to find the quilts that lost a file since it last measured them."""
+    return {
+        int(r["id"]): int(r["refcount"])
+        for r in _named(db).execute(
+            "SELECT id, refcount FROM blobs WHERE kind = ? AND refcount > 0", (QUILT,)
+        )
+    }
+
+
+def quilt_chunks(db: sqlite3.Connection, blob: int) -> list[QuiltChunk]:
+    """The chunks of linked files that quilt `blob` holds, with the quilt's size (through the
+    index on chunks.blob)."""
     return [
         QuiltChunk(
             int(r["id"]),
@@ -353,8 +365,8 @@ def quilt_chunks(db: sqlite3.Connection) -> list[QuiltChunk]:
         for r in _named(db).execute(
             "SELECT b.id, b.size, c.inode, c.chunkno, c.length, c.staged FROM blobs b "
             "JOIN chunks c ON c.blob = b.id JOIN inodes i ON i.id = c.inode "
-            "WHERE b.kind = ? AND b.refcount > 0 AND i.nlink > 0",
-            (QUILT,),
+            "WHERE b.id = ? AND i.nlink > 0",
+            (blob,),
         )
     ]
 

@@ -5,6 +5,13 @@ quilt of its live files alone would be below `compact_below` of its size, those 
 re-staged (Content.stage reads each patch back): the uploader quilts them again with other
 small files, the old quilt's reference count drops to 0 and it is deleted like any unused
 blob, its Storage reused. That costs a read of the live patches and an upload of them.
+
+The look for sparse quilts runs on the mount's loop every COMPACT_INTERVAL and at each sync,
+so it reads little: the quilts' reference counts (one row per quilt), then the chunks of the
+quilts whose count changed since they were last found dense, at most QUILTS_PER_LOOK of them.
+A quilt only becomes sparser by losing references, so an unchanged count needs no new
+measure. Reading every quilt chunk instead held the loop ~4.3 s a minute at 1,000,000 files
+(docs/benchmarks.md, `bench/scale.py`); a new mount measures its quilts over its first looks.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ log = logging.getLogger(__name__)
 
 COMPACT_INTERVAL = 60.0  # seconds between looks for sparse quilts (and at every sync)
 COMPACT_BATCH = 64 << 20  # bytes re-staged per round of compaction at most
+#: quilts measured per look at most (~65 chunks each at 1,000,000 files: ~0.1 s of the loop)
+QUILTS_PER_LOOK = 500
 
 #: a live chunk of a quilt: (inode, chunkno, length)
 LiveChunk = tuple[int, int, int]
@@ -46,8 +55,8 @@ class Compactor:
         self.params = params
         self.compact_below = compact_below
         self.record = record
-        #: quilts found not sparse with their exact tags -> their live files then (sealing
-        #: every tag again each minute would cost the loop a seal and a path per file)
+        #: quilts found dense -> their reference count then: measured again only when it
+        #: changes (sealing every tag again each minute would cost a seal and a path per file)
         self._dense: dict[int, int] = {}
 
     def sparse_quilts(self) -> list[tuple[int, list[LiveChunk]]]:
@@ -57,31 +66,27 @@ class Compactor:
         a fully live quilt of tiny files (mostly column padding) is never compacted."""
         if self.compact_below <= 0:
             return []
-        live: dict[int, list[LiveChunk]] = {}
-        staged: set[int] = set()
-        sizes: dict[int, int] = {}
-        for c in blobs.quilt_chunks(self.db):
-            sizes[c.blob] = c.blob_size
-            if c.staged:
-                staged.add(c.blob)
-            else:
-                live.setdefault(c.blob, []).append((c.inode, c.chunkno, c.length))
+        refcounts = blobs.quilt_refcounts(self.db)
+        for gone in self._dense.keys() - refcounts.keys():
+            del self._dense[gone]
+        changed = [b for b, refs in refcounts.items() if self._dense.get(b) != refs]
         out = []
-        for blob, chunks in live.items():
-            if blob in staged:
-                continue  # being compacted already
-            if self._dense.get(blob) == len(chunks):
-                continue  # measured exactly, and no file of it deleted since
-            lengths = [length for _, _, length in chunks]
-            limit = self.compact_below * sizes[blob]
+        for blob in changed[:QUILTS_PER_LOOK]:
+            rows = blobs.quilt_chunks(self.db, blob)
+            if not rows or any(c.staged for c in rows):
+                continue  # no linked file left (deleted when unused), or being compacted
+            chunks = [(c.inode, c.chunkno, c.length) for c in rows]
+            lengths = [c.length for c in rows]
+            limit = self.compact_below * rows[0].blob_size
             # the estimate first (cheap; with paths of ordinary length it is above the exact
             # size, so a full quilt stops here), then the exact tags for those that pass
-            if quilt_blob_size(lengths, self.params) >= limit:
-                continue
-            if quilt_blob_size(lengths, self.params, self._tag_sizes(chunks)) < limit:
-                out.append((blob, chunks))
+            if (
+                quilt_blob_size(lengths, self.params) >= limit
+                or quilt_blob_size(lengths, self.params, self._tag_sizes(chunks)) >= limit
+            ):
+                self._dense[blob] = refcounts[blob]
             else:
-                self._dense[blob] = len(chunks)
+                out.append((blob, chunks))  # measured again next look until compacted
         return out
 
     def _tag_sizes(self, chunks: list[LiveChunk]) -> list[int]:

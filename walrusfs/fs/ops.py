@@ -101,6 +101,13 @@ WALRUS_XATTR_PREFIX = b"user.walrus."
 WALRUS_XATTRS = ("state", "blob_id", "object_id", "end_epoch")
 #: Control channel of the CLI (`walrusfs sync`, `status`, `umount`): xattrs on the root.
 CTL_PREFIX = b"user.walrusfs.ctl."
+#: Attributes of features the volume does not have, refused with EOPNOTSUPP by get, set and
+#: remove alike: POSIX ACLs (permissions are the mode bits; no `default_permissions` ACL
+#: evaluation) and SELinux labels (a FUSE mount is labelled as a whole, `context=`). The
+#: answer is also what lets `ls -l` stop asking: coreutils remembers a device whose ACL or
+#: label query failed as unsupported (ENOTSUP) and skips both calls for its other files, while
+#: ENODATA is asked again for every file (two FUSE requests each; `bench/scale.py`).
+UNSUPPORTED_XATTRS = (b"system.posix_acl_access", b"system.posix_acl_default", b"security.selinux")
 
 
 def now_ns() -> int:
@@ -891,7 +898,7 @@ class Operations(pyfuse3.Operations):
         self._refuse_if_read_only()
         if name.startswith(WALRUS_XATTR_PREFIX):
             raise FUSEError(errno.EPERM)
-        if name.startswith(b"system.posix_acl"):
+        if name in UNSUPPORTED_XATTRS:
             raise FUSEError(errno.EOPNOTSUPP)
         if len(name) > 255:
             raise FUSEError(errno.ERANGE)
@@ -912,6 +919,8 @@ class Operations(pyfuse3.Operations):
             if value is None:
                 raise FUSEError(pyfuse3.ENOATTR)
             return value.encode()
+        if name in UNSUPPORTED_XATTRS:
+            raise FUSEError(errno.EOPNOTSUPP)
         row = self.db.execute(
             "SELECT value FROM xattrs WHERE inode = ? AND name = ?", (inode, name)
         ).fetchone()
@@ -968,6 +977,8 @@ class Operations(pyfuse3.Operations):
         self._row(inode)
         if name.startswith(WALRUS_XATTR_PREFIX) or name.startswith(CTL_PREFIX):
             raise FUSEError(errno.EPERM)
+        if name in UNSUPPORTED_XATTRS:
+            raise FUSEError(errno.EOPNOTSUPP)
         cur = self.db.execute("DELETE FROM xattrs WHERE inode = ? AND name = ?", (inode, name))
         if cur.rowcount == 0:
             raise FUSEError(pyfuse3.ENOATTR)
