@@ -339,11 +339,21 @@ def chunks_of_missing_blobs(db: sqlite3.Connection) -> list[tuple[int, int]]:
     ]
 
 
-def quilt_refcounts(db: sqlite3.Connection) -> dict[int, int]:
-    """Quilt in use -> its reference count: one row per quilt, the cheap look compaction
-    takes every minute to find the quilts that lost a file since it last measured them."""
+def quilt_states(db: sqlite3.Connection) -> dict[int, tuple[int, int]]:
+    """Quilt in use -> (its reference count, its chunks of unlinked files): the cheap look
+    compaction takes every minute to find the quilts that lost a file since it last measured
+    them. A deleted file still counts in the reference count until its inode is freed (when
+    the kernel forgets it), so its unlinking shows in the second number first. One row per
+    quilt, and one per unlinked file's chunk (through the partial index of unlinked inodes)."""
+    unlinked = {
+        int(r["blob"]): int(r["n"])
+        for r in _named(db).execute(
+            "SELECT c.blob, COUNT(*) AS n FROM inodes i JOIN chunks c ON c.inode = i.id "
+            "WHERE i.nlink = 0 AND c.blob IS NOT NULL GROUP BY c.blob"
+        )
+    }
     return {
-        int(r["id"]): int(r["refcount"])
+        int(r["id"]): (int(r["refcount"]), unlinked.get(int(r["id"]), 0))
         for r in _named(db).execute(
             "SELECT id, refcount FROM blobs WHERE kind = ? AND refcount > 0", (QUILT,)
         )

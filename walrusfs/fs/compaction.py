@@ -7,10 +7,11 @@ small files, the old quilt's reference count drops to 0 and it is deleted like a
 blob, its Storage reused. That costs a read of the live patches and an upload of them.
 
 The look for sparse quilts runs on the mount's loop every COMPACT_INTERVAL and at each sync,
-so it reads little: the quilts' reference counts (one row per quilt), then the chunks of the
-quilts whose count changed since they were last found dense, at most QUILTS_PER_LOOK of them.
-A quilt only becomes sparser by losing references, so an unchanged count needs no new
-measure. Reading every quilt chunk instead held the loop ~4.3 s a minute at 1,000,000 files
+so it reads little: each quilt's reference count and number of unlinked files' chunks
+(`blobs.quilt_states`), then the chunks of the quilts whose numbers changed since they were
+last found dense, at most QUILTS_PER_LOOK of them. A quilt only becomes sparser by losing
+files, which changes one of the two, so unchanged numbers need no new measure. Reading every
+quilt chunk instead held the loop ~4.3 s a minute at 1,000,000 files
 (docs/benchmarks.md, `bench/scale.py`); a new mount measures its quilts over its first looks.
 """
 
@@ -55,9 +56,10 @@ class Compactor:
         self.params = params
         self.compact_below = compact_below
         self.record = record
-        #: quilts found dense -> their reference count then: measured again only when it
-        #: changes (sealing every tag again each minute would cost a seal and a path per file)
-        self._dense: dict[int, int] = {}
+        #: quilts found dense -> their `blobs.quilt_states` then: measured again only when
+        #: that changes (sealing every tag again each minute would cost a seal and a path per
+        #: file)
+        self._dense: dict[int, tuple[int, int]] = {}
 
     def sparse_quilts(self) -> list[tuple[int, list[LiveChunk]]]:
         """Quilts worth compacting, with their live chunks not re-staged yet: those where a
@@ -66,10 +68,10 @@ class Compactor:
         a fully live quilt of tiny files (mostly column padding) is never compacted."""
         if self.compact_below <= 0:
             return []
-        refcounts = blobs.quilt_refcounts(self.db)
-        for gone in self._dense.keys() - refcounts.keys():
+        states = blobs.quilt_states(self.db)
+        for gone in self._dense.keys() - states.keys():
             del self._dense[gone]
-        changed = [b for b, refs in refcounts.items() if self._dense.get(b) != refs]
+        changed = [b for b, state in states.items() if self._dense.get(b) != state]
         out = []
         for blob in changed[:QUILTS_PER_LOOK]:
             rows = blobs.quilt_chunks(self.db, blob)
@@ -84,7 +86,7 @@ class Compactor:
                 quilt_blob_size(lengths, self.params) >= limit
                 or quilt_blob_size(lengths, self.params, self._tag_sizes(chunks)) >= limit
             ):
-                self._dense[blob] = refcounts[blob]
+                self._dense[blob] = states[blob]
             else:
                 out.append((blob, chunks))  # measured again next look until compacted
         return out
