@@ -10,6 +10,7 @@ import errno
 import itertools
 import os
 import stat
+import struct
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -75,12 +76,24 @@ def test_errno_of_common_mistakes(d: Path) -> None:
     assert _errno(os.setxattr, d / "f", "user.walrus.state", b"x") == errno.EPERM
     # no POSIX ACLs, no SELinux labels: get, set and remove all say so (and `ls -l` stops
     # asking); other security.* names (file capabilities) are kept
-    for name in ("system.posix_acl_access", "system.posix_acl_default", "security.selinux"):
-        assert _errno(os.getxattr, d / "f", name) == errno.EOPNOTSUPP
-        assert _errno(os.setxattr, d / "f", name, b"x") == errno.EOPNOTSUPP
-        assert _errno(os.removexattr, d / "f", name) == errno.EOPNOTSUPP
-    os.setxattr(d / "f", "security.capability", b"\x01\x00\x00\x02")
-    assert os.getxattr(d / "f", "security.capability") == b"\x01\x00\x00\x02"
+    # (a default ACL exists on directories only: the kernel answers for a file itself)
+    for path, name in (
+        (d / "f", "system.posix_acl_access"),
+        (d / "sub", "system.posix_acl_default"),
+        (d / "f", "security.selinux"),
+    ):
+        assert _errno(os.getxattr, path, name) == errno.EOPNOTSUPP
+        assert _errno(os.removexattr, path, name) == errno.EOPNOTSUPP
+    # an ACL the kernel accepts (it refuses a malformed one itself, EINVAL): u:rw-,g:r--,o:r--
+    acl = struct.pack("<I", 2) + b"".join(
+        struct.pack("<HHI", tag, perm, 0xFFFFFFFF) for tag, perm in ((1, 6), (4, 4), (0x20, 4))
+    )
+    assert _errno(os.setxattr, d / "f", "system.posix_acl_access", acl) == errno.EOPNOTSUPP
+    assert _errno(os.setxattr, d / "sub", "system.posix_acl_default", acl) == errno.EOPNOTSUPP
+    assert _errno(os.setxattr, d / "f", "security.selinux", b"x") == errno.EOPNOTSUPP
+    cap = struct.pack("<5I", 0x02000000, 1 << 10, 0, 0, 0)  # VFS_CAP_REVISION_2: net_bind
+    os.setxattr(d / "f", "security.capability", cap)
+    assert os.getxattr(d / "f", "security.capability") == cap
 
 
 def test_rename_replaces_atomically_and_moves_directories(d: Path) -> None:
