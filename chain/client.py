@@ -35,6 +35,7 @@ from chain.records import (
     ChainEvent,
     CommitteeMember,
     CostEstimate,
+    PastTransaction,
     SystemInfo,
     TxResult,
 )
@@ -133,6 +134,14 @@ class WalrusChain:
 
     async def balances(self) -> Balances:
         return await self._run(reads.balances(self._rpc, self.address))
+
+    async def transaction(self, digest: str) -> PastTransaction:
+        """An executed transaction: when, its first input, its balance changes.
+
+        Raises:
+            ObjectNotFound: no transaction of that digest.
+        """
+        return await self._run(reads.transaction(self._rpc, digest))
 
     async def blobs(self, valid_only: bool = True) -> list[mt.Blob]:
         """Owned Blob objects; `valid_only` drops those whose end epoch has passed."""

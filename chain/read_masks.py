@@ -57,6 +57,15 @@ EXECUTED = (
     "objects.objects.contents",
 )
 
+#: A transaction looked up by digest (GetTransaction) to check a payment, as an upload relay
+#: checks its tip: when it ran, its inputs (the auth package is input 0), the balance changes.
+TRANSACTION = (
+    "digest",
+    "timestamp",
+    "transaction.kind",
+    "balance_changes",
+)
+
 #: A dry run for the gas budget: its status (an abort is reported before signing) and cost.
 SIMULATED = ("transaction.effects.status", "transaction.effects.gas_used")
 
@@ -65,6 +74,7 @@ ALL: dict[str, tuple[str, ...]] = {
     "OBJECT": OBJECT,
     "STAKING_POOL": STAKING_POOL,
     "OWNED": OWNED,
+    "TRANSACTION": TRANSACTION,
     "GAS_PRICE": GAS_PRICE,
     "CHECKPOINT_NUMBER": CHECKPOINT_NUMBER,
     "CHECKPOINT_EVENTS": CHECKPOINT_EVENTS,

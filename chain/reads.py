@@ -21,7 +21,7 @@ import pysui.sui.sui_grpc.suimsgs.sui.rpc.v2 as pb
 from chain import errors, storage_reuse
 from chain import move_types as mt
 from chain import read_masks as masks
-from chain.records import Balances, CommitteeMember, CostEstimate, SystemInfo
+from chain.records import Balances, CommitteeMember, CostEstimate, PastTransaction, SystemInfo
 from chain.transport import Transport, contents, norm, shared_version
 from codec.bcs import Reader
 
@@ -199,6 +199,39 @@ async def storages(
     objs = await owned(rpc, owner, f"{info.type_package}::storage_resource::Storage")
     res = [mt.Storage.from_bcs(contents(o)) for o in objs]
     return [s for s in res if not valid_only or s.end_epoch > info.epoch]
+
+
+async def transaction(rpc: Transport, digest: str) -> PastTransaction:
+    """The executed transaction `digest` (GetTransaction, mask `TRANSACTION`).
+
+    Raises:
+        ObjectNotFound: the node has no transaction of that digest.
+    """
+    reply = await rpc.call(rq.GetTransaction(digest=digest, field_mask=list(masks.TRANSACTION)))
+    tx = reply.transaction
+    kind = tx.transaction.kind if tx.transaction is not None else None
+    ptb = kind.programmable_transaction if kind is not None else None
+    programmable = (
+        kind is not None
+        and kind.kind == pb.TransactionKindKind.PROGRAMMABLE_TRANSACTION
+        and ptb is not None
+    )
+    first = None
+    if programmable and ptb is not None and ptb.inputs:
+        head = ptb.inputs[0]
+        if head.kind == pb.InputInputKind.PURE and head.pure is not None:
+            first = bytes(head.pure)
+    stamp = tx.timestamp
+    return PastTransaction(
+        tx.digest or digest,
+        None if stamp is None else int(stamp.timestamp() * 1000),
+        programmable,
+        first,
+        tuple(
+            (norm(c.address or ""), c.coin_type or "", int(c.amount or 0))
+            for c in tx.balance_changes
+        ),
+    )
 
 
 async def blob(rpc: Transport, object_id: str) -> mt.Blob:

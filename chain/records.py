@@ -103,3 +103,18 @@ class TxResult:
     gas_used: int
     created: dict[str, list[Any]]  # `module::Struct` -> new objects (Blob/Storage decoded)
     events: list[tuple[str, bytes]]  # (event type, BCS)
+
+
+@dataclass(frozen=True)
+class PastTransaction:
+    """An executed transaction as a payment check needs it (`reads.transaction`).
+
+    `first_pure`: the bytes of the PTB's input 0 when it is a pure value, else None;
+    `balance_changes`: (address, coin type, net amount) as the full node reports them.
+    """
+
+    digest: str
+    timestamp_ms: int | None
+    programmable: bool
+    first_pure: bytes | None
+    balance_changes: tuple[tuple[str, str, int], ...]

@@ -106,6 +106,7 @@ def executed_transaction(
     return pb.ExecutedTransaction(
         digest=digest,
         transaction=transaction_proto(tx_bytes),
+        balance_changes=balance_changes(outcome),
         signatures=[
             pb.UserSignature(bcs=pb.Bcs(name="UserSignature", value=s)) for s in signatures
         ],
@@ -127,6 +128,28 @@ def executed_transaction(
         objects=pb.ObjectSet(objects=outputs),
         timestamp=datetime.datetime.now(datetime.UTC),
     )
+
+
+def balance_changes(outcome: Outcome) -> list[pb.BalanceChange]:
+    """The net change of each address's balance of each coin type, as a full node reports it
+    (sui-rpc-api `BalanceChange`: address, coin type, the amount as a signed decimal): the
+    coins it owned before the transaction counted negative, those it owns after positive, the
+    gas included. Unchanged balances are left out. An upload relay checks its tip with these
+    (walrus `crates/walrus-upload-relay/src/tip/check.rs`)."""
+    net: dict[tuple[str, str], int] = {}
+    for _, before, after, _ in outcome.changed:
+        for obj, sign in ((before, -1), (after, 1)):
+            if obj is None or obj.owner_kind != OWNER_ADDRESS or obj.owner is None:
+                continue
+            coin = coin_inner(obj.type)
+            if coin is not None:
+                key = (obj.owner, coin)
+                net[key] = net.get(key, 0) + sign * int.from_bytes(obj.contents[32:40], "little")
+    return [
+        pb.BalanceChange(address=address, coin_type=coin, amount=str(amount))
+        for (address, coin), amount in sorted(net.items())
+        if amount != 0
+    ]
 
 
 def error_proto(error: ExecFailure) -> pb.ExecutionError:

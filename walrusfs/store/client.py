@@ -33,6 +33,7 @@ from walrusfs.store.metadata import MetadataReader
 from walrusfs.store.nodes import ActiveCommittees, BlobStatus, Committee, NodeClient
 from walrusfs.store.reads import Reader
 from walrusfs.store.registrations import Registrations
+from walrusfs.store.relay import Certificate, RelayClient
 from walrusfs.store.slivers import SliverReader
 from walrusfs.store.status import BlobStatuses
 from walrusfs.store.upload import Progress, Uploader
@@ -73,6 +74,7 @@ class WalrusStore:
         deadline: float = 60.0,
         grace: float = 2.0,
         encode_concurrency: int = 1,
+        relay: RelayClient | None = None,
     ) -> None:
         self.chain = chain
         self.cache = cache
@@ -113,10 +115,14 @@ class WalrusStore:
             uploader,
             self._registrations,
             trio.CapacityLimiter(encode_concurrency),
+            relay=relay,
         )
+        self.relay = relay
 
     async def close(self) -> None:
         await self.nodes.aclose()
+        if self.relay is not None:
+            await self.relay.aclose()
 
     # -- committees and status --------------------------------------------------------------
 
@@ -152,6 +158,23 @@ class WalrusStore:
             codec.DataTooLarge: `size` exceeds the largest blob of the network.
         """
         return await self.chain.estimate(size, epochs)
+
+    async def fan_out(self, enc: codec.EncodedBlob, object_id: str | None) -> Certificate:
+        """Send an encoded blob to the committee and aggregate the confirmations into a
+        certificate, without touching the chain: what an upload relay does.
+
+        Args:
+            object_id: the Blob object of a deletable blob; None for a permanent one.
+
+        Raises:
+            NotEnoughConfirmations: fewer than a quorum confirmed by the deadline.
+        """
+        return await self._writer.fan_out(enc, object_id)
+
+    @property
+    def relay_stats(self) -> tuple[int, int]:
+        """(MIST of tips paid to the relay, uploads it failed that went directly instead)."""
+        return self._writer.tips_paid, self._writer.relay_failures
 
     async def store(
         self,

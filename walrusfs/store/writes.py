@@ -4,14 +4,18 @@ Encode in a worker thread -> reuse an owned certified blob with the same ID (ext
 ends too early) or register (reusing or reserving Storage, attributes in the same transaction;
 WAL and SUI are checked before anything is signed or uploaded), or continue an unfinished
 registration (`walrusfs/store/registrations.py`) -> upload and collect a quorum of verified
-confirmations (`walrusfs/store/upload.py`) -> aggregate the signatures and certify.
+confirmations (`walrusfs/store/upload.py`) and aggregate their signatures, or send the bytes
+once to an upload relay and verify the certificate it answers (`walrusfs/store/relay.py`;
+directly when the relay fails) -> certify.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pysui_fastcrypto as fc
 import trio
@@ -21,9 +25,19 @@ from chain import errors as chain_errors
 from chain import move_types as mt
 from chain.bls import aggregate
 from chain.client import WalrusChain
+from chain.ptb import Ptb
+from chain.records import SystemInfo
 from walrusfs.store.committee import Committees
 from walrusfs.store.nodes import Committee
 from walrusfs.store.registrations import Registration, Registrations
+from walrusfs.store.relay import (
+    MAX_BODY,
+    NONCE_LEN,
+    Certificate,
+    RelayClient,
+    RelayError,
+    auth_package,
+)
 from walrusfs.store.upload import Progress, Uploader
 
 log = logging.getLogger(__name__)
@@ -93,8 +107,14 @@ class Writer:
         uploader: Uploader,
         registrations: Registrations,
         encode_limit: trio.CapacityLimiter,
+        *,
+        relay: RelayClient | None = None,
     ) -> None:
         self.chain = chain
+        #: the upload relay blobs are sent through (None: straight to the nodes)
+        self.relay = relay
+        self.tips_paid = 0  # MIST paid to the relay
+        self.relay_failures = 0  # uploads the relay failed, done directly instead
         self.committees = committees
         self.uploader = uploader
         self.registrations = registrations
@@ -112,6 +132,7 @@ class Writer:
             enc = await trio.to_thread.run_sync(codec.encode, data, committee.n_shards)
         return await self._store_encoded(
             enc,
+            data,
             committee,
             epochs,
             opts,
@@ -130,6 +151,7 @@ class Writer:
             enc = await trio.to_thread.run_sync(codec.encode, quilt.data, committee.n_shards)
         result = await self._store_encoded(
             enc,
+            quilt.data,
             committee,
             epochs,
             opts,
@@ -140,6 +162,7 @@ class Writer:
     async def _store_encoded(
         self,
         enc: codec.EncodedBlob,
+        data: bytes,
         committee: Committee,
         epochs: int,
         opts: StoreOptions,
@@ -167,7 +190,7 @@ class Writer:
             opts.registered(reg.blob.id)
         signers: list[str] = []
         if reg.blob.certified_epoch is None:
-            signers = await self._upload_and_certify(enc, committee, reg.blob, opts.progress)
+            signers = await self._upload_and_certify(enc, data, committee, reg.blob, opts.progress)
         self.registrations.finish(key, reg)
         paid = reg.cost
         end = reg.blob.storage.end_epoch
@@ -221,20 +244,98 @@ class Writer:
                 )
         return None
 
-    async def _upload_and_certify(
-        self, enc: codec.EncodedBlob, committee: Committee, blob: mt.Blob, progress: Progress | None
-    ) -> list[str]:
-        """Upload, then certify with the confirmations; the signers' names. A blob an earlier
-        attempt certified (its answer lost) counts as certified."""
-        object_id = blob.id if blob.deletable else None
+    async def fan_out(self, enc: codec.EncodedBlob, object_id: str | None) -> Certificate:
+        """Send `enc` to the current committee and aggregate their confirmations: what an
+        upload relay does for its clients (`walrusfs/devnet/relay.py`); nothing on chain.
+
+        Raises:
+            NotEnoughConfirmations: fewer than a quorum confirmed by the deadline.
+        """
+        committee = await self.committees.write(fresh=True)
+        return await self._certificate(enc, committee, object_id, None)
+
+    async def _certificate(
+        self,
+        enc: codec.EncodedBlob,
+        committee: Committee,
+        object_id: str | None,
+        progress: Progress | None,
+    ) -> Certificate:
         expected = confirmation_message(committee.epoch, enc.blob_id, object_id)
         confirmed = await self.uploader.confirmations(enc, committee, object_id, expected, progress)
-        bitmap = signers_bitmap(
-            (c.node.index for c in confirmed), max(n.index for n in committee.nodes)
+        return Certificate(
+            tuple(c.node.index for c in confirmed),
+            expected,
+            aggregate([c.signature for c in confirmed]),
         )
-        signature = aggregate([c.signature for c in confirmed])
+
+    async def _upload_and_certify(
+        self,
+        enc: codec.EncodedBlob,
+        data: bytes,
+        committee: Committee,
+        blob: mt.Blob,
+        progress: Progress | None,
+    ) -> list[str]:
+        """Upload (through the relay if there is one, else, or when it fails, to the nodes),
+        then certify with the certificate; the signers' names. A blob an earlier attempt
+        certified (its answer lost) counts as certified."""
+        object_id = blob.id if blob.deletable else None
+        cert = None
+        if self.relay is not None:
+            try:
+                cert = await self._through_relay(self.relay, enc, data, committee, object_id)
+            except RelayError as exc:
+                self.relay_failures += 1
+                log.warning("%s: upload relay not used (%s); uploading directly", enc.blob_id, exc)
+        if cert is None:
+            cert = await self._certificate(enc, committee, object_id, progress)
+        bitmap = signers_bitmap(cert.signers, max(n.index for n in committee.nodes))
         try:
-            await self.chain.certify_blob(blob.id, signature, bitmap, expected)
+            await self.chain.certify_blob(blob.id, cert.signature, bitmap, cert.message)
         except chain_errors.AlreadyCertified:
             log.info("%s was certified by an earlier attempt", blob.id)
-        return [c.node.name for c in confirmed]
+        names = {n.index: n.name for n in committee.nodes}
+        return [names[i] for i in cert.signers]
+
+    async def _through_relay(
+        self,
+        relay: RelayClient,
+        enc: codec.EncodedBlob,
+        data: bytes,
+        committee: Committee,
+        object_id: str | None,
+    ) -> Certificate:
+        """The certificate of `data` from the upload relay, its tip paid if it asks one,
+        verified as `certify_blob` will verify it.
+
+        Raises:
+            RelayError: the relay is too dear, refused, failed or lied; or the tip could not
+                be paid.
+        """
+        if len(data) > MAX_BODY:
+            raise RelayError(f"{len(data)} bytes is above the relay's limit of {MAX_BODY}")
+        tips = await relay.tip_config()
+        tip = tips.tip(committee.params, len(data))
+        if tip > relay.max_tip:
+            raise RelayError(f"the relay asks {tip} MIST, above the budget of {relay.max_tip}")
+        paid = None
+        if tips.address is not None:
+            nonce = os.urandom(NONCE_LEN)
+            package = auth_package(data, nonce)
+            address = tips.address
+
+            def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
+                ptb.pure(package)  # input 0: what binds the payment to these bytes
+                (coin,) = ptb.split_coins(ptb.gas(), [ptb.u64(tip)])
+                ptb.transfer([coin], address)
+
+            try:
+                result = await self.chain.execute_ptb(build)
+            except chain_errors.ChainError as exc:
+                raise RelayError(f"the tip could not be paid: {exc}") from exc
+            paid = (result.digest, nonce)
+            self.tips_paid += tip
+        cert = await relay.upload(data, enc.blob_id, object_id, paid)
+        cert.verify(committee, confirmation_message(committee.epoch, enc.blob_id, object_id))
+        return cert
