@@ -113,3 +113,30 @@ def test_a_named_wallet_is_a_second_account_funded_by_the_faucet(
     assert too_much.returncode == 6, too_much.stderr
     after = json.loads(other.cli("wallet", "--json").stdout)
     assert (after["sui"], after["wal"]) == (2_500_000_000, 10**9)
+
+
+def test_store_through_the_devnets_upload_relay(dn: RunningDevnet, tmp_path: Path) -> None:
+    """`--upload-relay`: the file goes once to the devnet's relay (`devnet up` started it),
+    which certifies it; it reads back byte-exact. A relay that does not answer leaves the
+    store to the nodes, directly."""
+    assert dn.spec.relay_url is not None
+    src = tmp_path / "relayed.bin"
+    src.write_bytes(random.randbytes(123_456))
+    out = json.loads(
+        dn.cli("blob", "store", str(src), "--upload-relay", dn.spec.relay_url, "--json").stdout
+    )
+    relay = out["uploadRelay"]
+    assert (relay["bytesSent"], relay["uploadedDirectly"], relay["tipsMist"]) == (123_456, 0, 0)
+    blob_id = out["blobs"][0]["blobId"]
+    assert blob_id in dn.devnet.log_path("relay").read_text()
+    back = tmp_path / "back.bin"
+    dn.cli("blob", "read", blob_id, "-o", str(back), "--no-cache")
+    assert back.read_bytes() == src.read_bytes()
+
+    src.write_bytes(random.randbytes(5_000))
+    gone = "http://127.0.0.1:9"  # nothing listens there
+    out = json.loads(dn.cli("blob", "store", str(src), "--upload-relay", gone, "--json").stdout)
+    assert out["uploadRelay"]["uploadedDirectly"] == 1
+    assert (
+        dn.cli("blob", "store", str(src), "--upload-relay", "ftp://x", check=False).returncode == 2
+    )

@@ -146,12 +146,13 @@ async def test_up_is_idempotent_and_status_reports_every_service(dn: RunningDevn
     assert [s["pid"] for s in after["services"]] == [s["pid"] for s in before["services"]]
     assert after["nShards"] == N_SHARDS and after["epoch"] == 0
     names = [s["name"] for s in after["services"]]
-    assert names == ["sui", "node-0", "node-1", "node-2", "node-3"]
+    assert names == ["sui", "node-0", "node-1", "node-2", "node-3", "relay"]
     assert all(s["running"] and s["healthy"] for s in after["services"])
-    assert [s["detail"]["shards"] for s in after["services"][1:]] == [2, 3, 2, 3]
-    assert len({s["port"] for s in after["services"]}) == 5
+    assert [s["detail"]["shards"] for s in after["services"][1:5]] == [2, 3, 2, 3]
+    assert len({s["port"] for s in after["services"]}) == 6
+    assert after["services"][5]["detail"]["url"] == dn.spec.relay_url
     text = dn.cli("devnet", "status").stdout
-    assert "node-3" in text and "healthy" in text
+    assert "node-3" in text and "relay" in text and "healthy" in text
 
 
 async def test_committee_on_chain_matches_nodes(dn: RunningDevnet, chain: WalrusChain) -> None:

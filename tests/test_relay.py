@@ -11,6 +11,7 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,13 +24,14 @@ from chain.ptb import Ptb
 from chain.records import SystemInfo
 from chain.wallet import Keypair
 from tests.devnet_harness import N_SHARDS, RunningDevnet, SharedDevnets
+from tests.mount_harness import Mount
 from walrusfs.devnet import server
 from walrusfs.devnet.relay import Relay, RelaySettings
 from walrusfs.store.client import WalrusStore
 from walrusfs.store.http1 import Pool
 from walrusfs.store.relay import RelayClient, TipConfig, auth_package, upload_path
 
-pytestmark = [pytest.mark.trio, pytest.mark.timeout(300)]
+pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +61,7 @@ async def relay_on(dn: RunningDevnet, tip: TipConfig) -> AsyncIterator[Running]:
         await chain.close()
 
 
+@pytest.mark.trio
 async def test_blobs_and_quilts_through_the_relay_read_back(
     dn: RunningDevnet, chain: WalrusChain
 ) -> None:
@@ -88,6 +91,7 @@ async def test_blobs_and_quilts_through_the_relay_read_back(
         await reader.close()
 
 
+@pytest.mark.trio
 async def test_a_tip_is_paid_once_and_bound_to_the_bytes(
     dn: RunningDevnet, chain: WalrusChain
 ) -> None:
@@ -144,6 +148,7 @@ async def test_a_tip_is_paid_once_and_bound_to_the_bytes(
 
 
 @pytest.mark.parametrize("lie", ["signature", "blob"])
+@pytest.mark.trio
 async def test_a_lying_relay_is_caught_and_the_upload_done_directly(
     dn: RunningDevnet, chain: WalrusChain, lie: str
 ) -> None:
@@ -187,6 +192,7 @@ def _last_tip(running: Running) -> str:
     return running.relay.last_tx
 
 
+@pytest.mark.trio
 async def test_auth_package_layout() -> None:
     """sha256(blob) || sha256(nonce) || u64 LE length: 72 bytes (`HashedAuthPackage`)."""
     package = auth_package(b"abc", b"\x01" * 32)
@@ -199,3 +205,30 @@ async def test_auth_package_layout() -> None:
     assert upload_path(blob_id, None, "T", b"\x02" * 32) == (
         f"/v1/blob-upload-relay?blob_id={blob_id}&tx_id=T&nonce={nonce}&encoding_type=RS2"
     )
+
+
+def test_a_mount_uploads_through_the_relay(dn: RunningDevnet, tmp_path: Path) -> None:
+    """`walrusfs mount --upload-relay`: the upload worker sends each blob and quilt once to
+    the devnet's relay; what it certified is on the nodes, byte-exact."""
+    assert dn.spec.relay_url is not None
+    m = Mount(dn, tmp_path / "mnt", "relayed")
+    m.mount("--public", "--upload-relay", dn.spec.relay_url)
+    try:
+        big, small = os.urandom(3_000_000), os.urandom(2_000)
+        (m.path / "big").write_bytes(big)
+        (m.path / "small").write_bytes(small)
+        m.sync()
+        log = dn.devnet.log_path("relay").read_text()
+        chunks = os.getxattr(m.path / "big", "user.walrus.blob_id").decode().split()
+        patch = os.getxattr(m.path / "small", "user.walrus.blob_id").decode()
+        quilt_id = str(codec.QuiltPatchId.parse(patch).quilt_id)
+        assert all(f"certificate of {b}" in log for b in [*chunks, quilt_id])
+        stored = b""
+        for i, blob_id in enumerate(chunks):  # the file's chunks, from the nodes
+            back = tmp_path / f"back-{i}"
+            dn.cli("blob", "read", blob_id, "-o", str(back), "--no-cache")
+            stored += back.read_bytes()
+        assert stored == big
+        m.check_log()
+    finally:
+        m.teardown()

@@ -22,12 +22,15 @@ from cache.slivers import SliverCache
 from chain.client import WalrusChain
 from chain.pricing import format_wal
 from codec.quilt import validate_identifier
-from walrusfs.clihelpers import ProgressBar, epochs_arg, open_chain, run_async
+from walrusfs import validate
+from walrusfs.clihelpers import ProgressBar, checked_arg, epochs_arg, open_chain, run_async
 from walrusfs.config import Paths
 from walrusfs.errors import InputError, InvalidDataError, UsageError
 from walrusfs.files import read_input, write_output
+from walrusfs.fs.defaults import DEFAULTS
 from walrusfs.store.client import StoreResult, WalrusStore
 from walrusfs.store.errors import BlobNotFound, BlobUnavailable, NodeError
+from walrusfs.store.relay import RelayClient
 
 CACHE_LIMIT = 2 << 30  # bytes of slivers kept in the on-disk cache
 RANGE_CACHE = 64 << 20
@@ -46,19 +49,55 @@ async def check_epochs_on(chain: WalrusChain, epochs: int) -> None:
 
 
 @contextlib.asynccontextmanager
-async def open_store(use_cache: bool = True) -> AsyncIterator[WalrusStore]:
+async def open_store(
+    use_cache: bool = True, relay: RelayClient | None = None
+) -> AsyncIterator[WalrusStore]:
     """A store on the chosen network's chain and wallet (`open_chain`), with the on-disk
-    sliver cache unless `use_cache` is False."""
+    sliver cache unless `use_cache` is False, storing through `relay` if given."""
     paths = Paths.from_env()
     async with open_chain() as chain:
         cache = SliverCache(paths.cache_dir / "slivers", CACHE_LIMIT) if use_cache else None
-        store = WalrusStore(chain, cache=cache, ranges=RangeCache(RANGE_CACHE))
+        store = WalrusStore(chain, cache=cache, ranges=RangeCache(RANGE_CACHE), relay=relay)
         try:
             yield store
         finally:
             await store.close()
             if cache is not None:
                 cache.close()
+
+
+def _relay(args: argparse.Namespace) -> RelayClient | None:
+    """The relay `--upload-relay` names, with its `--relay-max-tip` budget."""
+    if not args.upload_relay:
+        return None
+    return RelayClient(args.upload_relay, max_tip=args.relay_max_tip)
+
+
+def _relay_report(store: WalrusStore) -> dict[str, Any]:
+    """What the relay cost and did, for the output (nothing without a relay)."""
+    if store.relay is None:
+        return {}
+    tips, failures = store.relay_stats
+    return {
+        "uploadRelay": {
+            "url": store.relay.url,
+            "bytesSent": store.relay.sent,
+            "tipsMist": tips,
+            "uploadedDirectly": failures,
+        }
+    }
+
+
+def _print_relay(report: dict[str, Any]) -> None:
+    relay = report.get("uploadRelay")
+    if relay is None:
+        return
+    direct = relay["uploadedDirectly"]
+    note = f"; {direct} uploaded directly (the relay failed)" if direct else ""
+    print(
+        f"through {relay['url']}: {relay['bytesSent']} bytes sent, tips "
+        f"{relay['tipsMist'] / 10**9:.9f} SUI{note}"
+    )
 
 
 def _read(path: str) -> bytes:
@@ -88,7 +127,7 @@ def cmd_store(args: argparse.Namespace) -> int:
             _read(name)  # raises the InputError that says what is wrong with it
 
     async def go() -> int:
-        async with open_store() as store:
+        async with open_store(relay=_relay(args)) as store:
             await check_epochs_on(store.chain, args.epochs)
             before = (await store.chain.balances()).wal
             out = []
@@ -117,10 +156,13 @@ def cmd_store(args: argparse.Namespace) -> int:
                     note = " (already certified: reused)" if result.already_certified else ""
                     print(f"{name}: {result.blob_id} object {result.object_id}{note}")
             after = (await store.chain.balances()).wal
+            relayed = _relay_report(store)
             if args.json:
-                print(json.dumps({"blobs": out, "walSpentFrost": before - after}, indent=2))
+                doc = {"blobs": out, "walSpentFrost": before - after, **relayed}
+                print(json.dumps(doc, indent=2))
             else:
                 print(f"spent {format_wal(before - after)}; balance {format_wal(after)}")
+                _print_relay(relayed)
         return 0
 
     return run_async(go)
@@ -260,7 +302,7 @@ def cmd_store_quilt(args: argparse.Namespace) -> int:
         items.append(codec.QuiltItem(ident, _read(str(p))))
 
     async def go() -> int:
-        async with open_store() as store:
+        async with open_store(relay=_relay(args)) as store:
             await check_epochs_on(store.chain, args.epochs)
             try:
                 result = await store.store_quilt(
@@ -268,9 +310,11 @@ def cmd_store_quilt(args: argparse.Namespace) -> int:
                 )
             except codec.QuiltError as exc:
                 raise InvalidDataError(str(exc)) from None
+            relayed = _relay_report(store)
         out = {
             "quilt": _result_json(str(root), result.quilt),
             "patches": {k: str(v) for k, v in result.patches.items()},
+            **relayed,
         }
         if args.json:
             print(json.dumps(out, indent=2))
@@ -279,6 +323,7 @@ def cmd_store_quilt(args: argparse.Namespace) -> int:
             print(f"quilt {q.blob_id} ({len(items)} files), object {q.object_id}")
             for ident, pid in result.patches.items():
                 print(f"  {pid}  {ident}")
+            _print_relay(relayed)
         return 0
 
     return run_async(go)
@@ -300,6 +345,23 @@ def cmd_read_patch(args: argparse.Namespace) -> int:
     return run_async(go)
 
 
+def _relay_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--upload-relay",
+        type=checked_arg(validate.relay_url),
+        metavar="URL",
+        help="send the blob once to this upload relay (its certificate is verified; if it "
+        "fails, the upload goes to the nodes directly)",
+    )
+    p.add_argument(
+        "--relay-max-tip",
+        type=checked_arg(lambda text: validate.mist(int(text))),
+        default=DEFAULTS.relay_max_tip,
+        metavar="MIST",
+        help=f"the most the relay is paid per blob (default {DEFAULTS.relay_max_tip} MIST)",
+    )
+
+
 def add_parser(sub: Any) -> None:
     blob = sub.add_parser("blob", help="store, read, list, extend and delete blobs")
     bsub = blob.add_subparsers(dest="blob_command", required=True, metavar="ACTION")
@@ -307,6 +369,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--epochs", type=epochs_arg, default=1, help="epochs to store for (default 1)")
     p.add_argument("--permanent", action="store_true", help="not deletable before it expires")
+    _relay_args(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_store)
     p = bsub.add_parser("read", help=cmd_read.__doc__, description=cmd_read.__doc__)
@@ -329,6 +392,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("directory", metavar="DIR")
     p.add_argument("--epochs", type=epochs_arg, default=1, help="epochs to store for (default 1)")
     p.add_argument("--permanent", action="store_true")
+    _relay_args(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_store_quilt)
     p = bsub.add_parser("read-patch", help=cmd_read_patch.__doc__)

@@ -13,6 +13,7 @@ import contextlib
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TypeVar
 
 import trio
 
@@ -33,7 +34,23 @@ from walrusfs.store.errors import BlobNotFound, BlobUnavailable, NodeError, NotE
 
 #: The upload worker process of a mount and of fsck; it finds the network as this process did
 #: (the config file and $WALRUSFS_NETWORK, which `--network` sets for it).
+T = TypeVar("T")
+
 UPLOAD_WORKER = [sys.executable, "-m", "walrusfs.fs.upload_worker"]
+
+
+def checked_arg(check: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type from a checker raising ValueError with what is expected (argparse
+    then says `argument --x: <that>` and exits 2)."""
+
+    def convert(text: str) -> T:
+        try:
+            return check(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = getattr(check, "__name__", "value").lstrip("_")
+    return convert
 
 
 def epochs_arg(text: str) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from walrusfs import control, daemon, files, fsckcmd, settings, statusview, validate
-from walrusfs.clihelpers import epochs_arg
+from walrusfs.clihelpers import checked_arg, epochs_arg
 from walrusfs.config import Paths
 from walrusfs.errors import InputError, UsageError
 from walrusfs.fs.defaults import DEFAULTS, size_text
@@ -30,25 +30,19 @@ from walrusfs.fs.options import MountOptions, UploadConfig
 T = TypeVar("T")
 
 
-def _arg(check: Callable[[str], T]) -> Callable[[str], T]:
-    """An argparse type from a checker raising ValueError with what is expected (argparse
-    then says `argument --x: <that>` and exits 2)."""
-
-    def convert(text: str) -> T:
-        try:
-            return check(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    convert.__name__ = check.__name__.lstrip("_")
-    return convert
-
-
 def _number_of_seconds(text: str) -> float:
     try:
         return float(text)
     except ValueError:
         raise ValueError(f"{text!r} is not a number of seconds") from None
+
+
+def _mist(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r}: a whole number of MIST") from None
+    return validate.mist(value)
 
 
 def _read_timeout(text: str) -> float:
@@ -185,7 +179,11 @@ def cmd_mount(args: argparse.Namespace) -> int:
         renew_horizon=args.renew_horizon,
         renew_epochs=args.renew_epochs,
         upload=UploadConfig(
-            delay=opt("upload_delay"), epochs=opt("epochs"), compact_below=opt("compact_below")
+            delay=opt("upload_delay"),
+            epochs=opt("epochs"),
+            compact_below=opt("compact_below"),
+            relay_url=opt("upload_relay"),
+            relay_max_tip=opt("relay_max_tip"),
         ),
         read_only=args.read_only,
         read_timeout=opt("read_timeout"),
@@ -265,15 +263,32 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--volume", default=None, help=f"volume name (default: {DEFAULTS.volume})")
     p.add_argument(
         "--read-timeout",
-        type=_arg(_read_timeout),
+        type=checked_arg(_read_timeout),
         default=None,
         metavar="SECONDS",
         help=f"a read that needs the storage nodes fails with EIO after this long (default "
         f"{DEFAULTS.read_timeout:g})",
     )
     p.add_argument(
+        "--upload-relay",
+        type=checked_arg(validate.relay_url),
+        default=None,
+        metavar="URL",
+        help="send each blob once to this upload relay, which sends the slivers to the nodes "
+        "(its certificate is verified; if it fails, the upload goes to the nodes directly). "
+        "`walrusfs devnet status` names the devnet's",
+    )
+    p.add_argument(
+        "--relay-max-tip",
+        type=checked_arg(_mist),
+        default=None,
+        metavar="MIST",
+        help="the most a relay is paid for one blob, in MIST (10^-9 SUI); a dearer blob is "
+        f"uploaded directly (default {DEFAULTS.relay_max_tip})",
+    )
+    p.add_argument(
         "--upload-delay",
-        type=_arg(_seconds),
+        type=checked_arg(_seconds),
         default=None,
         metavar="SECONDS",
         help=f"idle time before a closed file is uploaded (default {DEFAULTS.upload_delay:g})",
@@ -286,14 +301,14 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--cache-size",
-        type=_arg(_size_of("cache_size")),
+        type=checked_arg(_size_of("cache_size")),
         default=None,
         metavar="SIZE",
         help=f"on-disk sliver cache limit (default {size_text(DEFAULTS.cache_size)})",
     )
     p.add_argument(
         "--staging-limit",
-        type=_arg(_size_of("staging_limit")),
+        type=checked_arg(_size_of("staging_limit")),
         default=None,
         metavar="SIZE",
         help=f"bytes waiting for upload before writes wait (default "
@@ -301,7 +316,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--memory",
-        type=_arg(_size_of("memory")),
+        type=checked_arg(_size_of("memory")),
         default=None,
         metavar="SIZE",
         help=f"memory bound of the mount: daemon and upload worker together (default "
@@ -314,7 +329,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--checkpoint-interval",
-        type=_arg(_checkpoint_seconds),
+        type=checked_arg(_checkpoint_seconds),
         default=None,
         metavar="SECONDS",
         help=f"upload the metadata as a checkpoint this often when it changed (default "
@@ -343,7 +358,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--compact-below",
-        type=_arg(_fraction),
+        type=checked_arg(_fraction),
         default=None,
         metavar="FRACTION",
         help="re-quilt the live files of a quilt when they would fill less than this fraction "

@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 #: The most epochs ahead a blob's storage can be bought or extended to: Walrus's
 #: `max_epochs_ahead` (System object) on mainnet and testnet, and the devnet's genesis value
@@ -204,6 +205,27 @@ def object_ids(v: Any) -> tuple[str, ...]:
     if not isinstance(v, list):
         raise ValueError('a list of object IDs, e.g. ["0x..."]')
     return tuple(object_id(x) for x in v)
+
+
+def relay_url(v: Any) -> str:
+    """An upload relay's http(s) URL, or "" for none."""
+    if not isinstance(v, str):
+        raise ValueError('an upload relay URL, e.g. "https://upload-relay.testnet.walrus.space"')
+    if v == "":
+        return v
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise ValueError(
+            f'{v!r}: an upload relay URL, e.g. "https://upload-relay.testnet.walrus.space"'
+        )
+    return v
+
+
+def mist(v: Any) -> int:
+    """A whole amount of MIST (10^-9 SUI), 0 or more, within a u64."""
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 1 << 64:
+        raise ValueError("a whole number of MIST (10^-9 SUI), 0 or more")
+    return v
 
 
 def grpc_url(v: Any) -> str:

@@ -78,7 +78,7 @@ def genesis(
     if tmp.exists():
         shutil.rmtree(tmp)
     (tmp / "sui").mkdir(parents=True)
-    sui_port, *ports = free_ports(n_nodes + 1)
+    sui_port, relay_port, *ports = free_ports(n_nodes + 2)
     ranges = shard_ranges(n_shards, n_nodes)
     specs: list[NodeSpec] = []
     for i in range(n_nodes):
@@ -137,6 +137,7 @@ def genesis(
         chain,
         wallet.active_address,
         processes=groups,
+        relay_port=relay_port,
     )
     (tmp / DEVNET_FILE).write_text(json.dumps(asdict(spec), indent=2) + "\n")
     tmp.rename(layout.root)  # genesis is all or nothing

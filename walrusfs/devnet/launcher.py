@@ -1,4 +1,5 @@
-"""The local network: a Sui stand-in and N storage nodes as background processes on 127.0.0.1.
+"""The local network: a Sui stand-in, N storage nodes and an upload relay as background
+processes on 127.0.0.1.
 
 `Devnet` is what the CLI and the tests drive; the work is in modules of their own: the files
 (`layout.py`), genesis (`genesis.py`), the processes (`processes.py`), the chain's admin calls
@@ -10,8 +11,10 @@ waits until every service answers.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ from walrusfs.devnet import chain_admin
 from walrusfs.devnet.faults import write_faults
 from walrusfs.devnet.genesis import genesis
 from walrusfs.devnet.layout import DevnetLayout, DevnetSpec
-from walrusfs.devnet.processes import START_TIMEOUT, Processes
+from walrusfs.devnet.processes import START_TIMEOUT, Processes, free_port
 from walrusfs.devnet.status import devnet_status
 from walrusfs.errors import ServiceError, UsageError
 
@@ -114,6 +117,12 @@ class Devnet:
         for group in spec.groups():
             for i in group:
                 run.wait_ready(f"node-{i}", spec.node_ports[i], deadline, procs[group[0]])
+        if spec.relay_port is None:  # a devnet made before it had a relay
+            spec = replace(spec, relay_port=free_port())
+            self.layout.spec_path.write_text(json.dumps(asdict(spec), indent=2) + "\n")
+        assert spec.relay_port is not None
+        proc = run.start("relay", spec)
+        run.wait_ready("relay", spec.relay_port, deadline, proc)
         return spec
 
     def down(self) -> list[str]:
@@ -122,6 +131,8 @@ class Devnet:
             return []
         spec = self.spec()
         stopped: list[str] = []
+        if self.processes.stop("relay"):
+            stopped.append("relay")
         for group in spec.groups():
             if self.processes.stop(f"node-{group[0]}"):
                 stopped.extend(f"node-{i}" for i in group)

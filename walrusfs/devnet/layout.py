@@ -41,6 +41,13 @@ class DevnetSpec:
     extra: dict[str, Any] = field(default_factory=dict)
     #: the node indices each storage-node process serves (empty: one process per node)
     processes: list[list[int]] = field(default_factory=list)
+    #: the upload relay's port (None: a devnet made before it had one; `up` gives it one)
+    relay_port: int | None = None
+
+    @property
+    def relay_url(self) -> str | None:
+        """The devnet's upload relay (`walrusfs/devnet/relay.py`), if it has one."""
+        return None if self.relay_port is None else f"http://127.0.0.1:{self.relay_port}"
 
     def groups(self) -> list[list[int]]:
         """The node indices of each storage-node process, in order."""
@@ -72,6 +79,7 @@ class DevnetLayout:
         self.root = (data_dir / "devnet").resolve()
         self.spec_path = self.root / DEVNET_FILE
         self.sui_dir = self.root / "sui"
+        self.relay_dir = self.root / "relay"
         self.wallet_dir = self.root / "wallet"
 
     def node_dir(self, index: int) -> Path:
@@ -102,6 +110,8 @@ class DevnetLayout:
     def pid_file(self, service: str) -> Path:
         if service == "sui":
             return self.sui_dir / "pid"
+        if service == "relay":
+            return self.relay_dir / "pid"
         return self.node_dir(node_index(service)) / "pid"
 
     def group(self, service: str) -> list[int]:
@@ -113,9 +123,10 @@ class DevnetLayout:
         return self.spec().group_of(node_index(service))
 
     def log_path(self, service: str) -> Path:
-        if service != "sui":  # the log of the process serving the node: its first node's
-            service = f"node-{self.group(service)[0]}"
-        return self.pid_file(service).with_name("sui.log" if service == "sui" else "node.log")
+        if service in ("sui", "relay"):
+            return self.pid_file(service).with_name(f"{service}.log")
+        # the log of the process serving the node: its first node's
+        return self.pid_file(f"node-{self.group(service)[0]}").with_name("node.log")
 
     def log_tail(self, service: str, lines: int = 15) -> str:
         """The last `lines` lines of the service's log ("" while there is none)."""

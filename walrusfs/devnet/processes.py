@@ -80,6 +80,15 @@ class Processes:
         if service == "sui":
             ledger = str(self.layout.sui_dir / "ledger.db")
             return [sys.executable, "-m", "walrusfs.devnet.sui", ledger, str(spec.sui_port)]
+        if service == "relay":
+            return [
+                sys.executable,
+                "-m",
+                "walrusfs.devnet.relay",
+                str(self.layout.relay_dir),
+                "--port",
+                str(spec.relay_port),
+            ]
         group = spec.group_of(node_index(service))
         return [
             sys.executable,
@@ -104,11 +113,12 @@ class Processes:
                 return None
         except (OSError, IndexError):
             return None
-        marker = (
-            str(self.layout.sui_dir / "ledger.db")
-            if service == "sui"
-            else str(self.layout.node_dir(node_index(service)))
-        )
+        if service == "sui":
+            marker = str(self.layout.sui_dir / "ledger.db")
+        elif service == "relay":
+            marker = str(self.layout.relay_dir)
+        else:
+            marker = str(self.layout.node_dir(node_index(service)))
         return pid if marker.encode() in cmdline else None
 
     def start(self, service: str, spec: DevnetSpec) -> subprocess.Popen[bytes] | None:
@@ -120,8 +130,15 @@ class Processes:
         """
         if self.pid(service) is not None:
             return None
-        members = [] if service == "sui" else spec.group_of(node_index(service))
-        ports = [spec.sui_port] if service == "sui" else [spec.node_ports[i] for i in members]
+        single = service in ("sui", "relay")
+        members = [] if single else spec.group_of(node_index(service))
+        if service == "sui":
+            ports = [spec.sui_port]
+        elif service == "relay":
+            assert spec.relay_port is not None
+            ports = [spec.relay_port]
+        else:
+            ports = [spec.node_ports[i] for i in members]
         for port in ports:
             if port_open(port):
                 raise ServiceError(
@@ -130,6 +147,7 @@ class Processes:
                     "destroy` and `walrusfs devnet up` for a new devnet on free ports"
                 )
         log_path = self.layout.log_path(service)
+        log_path.parent.mkdir(exist_ok=True)
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
@@ -148,7 +166,7 @@ class Processes:
         # elsewhere).
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, proc.pid, DEVNET_NICE)
-        for name in [service] if service == "sui" else [f"node-{i}" for i in members]:
+        for name in [service] if single else [f"node-{i}" for i in members]:
             self.layout.pid_file(name).write_text(f"{proc.pid}\n")
         return proc
 
@@ -172,7 +190,7 @@ class Processes:
                     f"{service} exited while starting; see {self.layout.log_path(service)}:\n"
                     + self.layout.log_tail(service)
                 )
-            if service == "sui":
+            if service in ("sui", "relay"):
                 if port_open(port):
                     return
             elif node_health(port) is not None:
@@ -192,7 +210,7 @@ class Processes:
             timeout: seconds to wait after SIGTERM before SIGKILL.
         """
         names = [service]
-        if service != "sui":
+        if service not in ("sui", "relay"):
             names = [f"node-{i}" for i in self.layout.group(service)]
         stopped = self._stop_one(service, kill, timeout)
         for name in names:

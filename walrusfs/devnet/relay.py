@@ -39,6 +39,7 @@ from chain.localnet.naming import SUI_TYPE, normalize_address
 from chain.wallet import Keypair
 from walrusfs.devnet import http, server
 from walrusfs.devnet.layout import DevnetLayout
+from walrusfs.devnet.node import quiet_pysui
 from walrusfs.store.client import WalrusStore
 from walrusfs.store.relay import (
     AUTH_PACKAGE_LEN,
@@ -203,6 +204,9 @@ class Relay:
             log.warning("fan-out of %s failed: %s", blob_id, exc)
             raise Refused(500, "internal client error") from None
         self.uploads += 1
+        log.info(
+            "certificate of %s (%d bytes) from %d signers", blob_id, len(body), len(cert.signers)
+        )
         signature, answered = cert.signature, blob_id.raw
         if self.settings.lie == "signature":
             signature = aggregate([signature, signature])
@@ -288,9 +292,10 @@ def _is_sui(coin_type: str) -> bool:
         return False
 
 
-async def run(data_dir: Path, port: int, settings: RelaySettings) -> None:
-    """Serve the devnet's relay on 127.0.0.1:`port` until cancelled."""
-    spec = DevnetLayout(data_dir).spec()
+async def run(relay_dir: Path, port: int, settings: RelaySettings) -> None:
+    """Serve the relay of the devnet whose `relay/` directory is `relay_dir` (the marker of its
+    process) on 127.0.0.1:`port` until cancelled."""
+    spec = DevnetLayout(relay_dir.parent.parent).spec()
     # the relay signs nothing: a key of its own only to open the client
     chain = WalrusChain(spec.profile(), Keypair.generate())
     store = WalrusStore(chain)
@@ -304,15 +309,16 @@ async def run(data_dir: Path, port: int, settings: RelaySettings) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("relay_dir", type=Path)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--tip-address", default=None)
     parser.add_argument("--tip-base", type=int, default=0)
     parser.add_argument("--tip-per-kib", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    quiet_pysui()
     settings = RelaySettings(TipConfig(args.tip_address, args.tip_base, args.tip_per_kib))
-    trio.run(run, args.data_dir, args.port, settings)
+    trio.run(run, args.relay_dir, args.port, settings)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from typing import Any
 
 from walrusfs.devnet.chain_admin import chain_epoch
 from walrusfs.devnet.faults import read_faults
-from walrusfs.devnet.processes import Processes, node_health
+from walrusfs.devnet.processes import Processes, node_health, port_open
 
 
 @dataclass
@@ -72,6 +72,18 @@ def devnet_status(processes: Processes) -> dict[str, Any]:
         services.append(
             ServiceStatus(
                 name, pid, spec.node_ports[i], pid is not None, health is not None, detail
+            )
+        )
+    if spec.relay_port is not None:
+        pid = processes.pid("relay")
+        services.append(
+            ServiceStatus(
+                "relay",
+                pid,
+                spec.relay_port,
+                pid is not None,
+                pid is not None and port_open(spec.relay_port),
+                {"log": str(layout.log_path("relay")), "url": spec.relay_url},
             )
         )
     return {

@@ -15,6 +15,7 @@ from cache.blocks import BlockCachePlace
 from cache.staging import Staging
 from chain.client import WalrusChain
 from walrusfs.fs import crypto, schema
+from walrusfs.fs import worker_protocol as wp
 from walrusfs.fs.checkpoint import Checkpointer
 from walrusfs.fs.content import Content
 from walrusfs.fs.lifetime import Renewer, RenewPolicy
@@ -82,7 +83,12 @@ def assemble(
         upload = replace(upload, jobs=jobs)
     content = Content(db, staging, store, chunk_size, segment_bytes, keys=keys)
     worker = UploadWorker(
-        worker_argv, network=chain.profile, wallet=chain.key, key=volume_key, blocks=blocks
+        worker_argv,
+        network=chain.profile,
+        wallet=chain.key,
+        key=volume_key,
+        blocks=blocks,
+        relay=wp.RelaySetting(upload.relay_url, upload.relay_max_tip) if upload.relay_url else None,
     )
     uploader = Uploader(
         db,

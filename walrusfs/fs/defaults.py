@@ -28,6 +28,10 @@ class MountDefaults:
     allow_other: bool = False
     renew: bool = True  # extend blobs before they expire (kept per volume)
     renew_horizon: int = 2  # extend blobs ending within this many epochs (kept per volume)
+    #: the upload relay blobs are sent through ("": straight to the storage nodes)
+    upload_relay: str = ""
+    #: the most MIST of SUI a relay is paid for one blob; a dearer one is uploaded directly
+    relay_max_tip: int = 10_000_000
 
 
 DEFAULTS = MountDefaults()

@@ -26,6 +26,9 @@ class UploadConfig:
     #: a quilt is compacted when a quilt of its live files alone would be smaller than this
     #: fraction of it (0: never)
     compact_below: float = DEFAULTS.compact_below
+    #: the upload relay the worker sends blobs through ("": to the nodes), and its budget
+    relay_url: str = DEFAULTS.upload_relay
+    relay_max_tip: int = DEFAULTS.relay_max_tip  # MIST per blob
 
 
 @dataclass(frozen=True)

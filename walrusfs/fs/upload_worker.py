@@ -48,6 +48,7 @@ from walrusfs.fs import crypto
 from walrusfs.fs import worker_protocol as wp
 from walrusfs.store.client import WalrusStore
 from walrusfs.store.errors import StoreError
+from walrusfs.store.relay import RelayClient
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,13 @@ class UploadWorker:
         wallet: Keypair | None,
         key: bytes | None = None,
         blocks: BlockCachePlace | None = None,
+        relay: wp.RelaySetting | None = None,
     ) -> None:
         """`argv` starts the worker process; `network` and `wallet` (the key that pays) are
         the mount's, handed to it with the volume `key` on its first line, and `blocks`, the
         block cache that keeps what it stores (None: nothing is kept)."""
         self.argv = argv
-        self._init = wp.Init(key, network, wallet, blocks)
+        self._init = wp.Init(key, network, wallet, blocks, relay)
         self._proc: trio.Process | None = None
         self._pending: dict[int, tuple[trio.Event, list[dict[str, Any]]]] = {}
         #: request -> the Blob object it registered (its progress message), until it answers
@@ -193,7 +195,11 @@ async def _serve() -> None:
         return  # the mount closed stdin before it said anything: nothing to do
     keys = None if init.volume_key is None else crypto.VolumeKeys.from_volume_key(init.volume_key)
     chain = WalrusChain(init.network, init.wallet)
-    store = WalrusStore(chain)
+    relay = init.relay
+    store = WalrusStore(
+        chain,
+        relay=None if relay is None else RelayClient(relay.url, max_tip=relay.max_tip),
+    )
     # what is uploaded is kept as it is stored (sealed), so that reading a file just uploaded
     # costs a local disk read, not a fetch from the nodes
     blocks = None if init.blocks is None else init.blocks.open()

@@ -113,6 +113,8 @@ class Init:
     wallet: Keypair | None = field(repr=False)
     #: where the worker keeps the bytes of the blobs it stored (None: nowhere)
     blocks: BlockCachePlace | None = None
+    #: the upload relay it sends blobs through (None: to the storage nodes)
+    relay: RelaySetting | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -124,6 +126,9 @@ class Init:
             "blocks": None
             if self.blocks is None
             else {"root": str(self.blocks.root), "limit": self.blocks.limit},
+            "relay": None
+            if self.relay is None
+            else {"url": self.relay.url, "max_tip": self.relay.max_tip},
         }
 
     @classmethod
@@ -139,12 +144,22 @@ class Init:
         network = dict(d["network"])
         network["exchange_objects"] = tuple(network.get("exchange_objects", ()))
         blocks = d.get("blocks")
+        relay = d.get("relay")
         return cls(
             None if d["key"] is None else bytes.fromhex(d["key"]),
             NetworkProfile(**network),
             None if d["wallet"] is None else Keypair.from_keystring(d["wallet"]),
             None if blocks is None else BlockCachePlace(Path(blocks["root"]), int(blocks["limit"])),
+            None if relay is None else RelaySetting(str(relay["url"]), int(relay["max_tip"])),
         )
+
+
+@dataclass(frozen=True)
+class RelaySetting:
+    """The upload relay a worker sends blobs through, and the most MIST it pays per blob."""
+
+    url: str
+    max_tip: int
 
 
 @dataclass(frozen=True)
