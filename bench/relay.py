@@ -51,9 +51,11 @@ class Uplink:
         self.sent += n
         if self.rate <= 0:
             return
-        now = trio.current_time()
+        # the process's monotonic clock, not trio's: each trio.run has a clock of its own
+        # (with a random offset), and the bucket outlives the runs
+        now = time.monotonic()
         self._free_at = max(self._free_at, now) + n / self.rate
-        await trio.sleep_until(self._free_at)
+        await trio.sleep(self._free_at - now)
 
 
 class PacedStream(trio.abc.Stream):
