@@ -63,9 +63,9 @@ run: setup
 test: setup conformance
 	$(BIN)/python -m pytest -q --durations=40 -n 2 --dist loadfile
 
-# The unit and in-process tiers only (no devnet, no FUSE mount): minutes become seconds.
+# The unit and in-process tiers only (no devnet, no FUSE mount), on the same two workers.
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not devnet and not fuse and not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not devnet and not fuse and not slow"
 
 # Long drills kept out of CI: the crash drills 50 times, killed at random moments; a 10-minute
 # outage of every storage node during uploads; 300 random operation sequences against a local

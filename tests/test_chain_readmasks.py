@@ -119,6 +119,7 @@ async def test_every_client_mask_names_real_fields() -> None:
         "CHECKPOINT_NUMBER": pb.Checkpoint,
         "CHECKPOINT_EVENTS": pb.Checkpoint,
         "EXECUTED": pb.ExecutedTransaction,
+        "TRANSACTION": pb.ExecutedTransaction,
         "SIMULATED": pb.SimulateTransactionResponse,
     }
     assert set(targets) == set(read_masks.ALL)
