@@ -12,8 +12,8 @@ input 0 is the auth package of these bytes and this nonce; then encode the blob,
 send the slivers to the committee, and answer the aggregated certificate. Refusals are plain
 text with the official status codes and messages. It writes nothing on chain.
 
-A test switch makes it lie (`lie`: "signature" signs with a wrong aggregate, "blob" answers
-for another blob), so that clients are tested for not trusting it.
+A test switch makes it lie (`RelaySettings.lie`: "signature" answers a wrong aggregate,
+"blob" answers for another blob), so that clients are tested for not trusting it.
 """
 
 from __future__ import annotations
@@ -168,14 +168,6 @@ class Relay:
             except Refused as exc:
                 log.info("upload refused (%d): %s", exc.status, exc.message)
                 return http.Response(exc.status, exc.message.encode(), "text/plain")
-        if req.method == "POST" and req.path == "/devnet/lie":
-            self.settings = RelaySettings(
-                self.settings.tip,
-                self.settings.freshness,
-                self.settings.max_future,
-                (await req.body(64)).decode(),
-            )
-            return http.Response(200, b"{}")
         return http.Response(404, b"not found", "text/plain")
 
     async def _upload(self, req: http.Request) -> http.Response:
