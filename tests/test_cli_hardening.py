@@ -310,6 +310,7 @@ def test_a_long_wait_for_the_volume_is_told_on_stdout(dn: RunningDevnet, tmp_pat
         began = time.monotonic()
         # the notice comes NOTICE_AFTER seconds into the wait, after the CLI's start-up
         # (which a loaded machine makes slow): held until it is told, or a minute
+        assert proc.stdout is not None
         told, _, _ = select.select([proc.stdout], [], [], NOTICE_AFTER + 60)
         assert told, "nothing was told while the volume was held"
         assert time.monotonic() - began >= NOTICE_AFTER  # silent for its first seconds
