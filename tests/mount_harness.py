@@ -10,10 +10,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.devnet_harness import RunningDevnet
 from walrusfs import mounts
@@ -126,6 +128,14 @@ def mount(dn: RunningDevnet, path: Path, *extra: str, volume: str = "default") -
         yield m
     finally:
         m.teardown()
+
+
+def errno_of(fn: Callable[..., object], *args: object, **kwargs: object) -> int:
+    """The errno `fn(*args, **kwargs)` fails with (the test fails if it does not)."""
+    with pytest.raises(OSError) as info:
+        fn(*args, **kwargs)
+    assert info.value.errno is not None
+    return info.value.errno
 
 
 def xattr(path: Path, name: str) -> str:

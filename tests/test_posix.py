@@ -22,7 +22,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from tests.devnet_harness import RunningDevnet, SharedDevnets
-from tests.mount_harness import Mount, mount
+from tests.mount_harness import Mount, errno_of, mount
 
 N_SHARDS = 10
 
@@ -45,35 +45,28 @@ def d(mnt: Mount, request: pytest.FixtureRequest) -> Path:
     return path
 
 
-def _errno(fn: object, *args: object) -> int:
-    with pytest.raises(OSError) as info:
-        fn(*args)  # type: ignore[operator]
-    assert info.value.errno is not None
-    return info.value.errno
-
-
 def test_errno_of_common_mistakes(d: Path) -> None:
     (d / "f").write_bytes(b"x")
     (d / "sub").mkdir()
     (d / "sub" / "g").write_bytes(b"")
-    assert _errno(os.stat, d / "missing") == errno.ENOENT
-    assert _errno(os.mkdir, d / "f") == errno.EEXIST
-    assert _errno(os.rmdir, d / "sub") == errno.ENOTEMPTY
-    assert _errno(os.rmdir, d / "f") == errno.ENOTDIR
-    assert _errno(os.unlink, d / "sub") == errno.EISDIR
-    assert _errno(os.open, d / "f" / "x", os.O_RDONLY) == errno.ENOTDIR
-    assert _errno(os.open, d / "f", os.O_CREAT | os.O_EXCL | os.O_WRONLY) == errno.EEXIST
-    assert _errno(os.open, d / "sub", os.O_WRONLY) == errno.EISDIR
-    assert _errno(os.rename, d / "sub", d / "f") == errno.ENOTDIR
-    assert _errno(os.rename, d / "f", d / "sub") == errno.EISDIR
-    assert _errno(os.rename, d, d / "sub" / "inside") == errno.EINVAL
-    assert _errno(os.link, d / "sub", d / "sublink") == errno.EPERM
-    assert _errno(os.readlink, d / "f") == errno.EINVAL
-    assert _errno(os.stat, d / ("n" * 256)) == errno.ENAMETOOLONG
+    assert errno_of(os.stat, d / "missing") == errno.ENOENT
+    assert errno_of(os.mkdir, d / "f") == errno.EEXIST
+    assert errno_of(os.rmdir, d / "sub") == errno.ENOTEMPTY
+    assert errno_of(os.rmdir, d / "f") == errno.ENOTDIR
+    assert errno_of(os.unlink, d / "sub") == errno.EISDIR
+    assert errno_of(os.open, d / "f" / "x", os.O_RDONLY) == errno.ENOTDIR
+    assert errno_of(os.open, d / "f", os.O_CREAT | os.O_EXCL | os.O_WRONLY) == errno.EEXIST
+    assert errno_of(os.open, d / "sub", os.O_WRONLY) == errno.EISDIR
+    assert errno_of(os.rename, d / "sub", d / "f") == errno.ENOTDIR
+    assert errno_of(os.rename, d / "f", d / "sub") == errno.EISDIR
+    assert errno_of(os.rename, d, d / "sub" / "inside") == errno.EINVAL
+    assert errno_of(os.link, d / "sub", d / "sublink") == errno.EPERM
+    assert errno_of(os.readlink, d / "f") == errno.EINVAL
+    assert errno_of(os.stat, d / ("n" * 256)) == errno.ENAMETOOLONG
     (d / ("n" * 255)).write_bytes(b"ok")  # NAME_MAX itself is fine
     assert os.statvfs(d).f_namemax == 255
-    assert _errno(os.getxattr, d / "f", "user.nothing") == errno.ENODATA
-    assert _errno(os.setxattr, d / "f", "user.walrus.state", b"x") == errno.EPERM
+    assert errno_of(os.getxattr, d / "f", "user.nothing") == errno.ENODATA
+    assert errno_of(os.setxattr, d / "f", "user.walrus.state", b"x") == errno.EPERM
     # no POSIX ACLs, no SELinux labels: get, set and remove all say so (and `ls -l` stops
     # asking); other security.* names (file capabilities) are kept
     # (a default ACL exists on directories only: the kernel answers for a file itself)
@@ -82,15 +75,15 @@ def test_errno_of_common_mistakes(d: Path) -> None:
         (d / "sub", "system.posix_acl_default"),
         (d / "f", "security.selinux"),
     ):
-        assert _errno(os.getxattr, path, name) == errno.EOPNOTSUPP
-        assert _errno(os.removexattr, path, name) == errno.EOPNOTSUPP
+        assert errno_of(os.getxattr, path, name) == errno.EOPNOTSUPP
+        assert errno_of(os.removexattr, path, name) == errno.EOPNOTSUPP
     # an ACL the kernel accepts (it refuses a malformed one itself, EINVAL): u:rw-,g:r--,o:r--
     acl = struct.pack("<I", 2) + b"".join(
         struct.pack("<HHI", tag, perm, 0xFFFFFFFF) for tag, perm in ((1, 6), (4, 4), (0x20, 4))
     )
-    assert _errno(os.setxattr, d / "f", "system.posix_acl_access", acl) == errno.EOPNOTSUPP
-    assert _errno(os.setxattr, d / "sub", "system.posix_acl_default", acl) == errno.EOPNOTSUPP
-    assert _errno(os.setxattr, d / "f", "security.selinux", b"x") == errno.EOPNOTSUPP
+    assert errno_of(os.setxattr, d / "f", "system.posix_acl_access", acl) == errno.EOPNOTSUPP
+    assert errno_of(os.setxattr, d / "sub", "system.posix_acl_default", acl) == errno.EOPNOTSUPP
+    assert errno_of(os.setxattr, d / "f", "security.selinux", b"x") == errno.EOPNOTSUPP
     cap = struct.pack("<5I", 0x02000000, 1 << 10, 0, 0, 0)  # VFS_CAP_REVISION_2: net_bind
     os.setxattr(d / "f", "security.capability", cap)
     assert os.getxattr(d / "f", "security.capability") == cap

@@ -9,8 +9,6 @@ ledger. WAL is checked by the Move pricing formulas.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,27 +19,10 @@ from chain import move_types as mt
 from chain.client import SystemInfo, WalrusChain
 from chain.pricing import extend_cost, reserve_cost, write_cost
 from chain.ptb import Ptb
-from tests.chain_localnet_helpers import OTHER, USER, _certify
-
-# re-exported: test_chain_readmasks.py imports _encode and _register from here
-from tests.chain_localnet_helpers import _encode as _encode  # noqa: PLC0414
-from tests.chain_localnet_helpers import _register as _register  # noqa: PLC0414
-from tests.localnet_harness import LocalTestnet, localnet
+from tests.chain_localnet.helpers import USER, _certify, _encode, _register
+from tests.localnet_harness import LocalTestnet
 
 pytestmark = pytest.mark.trio
-
-
-@pytest.fixture
-def testnet(tmp_path: Path) -> Iterator[LocalTestnet]:
-    with localnet(tmp_path, [USER, OTHER]) as tn:
-        yield tn
-
-
-@pytest.fixture
-async def chain(testnet: LocalTestnet) -> AsyncIterator[WalrusChain]:
-    client = WalrusChain(testnet.profile, USER)
-    yield client
-    await client.close()
 
 
 # -- reads ------------------------------------------------------------------------------------

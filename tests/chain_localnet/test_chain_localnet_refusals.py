@@ -9,8 +9,6 @@ ledger.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +17,7 @@ import codec
 from chain import errors
 from chain.client import SystemInfo, WalrusChain
 from chain.ptb import ObjectRef, Ptb
-from tests.chain_localnet_helpers import (
+from tests.chain_localnet.helpers import (
     OTHER,
     USER,
     Encoded,
@@ -29,22 +27,9 @@ from tests.chain_localnet_helpers import (
     _register,
     _where,
 )
-from tests.localnet_harness import LocalTestnet, localnet
+from tests.localnet_harness import LocalTestnet
 
 pytestmark = pytest.mark.trio
-
-
-@pytest.fixture
-def testnet(tmp_path: Path) -> Iterator[LocalTestnet]:
-    with localnet(tmp_path, [USER, OTHER]) as tn:
-        yield tn
-
-
-@pytest.fixture
-async def chain(testnet: LocalTestnet) -> AsyncIterator[WalrusChain]:
-    client = WalrusChain(testnet.profile, USER)
-    yield client
-    await client.close()
 
 
 # -- mirrored aborts: one test each ----------------------------------------------------------

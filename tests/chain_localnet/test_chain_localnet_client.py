@@ -9,7 +9,6 @@ ledger.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,23 +25,10 @@ from chain.client import WalrusChain, devnet_profile
 from chain.localnet.errors import bcs_error
 from chain.localnet.node import Localnet
 from chain.localnet.server import LocalnetServer
-from tests.chain_localnet_helpers import OTHER, USER, _encode, _register
+from tests.chain_localnet.helpers import USER, _encode, _register
 from tests.localnet_harness import LocalTestnet, localnet
 
 pytestmark = pytest.mark.trio
-
-
-@pytest.fixture
-def testnet(tmp_path: Path) -> Iterator[LocalTestnet]:
-    with localnet(tmp_path, [USER, OTHER]) as tn:
-        yield tn
-
-
-@pytest.fixture
-async def chain(testnet: LocalTestnet) -> AsyncIterator[WalrusChain]:
-    client = WalrusChain(testnet.profile, USER)
-    yield client
-    await client.close()
 
 
 # -- errors a user can hit ---------------------------------------------------------------------

@@ -10,33 +10,17 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyfuse3
 import pytest
 
 from cache.staging import Staging
-from tests.devnet_harness import RunningDevnet, SharedDevnets
-from tests.mount_harness import mount
+from tests.devnet_harness import RunningDevnet
+from tests.mount_harness import errno_of, mount
 from walrusfs.fs import ops as fsops
 from walrusfs.fs import schema
 from walrusfs.fs.content import Content
-
-N_SHARDS = 10
-
-
-@pytest.fixture(scope="module")
-def dn(devnets: SharedDevnets, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
-    yield devnets.account(N_SHARDS, tmp_path_factory.mktemp("xfstests-read-only-home"))
-
-
-def _errno(fn: object, *args: object, **kwargs: object) -> int:
-    with pytest.raises(OSError) as info:
-        fn(*args, **kwargs)  # type: ignore[operator]
-    assert info.value.errno is not None
-    return info.value.errno
-
 
 # -- read-only -------------------------------------------------------------------------------
 
@@ -77,7 +61,7 @@ def test_read_only_mount_refuses_every_change(dn: RunningDevnet, tmp_path: Path)
             lambda: os.removexattr(f, "user.k"),
         ]
         for change in changes:
-            assert _errno(change) == errno.EROFS
+            assert errno_of(change) == errno.EROFS
         assert (path / "file").read_bytes() == b"kept"
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,27 +31,12 @@ from chain.localnet.digests import object_digest
 from chain.localnet.ledger_service import MAX_UNVERSIONED_BATCH_REQUESTS
 from chain.localnet.naming import SUI_FRAMEWORK, coin_type
 from chain.ptb import ObjectRef, Ptb
-from chain.wallet import Keypair
+from tests.chain_localnet.helpers import USER, _encode, _register
 from tests.localnet_harness import LocalTestnet, localnet
-from tests.test_chain_localnet import _encode, _register
 
 pytestmark = pytest.mark.trio
 
-USER = Keypair.from_ed25519_seed(b"\x31" * 32)
 T = TypeVar("T")
-
-
-@pytest.fixture
-def testnet(tmp_path: Path) -> Iterator[LocalTestnet]:
-    with localnet(tmp_path, [USER]) as tn:
-        yield tn
-
-
-@pytest.fixture
-async def chain(testnet: LocalTestnet) -> AsyncIterator[WalrusChain]:
-    client = WalrusChain(testnet.profile, USER)
-    yield client
-    await client.close()
 
 
 async def _rpc(tn: LocalTestnet, call: Callable[[grpclib.client.Channel], Awaitable[T]]) -> T:

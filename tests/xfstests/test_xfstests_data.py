@@ -12,57 +12,14 @@ import mmap
 import os
 import platform
 import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.devnet_harness import RunningDevnet, SharedDevnets
-from tests.mount_harness import Mount, mount
+from tests.mount_harness import errno_of
 from walrusfs.fs import ops as fsops
-
-N_SHARDS = 10
-
-
-@pytest.fixture(scope="module")
-def dn(devnets: SharedDevnets, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
-    yield devnets.account(N_SHARDS, tmp_path_factory.mktemp("xfstests-data-home"))
-
-
-@pytest.fixture(scope="module")
-def public_dir() -> Iterator[Path]:
-    """A directory every user can traverse (pytest's own are 0700), for a mountpoint that
-    another uid must reach."""
-    path = Path(tempfile.mkdtemp(prefix="walrusfs-xfstests-"))
-    path.chmod(0o755)
-    yield path
-    for child in path.iterdir():
-        child.rmdir()
-    path.rmdir()
-
-
-@pytest.fixture(scope="module")
-def mnt(dn: RunningDevnet, public_dir: Path) -> Iterator[Mount]:
-    with mount(dn, public_dir / "mnt", "--allow-other", volume="xfstests") as m:
-        yield m
-
-
-@pytest.fixture
-def d(mnt: Mount, request: pytest.FixtureRequest) -> Path:
-    path: Path = mnt.path / str(request.node.name)
-    path.mkdir()
-    return path
-
-
-def _errno(fn: object, *args: object, **kwargs: object) -> int:
-    with pytest.raises(OSError) as info:
-        fn(*args, **kwargs)  # type: ignore[operator]
-    assert info.value.errno is not None
-    return info.value.errno
-
 
 # -- the largest file ------------------------------------------------------------------------
 
@@ -81,8 +38,8 @@ def test_writes_up_to_the_largest_file_are_kept_and_past_it_fail_in_write(d: Pat
         assert os.pwrite(fd, b"z", limit - 1) == 1  # the last byte a file can hold
         os.fsync(fd)  # nothing deferred: the bytes reached the mount
         assert os.fstat(fd).st_size == limit
-        assert _errno(os.pwrite, fd, b"zz", limit - 1) == errno.EINVAL
-        assert _errno(os.pwrite, fd, b"z", limit) == errno.EINVAL
+        assert errno_of(os.pwrite, fd, b"zz", limit - 1) == errno.EINVAL
+        assert errno_of(os.pwrite, fd, b"z", limit) == errno.EINVAL
         direct = os.open(f, os.O_RDONLY | os.O_DIRECT)  # from the mount, not the page cache
         try:
             assert os.pread(direct, 1, 1 << 60) == b"a"

@@ -1,5 +1,5 @@
 """What the tests of the Walrus chain client against the stand-in share
-(tests/test_chain_localnet*.py): the two accounts, a blob encoded for 10 shards, its
+(tests/chain_localnet/): the two accounts, a blob encoded for 10 shards, its
 registration, its certification by a quorum of the stand-in's nodes, and where a Move abort
 happened."""
 

@@ -9,7 +9,6 @@ ledger.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +20,10 @@ from chain import errors
 from chain import move_types as mt
 from chain.client import SystemInfo, WalrusChain
 from chain.ptb import Ptb
-from tests.chain_localnet_helpers import OTHER, USER, _encode, _register, _where
+from tests.chain_localnet.helpers import USER, _encode, _register, _where
 from tests.localnet_harness import LocalTestnet, localnet
 
 pytestmark = pytest.mark.trio
-
-
-@pytest.fixture
-def testnet(tmp_path: Path) -> Iterator[LocalTestnet]:
-    with localnet(tmp_path, [USER, OTHER]) as tn:
-        yield tn
-
-
-@pytest.fixture
-async def chain(testnet: LocalTestnet) -> AsyncIterator[WalrusChain]:
-    client = WalrusChain(testnet.profile, USER)
-    yield client
-    await client.close()
 
 
 # -- epochs ----------------------------------------------------------------------------------
