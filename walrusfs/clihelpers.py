@@ -13,6 +13,7 @@ import contextlib
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from decimal import Decimal, InvalidOperation
 from typing import TypeVar
 
 import trio
@@ -35,6 +36,8 @@ from walrusfs.store.errors import BlobNotFound, BlobUnavailable, NodeError, NotE
 #: The upload worker process of a mount and of fsck; it finds the network as this process did
 #: (the config file and $WALRUSFS_NETWORK, which `--network` sets for it).
 T = TypeVar("T")
+#: MIST per SUI and FROST per WAL: both coins have 9 decimals
+COIN_UNIT = 10**9
 
 UPLOAD_WORKER = [sys.executable, "-m", "walrusfs.fs.upload_worker"]
 
@@ -50,6 +53,22 @@ def checked_arg(check: Callable[[str], T]) -> Callable[[str], T]:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
     convert.__name__ = getattr(check, "__name__", "value").lstrip("_")
+    return convert
+
+
+def coin_amount(what: str, *, zero: bool = False) -> Callable[[str], int]:
+    """An argparse type: an amount of SUI or WAL in whole coins with up to 9 decimals ("2.5"),
+    as its smallest unit (MIST, FROST); 0 only if `zero`, and within a u64 (a coin's value)."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(Decimal(text) * COIN_UNIT)
+        except (InvalidOperation, ValueError, OverflowError):  # not a number, NaN, Infinity
+            value = -1
+        if not (0 if zero else 1) <= value < 1 << 64:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an amount of {what}")
+        return value
+
     return convert
 
 

@@ -7,11 +7,10 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from chain.pricing import format_wal
-from walrusfs.clihelpers import run_async
+from walrusfs.clihelpers import COIN_UNIT, coin_amount, run_async
 from walrusfs.config import Paths
 from walrusfs.devnet import faucet
 from walrusfs.devnet.launcher import Devnet
@@ -19,8 +18,6 @@ from walrusfs.errors import ExitCode, UsageError
 
 #: Shard count of Walrus mainnet and testnet, the devnet's default.
 DEFAULT_N_SHARDS = 1000
-#: MIST per SUI and FROST per WAL: both coins have 9 decimals
-UNIT = 10**9
 
 
 def _devnet() -> Devnet:
@@ -147,27 +144,12 @@ def cmd_devnet_fund(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         print(
-            f"sent {args.sui / UNIT:.9f} SUI and {format_wal(args.wal)} to {args.address} "
+            f"sent {args.sui / COIN_UNIT:.9f} SUI and {format_wal(args.wal)} to {args.address} "
             f"(transaction {result.digest})"
         )
         return ExitCode.OK
 
     return run_async(go)
-
-
-def _amount(what: str, *, zero: bool) -> Callable[[str], int]:
-    """An argparse type: an amount of SUI or WAL (9 decimals) in its smallest unit."""
-
-    def convert(text: str) -> int:
-        try:
-            value = int(Decimal(text) * UNIT)
-        except (InvalidOperation, ValueError, OverflowError):  # not a number, NaN, Infinity
-            value = -1
-        if not (0 if zero else 1) <= value < 1 << 64:  # a coin's value is a u64 on Sui
-            raise argparse.ArgumentTypeError(f"{text!r} is not an amount of {what}")
-        return value
-
-    return convert
 
 
 def cmd_devnet_epoch(args: argparse.Namespace) -> int:
@@ -248,9 +230,12 @@ def add_parser(sub: Any, n_shards: Callable[[str], int]) -> None:
     p = dsub.add_parser("fund", help=cmd_devnet_fund.__doc__, description=cmd_devnet_fund.__doc__)
     p.add_argument("address", metavar="ADDRESS", help="the Sui address to fund (0x...)")
     p.add_argument(
-        "--sui", type=_amount("SUI", zero=False), default=50 * UNIT, help="SUI (default 50)"
+        "--sui",
+        type=coin_amount("SUI", zero=False),
+        default=50 * COIN_UNIT,
+        help="SUI (default 50)",
     )
     p.add_argument(
-        "--wal", type=_amount("WAL", zero=True), default=50 * UNIT, help="WAL (default 50)"
+        "--wal", type=coin_amount("WAL", zero=True), default=50 * COIN_UNIT, help="WAL (default 50)"
     )
     p.set_defaults(func=cmd_devnet_fund)

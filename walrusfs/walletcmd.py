@@ -5,24 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from chain.pricing import format_wal
-from walrusfs.clihelpers import open_chain, run_async
+from walrusfs.clihelpers import COIN_UNIT, coin_amount, open_chain, run_async
 from walrusfs.errors import UsageError
-
-MIST_PER_SUI = 10**9
-
-
-def _sui(text: str) -> int:
-    try:
-        mist = int(Decimal(text) * MIST_PER_SUI)
-    except (InvalidOperation, ValueError, OverflowError):  # not a number, NaN, Infinity
-        mist = 0
-    if not 0 < mist < 1 << 64:  # a coin's value is a u64 on Sui
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive amount of SUI")
-    return mist
 
 
 def cmd_wallet(args: argparse.Namespace) -> int:
@@ -41,7 +28,7 @@ def cmd_wallet(args: argparse.Namespace) -> int:
             )
             return 0
         print(f"address  {chain.address}")
-        print(f"SUI      {bal.sui / MIST_PER_SUI:.9f} SUI (gas)")
+        print(f"SUI      {bal.sui / COIN_UNIT:.9f} SUI (gas)")
         print(f"WAL      {format_wal(bal.wal)} (storage and write fees)")
         return 0
 
@@ -70,5 +57,7 @@ def add_parser(sub: Any) -> None:
     w.set_defaults(func=cmd_wallet)
     wsub = w.add_subparsers(dest="wallet_command", metavar="ACTION")
     p = wsub.add_parser("get-wal", help=cmd_get_wal.__doc__, description=cmd_get_wal.__doc__)
-    p.add_argument("sui", type=_sui, nargs="?", metavar="SUI", help="SUI to swap (e.g. 5)")
+    p.add_argument(
+        "sui", type=coin_amount("SUI"), nargs="?", metavar="SUI", help="SUI to swap (e.g. 5)"
+    )
     p.set_defaults(func=cmd_get_wal)

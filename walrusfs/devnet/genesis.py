@@ -9,10 +9,8 @@ renamed into place: genesis is all or nothing.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-from dataclasses import asdict
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -20,7 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from chain.bls import BlsKeypair
 from chain.localnet.node import GenesisConfig, Localnet, NodeSpec
 from chain.wallet import Wallet
-from walrusfs.devnet.layout import DEVNET_FILE, DevnetLayout, DevnetSpec
+from walrusfs.devnet.layout import DevnetLayout, DevnetSpec
 from walrusfs.devnet.node_config import NodeConfig, write_bls_key
 from walrusfs.devnet.processes import free_ports
 from walrusfs.errors import UsageError
@@ -139,6 +137,6 @@ def genesis(
         processes=groups,
         relay_port=relay_port,
     )
-    (tmp / DEVNET_FILE).write_text(json.dumps(asdict(spec), indent=2) + "\n")
+    layout.write_spec(spec, tmp)
     tmp.rename(layout.root)  # genesis is all or nothing
     return spec

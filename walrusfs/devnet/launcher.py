@@ -11,10 +11,9 @@ waits until every service answers.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +118,7 @@ class Devnet:
                 run.wait_ready(f"node-{i}", spec.node_ports[i], deadline, procs[group[0]])
         if spec.relay_port is None:  # a devnet made before it had a relay
             spec = replace(spec, relay_port=free_port())
-            self.layout.spec_path.write_text(json.dumps(asdict(spec), indent=2) + "\n")
+            self.layout.write_spec(spec)
         assert spec.relay_port is not None
         proc = run.start("relay", spec)
         run.wait_ready("relay", spec.relay_port, deadline, proc)

@@ -15,7 +15,7 @@ node of the group the process serves (`DevnetSpec.processes`).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,12 @@ class DevnetLayout:
         if not self.exists:
             raise ServiceError(f"no devnet under {self.root}: run `walrusfs devnet up` first")
         return DevnetSpec(**json.loads(self.spec_path.read_text(encoding="utf-8")))
+
+    def write_spec(self, spec: DevnetSpec, root: Path | None = None) -> None:
+        """`devnet.json` of `spec`, under `root` (default: this devnet's; genesis writes into
+        its temporary directory before renaming it into place)."""
+        path = self.spec_path if root is None else root / DEVNET_FILE
+        path.write_text(json.dumps(asdict(spec), indent=2) + "\n", encoding="utf-8")
 
     def wallet(self) -> Wallet:
         """The devnet's funded wallet.

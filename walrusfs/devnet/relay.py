@@ -174,7 +174,9 @@ class Relay:
         params = parse_params(req.query)
         try:
             body = await req.body(MAX_BODY)
-        except http.ApiError:
+        except http.ApiError as exc:
+            if exc.status != "SIZE_EXCEEDED":
+                raise Refused(400, f"the request body could not be read: {exc.message}") from None
             raise Refused(413, "length limit exceeded") from None
         if self.settings.tip.address is not None:
             await self._check_payment(params, body)
@@ -272,7 +274,8 @@ class Relay:
             raise Refused(
                 401, "the unencoded blob length in the auth package does not match the blob"
             )
-        if hashlib.sha256(body).digest() != package[:32]:
+        digest = await trio.to_thread.run_sync(lambda: hashlib.sha256(body).digest())
+        if digest != package[:32]:
             raise Refused(401, "the digest of the blob does not match the one in the auth package")
 
 

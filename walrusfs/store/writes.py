@@ -322,7 +322,8 @@ class Writer:
         paid = None
         if tips.address is not None:
             nonce = os.urandom(NONCE_LEN)
-            package = auth_package(data, nonce)
+            # a hash of the whole blob: seconds for a large one, in a worker thread
+            package = await trio.to_thread.run_sync(auth_package, data, nonce)
             address = tips.address
 
             def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
