@@ -110,13 +110,39 @@ CTL_PREFIX = b"user.walrusfs.ctl."
 UNSUPPORTED_XATTRS = (b"system.posix_acl_access", b"system.posix_acl_default", b"security.selinux")
 
 
+class StampClock:
+    """The time the mount stamps inodes with, kept in step with the times the kernel stamps.
+
+    With the writeback cache the kernel sets a regular file's mtime and ctime, and a hard
+    link's ctime, from its own clock, and sends them with SETATTR; the daemon stamps every
+    other change. The kernel's clock is the coarse realtime clock raised to the newest
+    fine-grained time it handed out (multigrain timestamps, Linux 6.13+), so it can run ahead
+    of the coarse clock a process reads and behind the precise one. Stamped from the coarse
+    clock alone, a symlink made after a file looked older than it (xfstests generic/423, a
+    clean-clone CI failure); from the precise clock, a link's ctime looked older than the
+    socket made before it. So: the coarse clock, raised to the newest kernel stamp seen that
+    is not in the future (a time a user set with utimensat can be anything)."""
+
+    def __init__(self) -> None:
+        self._kernel_ns = 0
+
+    def now(self) -> int:
+        coarse = time.clock_gettime_ns(CLOCK_REALTIME_COARSE)
+        return coarse if coarse >= self._kernel_ns else self._kernel_ns
+
+    def saw(self, ns: int) -> None:
+        """Note a time the kernel sent (SETATTR's mtime or ctime)."""
+        if self._kernel_ns < ns <= time.time_ns():
+            self._kernel_ns = ns
+
+
+#: One per process: the kernel's clock is one for the whole machine.
+STAMP_CLOCK = StampClock()
+
+
 def now_ns() -> int:
-    """The time the mount stamps inodes with: the coarse realtime clock, the one the kernel
-    itself uses for the mtime and ctime it sets on regular files (writeback cache) and for a
-    hard link's ctime. The precise clock runs up to a tick ahead of it, so an object the
-    daemon stamped with it could look newer than one the kernel stamped just after
-    (xfstests generic/423: a link's ctime before the creation of the socket made before it)."""
-    return time.clock_gettime_ns(CLOCK_REALTIME_COARSE)
+    """The time to stamp an inode with now (see StampClock)."""
+    return STAMP_CLOCK.now()
 
 
 def clamp_ns(ns: int) -> int:
@@ -510,6 +536,9 @@ class Operations(pyfuse3.Operations):
             sets["atime_ns"] = clamp_ns(attr.st_atime_ns)
         if fields.update_mtime:
             sets["mtime_ns"] = clamp_ns(attr.st_mtime_ns)
+            STAMP_CLOCK.saw(attr.st_mtime_ns)
+        if fields.update_ctime:
+            STAMP_CLOCK.saw(attr.st_ctime_ns)
         sets["ctime_ns"] = clamp_ns(attr.st_ctime_ns) if fields.update_ctime else now
         cols = ", ".join(f"{k} = ?" for k in sets)
         self.db.execute(f"UPDATE inodes SET {cols} WHERE id = ?", (*sets.values(), inode))
