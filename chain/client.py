@@ -39,6 +39,7 @@ from chain.records import (
     SystemInfo,
     TxResult,
 )
+from chain.transactions import RelayTip
 from chain.transport import Transport, object_ref
 from chain.wallet import Keypair
 from codec.bcs import Reader
@@ -228,6 +229,7 @@ class WalrusChain:
         *,
         deletable: bool = True,
         attributes: dict[str, str] | None = None,
+        relay_tip: RelayTip | None = None,
     ) -> tuple[mt.Blob, CostEstimate, TxResult]:
         """One transaction: reuse (or reserve) Storage, register the blob, set attributes.
 
@@ -237,6 +239,8 @@ class WalrusChain:
             size: the unencoded size in bytes.
             epochs: how many epochs from the current one the blob is stored.
             attributes: set on the Blob in the same transaction (None: none).
+            relay_tip: an upload relay's tip, paid in the same transaction (its digest is
+                what the relay is told).
 
         Returns:
             The new Blob, the cost charged (with the Storage reused, if any) and the result.
@@ -257,6 +261,7 @@ class WalrusChain:
                 epochs,
                 deletable=deletable,
                 attributes=attributes or {},
+                tip=relay_tip,
             )
         )
 

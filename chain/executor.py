@@ -82,7 +82,12 @@ class Executor:
                 self._holder = None
 
     async def execute(
-        self, build: Build, wal_needed: int | None = None, info: SystemInfo | None = None
+        self,
+        build: Build,
+        wal_needed: int | None = None,
+        info: SystemInfo | None = None,
+        *,
+        first: Callable[[Ptb], None] | None = None,
     ) -> TxResult:
         """Build with `build(ptb, info, wal coin)`, check the money, sign, execute, raise.
 
@@ -92,6 +97,8 @@ class Executor:
             wal_needed: None: the transaction takes no WAL coin; otherwise the wallet's WAL
                 coins are merged into one argument that must hold `wal_needed` FROST.
             info: the System as the caller read it (None: read here).
+            first: adds what must come before anything else, even the WAL coin: an upload
+                relay's tip, whose auth package the relay reads as input 0 (RelayTip).
 
         Raises:
             WalletError: the client is read-only, or the wallet lock directory is unsafe.
@@ -103,11 +110,15 @@ class Executor:
         in_turn = self._holder is not None and self._holder is asyncio.current_task()
         async with contextlib.nullcontext() if in_turn else self.turn():
             return await self._execute_locked(
-                build, wal_needed, info or await reads.system_info(self.rpc)
+                build, wal_needed, info or await reads.system_info(self.rpc), first
             )
 
     async def _execute_locked(
-        self, build: Build, wal_needed: int | None, info: SystemInfo
+        self,
+        build: Build,
+        wal_needed: int | None,
+        info: SystemInfo,
+        first: Callable[[Ptb], None] | None = None,
     ) -> TxResult:
         assert self.key is not None  # checked by `execute`
         gas_coins = await self._coins("0x2::sui::SUI")
@@ -119,6 +130,8 @@ class Executor:
             )
         gas = gas_coins[0]  # the largest
         ptb = Ptb()
+        if first is not None:
+            first(ptb)
         wal = None
         if wal_needed is not None:
             wal_coins = await self._coins(self.rpc.profile.wal_type)

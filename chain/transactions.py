@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from chain import errors, reads
@@ -41,6 +42,32 @@ def in_turn(
     return wrapper
 
 
+@dataclass(frozen=True)
+class RelayTip:
+    """An upload relay's tip, paid in the transaction that registers the blob it is for, as
+    the TypeScript SDK does (`sendUploadRelayTip` before `registerBlob`, ts-sdks
+    packages/walrus/src/client.ts): the relay reads the auth package as the transaction's
+    first input and looks for its own SUI balance change (walrus
+    crates/walrus-upload-relay/src/tip/check.rs), so the package comes before every other
+    input, the WAL coin included.
+
+    Args:
+        auth_package: the 72 bytes binding the tip to the blob's bytes
+            (`walrusfs.store.relay.auth_package`).
+        amount: MIST, split from the gas coin.
+        address: the relay's, from its tip configuration.
+    """
+
+    auth_package: bytes
+    amount: int
+    address: str
+
+    def add_to(self, ptb: Ptb) -> None:
+        ptb.pure(self.auth_package)
+        (coin,) = ptb.split_coins(ptb.gas(), [ptb.u64(self.amount)])
+        ptb.transfer([coin], self.address)
+
+
 def _system(tx: Executor, ptb: Ptb, info: SystemInfo, mutable: bool) -> Any:
     """The shared System object as an argument."""
     return ptb.shared(tx.rpc.profile.system_object, info.system_initial_version, mutable)
@@ -56,8 +83,10 @@ async def register_blob(
     *,
     deletable: bool,
     attributes: dict[str, str],
+    tip: RelayTip | None = None,
 ) -> tuple[mt.Blob, CostEstimate, TxResult]:
-    """One transaction: reuse (or reserve) Storage, register the blob, set attributes."""
+    """One transaction: reuse (or reserve) Storage, register the blob, set attributes (and
+    pay an upload relay's tip)."""
     info = await reads.system_info(tx.rpc)
     cost = await reads.estimate(tx.rpc, tx.address, info, size, epochs, claimed=tx.claimed)
     # no await between the choice (the end of the estimate) and the claim
@@ -65,7 +94,7 @@ async def register_blob(
     tx.claimed |= claim
     try:
         return await _register_with(
-            tx, info, cost, blob_id, root_hash, deletable=deletable, attributes=attributes
+            tx, info, cost, blob_id, root_hash, deletable=deletable, attributes=attributes, tip=tip
         )
     finally:
         tx.claimed -= claim
@@ -80,6 +109,7 @@ async def _register_with(
     *,
     deletable: bool,
     attributes: dict[str, str],
+    tip: RelayTip | None = None,
 ) -> tuple[mt.Blob, CostEstimate, TxResult]:
     storage_ref = await tx.owned_ref(cost.reuse.id) if cost.reuse else None
     fuse_refs = [await tx.owned_ref(s.id) for s in cost.fuse]
@@ -133,7 +163,9 @@ async def _register_with(
             )
         ptb.transfer([blob], tx.address)
 
-    result = await tx.execute(build, wal_needed=cost.total, info=info)
+    result = await tx.execute(
+        build, wal_needed=cost.total, info=info, first=None if tip is None else tip.add_to
+    )
     blobs = result.created.get("blob::Blob", [])
     if len(blobs) != 1:
         raise errors.ChainError(f"transaction {result.digest} created no Blob")

@@ -117,6 +117,27 @@ async def test_a_tip_is_paid_once_and_bound_to_the_bytes(
             ((a, c), v) for a, c, v in (await chain.transaction(_last_tip(running))).balance_changes
         )
         assert balances[(tip_to, _sui(balances))] == expected
+        # paid in the transaction that registered the blob (it spent our WAL), not one apart
+        (wal,) = [c for _, c in balances if c == dn.spec.profile().wal_type]
+        assert balances[(chain.address, wal)] < 0
+
+        # a registration made without the tip (an earlier attempt's, continued) pays it in a
+        # transaction of its own before the upload
+        again = os.urandom(40_000)
+        enc = codec.encode(again, N_SHARDS)
+        blob, _, _ = await chain.register_blob(
+            enc.blob_id.to_u256(), int.from_bytes(enc.root_hash, "little"), len(again), 2
+        )
+        store = WalrusStore(chain, relay=RelayClient(running.url, max_tip=expected))
+        try:
+            resumed = await store.store(again, 2, resume=blob.id)
+            assert resumed.object_id == blob.id
+            assert store.relay_stats == (expected, 0) and running.relay.uploads == 2
+        finally:
+            await store.close()
+        apart = await chain.transaction(_last_tip(running))
+        assert [v for a, _, v in apart.balance_changes if a == tip_to] == [expected]
+        assert {c for a, c, _ in apart.balance_changes if a == chain.address} == {_sui(balances)}
 
         # the relay's checks, in the official order, with its codes
         pool = Pool(running.url, 1, 60.0)

@@ -32,6 +32,9 @@ class Registration:
     blob: mt.Blob
     cost: int  # FROST its registration paid, reported by the store that certifies it
     reused_storage: bool
+    #: an upload relay's tip paid in the registering transaction: (its digest, the nonce
+    #: of its auth package), what the relay is told; None: no tip paid with it
+    relay_tip: tuple[str, bytes] | None = None
 
 
 class Registrations:

@@ -15,18 +15,15 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import pysui_fastcrypto as fc
 import trio
 
 import codec
 from chain import errors as chain_errors
-from chain import move_types as mt
 from chain.bls import aggregate
 from chain.client import WalrusChain
-from chain.ptb import Ptb
-from chain.records import SystemInfo
+from chain.transactions import RelayTip
 from walrusfs.store.committee import Committees
 from walrusfs.store.nodes import Committee
 from walrusfs.store.registrations import Registration, Registrations
@@ -173,16 +170,31 @@ class Writer:
             return result
         key = (enc.blob_id.to_u256(), deletable)
         reg = await self.registrations.resumable(key, committee.epoch, opts.resume)
+        relay_refused: RelayError | None = None
         if reg is None:
-            blob, estimate, _ = await self.chain.register_blob(
+            tip: tuple[RelayTip, bytes] | None = None
+            if self.relay is not None:
+                try:
+                    tip = await self._relay_tip(self.relay, data, committee)
+                except RelayError as exc:
+                    relay_refused = exc
+            blob, estimate, registered = await self.chain.register_blob(
                 enc.blob_id.to_u256(),
                 int.from_bytes(enc.root_hash, "little"),
                 enc.unencoded_length,
                 epochs,
                 deletable=deletable,
                 attributes=opts.attributes,
+                relay_tip=None if tip is None else tip[0],
             )
-            reg = Registration(blob, estimate.total, estimate.reuse is not None)
+            reg = Registration(
+                blob,
+                estimate.total,
+                estimate.reuse is not None,
+                None if tip is None else (registered.digest, tip[1]),
+            )
+            if tip is not None:
+                self.tips_paid += tip[0].amount
             self.registrations.add(key, reg)
         else:
             log.info("%s: continuing its registration %s", enc.blob_id, reg.blob.id)
@@ -190,7 +202,9 @@ class Writer:
             opts.registered(reg.blob.id)
         signers: list[str] = []
         if reg.blob.certified_epoch is None:
-            signers = await self._upload_and_certify(enc, data, committee, reg.blob, opts.progress)
+            signers = await self._upload_and_certify(
+                enc, data, committee, reg, progress=opts.progress, relay_refused=relay_refused
+            )
         self.registrations.finish(key, reg)
         paid = reg.cost
         end = reg.blob.storage.end_epoch
@@ -274,20 +288,29 @@ class Writer:
         enc: codec.EncodedBlob,
         data: bytes,
         committee: Committee,
-        blob: mt.Blob,
+        reg: Registration,
+        *,
         progress: Progress | None,
+        relay_refused: RelayError | None,
     ) -> list[str]:
-        """Upload (through the relay if there is one, else, or when it fails, to the nodes),
-        then certify with the certificate; the signers' names. A blob an earlier attempt
-        certified (its answer lost) counts as certified."""
+        """Upload (through the relay if there is one and it did not refuse already, else, or
+        when it fails, to the nodes), then certify with the certificate; the signers' names.
+        A blob an earlier attempt certified (its answer lost) counts as certified."""
+        blob = reg.blob
         object_id = blob.id if blob.deletable else None
         cert = None
-        if self.relay is not None:
+        if self.relay is not None and relay_refused is None:
             try:
-                cert = await self._through_relay(self.relay, enc, data, committee, object_id)
+                cert = await self._through_relay(
+                    self.relay, enc, data, committee, object_id=object_id, reg=reg
+                )
             except RelayError as exc:
-                self.relay_failures += 1
-                log.warning("%s: upload relay not used (%s); uploading directly", enc.blob_id, exc)
+                relay_refused = exc
+        if relay_refused is not None:
+            self.relay_failures += 1
+            log.warning(
+                "%s: upload relay not used (%s); uploading directly", enc.blob_id, relay_refused
+            )
         if cert is None:
             cert = await self._certificate(enc, committee, object_id, progress)
         bitmap = signers_bitmap(cert.signers, max(n.index for n in committee.nodes))
@@ -298,45 +321,58 @@ class Writer:
         names = {n.index: n.name for n in committee.nodes}
         return [names[i] for i in cert.signers]
 
+    async def _relay_tip(
+        self, relay: RelayClient, data: bytes, committee: Committee
+    ) -> tuple[RelayTip, bytes] | None:
+        """The tip the relay asks for `data` and the nonce of its auth package, to be paid in
+        the registering transaction; None when the relay asks none.
+
+        Raises:
+            RelayError: the relay cannot take the blob (too large, too dear, or its tip
+                configuration could not be read).
+        """
+        if len(data) > MAX_BODY:
+            raise RelayError(f"{len(data)} bytes is above the relay's limit of {MAX_BODY}")
+        tips = await relay.tip_config()
+        amount = tips.tip(committee.params, len(data))
+        if amount > relay.max_tip:
+            raise RelayError(f"the relay asks {amount} MIST, above the budget of {relay.max_tip}")
+        if tips.address is None:
+            return None
+        nonce = os.urandom(NONCE_LEN)
+        # a hash of the whole blob: seconds for a large one, in a worker thread
+        package = await trio.to_thread.run_sync(auth_package, data, nonce)
+        return RelayTip(package, amount, tips.address), nonce
+
     async def _through_relay(
         self,
         relay: RelayClient,
         enc: codec.EncodedBlob,
         data: bytes,
         committee: Committee,
+        *,
         object_id: str | None,
+        reg: Registration,
     ) -> Certificate:
-        """The certificate of `data` from the upload relay, its tip paid if it asks one,
-        verified as `certify_blob` will verify it.
+        """The certificate of `data` from the upload relay, verified as `certify_blob` will
+        verify it. The tip is the one paid when `reg` was registered; a registration made
+        without one (continued from an earlier attempt, or the relay asked none then) pays
+        the tip now, if one is asked, in a transaction of its own (as the Rust SDK does).
 
         Raises:
             RelayError: the relay is too dear, refused, failed or lied; or the tip could not
                 be paid.
         """
-        if len(data) > MAX_BODY:
-            raise RelayError(f"{len(data)} bytes is above the relay's limit of {MAX_BODY}")
-        tips = await relay.tip_config()
-        tip = tips.tip(committee.params, len(data))
-        if tip > relay.max_tip:
-            raise RelayError(f"the relay asks {tip} MIST, above the budget of {relay.max_tip}")
-        paid = None
-        if tips.address is not None:
-            nonce = os.urandom(NONCE_LEN)
-            # a hash of the whole blob: seconds for a large one, in a worker thread
-            package = await trio.to_thread.run_sync(auth_package, data, nonce)
-            address = tips.address
-
-            def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
-                ptb.pure(package)  # input 0: what binds the payment to these bytes
-                (coin,) = ptb.split_coins(ptb.gas(), [ptb.u64(tip)])
-                ptb.transfer([coin], address)
-
-            try:
-                result = await self.chain.execute_ptb(build)
-            except chain_errors.ChainError as exc:
-                raise RelayError(f"the tip could not be paid: {exc}") from exc
-            paid = (result.digest, nonce)
-            self.tips_paid += tip
+        paid = reg.relay_tip
+        if paid is None:
+            tip = await self._relay_tip(relay, data, committee)
+            if tip is not None:
+                try:
+                    result = await self.chain.execute_ptb(lambda ptb, info, wal: tip[0].add_to(ptb))
+                except chain_errors.ChainError as exc:
+                    raise RelayError(f"the tip could not be paid: {exc}") from exc
+                paid = reg.relay_tip = (result.digest, tip[1])
+                self.tips_paid += tip[0].amount
         cert = await relay.upload(data, enc.blob_id, object_id, paid)
         cert.verify(committee, confirmation_message(committee.epoch, enc.blob_id, object_id))
         return cert
