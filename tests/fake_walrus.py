@@ -111,6 +111,7 @@ class Request:
     upload: wp.Upload
     idents: tuple[str, ...]  # a quilt's patch identifiers
     at: float  # trio.current_time() when it arrived
+    registered: wp.Registered | None = None  # told the Blob object once registered
 
 
 @dataclass
@@ -193,6 +194,8 @@ class FakeWorker:
         else:
             object_id = f"0x{next(self._ids):064x}"
             self.objects[object_id] = Registration(blob_id, dict(upload.attributes))
+            if request.registered is not None:
+                request.registered(object_id)
         if fault is not None:
             assert isinstance(fault.exc, wp.WorkerError), "only a WorkerError carries a Blob"
             raise type(fault.exc)(str(fault.exc), object_id)
@@ -213,7 +216,9 @@ class FakeWorker:
     def _read(self, source: wp.Source) -> tuple[bytes, int] | None:
         return _read(source.path, self.keys, source.offset, source.length or 0)
 
-    async def store_blob(self, source: wp.Source, upload: wp.Upload) -> wp.BlobStored:
+    async def store_blob(
+        self, source: wp.Source, upload: wp.Upload, registered: wp.Registered | None = None
+    ) -> wp.BlobStored:
         at = trio.current_time()
         got = self._read(source)
         if got is None:
@@ -222,11 +227,16 @@ class FakeWorker:
         if length == 0:
             return wp.BlobStored(None, 0, hole=True)
         blob_id = _blob_id(b"blob", data)
-        result = await self._upload(Request("blob", upload, (), at), blob_id, len(data))
+        result = await self._upload(Request("blob", upload, (), at, registered), blob_id, len(data))
         self.store.blobs[blob_id] = data
         return wp.BlobStored.from_json({"result": result, "length": length})
 
-    async def store_quilt(self, items: Sequence[wp.QuiltItem], upload: wp.Upload) -> wp.QuiltStored:
+    async def store_quilt(
+        self,
+        items: Sequence[wp.QuiltItem],
+        upload: wp.Upload,
+        registered: wp.Registered | None = None,
+    ) -> wp.QuiltStored:
         at = trio.current_time()
         files: list[tuple[str, bytes, dict[str, str]]] = []
         lengths: dict[str, int] = {}
@@ -242,7 +252,7 @@ class FakeWorker:
             lengths[item.ident] = got[1]
         if not files:
             return wp.QuiltStored(None, holes=holes)
-        request = Request("quilt", upload, tuple(i for i, _, _ in files), at)
+        request = Request("quilt", upload, tuple(i for i, _, _ in files), at, registered)
         if len(files) > self.max_quilt:
             self.requests.append(request)
             raise wp.DataError(f"ValueError: a quilt of {len(files)} files is too large")

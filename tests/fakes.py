@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +32,7 @@ from walrusfs.fs.content import Content
 from walrusfs.fs.fsck import Report, check_database
 from walrusfs.fs.ops import Operations
 from walrusfs.fs.options import UploadConfig
+from walrusfs.fs.plans import PLANS_DIR, PlanFiles
 from walrusfs.fs.uploader import Uploader
 
 __all__ = [
@@ -157,6 +158,10 @@ class Volume:
         await self.ops.release(info.fh)
         return int(attrs.st_ino)
 
+    async def lookup(self, name: bytes) -> int:
+        """The inode of `name` in the root directory."""
+        return int((await self.ops.lookup(schema.ROOT_INODE, name, self.ctx)).st_ino)
+
     async def open(self, inode: int, flags: int = os.O_WRONLY) -> int:
         return int((await self.ops.open(inode, flags, self.ctx)).fh)
 
@@ -232,10 +237,16 @@ async def open_volume(
     keys: crypto.VolumeKeys | None = None,
     staging_limit: int = 1 << 40,
     run_uploader: bool = True,
+    worker: FakeWorker | None = None,
+    orphans: Sequence[str] = (),
 ) -> AsyncIterator[Volume]:
     """A volume in `tmp_path`, wired as assemble.py wires a mount's, over a FakeStore and a
     FakeWorker; the uploader and the handlers' purger run until the block ends. Content's
     clock is trio's, so an autojump clock drives idle times and back-offs.
+
+    `worker`: the one an earlier opening of the same volume used (what the chain and the
+    nodes hold outlives a mount), with `orphans`, the uncertified Blobs of this machine
+    that the writer lease's scan would find.
 
     A block that ends without an exception must leave a volume that fsck's database check
     finds clean (the test fails otherwise)."""
@@ -248,8 +259,8 @@ async def open_volume(
         encryption="none" if keys is None else "wfe1",
     )
     staging = Staging(volume_dir / "staging")
-    store = FakeStore()
-    worker = FakeWorker(store, keys)
+    worker = worker or FakeWorker(FakeStore(), keys)
+    store = worker.store
     config = config or UploadConfig(delay=1.0, compact_below=0.0)
     content = Content(db, staging, store, chunk_size, keys=keys, clock=trio.current_time)
     uploader = Uploader(
@@ -262,6 +273,8 @@ async def open_volume(
         keys=keys,
         volume_name=volume_dir.name,
         machine="test-machine",
+        orphans=orphans,
+        plan_files=PlanFiles(volume_dir / PLANS_DIR),
     )
     checkpointer = Checkpointer(
         db,

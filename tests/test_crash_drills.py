@@ -27,9 +27,11 @@ from pathlib import Path
 
 import pytest
 
+import codec
 from chain.client import WalrusChain
-from tests.devnet_harness import RunningDevnet, heal_all, start_devnet
+from tests.devnet_harness import RunningDevnet, heal_all, node_requests, start_devnet
 from tests.mount_harness import Mount
+from walrusfs.fs.plans import PLANS_DIR
 
 N_SHARDS = 100
 RUNS = int(os.environ.get("WALRUSFS_CRASH_RUNS", "1"))
@@ -292,28 +294,70 @@ def _uploading_slowly(dn: RunningDevnet, m: Mount) -> tuple[str, bytes]:
     return volume_id, data
 
 
-def test_kill_9_between_paying_and_certifying(dn: RunningDevnet, tmp_path: Path) -> None:
-    """A kill after the Blob is registered (paid) and before it is certified leaves a Blob
-    nothing will certify: the next mount deletes it (its Storage returns), and the file
-    uploads once more and reads back."""
-    m = Mount(dn, tmp_path / "mnt", "paid-then-killed")
+def _puts(dn: RunningDevnet, blob_id: str) -> int:
+    """Slivers of `blob_id` the nodes were sent (and stored)."""
+    return sum(n.get(f"PUT put_sliver {blob_id}", 0) for n in node_requests(dn).values())
+
+
+def _data_blobs(dn: RunningDevnet, volume_id: str) -> dict[tuple[str, str], bool]:
+    """The volume's file-content Blobs on chain (checkpoints left out): (object ID, blob
+    ID) -> certified."""
+
+    async def go(chain: WalrusChain) -> dict[tuple[str, str], bool]:
+        blobs = await chain.blobs()
+        attrs = await chain.attributes_of([b.id for b in blobs])
+        return {
+            (b.id, str(codec.BlobId.from_u256(b.blob_id))): b.certified_epoch is not None
+            for b in blobs
+            if attrs[b.id].get("walrusfs:volume") == volume_id
+            and attrs[b.id].get("walrusfs:kind") != "checkpoint"
+        }
+
+    return dn.on_chain(go)
+
+
+@pytest.mark.parametrize("step", ["registered", "some-slivers", "all-slivers"])
+def test_kill_9_during_an_upload_is_resumed_on_the_paid_blob(
+    dn: RunningDevnet, tmp_path: Path, step: str
+) -> None:
+    """The mount (daemon and worker) killed after the file's Blob is registered (paid):
+    right after the registration, once a third of its slivers are stored, or once all are
+    and the nodes are being asked for confirmations (every request 400 ms late). The next
+    mount continues that Blob from the plan it kept (plans.py): no second registration, none
+    left uncertified, no sliver the nodes stored sent again (they are asked first), and the
+    file reads back after a remount without the cache."""
+    m = Mount(dn, tmp_path / "mnt", f"killed-{step}")
     try:
         volume_id, data = _uploading_slowly(dn, m)
-        deadline = time.monotonic() + 60
-        while not _uncertified(dn, volume_id):
+        slivers = 2 * N_SHARDS  # a primary and a secondary sliver per shard, each > 5,560 B
+        deadline = time.monotonic() + 120
+        while not (blobs := _data_blobs(dn, volume_id)):
             assert time.monotonic() < deadline, "no Blob was registered"
-            time.sleep(0.2)
+            time.sleep(0.05)
+        ((paid, blob_id),) = blobs
+        plan = m.volume_dir / PLANS_DIR / f"{paid}.json"
+        while not plan.exists():  # the mount keeps it once the worker says it registered
+            assert time.monotonic() < deadline, "the plan of the registered Blob was not kept"
+            time.sleep(0.01)
+        want = {"registered": 0, "some-slivers": slivers // 3, "all-slivers": slivers}[step]
+        while _puts(dn, blob_id) < want:
+            assert time.monotonic() < deadline, f"the upload never reached {step}"
+            time.sleep(0.02)
         workers = _children(m.pid)
         m.kill()
         for pid in workers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         heal_all(dn)
-        assert len(_uncertified(dn, volume_id)) == 1
+        stored_before = _puts(dn, blob_id)  # what reached the nodes, in flight included
         m.mount()
         m.sync()
+        status = m.status()["uploaded"]
+        assert (status["resumed"], status["orphans_deleted"]) == (1, 0)
+        assert _data_blobs(dn, volume_id) == {(paid, blob_id): True}  # the one paid for
         assert _uncertified(dn, volume_id) == []
-        assert m.status()["uploaded"]["orphans_deleted"] == 1
+        # every sliver stored once: the resumed upload sent only what the nodes lacked
+        assert _puts(dn, blob_id) == slivers, (stored_before, _puts(dn, blob_id))
         m.umount()
         m.drop_cache()
         m.mount()

@@ -20,6 +20,7 @@ from walrusfs.fs.checkpoint import Checkpointer
 from walrusfs.fs.content import Content
 from walrusfs.fs.lifetime import Renewer, RenewPolicy
 from walrusfs.fs.options import UploadConfig
+from walrusfs.fs.plans import PLANS_DIR, PlanFiles
 from walrusfs.fs.upload_worker import UploadWorker
 from walrusfs.fs.uploader import Uploader
 from walrusfs.fs.writer import WriterLease
@@ -101,6 +102,7 @@ def assemble(
         volume_name=volume_dir.name,
         machine=None if lease is None else lease.machine.id,
         orphans=() if lease is None else lease.unfinished,
+        plan_files=PlanFiles(volume_dir / PLANS_DIR),
     )
     checkpointer = Checkpointer(
         db,

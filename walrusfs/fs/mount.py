@@ -47,6 +47,7 @@ from walrusfs.fs.keys import load_keys, volume_key
 from walrusfs.fs.lifetime import RenewPolicy
 from walrusfs.fs.ops import Operations
 from walrusfs.fs.options import MountOptions, largest_chunk, memory_floor
+from walrusfs.fs.plans import PLANS_DIR, PlanFiles
 from walrusfs.fs.readahead import raise_read_ahead_when_live
 from walrusfs.fs.repair import recover
 from walrusfs.fs.volume import Volume
@@ -343,6 +344,8 @@ async def _restore_if_any(
         if verdict.refusal is not None:
             raise VolumeClaimed(verdict.refusal)
     failure: Exception | None = None
+    if refs:
+        PlanFiles(options.volume_dir / PLANS_DIR).clear()  # plans of a database now gone
     for ref in refs:
         keys = None
         if ref.encryption != "none":

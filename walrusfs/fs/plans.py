@@ -2,18 +2,33 @@
 
 A plan is kept so that the retry of a failed upload that registered (paid for) a Blob sends
 the very same request, which the worker continues on that Blob (upload_worker.py, "resume").
+It is kept in memory for a retry by this process (`Attempts`), and on disk from the moment
+its Blob is registered until its upload is committed or abandoned (`PlanFiles`), so that the
+next mount after a crash or kill -9 continues the Blob the dead one paid for: the nodes
+already hold what they confirmed (the upload asks them before sending a sliver again), and
+the registration is neither paid again nor left behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import trio
 
 from cache import Key
 from cache.staging import Staging
 from walrusfs.fs.worker_protocol import Source
+
+log = logging.getLogger(__name__)
+
+#: the directory of a volume (beside meta.db) that holds `PlanFiles`
+PLANS_DIR = "registrations"
 
 
 @dataclass
@@ -30,6 +45,90 @@ class Plan:
     tags: dict[Key, dict[str, str]]  # a quilt's files' tags
     caps: dict[Key, int]  # a quilt's chunk files: the bytes planned (read no more)
     registered: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as `PlanFiles` keeps it; generations are this process's and are left
+        out (`from_json` takes the chunks' current ones)."""
+        return {
+            "kind": self.kind,
+            "chunks": [list(key) for key, _ in self.chunks],
+            "attributes": self.attributes,
+            "tags": [[*key, tags] for key, tags in self.tags.items()],
+            "caps": [[*key, cap] for key, cap in self.caps.items()],
+            "registered": self.registered,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], generation: dict[Key, int]) -> Plan:
+        """A kept plan, each chunk at the generation `generation` gives it."""
+        chunks = [(int(i), int(c)) for i, c in d["chunks"]]
+        return cls(
+            str(d["kind"]),
+            [(key, generation[key]) for key in chunks],
+            {str(k): str(v) for k, v in d["attributes"].items()},
+            {(int(i), int(c)): dict(tags) for i, c, tags in d["tags"]},
+            {(int(i), int(c)): int(cap) for i, c, cap in d["caps"]},
+            None if d.get("registered") is None else str(d["registered"]),
+        )
+
+
+class PlanFiles:
+    """The plans of registered uploads not yet committed, one file per Blob object:
+    `<dir>/<object id>.json`, the plan's `to_json`. Written (to a temporary name, then
+    renamed) when the worker reports the registration, removed when the upload is committed
+    or its Blob abandoned. Not fsynced: a process killed keeps them (the page cache); a
+    machine that loses power may lose the newest, and the next mount then deletes that Blob
+    instead of continuing it, as it deletes every uncertified Blob of this machine it has
+    no plan for."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def save(self, object_id: str, plan: Plan) -> None:
+        self.root.mkdir(mode=0o700, exist_ok=True)
+        path = self.root / f"{object_id}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**plan.to_json(), "registered": object_id}))
+        os.replace(tmp, path)
+
+    def drop(self, object_id: str) -> None:
+        (self.root / f"{object_id}.json").unlink(missing_ok=True)
+
+    def clear(self) -> None:
+        """Remove every plan: the database they refer to is being replaced (a restore, a
+        rebuild), and a chunk key of one means nothing in another. Their Blobs, if still
+        uncertified, are deleted by the next mount as unplanned ones."""
+        if self.root.is_dir():
+            for path in self.root.iterdir():
+                path.unlink(missing_ok=True)
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        """Object ID -> the kept plan's JSON (`Plan.from_json`). A file that cannot be read
+        is logged and removed: its Blob is then deleted as any unplanned one is."""
+        out: dict[str, dict[str, Any]] = {}
+        if not self.root.is_dir():
+            return out
+        for path in sorted(self.root.iterdir()):
+            if path.suffix != ".json":
+                path.unlink(missing_ok=True)  # a temporary file a kill left
+                continue
+            try:
+                doc = json.loads(path.read_text())
+                if doc.get("registered") != path.stem or doc.get("kind") not in ("blob", "quilt"):
+                    raise ValueError("not a plan of this Blob")
+                Plan.from_json(doc, _AnyGeneration())  # checks the shape
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("upload plan %s unreadable (%s): removed", path.name, exc)
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                continue
+            out[path.stem] = doc
+        return out
+
+
+class _AnyGeneration(dict[Key, int]):
+    def __missing__(self, key: Key) -> int:
+        return 0
 
 
 async def sources(

@@ -39,6 +39,7 @@ from walrusfs.fs import blobs, crypto, schema
 from walrusfs.fs.checkpoint import KIND as CHECKPOINT_KIND
 from walrusfs.fs.errors import KeyMismatch, NothingToRebuild
 from walrusfs.fs.keys import KEY_FILE, volume_key
+from walrusfs.fs.plans import PLANS_DIR
 from walrusfs.fs.records import FILE_ATTR, Record, read_record
 from walrusfs.fs.schema import ROOT_INODE, transaction
 from walrusfs.store.client import WalrusStore
@@ -315,7 +316,7 @@ def _write_chunks(
 def _move_aside(volume_dir: Path, report: RebuildReport) -> None:
     """An existing database and staging area are kept, renamed, never overwritten."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for name in ("meta.db", "meta.db-wal", "meta.db-shm", "staging"):
+    for name in ("meta.db", "meta.db-wal", "meta.db-shm", "staging", PLANS_DIR):
         old = volume_dir / name
         if old.exists():
             new = volume_dir / f"{name}.before-rebuild-{stamp}"

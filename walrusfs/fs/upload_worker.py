@@ -81,6 +81,8 @@ class UploadWorker:
         self._pending: dict[int, tuple[trio.Event, list[dict[str, Any]]]] = {}
         #: request -> the Blob object it registered (its progress message), until it answers
         self._registered: dict[int, str] = {}
+        #: request -> who is told of its registration (`store_blob`'s `registered`)
+        self._on_registered: dict[int, wp.Registered] = {}
         self._next = 1
         self._send_lock = trio.Lock()
         self._start_lock = trio.Lock()  # one worker, even when two jobs start at once
@@ -116,8 +118,12 @@ class UploadWorker:
                 if "progress" in answer:  # the request goes on: only remember the Blob
                     if answer["id"] in self._pending:
                         self._registered[answer["id"]] = answer["registered"]
+                        told = self._on_registered.get(answer["id"])
+                        if told is not None:
+                            told(str(answer["registered"]))
                     continue
                 self._registered.pop(answer["id"], None)
+                self._on_registered.pop(answer["id"], None)
                 waiter = self._pending.pop(answer["id"], None)
                 if waiter is not None:
                     waiter[1].append(answer)
@@ -125,6 +131,7 @@ class UploadWorker:
         finally:
             await proc.wait()
             log.warning("upload worker exited (%s)", proc.returncode)
+            self._on_registered.clear()
             for rid, (event, box) in list(self._pending.items()):
                 box.append(
                     {
@@ -137,9 +144,11 @@ class UploadWorker:
                 event.set()
             self._pending.clear()
 
-    async def _call(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def _call(
+        self, request: dict[str, Any], registered: wp.Registered | None = None
+    ) -> dict[str, Any]:
         """Send one request and wait for its answer; a failed answer raises (by class,
-        worker_protocol.error_from_json)."""
+        worker_protocol.error_from_json). `registered`: told of the request's registration."""
         proc = await self._ensure()
         assert proc.stdin is not None
         rid = self._next
@@ -147,6 +156,8 @@ class UploadWorker:
         event = trio.Event()
         box: list[dict[str, Any]] = []
         self._pending[rid] = (event, box)
+        if registered is not None:
+            self._on_registered[rid] = registered
         async with self._send_lock:
             await proc.stdin.send_all(wp.encode({**request, "id": rid}))
         await event.wait()
@@ -157,11 +168,20 @@ class UploadWorker:
             raise wp.error_from_json(answer)
         return answer
 
-    async def store_blob(self, source: wp.Source, upload: wp.Upload) -> wp.BlobStored:
-        return wp.BlobStored.from_json(await self._call(wp.blob_request(source, upload)))
+    async def store_blob(
+        self, source: wp.Source, upload: wp.Upload, registered: wp.Registered | None = None
+    ) -> wp.BlobStored:
+        answer = await self._call(wp.blob_request(source, upload), registered)
+        return wp.BlobStored.from_json(answer)
 
-    async def store_quilt(self, items: Sequence[wp.QuiltItem], upload: wp.Upload) -> wp.QuiltStored:
-        return wp.QuiltStored.from_json(await self._call(wp.quilt_request(items, upload)))
+    async def store_quilt(
+        self,
+        items: Sequence[wp.QuiltItem],
+        upload: wp.Upload,
+        registered: wp.Registered | None = None,
+    ) -> wp.QuiltStored:
+        answer = await self._call(wp.quilt_request(items, upload), registered)
+        return wp.QuiltStored.from_json(answer)
 
     async def delete(self, object_id: str) -> None:
         await self._call({"op": "delete", "object_id": object_id})

@@ -38,7 +38,7 @@ from walrusfs.fs.commits import Committer, DiskFull
 from walrusfs.fs.compaction import COMPACT_INTERVAL, Compactor
 from walrusfs.fs.content import Content
 from walrusfs.fs.options import UploadConfig
-from walrusfs.fs.plans import Attempts
+from walrusfs.fs.plans import Attempts, Plan, PlanFiles
 from walrusfs.fs.quilts import batch_full, quilt_batches, quilt_candidate
 from walrusfs.fs.schema import get_param
 from walrusfs.fs.uploads import Jobs, UploadStats
@@ -74,13 +74,17 @@ class Uploader:
         volume_name: str = "",
         machine: str | None = None,
         orphans: Sequence[str] = (),
+        plan_files: PlanFiles | None = None,
     ) -> None:
         """`machine`: this machine's ID, carried by every blob (walrusfs/fs/writer.py);
         `orphans`: Blob objects of this volume an earlier process of this machine registered
-        and never certified, deleted when the uploader starts so their Storage returns."""
+        and never certified: each is continued when `plan_files` holds its plan and its
+        chunks are still staged (`_resume_plans`), else deleted when the uploader starts so
+        its Storage returns."""
         self.db = db
         self.machine = machine
         self._orphans = list(orphans)
+        self.plan_files = plan_files
         self.content = content
         self.clock = content.clock  # idle times (content.last_write) are in its seconds
         self.staging = content.staging
@@ -120,7 +124,9 @@ class Uploader:
             inflight=self.inflight,
             attempts=self._attempts,
             commits=self.commits,
+            plan_files=plan_files,
         )
+        self._resume_plans()
         self._nursery: trio.Nursery | None = None
         self._compacted_at = self.clock()
         self.compactor = Compactor(
@@ -324,6 +330,35 @@ class Uploader:
             self._progressed()
             self.wake()  # a slot is free
 
+    def _resume_plans(self) -> None:
+        """Take up the uploads an earlier process registered and did not commit (a crash or
+        kill -9): the plan of each whose chunks are all still staged becomes a failed
+        attempt, retried first with the same request, which the worker continues on the
+        same Blob (asking the nodes what they hold before sending a sliver, and finding it
+        certified if the dead process had certified it). A plan whose Blob is committed is
+        dropped; one whose chunks went is abandoned by `_settle_attempts` (its Blob
+        deleted). Blobs with a plan are not orphans to delete."""
+        if self.plan_files is None:
+            return
+        for object_id, doc in self.plan_files.load().items():
+            if blobs.row_of(self.db, object_id) is not None:
+                self.plan_files.drop(object_id)  # committed just before the kill
+                continue
+            keys = [(int(i), int(c)) for i, c in doc["chunks"]]
+            generation = {
+                key: self.content.generation(key) if self._still_staged(key) else -1 for key in keys
+            }
+            plan = Plan.from_json(doc, generation)
+            self._attempts.keep(plan)
+            self.stats.resumed += 1
+            if object_id in self._orphans:
+                self._orphans.remove(object_id)
+            log.info("continuing the upload of %d chunk(s) registered as %s", len(keys), object_id)
+
+    def _still_staged(self, key: Key) -> bool:
+        chunk = self.content.chunk(*key)
+        return chunk is not None and chunk.staged and self.staging.exists(key)
+
     async def _delete_orphans(self) -> None:
         """Delete the registered, never certified Blobs an earlier process left (a crash or
         kill -9 between paying and certifying): nothing will certify them, and deleting one
@@ -351,10 +386,7 @@ class Uploader:
             if all(self.jobs.current(key, gen) for key, gen in plan.chunks):
                 continue
             assert plan.registered is not None
-            try:
-                await self.worker.abandon(plan.registered)
-            except (StoreError, chain_errors.ChainError, OSError) as exc:
-                log.warning("could not abandon blob %s (retrying later): %s", plan.registered, exc)
+            if not await self.jobs.abandon(plan.registered):
                 continue
             log.info("abandoned the registration %s: its chunks changed", plan.registered)
             self._attempts.forget(plan)

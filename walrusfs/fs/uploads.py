@@ -27,21 +27,24 @@ import trio
 
 import codec
 from cache import Key
+from chain import errors as chain_errors
 from walrusfs.fs import blobs, crypto
 from walrusfs.fs import worker_protocol as wp
 from walrusfs.fs.commits import Committer, Uploaded
 from walrusfs.fs.content import Content
 from walrusfs.fs.options import UploadConfig
-from walrusfs.fs.plans import Attempts, Plan, drop_batch, sources
+from walrusfs.fs.plans import Attempts, Plan, PlanFiles, drop_batch, sources
 from walrusfs.fs.quilts import quiltable
 from walrusfs.fs.records import FILE_ATTR, file_record
+from walrusfs.store.errors import StoreError
 from walrusfs.store.writes import StoreResult
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-#: sends a plan's request, given where each chunk is read and what the upload carries
-Send = Callable[[dict[Key, wp.Source], wp.Upload], Awaitable[T]]
+T = TypeVar("T", wp.BlobStored, wp.QuiltStored)
+#: sends a plan's request, given where each chunk is read, what the upload carries and who is
+#: told of its registration
+Send = Callable[[dict[Key, wp.Source], wp.Upload, wp.Registered], Awaitable[T]]
 
 #: a quilted file up to this size stays readable from memory after its upload (write-through
 #: into the mount's segment cache): reading a file just written costs no patch fetch
@@ -73,6 +76,8 @@ class UploadStats:
     holes: int = 0  # chunks of zeros only, committed as holes instead of uploaded
     #: uncertified Blobs an earlier process of this machine left, deleted at start
     orphans_deleted: int = 0
+    #: uploads an earlier process registered and did not commit, continued (plans.py)
+    resumed: int = 0
 
 
 def _read_files(paths: dict[str, Path]) -> dict[str, bytes]:
@@ -104,8 +109,11 @@ class Jobs:
         inflight: dict[Key, int],
         attempts: Attempts,
         commits: Committer,
+        plan_files: PlanFiles | None = None,
     ) -> None:
-        """`attributes`: what every blob of the volume carries (its ID, name, machine)."""
+        """`attributes`: what every blob of the volume carries (its ID, name, machine);
+        `plan_files`: where plans of registered uploads are kept until committed (None:
+        nowhere, a crash leaves the registration to be deleted)."""
         self.db = db
         self.content = content
         self.staging = content.staging
@@ -118,6 +126,7 @@ class Jobs:
         self.inflight = inflight
         self.attempts = attempts
         self.commits = commits
+        self.plan_files = plan_files
 
     def _ready(self, keys: Sequence[Key]) -> list[tuple[Key, int]]:
         """The chunks (with generations) still worth uploading; empty ones become holes."""
@@ -151,21 +160,53 @@ class Jobs:
 
     async def _send(self, plan: Plan, send: Send[T]) -> T:
         """Send a plan to the worker (a retry sends the same request, with the batch file
-        written again); a failure that registered a Blob keeps the plan for its retry."""
+        written again); its plan is kept on disk from its registration until its commit. A
+        failure that registered a Blob keeps the plan for its retry. A Blob the plan named
+        and the upload did not use (the bytes differ from the plan's: a plan a crash left,
+        whose files changed before it) is abandoned."""
         where, _ = await sources(self.staging, [key for key, _ in plan.chunks], plan.caps)
+        earlier = plan.registered
+
+        def registered(object_id: str) -> None:
+            if self.plan_files is not None:
+                self.plan_files.save(object_id, plan)
+
         try:
             answer = await send(
-                where, wp.Upload(self.config.epochs, plan.attributes, plan.registered)
+                where, wp.Upload(self.config.epochs, plan.attributes, plan.registered), registered
             )
         except wp.WorkerError as exc:
             if exc.registered is not None:
                 plan.registered = exc.registered
                 self.attempts.keep(plan)
+            if earlier is not None and exc.registered not in (None, earlier):
+                await self.abandon(earlier)
             raise
         finally:
             drop_batch(where)
         self.attempts.forget(plan)
+        used = None if answer.result is None else answer.result.object_id
+        if earlier is not None and earlier != used:
+            await self.abandon(earlier)
         return answer
+
+    async def abandon(self, object_id: str) -> bool:
+        """Delete a registered Blob no upload will use (its Storage returns to the wallet)
+        and its kept plan; False when it could not be deleted now (logged: the next mount
+        deletes it if it is still uncertified)."""
+        try:
+            await self.worker.abandon(object_id)
+        except (StoreError, chain_errors.ChainError, OSError) as exc:
+            log.warning("could not abandon blob %s (retrying later): %s", object_id, exc)
+            return False
+        if self.plan_files is not None:
+            self.plan_files.drop(object_id)
+        return True
+
+    def _committed(self, result: StoreResult) -> None:
+        """The upload of `result` is committed: its plan is no longer kept."""
+        if self.plan_files is not None:
+            self.plan_files.drop(result.object_id)
 
     async def retry_job(self, keys: list[Key]) -> None:
         """Send again the plan of the failed upload `keys[0]` belongs to (the same request:
@@ -201,8 +242,10 @@ class Jobs:
     async def _upload_blob(self, plan: Plan) -> None:
         ((key, gen),) = plan.chunks
 
-        async def send(where: dict[Key, wp.Source], upload: wp.Upload) -> wp.BlobStored:
-            return await self.worker.store_blob(where[key], upload)
+        async def send(
+            where: dict[Key, wp.Source], upload: wp.Upload, registered: wp.Registered
+        ) -> wp.BlobStored:
+            return await self.worker.store_blob(where[key], upload, registered)
 
         answer = await self._send(plan, send)
         if answer.hole:
@@ -213,6 +256,7 @@ class Jobs:
         if result is None:
             return
         self.commits.commit(Uploaded(result, blobs.BLOB, [(key, gen, None, answer.length)]))
+        self._committed(result)
         self.stats.blobs += 1
         self._account(result, 1, answer.length)
 
@@ -286,12 +330,14 @@ class Jobs:
         idents = {f"{k[0]}.{k[1]}": (k, gen) for k, gen in plan.chunks}
         inline = self.staging.small_bytes([k for k, _ in plan.chunks])
 
-        async def send(where: dict[Key, wp.Source], upload: wp.Upload) -> wp.QuiltStored:
+        async def send(
+            where: dict[Key, wp.Source], upload: wp.Upload, registered: wp.Registered
+        ) -> wp.QuiltStored:
             items = [
                 wp.QuiltItem(ident, where[key], plan.tags[key])
                 for ident, (key, _) in idents.items()
             ]
-            return await self.worker.store_quilt(items, upload)
+            return await self.worker.store_quilt(items, upload, registered)
 
         answer = await self._send(plan, send)
         for ident in answer.holes:
@@ -322,6 +368,7 @@ class Jobs:
                 ],
             )
         )
+        self._committed(result)
         for ident, patch in answer.patches.items():
             copy = copies.get(ident)
             if copy is None or idents[ident][0] not in committed:

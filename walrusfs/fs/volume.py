@@ -235,6 +235,7 @@ class Volume:
                 "uncommitted_uploads": st.uncommitted,
                 "holes": st.holes,
                 "orphans_deleted": st.orphans_deleted,
+                "resumed": st.resumed,
             },
             "stored": {
                 "blobs": stored.count,

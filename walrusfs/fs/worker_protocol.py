@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,6 +46,9 @@ from chain.profiles import NetworkProfile
 from chain.wallet import Keypair
 from walrusfs.store.errors import StoreError
 from walrusfs.store.writes import StoreResult
+
+#: told the Blob object an upload registered, as soon as the worker says so
+Registered = Callable[[str], None]
 
 # -- errors -------------------------------------------------------------------------------------
 
@@ -321,9 +324,18 @@ class Worker(Protocol):
         """Registrations the worker holds unfinished (paid, not certified)."""
         ...
 
-    async def store_blob(self, source: Source, upload: Upload) -> BlobStored: ...
+    async def store_blob(
+        self, source: Source, upload: Upload, registered: Registered | None = None
+    ) -> BlobStored:
+        """Store a chunk as a blob; `registered` is told the Blob object the moment it is
+        registered (before the answer), so a crash after paying still names it."""
+        ...
 
-    async def store_quilt(self, items: Sequence[QuiltItem], upload: Upload) -> QuiltStored: ...
+    async def store_quilt(
+        self, items: Sequence[QuiltItem], upload: Upload, registered: Registered | None = None
+    ) -> QuiltStored:
+        """Store files as a quilt; `registered` as for `store_blob`."""
+        ...
 
     async def delete(self, object_id: str) -> None: ...
 
