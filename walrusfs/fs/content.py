@@ -33,6 +33,7 @@ from cache.diskfull import disk_full_is_enospc
 from cache.staging import Staging
 from chain import errors as chain_errors
 from walrusfs.fs import blobs, crypto
+from walrusfs.fs.rowcache import RowCache
 from walrusfs.fs.stored import AHEAD_MAX, AHEAD_MIN, UNIT, BlobReader, StoredBytes
 from walrusfs.store.errors import StoreError
 
@@ -130,8 +131,10 @@ class Content:
         #: unless full).
         self.writers: defaultdict[int, int] = defaultdict(int)
         self._locks: dict[Key, trio.Lock] = {}
+        #: rows the read path asks for, valid until the database changes
+        self.rows = RowCache(db)
         #: the read path of chunks on Walrus, with its memory cache
-        self.stored = StoredBytes(db, store, keys, segment_cache_bytes)
+        self.stored = StoredBytes(db, store, keys, segment_cache_bytes, rows=self.rows)
         #: inode -> (where its last read ended, its read-ahead window in units, the offset up
         #: to which the read-ahead has asked)
         self._streams: LRUCache[int, tuple[int, int, int]] = LRUCache(maxsize=1024)
@@ -143,6 +146,9 @@ class Content:
     # -- rows -------------------------------------------------------------------------------
 
     def chunk(self, inode: int, chunkno: int) -> Chunk | None:
+        return self.rows.get(("chunk", inode, chunkno), lambda: self._chunk(inode, chunkno))
+
+    def _chunk(self, inode: int, chunkno: int) -> Chunk | None:
         row = self.db.execute(
             "SELECT staged, blob, patch, length FROM chunks WHERE inode = ? AND chunkno = ?",
             (inode, chunkno),

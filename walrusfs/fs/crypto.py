@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import functools
 import hashlib
 import hmac
 import json
@@ -163,7 +164,12 @@ def seal(keys: VolumeKeys, data: bytes | memoryview) -> bytes:
     return b"".join(out)
 
 
+@functools.lru_cache(maxsize=1024)
 def _aead(keys: VolumeKeys, header: bytes) -> tuple[AESGCM, bytes]:
+    """The stream's cipher and nonce prefix. Kept for the streams read last: a random 4 KiB
+    read decrypts one 64 KiB segment (7 us), and deriving its key again (HKDF) and making
+    the cipher cost more than that. AESGCM keeps no state between calls, so one object
+    serves every thread."""
     if len(header) < HEADER or header[:4] != MAGIC:
         raise DecryptError("not an encrypted walrusfs stream (bad magic): a plaintext blob?")
     return AESGCM(_hkdf(keys.content, b"walrusfs segment v1", header[4:20])), header[20:27]

@@ -808,7 +808,7 @@ class Operations(pyfuse3.Operations):
     @_errors
     async def read(self, fh: int, off: int, size: int) -> bytes:
         inode = self.handles[fh].inode
-        row = self.db.execute("SELECT size FROM inodes WHERE id = ?", (inode,)).fetchone()
+        row = self.content.rows.get(("size", inode), lambda: self._size_row(inode))
         if row is None:
             raise FUSEError(errno.ENOENT)
         length = max(0, min(size, row[0] - off))
@@ -819,6 +819,10 @@ class Operations(pyfuse3.Operations):
         except ReadFailed as exc:
             log.error("cannot read %s: %s", path_of(self.db, inode) or f"inode {inode}", exc)
             raise FUSEError(errno.EIO) from None
+
+    def _size_row(self, inode: int) -> tuple[int] | None:
+        row = self.db.execute("SELECT size FROM inodes WHERE id = ?", (inode,)).fetchone()
+        return None if row is None else (int(row[0]),)
 
     @_errors
     async def write(self, fh: int, off: int, buf: bytes) -> int:

@@ -31,6 +31,7 @@ from cachetools import LRUCache
 import codec
 from chain import errors as chain_errors
 from walrusfs.fs import blobs, crypto
+from walrusfs.fs.rowcache import RowCache
 from walrusfs.store.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class StoredBytes:
         store: where stored bytes come from.
         keys: the volume's keys; None for a public volume (plaintext blobs).
         memory_bytes: the size of the memory cache of units and patches.
+        rows: the cache of database rows the read path shares (a new one if None).
     """
 
     def __init__(
@@ -84,8 +86,11 @@ class StoredBytes:
         store: BlobReader,
         keys: crypto.VolumeKeys | None,
         memory_bytes: int,
+        *,
+        rows: RowCache | None = None,
     ) -> None:
         self.db = db
+        self.rows = rows or RowCache(db)
         self.store = store
         self.keys = keys
         #: starts a background task (the mount's nursery); None: no read-ahead
@@ -119,7 +124,7 @@ class StoredBytes:
             whole = await self._patch(patch)
             return whole[offset : offset + length]
         assert blob is not None
-        found = blobs.location(self.db, blob)
+        found = self._location(blob)
         if found is None:
             raise OSError(errno.EIO, f"chunk refers to blob row {blob}, which does not exist")
         ident, stored_size = found
@@ -131,6 +136,9 @@ class StoredBytes:
         units = await self._units_of(ident, stored_size, first, last + 1)
         joined = b"".join(units)
         return joined[offset - first * UNIT : end - first * UNIT]
+
+    def _location(self, blob: int) -> tuple[str, int] | None:
+        return self.rows.get(("location", blob), lambda: blobs.location(self.db, blob))
 
     # -- units ------------------------------------------------------------------------------
 
@@ -256,7 +264,7 @@ class StoredBytes:
         Patches are read whole when first read, so only blobs are fetched ahead."""
         if self.spawn is None or patch is not None or blob is None or length <= 0:
             return
-        found = blobs.location(self.db, blob)
+        found = self._location(blob)
         if found is None:
             return
         ident, stored_size = found
