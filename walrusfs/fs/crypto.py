@@ -186,6 +186,15 @@ def open_segments(keys: VolumeKeys, header: bytes, cipher: bytes, first: int, to
         DecryptError: not a WFE1 stream, or a segment does not authenticate (another key,
             or altered bytes).
     """
+    return b"".join(segment_plaintexts(keys, header, cipher, first, total))
+
+
+def segment_plaintexts(
+    keys: VolumeKeys, header: bytes, cipher: bytes, first: int, total: int
+) -> list[bytes]:
+    """`open_segments`, each segment's plaintext apart: what a reader keeping segments (the
+    mount's units) takes without copying them out of one joined buffer. Raises as
+    `open_segments`."""
     aead, prefix = _aead(keys, header)
     out = []
     view = memoryview(cipher)
@@ -201,7 +210,7 @@ def open_segments(keys: VolumeKeys, header: bytes, cipher: bytes, first: int, to
             )
         pos += len(piece)
         i += 1
-    return b"".join(out)
+    return out
 
 
 def open_stream(keys: VolumeKeys, sealed: bytes) -> bytes:

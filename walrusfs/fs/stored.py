@@ -134,8 +134,11 @@ class StoredBytes:
             return b""
         first, last = offset // UNIT, (end - 1) // UNIT
         units = await self._units_of(ident, stored_size, first, last + 1)
-        joined = b"".join(units)
-        return joined[offset - first * UNIT : end - first * UNIT]
+        start, stop = offset - first * UNIT, end - last * UNIT
+        if len(units) == 1:
+            return units[0][start:stop]
+        # one copy: the ends cut through memoryviews, joined with the whole units between
+        return b"".join([memoryview(units[0])[start:], *units[1:-1], memoryview(units[-1])[:stop]])
 
     def _location(self, blob: int) -> tuple[str, int] | None:
         return self.rows.get(("location", blob), lambda: blobs.location(self.db, blob))
@@ -181,12 +184,13 @@ class StoredBytes:
         for key in keys:
             self._inflight[key] = done
         try:
-            data = await self._plaintext(ident, stored_size, first, stop)
+            pieces = await self._plaintext(ident, stored_size, first, stop)
             got = {}
-            for u in range(first, stop):
-                piece = data[(u - first) * UNIT : (u - first + 1) * UNIT]
+            for u, piece in zip(range(first, stop), pieces, strict=False):
                 self._units[(ident, u)] = piece
                 got[u] = piece
+            for u in range(first + len(pieces), stop):  # past the blob's end
+                self._units[(ident, u)] = got[u] = b""
             return got
         finally:
             for key in keys:
@@ -194,12 +198,16 @@ class StoredBytes:
                     del self._inflight[key]
             done.set()
 
-    async def _plaintext(self, ident: str, stored_size: int, first: int, stop: int) -> bytes:
+    async def _plaintext(self, ident: str, stored_size: int, first: int, stop: int) -> list[bytes]:
+        """Units [first, stop) of the blob's plaintext, each apart (a unit of an encrypted
+        blob is the plaintext its segment decrypts to: no copy out of a joined buffer); fewer
+        where the blob ends."""
         blob_id = codec.BlobId.parse(ident)
         if self.keys is None:
-            return await self.store.read(
+            data = await self.store.read(
                 blob_id, first * UNIT, (stop - first) * UNIT, blob_size=stored_size
             )
+            return [data[i : i + UNIT] for i in range(0, len(data), UNIT)]
         try:
             return await self._decrypted(blob_id, ident, stored_size, first, stop)
         except crypto.DecryptError as exc:
@@ -210,13 +218,13 @@ class StoredBytes:
 
     async def _decrypted(
         self, blob_id: codec.BlobId, ident: str, sealed_size: int, first: int, stop: int
-    ) -> bytes:
-        """Plaintext of WFE1 segments [first, stop) of an encrypted blob, each authenticated."""
+    ) -> list[bytes]:
+        """Plaintexts of WFE1 segments [first, stop) of an encrypted blob, each authenticated."""
         assert self.keys is not None
         total = crypto.segments_of(crypto.plain_size(sealed_size))
         stop = min(stop, total)
         if first >= stop:
-            return b""
+            return []
         off, length = crypto.cipher_span(first, stop - first, sealed_size)
         header = self._headers.get(ident)
         if header is None and first == 0:  # the header comes with the first segments
@@ -251,9 +259,9 @@ class StoredBytes:
                 blob_id, off, length, authenticated=True, blob_size=sealed_size
             )
         if stop - first <= INLINE_UNITS:
-            return crypto.open_segments(self.keys, header, cipher, first, total)
+            return crypto.segment_plaintexts(self.keys, header, cipher, first, total)
         return await trio.to_thread.run_sync(
-            crypto.open_segments, self.keys, header, cipher, first, total
+            crypto.segment_plaintexts, self.keys, header, cipher, first, total
         )
 
     # -- read-ahead -------------------------------------------------------------------------
