@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -39,18 +41,25 @@ def plans(tmp_path: Path) -> dict[str, dict[str, object]]:
 
 
 async def _killed_after_registering(
-    tmp_path: Path, worker: FakeWorker, files: dict[bytes, bytes]
+    tmp_path: Path,
+    worker: FakeWorker,
+    files: dict[bytes, bytes],
+    then: Callable[[Volume], Awaitable[None]] | None = None,
+    config: UploadConfig = CONFIG,
 ) -> str:
     """Write `files`, let their upload register a Blob and fail (the worker dies after its
-    "registered" line), and kill the mount before the retry. The Blob's object ID."""
+    "registered" line), do `then`, and kill the mount before the retry. The Blob's object
+    ID."""
     worker.faults.append(Fault(wp.WorkerError("the upload worker exited"), after_register=True))
     with pytest.raises(ExceptionGroup) as killed:  # out of the volume's nursery
-        async with open_volume(tmp_path, config=CONFIG, worker=worker) as v:
+        async with open_volume(tmp_path, config=config, worker=worker) as v:
             for name, body in files.items():
                 await v.create(name, body)
             with trio.fail_after(600):
                 while v.uploader.stats.failures == 0:
                     await trio.sleep(0.5)
+            if then is not None:
+                await then(v)
             raise Killed
     assert killed.group_contains(Killed)
     (object_id,) = worker.registered()
@@ -125,3 +134,39 @@ async def test_a_blob_without_a_plan_is_deleted_and_the_file_uploaded_anew(
         assert v.uploader.stats.orphans_deleted == 1 and worker.abandoned == [object_id]
         assert len(worker.registered()) == 2
         assert await v.read(await v.lookup(b"big")) == body
+
+
+@pytest.mark.parametrize("kind", ["blob", "quilt"])
+async def test_a_plan_whose_file_grew_is_not_resumed(
+    tmp_path: Path, autojump_clock, kind: str
+) -> None:
+    """The killed upload's file was appended to before the kill: resumed, a quilt's request
+    would read the file up to its planned size and commit it cut there (the new bytes
+    lost), a blob's would carry a record of the old length. The registration is given back
+    and the whole file uploads anew."""
+    worker = FakeWorker(FakeStore())
+    # a quilted file of more than 64 KiB is a chunk file, read up to its planned size
+    config = CONFIG if kind == "blob" else replace(CONFIG, quilt_threshold=256 * KiB)
+    files = (
+        {b"big": data(100 * KiB, 1)}
+        if kind == "blob"
+        else {
+            b"big": data(100 * KiB, 1),
+            b"other": data(80 * KiB, 3),
+        }
+    )
+    more = data(10 * KiB, 2)
+
+    async def append(v: Volume) -> None:
+        await v.write(await v.lookup(b"big"), more, offset=len(files[b"big"]))
+
+    object_id = await _killed_after_registering(tmp_path, worker, files, append, config)
+    assert plans(tmp_path)[object_id]["kind"] == kind
+    async with open_volume(tmp_path, config=config, worker=worker, orphans=[object_id]) as v:
+        await _settled(v)
+        assert await v.read(await v.lookup(b"big")) == files[b"big"] + more
+        for name, body in files.items():
+            if name != b"big":
+                assert await v.read(await v.lookup(name)) == body
+        assert v.uploader.stats.resumed == 0 and worker.abandoned == [object_id]
+    assert plans(tmp_path) == {}

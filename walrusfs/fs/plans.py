@@ -15,7 +15,8 @@ import contextlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,20 @@ class Plan:
     tags: dict[Key, dict[str, str]]  # a quilt's files' tags
     caps: dict[Key, int]  # a quilt's chunk files: the bytes planned (read no more)
     registered: str | None = None
+    #: each chunk's staged size when the request was sent (`resumable_with` checks it)
+    sizes: dict[Key, int] = field(default_factory=dict)
+
+    def resumable_with(self, size: Callable[[Key], int | None]) -> bool:
+        """Whether a plan a crash left may be sent again with the chunks as `size` finds them
+        staged now (None: not staged): each must hold as many bytes as the request read, or
+        its retry would commit a file cut at the planned size (a quilt reads a chunk file up
+        to its cap) or carry a record of another length. Bytes changed in place are safe
+        either way: they make another blob ID, which the worker registers anew."""
+        for key, _ in self.chunks:
+            want = self.caps.get(key, self.sizes.get(key))
+            if want is None or size(key) != want:
+                return False
+        return True
 
     def to_json(self) -> dict[str, Any]:
         """The plan as `PlanFiles` keeps it; generations are this process's and are left
@@ -55,6 +70,7 @@ class Plan:
             "attributes": self.attributes,
             "tags": [[*key, tags] for key, tags in self.tags.items()],
             "caps": [[*key, cap] for key, cap in self.caps.items()],
+            "sizes": [[*key, n] for key, n in self.sizes.items()],
             "registered": self.registered,
         }
 
@@ -69,6 +85,7 @@ class Plan:
             {(int(i), int(c)): dict(tags) for i, c, tags in d["tags"]},
             {(int(i), int(c)): int(cap) for i, c, cap in d["caps"]},
             None if d.get("registered") is None else str(d["registered"]),
+            {(int(i), int(c)): int(n) for i, c, n in d["sizes"]},
         )
 
 

@@ -332,12 +332,13 @@ class Uploader:
 
     def _resume_plans(self) -> None:
         """Take up the uploads an earlier process registered and did not commit (a crash or
-        kill -9): the plan of each whose chunks are all still staged becomes a failed
-        attempt, retried first with the same request, which the worker continues on the
-        same Blob (asking the nodes what they hold before sending a sliver, and finding it
-        certified if the dead process had certified it). A plan whose Blob is committed is
-        dropped; one whose chunks went is abandoned by `_settle_attempts` (its Blob
-        deleted). Blobs with a plan are not orphans to delete."""
+        kill -9): the plan of each whose chunks are all still staged, each with the bytes
+        the request read (`Plan.resumable_with`), becomes a failed attempt, retried first
+        with the same request, which the worker continues on the same Blob (asking the
+        nodes what they hold before sending a sliver, and finding it certified if the dead
+        process had certified it). A plan whose Blob is committed is dropped; any other
+        is abandoned by `_settle_attempts` (its Blob deleted). Blobs with a plan are not
+        orphans to delete."""
         if self.plan_files is None:
             return
         for object_id, doc in self.plan_files.load().items():
@@ -345,19 +346,23 @@ class Uploader:
                 self.plan_files.drop(object_id)  # committed just before the kill
                 continue
             keys = [(int(i), int(c)) for i, c in doc["chunks"]]
-            generation = {
-                key: self.content.generation(key) if self._still_staged(key) else -1 for key in keys
-            }
-            plan = Plan.from_json(doc, generation)
+            plan = Plan.from_json(doc, {key: -1 for key in keys})
+            if plan.resumable_with(self._staged_size):
+                plan.chunks = [(key, self.content.generation(key)) for key in keys]
+                self.stats.resumed += 1
+                log.info(
+                    "continuing the upload of %d chunk(s) registered as %s", len(keys), object_id
+                )
+            # else every generation is -1: `_settle_attempts` abandons it
             self._attempts.keep(plan)
-            self.stats.resumed += 1
             if object_id in self._orphans:
                 self._orphans.remove(object_id)
-            log.info("continuing the upload of %d chunk(s) registered as %s", len(keys), object_id)
 
-    def _still_staged(self, key: Key) -> bool:
+    def _staged_size(self, key: Key) -> int | None:
         chunk = self.content.chunk(*key)
-        return chunk is not None and chunk.staged and self.staging.exists(key)
+        if chunk is None or not chunk.staged or not self.staging.exists(key):
+            return None
+        return self.staging.size(key)
 
     async def _delete_orphans(self) -> None:
         """Delete the registered, never certified Blobs an earlier process left (a crash or

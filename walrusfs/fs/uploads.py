@@ -164,6 +164,8 @@ class Jobs:
         failure that registered a Blob keeps the plan for its retry. A Blob the plan named
         and the upload did not use (the bytes differ from the plan's: a plan a crash left,
         whose files changed before it) is abandoned."""
+        # the sizes the request reads (nothing awaits before `sources` reads the small ones)
+        plan.sizes = {key: self.staging.size(key) for key, _ in plan.chunks}
         where, _ = await sources(self.staging, [key for key, _ in plan.chunks], plan.caps)
         earlier = plan.registered
 
