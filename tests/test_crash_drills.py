@@ -348,12 +348,16 @@ def test_kill_9_during_an_upload_is_resumed_on_the_paid_blob(
         for pid in workers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        # on a loaded machine the last step may see the upload certified and committed
+        # before the kill lands (its plan then removed): nothing is left to resume
+        pending = plan.exists()
+        assert pending or step == "all-slivers"
         heal_all(dn)
         stored_before = _puts(dn, blob_id)  # what reached the nodes, in flight included
         m.mount()
         m.sync()
         status = m.status()["uploaded"]
-        assert (status["resumed"], status["orphans_deleted"]) == (1, 0)
+        assert (status["resumed"], status["orphans_deleted"]) == (int(pending), 0)
         assert _data_blobs(dn, volume_id) == {(paid, blob_id): True}  # the one paid for
         assert _uncertified(dn, volume_id) == []
         # every sliver stored once: the resumed upload sent only what the nodes lacked
