@@ -190,11 +190,20 @@ def add_indexes(db: sqlite3.Connection) -> None:
             db.execute(f"DROP INDEX {name}")
 
 
+#: SQLite's own page cache for the volume database. SQLite's default (2 MB) holds the
+#: metadata of a few thousand files; past it, each lookup of a file whose pages left the
+#: kernel's page cache read them from disk. With EXCLUSIVE locking the cache stays valid
+#: between transactions, so the pages the mount uses stay in its memory.
+DB_CACHE_BYTES = 64 << 20
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """Open (not create) a volume database with the mount's settings.
 
     WAL + synchronous=NORMAL: a crash keeps the database transaction-consistent and may lose
     the last commits; fsync() on a file makes them durable (`sync_wal`).
+
+    A page cache of DB_CACHE_BYTES (see there).
 
     EXCLUSIVE locking: one process opens a volume's database (the volume lock sees to it), so
     the file locks are taken once and kept, and the WAL index lives in memory. In the default
@@ -204,6 +213,7 @@ def connect(path: Path) -> sqlite3.Connection:
     """
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA locking_mode=EXCLUSIVE")  # before WAL is entered: no shared memory
+    db.execute(f"PRAGMA cache_size=-{DB_CACHE_BYTES >> 10}")
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA foreign_keys=OFF")
