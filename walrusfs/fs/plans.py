@@ -102,11 +102,20 @@ class PlanFiles:
         self.root = root
 
     def save(self, object_id: str, plan: Plan) -> None:
+        """Keep `plan` as the plan of Blob `object_id`.
+
+        Raises:
+            OSError: it could not be written (a full disk); nothing of it is left.
+        """
         self.root.mkdir(mode=0o700, exist_ok=True)
         path = self.root / f"{object_id}.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**plan.to_json(), "registered": object_id}))
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps({**plan.to_json(), "registered": object_id}))
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def drop(self, object_id: str) -> None:
         (self.root / f"{object_id}.json").unlink(missing_ok=True)

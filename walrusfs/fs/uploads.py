@@ -170,8 +170,12 @@ class Jobs:
         earlier = plan.registered
 
         def registered(object_id: str) -> None:
-            if self.plan_files is not None:
+            if self.plan_files is None:
+                return
+            try:
                 self.plan_files.save(object_id, plan)
+            except OSError as exc:  # a full disk: the upload goes on, only its resume is lost
+                log.warning("the plan of blob %s could not be kept (%s)", object_id, exc)
 
         try:
             answer = await send(
