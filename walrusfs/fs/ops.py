@@ -808,10 +808,10 @@ class Operations(pyfuse3.Operations):
     @_errors
     async def read(self, fh: int, off: int, size: int) -> bytes:
         inode = self.handles[fh].inode
-        row = self.content.rows.get(("size", inode), lambda: self._size_row(inode))
-        if row is None:
+        file_size = self.content.rows.get(("size", inode), lambda: self._size(inode))
+        if file_size is None:
             raise FUSEError(errno.ENOENT)
-        length = max(0, min(size, row[0] - off))
+        length = max(0, min(size, file_size - off))
         if length == 0:
             return b""
         try:
@@ -820,9 +820,9 @@ class Operations(pyfuse3.Operations):
             log.error("cannot read %s: %s", path_of(self.db, inode) or f"inode {inode}", exc)
             raise FUSEError(errno.EIO) from None
 
-    def _size_row(self, inode: int) -> tuple[int] | None:
+    def _size(self, inode: int) -> int | None:
         row = self.db.execute("SELECT size FROM inodes WHERE id = ?", (inode,)).fetchone()
-        return None if row is None else (int(row[0]),)
+        return None if row is None else int(row[0])
 
     @_errors
     async def write(self, fh: int, off: int, buf: bytes) -> int:

@@ -75,12 +75,12 @@ class Plan:
         }
 
     @classmethod
-    def from_json(cls, d: dict[str, Any], generation: dict[Key, int]) -> Plan:
-        """A kept plan, each chunk at the generation `generation` gives it."""
-        chunks = [(int(i), int(c)) for i, c in d["chunks"]]
+    def from_json(cls, d: dict[str, Any]) -> Plan:
+        """A kept plan, each chunk at generation -1, which no chunk has: the caller sets the
+        current ones if the plan may be sent again (`resumable_with`)."""
         return cls(
             str(d["kind"]),
-            [(key, generation[key]) for key in chunks],
+            [((int(i), int(c)), -1) for i, c in d["chunks"]],
             {str(k): str(v) for k, v in d["attributes"].items()},
             {(int(i), int(c)): dict(tags) for i, c, tags in d["tags"]},
             {(int(i), int(c)): int(cap) for i, c, cap in d["caps"]},
@@ -142,7 +142,7 @@ class PlanFiles:
                 doc = json.loads(path.read_text())
                 if doc.get("registered") != path.stem or doc.get("kind") not in ("blob", "quilt"):
                     raise ValueError("not a plan of this Blob")
-                Plan.from_json(doc, _AnyGeneration())  # checks the shape
+                Plan.from_json(doc)  # checks the shape
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 log.warning("upload plan %s unreadable (%s): removed", path.name, exc)
                 with contextlib.suppress(OSError):
@@ -150,11 +150,6 @@ class PlanFiles:
                 continue
             out[path.stem] = doc
         return out
-
-
-class _AnyGeneration(dict[Key, int]):
-    def __missing__(self, key: Key) -> int:
-        return 0
 
 
 async def sources(

@@ -345,8 +345,8 @@ class Uploader:
             if blobs.row_of(self.db, object_id) is not None:
                 self.plan_files.drop(object_id)  # committed just before the kill
                 continue
-            keys = [(int(i), int(c)) for i, c in doc["chunks"]]
-            plan = Plan.from_json(doc, {key: -1 for key in keys})
+            plan = Plan.from_json(doc)
+            keys = [key for key, _ in plan.chunks]
             if plan.resumable_with(self._staged_size):
                 plan.chunks = [(key, self.content.generation(key)) for key in keys]
                 self.stats.resumed += 1
