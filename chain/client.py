@@ -27,6 +27,7 @@ from chain import checkpoints, errors, reads, transactions
 from chain import move_types as mt
 from chain.aio_bridge import AsyncioThread
 from chain.executor import GAS_SAFE_OVERHEAD, MAX_GAS_BUDGET, Build, Executor
+from chain.pool_client import PoolClient
 from chain.profiles import MAINNET, PROFILES, TESTNET, NetworkProfile, devnet_profile
 from chain.ptb import ObjectRef
 from chain.reads import ATTRIBUTE_READS, OBJECT_BATCH, OWNED_PAGE_SIZE
@@ -89,6 +90,8 @@ class WalrusChain:
         self.bridge = self._rpc.bridge
         self._tx = Executor(self._rpc, key, gas_budget)
         self.address = self._tx.address
+        #: storage pools: reads and transactions (`chain.pool_client`)
+        self.pools = PoolClient(self._run, self._rpc, self._tx)
 
     @property
     def gas_budget(self) -> int | None:

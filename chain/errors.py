@@ -99,3 +99,21 @@ class AlreadyCertified(MoveAbortError):
 
 class QuorumNotReached(MoveAbortError):
     """The certificate's signers hold fewer than 2f+1 shards (`bls_aggregate::ENotEnoughStake`)."""
+
+
+class PoolFull(MoveAbortError):
+    """The storage pool has less unused capacity than the blob needs
+    (`storage_pool::EInsufficientCapacity`)."""
+
+
+class PoolNotEmpty(MoveAbortError):
+    """A pool that still holds blobs cannot be destroyed (`storage_pool::EPoolNotEmpty`)."""
+
+
+class BlobInPoolAlready(MoveAbortError):
+    """The pool holds a blob of this blob ID already: its table is keyed by blob ID
+    (`sui::dynamic_field::EFieldAlreadyExists`, raised by `object_table::add`)."""
+
+
+class NotInPool(MoveAbortError):
+    """The pool holds no blob of this blob ID (`sui::dynamic_field::EFieldDoesNotExist`)."""

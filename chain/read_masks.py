@@ -28,6 +28,10 @@ STAKING_POOL = ("object_id", "contents")
 #: (contents decoded).
 OWNED = ("object_id", "version", "digest", "object_type", "contents", "balance")
 
+#: A storage pool's blob table listed (ListDynamicFields of its ObjectTable): each entry is a
+#: dynamic object field whose `child_id` is the PooledBlob, read next in batches.
+POOL_TABLE = ("kind", "field_id", "child_id")
+
 #: The epoch's reference gas price (what transactions are built with).
 GAS_PRICE = ("reference_gas_price",)
 

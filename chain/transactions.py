@@ -68,7 +68,7 @@ class RelayTip:
         ptb.transfer([coin], self.address)
 
 
-def _system(tx: Executor, ptb: Ptb, info: SystemInfo, mutable: bool) -> Any:
+def system_arg(tx: Executor, ptb: Ptb, info: SystemInfo, mutable: bool) -> Any:
     """The shared System object as an argument."""
     return ptb.shared(tx.rpc.profile.system_object, info.system_initial_version, mutable)
 
@@ -116,7 +116,7 @@ async def _register_with(
 
     def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
         package = info.package_id
-        system = _system(tx, ptb, info, True)
+        system = system_arg(tx, ptb, info, True)
         if storage_ref is not None and cost.reuse is not None:
             storage = ptb.owned(storage_ref)
             for ref in fuse_refs:
@@ -185,7 +185,7 @@ async def certify_blob(
             "system",
             "certify_blob",
             [
-                _system(tx, ptb, info, False),
+                system_arg(tx, ptb, info, False),
                 ptb.owned(blob_ref),
                 ptb.byte_vector(signature),
                 ptb.byte_vector(signers_bitmap),
@@ -209,7 +209,7 @@ async def extend_blob(tx: Executor, blob_object_id: str, epochs: int) -> tuple[i
             info.package_id,
             "system",
             "extend_blob",
-            [_system(tx, ptb, info, True), ptb.owned(blob_ref), ptb.u32(epochs), wal],
+            [system_arg(tx, ptb, info, True), ptb.owned(blob_ref), ptb.u32(epochs), wal],
         )
 
     return cost, await tx.execute(build, wal_needed=cost, info=info)
@@ -225,7 +225,7 @@ async def delete_blob(tx: Executor, blob_object_id: str) -> mt.Storage:
             info.package_id,
             "system",
             "delete_blob",
-            [_system(tx, ptb, info, False), ptb.owned(blob_ref)],
+            [system_arg(tx, ptb, info, False), ptb.owned(blob_ref)],
         )
         ptb.transfer([storage], tx.address)
 

@@ -1,7 +1,9 @@
 """A storage node following the chain: Walrus events into its index, the epoch and its shards.
 
 Registration is known from the Walrus package's events (`BlobRegistered`, `BlobCertified`,
-`BlobDeleted`, `InvalidBlobID`, `EpochChangeStart`, `EpochChangeDone`), read checkpoint by
+`BlobDeleted`, `InvalidBlobID`, `EpochChangeStart`, `EpochChangeDone`, and for storage pools
+`StoragePoolCreated`, `StoragePoolExtended`, `PooledBlobRegistered`, `PooledBlobCertified`,
+`PooledBlobDeleted`: a pooled blob is stored until its pool ends), read checkpoint by
 checkpoint into the node's index, and from the System object's epoch. The node waits on the
 chain's checkpoint stream (`SubscribeCheckpoints`) and catches up at every frame; it does not
 poll (four nodes polling four times a second would keep half of a 2-core machine busy doing
@@ -13,6 +15,7 @@ deleted or expires, its directory is removed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
@@ -20,6 +23,7 @@ import trio
 from cachetools import LRUCache
 
 from chain import move_types as mt
+from chain import pool_types as pt
 from chain.client import ChainEvent, SystemInfo
 from chain.errors import ChainError, ChainUnavailable
 from chain.localnet.node import InvalidBlobID
@@ -28,13 +32,14 @@ from codec.params import EncodingParams
 from walrusfs.devnet.node_state import NodeParts
 from walrusfs.devnet.shard_sync import ShardSync
 from walrusfs.devnet.shared import SharedChain
-from walrusfs.devnet.storage import Registration
+from walrusfs.devnet.storage import PoolEvents, Registration
 from walrusfs.store.nodes import ActiveCommittees
 
 log = logging.getLogger("walrusfs.devnet.node")
 
-#: a BlobCertified event as the index stores it: object ID, end epoch, epoch, tx, event index
-Certification = tuple[str, int, int, str, int]
+#: a BlobCertified event as the index stores it: object ID, end epoch (None for a pooled
+#: blob: its pool's), epoch, tx, event index
+Certification = tuple[str, int | None, int, str, int]
 
 
 class ChainFollower:
@@ -187,6 +192,7 @@ class ChainFollower:
         certified: list[Certification] = []
         deleted: list[str] = []
         invalid: list[tuple[bytes, str, int]] = []
+        pools = PoolEvents()
         for ev in events:
             if ev.name == "BlobRegistered":
                 r = mt.BlobRegistered.from_bcs(ev.bcs)
@@ -213,8 +219,43 @@ class ChainFollower:
             elif ev.name == "InvalidBlobID":
                 v = InvalidBlobID.from_bcs(ev.bcs)
                 invalid.append((BlobId.from_u256(v.blob_id).raw, ev.tx_digest, ev.index))
+            elif ev.name == "StoragePoolCreated":
+                pc = pt.StoragePoolCreated.from_bcs(ev.bcs)
+                pools.created.append((pc.storage_pool_id, pc.end_epoch))
+            elif ev.name == "StoragePoolExtended":
+                pe = pt.StoragePoolExtended.from_bcs(ev.bcs)
+                pools.extended.append((pe.storage_pool_id, pe.new_end_epoch))
+            elif ev.name == "PooledBlobRegistered":
+                pr = pt.PooledBlobRegistered.from_bcs(ev.bcs)
+                pools.pooled[pr.object_id] = pr.storage_pool_id
+                registered.append(
+                    Registration(
+                        object_id=pr.object_id,
+                        blob_id=BlobId.from_u256(pr.blob_id).raw,
+                        deletable=pr.deletable,
+                        size=pr.unencoded_size,
+                        registered_epoch=pr.epoch,
+                        end_epoch=0,  # the pool's, filled in by the index
+                        certified_epoch=None,
+                        event_tx=ev.tx_digest,
+                        event_ix=ev.index,
+                    )
+                )
+            elif ev.name == "PooledBlobCertified":
+                pcert = pt.PooledBlobCertified.from_bcs(ev.bcs)
+                certified.append((pcert.object_id, None, pcert.epoch, ev.tx_digest, ev.index))
+            elif ev.name == "PooledBlobDeleted":
+                deleted.append(pt.PooledBlobDeleted.from_bcs(ev.bcs).object_id)
         await trio.to_thread.run_sync(
-            self.parts.store.apply_events, cursor, registered, certified, deleted, invalid
+            functools.partial(
+                self.parts.store.apply_events,
+                cursor,
+                registered,
+                certified,
+                deleted,
+                invalid,
+                pools=pools,
+            )
         )
         self._regs.clear()
         # EpochChangeStart: a new epoch (and committee); EpochChangeDone: the shards have

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -45,7 +46,7 @@ import sqlite3
 import threading
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
@@ -95,6 +96,19 @@ CREATE TABLE IF NOT EXISTS registrations (
     event_ix INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS registrations_by_blob ON registrations (blob_id);
+-- Storage pools (StoragePoolCreated, StoragePoolExtended; walrus storage_pool_info.rs): a
+-- pooled blob is stored until its pool's end epoch, which an extension raises.
+CREATE TABLE IF NOT EXISTS pools (
+    pool_id TEXT PRIMARY KEY,
+    end_epoch INTEGER NOT NULL
+);
+-- The registrations that are pooled blobs (PooledBlobRegistered), and their pool: their
+-- end_epoch in `registrations` is their pool's, raised with it.
+CREATE TABLE IF NOT EXISTS pooled (
+    object_id TEXT PRIMARY KEY,
+    pool_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pooled_by_pool ON pooled (pool_id);
 -- Blob IDs the chain declared invalid (InvalidBlobID events): event_tx/event_ix = that event.
 CREATE TABLE IF NOT EXISTS invalid_blobs (
     blob_id BLOB PRIMARY KEY,
@@ -110,6 +124,18 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 """
+
+
+@dataclass
+class PoolEvents:
+    """One checkpoint's storage-pool events, as the index applies them."""
+
+    #: (pool ID, end epoch) of StoragePoolCreated
+    created: list[tuple[str, int]] = field(default_factory=list)
+    #: (pool ID, new end epoch) of StoragePoolExtended
+    extended: list[tuple[str, int]] = field(default_factory=list)
+    #: pooled blob object ID -> its pool (PooledBlobRegistered)
+    pooled: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -333,20 +359,40 @@ class NodeStore:
         self,
         cursor: int,
         registered: list[Registration],
-        certified: list[tuple[str, int, int, str, int]],
+        certified: list[tuple[str, int | None, int, str, int]],
         deleted: list[str],
         invalid: list[tuple[bytes, str, int]] | None = None,
+        *,
+        pools: PoolEvents | None = None,
     ) -> None:
         """Apply one checkpoint's events and advance the cursor, atomically.
 
         Args:
             cursor: the checkpoint whose events these are.
+            registered: Blobs and pooled blobs (a pooled blob's end epoch is its pool's,
+                filled in here).
             certified: (object_id, end_epoch, epoch, event_tx, event_ix) rows; an extension
-                is a certification that only raises end_epoch.
-            deleted: object IDs of deleted Blobs.
+                is a certification that only raises end_epoch. A pooled blob's row has
+                end_epoch None (its pool's stays).
+            deleted: object IDs of deleted Blobs and pooled blobs.
             invalid: (blob_id, event_tx, event_ix) of InvalidBlobID events.
+            pools: the storage-pool events.
         """
+        pools = pools or PoolEvents()
         with self._tx() as db:
+            for pool_id, end_epoch in pools.created:
+                db.execute("INSERT OR REPLACE INTO pools VALUES (?, ?)", (pool_id, end_epoch))
+            for object_id, pool_id in pools.pooled.items():
+                db.execute("INSERT OR REPLACE INTO pooled VALUES (?, ?)", (object_id, pool_id))
+                row = db.execute(
+                    "SELECT end_epoch FROM pools WHERE pool_id = ?", (pool_id,)
+                ).fetchone()
+                if row is None:
+                    raise ValueError(f"pooled blob {object_id} of an unknown pool {pool_id}")
+                registered = [
+                    dataclasses.replace(r, end_epoch=int(row[0])) if r.object_id == object_id else r
+                    for r in registered
+                ]
             for r in registered:
                 db.execute(
                     "INSERT OR REPLACE INTO registrations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -362,15 +408,23 @@ class NodeStore:
                         r.event_ix,
                     ),
                 )
-            for object_id, end_epoch, epoch, tx, ix in certified:
+            for object_id, cert_end, epoch, tx, ix in certified:
                 db.execute(
-                    "UPDATE registrations SET end_epoch = ?, "
+                    "UPDATE registrations SET end_epoch = COALESCE(?, end_epoch), "
                     "certified_epoch = COALESCE(certified_epoch, ?), event_tx = ?, event_ix = ? "
                     "WHERE object_id = ?",
-                    (end_epoch, epoch, tx, ix, object_id),
+                    (cert_end, epoch, tx, ix, object_id),
+                )
+            for pool_id, end_epoch in pools.extended:
+                db.execute("UPDATE pools SET end_epoch = ? WHERE pool_id = ?", (end_epoch, pool_id))
+                db.execute(
+                    "UPDATE registrations SET end_epoch = ? WHERE object_id IN "
+                    "(SELECT object_id FROM pooled WHERE pool_id = ?)",
+                    (end_epoch, pool_id),
                 )
             for object_id in deleted:
                 db.execute("DELETE FROM registrations WHERE object_id = ?", (object_id,))
+                db.execute("DELETE FROM pooled WHERE object_id = ?", (object_id,))
             for blob_id, tx, ix in invalid or []:
                 db.execute(
                     "INSERT OR IGNORE INTO invalid_blobs VALUES (?, ?, ?)", (blob_id, tx, ix)
@@ -397,6 +451,10 @@ class NodeStore:
         """Record the epoch and forget registrations that have expired."""
         with self._tx() as db:
             db.execute("DELETE FROM registrations WHERE end_epoch <= ?", (epoch,))
+            db.execute(
+                "DELETE FROM pooled WHERE object_id NOT IN (SELECT object_id FROM registrations)"
+            )
+            db.execute("DELETE FROM pools WHERE end_epoch <= ?", (epoch,))
             db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?)", (str(epoch),)
             )

@@ -1,0 +1,166 @@
+"""`WalrusChain.pools`: the storage-pool reads and transactions of `chain.pools`, awaited from
+trio (the work runs on the chain client's asyncio thread).
+
+Every method may raise what a `WalrusChain` method may (`ChainUnavailable`, `ChainError`,
+`WalletError`); the transactions also raise `InsufficientWal`/`InsufficientGas` before anything
+is signed, `TransactionRejected`, and `MoveAbortError` (its subclass where the abort is named:
+`PoolFull`, `BlobInPoolAlready`, `NotInPool`, `AlreadyCertified`, `QuorumNotReached`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+from chain import pool_types as pt
+from chain import pools
+from chain.executor import Executor
+from chain.records import TxResult
+from chain.transactions import RelayTip
+from chain.transport import Transport
+
+T = TypeVar("T")
+Run = Callable[[Coroutine[Any, Any, T]], Awaitable[T]]
+
+
+class PoolClient:
+    """One wallet's storage pools."""
+
+    def __init__(self, run: Run[Any], rpc: Transport, tx: Executor) -> None:
+        self._run = run
+        self._rpc = rpc
+        self._tx = tx
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def get(self, pool_id: str) -> pt.PoolState:
+        """The pool's capacity, use and epochs.
+
+        Raises:
+            ObjectNotFound: there is no such pool (destroyed, or another network's).
+        """
+        state: pt.PoolState = await self._run(pools.pool(self._rpc, pool_id))
+        return state
+
+    async def owned(self) -> list[pt.PoolState]:
+        """Every pool the wallet owns."""
+        found: list[pt.PoolState] = await self._run(pools.owned_pools(self._rpc, self._tx.address))
+        return found
+
+    async def blob(self, state: pt.PoolState, blob_id: int) -> pt.PooledBlob | None:
+        """The pool's blob of `blob_id`, None if the pool has none."""
+        found: pt.PooledBlob | None = await self._run(pools.pooled_blob(self._rpc, state, blob_id))
+        return found
+
+    async def blob_object(self, object_id: str) -> pt.PooledBlob:
+        """The PooledBlob object `object_id`.
+
+        Raises:
+            ObjectNotFound: deleted, burned, or never existed.
+        """
+        found: pt.PooledBlob = await self._run(pools.pooled_object(self._rpc, object_id))
+        return found
+
+    async def blobs(self, state: pt.PoolState) -> list[pt.PooledBlob]:
+        """Every blob in the pool (its table listed, the objects read in batches)."""
+        found: list[pt.PooledBlob] = await self._run(pools.pooled_blobs(self._rpc, state))
+        return found
+
+    # -- transactions -----------------------------------------------------------------------
+
+    async def create(self, capacity: int, epochs: int) -> tuple[pt.PoolState, int]:
+        """A new pool of `capacity` encoded bytes for `epochs` epochs, and the WAL paid.
+
+        Raises:
+            MoveAbortError: `EInvalidEpochsAhead` (epochs not in 1..max_epochs_ahead),
+                `EInvalidResourceSize` (zero capacity), `EStorageExceeded` (the network is full).
+        """
+        created: tuple[pt.PoolState, int] = await self._run(
+            pools.create_pool(self._tx, capacity, epochs)
+        )
+        return created
+
+    async def register(
+        self,
+        pool_id: str,
+        blob_id: int,
+        root_hash: int,
+        size: int,
+        *,
+        deletable: bool,
+        attributes: dict[str, str] | None = None,
+        relay_tip: RelayTip | None = None,
+    ) -> tuple[pt.PooledBlob, int, TxResult]:
+        """Register a blob against the pool, growing the pool first by what it lacks (owned
+        Storage ending with the pool is absorbed before new capacity is bought); attributes
+        and a relay tip in the same transaction. The PooledBlob, the WAL paid, the result.
+
+        Raises:
+            BlobInPoolAlready: the pool holds this blob ID already.
+            MoveAbortError: `EInvalidEpochsAhead` (the pool has expired), `EInvalidBlobId`.
+        """
+        registered: tuple[pt.PooledBlob, int, TxResult] = await self._run(
+            pools.register_pooled_blob(
+                self._tx,
+                pool_id,
+                blob_id,
+                root_hash,
+                size,
+                deletable=deletable,
+                attributes=attributes or {},
+                tip=relay_tip,
+            )
+        )
+        return registered
+
+    async def certify(
+        self, pool_id: str, blob_id: int, signature: bytes, signers_bitmap: bytes, message: bytes
+    ) -> TxResult:
+        """Certify the pool's blob of `blob_id` with an aggregated confirmation.
+
+        Raises:
+            NotInPool: the pool holds no such blob.
+            AlreadyCertified: certified before (by an earlier attempt, perhaps).
+            QuorumNotReached: the signers hold fewer than 2f+1 shards.
+        """
+        result: TxResult = await self._run(
+            pools.certify_pooled_blob(
+                self._tx,
+                pool_id,
+                blob_id,
+                signature=signature,
+                signers_bitmap=signers_bitmap,
+                message=message,
+            )
+        )
+        return result
+
+    async def delete(self, pool_id: str, blob_ids: list[int]) -> TxResult:
+        """Delete deletable blobs of the pool in one transaction (capacity back to the pool).
+
+        Raises:
+            NotInPool: one of them is not in the pool (nothing was deleted).
+            MoveAbortError: `EBlobNotDeletable`, or `EInvalidEpochsAhead` (the pool expired).
+        """
+        result: TxResult = await self._run(pools.delete_pooled_blobs(self._tx, pool_id, blob_ids))
+        return result
+
+    async def extend(self, pool_id: str, epochs: int) -> tuple[int, TxResult]:
+        """Renew the pool, and so every blob in it, by `epochs`; the WAL paid.
+
+        Raises:
+            MoveAbortError: `EInvalidEpochsAhead` (expired, or beyond max_epochs_ahead).
+        """
+        extended: tuple[int, TxResult] = await self._run(
+            pools.extend_pool(self._tx, pool_id, epochs)
+        )
+        return extended
+
+    async def shrink(self, pool_id: str, size: int) -> TxResult:
+        """Take `size` unused bytes out of the pool, as a Storage object of the wallet.
+
+        Raises:
+            PoolFull: the pool has less than `size` unused.
+        """
+        result: TxResult = await self._run(pools.shrink_pool(self._tx, pool_id, size))
+        return result
