@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import pysui.sui.sui_grpc.suimsgs.sui.rpc.v2 as pb
 from pysui import GrpcProtocolClient
 
-from chain import checkpoints, errors, reads, transactions
+from chain import checkpoints, errors, pools, reads, transactions
 from chain import move_types as mt
 from chain.aio_bridge import AsyncioThread
 from chain.executor import GAS_SAFE_OVERHEAD, MAX_GAS_BUDGET, Build, Executor
@@ -147,9 +147,14 @@ class WalrusChain:
         """
         return await self._run(reads.transaction(self._rpc, digest))
 
-    async def blobs(self, valid_only: bool = True) -> list[mt.Blob]:
-        """Owned Blob objects; `valid_only` drops those whose end epoch has passed."""
-        return await self._run(reads.blobs(self._rpc, self.address, valid_only))
+    async def blobs(self, valid_only: bool = True, *, pooled: bool = True) -> list[mt.Blob]:
+        """Owned Blob objects and (`pooled`) the blobs of the wallet's storage pools, seen as
+        Blobs (`mt.Blob.pool` names their pool: they are extended and deleted through it);
+        `valid_only` drops those whose end epoch has passed."""
+        found = await self._run(reads.blobs(self._rpc, self.address, valid_only))
+        if pooled:
+            found += await self._run(pools.pooled_as_blobs(self._rpc, self.address, valid_only))
+        return found
 
     async def storage_resources(self, valid_only: bool = True) -> list[mt.Storage]:
         async def go() -> list[mt.Storage]:

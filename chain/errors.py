@@ -34,6 +34,10 @@ class ObjectNotFound(ChainError, LookupError):
     """An object the caller named does not exist (any more) on chain."""
 
 
+class NotPooled(ObjectNotFound):
+    """The object is not a blob of a storage pool (an owned Blob, say)."""
+
+
 class InsufficientFunds(ChainError):
     """The wallet cannot pay; nothing was sent. `need` and `have` are in FROST or MIST."""
 

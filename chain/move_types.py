@@ -158,6 +158,9 @@ class Blob(MoveStruct):
     certified_epoch: int | None
     storage: Storage
     deletable: bool
+    #: not Move: set when this is a pooled blob seen as a Blob (`chain.pools.as_blob`): the
+    #: StoragePool holding it, whose range and the blob's encoded size are `storage`
+    pool: str | None = dataclasses.field(default=None, compare=False)
     FIELDS = (
         ("id", "id"),
         ("registered_epoch", "u32"),

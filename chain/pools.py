@@ -23,6 +23,7 @@ from typing import Any
 import pysui.sui.sui_grpc.pgrpc_requests as rq
 
 from chain import errors, reads
+from chain import move_types as mt
 from chain import pool_types as pt
 from chain import read_masks as masks
 from chain.executor import Executor
@@ -81,9 +82,13 @@ async def pooled_object(rpc: Transport, object_id: str) -> pt.PooledBlob:
     """The PooledBlob object `object_id`.
 
     Raises:
+        NotPooled: it is another kind of object (an owned Blob).
         ObjectNotFound: it does not exist (deleted or burned).
     """
-    return pt.PooledBlob.from_bcs(contents(await rpc.object(object_id)))
+    obj = await rpc.object(object_id)
+    if not (obj.object_type or "").endswith("::storage_pool::PooledBlob"):
+        raise errors.NotPooled(f"{object_id} is a {obj.object_type}, not a PooledBlob")
+    return pt.PooledBlob.from_bcs(contents(obj))
 
 
 async def pooled_blobs(rpc: Transport, state: pt.PoolState) -> list[pt.PooledBlob]:
@@ -114,6 +119,37 @@ async def pooled_blobs(rpc: Transport, state: pt.PoolState) -> list[pt.PooledBlo
             if result.object is not None:  # None: deleted between the listing and the read
                 found.append(pt.PooledBlob.from_bcs(contents(result.object)))
     return found
+
+
+def as_blob(blob: pt.PooledBlob, state: pt.PoolState, n_shards: int) -> mt.Blob:
+    """A pooled blob seen as a Blob (`mt.Blob.pool` set): what the volume code reads of any
+    blob (ID, size, certification, end epoch) whichever way it is stored. Its `storage` is
+    the pool's range and the blob's encoded size; it is no Storage object."""
+    encoded = EncodingParams(n_shards).encoded_size(blob.unencoded_size)
+    storage = mt.Storage(state.id, state.start_epoch, state.end_epoch, encoded)
+    return mt.Blob(
+        blob.id,
+        blob.registered_epoch,
+        blob.blob_id,
+        blob.unencoded_size,
+        blob.encoding_type,
+        blob.certified_epoch,
+        storage,
+        blob.deletable,
+        pool=state.id,
+    )
+
+
+async def pooled_as_blobs(rpc: Transport, owner: str, valid_only: bool) -> list[mt.Blob]:
+    """The blobs of every pool the wallet owns, as Blobs (`as_blob`); `valid_only` drops the
+    pools that have ended."""
+    info = await reads.system_info(rpc)
+    out: list[mt.Blob] = []
+    for state in await owned_pools(rpc, owner):
+        if valid_only and state.end_epoch <= info.epoch:
+            continue
+        out.extend(as_blob(b, state, info.n_shards) for b in await pooled_blobs(rpc, state))
+    return out
 
 
 # -- prices ------------------------------------------------------------------------------------

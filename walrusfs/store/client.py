@@ -25,8 +25,11 @@ import codec
 from cache.blocks import BlockCache
 from cache.ranges import RangeCache
 from cache.slivers import SliverCache
+from chain import errors as chain_errors
 from chain import move_types as mt
 from chain.client import CostEstimate, WalrusChain
+from chain.transport import norm
+from codec.params import BYTES_PER_UNIT_SIZE
 from walrusfs.store.committee import Committees
 from walrusfs.store.hedging import NodeStats
 from walrusfs.store.metadata import MetadataReader
@@ -187,6 +190,7 @@ class WalrusStore:
         reuse: bool = True,
         registered: Registered | None = None,
         resume: str | None = None,
+        pool: str | None = None,
     ) -> StoreResult:
         """`data` as a certified blob for `epochs` epochs.
 
@@ -199,6 +203,9 @@ class WalrusStore:
             resume: the Blob object an earlier attempt registered for these bytes (perhaps
                 in another process), continued if it still is one of this blob, unexpired
                 and uncertified.
+            pool: the storage pool to keep the blob in (`walrusfs/store/pooled.py`): its end
+                epoch is the pool's (`epochs` is not used), and an earlier attempt's entry in
+                the pool is continued or reused.
 
         Raises:
             NotEnoughConfirmations: fewer than quorum shards confirmed (the registration is
@@ -207,7 +214,7 @@ class WalrusStore:
             codec.DataTooLarge: `data` exceeds the largest blob of the network.
             ValueError: `epochs` is not within 1..`max_epochs_ahead`.
         """
-        opts = StoreOptions(deletable, attributes, progress, reuse, registered, resume)
+        opts = StoreOptions(deletable, attributes, progress, reuse, registered, resume, pool)
         return await self._writer.store(data, epochs, opts)
 
     async def store_quilt(
@@ -221,6 +228,7 @@ class WalrusStore:
         reuse: bool = True,
         registered: Registered | None = None,
         resume: str | None = None,
+        pool: str | None = None,
     ) -> QuiltResult:
         """`items` as one quilt blob, stored as `store` does (and raising what it raises);
         with each item's patch ID.
@@ -229,7 +237,7 @@ class WalrusStore:
             codec.QuiltError: the items do not make a quilt (duplicate or invalid
                 identifiers, too many or too large for one); nothing was paid.
         """
-        opts = StoreOptions(deletable, attributes, progress, reuse, registered, resume)
+        opts = StoreOptions(deletable, attributes, progress, reuse, registered, resume, pool)
         return await self._writer.store_quilt(items, epochs, opts)
 
     @property
@@ -238,10 +246,19 @@ class WalrusStore:
         after paying; the retry of the same bytes continues it)."""
         return self._registrations.unfinished
 
-    async def abandon(self, object_id: str) -> bool:
-        """Delete a registration nobody will retry: its Storage returns to the wallet for the
-        next registration. False if it was gone already."""
-        return await self._registrations.abandon(object_id)
+    async def abandon(self, object_id: str, pool: str | None = None) -> bool:
+        """Delete a registration nobody will retry: its Storage returns to the wallet (or its
+        capacity to its `pool`) for the next registration. False if it was gone already."""
+        if pool is None:
+            return await self._registrations.abandon(object_id)
+        try:
+            await self.chain.pools.blob_object(object_id)
+        except chain_errors.NotPooled:
+            return await self._registrations.abandon(object_id)
+        except chain_errors.ObjectNotFound:
+            return False
+        await self.delete(object_id, pool)
+        return True
 
     # -- read -------------------------------------------------------------------------------
 
@@ -309,16 +326,30 @@ class WalrusStore:
     async def blobs(self) -> list[mt.Blob]:
         return await self.chain.blobs(valid_only=True)
 
-    async def delete(self, object_id: str) -> None:
-        """Delete the Blob object and forget its blob's metadata, bytes and slivers.
+    async def delete(self, object_id: str, pool: str | None = None) -> None:
+        """Delete the Blob object (or the PooledBlob of `pool`) and forget its blob's
+        metadata, bytes and slivers.
 
         Raises:
-            chain.errors.ObjectNotFound: the wallet has no such Blob.
+            chain.errors.ObjectNotFound: the wallet has no such Blob (the pool no such blob).
             chain.errors.MoveAbortError: the blob is permanent, or has expired.
         """
-        blob = await self.chain.blob(object_id)
-        await self.chain.delete_blob(object_id)
-        blob_id = codec.BlobId.from_u256(blob.blob_id)
+        pooled = None
+        if pool is not None:
+            try:
+                pooled = await self.chain.pools.blob_object(object_id)
+            except chain_errors.NotPooled:
+                pooled = None  # an owned Blob (a volume's blobs from before its pool)
+        if pooled is None:
+            blob_u256 = (await self.chain.blob(object_id)).blob_id
+            await self.chain.delete_blob(object_id)
+        else:
+            assert pool is not None
+            if norm(pooled.storage_pool_id) != norm(pool):
+                raise chain_errors.ObjectNotFound(f"{object_id} is not a blob of pool {pool}")
+            blob_u256 = pooled.blob_id
+            await self.chain.pools.delete(pool, [blob_u256])
+        blob_id = codec.BlobId.from_u256(blob_u256)
         self._metadata.pop(blob_id.raw, None)
         await trio.to_thread.run_sync(self._reader.forget_cached, blob_id)
         if self.cache is not None:
@@ -335,3 +366,34 @@ class WalrusStore:
         """
         paid, _ = await self.chain.extend_blob(object_id, epochs)
         return paid
+
+    async def create_pool(self, capacity: int, epochs: int) -> tuple[str, int]:
+        """A new storage pool of `capacity` encoded bytes for `epochs` epochs: its object ID
+        and the FROST paid.
+
+        Raises:
+            chain.errors.InsufficientWal, InsufficientGas: before anything was signed.
+            chain.errors.MoveAbortError: `epochs` beyond `max_epochs_ahead`, say.
+        """
+        state, paid = await self.chain.pools.create(capacity, epochs)
+        return state.id, paid
+
+    async def extend_pool(self, pool: str, epochs: int, keep_unused: float) -> tuple[int, int]:
+        """Renew the pool, and every blob in it, by `epochs` epochs: (FROST paid, new end
+        epoch). Unused capacity above `keep_unused` (a fraction of the capacity in use) is
+        taken out first, so the renewal pays for what the volume holds, not for what it once
+        held (it comes back to the wallet as Storage ending with the pool, which the pool's
+        next growth absorbs).
+
+        Raises:
+            chain.errors.ObjectNotFound: no such pool.
+            chain.errors.InsufficientWal, InsufficientGas: before anything was signed.
+            chain.errors.MoveAbortError: the pool expired, or would end beyond
+                `max_epochs_ahead`.
+        """
+        state = await self.chain.pools.get(pool)
+        spare = state.available - int(state.used * keep_unused)
+        if spare >= BYTES_PER_UNIT_SIZE and state.capacity - spare > 0:
+            await self.chain.pools.shrink(pool, spare)
+        paid, _ = await self.chain.pools.extend(pool, epochs)
+        return paid, (await self.chain.pools.get(pool)).end_epoch

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from chain import errors as chain_errors
 from chain import move_types as mt
+from chain import pool_types as pt
 from chain.client import WalrusChain
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ Key = tuple[int, bool]
 class Registration:
     """A Blob object this store registered and has not certified yet."""
 
-    blob: mt.Blob
+    #: the Blob, or the PooledBlob of a pool (whose pool keeps it: never in `Registrations`)
+    blob: mt.Blob | pt.PooledBlob
     cost: int  # FROST its registration paid, reported by the store that certifies it
     reused_storage: bool
     #: an upload relay's tip paid in the registering transaction: (its digest, the nonce

@@ -11,9 +11,10 @@ directly when the relay fails) -> certify.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import pysui_fastcrypto as fc
@@ -21,11 +22,13 @@ import trio
 
 import codec
 from chain import errors as chain_errors
+from chain import move_types as mt
 from chain.bls import aggregate
 from chain.client import WalrusChain
 from chain.transactions import RelayTip
 from walrusfs.store.committee import Committees
 from walrusfs.store.nodes import Committee
+from walrusfs.store.pooled import store_pooled
 from walrusfs.store.registrations import Registration, Registrations
 from walrusfs.store.relay import (
     MAX_BODY,
@@ -55,6 +58,9 @@ class StoreResult:
     already_certified: bool  # an owned certified blob with this ID existed
     extended_by: int = 0  # epochs added to that existing blob
     signers: tuple[str, ...] = ()
+    #: the storage pool holding the blob (None: an owned Blob); `object_id` is then the
+    #: PooledBlob's, and `end_epoch` the pool's
+    pool: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,12 @@ class StoreOptions:
     reuse: bool = True
     registered: Registered | None = None
     resume: str | None = None
+    #: the storage pool to register in (None: an owned Blob with Storage of its own)
+    pool: str | None = None
+
+
+#: certifies the registration with (signature, signers bitmap, message)
+Certify = Callable[[bytes, bytes, bytes], Awaitable[object]]
 
 
 class Writer:
@@ -164,6 +176,8 @@ class Writer:
         epochs: int,
         opts: StoreOptions,
     ) -> StoreResult:
+        if opts.pool is not None:
+            return await store_pooled(self, enc, data, committee, opts)
         deletable = opts.deletable
         want_end = committee.epoch + epochs
         if opts.reuse and (result := await self._reused(enc, deletable, want_end)) is not None:
@@ -175,7 +189,7 @@ class Writer:
             tip: tuple[RelayTip, bytes] | None = None
             if self.relay is not None:
                 try:
-                    tip = await self._relay_tip(self.relay, data, committee)
+                    tip = await self.relay_tip(self.relay, data, committee)
                 except RelayError as exc:
                     relay_refused = exc
             blob, estimate, registered = await self.chain.register_blob(
@@ -201,13 +215,21 @@ class Writer:
         if opts.registered is not None:
             opts.registered(reg.blob.id)
         signers: list[str] = []
-        if reg.blob.certified_epoch is None:
-            signers = await self._upload_and_certify(
-                enc, data, committee, reg, progress=opts.progress, relay_refused=relay_refused
+        owned = reg.blob
+        assert isinstance(owned, mt.Blob)  # pooled blobs are `store_pooled`'s
+        if owned.certified_epoch is None:
+            signers = await self.upload_and_certify(
+                enc,
+                data,
+                committee,
+                reg,
+                functools.partial(self.chain.certify_blob, owned.id),
+                progress=opts.progress,
+                relay_refused=relay_refused,
             )
         self.registrations.finish(key, reg)
         paid = reg.cost
-        end = reg.blob.storage.end_epoch
+        end = owned.storage.end_epoch
         extended = 0
         if end < want_end:  # continued after an epoch change: as long as asked
             extended = want_end - end
@@ -232,7 +254,7 @@ class Writer:
     ) -> StoreResult | None:
         """An owned certified blob of these bytes and deletability, extended to `want_end` if
         it ends before (a listing of all owned blobs); None if there is none."""
-        for blob in await self.chain.blobs():
+        for blob in await self.chain.blobs(pooled=False):
             if (
                 blob.blob_id == enc.blob_id.to_u256()
                 and blob.certified_epoch is not None
@@ -283,18 +305,19 @@ class Writer:
             aggregate([c.signature for c in confirmed]),
         )
 
-    async def _upload_and_certify(
+    async def upload_and_certify(
         self,
         enc: codec.EncodedBlob,
         data: bytes,
         committee: Committee,
         reg: Registration,
+        certify: Certify,
         *,
         progress: Progress | None,
         relay_refused: RelayError | None,
     ) -> list[str]:
         """Upload (through the relay if there is one and it did not refuse already, else, or
-        when it fails, to the nodes), then certify with the certificate; the signers' names.
+        when it fails, to the nodes), then `certify` with the certificate; the signers' names.
         A blob an earlier attempt certified (its answer lost) counts as certified."""
         blob = reg.blob
         object_id = blob.id if blob.deletable else None
@@ -315,13 +338,13 @@ class Writer:
             cert = await self._certificate(enc, committee, object_id, progress)
         bitmap = signers_bitmap(cert.signers, max(n.index for n in committee.nodes))
         try:
-            await self.chain.certify_blob(blob.id, cert.signature, bitmap, cert.message)
+            await certify(cert.signature, bitmap, cert.message)
         except chain_errors.AlreadyCertified:
             log.info("%s was certified by an earlier attempt", blob.id)
         names = {n.index: n.name for n in committee.nodes}
         return [names[i] for i in cert.signers]
 
-    async def _relay_tip(
+    async def relay_tip(
         self, relay: RelayClient, data: bytes, committee: Committee
     ) -> tuple[RelayTip, bytes] | None:
         """The tip the relay asks for `data` and the nonce of its auth package, to be paid in
@@ -365,7 +388,7 @@ class Writer:
         """
         paid = reg.relay_tip
         if paid is None:
-            tip = await self._relay_tip(relay, data, committee)
+            tip = await self.relay_tip(relay, data, committee)
             if tip is not None:
                 try:
                     result = await self.chain.execute_ptb(lambda ptb, info, wal: tip[0].add_to(ptb))

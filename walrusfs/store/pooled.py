@@ -1,0 +1,117 @@
+"""Storing a blob in a storage pool (`chain.pools`): what `Writer` does when the store names a
+pool.
+
+A pool's blobs are keyed by blob ID (`storage_pool.move`: `blobs: ObjectTable<u256,
+PooledBlob>`), so the pool itself says what became of earlier attempts at the same bytes: a
+certified entry is reused as it is (nothing paid), an uncertified one (an attempt that failed,
+or a process killed after paying) is continued (its slivers sent again where the nodes lack
+them, then certified), and only when the pool has none is the blob registered, the pool grown
+by what it lacks in the same transaction. The blob lives as long as the pool: its end epoch is
+the pool's, and renewing the pool renews it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import TYPE_CHECKING
+
+import codec
+from walrusfs.store.errors import StoreError
+from walrusfs.store.nodes import Committee
+from walrusfs.store.registrations import Registration
+from walrusfs.store.relay import RelayError
+
+if TYPE_CHECKING:
+    from walrusfs.store.writes import StoreOptions, StoreResult, Writer
+
+log = logging.getLogger(__name__)
+
+
+class PoolMismatch(StoreError):
+    """The pool holds these bytes with the other persistence (deletable or permanent): its
+    table has one entry per blob ID, so they cannot be registered again in it."""
+
+
+async def store_pooled(
+    writer: Writer,
+    enc: codec.EncodedBlob,
+    data: bytes,
+    committee: Committee,
+    opts: StoreOptions,
+) -> StoreResult:
+    """`enc` as a certified blob of the pool `opts.pool` (see the module docstring).
+
+    Raises:
+        PoolMismatch: the pool holds the blob with the other persistence.
+        NotEnoughConfirmations: fewer than a quorum confirmed (the registration stays in the
+            pool, where the next attempt continues it).
+        chain.errors.InsufficientWal, InsufficientGas: before anything was signed.
+    """
+    from walrusfs.store.writes import StoreResult  # noqa: PLC0415 (writes imports this module)
+
+    assert opts.pool is not None
+    chain, pool_id, blob_u256 = writer.chain, opts.pool, enc.blob_id.to_u256()
+    state = await chain.pools.get(pool_id)
+    blob = await chain.pools.blob(state, blob_u256)
+    if blob is not None and blob.deletable != opts.deletable:
+        raise PoolMismatch(
+            f"pool {pool_id} holds {enc.blob_id} as "
+            f"{'deletable' if blob.deletable else 'permanent'}"
+        )
+    reused = blob is not None and blob.is_certified
+    if reused and not opts.reuse and opts.registered is None:
+        log.info("%s is certified in pool %s already", enc.blob_id, pool_id)
+    paid = 0
+    relay_refused: RelayError | None = None
+    relay_tip: tuple[str, bytes] | None = None
+    if blob is None:
+        tip = None
+        if writer.relay is not None:
+            try:
+                tip = await writer.relay_tip(writer.relay, data, committee)
+            except RelayError as exc:
+                relay_refused = exc
+        blob, paid, registered = await chain.pools.register(
+            pool_id,
+            blob_u256,
+            int.from_bytes(enc.root_hash, "little"),
+            enc.unencoded_length,
+            deletable=opts.deletable,
+            attributes=opts.attributes,
+            relay_tip=None if tip is None else tip[0],
+        )
+        if tip is not None:
+            writer.tips_paid += tip[0].amount
+            relay_tip = (registered.digest, tip[1])
+    elif not blob.is_certified:
+        log.info("%s: continuing its registration %s in pool %s", enc.blob_id, blob.id, pool_id)
+    if opts.registered is not None:
+        opts.registered(blob.id)
+    signers: list[str] = []
+    if not blob.is_certified:
+        reg = Registration(blob, paid, False, relay_tip)
+        signers = await writer.upload_and_certify(
+            enc,
+            data,
+            committee,
+            reg,
+            functools.partial(writer.chain.pools.certify, pool_id, blob_u256),
+            progress=opts.progress,
+            relay_refused=relay_refused,
+        )
+    end = (await chain.pools.get(pool_id)).end_epoch
+    return StoreResult(
+        enc.blob_id,
+        blob.id,
+        enc.unencoded_length,
+        enc.encoded_size,
+        end,
+        opts.deletable,
+        paid,
+        False,
+        reused,
+        0,
+        tuple(signers),
+        pool=pool_id,
+    )
