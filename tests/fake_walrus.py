@@ -140,6 +140,7 @@ class FakeWorker:
     deleted: list[str] = field(default_factory=list)
     abandoned: list[str] = field(default_factory=list)
     extended: list[tuple[str, int]] = field(default_factory=list)
+    pools: list[str] = field(default_factory=list)  # created storage pools
     #: object IDs whose extension fails (lack of WAL)
     extend_fails: set[str] = field(default_factory=set)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -269,14 +270,14 @@ class FakeWorker:
             {"result": result, "patches": patches, "lengths": lengths, "holes": holes}
         )
 
-    async def delete(self, object_id: str) -> None:
+    async def delete(self, object_id: str, pool: str | None = None) -> None:
         await trio.lowlevel.checkpoint()
         r = self.objects.get(object_id)
         if r is None or not r.certified or object_id in self.deleted:
             raise chain_errors.ObjectNotFound(f"no Blob object {object_id}")
         self.deleted.append(object_id)
 
-    async def abandon(self, object_id: str) -> bool:
+    async def abandon(self, object_id: str, pool: str | None = None) -> bool:
         await trio.lowlevel.checkpoint()
         r = self.objects.get(object_id)
         if r is None or r.certified or object_id in self.abandoned:
@@ -292,6 +293,20 @@ class FakeWorker:
         r.end_epoch += epochs
         self.extended.append((object_id, epochs))
         return wp.Extended(PRICE, r.end_epoch)
+
+    async def create_pool(self, capacity: int, epochs: int) -> str:
+        await trio.lowlevel.checkpoint()
+        self.pools.append(f"0xpool{len(self.pools)}")
+        return self.pools[-1]
+
+    async def extend_pool(self, pool: str, epochs: int) -> wp.Extended:
+        await trio.lowlevel.checkpoint()
+        if pool not in self.pools:
+            raise chain_errors.ObjectNotFound(f"no pool {pool}")
+        self.extended.append((pool, epochs))
+        for r in self.objects.values():
+            r.end_epoch += epochs
+        return wp.Extended(PRICE, END_EPOCH + sum(e for p, e in self.extended if p == pool))
 
 
 @dataclass(frozen=True)

@@ -174,6 +174,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
         staging_limit=opt("staging_limit"),
         allow_other=args.allow_other or conf.allow_other,
         public=args.public,
+        storage_pool=args.storage_pool,
         checkpoint_interval=opt("checkpoint_interval"),
         renew=args.renew,
         renew_horizon=args.renew_horizon,
@@ -369,6 +370,12 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="create the volume unencrypted: anyone can read its blobs by ID (new volumes only; "
         "volumes are encrypted by default)",
+    )
+    p.add_argument(
+        "--storage-pool",
+        action="store_true",
+        help="create the volume with its blobs in one Walrus storage pool: one transaction "
+        "renews them all, and a deleted file's capacity is reused (new volumes only)",
     )
     p.add_argument(
         "--read-only",

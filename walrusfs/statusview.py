@@ -40,6 +40,7 @@ def render(st: Mapping[str, Any]) -> str:
             if ch["wal"] is not None
             else "balances not known yet"
         ),
+        *_pool_line(st.get("pool")),
         f"pending      {p['chunks']} chunk(s), {_mib(p['bytes'])} to upload "
         f"({p['uploading']} uploading, {_mib(p['uploading_bytes'])})",
         f"staging      {_mib(st['staging']['bytes'])} of {_mib(st['staging']['limit'])}",
@@ -120,3 +121,14 @@ def render(st: Mapping[str, Any]) -> str:
     if up["last_error"]:
         lines.append(f"last error   {up['last_error']} ({up['failures']} failed upload(s))")
     return "\n".join(lines)
+
+
+def _pool_line(pool: dict[str, Any] | None) -> list[str]:
+    """The storage pool's line of status (none for a volume of owned Blobs)."""
+    if pool is None:
+        return []
+    return [
+        f"pool         {pool['id']}: {_mib(pool['used'])} of {_mib(pool['capacity'])} used "
+        f"by {pool['blobs']} blob(s), ends at epoch {pool['end_epoch']}; renewal "
+        f"+{pool['renewal_epochs']} epochs costs about {format_wal(pool['renewal_cost'])}"
+    ]

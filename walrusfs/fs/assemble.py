@@ -21,6 +21,7 @@ from walrusfs.fs.content import Content
 from walrusfs.fs.lifetime import Renewer, RenewPolicy
 from walrusfs.fs.options import UploadConfig
 from walrusfs.fs.plans import PLANS_DIR, PlanFiles
+from walrusfs.fs.pool import VolumePool
 from walrusfs.fs.upload_worker import UploadWorker
 from walrusfs.fs.uploader import Uploader
 from walrusfs.fs.writer import WriterLease
@@ -91,10 +92,12 @@ def assemble(
         blocks=blocks,
         relay=wp.RelaySetting(upload.relay_url, upload.relay_max_tip) if upload.relay_url else None,
     )
+    pool = VolumePool(db, worker, upload.epochs)
     uploader = Uploader(
         db,
         content,
         worker,
+        pool=pool,
         config=upload,
         volume_id=schema.get_param(db, "volume_id") or "",
         params=params,
@@ -112,12 +115,13 @@ def assemble(
         epochs=upload.epochs,
         interval=checkpoint_interval,
         keys=keys,
+        pool=pool,
     )
     if not read_only:
         checkpointer.stamp = lease
     uploader.housekeeping = checkpointer.ignore
     renewer = None
     if renew is not None:
-        renewer = Renewer(db, worker, chain, renew)
+        renewer = Renewer(db, worker, chain, renew, pool=pool)
         content.expired = renewer.expired
     return Parts(content, worker, uploader, checkpointer, renewer)

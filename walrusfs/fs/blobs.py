@@ -37,7 +37,7 @@ def kind_of(attrs: dict[str, str]) -> str:
     return QUILT if attrs.get("walrusfs:kind") == QUILT else BLOB
 
 
-_COLUMNS = "blob_id, object_id, kind, size, encoded_size, end_epoch, refcount, deleted_at"
+_COLUMNS = "blob_id, object_id, kind, size, encoded_size, end_epoch, refcount, deleted_at, pool"
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,12 @@ class Certified:
     size: int  # unencoded bytes (sealed, on an encrypted volume)
     encoded_size: int  # bytes paid for on the nodes
     end_epoch: int
+    pool: str | None = None  # the StoragePool holding it (None: an owned Blob)
 
     @classmethod
     def of_result(cls, r: StoreResult, kind: str) -> Certified:
         """The blob an upload certified."""
-        return cls(str(r.blob_id), r.object_id, kind, r.size, r.encoded_size, r.end_epoch)
+        return cls(str(r.blob_id), r.object_id, kind, r.size, r.encoded_size, r.end_epoch, r.pool)
 
     @classmethod
     def of_object(cls, obj: mt.Blob, kind: str) -> Certified:
@@ -66,6 +67,7 @@ class Certified:
             int(obj.size),
             int(obj.storage.storage_size),
             int(obj.storage.end_epoch),
+            obj.pool,
         )
 
     def values(self, refcount: int, deleted_at: float | None) -> tuple[object, ...]:
@@ -78,6 +80,7 @@ class Certified:
             self.end_epoch,
             refcount,
             deleted_at,
+            self.pool,
         )
 
 
@@ -89,6 +92,7 @@ class Row:
     object_id: str
     refcount: int
     end_epoch: int
+    pool: str | None = None  # the StoragePool holding it (None: an owned Blob)
 
 
 @dataclass(frozen=True)
@@ -125,9 +129,9 @@ class QuiltChunk:
 def _rows(db: sqlite3.Connection, where: str, args: tuple[object, ...]) -> list[Row]:
     """The rows `where` selects (a WHERE / ORDER BY clause of constant text, never data)."""
     return [
-        Row(int(r["id"]), str(r["object_id"]), int(r["refcount"]), int(r["end_epoch"]))
+        Row(int(r["id"]), str(r["object_id"]), int(r["refcount"]), int(r["end_epoch"]), r["pool"])
         for r in _named(db).execute(
-            f"SELECT id, object_id, refcount, end_epoch FROM blobs {where}", args
+            f"SELECT id, object_id, refcount, end_epoch, pool FROM blobs {where}", args
         )
     ]
 
@@ -143,7 +147,7 @@ def add_unused(db: sqlite3.Connection, blob: Certified) -> int:
     if found is not None:
         return found
     cur = db.execute(
-        f"INSERT INTO blobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO blobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         blob.values(0, time.time()),
     )
     return int(cur.lastrowid or 0)
@@ -153,7 +157,7 @@ def add_checkpoint(db: sqlite3.Connection, blob: Certified) -> None:
     """Record a certified checkpoint, in use (kept by retention: `retire_checkpoints`); one
     already recorded stays as it is."""
     db.execute(
-        f"INSERT OR IGNORE INTO blobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT OR IGNORE INTO blobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         blob.values(1, None),
     )
 
@@ -232,17 +236,32 @@ def delete_unused(db: sqlite3.Connection, row: int) -> int:
 
 
 def due_for_renewal(db: sqlite3.Connection, epoch: int, horizon: int) -> list[Row]:
-    """Blobs in use that are still stored at `epoch` and end within `horizon` epochs of it,
-    the soonest first."""
+    """Owned blobs in use that are still stored at `epoch` and end within `horizon` epochs
+    of it, the soonest first (pooled blobs are renewed with their pool: `pool_end`)."""
     return _rows(
         db,
-        "WHERE refcount > 0 AND end_epoch > ? AND end_epoch - ? <= ? ORDER BY end_epoch",
+        "WHERE refcount > 0 AND pool IS NULL AND end_epoch > ? AND end_epoch - ? <= ? "
+        "ORDER BY end_epoch",
         (epoch, epoch, horizon),
     )
 
 
 def set_end_epoch(db: sqlite3.Connection, row: int, end_epoch: int) -> None:
     db.execute("UPDATE blobs SET end_epoch = ? WHERE id = ?", (end_epoch, row))
+
+
+def pool_end(db: sqlite3.Connection, pool: str) -> int | None:
+    """The end epoch the volume's rows record for the blobs of `pool` (None: it holds none
+    the volume uses)."""
+    found = db.execute(
+        "SELECT max(end_epoch) FROM blobs WHERE pool = ? AND refcount > 0", (pool,)
+    ).fetchone()
+    return None if found[0] is None else int(found[0])
+
+
+def set_pool_end(db: sqlite3.Connection, pool: str, end_epoch: int) -> int:
+    """Every blob of `pool` now ends at `end_epoch` (the pool was renewed); rows changed."""
+    return db.execute("UPDATE blobs SET end_epoch = ? WHERE pool = ?", (end_epoch, pool)).rowcount
 
 
 def expiring(db: sqlite3.Connection, epoch: int, horizon: int) -> tuple[int, int | None]:

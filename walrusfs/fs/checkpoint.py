@@ -50,6 +50,7 @@ from chain import move_types as mt
 from chain.client import WalrusChain
 from walrusfs.fs import blobs, crypto, schema
 from walrusfs.fs import worker_protocol as wp
+from walrusfs.fs.pool import VolumePool
 from walrusfs.store.client import WalrusStore
 from walrusfs.store.errors import StoreError
 
@@ -153,8 +154,10 @@ class Checkpointer:
         epochs: int,
         interval: float,
         keys: crypto.VolumeKeys | None,
+        pool: VolumePool | None = None,
     ) -> None:
         self.db = db
+        self.pool = pool  # the volume's storage pool, if it keeps its blobs in one
         self.db_path = db_path
         self.worker = worker
         self.name = name
@@ -246,8 +249,9 @@ class Checkpointer:
                 attributes["walrusfs:key-check"] = self.keys.check_value()
             if self.stamp is not None:
                 attributes |= self.stamp.attributes(final=final)
+            pool = None if self.pool is None else await self.pool.get()
             stored = await self.worker.store_blob(
-                wp.Source(str(out)), wp.Upload(self.epochs, attributes)
+                wp.Source(str(out)), wp.Upload(self.epochs, attributes, pool=pool)
             )
         finally:
             out.unlink(missing_ok=True)

@@ -1,7 +1,9 @@
 """Blob lifetime: extend blobs before their end epoch, and say so loudly when that fails.
 
 Every Walrus blob is paid for until an end epoch; after it the nodes may drop its slivers and
-the file is gone. The renewer checks the volume's blobs every `interval` seconds and at every
+the file is gone. The blobs of a volume's storage pool end with the pool, and one extension of
+the pool renews them all (unused capacity is taken out of it first, so the renewal pays for
+what the volume holds). The renewer checks the volume's blobs every `interval` seconds and at every
 `walrusfs sync`: blobs whose end epoch is within `horizon` epochs are extended by `epochs`
 (paid in WAL by the upload worker, the one process that sends transactions). Blobs within
 `warn_horizon` that are not being renewed (renewals off, or failing for lack of WAL) are
@@ -24,6 +26,7 @@ from chain.client import WalrusChain
 from walrusfs.fs import blobs, schema
 from walrusfs.fs import worker_protocol as wp
 from walrusfs.fs.defaults import DEFAULTS
+from walrusfs.fs.pool import VolumePool
 from walrusfs.store.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -80,14 +83,18 @@ class Renewer:
         policy: RenewPolicy,
         *,
         interval: float = 600.0,
+        pool: VolumePool | None = None,
     ) -> None:
         self.db = db
+        #: the volume's storage pool: its blobs are renewed by one extension of the pool
+        self.pool = pool
         self.worker = worker
         self.chain = chain
         self.policy = policy
         self.interval = interval
         self.epoch: int | None = None
         self.extended = 0
+        self.pool_renewals = 0  # transactions that renewed the pool
         self.wal_spent = 0
         self.last_error: str | None = None
         self.expiring: tuple[int, int | None] = (0, None)  # (blobs, earliest end epoch)
@@ -132,6 +139,9 @@ class Renewer:
             self._report(epoch)
 
     async def _renew(self, epoch: int) -> None:
+        pool = None if self.pool is None else self.pool.known
+        if pool is not None and not await self._renew_pool(pool, epoch):
+            return
         for row in blobs.due_for_renewal(self.db, epoch, self.policy.horizon):
             object_id, end_epoch = row.object_id, row.end_epoch
             try:
@@ -152,6 +162,38 @@ class Renewer:
             self.wal_spent += answer.paid
             log.info("extended blob %s from epoch %d to %d", object_id, end_epoch, answer.end_epoch)
         self.last_error = None
+
+    async def _renew_pool(self, pool: str, epoch: int) -> bool:
+        """Extend the pool when it ends within the horizon: one transaction renews every
+        blob in it (`storage_pool.move` `extend_storage_pool`). False when that failed (kept
+        in `last_error`)."""
+        end = blobs.pool_end(self.db, pool)
+        if end is None or end - epoch > self.policy.horizon:
+            return True
+        try:
+            answer = await self.worker.extend_pool(pool, self.policy.epochs)
+        except (StoreError, chain_errors.ChainError, OSError) as exc:
+            self.last_error = str(exc)
+            log.error(
+                "cannot extend the storage pool %s (ends at epoch %d, now %d): %s",
+                pool,
+                end,
+                epoch,
+                exc,
+            )
+            return False
+        count = blobs.set_pool_end(self.db, pool, answer.end_epoch)
+        self.extended += count
+        self.wal_spent += answer.paid
+        self.pool_renewals += 1
+        log.info(
+            "extended the storage pool %s (%d blobs) from epoch %d to %d",
+            pool,
+            count,
+            end,
+            answer.end_epoch,
+        )
+        return True
 
     def _report(self, epoch: int) -> None:
         """Count the blobs in use that are at risk: within the warning horizon while nothing

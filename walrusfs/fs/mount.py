@@ -140,6 +140,7 @@ async def _open(
         gid=os.getgid(),
         chunk_size=chunk_size,
         encryption="none" if options.public else "wfe1",
+        storage="pool" if options.storage_pool else "blobs",
     )
     try:
         keys, volume_key = load_keys(

@@ -42,6 +42,8 @@ class MountOptions:
     staging_limit: int = DEFAULTS.staging_limit  # staged bytes before writes wait for uploads
     allow_other: bool = DEFAULTS.allow_other
     public: bool = False  # new volumes only: store plaintext (no encryption)
+    #: new volumes only: keep blobs and quilts in one storage pool (walrusfs/fs/pool.py)
+    storage_pool: bool = False
     checkpoint_interval: float = DEFAULTS.checkpoint_interval  # seconds, if the metadata changed
     renew: bool | None = None  # None: the volume's stored policy (default on)
     renew_horizon: int | None = None  # epochs before the end epoch a blob is extended

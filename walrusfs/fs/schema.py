@@ -27,7 +27,13 @@ ROOT_INODE = 1
 
 
 def create_tables(
-    db: sqlite3.Connection, *, uid: int, gid: int, chunk_size: int, encryption: str = "wfe1"
+    db: sqlite3.Connection,
+    *,
+    uid: int,
+    gid: int,
+    chunk_size: int,
+    encryption: str = "wfe1",
+    storage: str = "blobs",
 ) -> None:
     """Create an empty volume: the tables below and the root directory.
 
@@ -78,6 +84,10 @@ def create_tables(
                   the blob is deleted on chain (its Storage resource reused) after a delay, so
                   reads that started before the change still finish.
       deleted_at  unix time when refcount reached 0, NULL while in use.
+      pool        the StoragePool holding the blob (0x...), `object_id` then being its
+                  PooledBlob; NULL: an owned Blob with Storage of its own. A pooled blob's
+                  end_epoch is its pool's, raised for all of them when the pool is renewed.
+                  (Added to volumes made before pools when they are opened: `COLUMNS`.)
 
     params: key -> value (TEXT). Keys: schema_version, volume_id (random hex, names the volume
       in Blob attributes), chunk_size, created (unix seconds), clean_unmount ('1' after a clean
@@ -85,7 +95,10 @@ def create_tables(
       encryption ('wfe1': every chunk, patch and checkpoint is a WFE1 stream, walrusfs/fs/crypto.py;
       'none': a public volume, plaintext blobs; missing: a volume made before encryption existed,
       'none'), key_check (fingerprint of the volume key, crypto.VolumeKeys.check_value; missing
-      until the first mount with a key).
+      until the first mount with a key), storage ('pool': new blobs are registered in the
+      volume's StoragePool, walrusfs/fs/pool.py; 'blobs' or missing: each blob is an owned
+      Blob, as volumes made before pools), pool (that StoragePool's object ID, set when the
+      first upload creates it).
 
     Encrypted volumes: `blobs.size` is the size of the sealed stream (what is on Walrus),
     `chunks.length` the plaintext bytes of the chunk it holds.
@@ -123,7 +136,7 @@ def create_tables(
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             blob_id TEXT NOT NULL, object_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
             size INTEGER NOT NULL, encoded_size INTEGER NOT NULL, end_epoch INTEGER NOT NULL,
-            refcount INTEGER NOT NULL, deleted_at REAL
+            refcount INTEGER NOT NULL, deleted_at REAL, pool TEXT
         );
         CREATE TABLE params (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         """
@@ -141,6 +154,7 @@ def create_tables(
         "created": str(int(time.time())),
         "clean_unmount": "1",
         "encryption": encryption,
+        "storage": storage,
     }.items():
         db.execute("INSERT INTO params VALUES (?, ?)", (key, value))
 
@@ -171,6 +185,26 @@ INDEXES = {
 }
 #: Indexes of older volumes that another of `INDEXES` replaces, dropped by `add_indexes`.
 DROPPED_INDEXES = ("chunks_staged",)
+
+
+#: Columns added to a table after volumes existed: (table, column, declaration). A volume
+#: made before one gets it (NULL in every row) when it is next opened (`add_columns`); a NULL
+#: means what the volume meant before the column existed, so the schema version stays.
+COLUMNS = (("blobs", "pool", "TEXT"),)
+
+
+def add_columns(db: sqlite3.Connection) -> None:
+    """Give the volume every column of `COLUMNS` it lacks, in one transaction."""
+    missing = [
+        (table, column, decl)
+        for table, column, decl in COLUMNS
+        if column not in {str(r[1]) for r in db.execute(f"PRAGMA table_info({table})")}
+    ]
+    if not missing:
+        return
+    with transaction(db):
+        for table, column, decl in missing:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
 
 def add_indexes(db: sqlite3.Connection) -> None:
@@ -282,14 +316,21 @@ def _in_transaction(db: sqlite3.Connection) -> bool:
 
 
 def open_volume(
-    path: Path, *, uid: int, gid: int, chunk_size: int, encryption: str = "wfe1"
+    path: Path,
+    *,
+    uid: int,
+    gid: int,
+    chunk_size: int,
+    encryption: str = "wfe1",
+    storage: str = "blobs",
 ) -> sqlite3.Connection:
     """The volume database at `path`, created (atomically) if it does not exist yet, with
     every index of `INDEXES` (`add_indexes`).
 
     Args:
-        uid, gid, chunk_size, encryption: the root's owner and the volume's parameters, used
-            only when the database is created (an existing one keeps its own).
+        uid, gid, chunk_size, encryption, storage: the root's owner and the volume's
+            parameters, used only when the database is created (an existing one keeps its
+            own).
 
     Raises:
         SchemaMismatch: the database has another schema version than this walrusfs reads.
@@ -299,7 +340,9 @@ def open_volume(
         tmp = path.with_name(path.name + ".new")
         tmp.unlink(missing_ok=True)
         db = sqlite3.connect(tmp, isolation_level=None)
-        create_tables(db, uid=uid, gid=gid, chunk_size=chunk_size, encryption=encryption)
+        create_tables(
+            db, uid=uid, gid=gid, chunk_size=chunk_size, encryption=encryption, storage=storage
+        )
         db.close()
         tmp.rename(path)
     db = connect(path)
@@ -309,6 +352,7 @@ def open_volume(
             raise SchemaMismatch(
                 f"{path} has schema version {version}, this walrusfs reads version {SCHEMA_VERSION}"
             )
+        add_columns(db)
         add_indexes(db)
     except BaseException:
         db.close()

@@ -46,6 +46,7 @@ from chain.profiles import NetworkProfile
 from chain.wallet import Keypair
 from walrusfs.fs import crypto
 from walrusfs.fs import worker_protocol as wp
+from walrusfs.fs.pool import POOL_SPARE
 from walrusfs.store.client import WalrusStore
 from walrusfs.store.errors import StoreError
 from walrusfs.store.relay import RelayClient
@@ -183,12 +184,20 @@ class UploadWorker:
         answer = await self._call(wp.quilt_request(items, upload), registered)
         return wp.QuiltStored.from_json(answer)
 
-    async def delete(self, object_id: str) -> None:
-        await self._call({"op": "delete", "object_id": object_id})
+    async def delete(self, object_id: str, pool: str | None = None) -> None:
+        await self._call({"op": "delete", "object_id": object_id, "pool": pool})
 
-    async def abandon(self, object_id: str) -> bool:
-        answer = await self._call({"op": "abandon", "object_id": object_id})
+    async def abandon(self, object_id: str, pool: str | None = None) -> bool:
+        answer = await self._call({"op": "abandon", "object_id": object_id, "pool": pool})
         return bool(answer["abandoned"])
+
+    async def create_pool(self, capacity: int, epochs: int) -> str:
+        answer = await self._call({"op": "create_pool", "capacity": capacity, "epochs": epochs})
+        return str(answer["pool"])
+
+    async def extend_pool(self, pool: str, epochs: int) -> wp.Extended:
+        answer = await self._call({"op": "extend_pool", "pool": pool, "epochs": epochs})
+        return wp.Extended(int(answer["paid"]), int(answer["end_epoch"]))
 
     async def extend(self, object_id: str, epochs: int) -> wp.Extended:
         answer = await self._call({"op": "extend", "object_id": object_id, "epochs": epochs})
@@ -315,10 +324,16 @@ async def _do(
 ) -> dict[str, Any]:
     op = req["op"]
     if op == "delete":
-        await store.delete(req["object_id"])
+        await store.delete(req["object_id"], req.get("pool"))
         return {}
     if op == "abandon":
-        return {"abandoned": await store.abandon(req["object_id"])}
+        return {"abandoned": await store.abandon(req["object_id"], req.get("pool"))}
+    if op == "create_pool":
+        pool, _ = await store.create_pool(req["capacity"], req["epochs"])
+        return {"pool": pool}
+    if op == "extend_pool":
+        paid, end = await store.extend_pool(req["pool"], req["epochs"], POOL_SPARE)
+        return {"paid": paid, "end_epoch": end}
     if op == "extend":
         paid = await store.extend(req["object_id"], req["epochs"])
         blob = await store.chain.blob(req["object_id"])
@@ -339,6 +354,7 @@ async def _do(
             reuse=False,
             registered=registered,
             resume=req.get("resume"),
+            pool=req.get("pool"),
         )
         if blocks is not None:
             size = len(got[0])
@@ -366,6 +382,7 @@ async def _do(
             reuse=False,
             registered=registered,
             resume=req.get("resume"),
+            pool=req.get("pool"),
         )
         patches = {k: str(v) for k, v in q.patches.items()}
         return wp.QuiltStored(q.quilt, patches, lengths, holes).to_json()

@@ -39,6 +39,7 @@ from walrusfs.fs.compaction import COMPACT_INTERVAL, Compactor
 from walrusfs.fs.content import Content
 from walrusfs.fs.options import UploadConfig
 from walrusfs.fs.plans import Attempts, Plan, PlanFiles
+from walrusfs.fs.pool import VolumePool
 from walrusfs.fs.quilts import batch_full, quilt_batches, quilt_candidate
 from walrusfs.fs.schema import get_param
 from walrusfs.fs.uploads import Jobs, UploadStats
@@ -67,6 +68,7 @@ class Uploader:
         content: Content,
         worker: wp.Worker,
         *,
+        pool: VolumePool | None = None,
         config: UploadConfig,
         volume_id: str,
         params: codec.EncodingParams,
@@ -125,7 +127,9 @@ class Uploader:
             attempts=self._attempts,
             commits=self.commits,
             plan_files=plan_files,
+            pool=pool,
         )
+        self.pool = pool
         self._resume_plans()
         self._nursery: trio.Nursery | None = None
         self._compacted_at = self.clock()
@@ -371,7 +375,7 @@ class Uploader:
         while self._orphans:
             object_id = self._orphans[0]
             try:
-                await self.worker.abandon(object_id)
+                await self.worker.abandon(object_id, None if self.pool is None else self.pool.known)
             except (StoreError, chain_errors.ChainError, OSError) as exc:
                 log.warning(
                     "could not delete uncertified blob %s (retrying later): %s", object_id, exc
@@ -407,7 +411,7 @@ class Uploader:
         for row in due:
             object_id = row.object_id
             try:
-                await self.worker.delete(object_id)
+                await self.worker.delete(object_id, row.pool)
             except chain_errors.ObjectNotFound:
                 log.info("blob object %s is already gone", object_id)
             except (StoreError, chain_errors.ChainError, OSError) as exc:

@@ -34,6 +34,7 @@ from walrusfs.fs.commits import Committer, Uploaded
 from walrusfs.fs.content import Content
 from walrusfs.fs.options import UploadConfig
 from walrusfs.fs.plans import Attempts, Plan, PlanFiles, drop_batch, sources
+from walrusfs.fs.pool import VolumePool
 from walrusfs.fs.quilts import quiltable
 from walrusfs.fs.records import FILE_ATTR, file_record
 from walrusfs.store.errors import StoreError
@@ -110,6 +111,7 @@ class Jobs:
         attempts: Attempts,
         commits: Committer,
         plan_files: PlanFiles | None = None,
+        pool: VolumePool | None = None,
     ) -> None:
         """`attributes`: what every blob of the volume carries (its ID, name, machine);
         `plan_files`: where plans of registered uploads are kept until committed (None:
@@ -127,6 +129,8 @@ class Jobs:
         self.attempts = attempts
         self.commits = commits
         self.plan_files = plan_files
+        #: the volume's storage pool (None, or not enabled: uploads register owned Blobs)
+        self.pool = pool
 
     def _ready(self, keys: Sequence[Key]) -> list[tuple[Key, int]]:
         """The chunks (with generations) still worth uploading; empty ones become holes."""
@@ -178,9 +182,9 @@ class Jobs:
                 log.warning("the plan of blob %s could not be kept (%s)", object_id, exc)
 
         try:
-            answer = await send(
-                where, wp.Upload(self.config.epochs, plan.attributes, plan.registered), registered
-            )
+            pool = None if self.pool is None else await self.pool.get()
+            upload = wp.Upload(self.config.epochs, plan.attributes, plan.registered, pool)
+            answer = await send(where, upload, registered)
         except wp.WorkerError as exc:
             if exc.registered is not None:
                 plan.registered = exc.registered
@@ -201,7 +205,7 @@ class Jobs:
         and its kept plan; False when it could not be deleted now (logged: the next mount
         deletes it if it is still uncertified)."""
         try:
-            await self.worker.abandon(object_id)
+            await self.worker.abandon(object_id, None if self.pool is None else self.pool.known)
         except (StoreError, chain_errors.ChainError, OSError) as exc:
             log.warning("could not abandon blob %s (retrying later): %s", object_id, exc)
             return False

@@ -20,11 +20,13 @@ from cache.staging import Staging
 from chain import errors as chain_errors
 from chain.client import WalrusChain
 from chain.pricing import store_cost
+from codec.params import storage_units
 from walrusfs.fs import blobs, schema
 from walrusfs.fs.checkpoint import Checkpointer
 from walrusfs.fs.content import Content
 from walrusfs.fs.lifetime import Renewer
 from walrusfs.fs.options import MountOptions
+from walrusfs.fs.pool import POOL_SPARE
 from walrusfs.fs.uploader import Uploader
 from walrusfs.store.client import WalrusStore
 from walrusfs.store.errors import StoreError
@@ -69,6 +71,8 @@ class Volume:
         self.epoch: int | None = None
         self.prices: tuple[int, int, int] | None = None  # n_shards, storage, write price
         self.prepaid: int | None = None  # bytes of owned Storage usable now (not in a blob)
+        #: the volume's storage pool as last read: id, capacity, used, end epoch, renewal cost
+        self.pool: dict[str, object] | None = None
         #: storage nodes as the last refresh found them: name, url, shards, healthy, epoch
         self.nodes: list[dict[str, Any]] = []
         self.nodes_at: float | None = None  # unix time of the last probe of the nodes
@@ -256,6 +260,7 @@ class Volume:
                 "sui": self.sui,
                 "prepaid_bytes": self.prepaid,
             },
+            "pool": self.pool,
             "nodes": self.nodes,
             "nodes_checked_at": self.nodes_at,
             "sync_error": self.sync_error,
@@ -369,6 +374,26 @@ class Volume:
                 for s in await self.chain.storage_resources()
                 if s.start_epoch <= info.epoch
             )
+            await self._read_pool(info.storage_price)
             await self._probe_nodes()
         except (chain_errors.ChainError, OSError) as exc:
             log.warning("could not refresh balances: %s", exc)
+
+    async def _read_pool(self, storage_price: int) -> None:
+        """The volume's storage pool for status, with what its next renewal will cost (the
+        capacity in use plus the spare kept, for the renewal epochs)."""
+        pool_id = schema.get_param(self.db, "pool")
+        if not pool_id:
+            return
+        state = await self.chain.pools.get(pool_id)
+        kept = min(state.capacity, state.used + int(state.used * POOL_SPARE))
+        epochs = self.renewer.policy.epochs if self.renewer is not None else 0
+        self.pool = {
+            "id": state.id,
+            "capacity": state.capacity,
+            "used": state.used,
+            "blobs": state.blob_count,
+            "end_epoch": state.end_epoch,
+            "renewal_epochs": epochs,
+            "renewal_cost": storage_units(kept) * storage_price * epochs,
+        }

@@ -192,6 +192,8 @@ class Upload:
     epochs: int
     attributes: dict[str, str]
     resume: str | None = None
+    #: the volume's storage pool, where the blob is registered (None: an owned Blob)
+    pool: str | None = None
 
 
 def blob_request(source: Source, upload: Upload) -> dict[str, Any]:
@@ -215,6 +217,8 @@ def _upload(upload: Upload) -> dict[str, Any]:
     out: dict[str, Any] = {"epochs": upload.epochs, "attributes": upload.attributes}
     if upload.resume is not None:
         out["resume"] = upload.resume
+    if upload.pool is not None:
+        out["pool"] = upload.pool
     return out
 
 
@@ -337,11 +341,21 @@ class Worker(Protocol):
         """Store files as a quilt; `registered` as for `store_blob`."""
         ...
 
-    async def delete(self, object_id: str) -> None: ...
+    async def delete(self, object_id: str, pool: str | None = None) -> None:
+        """Delete a blob: an owned Blob, or a blob of `pool` (capacity back to the pool)."""
+        ...
 
-    async def abandon(self, object_id: str) -> bool:
-        """Delete an unfinished registration the mount will not retry (its Storage returns);
-        whether there was one."""
+    async def abandon(self, object_id: str, pool: str | None = None) -> bool:
+        """Delete an unfinished registration the mount will not retry (its Storage, or its
+        capacity in `pool`, returns); whether there was one."""
         ...
 
     async def extend(self, object_id: str, epochs: int) -> Extended: ...
+
+    async def create_pool(self, capacity: int, epochs: int) -> str:
+        """A new storage pool for the volume; its object ID."""
+        ...
+
+    async def extend_pool(self, pool: str, epochs: int) -> Extended:
+        """Renew the pool (every blob in it) by `epochs`, unused capacity taken out first."""
+        ...
