@@ -5,16 +5,26 @@ apply read masks to these; here every field is filled."""
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 
 import pysui.sui.sui_grpc.suimsgs.sui.rpc.v2 as pb
 
 from chain import move_types as mt
 from chain.localnet.errors import ExecFailure
 from chain.localnet.executor import Outcome
-from chain.localnet.ledger import OWNER_ADDRESS, OWNER_IMMUTABLE, OWNER_SHARED, StoredObject
+from chain.localnet.ledger import (
+    OWNER_ADDRESS,
+    OWNER_IMMUTABLE,
+    OWNER_OBJECT,
+    OWNER_SHARED,
+    StoredObject,
+)
 from chain.localnet.moves.deployment import Deployment
-from chain.localnet.naming import coin_inner
+from chain.localnet.naming import SUI_FRAMEWORK, coin_inner
 from chain.localnet.resolve import transaction_proto
+
+#: the name type of a dynamic object field, around the name's own type (`...Wrapper<K>`)
+_WRAPPER = f"{SUI_FRAMEWORK}::dynamic_object_field::Wrapper<"
 
 
 def system_transaction(
@@ -187,7 +197,7 @@ def object_proto(obj: StoredObject) -> pb.Object:
         digest=obj.digest,
         owner=owner_proto(obj),
         object_type=obj.type,
-        has_public_transfer=obj.owner_kind == OWNER_ADDRESS,
+        has_public_transfer=_has_store(obj),
         contents=pb.Bcs(name=obj.type, value=obj.contents),
         previous_transaction=obj.previous_tx,
     )
@@ -196,14 +206,52 @@ def object_proto(obj: StoredObject) -> pb.Object:
     return proto
 
 
-def dynamic_field_proto(obj: StoredObject) -> pb.DynamicField:
+def _has_store(obj: StoredObject) -> bool:
+    """`has_public_transfer`: the object's type has `store`. The stand-in's objects that an
+    address owns all do (Coin, Blob, Storage, StoragePool, StakedWal); of those an object owns,
+    a dynamic field (`Field`, `key` only) does not, the child of a dynamic object field (a
+    PooledBlob: `key + store`, as `dynamic_object_field::add` requires) does; shared and
+    immutable ones (System, Staking, Exchange) do not."""
+    if obj.owner_kind == OWNER_ADDRESS:
+        return True
+    return obj.owner_kind == OWNER_OBJECT and obj.df_name_type is None
+
+
+def dynamic_field_proto(
+    obj: StoredObject, child_of: Callable[[str], StoredObject | None] | None = None
+) -> pb.DynamicField:
+    """A `Field<K, V>` object as a full node lists it (sui `crates/sui-rpc-api/src/grpc/v2/
+    state_service/list_dynamic_fields.rs`, `sui-types` `dynamic_field/visitor.rs`).
+
+    A dynamic *object* field, `Field<0x2::dynamic_object_field::Wrapper<K>, 0x2::object::ID>`,
+    is kind OBJECT: its name is the unwrapped `K` (the BCS is the same), its value the `ID`,
+    `child_id` that ID, and `value_type` and `child_object` those of the child object, looked
+    up with `child_of`.
+    """
     assert obj.df_name is not None and obj.df_name_type is not None
-    return pb.DynamicField(
-        kind=pb.DynamicFieldDynamicFieldKind.FIELD,
+    value = mt.field_value(obj.contents, obj.df_name)
+    if not obj.df_name_type.startswith(_WRAPPER):
+        return pb.DynamicField(
+            kind=pb.DynamicFieldDynamicFieldKind.FIELD,
+            parent=obj.owner,
+            field_id=obj.id,
+            name=pb.Bcs(name=obj.df_name_type, value=obj.df_name),
+            value=pb.Bcs(name=obj.df_value_type, value=value),
+            value_type=obj.df_value_type,
+            field_object=object_proto(obj),
+        )
+    child_id = "0x" + value.hex()
+    child = child_of(child_id) if child_of is not None else None
+    proto = pb.DynamicField(
+        kind=pb.DynamicFieldDynamicFieldKind.OBJECT,
         parent=obj.owner,
         field_id=obj.id,
-        name=pb.Bcs(name=obj.df_name_type, value=obj.df_name),
-        value=pb.Bcs(name=obj.df_value_type, value=mt.field_value(obj.contents, obj.df_name)),
-        value_type=obj.df_value_type,
+        name=pb.Bcs(name=obj.df_name_type[len(_WRAPPER) : -1], value=obj.df_name),
+        value=pb.Bcs(name=obj.df_value_type, value=value),
         field_object=object_proto(obj),
+        child_id=child_id,
     )
+    if child is not None:
+        proto.value_type = child.type
+        proto.child_object = object_proto(child)
+    return proto

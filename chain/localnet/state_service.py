@@ -60,7 +60,8 @@ class StateService:
     async def list_dynamic_fields(
         self, request: pb.ListDynamicFieldsRequest
     ) -> pb.ListDynamicFieldsResponse:
-        """One page of the dynamic fields of `parent`.
+        """One page of the dynamic fields of `parent` (a dynamic object field with its child's
+        ID and type, as a full node lists an ObjectTable's entries).
 
         Raises:
             ValueError: no parent, or a page token from another listing (INVALID_ARGUMENT).
@@ -70,7 +71,7 @@ class StateService:
         parent = normalize_address(request.parent)
         mask = masks.tree_for("ListDynamicFields", request.read_mask, pb.DynamicField)
         fields = [
-            masks.apply(dynamic_field_proto(f), mask)
+            masks.apply(dynamic_field_proto(f, self.net.ledger.get), mask)
             for f in self.net.ledger.dynamic_fields(parent)
         ]
         page, token = _page(fields, request.page_size, request.page_token, parent)

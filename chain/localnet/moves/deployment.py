@@ -7,11 +7,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from chain import move_types as mt
+from chain import pool_types as pt
 from chain.localnet.ledger import StoredObject
 from chain.localnet.naming import SUI_FRAMEWORK, SUI_TYPE, coin_inner, coin_type
 
-SYSTEM_VERSION = 4  # `system.move` VERSION: the key of System's inner-state dynamic field
-STAKING_VERSION = 2
+#: The deployed `VERSION`s, the keys of System's and Staking's inner-state dynamic fields:
+#: `const VERSION: u64 = 3` in MystenLabs/walrus `mainnet-contracts/walrus/sources/system.move`
+#: and `mainnet-contracts/walrus/sources/staking.move` (testnet-contracts likewise).
+SYSTEM_VERSION = 3
+STAKING_VERSION = 3
+
+#: The name and value types of an `ObjectTable<u256, V>` entry: a dynamic object field is a
+#: `Field<Wrapper<u256>, ID>` whose value is the child object's ID (`sui::dynamic_object_field`)
+WRAPPER_U256 = f"{SUI_FRAMEWORK}::dynamic_object_field::Wrapper<u256>"
+OBJECT_ID = f"{SUI_FRAMEWORK}::object::ID"
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,15 @@ class Deployment:
         return field_type("vector<u8>", self.t("metadata", "Metadata"))
 
     @property
+    def pool_inner_type(self) -> str:
+        return field_type("u64", self.t("storage_pool", "StoragePoolInnerV1"))
+
+    @property
+    def pooled_blob_field_type(self) -> str:
+        """`Field<Wrapper<u256>, ID>`: a pool's blob-table entry."""
+        return field_type(WRAPPER_U256, OBJECT_ID)
+
+    @property
     def exchange_type(self) -> str:
         return f"{self.exchange_pkg}::wal_exchange::Exchange"
 
@@ -75,6 +93,8 @@ class Deployment:
             self.t("system", "System"): mt.VersionedRoot,
             self.t("staking", "Staking"): mt.VersionedRoot,
             self.t("staking_pool", "StakingPool"): mt.StakingPool,
+            self.t("storage_pool", "StoragePool"): pt.StoragePool,
+            self.t("storage_pool", "PooledBlob"): pt.PooledBlob,
             self.exchange_type: mt.Exchange,
         }
         if stored.type in types:
@@ -87,9 +107,12 @@ class Deployment:
                 self.system_inner_type: mt.SystemStateInnerV1,
                 self.staking_inner_type: mt.StakingInnerV1,
                 self.metadata_field_type: mt.BlobAttributes,
+                self.pool_inner_type: pt.StoragePoolInnerV1,
             }
             if stored.type in fields:
                 return fields[stored.type].from_bcs(body)
+            if stored.type == self.pooled_blob_field_type:
+                return bytes(body)  # the PooledBlob's ID (an `ID` is its 32 bytes)
         raise ValueError(f"the stand-in does not know the type {stored.type}")
 
 

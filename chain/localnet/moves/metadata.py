@@ -32,7 +32,7 @@ def register(r: Registry) -> None:
     @fn(W, "metadata", "remove", [mut("Metadata"), pure("string")])
     def metadata_remove(tx: Tx, metadata: dict[str, str], key: str) -> list[Any]:
         if key not in metadata:
-            raise abort(tx, dep, E_VEC_MAP_KEY_MISSING, "remove", f"no attribute {key!r}")
+            raise abort(tx, dep, E_VEC_MAP_KEY_MISSING, "get_idx", f"no attribute {key!r}")
         return [key, metadata.pop(key)]
 
     @fn(W, "metadata", "remove_if_exists", [mut("Metadata"), pure("string")])

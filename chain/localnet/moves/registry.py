@@ -1,7 +1,7 @@
 """The dispatch table the interpreter calls Move functions through, and what every Move module's
-twin shares: the abort of a `package::module::function` (framework modules abort in
-`0x2`), and paying out of or into a `Coin` (`sui::balance::split` aborts with ENotEnough = 2
-when a coin is short)."""
+twin shares: the abort of a `package::module::function` (framework modules abort in `0x2`:
+`balance`, `vec_map`, `dynamic_field`, `object_table`), and paying out of or into a `Coin`
+(`sui::balance::split` aborts with ENotEnough = 2 when a coin is short)."""
 
 from __future__ import annotations
 
@@ -73,6 +73,8 @@ def abort(tx: Tx, dep: Deployment, error: Abort, function: str, what: str) -> Mo
     package = {
         "balance": SUI_FRAMEWORK,
         "vec_map": SUI_FRAMEWORK,
+        "dynamic_field": SUI_FRAMEWORK,
+        "object_table": SUI_FRAMEWORK,
         "wal_exchange": dep.exchange_pkg,
     }.get(module, dep.walrus_pkg)
     return MoveAbort(package, module, function, code, what)

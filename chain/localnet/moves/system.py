@@ -11,45 +11,89 @@ from chain import move_types as mt
 from chain.aborts import (
     E_ALREADY_CERTIFIED,
     E_BLOB_NOT_DELETABLE,
-    E_INCORRECT_APP_ID,
-    E_INCORRECT_EPOCH,
-    E_INCORRECT_INTENT_VERSION,
-    E_INVALID_BITMAP,
     E_INVALID_BLOB_ID,
     E_INVALID_BLOB_OBJECT,
     E_INVALID_BLOB_PERSISTENCE_TYPE,
     E_INVALID_ENCODING_TYPE,
     E_INVALID_EPOCHS_AHEAD,
-    E_INVALID_ID_EPOCH,
-    E_INVALID_MSG_TYPE,
     E_INVALID_RESOURCE_SIZE,
-    E_MSG_INVALID_PERSISTENCE,
     E_NOT_CERTIFIED,
-    E_NOT_ENOUGH_STAKE,
     E_RESOURCE_BOUNDS,
     E_RESOURCE_SIZE,
-    E_SIG_VERIFICATION,
 )
-from chain.bls import aggregate_verify
 from chain.localnet.errors import ExecFailure
-from chain.localnet.moves.blob import delete_metadata
+from chain.localnet.moves.certificate import verify_blob_certificate
+from chain.localnet.moves.deployment import Deployment
 from chain.localnet.moves.encoding import derive_blob_id, encoded_blob_length
+from chain.localnet.moves.metadata_field import delete_metadata
 from chain.localnet.moves.registry import Registry, abort, mut, pure, ref, val, withdraw
 from chain.localnet.moves.storage_resource import fuse_period_values, new_storage
 from chain.localnet.moves.system_view import SystemView
 from chain.localnet.txcontext import LiveObject, MoveFunction, Tx
-from codec.params import storage_units
 
-BLOB_CERT_MSG_TYPE = 1
-INTENT_VERSION = 0
-APP_ID = 3
-RED_STUFF_RAPTOR = 1
+RED_STUFF_RAPTOR = 1  # encoding.move RS2
+
+
+def checked_encoded_length(
+    tx: Tx, dep: Deployment, size: int, encoding_type: int, n_shards: int
+) -> int:
+    """`encoding::encoded_blob_length`: the encoded size of a `size`-byte blob.
+
+    Raises:
+        MoveAbort: `encoding::EInvalidEncodingType`, not RS2.
+        ExecFailure: the arithmetic error of redstuff's `as u16` cast (a blob too large).
+    """
+    if encoding_type != RED_STUFF_RAPTOR:
+        raise abort(tx, dep, E_INVALID_ENCODING_TYPE, "encoded_blob_length", "encoding")
+    encoded = encoded_blob_length(size, n_shards)
+    if encoded is None:
+        raise ExecFailure(12, "arithmetic error: the blob is too large for its symbol size")
+    return encoded
 
 
 def unwrap(tx: Tx, type_: str, value: mt.MoveStruct, object_id: str) -> LiveObject:
+    """An object coming back out of the one that wrapped it, under its own ID, with no owner
+    yet. Wrapped earlier in this transaction, it is the same object again (an input stays an
+    input, one created here stays created)."""
+    obj = tx.objs.get(object_id)
+    if obj is not None and obj.state == "wrapped":
+        obj.state, obj.value, obj.touched = "live", value, True
+        obj.owner_kind, obj.owner = None, None
+        return obj
     obj = tx.create(type_, value, object_id=object_id)
     obj.unwrapped = True
     return obj
+
+
+def reserve_for_epochs(
+    view: SystemView, amount: int, start: int, end: int, pay: LiveObject
+) -> LiveObject:
+    """`system_state_inner::reserve_space_for_epochs`: a new Storage of `amount` bytes for
+    [max(start, now), end), paid for each epoch and booked as used capacity.
+
+    Raises:
+        MoveAbort: EInvalidEpochsAhead (empty range, or beyond max_epochs_ahead),
+            `balance::ENotEnough`, EInvalidResourceSize (zero bytes), EStorageExceeded.
+    """
+    tx, dep = view.tx, view.dep
+    current = view.epoch
+    start = max(start, current)
+    if not end > start:
+        raise abort(tx, dep, E_INVALID_EPOCHS_AHEAD, "reserve_space_for_epochs", "empty range")
+    start_offset, end_offset = start - current, end - current
+    if end_offset > view.state.future_accounting.length:
+        raise abort(
+            tx, dep, E_INVALID_EPOCHS_AHEAD, "reserve_space_for_epochs", "beyond max_epochs_ahead"
+        )
+    view.pay_storage(amount, start_offset, end_offset, pay)
+    if amount == 0:
+        raise abort(
+            tx, dep, E_INVALID_RESOURCE_SIZE, "reserve_space_without_payment", "zero storage"
+        )
+    view.add_used_capacity(
+        start_offset, end_offset, amount, check=True, where="reserve_space_without_payment"
+    )
+    return new_storage(tx, dep, start, end, amount)
 
 
 def register(r: Registry) -> None:
@@ -65,23 +109,6 @@ def register(r: Registry) -> None:
         }
     )
 
-    def reserve(
-        tx: Tx, system: LiveObject, amount: int, start: int, end: int, pay: LiveObject, name: str
-    ) -> LiveObject:
-        view = SystemView(tx, dep, system, name)
-        current = view.epoch
-        start = max(start, current)
-        if not end > start:
-            raise abort(tx, dep, E_INVALID_EPOCHS_AHEAD, name, "empty epoch range")
-        start_offset, end_offset = start - current, end - current
-        if end_offset > view.state.future_accounting.length:
-            raise abort(tx, dep, E_INVALID_EPOCHS_AHEAD, name, "beyond max_epochs_ahead")
-        view.pay_storage(amount, start_offset, end_offset, pay)
-        if amount == 0:
-            raise abort(tx, dep, E_INVALID_RESOURCE_SIZE, name, "zero storage")
-        view.add_used_capacity(start_offset, end_offset, amount, check=True)
-        return new_storage(tx, dep, start, end, amount)
-
     @fn(W, "system", "reserve_space", [mut(system_t), pure("u64"), pure("u32"), mut(wal_coin)])
     def reserve_space(
         tx: Tx, system: LiveObject, amount: int, epochs_ahead: int, pay: LiveObject
@@ -96,7 +123,7 @@ def register(r: Registry) -> None:
                 f"epochs_ahead {epochs_ahead} not in 1..{view.state.future_accounting.length}",
             )
         start = view.epoch
-        return [reserve(tx, system, amount, start, start + epochs_ahead, pay, "reserve_space")]
+        return [reserve_for_epochs(view, amount, start, start + epochs_ahead, pay)]
 
     @fn(
         W,
@@ -107,7 +134,8 @@ def register(r: Registry) -> None:
     def reserve_space_for_epochs(
         tx: Tx, system: LiveObject, amount: int, start: int, end: int, pay: LiveObject
     ) -> list[Any]:
-        return [reserve(tx, system, amount, start, end, pay, "reserve_space_for_epochs")]
+        view = SystemView(tx, dep, system, "reserve_space_for_epochs")
+        return [reserve_for_epochs(view, amount, start, end, pay)]
 
     @fn(
         W,
@@ -146,11 +174,7 @@ def register(r: Registry) -> None:
                 "new",
                 f"storage [{res.start_epoch}, {res.end_epoch}) does not cover epoch {epoch}",
             )
-        if encoding_type != RED_STUFF_RAPTOR:
-            raise abort(tx, dep, E_INVALID_ENCODING_TYPE, "encoded_blob_length", "encoding")
-        encoded = encoded_blob_length(size, n_shards)
-        if encoded is None:
-            raise ExecFailure(12, "arithmetic error: the blob is too large for its symbol size")
+        encoded = checked_encoded_length(tx, dep, size, encoding_type, n_shards)
         if encoded > res.storage_size:
             raise abort(
                 tx,
@@ -173,7 +197,7 @@ def register(r: Registry) -> None:
                 epoch, blob_id, size, encoding_type, res.end_epoch, deletable, blob.id
             ),
         )
-        write = view.state.write_price_per_unit_size * storage_units(encoded)
+        write = view.write_price(encoded)
         withdraw(tx, dep, pay, write, "register_blob")
         view.reward_now(write)
         return [blob]
@@ -188,68 +212,9 @@ def register(r: Registry) -> None:
         tx: Tx, system: LiveObject, blob: LiveObject, signature: bytes, bitmap: bytes, msg: bytes
     ) -> list[Any]:
         view = SystemView(tx, dep, system, "certify_blob")
-        committee = view.state.committee
-        n_members = len(committee.members)
-        max_len = (n_members + 7) // 8
-        if len(bitmap) > max_len:
-            raise abort(tx, dep, E_INVALID_BITMAP, "verify_certificate_and_weight", "bitmap")
-        signers: list[bytes] = []
-        weight = 0
-        for index in range(max_len * 8):
-            byte = bitmap[index // 8] if index // 8 < len(bitmap) else 0
-            is_signer = (byte >> (index % 8)) & 1 == 1
-            if index >= n_members:
-                if is_signer:
-                    raise abort(
-                        tx, dep, E_INVALID_BITMAP, "verify_certificate_and_weight", "bitmap"
-                    )
-                continue
-            if is_signer:
-                signers.append(committee.members[index].public_key)
-                weight += committee.members[index].weight
-        if not 3 * weight >= 2 * committee.n_shards + 1:
-            raise abort(
-                tx,
-                dep,
-                E_NOT_ENOUGH_STAKE,
-                "verify_certificate_and_weight",
-                f"signers hold {weight} of {committee.n_shards} shards: no quorum",
-            )
-        if not signers or not aggregate_verify(signature, signers, msg):
-            raise abort(
-                tx, dep, E_SIG_VERIFICATION, "verify_certificate_and_weight", "bad signature"
-            )
-        if len(msg) < 7:
-            raise abort(tx, dep, E_INVALID_MSG_TYPE, "new_certified_message", "short message")
-        intent_type, intent_version, intent_app = msg[0], msg[1], msg[2]
-        cert_epoch = int.from_bytes(msg[3:7], "little")
-        if intent_version != INTENT_VERSION:
-            raise abort(tx, dep, E_INCORRECT_INTENT_VERSION, "new_certified_message", "intent")
-        if intent_app != APP_ID:
-            raise abort(tx, dep, E_INCORRECT_APP_ID, "new_certified_message", "app id")
-        if cert_epoch != committee.epoch:
-            raise abort(
-                tx,
-                dep,
-                E_INCORRECT_EPOCH,
-                "new_certified_message",
-                f"message for epoch {cert_epoch}, the committee is in epoch {committee.epoch}",
-            )
-        if cert_epoch != view.epoch:
-            raise abort(tx, dep, E_INVALID_ID_EPOCH, "certify_blob", "epoch")
-        if intent_type != BLOB_CERT_MSG_TYPE:
-            raise abort(tx, dep, E_INVALID_MSG_TYPE, "certify_blob_message", "not a blob cert")
-        body = msg[7:]
-        if len(body) < 33:
-            raise abort(tx, dep, E_MSG_INVALID_PERSISTENCE, "peel_blob_persistence_type", "short")
-        msg_blob_id = int.from_bytes(body[:32], "little")
-        persistence = body[32]
-        if persistence not in (0, 1) or (persistence == 1 and len(body) < 65):
-            raise abort(
-                tx, dep, E_MSG_INVALID_PERSISTENCE, "peel_blob_persistence_type", "persistence"
-            )
+        cert = verify_blob_certificate(view, signature, bitmap, msg, "certify_blob")
         value: mt.Blob = blob.value
-        if value.blob_id != msg_blob_id:
+        if value.blob_id != cert.blob_id:
             raise abort(tx, dep, E_INVALID_BLOB_ID, "certify_with_certified_msg", "blob id")
         if value.certified_epoch is not None:
             raise abort(
@@ -257,7 +222,7 @@ def register(r: Registry) -> None:
             )
         if not view.epoch < value.storage.end_epoch:
             raise abort(tx, dep, E_RESOURCE_BOUNDS, "certify_with_certified_msg", "expired")
-        if value.deletable != (persistence == 1):
+        if value.deletable != cert.deletable:
             raise abort(
                 tx,
                 dep,
@@ -265,7 +230,7 @@ def register(r: Registry) -> None:
                 "certify_with_certified_msg",
                 "persistence type",
             )
-        if value.deletable and "0x" + body[33:65].hex() != blob.id:
+        if value.deletable and cert.object_id != blob.id:
             raise abort(tx, dep, E_INVALID_BLOB_OBJECT, "certify_with_certified_msg", "object")
         blob.value = dataclasses.replace(value, certified_epoch=view.epoch)
         _emit_certified(tx, blob.value, False)

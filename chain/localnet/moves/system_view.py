@@ -42,12 +42,17 @@ class SystemView:
     def epoch(self) -> int:
         return self.state.committee.epoch
 
-    def add_used_capacity(self, start: int, end: int, amount: int, check: bool) -> None:
-        """Book `amount` bytes of used capacity in the epochs [start, end).
+    def add_used_capacity(
+        self, start: int, end: int, amount: int, check: bool, where: str | None = None
+    ) -> None:
+        """Book `amount` bytes of used capacity in the epochs [start, end), and the current
+        epoch's in `used_capacity_size` when 0 is among them (`reserve_space_without_payment`,
+        `account_capacity`).
 
         Args:
             start, end: epochs counted from the current one (0 is the current epoch).
             check: abort when an epoch's use exceeds the total capacity.
+            where: the `system_state_inner` function the check is in (default: this view's).
 
         Raises:
             MoveAbort: `EStorageExceeded` (only with `check`).
@@ -63,7 +68,9 @@ class SystemView:
             if offset == 0:
                 used_now = used
             if check and used > self.state.total_capacity_size:
-                raise abort(self.tx, self.dep, E_STORAGE_EXCEEDED, self.fn, "storage exceeded")
+                raise abort(
+                    self.tx, self.dep, E_STORAGE_EXCEEDED, where or self.fn, "storage exceeded"
+                )
         self.set(
             future_accounting=dataclasses.replace(ring, ring_buffer=entries),
             used_capacity_size=used_now,
@@ -90,6 +97,10 @@ class SystemView:
                 entry, rewards_to_distribute=entry.rewards_to_distribute + due
             )
         self.set(future_accounting=dataclasses.replace(ring, ring_buffer=entries))
+
+    def write_price(self, encoded_size: int) -> int:
+        """`system_state_inner::write_price`: the write fee of `encoded_size` bytes."""
+        return self.state.write_price_per_unit_size * storage_units(encoded_size)
 
     def reward_now(self, amount: int) -> None:
         ring = self.state.future_accounting
