@@ -15,6 +15,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from chain import errors, reads
 from chain import move_types as mt
+from chain import pool_types as pt
 from chain.executor import Executor
 from chain.pricing import extend_cost
 from chain.ptb import Ptb
@@ -237,20 +238,31 @@ async def delete_blob(tx: Executor, blob_object_id: str) -> mt.Storage:
     return storage
 
 
+async def _pooled(tx: Executor, object_id: str) -> pt.PooledBlob | None:
+    """The PooledBlob `object_id` is, if it is one (its attributes are set through its pool,
+    which the wallet owns: `storage_pool.move` `insert_or_update_blob_metadata_pair`)."""
+    obj = await tx.rpc.object(object_id)
+    if not (obj.object_type or "").endswith("::storage_pool::PooledBlob"):
+        return None
+    return pt.PooledBlob.from_bcs(contents(obj))
+
+
 @in_turn
 async def set_attributes(tx: Executor, blob_object_id: str, pairs: dict[str, str]) -> TxResult:
-    """Insert or update the blob's attributes."""
-    blob_ref = await tx.owned_ref(blob_object_id)
+    """Insert or update the blob's attributes (a Blob's, or a pooled blob's through its
+    pool)."""
+    pooled = await _pooled(tx, blob_object_id)
+    ref = await tx.owned_ref(blob_object_id if pooled is None else pooled.storage_pool_id)
 
     def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
-        blob = ptb.owned(blob_ref)
+        obj = ptb.owned(ref)
         for key, value in pairs.items():
-            ptb.move_call(
-                info.package_id,
-                "blob",
-                "insert_or_update_metadata_pair",
-                [blob, ptb.string(key), ptb.string(value)],
-            )
+            if pooled is None:
+                module, fn, args = "blob", "insert_or_update_metadata_pair", [obj]
+            else:
+                module, fn = "storage_pool", "insert_or_update_blob_metadata_pair"
+                args = [obj, ptb.u256(pooled.blob_id)]
+            ptb.move_call(info.package_id, module, fn, [*args, ptb.string(key), ptb.string(value)])
 
     return await tx.execute(build)
 
@@ -258,14 +270,18 @@ async def set_attributes(tx: Executor, blob_object_id: str, pairs: dict[str, str
 @in_turn
 async def remove_attributes(tx: Executor, blob_object_id: str, keys: list[str]) -> TxResult:
     """Remove the keys that exist (absent keys are not an error)."""
-    blob_ref = await tx.owned_ref(blob_object_id)
+    pooled = await _pooled(tx, blob_object_id)
+    ref = await tx.owned_ref(blob_object_id if pooled is None else pooled.storage_pool_id)
 
     def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
-        blob = ptb.owned(blob_ref)
+        obj = ptb.owned(ref)
         for key in keys:
-            ptb.move_call(
-                info.package_id, "blob", "remove_metadata_pair_if_exists", [blob, ptb.string(key)]
-            )
+            if pooled is None:
+                module, fn, args = "blob", "remove_metadata_pair_if_exists", [obj]
+            else:
+                module, fn = "storage_pool", "remove_blob_metadata_pair_if_exists"
+                args = [obj, ptb.u256(pooled.blob_id)]
+            ptb.move_call(info.package_id, module, fn, [*args, ptb.string(key)])
 
     return await tx.execute(build)
 

@@ -104,6 +104,61 @@ def test_deleting_small_files_compacts_quilts_and_reuses_storage(
         m.teardown()
 
 
+def test_a_pooled_volume_is_renewed_by_one_transaction_and_restores_anywhere(
+    dn: RunningDevnet, tmp_path: Path
+) -> None:
+    """A volume made with --storage-pool keeps its quilts, blobs and checkpoints in one pool:
+    no owned Blob of the volume is made, each renewal is one extension of the pool that
+    moves every blob's end epoch, and the volume restores from the chain on a fresh home."""
+    files = {f"small-{i:03d}": os.urandom(300 + i) for i in range(150)}
+    files["large"] = os.urandom(2_500_000)
+    m = Mount(dn, tmp_path / "mnt", "pooled")
+    m.mount("--epochs", "2", "--renew-horizon", "1", "--storage-pool", "--upload-delay", "0.5")
+    try:
+        for name, data in files.items():
+            (m.path / name).write_bytes(data)
+        m.sync()
+        st = m.status()
+        pool = st["pool"]
+        assert pool is not None and pool["blobs"] >= 3, st  # quilts, the large file, a checkpoint
+        volume_id = st["volume_id"]
+
+        async def on_chain(chain: WalrusChain) -> tuple[int, int, int]:
+            owned = await chain.blobs(pooled=False)
+            attrs = await chain.attributes_of([b.id for b in owned])
+            mine = sum(a.get("walrusfs:volume") == volume_id for a in attrs.values())
+            state = await chain.pools.get(pool["id"])
+            return mine, state.blob_count, state.end_epoch
+
+        owned, in_pool, end = dn.on_chain(on_chain)
+        assert owned == 0, "a pooled volume made an owned Blob"
+        assert in_pool == pool["blobs"]
+        renewals = st["lifetime"]["pool_renewals"]
+        for _ in range(4):  # twice the bought lifetime
+            _advance(dn, 1)
+            m.sync()
+            st = m.status()
+            assert st["stored"]["earliest_end_epoch"] > st["lifetime"]["epoch"], st
+        assert st["lifetime"]["pool_renewals"] - renewals >= 2
+        _, in_pool_after, end_after = dn.on_chain(on_chain)
+        assert end_after > end
+        # each renewal was one transaction (one extension of the pool) moving the end epoch of
+        # every blob: the quilts, the large file and the checkpoint at least
+        assert st["lifetime"]["extended"] >= 3 * (st["lifetime"]["pool_renewals"] - renewals)
+        assert in_pool_after >= 3
+        m.umount()
+        m.drop_cache()
+        for leftover in m.volume_dir.iterdir():  # a fresh home: only the chain holds the volume
+            if leftover.is_file() and leftover.name.startswith("meta.db"):
+                leftover.unlink()
+        m.mount()
+        for name in list(files)[::10] + ["large"]:
+            assert (m.path / name).read_bytes() == files[name]
+        assert m.status()["pool"]["id"] == pool["id"]
+    finally:
+        m.teardown()
+
+
 def _advance(dn: RunningDevnet, epochs: int) -> None:
     dn.cli("devnet", "epoch", "advance", str(epochs))
 

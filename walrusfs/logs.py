@@ -37,6 +37,12 @@ def setup_daemon(log_path: Path, debug: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO, handlers=[handler], force=True
     )
+    quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """The libraries' loggers at WARNING, pysui's gRPC client silent (see below): the
+    daemon's and the upload worker's logs."""
     for noisy in NOISY:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # pysui logs the traceback of every failed gRPC call at ERROR and then returns the failure,

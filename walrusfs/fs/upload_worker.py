@@ -44,6 +44,7 @@ from chain import errors as chain_errors
 from chain.client import WalrusChain
 from chain.profiles import NetworkProfile
 from chain.wallet import Keypair
+from walrusfs import logs
 from walrusfs.fs import crypto
 from walrusfs.fs import worker_protocol as wp
 from walrusfs.fs.pool import POOL_SPARE
@@ -401,8 +402,7 @@ def main() -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s upload-worker %(name)s: %(message)s",
     )
-    for noisy in ("httpx", "httpcore", "pgrpc_client", "hpack"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logs.quiet_libraries()  # an expected NOT_FOUND (a pool's blob looked up) is no traceback
     codec.tune_allocator()
     # Uploads are background work: when the CPU is contended, the mount's FUSE requests (and
     # the user's programs) go first. Raising one's own nice value is always permitted.

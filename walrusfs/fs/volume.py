@@ -270,6 +270,7 @@ class Volume:
                 "horizon": self.renewer.policy.horizon,
                 "extend_by": self.renewer.policy.epochs,
                 "extended": self.renewer.extended,
+                "pool_renewals": self.renewer.pool_renewals,
                 "wal_spent": self.renewer.wal_spent,
                 "expiring_blobs": self.renewer.expiring[0],
                 "expiring_by_epoch": self.renewer.expiring[1],

@@ -1,0 +1,104 @@
+"""Blobs in a Walrus storage pool (`walrusfs/store/pooled.py`, `chain/pools.py`) against a
+devnet of real processes: the stand-in runs the deployed `storage_pool.move` twin and the
+nodes store pooled blobs until their pool ends."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+import codec
+from chain.client import WalrusChain
+from tests.devnet_harness import N_SHARDS, RunningDevnet, SharedDevnets
+from walrusfs.store.client import WalrusStore
+
+pytestmark = [pytest.mark.trio, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(scope="module")
+def dn(devnets: SharedDevnets, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
+    yield devnets.account(N_SHARDS, tmp_path_factory.mktemp("pools-home"))
+
+
+@pytest.fixture
+async def store(chain: WalrusChain, tmp_path: Path) -> AsyncIterator[WalrusStore]:
+    s = WalrusStore(chain, deadline=10.0, grace=0.5)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def _data(size: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def _wal(balance_before: int, balance_after: int) -> int:
+    return balance_before - balance_after
+
+
+async def test_pooled_blobs_round_trip_and_a_delete_frees_capacity_for_the_next(
+    store: WalrusStore, chain: WalrusChain
+) -> None:
+    pool, paid = await store.create_pool(1 << 20, 3)
+    assert paid > 0
+    a, b = _data(50_000, 1), _data(70_000, 2)
+    ra = await store.store(a, 3, pool=pool)
+    rb = await store.store(b, 3, pool=pool)
+    state = await chain.pools.get(pool)
+    params = codec.EncodingParams(N_SHARDS)
+    assert state.blob_count == 2
+    assert state.used == params.encoded_size(len(a)) + params.encoded_size(len(b))
+    assert state.capacity >= state.used
+    assert ra.pool == rb.pool == pool and ra.end_epoch == state.end_epoch
+    assert await store.read(ra.blob_id, use_cache=False) == a
+    assert await store.read(rb.blob_id, use_cache=False) == b
+    pooled = await chain.pools.blob(state, rb.blob_id.to_u256())
+    assert pooled is not None and pooled.is_certified and pooled.id == rb.object_id
+
+    # a delete returns the blob's capacity to the pool; the next blob of that size uses it
+    capacity = state.capacity
+    await store.delete(rb.object_id, pool)
+    after_delete = await chain.pools.get(pool)
+    assert after_delete.blob_count == 1
+    assert after_delete.used == params.encoded_size(len(a))
+    assert after_delete.capacity == capacity
+    c = _data(70_000, 3)
+    wal_before = (await chain.balances()).wal
+    rc = await store.store(c, 3, pool=pool)
+    wal_spent = wal_before - (await chain.balances()).wal
+    after_reuse = await chain.pools.get(pool)
+    assert after_reuse.capacity == capacity, "the freed capacity was not reused"
+    info = await chain.system_info()
+    assert wal_spent == rc.cost == codec.params.storage_units(params.encoded_size(len(c))) * (
+        info.write_price
+    ), "a blob in freed capacity pays the write fee only"
+    assert await store.read(rc.blob_id, use_cache=False) == c
+
+
+async def test_one_extension_renews_every_blob_of_the_pool(
+    store: WalrusStore, chain: WalrusChain
+) -> None:
+    pool, _ = await store.create_pool(1 << 20, 2)
+    results = [await store.store(_data(10_000 + i, 10 + i), 2, pool=pool) for i in range(3)]
+    end = (await chain.pools.get(pool)).end_epoch
+    paid, new_end = await store.extend_pool(pool, 4, 0.1)
+    assert new_end == end + 4 and paid > 0
+    seen = {b.id: b for b in await chain.blobs() if b.pool == pool}
+    assert {r.object_id for r in results} <= set(seen)
+    assert all(seen[r.object_id].end_epoch == new_end for r in results)
+
+
+async def test_the_same_bytes_again_reuse_the_pooled_blob(
+    store: WalrusStore, chain: WalrusChain
+) -> None:
+    pool, _ = await store.create_pool(1 << 20, 2)
+    data = _data(20_000, 99)
+    first = await store.store(data, 2, pool=pool)
+    again = await store.store(data, 2, pool=pool)
+    assert again.object_id == first.object_id
+    assert again.already_certified and again.cost == 0
+    assert (await chain.pools.get(pool)).blob_count == 1
