@@ -42,6 +42,12 @@ ABORT_CLASSES: dict[aborts.Abort, type[errors.MoveAbortError]] = {
     aborts.E_RESOURCE_BOUNDS: errors.Expired,
     aborts.E_ALREADY_CERTIFIED: errors.AlreadyCertified,
     aborts.E_NOT_ENOUGH_STAKE: errors.QuorumNotReached,
+    aborts.E_POOL_ALREADY_CERTIFIED: errors.AlreadyCertified,
+    aborts.E_POOL_RESOURCE_BOUNDS: errors.Expired,
+    aborts.E_POOL_INSUFFICIENT_CAPACITY: errors.PoolFull,
+    aborts.E_POOL_NOT_EMPTY: errors.PoolNotEmpty,
+    aborts.E_FIELD_ALREADY_EXISTS: errors.BlobInPoolAlready,
+    aborts.E_FIELD_DOES_NOT_EXIST: errors.NotInPool,
 }
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import codec
+from chain import errors as chain_errors
 from chain.client import WalrusChain
 from tests.devnet_harness import N_SHARDS, RunningDevnet, SharedDevnets
 from walrusfs.store.client import WalrusStore
@@ -73,8 +74,10 @@ async def test_pooled_blobs_round_trip_and_a_delete_frees_capacity_for_the_next(
     after_reuse = await chain.pools.get(pool)
     assert after_reuse.capacity == capacity, "the freed capacity was not reused"
     info = await chain.system_info()
-    assert wal_spent == rc.cost == codec.params.storage_units(params.encoded_size(len(c))) * (
-        info.write_price
+    assert (
+        wal_spent
+        == rc.cost
+        == codec.params.storage_units(params.encoded_size(len(c))) * (info.write_price)
     ), "a blob in freed capacity pays the write fee only"
     assert await store.read(rc.blob_id, use_cache=False) == c
 
@@ -102,3 +105,28 @@ async def test_the_same_bytes_again_reuse_the_pooled_blob(
     assert again.object_id == first.object_id
     assert again.already_certified and again.cost == 0
     assert (await chain.pools.get(pool)).blob_count == 1
+
+
+async def test_the_pool_contract_s_refusals_arrive_as_typed_errors(
+    store: WalrusStore, chain: WalrusChain
+) -> None:
+    """What a caller handles by class: the blob ID is in the pool already (its table is keyed
+    by blob ID), the pool has no such blob, the pool has less unused capacity than asked."""
+    pool, _ = await store.create_pool(1 << 20, 2)
+    data = _data(5_000, 7)
+    stored = await store.store(data, 2, pool=pool)
+    enc = codec.encode(data, N_SHARDS)
+    with pytest.raises(chain_errors.BlobInPoolAlready):
+        await chain.pools.register(
+            pool,
+            stored.blob_id.to_u256(),
+            int.from_bytes(enc.root_hash, "little"),
+            len(data),
+            deletable=True,
+        )
+    with pytest.raises(chain_errors.NotInPool):
+        await chain.pools.delete(pool, [stored.blob_id.to_u256() ^ 1])
+    state = await chain.pools.get(pool)
+    with pytest.raises(chain_errors.PoolFull):
+        await chain.pools.shrink(pool, state.available + 1)
+    assert (await chain.pools.get(pool)).blob_count == 1  # nothing changed
