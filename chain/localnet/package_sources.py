@@ -4,6 +4,7 @@ A Sui full node answers MovePackageService from the package's bytecode; the stan
 bytecode, so the signatures are written here, transcribed from the deployed contract sources:
 MystenLabs/walrus `testnet-contracts/walrus/sources/system.move`, `staking.move`,
 `system/blob.move`, `system/storage_resource.move`, `system/metadata.move`,
+`system/storage_pool.move`,
 `testnet-contracts/wal/sources/wal.move`,
 `testnet-contracts/wal_exchange/sources/wal_exchange.move`; and of the Sui framework's
 `sui-framework/sources/coin.move` the functions the stand-in executes. Clients read them to
@@ -40,6 +41,8 @@ TYPE_ORIGINS: dict[str, tuple[str, str]] = {
     "Authorized": ("walrus", "auth"),
     "Committee": ("walrus", "committee"),
     "StoragePool": ("walrus", "storage_pool"),
+    "StoragePoolInnerV1": ("walrus", "storage_pool"),
+    "PooledBlob": ("walrus", "storage_pool"),
     "FutureAccountingRingBuffer": ("walrus", "storage_accounting"),
     "WAL": ("wal", "wal"),
     "ProtectedTreasury": ("wal", "wal"),
@@ -55,6 +58,7 @@ TYPE_ORIGINS: dict[str, tuple[str, str]] = {
     "ID": (SUI_FRAMEWORK, "object"),
     "UID": (SUI_FRAMEWORK, "object"),
     "VecMap": (SUI_FRAMEWORK, "vec_map"),
+    "ObjectTable": (SUI_FRAMEWORK, "object_table"),
     "String": (MOVE_STDLIB, "string"),
     "Option": (MOVE_STDLIB, "option"),
 }
@@ -198,6 +202,35 @@ fun fuse_periods(first: &mut Storage, second: Storage)
 fun fuse_amount(first: &mut Storage, second: Storage)
 fun fuse(first: &mut Storage, second: Storage)
 fun destroy(storage: Storage)
+""",
+    ("walrus", "storage_pool"): """
+struct StoragePool has key, store { id: UID, version: u64 }
+struct StoragePoolInnerV1 has store { storage: Storage, used_encoded_bytes: u64, blob_count: u64,
+    blobs: ObjectTable<u256, PooledBlob> }
+struct PooledBlob has key, store { id: UID, registered_epoch: u32, blob_id: u256,
+    unencoded_size: u64, encoding_type: u8, certified_epoch: Option<u32>, storage_pool_id: ID,
+    deletable: bool }
+fun start_epoch(self: &StoragePool): u32
+fun end_epoch(self: &StoragePool): u32
+fun reserved_encoded_capacity_bytes(self: &StoragePool): u64
+fun used_encoded_bytes(self: &StoragePool): u64
+fun available_encoded_bytes(self: &StoragePool): u64
+fun storage(self: &StoragePool): &Storage
+fun blob_count(self: &StoragePool): u64
+fun contains_blob(self: &StoragePool, blob_id: u256): bool
+fun blob_object_id(self: &StoragePool, blob_id: u256): ID
+fun object_id(self: &StoragePool): ID
+fun destroy(self: StoragePool): Storage
+fun add_blob_metadata(self: &mut StoragePool, blob_id: u256, metadata: Metadata)
+fun add_or_replace_blob_metadata(self: &mut StoragePool, blob_id: u256,
+    metadata: Metadata): Option<Metadata>
+fun take_blob_metadata(self: &mut StoragePool, blob_id: u256): Metadata
+fun insert_or_update_blob_metadata_pair(self: &mut StoragePool, blob_id: u256, key: String,
+    value: String)
+fun remove_blob_metadata_pair(self: &mut StoragePool, blob_id: u256,
+    key: &String): (String, String)
+fun remove_blob_metadata_pair_if_exists(self: &mut StoragePool, blob_id: u256,
+    key: &String): Option<String>
 """,
     ("walrus", "metadata"): """
 struct Metadata has drop, store { metadata: VecMap<String, String> }

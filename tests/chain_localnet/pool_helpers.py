@@ -210,6 +210,16 @@ async def list_fields(tn: LocalTestnet, parent: str) -> list[pb.DynamicField]:
     return await _rpc(tn, exchange)
 
 
+async def list_owned(tn: LocalTestnet, owner: str, object_type: str) -> list[pb.Object]:
+    async def exchange(ch: grpclib.client.Channel) -> list[pb.Object]:
+        request = pb.ListOwnedObjectsRequest(
+            owner=owner, object_type=object_type, read_mask=_mask(OBJECT_FIELDS)
+        )
+        return (await pb.StateServiceStub(ch).list_owned_objects(request)).objects
+
+    return await _rpc(tn, exchange)
+
+
 async def abort_location(tn: LocalTestnet, digest: str) -> pb.MoveLocation:
     """Where the failed transaction `digest` aborted (package, module, function)."""
 

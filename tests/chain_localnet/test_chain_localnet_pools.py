@@ -36,6 +36,7 @@ from tests.chain_localnet.pool_helpers import (
     events,
     get_object,
     list_fields,
+    list_owned,
     pool_state,
     register,
 )
@@ -106,6 +107,8 @@ async def test_create_register_certify_read_back_over_grpc(
     assert (pool.owner.kind, pool.owner.address) == (pb.OwnerOwnerKind.ADDRESS, USER.address)
     assert pool.has_public_transfer
     assert pt.StoragePool.from_bcs(contents(pool)) == pt.StoragePool(pool_id, pt.POOL_VERSION)
+    owned = await list_owned(testnet, USER.address, f"{pkg}::storage_pool::StoragePool")
+    assert [o.object_id for o in owned] == [pool_id]
     inner = await get_object(testnet, pt.pool_inner_id(pool_id))
     assert inner is not None and inner.owner is not None
     assert inner.object_type == (
