@@ -18,7 +18,7 @@ import pytest
 
 from chain.client import SystemInfo, WalrusChain
 from chain.ptb import Ptb
-from tests.devnet_harness import RunningDevnet, start_devnet
+from tests.devnet_harness import RunningDevnet, node_requests, start_devnet
 from tests.mount_harness import Mount
 
 N_SHARDS = 100
@@ -152,9 +152,65 @@ def test_a_pooled_volume_is_renewed_by_one_transaction_and_restores_anywhere(
             if leftover.is_file() and leftover.name.startswith("meta.db"):
                 leftover.unlink()
         m.mount()
-        for name in list(files)[::10] + ["large"]:
+        for name in [*list(files)[::10], "large"]:
             assert (m.path / name).read_bytes() == files[name]
         assert m.status()["pool"]["id"] == pool["id"]
+    finally:
+        m.teardown()
+
+
+def test_a_volume_of_owned_blobs_migrates_to_a_pool_without_uploading_again(
+    dn: RunningDevnet, tmp_path: Path
+) -> None:
+    """`fsck --migrate-to-pool` registers each blob in use in a new pool from what the nodes
+    hold (no sliver is sent again), deletes the owned Blobs, and the volume then reads back
+    byte-exact, also after a restore from the chain on a fresh home."""
+    files = {f"m-{i:02d}": os.urandom(500 + i) for i in range(40)}
+    files["large"] = os.urandom(1_500_000)
+    m = Mount(dn, tmp_path / "mnt", "migrate")
+    m.mount("--upload-delay", "0.3")
+    try:
+        for name, data in files.items():
+            (m.path / name).write_bytes(data)
+        m.sync()
+        volume_id = m.status()["volume_id"]
+        m.umount()
+
+        async def owned_of_volume(chain: WalrusChain) -> int:
+            owned = await chain.blobs(pooled=False)
+            attrs = await chain.attributes_of([b.id for b in owned])
+            return sum(a.get("walrusfs:volume") == volume_id for a in attrs.values())
+
+        def sliver_puts() -> int:
+            return sum(
+                count
+                for node in node_requests(dn).values()
+                for name, count in node.items()
+                if name.startswith("PUT put_sliver ")
+            )
+
+        owned_before, puts_before = dn.on_chain(owned_of_volume), sliver_puts()
+        out = dn.cli("fsck", "--volume", "migrate", "--migrate-to-pool").stdout
+        assert "0 uploaded again" in out, out
+        moved = int(out.split("blob(s) in storage pool")[0].split()[-1])
+        assert moved >= 2  # the quilt(s) and the large file at least
+        assert sliver_puts() == puts_before, "the migration sent slivers again"
+        assert dn.on_chain(owned_of_volume) <= owned_before - moved
+        m.mount()
+        st = m.status()
+        assert st["pool"] is not None and st["pool"]["blobs"] >= moved
+        for name, data in files.items():
+            assert (m.path / name).read_bytes() == data
+        m.sync()  # a checkpoint of the migrated rows
+        m.umount()
+        m.drop_cache()
+        for leftover in m.volume_dir.iterdir():  # a fresh home: only the chain holds it
+            if leftover.is_file() and leftover.name.startswith("meta.db"):
+                leftover.unlink()
+        m.mount()
+        for name, data in files.items():
+            assert (m.path / name).read_bytes() == data
+        assert m.status()["pool"]["id"] == st["pool"]["id"]
     finally:
         m.teardown()
 

@@ -16,9 +16,11 @@ from typing import TypeVar
 import trio
 
 from chain.client import WalrusChain
+from chain.pricing import format_wal
 from walrusfs.clihelpers import UPLOAD_WORKER, ProgressBar, open_chain, user_errors
 from walrusfs.errors import ExitCode, UsageError
 from walrusfs.fs.fsck import Report, fsck
+from walrusfs.fs.migrate import MigrateReport, migrate_to_pool
 from walrusfs.fs.mount import lock_volume
 from walrusfs.fs.rebuild import RebuildReport, rebuild
 
@@ -103,6 +105,35 @@ def rebuild_volume(volume_dir: Path, passphrase: str | None) -> int:
         "checkpoint. Directories, symlinks, empty files and xattrs are not in the records."
     )
     return fsck_exit_code(["rebuilt"], report.lost)
+
+
+def migrate_volume(volume_dir: Path, *, epochs: int) -> int:
+    """`fsck --migrate-to-pool` (walrusfs/fs/migrate.py). Returns the exit code (0: moved,
+    or nothing to move).
+
+    Raises:
+        UsageError: the volume has no database.
+        VolumeInUse: the volume is mounted, or held by another walrusfs process.
+        UserError: a chain or store failure, with its exit code (a second run goes on).
+    """
+    if not (volume_dir / "meta.db").exists():
+        raise UsageError(
+            f"volume {volume_dir.name} has no database; mount it once (it restores the newest "
+            "checkpoint), unmount it, and migrate"
+        )
+
+    async def go(chain: WalrusChain) -> MigrateReport:
+        return await migrate_to_pool(volume_dir, chain, epochs=epochs)
+
+    report = _on_locked_volume(volume_dir, go)
+    _print_lines(("note", report.notes))
+    print(
+        f"volume {volume_dir.name}: {report.moved + report.uploaded} blob(s) in storage pool "
+        f"{report.pool}{' (new)' if report.created else ''}: {report.moved} registered from what "
+        f"the nodes hold, {report.uploaded} uploaded again; {report.deleted} old Blob(s) "
+        f"deleted; {format_wal(report.wal_spent)} spent"
+    )
+    return int(ExitCode.OK)
 
 
 def _print_lines(*groups: tuple[str, list[str]]) -> None:

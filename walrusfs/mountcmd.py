@@ -244,6 +244,8 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     passphrase = passphrase_of(args)
     if args.rebuild:
         return fsckcmd.rebuild_volume(volume_dir, passphrase)
+    if args.migrate_to_pool:
+        return fsckcmd.migrate_volume(volume_dir, epochs=args.epochs or conf.epochs)
     return fsckcmd.check_volume(
         volume_dir,
         upload=not args.no_upload,
@@ -394,6 +396,12 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="make the database again from the file records of the volume's blobs on chain "
         "(when no checkpoint can be restored; an existing database is kept, renamed)",
+    )
+    p.add_argument(
+        "--migrate-to-pool",
+        action="store_true",
+        help="move the volume's blobs into one storage pool (created if needed) without "
+        "uploading them again: one transaction then renews them all",
     )
     p.add_argument(
         "--epochs",

@@ -34,6 +34,7 @@ from walrusfs.store.committee import Committees
 from walrusfs.store.hedging import NodeStats
 from walrusfs.store.metadata import MetadataReader
 from walrusfs.store.nodes import ActiveCommittees, BlobStatus, Committee, NodeClient
+from walrusfs.store.pooled import move_into_pool
 from walrusfs.store.reads import Reader
 from walrusfs.store.registrations import Registrations
 from walrusfs.store.relay import Certificate, RelayClient
@@ -366,6 +367,21 @@ class WalrusStore:
         """
         paid, _ = await self.chain.extend_blob(object_id, epochs)
         return paid
+
+    async def move_into_pool(
+        self, blob_id: codec.BlobId, pool: str, attributes: dict[str, str]
+    ) -> StoreResult:
+        """The blob, which the nodes store under another registration, registered in `pool`
+        and certified with the nodes' confirmations alone: nothing is uploaded (see
+        `walrusfs/store/pooled.py`). The caller deletes the other registration after.
+
+        Raises:
+            NotEnoughConfirmations: the nodes do not hold it (any more): upload it instead.
+            BlobUnavailable, BlobNotFound: its metadata could not be read.
+            chain.errors.InsufficientWal, InsufficientGas: before anything was signed.
+        """
+        meta = await self.metadata(blob_id)
+        return await move_into_pool(self._writer, meta, pool, attributes)
 
     async def create_pool(self, capacity: int, epochs: int) -> tuple[str, int]:
         """A new storage pool of `capacity` encoded bytes for `epochs` epochs: its object ID

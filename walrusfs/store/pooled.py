@@ -17,6 +17,8 @@ import logging
 from typing import TYPE_CHECKING
 
 import codec
+from chain import errors as chain_errors
+from chain.bls import aggregate
 from walrusfs.store.errors import StoreError
 from walrusfs.store.nodes import Committee
 from walrusfs.store.registrations import Registration
@@ -113,5 +115,69 @@ async def store_pooled(
         reused,
         0,
         tuple(signers),
+        pool=pool_id,
+    )
+
+
+async def move_into_pool(
+    writer: Writer, meta: codec.VerifiedMetadata, pool_id: str, attributes: dict[str, str]
+) -> StoreResult:
+    """Register a blob the nodes already store in the pool, and certify it with the nodes'
+    confirmations alone: nothing is uploaded (the nodes keep a blob ID's slivers while any
+    registration of it is valid, and confirm a new registration of what they hold). The
+    caller deletes the old registration once this returns.
+
+    Raises:
+        PoolMismatch: the pool holds the blob as permanent.
+        NotEnoughConfirmations: nodes holding a quorum of shards did not confirm (the blob
+            is not stored any more, say): the caller uploads the bytes instead.
+    """
+    from walrusfs.store.writes import (  # noqa: PLC0415 (writes imports this module)
+        StoreResult,
+        confirmation_message,
+        signers_bitmap,
+    )
+
+    blob_id = meta.blob_id
+    chain, blob_u256 = writer.chain, blob_id.to_u256()
+    state = await chain.pools.get(pool_id)
+    blob = await chain.pools.blob(state, blob_u256)
+    if blob is not None and not blob.deletable:
+        raise PoolMismatch(f"pool {pool_id} holds {blob_id} as permanent")
+    paid = 0
+    if blob is None:
+        blob, paid, _ = await chain.pools.register(
+            pool_id,
+            blob_u256,
+            int.from_bytes(meta.metadata.root_hash, "little"),
+            meta.unencoded_length,
+            deletable=True,
+            attributes=attributes,
+        )
+    if not blob.is_certified:
+        committee = await writer.committees.write(fresh=True)
+        expected = confirmation_message(committee.epoch, blob_id, blob.id)
+        confirmed = await writer.uploader.confirm_stored(blob_id, committee, blob.id, expected)
+        bitmap = signers_bitmap(
+            [c.node.index for c in confirmed], max(n.index for n in committee.nodes)
+        )
+        signature = aggregate([c.signature for c in confirmed])
+        try:
+            await chain.pools.certify(pool_id, blob_u256, signature, bitmap, expected)
+        except chain_errors.AlreadyCertified:
+            log.info("%s was certified in pool %s by an earlier attempt", blob_id, pool_id)
+    state = await chain.pools.get(pool_id)
+    return StoreResult(
+        blob_id,
+        blob.id,
+        meta.unencoded_length,
+        meta.params.encoded_size(meta.unencoded_length),
+        state.end_epoch,
+        True,
+        paid,
+        False,
+        False,
+        0,
+        (),
         pool=pool_id,
     )

@@ -213,3 +213,42 @@ class Uploader:
         if weight() < committee.quorum:
             raise NotEnoughConfirmations(weight(), committee.quorum, failures)
         return list(confirmed.values())
+
+    async def confirm_stored(
+        self, blob_id: codec.BlobId, committee: Committee, object_id: str | None, expected: bytes
+    ) -> list[Confirmation]:
+        """The confirmations of a blob the nodes already store (a new registration of it),
+        asked of every node at once, nothing uploaded; verified as `confirmations` verifies
+        them.
+
+        Raises:
+            NotEnoughConfirmations: the confirming nodes hold fewer than quorum shards.
+        """
+        confirmed: list[Confirmation] = []
+        failures: dict[str, str] = {}
+
+        async def one(node: StorageNode) -> None:
+            try:
+                message, signature = await retry(self.deadline)(self.nodes.confirmation)(
+                    node, blob_id, object_id
+                )
+                if message != expected:
+                    raise NodeError(node.name, 200, "WRONG_MESSAGE", "signed another message")
+                valid = await trio.to_thread.run_sync(
+                    aggregate_verify, signature, [node.public_key], message
+                )
+                if not valid:
+                    raise NodeError(node.name, 200, "BAD_SIGNATURE", "signature does not verify")
+                confirmed.append(Confirmation(node, signature))
+            except Exception as exc:
+                if not (is_temporary(exc) or isinstance(exc, NodeError)):
+                    raise
+                failures[node.name] = str(exc)
+
+        async with trio.open_nursery() as nursery:
+            for node in committee.nodes:
+                nursery.start_soon(one, node)
+        weight = sum(c.node.weight for c in confirmed)
+        if weight < committee.quorum:
+            raise NotEnoughConfirmations(weight, committee.quorum, failures)
+        return confirmed
