@@ -13,6 +13,11 @@ Phases (each ends with `walrusfs sync`, and waits until the deleted blobs are go
 Printed per phase: WAL paid (balance before - after), WAL per file; the baseline row is what
 FILES blobs of one file each would cost at the same prices (`WalrusChain.estimate`, no
 Storage to reuse). Ratios are against phase 1. Gas is SUI and not counted.
+
+    .venv/bin/python bench/wal.py --renewals [--n-shards 100] [--file-kib 4] [--renew-epochs 10]
+
+prints instead the SUI gas and WAL of a year of renewals, blobs in one storage pool against
+owned Blobs, for 1,000 and 100,000 files (bench/renewals.py says how).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 import trio  # noqa: E402
 
+from bench import renewals  # noqa: E402
 from chain.client import WalrusChain  # noqa: E402
 from chain.pricing import format_wal, store_cost  # noqa: E402
 from codec.params import EncodingParams  # noqa: E402
@@ -119,7 +125,14 @@ def main() -> None:
     ap.add_argument("--n-shards", type=int, default=100)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument(
+        "--renewals", action="store_true", help="a year of renewals, pool against owned Blobs"
+    )
+    ap.add_argument("--renew-epochs", type=int, default=10, help="epochs added per renewal")
     args = ap.parse_args()
+    if args.renewals:
+        renewals.run(args.n_shards, args.file_kib, args.renew_epochs, args.json)
+        return
     size = args.file_kib << 10
     home = Path(tempfile.mkdtemp(prefix="walrusfs-walbench-"))
     b = Bench(home, args.n_shards, args.epochs)

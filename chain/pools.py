@@ -33,7 +33,7 @@ from chain.records import SystemInfo, TxResult
 from chain.transactions import RelayTip, in_turn, system_arg
 from chain.transport import Transport, contents
 from codec.bcs import Reader
-from codec.params import ENCODING_TYPE_RS2, EncodingParams
+from codec.params import BYTES_PER_UNIT_SIZE, ENCODING_TYPE_RS2, EncodingParams, storage_units
 
 #: page size of ListDynamicFields (a full node serves at most 1000 a page)
 FIELDS_PAGE_SIZE = 1000
@@ -240,7 +240,9 @@ async def register_pooled_blob(
             ):
                 absorb.append(await tx.owned_ref(storage.id))
                 lacking -= storage.storage_size
-    extra = max(0, lacking)
+    # whole storage units: what an increase is paid by (`process_storage_payments` prices
+    # units, rounded up), so the rest of the last unit stays in the pool for the next blob
+    extra = storage_units(max(0, lacking)) * BYTES_PER_UNIT_SIZE
     cost = grow_cost(info, state, extra) + write_cost(need, info.write_price)
 
     def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:

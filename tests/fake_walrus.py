@@ -294,10 +294,10 @@ class FakeWorker:
         self.extended.append((object_id, epochs))
         return wp.Extended(PRICE, r.end_epoch)
 
-    async def create_pool(self, capacity: int, epochs: int) -> str:
+    async def create_pool(self, capacity: int, epochs: int) -> tuple[str, int]:
         await trio.lowlevel.checkpoint()
         self.pools.append(f"0xpool{len(self.pools)}")
-        return self.pools[-1]
+        return self.pools[-1], PRICE
 
     async def extend_pool(self, pool: str, epochs: int) -> wp.Extended:
         await trio.lowlevel.checkpoint()

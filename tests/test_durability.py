@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from chain import errors as chain_errors
 from chain.client import WalrusChain
 from tests.devnet_harness import RunningDevnet, heal_all, start_devnet
 from tests.mount_harness import Mount, mount, mounted
@@ -113,7 +114,12 @@ def test_restore_anywhere_from_the_newest_checkpoint(dn: RunningDevnet, tmp_path
 def _delete_checkpoints(dn: RunningDevnet, name: str) -> None:
     async def go(chain: WalrusChain) -> None:
         for ref in await list_checkpoints(chain, name):
-            await chain.delete_blob(ref.object_id)
+            try:  # a volume's blobs are in its storage pool
+                pooled = await chain.pools.blob_object(ref.object_id)
+            except chain_errors.NotPooled:
+                await chain.delete_blob(ref.object_id)
+                continue
+            await chain.pools.delete(pooled.storage_pool_id, [pooled.blob_id])
 
     dn.on_chain(go)
 

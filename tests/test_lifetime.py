@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from chain import move_types as mt
 from chain.client import SystemInfo, WalrusChain
 from chain.ptb import Ptb
 from tests.devnet_harness import RunningDevnet, node_requests, start_devnet
@@ -53,7 +54,7 @@ def test_deleting_small_files_compacts_quilts_and_reuses_storage(
     quilts with one live file each, which sync compacts into one new quilt; the old quilts
     are deleted and their Storage goes back to the wallet, and the next 700 files reuse it."""
     m = Mount(dn, tmp_path / "mnt", "compact")
-    m.mount("--upload-delay", "0.5")
+    m.mount("--upload-delay", "0.5", "--no-storage-pool")  # owned Blobs: Storage comes back
     try:
         files = {f"f{i:04d}": os.urandom(200 + i) for i in range(700)}
         for name, data in files.items():
@@ -104,13 +105,44 @@ def test_deleting_small_files_compacts_quilts_and_reuses_storage(
         m.teardown()
 
 
+#: files of the pooled-renewal test; `make soak` runs it with the issue's 5,000
+POOL_FILES = int(os.environ.get("WALRUSFS_POOL_FILES", "150"))
+
+
+def _renewal_transactions(dn: RunningDevnet, first: int, last: int) -> tuple[int, int]:
+    """(transactions that extended a storage pool, transactions that extended an owned Blob)
+    in checkpoints (first, last], counted from the Walrus events the stand-in emitted."""
+
+    async def go(chain: WalrusChain) -> tuple[int, int]:
+        package = (await chain.system_info()).type_package
+        pools: set[str] = set()
+        owned: set[str] = set()
+        for seq in range(first + 1, last + 1):
+            for ev in await chain.checkpoint_events(seq, package) or []:
+                if ev.name == "StoragePoolExtended":
+                    pools.add(ev.tx_digest)
+                elif ev.name == "BlobCertified" and mt.BlobCertified.from_bcs(ev.bcs).is_extension:
+                    owned.add(ev.tx_digest)
+        return len(pools), len(owned)
+
+    return dn.on_chain(go)
+
+
+def _checkpoint(dn: RunningDevnet) -> int:
+    async def go(chain: WalrusChain) -> int:
+        return await chain.latest_checkpoint()
+
+    return dn.on_chain(go)
+
+
 def test_a_pooled_volume_is_renewed_by_one_transaction_and_restores_anywhere(
     dn: RunningDevnet, tmp_path: Path
 ) -> None:
-    """A volume made with --storage-pool keeps its quilts, blobs and checkpoints in one pool:
-    no owned Blob of the volume is made, each renewal is one extension of the pool that
-    moves every blob's end epoch, and the volume restores from the chain on a fresh home."""
-    files = {f"small-{i:03d}": os.urandom(300 + i) for i in range(150)}
+    """A new volume keeps its quilts, blobs and checkpoints in one pool: no owned Blob of the
+    volume is made, each renewal is one transaction on chain (one extension of the pool,
+    counted from the chain's events) whatever the number of files, and the volume restores
+    from the chain on a fresh home."""
+    files = {f"small-{i:04d}": os.urandom(300 + i % 700) for i in range(POOL_FILES)}
     files["large"] = os.urandom(2_500_000)
     m = Mount(dn, tmp_path / "mnt", "pooled")
     m.mount("--epochs", "2", "--renew-horizon", "1", "--storage-pool", "--upload-delay", "0.5")
@@ -134,12 +166,16 @@ def test_a_pooled_volume_is_renewed_by_one_transaction_and_restores_anywhere(
         assert owned == 0, "a pooled volume made an owned Blob"
         assert in_pool == pool["blobs"]
         renewals = st["lifetime"]["pool_renewals"]
+        first = _checkpoint(dn)
         for _ in range(4):  # twice the bought lifetime
             _advance(dn, 1)
             m.sync()
             st = m.status()
             assert st["stored"]["earliest_end_epoch"] > st["lifetime"]["epoch"], st
         assert st["lifetime"]["pool_renewals"] - renewals >= 2
+        pool_txs, owned_txs = _renewal_transactions(dn, first, _checkpoint(dn))
+        assert pool_txs == st["lifetime"]["pool_renewals"] - renewals, "one transaction each"
+        assert owned_txs == 0, "a blob of the pooled volume was extended on its own"
         _, in_pool_after, end_after = dn.on_chain(on_chain)
         assert end_after > end
         # each renewal was one transaction (one extension of the pool) moving the end epoch of
@@ -168,7 +204,7 @@ def test_a_volume_of_owned_blobs_migrates_to_a_pool_without_uploading_again(
     files = {f"m-{i:02d}": os.urandom(500 + i) for i in range(40)}
     files["large"] = os.urandom(1_500_000)
     m = Mount(dn, tmp_path / "mnt", "migrate")
-    m.mount("--upload-delay", "0.3")
+    m.mount("--upload-delay", "0.3", "--no-storage-pool")  # as volumes made before pools
     try:
         for name, data in files.items():
             (m.path / name).write_bytes(data)

@@ -22,6 +22,7 @@ docs/configuration.md; what the values mean once read is walrusfs/settings.py.
     read_timeout = 20.0                      # seconds a read may wait for the storage nodes
     compact_below = 0.5
     allow_other = false
+    storage_pool = true                      # new volumes: blobs in one Walrus storage pool
     upload_relay = ""                        # e.g. "https://upload-relay.testnet.walrus.space"
     relay_max_tip = 10000000                 # MIST per blob paid to the relay at most
 
@@ -63,6 +64,7 @@ _MOUNT: dict[str, Callable[[Any], Any]] = {
     "read_timeout": validate.read_timeout,
     "compact_below": validate.fraction,
     "allow_other": validate.boolean,
+    "storage_pool": validate.boolean,
     "upload_relay": validate.relay_url,
     "relay_max_tip": validate.mist,
 }

@@ -1,10 +1,13 @@
 """`walrusfs cost PATH...`: what storing files costs in WAL, the way the mount stores them
-(chunks of 64 MiB, small files quilted, encrypted unless --public) versus one blob per file,
-at the network's current prices. Nothing is uploaded or signed.
+(chunks of 64 MiB, small files quilted, encrypted unless --public, in a storage pool unless
+--no-storage-pool) versus one blob per file, at the network's current prices. Nothing is
+uploaded or signed.
 
 The price of a blob is `storage_units(encoded_size) x (storage_price x epochs + write_price)`
 (docs/formats.md, cost model), and the encoded size has a floor of n_shards x metadata: that
-floor is why many small files cost far less in one quilt than as one blob each.
+floor is why many small files cost far less in one quilt than as one blob each. In a storage
+pool, storage is bought for the pool's capacity (the blobs' encoded sizes summed, then rounded
+up to units) and each blob pays its write fee.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import codec
-from chain.pricing import format_wal, store_cost
+from chain.pricing import format_wal, reserve_cost, store_cost
+from walrusfs import settings
 from walrusfs.clihelpers import open_chain, run_async
 from walrusfs.errors import InputError, UsageError
 from walrusfs.fs import crypto
 from walrusfs.fs.defaults import DEFAULTS
 from walrusfs.fs.options import CHUNK_SIZE, UploadConfig, largest_chunk
+from walrusfs.fs.pool import INITIAL_CAPACITY
 from walrusfs.fs.quilts import quilt_batches, quilt_blob_size, quilt_candidate
 
 
@@ -83,6 +88,7 @@ def plan(
     chunk_size: int,
     quilt_threshold: int,
     encrypted: bool,
+    pooled: bool = False,
 ) -> tuple[Plan, Plan]:
     """(as walrusfs stores them, one blob per file).
 
@@ -92,6 +98,8 @@ def plan(
         chunk_size, quilt_threshold: bytes, as a volume uses them: what is chunked, what is
             quilted.
         encrypted: chunks are priced as sealed (a header and a tag per segment more).
+        pooled: in one storage pool: storage for the summed encoded size (at least the
+            pool's first unit), a write fee per blob.
     """
     sealed = crypto.sealed_size if encrypted else (lambda n: n)
     ours, single = Plan(), Plan()
@@ -110,6 +118,8 @@ def plan(
     for _, batch_sizes in quilt_batches(small, params):
         ours.add(quilt_blob_size(batch_sizes, params), params, prices, epochs)
         ours.quilts += 1
+    if pooled:
+        ours.storage = reserve_cost(max(INITIAL_CAPACITY, ours.encoded), epochs, prices[0])
     return ours, single
 
 
@@ -135,6 +145,9 @@ def cmd_cost(args: argparse.Namespace) -> int:
             chunk_size=chunk,
             quilt_threshold=UploadConfig().quilt_threshold,
             encrypted=not args.public,
+            pooled=settings.current().mount.storage_pool
+            if args.storage_pool is None
+            else args.storage_pool,
         )
         total = sum(size for _, size in found)
         if args.json:
@@ -181,5 +194,11 @@ def add_parser(sub: Any) -> None:
         help=f"storage epochs (default {DEFAULTS.epochs})",
     )
     p.add_argument("--public", action="store_true", help="as a --public volume (no encryption)")
+    p.add_argument(
+        "--storage-pool",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="as a volume in one storage pool (the default for new volumes) or of owned Blobs",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_cost)

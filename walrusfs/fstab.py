@@ -59,6 +59,8 @@ ENVIRONMENT = {"home": "WALRUSFS_HOME", "network": "WALRUSFS_NETWORK"}
 FLAGS = {
     "allow_other": "--allow-other",
     "public": "--public",
+    "storage_pool": "--storage-pool",
+    "nostorage_pool": "--no-storage-pool",
     "renew": "--renew",
     "norenew": "--no-renew",
 }

@@ -174,7 +174,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
         staging_limit=opt("staging_limit"),
         allow_other=args.allow_other or conf.allow_other,
         public=args.public,
-        storage_pool=args.storage_pool,
+        storage_pool=conf.storage_pool if args.storage_pool is None else args.storage_pool,
         checkpoint_interval=opt("checkpoint_interval"),
         renew=args.renew,
         renew_horizon=args.renew_horizon,
@@ -375,9 +375,12 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--storage-pool",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="create the volume with its blobs in one Walrus storage pool: one transaction "
-        "renews them all, and a deleted file's capacity is reused (new volumes only)",
+        "renews them all, and a deleted file's capacity is reused (new volumes only; "
+        f"default {'on' if DEFAULTS.storage_pool else 'off'}; `fsck --migrate-to-pool` moves "
+        "an older volume)",
     )
     p.add_argument(
         "--read-only",

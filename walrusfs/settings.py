@@ -45,6 +45,7 @@ class MountDefaults:
     read_timeout: float = DEFAULTS.read_timeout
     compact_below: float = DEFAULTS.compact_below
     allow_other: bool = DEFAULTS.allow_other
+    storage_pool: bool = DEFAULTS.storage_pool
     upload_relay: str = DEFAULTS.upload_relay
     relay_max_tip: int = DEFAULTS.relay_max_tip
 

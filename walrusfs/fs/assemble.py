@@ -92,7 +92,7 @@ def assemble(
         blocks=blocks,
         relay=wp.RelaySetting(upload.relay_url, upload.relay_max_tip) if upload.relay_url else None,
     )
-    pool = VolumePool(db, worker, upload.epochs)
+    pool = VolumePool(db, worker, upload.epochs, chain)
     uploader = Uploader(
         db,
         content,

@@ -26,6 +26,8 @@ class MountDefaults:
     #: fraction of it (0: never)
     compact_below: float = 0.5
     allow_other: bool = False
+    #: new volumes keep their blobs in one Walrus storage pool (walrusfs/fs/pool.py)
+    storage_pool: bool = True
     renew: bool = True  # extend blobs before they expire (kept per volume)
     renew_horizon: int = 2  # extend blobs ending within this many epochs (kept per volume)
     #: the upload relay blobs are sent through ("": straight to the storage nodes)

@@ -43,7 +43,7 @@ class MountOptions:
     allow_other: bool = DEFAULTS.allow_other
     public: bool = False  # new volumes only: store plaintext (no encryption)
     #: new volumes only: keep blobs and quilts in one storage pool (walrusfs/fs/pool.py)
-    storage_pool: bool = False
+    storage_pool: bool = DEFAULTS.storage_pool
     checkpoint_interval: float = DEFAULTS.checkpoint_interval  # seconds, if the metadata changed
     renew: bool | None = None  # None: the volume's stored policy (default on)
     renew_horizon: int | None = None  # epochs before the end epoch a blob is extended

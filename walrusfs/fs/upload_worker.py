@@ -192,9 +192,9 @@ class UploadWorker:
         answer = await self._call({"op": "abandon", "object_id": object_id, "pool": pool})
         return bool(answer["abandoned"])
 
-    async def create_pool(self, capacity: int, epochs: int) -> str:
+    async def create_pool(self, capacity: int, epochs: int) -> tuple[str, int]:
         answer = await self._call({"op": "create_pool", "capacity": capacity, "epochs": epochs})
-        return str(answer["pool"])
+        return str(answer["pool"]), int(answer["paid"])
 
     async def extend_pool(self, pool: str, epochs: int) -> wp.Extended:
         answer = await self._call({"op": "extend_pool", "pool": pool, "epochs": epochs})
@@ -330,8 +330,8 @@ async def _do(
     if op == "abandon":
         return {"abandoned": await store.abandon(req["object_id"], req.get("pool"))}
     if op == "create_pool":
-        pool, _ = await store.create_pool(req["capacity"], req["epochs"])
-        return {"pool": pool}
+        pool, paid = await store.create_pool(req["capacity"], req["epochs"])
+        return {"pool": pool, "paid": paid}
     if op == "extend_pool":
         paid, end = await store.extend_pool(req["pool"], req["epochs"], POOL_SPARE)
         return {"paid": paid, "end_epoch": end}

@@ -228,7 +228,8 @@ class Volume:
                 "quilts": st.quilts,
                 "chunks": st.chunks,
                 "bytes": st.bytes,
-                "wal_spent": st.wal_spent,
+                "wal_spent": st.wal_spent
+                + (0 if self.uploader.pool is None else self.uploader.pool.paid),
                 "failures": st.failures,
                 "last_error": st.last_error,
                 "compacted_quilts": st.compacted,

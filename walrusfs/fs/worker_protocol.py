@@ -352,8 +352,8 @@ class Worker(Protocol):
 
     async def extend(self, object_id: str, epochs: int) -> Extended: ...
 
-    async def create_pool(self, capacity: int, epochs: int) -> str:
-        """A new storage pool for the volume; its object ID."""
+    async def create_pool(self, capacity: int, epochs: int) -> tuple[str, int]:
+        """A new storage pool for the volume: its object ID and the FROST it cost."""
         ...
 
     async def extend_pool(self, pool: str, epochs: int) -> Extended:
