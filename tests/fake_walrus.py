@@ -141,6 +141,11 @@ class FakeWorker:
     abandoned: list[str] = field(default_factory=list)
     extended: list[tuple[str, int]] = field(default_factory=list)
     pools: list[str] = field(default_factory=list)  # created storage pools
+    #: (pool, blob ID) -> the object registered for it: a pool's table, one entry per ID
+    in_pools: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: when set, a delete waits for it (`delete_arrived` is set when one does)
+    delete_hold: trio.Event | None = None
+    delete_arrived: trio.Event = field(default_factory=trio.Event)
     #: object IDs whose extension fails (lack of WAL)
     extend_fails: set[str] = field(default_factory=set)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -190,17 +195,33 @@ class FakeWorker:
             await self.hold.wait()
         upload = request.upload
         resumed = self.objects.get(upload.resume or "")
-        if resumed is not None and not resumed.certified and resumed.blob_id == blob_id:
+        in_pool = self.in_pools.get((upload.pool, blob_id)) if upload.pool else None
+        if in_pool is not None and self.objects[in_pool].certified:
+            # a pool's table has one entry per blob ID: the certified one is reused
+            return {
+                **self._answer(in_pool, blob_id, size, upload.pool),
+                "cost": 0,
+                "already_certified": True,
+            }
+        if in_pool is not None:  # registered by an earlier attempt: continued
+            object_id = in_pool
+        elif resumed is not None and not resumed.certified and resumed.blob_id == blob_id:
             object_id = upload.resume or ""
         else:
             object_id = f"0x{next(self._ids):064x}"
             self.objects[object_id] = Registration(blob_id, dict(upload.attributes))
+            if upload.pool:
+                self.in_pools[(upload.pool, blob_id)] = object_id
             if request.registered is not None:
                 request.registered(object_id)
         if fault is not None:
             assert isinstance(fault.exc, wp.WorkerError), "only a WorkerError carries a Blob"
             raise type(fault.exc)(str(fault.exc), object_id)
         self.objects[object_id].certified = True
+        return self._answer(object_id, blob_id, size, upload.pool)
+
+    @staticmethod
+    def _answer(object_id: str, blob_id: str, size: int, pool: str | None) -> dict[str, Any]:
         return {
             "blob_id": blob_id,
             "object_id": object_id,
@@ -212,6 +233,7 @@ class FakeWorker:
             "reused_storage": False,
             "already_certified": False,
             "signers": [],
+            "pool": pool,
         }
 
     def _read(self, source: wp.Source) -> tuple[bytes, int] | None:
@@ -272,10 +294,15 @@ class FakeWorker:
 
     async def delete(self, object_id: str, pool: str | None = None) -> None:
         await trio.lowlevel.checkpoint()
+        if self.delete_hold is not None:
+            self.delete_arrived.set()
+            await self.delete_hold.wait()
         r = self.objects.get(object_id)
         if r is None or not r.certified or object_id in self.deleted:
             raise chain_errors.ObjectNotFound(f"no Blob object {object_id}")
         self.deleted.append(object_id)
+        if pool is not None:
+            self.in_pools.pop((pool, r.blob_id), None)
 
     async def abandon(self, object_id: str, pool: str | None = None) -> bool:
         await trio.lowlevel.checkpoint()

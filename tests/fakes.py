@@ -33,6 +33,7 @@ from walrusfs.fs.fsck import Report, check_database
 from walrusfs.fs.ops import Operations
 from walrusfs.fs.options import UploadConfig
 from walrusfs.fs.plans import PLANS_DIR, PlanFiles
+from walrusfs.fs.pool import VolumePool
 from walrusfs.fs.uploader import Uploader
 
 __all__ = [
@@ -239,6 +240,7 @@ async def open_volume(
     run_uploader: bool = True,
     worker: FakeWorker | None = None,
     orphans: Sequence[str] = (),
+    pool: bool = False,
 ) -> AsyncIterator[Volume]:
     """A volume in `tmp_path`, wired as assemble.py wires a mount's, over a FakeStore and a
     FakeWorker; the uploader and the handlers' purger run until the block ends. Content's
@@ -246,7 +248,8 @@ async def open_volume(
 
     `worker`: the one an earlier opening of the same volume used (what the chain and the
     nodes hold outlives a mount), with `orphans`, the uncertified Blobs of this machine
-    that the writer lease's scan would find.
+    that the writer lease's scan would find. `pool`: a new volume keeps its blobs in a
+    storage pool (the worker's, one entry per blob ID).
 
     A block that ends without an exception must leave a volume that fsck's database check
     finds clean (the test fails otherwise)."""
@@ -257,16 +260,19 @@ async def open_volume(
         gid=os.getgid(),
         chunk_size=chunk_size,
         encryption="none" if keys is None else "wfe1",
+        storage="pool" if pool else "blobs",
     )
     staging = Staging(volume_dir / "staging")
     worker = worker or FakeWorker(FakeStore(), keys)
     store = worker.store
     config = config or UploadConfig(delay=1.0, compact_below=0.0)
     content = Content(db, staging, store, chunk_size, keys=keys, clock=trio.current_time)
+    volume_pool = VolumePool(db, worker, config.epochs)
     uploader = Uploader(
         db,
         content,
         worker,
+        pool=volume_pool,
         config=config,
         volume_id=schema.get_param(db, "volume_id") or "",
         params=codec.EncodingParams(N_SHARDS),
@@ -284,6 +290,7 @@ async def open_volume(
         epochs=config.epochs,
         interval=3600.0,
         keys=keys,
+        pool=volume_pool,
     )
     uploader.housekeeping = checkpointer.ignore
     control = Control(volume_dir / "meta.db", uploader, checkpointer, staging_limit)

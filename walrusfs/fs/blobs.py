@@ -227,6 +227,12 @@ def due_for_deletion(db: sqlite3.Connection, *, unused_before: float, safe: floa
     )
 
 
+def unused(db: sqlite3.Connection, row: int) -> bool:
+    """No chunk uses the blob (still): it may be deleted now."""
+    found = db.execute("SELECT refcount FROM blobs WHERE id = ?", (row,)).fetchone()
+    return found is not None and int(found[0]) <= 0
+
+
 def delete_unused(db: sqlite3.Connection, row: int) -> int:
     """Forget a row whose Blob object is gone, unless a chunk uses it again; rows deleted."""
     return db.execute("DELETE FROM blobs WHERE id = ? AND refcount <= 0", (row,)).rowcount

@@ -410,6 +410,10 @@ class Uploader:
         due = blobs.due_for_deletion(self.db, unused_before=time.time() - DELETE_DELAY, safe=safe)
         for row in due:
             object_id = row.object_id
+            if not blobs.unused(self.db, row.id):
+                continue  # used again since `due` was read (a pooled blob reused by an upload)
+            if row.pool is not None:
+                self.jobs.deleted.add(object_id)  # see Jobs.deleted
             try:
                 await self.worker.delete(object_id, row.pool)
             except chain_errors.ObjectNotFound:

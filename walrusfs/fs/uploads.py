@@ -126,6 +126,9 @@ class Jobs:
         self.volume_attributes = attributes
         self.stats = stats
         self.inflight = inflight
+        #: pooled blobs this uploader deleted (or is deleting): an upload answer naming one
+        #: reused it in the pool just before it went, and must not be committed
+        self.deleted: set[str] = set()
         self.attempts = attempts
         self.commits = commits
         self.plan_files = plan_files
@@ -196,6 +199,10 @@ class Jobs:
             drop_batch(where)
         self.attempts.forget(plan)
         used = None if answer.result is None else answer.result.object_id
+        if used is not None and used in self.deleted:
+            # a pool holds one entry per blob ID: these bytes matched a blob the uploader was
+            # deleting, and the worker reused it; the retry registers them anew
+            raise wp.WorkerError(f"blob {used} was deleted while this upload reused it")
         if earlier is not None and earlier != used:
             await self.abandon(earlier)
         return answer
