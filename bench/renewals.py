@@ -40,6 +40,7 @@ import trio
 from chain.client import WalrusChain
 from chain.pricing import format_wal
 from codec.params import EncodingParams, storage_units
+from walrusfs import logs
 from walrusfs.devnet.launcher import Devnet
 from walrusfs.fs.pool import POOL_SPARE
 from walrusfs.store.client import WalrusStore
@@ -115,6 +116,7 @@ def year(m: Measured, files: int, patches: int, renew_epochs: int) -> dict[str, 
 
 
 def run(n_shards: int, file_kib: int, renew_epochs: int, json_out: Path | None) -> None:
+    logs.quiet_libraries()  # pysui logs an expected NOT_FOUND (a pool entry looked up)
     home = Path(tempfile.mkdtemp(prefix="walrusfs-renewbench-"))
     env = dict(os.environ, WALRUSFS_HOME=str(home), PYTHONPATH=str(ROOT))
     cli = [sys.executable, "-m", "walrusfs.cli"]

@@ -42,6 +42,7 @@ from bench import renewals  # noqa: E402
 from chain.client import WalrusChain  # noqa: E402
 from chain.pricing import format_wal, store_cost  # noqa: E402
 from codec.params import EncodingParams  # noqa: E402
+from walrusfs import logs  # noqa: E402
 from walrusfs.devnet.launcher import Devnet  # noqa: E402
 
 
@@ -130,6 +131,7 @@ def main() -> None:
     )
     ap.add_argument("--renew-epochs", type=int, default=10, help="epochs added per renewal")
     args = ap.parse_args()
+    logs.quiet_libraries()  # pysui logs an expected NOT_FOUND (a pool entry looked up)
     if args.renewals:
         renewals.run(args.n_shards, args.file_kib, args.renew_epochs, args.json)
         return
