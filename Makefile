@@ -69,15 +69,12 @@ test-fast: setup
 
 # Long drills kept out of CI: the crash drills 50 times, killed at random moments; a 10-minute
 # outage of every storage node during uploads; 300 random operation sequences against a local
-# disk (a failing one is saved in tests/hypothesis-db and replayed by every later run); a
-# pooled volume of 5,000 files renewed by one transaction per renewal.
+# disk (a failing one is saved in tests/hypothesis-db and replayed by every later run).
 soak: setup
 	WALRUSFS_CRASH_RUNS=50 $(BIN)/python -m pytest -q tests/test_crash_drills.py
 	WALRUSFS_OUTAGE_SECONDS=600 $(BIN)/python -m pytest -q tests/test_upload_faults.py -k outage
 	WALRUSFS_HYPOTHESIS_EXAMPLES=300 $(BIN)/python -m pytest -q --timeout=0 \
 	  tests/test_posix.py -k random_operations
-	WALRUSFS_POOL_FILES=5000 $(BIN)/python -m pytest -q --timeout=0 tests/test_lifetime.py \
-	  -k pooled_volume_is_renewed
 
 lint: setup
 	$(BIN)/ruff check .

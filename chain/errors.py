@@ -121,3 +121,48 @@ class BlobInPoolAlready(MoveAbortError):
 
 class NotInPool(MoveAbortError):
     """The pool holds no blob of this blob ID (`sui::dynamic_field::EFieldDoesNotExist`)."""
+
+
+class BlobNotDeletable(MoveAbortError):
+    """The blob is permanent (`blob::EBlobNotDeletable`, `storage_pool::EBlobNotDeletable`)."""
+
+
+class InvalidBlobId(MoveAbortError):
+    """The blob ID is not the one derived from the root hash and size, or not the blob's
+    (`EInvalidBlobId` of `blob` and `storage_pool`)."""
+
+
+class PersistenceMismatch(MoveAbortError):
+    """The certificate is for the other persistence, or for another blob object
+    (`EInvalidBlobPersistenceType`, `EInvalidBlobObject` of `blob` and `storage_pool`)."""
+
+
+class IncompatibleEndEpoch(MoveAbortError):
+    """The Storage absorbed ends at another epoch than the pool
+    (`storage_pool::EIncompatibleEndEpoch`)."""
+
+
+class InvalidPercent(MoveAbortError):
+    """A percent above 100 (`storage_pool::EInvalidPercent`)."""
+
+
+class DuplicateMetadata(MoveAbortError):
+    """The blob has attributes already (`EDuplicateMetadata` of `blob`, `storage_pool`)."""
+
+
+class MissingMetadata(MoveAbortError):
+    """The blob has no attributes (`EMissingMetadata` of `blob` and `storage_pool`)."""
+
+
+class NothingToExtract(MoveAbortError):
+    """Zero bytes to take out of a pool (`system::EZeroExtractSize`)."""
+
+
+class WrongVersion(MoveAbortError):
+    """The object's version is not the package's (`EWrongVersion` of `system` and
+    `storage_pool`): this client is older or newer than the deployed contract."""
+
+
+class PoolAccounting(MoveAbortError):
+    """The pool's counts disagree with its blobs (`storage_pool::EInvalidBlobSize`,
+    `EInvalidBlobCount`): never expected from the deployed contract."""

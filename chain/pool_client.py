@@ -4,7 +4,10 @@ trio (the work runs on the chain client's asyncio thread).
 Every method may raise what a `WalrusChain` method may (`ChainUnavailable`, `ChainError`,
 `WalletError`); the transactions also raise `InsufficientWal`/`InsufficientGas` before anything
 is signed, `TransactionRejected`, and `MoveAbortError` (its subclass where the abort is named:
-`PoolFull`, `BlobInPoolAlready`, `NotInPool`, `AlreadyCertified`, `QuorumNotReached`).
+`PoolFull`, `PoolNotEmpty`, `BlobInPoolAlready`, `NotInPool`, `AlreadyCertified`, `Expired`,
+`BlobNotDeletable`, `InvalidBlobId`, `PersistenceMismatch`, `IncompatibleEndEpoch`,
+`InvalidPercent`, `DuplicateMetadata`, `MissingMetadata`, `NothingToExtract`, `WrongVersion`,
+`QuorumNotReached`: one class for each abort of the pool contract, chain/transport.py).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+from chain import move_types as mt
+from chain import pool_transactions as ptx
 from chain import pool_types as pt
 from chain import pools
 from chain.executor import Executor
@@ -76,7 +81,7 @@ class PoolClient:
                 `EInvalidResourceSize` (zero capacity), `EStorageExceeded` (the network is full).
         """
         created: tuple[pt.PoolState, int] = await self._run(
-            pools.create_pool(self._tx, capacity, epochs)
+            ptx.create_pool(self._tx, capacity, epochs)
         )
         return created
 
@@ -100,7 +105,7 @@ class PoolClient:
             MoveAbortError: `EInvalidEpochsAhead` (the pool has expired), `EInvalidBlobId`.
         """
         registered: tuple[pt.PooledBlob, int, TxResult] = await self._run(
-            pools.register_pooled_blob(
+            ptx.register_pooled_blob(
                 self._tx,
                 pool_id,
                 blob_id,
@@ -124,7 +129,7 @@ class PoolClient:
             QuorumNotReached: the signers hold fewer than 2f+1 shards.
         """
         result: TxResult = await self._run(
-            pools.certify_pooled_blob(
+            ptx.certify_pooled_blob(
                 self._tx,
                 pool_id,
                 blob_id,
@@ -142,7 +147,7 @@ class PoolClient:
             NotInPool: one of them is not in the pool (nothing was deleted).
             MoveAbortError: `EBlobNotDeletable`, or `EInvalidEpochsAhead` (the pool expired).
         """
-        result: TxResult = await self._run(pools.delete_pooled_blobs(self._tx, pool_id, blob_ids))
+        result: TxResult = await self._run(ptx.delete_pooled_blobs(self._tx, pool_id, blob_ids))
         return result
 
     async def extend(self, pool_id: str, epochs: int) -> tuple[int, TxResult]:
@@ -151,16 +156,66 @@ class PoolClient:
         Raises:
             MoveAbortError: `EInvalidEpochsAhead` (expired, or beyond max_epochs_ahead).
         """
-        extended: tuple[int, TxResult] = await self._run(
-            pools.extend_pool(self._tx, pool_id, epochs)
-        )
+        extended: tuple[int, TxResult] = await self._run(ptx.extend_pool(self._tx, pool_id, epochs))
         return extended
+
+    async def create_with_storage(self, storage_id: str) -> pt.PoolState:
+        """A new pool backed by an owned Storage object (nothing paid).
+
+        Raises:
+            MoveAbortError: `EInvalidEpochsAhead` (the Storage has not started, or has
+                ended), `EInvalidResourceSize` (it is empty).
+        """
+        created: pt.PoolState = await self._run(ptx.create_pool_with_storage(self._tx, storage_id))
+        return created
+
+    async def absorb(self, pool_id: str, storage_id: str) -> TxResult:
+        """Grow the pool by an owned Storage that ends with it (nothing paid).
+
+        Raises:
+            IncompatibleEndEpoch: the Storage ends at another epoch than the pool.
+            Expired: the Storage has not started.
+        """
+        result: TxResult = await self._run(ptx.absorb_storage(self._tx, pool_id, storage_id))
+        return result
+
+    async def shrink_by_percent(self, pool_id: str, percent: int) -> mt.Storage:
+        """Take `percent` (0..100) of the pool's unused capacity out, as a Storage object.
+
+        Raises:
+            InvalidPercent: above 100.
+            NothingToExtract: that is zero bytes.
+        """
+        storage: mt.Storage = await self._run(
+            ptx.shrink_pool_by_percent(self._tx, pool_id, percent)
+        )
+        return storage
+
+    async def burn_expired(self, pool_id: str, blob_ids: list[int]) -> TxResult:
+        """Remove blobs of a pool that has ended (so it can be destroyed).
+
+        Raises:
+            MoveAbortError: `EInvalidEpochsAhead`, the pool has not ended.
+            NotInPool: one of them is not in the pool.
+        """
+        result: TxResult = await self._run(ptx.burn_expired(self._tx, pool_id, blob_ids))
+        return result
+
+    async def destroy(self, pool_id: str) -> mt.Storage:
+        """Destroy an empty pool; its Storage comes back to the wallet.
+
+        Raises:
+            PoolNotEmpty: it still holds blobs.
+        """
+        storage: mt.Storage = await self._run(ptx.destroy_pool(self._tx, pool_id))
+        return storage
 
     async def shrink(self, pool_id: str, size: int) -> TxResult:
         """Take `size` unused bytes out of the pool, as a Storage object of the wallet.
 
         Raises:
             PoolFull: the pool has less than `size` unused.
+            NothingToExtract: `size` is zero.
         """
-        result: TxResult = await self._run(pools.shrink_pool(self._tx, pool_id, size))
+        result: TxResult = await self._run(ptx.shrink_pool(self._tx, pool_id, size))
         return result

@@ -105,8 +105,8 @@ def test_deleting_small_files_compacts_quilts_and_reuses_storage(
         m.teardown()
 
 
-#: files of the pooled-renewal test; `make soak` runs it with the issue's 5,000
-POOL_FILES = int(os.environ.get("WALRUSFS_POOL_FILES", "150"))
+#: files of the pooled-renewal test (WALRUSFS_POOL_FILES: fewer for a quick run)
+POOL_FILES = int(os.environ.get("WALRUSFS_POOL_FILES", "5000"))
 
 
 def _renewal_transactions(dn: RunningDevnet, first: int, last: int) -> tuple[int, int]:

@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import trio
 
 import codec
 from chain import errors as chain_errors
 from chain.client import WalrusChain
 from tests.devnet_harness import N_SHARDS, RunningDevnet, SharedDevnets
 from walrusfs.store.client import WalrusStore
+from walrusfs.store.errors import BlobNotFound
 
 pytestmark = [pytest.mark.trio, pytest.mark.timeout(300)]
 
@@ -60,9 +62,22 @@ async def test_pooled_blobs_round_trip_and_a_delete_frees_capacity_for_the_next(
     pooled = await chain.pools.blob(state, rb.blob_id.to_u256())
     assert pooled is not None and pooled.is_certified and pooled.id == rb.object_id
 
+    status = await store.blob_status(rb.blob_id)
+    assert status is not None and status.kind == "deletable" and status.is_certified
+
     # a delete returns the blob's capacity to the pool; the next blob of that size uses it
     capacity = state.capacity
     await store.delete(rb.object_id, pool)
+    with trio.fail_after(60):  # the nodes follow the PooledBlobDeleted event and drop it
+        while True:
+            fresh = WalrusStore(chain)  # a store remembers a status for minutes
+            try:
+                await fresh.blob_status(rb.blob_id)
+            except BlobNotFound:
+                break
+            finally:
+                await fresh.close()
+            await trio.sleep(0.5)
     after_delete = await chain.pools.get(pool)
     assert after_delete.blob_count == 1
     assert after_delete.used == params.encoded_size(len(a))
@@ -130,3 +145,34 @@ async def test_the_pool_contract_s_refusals_arrive_as_typed_errors(
     with pytest.raises(chain_errors.PoolFull):
         await chain.pools.shrink(pool, state.available + 1)
     assert (await chain.pools.get(pool)).blob_count == 1  # nothing changed
+
+
+async def test_every_pool_operation_and_its_refusals_by_class(
+    store: WalrusStore, chain: WalrusChain
+) -> None:
+    """The pool's other entry points through the client (destroy, create from a Storage,
+    absorb, shrink by percent) and the aborts a caller tells apart by class."""
+    a, _ = await store.create_pool(1 << 20, 2)
+    b, _ = await store.create_pool(1 << 20, 3)
+    storage = await chain.pools.destroy(a)  # empty: its Storage comes back
+    assert storage.storage_size == 1 << 20
+    with pytest.raises(chain_errors.IncompatibleEndEpoch):
+        await chain.pools.absorb(b, storage.id)  # it ends before b
+    c = await chain.pools.create_with_storage(storage.id)
+    assert c.capacity == 1 << 20 and c.end_epoch == storage.end_epoch
+
+    permanent = await store.store(_data(3_000, 11), 3, pool=b, deletable=False)
+    with pytest.raises(chain_errors.BlobNotDeletable):
+        await chain.pools.delete(b, [permanent.blob_id.to_u256()])
+    with pytest.raises(chain_errors.PoolNotEmpty):
+        await chain.pools.destroy(b)
+    with pytest.raises(chain_errors.InvalidPercent):
+        await chain.pools.shrink_by_percent(b, 101)
+    with pytest.raises(chain_errors.NothingToExtract):
+        await chain.pools.shrink(b, 0)
+    before = await chain.pools.get(b)
+    taken = await chain.pools.shrink_by_percent(b, 100)
+    after = await chain.pools.get(b)
+    assert taken.storage_size == before.available and after.available == 0
+    assert after.used == before.used and after.blob_count == 1
+    assert await store.read(permanent.blob_id, use_cache=False) == _data(3_000, 11)

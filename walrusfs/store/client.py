@@ -351,6 +351,7 @@ class WalrusStore:
             blob_u256 = pooled.blob_id
             await self.chain.pools.delete(pool, [blob_u256])
         blob_id = codec.BlobId.from_u256(blob_u256)
+        self._statuses.forget(blob_id)
         self._metadata.pop(blob_id.raw, None)
         await trio.to_thread.run_sync(self._reader.forget_cached, blob_id)
         if self.cache is not None:

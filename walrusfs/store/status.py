@@ -88,6 +88,10 @@ class BlobStatuses:
         #: blob ID -> (expiry, the status the nodes agreed on; None: no valid one)
         self._known: dict[bytes, tuple[float, BlobStatus | None]] = {}
 
+    def forget(self, blob_id: codec.BlobId) -> None:
+        """Ask the nodes next time (this client changed the blob's registrations)."""
+        self._known.pop(blob_id.raw, None)
+
     async def get(
         self, blob_id: codec.BlobId, committees: ActiveCommittees | None = None
     ) -> BlobStatus | None:
