@@ -16,7 +16,7 @@ from chain import errors as chain_errors
 from chain.client import WalrusChain
 from tests.devnet_harness import N_SHARDS, RunningDevnet, SharedDevnets
 from walrusfs.store.client import WalrusStore
-from walrusfs.store.errors import BlobNotFound
+from walrusfs.store.errors import BlobNotFound, PooledLifetime
 
 pytestmark = [pytest.mark.trio, pytest.mark.timeout(300)]
 
@@ -176,3 +176,17 @@ async def test_every_pool_operation_and_its_refusals_by_class(
     assert taken.storage_size == before.available and after.available == 0
     assert after.used == before.used and after.blob_count == 1
     assert await store.read(permanent.blob_id, use_cache=False) == _data(3_000, 11)
+
+
+async def test_a_pooled_blob_is_deleted_through_its_pool_and_not_extended_alone(
+    store: WalrusStore, chain: WalrusChain
+) -> None:
+    """`walrusfs blob delete` and `blob extend` name a blob by its object: for a pooled one
+    the delete goes through its pool (found from the object), and an extension of it alone
+    is refused with the reason (its lifetime is the pool's)."""
+    pool, _ = await store.create_pool(1 << 20, 2)
+    stored = await store.store(_data(8_000, 21), 2, pool=pool)
+    with pytest.raises(PooledLifetime, match="storage pool"):
+        await store.extend(stored.object_id, 1)
+    await store.delete(stored.object_id)  # no pool named: the object names it
+    assert (await chain.pools.get(pool)).blob_count == 0

@@ -238,6 +238,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "certified": b.certified_epoch is not None,
                 "endEpoch": b.storage.end_epoch,
                 "deletable": b.deletable,
+                "pool": b.pool,  # the storage pool holding it (null: an owned Blob)
             }
             for b in blobs
         ]
@@ -246,8 +247,10 @@ def cmd_list(args: argparse.Namespace) -> int:
             return 0
         print(f"epoch {epoch}, {len(rows)} blobs")
         for r in rows:
-            flags = ("certified" if r["certified"] else "uncertified") + (
-                ",deletable" if r["deletable"] else ",permanent"
+            flags = (
+                ("certified" if r["certified"] else "uncertified")
+                + (",deletable" if r["deletable"] else ",permanent")
+                + (",pooled" if r["pool"] else "")
             )
             print(
                 f"{r['blobId']}  {r['size']:>12}  end {r['endEpoch']:>4}  {flags}  {r['objectId']}"

@@ -27,11 +27,18 @@ from walrusfs.errors import (
     FundsError,
     NotFoundError,
     ServiceError,
+    UsageError,
     WalletUserError,
     volume_user_error,
 )
 from walrusfs.fs.errors import VolumeError
-from walrusfs.store.errors import BlobNotFound, BlobUnavailable, NodeError, NotEnoughConfirmations
+from walrusfs.store.errors import (
+    BlobNotFound,
+    BlobUnavailable,
+    NodeError,
+    NotEnoughConfirmations,
+    PooledLifetime,
+)
 
 #: The upload worker process of a mount and of fsck; it finds the network as this process did
 #: (the config file and $WALRUSFS_NETWORK, which `--network` sets for it).
@@ -99,6 +106,8 @@ def user_errors() -> Iterator[None]:
     """
     try:
         yield
+    except PooledLifetime as exc:
+        raise UsageError(str(exc)) from None
     except chain_errors.InsufficientFunds as exc:
         raise FundsError(str(exc)) from None
     except chain_errors.WalletError as exc:

@@ -27,10 +27,12 @@ from cache.ranges import RangeCache
 from cache.slivers import SliverCache
 from chain import errors as chain_errors
 from chain import move_types as mt
+from chain import pool_types as pt
 from chain.client import CostEstimate, WalrusChain
 from chain.transport import norm
 from codec.params import BYTES_PER_UNIT_SIZE
 from walrusfs.store.committee import Committees
+from walrusfs.store.errors import PooledLifetime
 from walrusfs.store.hedging import NodeStats
 from walrusfs.store.metadata import MetadataReader
 from walrusfs.store.nodes import ActiveCommittees, BlobStatus, Committee, NodeClient
@@ -328,28 +330,26 @@ class WalrusStore:
         return await self.chain.blobs(valid_only=True)
 
     async def delete(self, object_id: str, pool: str | None = None) -> None:
-        """Delete the Blob object (or the PooledBlob of `pool`) and forget its blob's
-        metadata, bytes and slivers.
+        """Delete the Blob object, or the pooled blob `object_id` through its pool (`pool`
+        checks which; None: the pool it names), and forget its blob's metadata, bytes,
+        slivers and status.
 
         Raises:
             chain.errors.ObjectNotFound: the wallet has no such Blob (the pool no such blob).
             chain.errors.MoveAbortError: the blob is permanent, or has expired.
         """
-        pooled = None
-        if pool is not None:
-            try:
-                pooled = await self.chain.pools.blob_object(object_id)
-            except chain_errors.NotPooled:
-                pooled = None  # an owned Blob (a volume's blobs from before its pool)
+        try:
+            pooled: pt.PooledBlob | None = await self.chain.pools.blob_object(object_id)
+        except chain_errors.NotPooled:
+            pooled = None  # an owned Blob (a volume's blobs from before its pool)
         if pooled is None:
             blob_u256 = (await self.chain.blob(object_id)).blob_id
             await self.chain.delete_blob(object_id)
         else:
-            assert pool is not None
-            if norm(pooled.storage_pool_id) != norm(pool):
+            if pool is not None and norm(pooled.storage_pool_id) != norm(pool):
                 raise chain_errors.ObjectNotFound(f"{object_id} is not a blob of pool {pool}")
             blob_u256 = pooled.blob_id
-            await self.chain.pools.delete(pool, [blob_u256])
+            await self.chain.pools.delete(pooled.storage_pool_id, [blob_u256])
         blob_id = codec.BlobId.from_u256(blob_u256)
         self._statuses.forget(blob_id)
         self._metadata.pop(blob_id.raw, None)
@@ -366,8 +366,15 @@ class WalrusStore:
             chain.errors.MoveAbortError: the blob is not certified, has expired, or would
                 end beyond `max_epochs_ahead`.
         """
-        paid, _ = await self.chain.extend_blob(object_id, epochs)
-        return paid
+        try:
+            pooled = await self.chain.pools.blob_object(object_id)
+        except chain_errors.NotPooled:
+            paid, _ = await self.chain.extend_blob(object_id, epochs)
+            return paid
+        raise PooledLifetime(
+            f"{object_id} is a blob of storage pool {pooled.storage_pool_id}: it lives as long "
+            "as its pool, which its volume's renewals extend (one transaction for all its blobs)"
+        )
 
     async def move_into_pool(
         self, blob_id: codec.BlobId, pool: str, attributes: dict[str, str]

@@ -93,3 +93,7 @@ class BlobInvalid(BlobUnavailable):
             f"inconsistent); it cannot be read{': ' + detail if detail else ''}",
         )
         self.blob_id = blob_id
+
+
+class PooledLifetime(StoreError):
+    """A blob of a storage pool is extended with its pool, not on its own."""
