@@ -231,13 +231,18 @@ def test_a_volume_of_owned_blobs_migrates_to_a_pool_without_uploading_again(
         moved = int(out.split("blob(s) in storage pool")[0].split()[-1])
         assert moved >= 2  # the quilt(s) and the large file at least
         assert sliver_puts() == puts_before, "the migration sent slivers again"
-        assert dn.on_chain(owned_of_volume) <= owned_before - moved
+        assert dn.on_chain(owned_of_volume) == owned_before  # deleted after a checkpoint
         m.mount()
         st = m.status()
         assert st["pool"] is not None and st["pool"]["blobs"] >= moved
         for name, data in files.items():
             assert (m.path / name).read_bytes() == data
-        m.sync()  # a checkpoint of the migrated rows
+        m.sync()  # a checkpoint of the migrated rows; then the old Blobs are deleted
+        deadline = time.monotonic() + 120
+        while dn.on_chain(owned_of_volume) > owned_before - moved:
+            assert time.monotonic() < deadline, "the old Blobs were not deleted"
+            time.sleep(2)
+            m.sync()
         m.umount()
         m.drop_cache()
         for leftover in m.volume_dir.iterdir():  # a fresh home: only the chain holds it

@@ -115,11 +115,17 @@ async def test_the_same_bytes_again_reuse_the_pooled_blob(
 ) -> None:
     pool, _ = await store.create_pool(1 << 20, 2)
     data = _data(20_000, 99)
-    first = await store.store(data, 2, pool=pool)
-    again = await store.store(data, 2, pool=pool)
+    first = await store.store(data, 2, pool=pool, attributes={"walrusfs:file": "record A"})
+    again = await store.store(data, 2, pool=pool, attributes={"walrusfs:file": "record B"})
     assert again.object_id == first.object_id
     assert again.already_certified and again.cost == 0
     assert (await chain.pools.get(pool)).blob_count == 1
+    # each file keeps its record on the shared blob (what `fsck --rebuild` reads)
+    await store.store(data, 2, pool=pool, attributes={"walrusfs:file": "record B"})
+    assert await chain.attributes(first.object_id) == {
+        "walrusfs:file": "record A",
+        "walrusfs:file:1": "record B",
+    }
 
 
 async def test_the_pool_contract_s_refusals_arrive_as_typed_errors(

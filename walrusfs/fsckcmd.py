@@ -130,8 +130,8 @@ def migrate_volume(volume_dir: Path, *, epochs: int) -> int:
     print(
         f"volume {volume_dir.name}: {report.moved + report.uploaded} blob(s) in storage pool "
         f"{report.pool}{' (new)' if report.created else ''}: {report.moved} registered from what "
-        f"the nodes hold, {report.uploaded} uploaded again; {report.deleted} old Blob(s) "
-        f"deleted; {format_wal(report.wal_spent)} spent"
+        f"the nodes hold, {report.uploaded} uploaded again; {report.retired} old Blob(s) "
+        f"deleted by the next mount after its checkpoint; {format_wal(report.wal_spent)} spent"
     )
     return int(ExitCode.OK)
 

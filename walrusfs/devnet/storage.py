@@ -40,6 +40,7 @@ import contextlib
 import ctypes
 import dataclasses
 import hashlib
+import logging
 import os
 import shutil
 import sqlite3
@@ -68,6 +69,8 @@ def _load_syncfs() -> Callable[[int], int] | None:
 _syncfs = _load_syncfs()
 
 MAGIC = b"WSN2"
+log = logging.getLogger(__name__)
+
 _HEADER = len(MAGIC) + 4
 _MAGIC_V1 = b"WSN1"  # BLAKE2b-256 records of older devnets
 _HEADER_V1 = len(_MAGIC_V1) + 32
@@ -383,12 +386,14 @@ class NodeStore:
             for pool_id, end_epoch in pools.created:
                 db.execute("INSERT OR REPLACE INTO pools VALUES (?, ?)", (pool_id, end_epoch))
             for object_id, pool_id in pools.pooled.items():
-                db.execute("INSERT OR REPLACE INTO pooled VALUES (?, ?)", (object_id, pool_id))
                 row = db.execute(
                     "SELECT end_epoch FROM pools WHERE pool_id = ?", (pool_id,)
                 ).fetchone()
-                if row is None:
-                    raise ValueError(f"pooled blob {object_id} of an unknown pool {pool_id}")
+                if row is None:  # a pool created before this index began: not stored here
+                    log.warning("pooled blob %s of an unknown pool %s: ignored", object_id, pool_id)
+                    registered = [r for r in registered if r.object_id != object_id]
+                    continue
+                db.execute("INSERT OR REPLACE INTO pooled VALUES (?, ?)", (object_id, pool_id))
                 registered = [
                     dataclasses.replace(r, end_epoch=int(row[0])) if r.object_id == object_id else r
                     for r in registered

@@ -256,18 +256,24 @@ def set_end_epoch(db: sqlite3.Connection, row: int, end_epoch: int) -> None:
     db.execute("UPDATE blobs SET end_epoch = ? WHERE id = ?", (end_epoch, row))
 
 
-def pool_end(db: sqlite3.Connection, pool: str) -> int | None:
-    """The end epoch the volume's rows record for the blobs of `pool` (None: it holds none
-    the volume uses)."""
-    found = db.execute(
-        "SELECT max(end_epoch) FROM blobs WHERE pool = ? AND refcount > 0", (pool,)
-    ).fetchone()
-    return None if found[0] is None else int(found[0])
+def pools_in_use(db: sqlite3.Connection) -> list[str]:
+    """The storage pools holding a blob in use (renewed each; usually one)."""
+    return [
+        str(p)
+        for (p,) in db.execute(
+            "SELECT DISTINCT pool FROM blobs WHERE refcount > 0 AND pool IS NOT NULL ORDER BY pool"
+        )
+    ]
 
 
 def set_pool_end(db: sqlite3.Connection, pool: str, end_epoch: int) -> int:
     """Every blob of `pool` now ends at `end_epoch` (the pool was renewed); rows changed."""
-    return db.execute("UPDATE blobs SET end_epoch = ? WHERE pool = ?", (end_epoch, pool)).rowcount
+    return db.execute(
+        # only rows that differ: an update that changes nothing still counts as a change of
+        # the database (`total_changes`), which would take a checkpoint for nothing
+        "UPDATE blobs SET end_epoch = ? WHERE pool = ? AND end_epoch != ?",
+        (end_epoch, pool, end_epoch),
+    ).rowcount
 
 
 def expiring(db: sqlite3.Connection, epoch: int, horizon: int) -> tuple[int, int | None]:

@@ -77,11 +77,18 @@ class CheckpointRef:
     machine: str | None = None  # walrusfs:machine of the machine that wrote it
     host: str | None = None
     writer: str | None = None  # walrusfs:writer, the lease (writer.py)
+    pool: str | None = None  # the storage pool holding it (None: an owned Blob)
 
     def certified(self) -> blobs.Certified:
         """The checkpoint's blob, as the volume records it."""
         return blobs.Certified(
-            self.blob_id, self.object_id, KIND, self.size, self.encoded_size, self.end_epoch
+            self.blob_id,
+            self.object_id,
+            KIND,
+            self.size,
+            self.encoded_size,
+            self.end_epoch,
+            self.pool,
         )
 
 
@@ -300,6 +307,7 @@ def ref_of(obj: mt.Blob, attrs: dict[str, str]) -> CheckpointRef | None:
             machine=attrs.get("walrusfs:machine"),
             host=attrs.get("walrusfs:host"),
             writer=attrs.get("walrusfs:writer"),
+            pool=obj.pool,
         )
     except (KeyError, ValueError):
         return None

@@ -54,6 +54,10 @@ class Committer:
         #: certified uploads whose commit failed, and their chunks (not uploaded again)
         self.uncommitted: list[Uploaded] = []
         self.held: set[Key] = set()
+        #: pooled blobs the uploader deleted or is deleting (and blobs it abandoned): a pool
+        #: keeps one entry per blob ID, so an upload of equal bytes may be answered with one
+        #: of them; such a result is never committed (its chunks stay staged and upload anew)
+        self.deleted: set[str] = set()
 
     def commit(self, done: Uploaded) -> set[Key]:
         """Record a certified upload (`commit_all`). If the database cannot take it (a full
@@ -110,6 +114,12 @@ class Committer:
         the same transaction, so a failed commit leaves no row that the deletion of unused
         blobs could take while the result waits to be committed again."""
         done: set[Key] = set()
+        if certified.result.object_id in self.deleted:
+            log.warning(
+                "not committing %s: that blob was deleted (its chunks upload again)",
+                certified.result.object_id,
+            )
+            return done
         with transaction(self.db):
             blob = blobs.add_unused(
                 self.db, blobs.Certified.of_result(certified.result, certified.kind)

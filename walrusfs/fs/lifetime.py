@@ -139,9 +139,17 @@ class Renewer:
             self._report(epoch)
 
     async def _renew(self, epoch: int) -> None:
-        pool = None if self.pool is None else self.pool.known
-        if pool is not None and not await self._renew_pool(pool, epoch):
-            return
+        """Every pool a blob in use is in (the volume's, and any earlier one: a pool that
+        ended and was replaced, one a crash left unrecorded, one a rebuild found), then the
+        owned blobs due; a failure of one is kept in `last_error` and the others go on."""
+        failed = False
+        for pool in blobs.pools_in_use(self.db):
+            failed |= not await self._renew_pool(pool, epoch)
+        failed |= not await self._renew_owned(epoch)
+        if not failed:
+            self.last_error = None
+
+    async def _renew_owned(self, epoch: int) -> bool:
         for row in blobs.due_for_renewal(self.db, epoch, self.policy.horizon):
             object_id, end_epoch = row.object_id, row.end_epoch
             try:
@@ -156,19 +164,29 @@ class Renewer:
                     self.describe(row.id),
                     exc,
                 )
-                return
+                return False
             blobs.set_end_epoch(self.db, row.id, answer.end_epoch)
             self.extended += 1
             self.wal_spent += answer.paid
             log.info("extended blob %s from epoch %d to %d", object_id, end_epoch, answer.end_epoch)
-        self.last_error = None
+        return True
 
     async def _renew_pool(self, pool: str, epoch: int) -> bool:
         """Extend the pool when it ends within the horizon: one transaction renews every
-        blob in it (`storage_pool.move` `extend_storage_pool`). False when that failed (kept
-        in `last_error`)."""
-        end = blobs.pool_end(self.db, pool)
-        if end is None or end - epoch > self.policy.horizon:
+        blob in it (`storage_pool.move` `extend_storage_pool`). The end is the chain's, not the
+        rows' (a crash between an extension and its rows, or a restore of an older checkpoint,
+        leaves them behind: they are brought up to it, never extended twice for it). False
+        when that failed (kept in `last_error`)."""
+        try:
+            end = (await self.chain.pools.get(pool)).end_epoch
+        except (chain_errors.ChainError, OSError) as exc:
+            self.last_error = f"storage pool {pool}: {exc}"
+            log.error("cannot read the storage pool %s: %s", pool, exc)
+            return False
+        if end <= epoch:
+            return True  # ended: its blobs are reported expired (`_report`), not renewable
+        blobs.set_pool_end(self.db, pool, end)
+        if end - epoch > self.policy.horizon:
             return True
         try:
             answer = await self.worker.extend_pool(pool, self.policy.epochs)

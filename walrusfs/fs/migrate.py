@@ -22,14 +22,17 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import codec
 from chain import errors as chain_errors
 from chain.client import WalrusChain
-from walrusfs.fs import schema
+from walrusfs.fs import blobs, schema
+from walrusfs.fs.errors import VolumeClaimed
 from walrusfs.fs.pool import INITIAL_CAPACITY, POOL
+from walrusfs.fs.writer import WriterLease, this_machine
 from walrusfs.store.client import WalrusStore
 from walrusfs.store.errors import NotEnoughConfirmations
 
@@ -42,7 +45,7 @@ class MigrateReport:
     created: bool = False  # the pool was made by this run
     moved: int = 0  # blobs registered in the pool from what the nodes hold (nothing uploaded)
     uploaded: int = 0  # blobs the nodes no longer confirmed, read and uploaded into the pool
-    deleted: int = 0  # old Blob objects deleted
+    retired: int = 0  # old Blobs left unused, deleted by the mount after its next checkpoint
     wal_spent: int = 0  # FROST: the pool, the write fees, its growth
     notes: list[str] = field(default_factory=list)
 
@@ -73,6 +76,7 @@ async def migrate_to_pool(volume_dir: Path, chain: WalrusChain, *, epochs: int) 
 
     Raises:
         FileNotFoundError: the volume has no database.
+        VolumeClaimed: another machine holds the volume, or this copy is behind the chain's.
         chain.errors.ChainError, StoreError: a transaction or the nodes failed; what was
             moved so far stays moved (the rows say which), and a second run goes on.
     """
@@ -83,6 +87,17 @@ async def migrate_to_pool(volume_dir: Path, chain: WalrusChain, *, epochs: int) 
     store = WalrusStore(chain)
     report = MigrateReport()
     try:
+        lease = WriterLease(
+            chain,
+            this_machine(volume_dir.parent.parent),
+            volume_dir.name,
+            schema.get_param(db, "volume_id") or "",
+        )
+        verdict = await lease.verdict(
+            int(schema.get_param(db, "checkpoint_seq") or 0), blobs.known_data_blobs(db)
+        )
+        if verdict.refusal is not None:
+            raise VolumeClaimed(verdict.refusal)
         wal_before = (await chain.balances()).wal
         info = await chain.system_info()
         owned = [o for o in _owned_in_use(db) if o.end_epoch > info.epoch]
@@ -128,14 +143,19 @@ async def _move(
     if result.blob_id != blob_id:
         raise chain_errors.ChainError(f"{blob_id} came back as {result.blob_id}")
     with schema.transaction(db):
+        kind, refcount = db.execute(
+            "SELECT kind, refcount FROM blobs WHERE id = ?", (blob.row,)
+        ).fetchone()
+        moved = blobs.row_of(db, result.object_id)  # equal bytes moved before share it
+        if moved is None:
+            moved = blobs.add_unused(db, blobs.Certified.of_result(result, str(kind)))
+        db.execute("UPDATE chunks SET blob = ? WHERE blob = ?", (moved, blob.row))
         db.execute(
-            "UPDATE blobs SET object_id = ?, pool = ?, end_epoch = ?, encoded_size = ? "
-            "WHERE id = ?",
-            (result.object_id, pool, result.end_epoch, result.encoded_size, blob.row),
+            "UPDATE blobs SET refcount = refcount + ?, deleted_at = NULL WHERE id = ?",
+            (int(refcount), moved),
         )
-    try:
-        await store.delete(blob.object_id)
-        report.deleted += 1
-    except chain_errors.ObjectNotFound:
-        report.notes.append(f"the old Blob {blob.object_id} of {blob_id} was gone already")
-    log.info("moved %s into pool %s (Blob %s deleted)", blob_id, pool, blob.object_id)
+        db.execute(
+            "UPDATE blobs SET refcount = 0, deleted_at = ? WHERE id = ?", (time.time(), blob.row)
+        )
+    report.retired += 1
+    log.info("moved %s into pool %s (Blob %s retired)", blob_id, pool, blob.object_id)

@@ -102,17 +102,18 @@ class VolumePool:
             return pool
 
     async def _ended(self, pool: str) -> bool:
-        """The pool has ended (or is gone) by the current epoch: one read of the epoch, and of
-        the pool only when the end last read of it has come (a renewal may have moved it). A
-        chain that cannot be read says no (the upload then fails on its own if it has)."""
+        """The pool has ended by the current epoch: one read of the epoch, and of the pool only
+        when the end last read of it has come (a renewal may have moved it). A chain that
+        cannot be read, or that does not know the pool yet (a full node behind the one that
+        executed its creation), says no: the upload then fails on its own if it has ended,
+        and a pool is never replaced while it may be alive (its blobs would go unrenewed
+        until the renewer finds them: lifetime.py renews every pool a blob in use is in)."""
         if self.chain is None:
             return False
         try:
             epoch = (await self.chain.system_info()).epoch
             if self._end is None or self._end[0] != pool or self._end[1] <= epoch:
                 self._end = (pool, (await self.chain.pools.get(pool)).end_epoch)
-        except chain_errors.ObjectNotFound:
-            return True
         except (chain_errors.ChainError, OSError) as exc:
             log.info("could not look at the storage pool %s: %s", pool, exc)
             return False

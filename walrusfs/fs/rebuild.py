@@ -40,7 +40,7 @@ from walrusfs.fs.checkpoint import KIND as CHECKPOINT_KIND
 from walrusfs.fs.errors import KeyMismatch, NothingToRebuild
 from walrusfs.fs.keys import KEY_FILE, volume_key
 from walrusfs.fs.plans import PLANS_DIR
-from walrusfs.fs.records import FILE_ATTR, Record, read_record
+from walrusfs.fs.records import FILE_ATTR, Record, is_file_attr, read_record
 from walrusfs.fs.schema import ROOT_INODE, transaction
 from walrusfs.store.client import WalrusStore
 from walrusfs.store.errors import StoreError
@@ -157,8 +157,9 @@ async def collect(
         for blob, attrs in owned:
             if attrs.get("walrusfs:kind") == "quilt":
                 nursery.start_soon(quilt, blob)
-            elif (value := attrs.get(FILE_ATTR)) is not None:
-                found.append((value, blob.id, None))
+            elif records := [v for k, v in attrs.items() if is_file_attr(k)]:
+                # one record, or one per file whose bytes equal (a pooled blob reused)
+                found.extend((value, blob.id, None) for value in records)
             else:
                 report.notes.append(f"blob {blob.id} carries no file record: left alone")
     return found
@@ -212,6 +213,9 @@ def build(
     chunk_size = max(r.chunk_size for r in records)
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    # a volume whose blobs are in a storage pool stays one: the pool that ends last is its
+    # pool (any other one its blobs are in is renewed too: lifetime.py)
+    pooled = sorted((b.storage.end_epoch, b.pool) for b, _ in owned if b.pool is not None)
     db = sqlite3.connect(db_path, isolation_level=None)
     try:
         schema.create_tables(
@@ -220,9 +224,12 @@ def build(
             gid=os.getgid(),
             chunk_size=chunk_size,
             encryption="none" if keys is None else "wfe1",
+            storage="pool" if pooled else "blobs",
         )
         with transaction(db):
             schema.set_param(db, "volume_id", volume_id)
+            if pooled:
+                schema.set_param(db, "pool", pooled[-1][1])
             if keys is not None:
                 schema.set_param(db, "key_check", keys.check_value())
             if checkpoint_seq:

@@ -18,6 +18,14 @@ FILE_ATTR = "walrusfs:file"  # blob attribute / quilt patch tag: the sealed file
 RECORD_VERSION = 1  # the `v` this walrusfs writes and the newest it reads
 
 
+def is_file_attr(key: str) -> bool:
+    """`walrusfs:file`, or `walrusfs:file:<n>`: the records of further files whose bytes
+    equal the first's, added when a storage pool's blob is reused (one entry per blob ID)."""
+    return key == FILE_ATTR or (
+        key.startswith(FILE_ATTR + ":") and key[len(FILE_ATTR) + 1 :].isdigit()
+    )
+
+
 @dataclass(frozen=True)
 class Record:
     """One chunk as its blob describes it (the fields of the sealed `walrusfs:file`)."""

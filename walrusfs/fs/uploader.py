@@ -374,6 +374,10 @@ class Uploader:
         gives its Storage back for the next registration."""
         while self._orphans:
             object_id = self._orphans[0]
+            if blobs.row_of(self.db, object_id) is not None:  # continued and committed since
+                self._orphans.pop(0)
+                continue
+            self.commits.deleted.add(object_id)  # see Committer.deleted
             try:
                 await self.worker.abandon(object_id, None if self.pool is None else self.pool.known)
             except (StoreError, chain_errors.ChainError, OSError) as exc:
@@ -413,7 +417,7 @@ class Uploader:
             if not blobs.unused(self.db, row.id):
                 continue  # used again since `due` was read (a pooled blob reused by an upload)
             if row.pool is not None:
-                self.jobs.deleted.add(object_id)  # see Jobs.deleted
+                self.commits.deleted.add(object_id)  # see Committer.deleted
             try:
                 await self.worker.delete(object_id, row.pool)
             except chain_errors.ObjectNotFound:

@@ -126,9 +126,6 @@ class Jobs:
         self.volume_attributes = attributes
         self.stats = stats
         self.inflight = inflight
-        #: pooled blobs this uploader deleted (or is deleting): an upload answer naming one
-        #: reused it in the pool just before it went, and must not be committed
-        self.deleted: set[str] = set()
         self.attempts = attempts
         self.commits = commits
         self.plan_files = plan_files
@@ -199,7 +196,7 @@ class Jobs:
             drop_batch(where)
         self.attempts.forget(plan)
         used = None if answer.result is None else answer.result.object_id
-        if used is not None and used in self.deleted:
+        if used is not None and used in self.commits.deleted:
             # a pool holds one entry per blob ID: these bytes matched a blob the uploader was
             # deleting, and the worker reused it; the retry registers them anew
             raise wp.WorkerError(f"blob {used} was deleted while this upload reused it")
@@ -210,7 +207,14 @@ class Jobs:
     async def abandon(self, object_id: str) -> bool:
         """Delete a registered Blob no upload will use (its Storage returns to the wallet)
         and its kept plan; False when it could not be deleted now (logged: the next mount
-        deletes it if it is still uncertified)."""
+        deletes it if it is still uncertified). A blob a file uses is kept: in a storage pool
+        another upload of the same bytes may have continued and committed it."""
+        if blobs.row_of(self.db, object_id) is not None:
+            log.info("not abandoning blob %s: a file uses it", object_id)
+            if self.plan_files is not None:
+                self.plan_files.drop(object_id)
+            return True
+        self.commits.deleted.add(object_id)  # an answer that continued it is not committed
         try:
             await self.worker.abandon(object_id, None if self.pool is None else self.pool.known)
         except (StoreError, chain_errors.ChainError, OSError) as exc:

@@ -16,6 +16,7 @@ job is a module of its own:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import trio
@@ -44,6 +45,8 @@ from walrusfs.store.slivers import SliverReader
 from walrusfs.store.status import BlobStatuses
 from walrusfs.store.upload import Progress, Uploader
 from walrusfs.store.writes import QuiltResult, Registered, StoreOptions, StoreResult, Writer
+
+log = logging.getLogger(__name__)
 
 # `StoreResult` is what `store` returns: importable from the facade as well as from writes.py
 __all__ = ["StoreResult", "WalrusStore"]
@@ -255,12 +258,15 @@ class WalrusStore:
         if pool is None:
             return await self._registrations.abandon(object_id)
         try:
-            await self.chain.pools.blob_object(object_id)
+            pooled = await self.chain.pools.blob_object(object_id)
         except chain_errors.NotPooled:
             return await self._registrations.abandon(object_id)
         except chain_errors.ObjectNotFound:
             return False
-        await self.delete(object_id, pool)
+        if pooled.is_certified:  # certified by another upload of the same bytes: in use
+            log.info("not abandoning %s: it is certified", object_id)
+            return False
+        await self.delete(object_id)  # through the pool it is in (maybe an earlier one)
         return True
 
     # -- read -------------------------------------------------------------------------------
@@ -348,6 +354,12 @@ class WalrusStore:
         else:
             if pool is not None and norm(pooled.storage_pool_id) != norm(pool):
                 raise chain_errors.ObjectNotFound(f"{object_id} is not a blob of pool {pool}")
+            state = await self.chain.pools.get(pooled.storage_pool_id)
+            if state.end_epoch <= (await self.chain.system_info()).epoch:
+                # the contract refuses deletes from an ended pool; its blobs are gone anyway
+                raise chain_errors.ObjectNotFound(
+                    f"{object_id}: its storage pool ended at epoch {state.end_epoch}"
+                )
             blob_u256 = pooled.blob_id
             await self.chain.pools.delete(pooled.storage_pool_id, [blob_u256])
         blob_id = codec.BlobId.from_u256(blob_u256)
@@ -406,8 +418,9 @@ class WalrusStore:
         """Renew the pool, and every blob in it, by `epochs` epochs: (FROST paid, new end
         epoch). Unused capacity above `keep_unused` (a fraction of the capacity in use) is
         taken out first, so the renewal pays for what the volume holds, not for what it once
-        held (it comes back to the wallet as Storage ending with the pool, which the pool's
-        next growth absorbs).
+        held (it comes back to the wallet as a Storage ending at the pool's old end: a blob
+        registered outside the pool may reuse it; the pool cannot absorb it any more, as it
+        then ends later).
 
         Raises:
             chain.errors.ObjectNotFound: no such pool.

@@ -30,6 +30,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class PoolEnded(StoreError):
+    """The storage pool has ended: nothing is registered in it, nor reused from it (the
+    mount makes a new pool for the next upload)."""
+
+
 class PoolMismatch(StoreError):
     """The pool holds these bytes with the other persistence (deletable or permanent): its
     table has one entry per blob ID, so they cannot be registered again in it."""
@@ -61,9 +66,13 @@ async def store_pooled(
             f"pool {pool_id} holds {enc.blob_id} as "
             f"{'deletable' if blob.deletable else 'permanent'}"
         )
+    if state.end_epoch <= committee.epoch:
+        raise PoolEnded(f"storage pool {pool_id} ended at epoch {state.end_epoch}")
     reused = blob is not None and blob.is_certified
-    if reused and not opts.reuse and opts.registered is None:
-        log.info("%s is certified in pool %s already", enc.blob_id, pool_id)
+    if reused:
+        assert blob is not None
+        log.info("%s is certified in pool %s already: reused", enc.blob_id, pool_id)
+        await _add_attributes(writer, blob.id, opts.attributes or {})
     paid = 0
     relay_refused: RelayError | None = None
     relay_tip: tuple[str, bytes] | None = None
@@ -88,8 +97,8 @@ async def store_pooled(
             relay_tip = (registered.digest, tip[1])
     elif not blob.is_certified:
         log.info("%s: continuing its registration %s in pool %s", enc.blob_id, blob.id, pool_id)
-    if opts.registered is not None:
-        opts.registered(blob.id)
+    if opts.registered is not None and not reused:
+        opts.registered(blob.id)  # a reused blob is not this upload's registration
     signers: list[str] = []
     if not blob.is_certified:
         reg = Registration(blob, paid, False, relay_tip)
@@ -181,3 +190,21 @@ async def move_into_pool(
         (),
         pool=pool_id,
     )
+
+
+async def _add_attributes(writer: Writer, object_id: str, attributes: dict[str, str]) -> None:
+    """Give a reused pooled blob what this upload's attributes add: a key it lacks as it
+    is, a value it holds under another key as `<key>:<n>` (the next free n). Two files of
+    equal bytes share the blob; each keeps its file record on chain for `fsck --rebuild`."""
+    held = await writer.chain.attributes(object_id)
+    extra: dict[str, str] = {}
+    for key, value in attributes.items():
+        if key not in held:
+            extra[key] = value
+        elif value not in held.values():
+            n = 1
+            while f"{key}:{n}" in held or f"{key}:{n}" in extra:
+                n += 1
+            extra[f"{key}:{n}"] = value
+    if extra:
+        await writer.chain.set_attributes(object_id, extra)
