@@ -237,7 +237,9 @@ class FakeWorker:
         }
 
     def _read(self, source: wp.Source) -> tuple[bytes, int] | None:
-        return _read(source.path, self.keys, source.offset, source.length or 0)
+        return _read(
+            source.path, self.keys, source.offset, source.length or 0, strip=not source.exact
+        )
 
     async def store_blob(
         self, source: wp.Source, upload: wp.Upload, registered: wp.Registered | None = None

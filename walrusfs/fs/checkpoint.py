@@ -143,9 +143,35 @@ def decode_checkpoint(blob: bytes, keys: crypto.VolumeKeys | None) -> bytes:
         plain = crypto.open_stream(keys, blob) if keys is not None else blob
         if plain[:4] != MAGIC:
             raise CheckpointUnusable("not a walrusfs checkpoint (bad magic)")
-        return zlib.decompress(plain[4:])
+        return _inflate(plain[4:])
     except (crypto.DecryptError, zlib.error) as exc:
         raise CheckpointUnusable(str(exc)) from None
+
+
+#: zero bytes a checkpoint may lack at its end: the upload worker left a stored file's
+#: trailing zeros out until checkpoints were stored `exact`, and a zlib stream ends with its
+#: Adler-32 checksum, whose last bytes are zero in about 1 of 256 checkpoints
+MISSING_ZEROS = 4
+
+
+def _inflate(stream: bytes) -> bytes:
+    """The zlib `stream` decompressed; one written before checkpoints were stored exact and
+    cut short by its trailing zeros gets them back (the checksum then proves it whole).
+
+    Raises:
+        zlib.error: corrupt, or cut by more than MISSING_ZEROS bytes.
+    """
+    for pad in range(MISSING_ZEROS + 1):
+        inflater = zlib.decompressobj()
+        try:
+            data = inflater.decompress(stream + bytes(pad))
+        except zlib.error:
+            if pad == MISSING_ZEROS:
+                raise
+            continue
+        if inflater.eof and not inflater.unused_data:
+            return data
+    raise zlib.error("incomplete or truncated stream")
 
 
 class Checkpointer:
@@ -258,7 +284,7 @@ class Checkpointer:
                 attributes |= self.stamp.attributes(final=final)
             pool = None if self.pool is None else await self.pool.get()
             stored = await self.worker.store_blob(
-                wp.Source(str(out)), wp.Upload(self.epochs, attributes, pool=pool)
+                wp.Source(str(out), exact=True), wp.Upload(self.epochs, attributes, pool=pool)
             )
         finally:
             out.unlink(missing_ok=True)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import os
 import subprocess
@@ -296,11 +297,17 @@ def _data_end(data: bytes) -> int:
 
 
 def _read(
-    path: str, keys: crypto.VolumeKeys | None, offset: int | None = None, length: int = 0
+    path: str,
+    keys: crypto.VolumeKeys | None,
+    offset: int | None = None,
+    length: int = 0,
+    *,
+    strip: bool = True,
 ) -> tuple[bytes, int] | None:
     """(bytes to store, plaintext length) of a staged chunk, sealed on an encrypted volume;
     trailing zeros are left out (a hole at the end of a sparse chunk is not paid for: the
-    chunk's length says where its bytes end), so a chunk of zeros only has length 0."""
+    chunk's length says where its bytes end), so a chunk of zeros only has length 0. With
+    `strip` False every byte is kept (a checkpoint: nothing else records its length)."""
     try:
         if offset is None:
             data = Path(path).read_bytes()
@@ -310,7 +317,7 @@ def _read(
                 data = f.read(length)
     except FileNotFoundError:
         return None
-    end = _data_end(data)
+    end = _data_end(data) if strip else len(data)
     if end < len(data):
         data = data[:end]
     return (data if keys is None else crypto.seal(keys, data)), len(data)
@@ -342,7 +349,14 @@ async def _do(
     attrs = req["attributes"]
     if op == "blob":
         got = await trio.to_thread.run_sync(
-            _read, req["path"], keys, req.get("offset"), req.get("length", 0)
+            functools.partial(
+                _read,
+                req["path"],
+                keys,
+                req.get("offset"),
+                req.get("length", 0),
+                strip=not req.get("exact", False),
+            )
         )
         if got is None:
             return wp.BlobStored(None).to_json()

@@ -175,6 +175,9 @@ class Source:
     offset: int | None = None
     length: int | None = None
     batch: bool = False  # an upload batch, removed when the job ends (mount side only)
+    #: every byte stored as it is (a checkpoint): a chunk's trailing zeros are left out,
+    #: its length in the volume says where its bytes end, but nothing says a checkpoint's
+    exact: bool = False
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,8 @@ def blob_request(source: Source, upload: Upload) -> dict[str, Any]:
     out: dict[str, Any] = {"op": "blob", "path": source.path, **_upload(upload)}
     if source.offset is not None:
         out.update(offset=source.offset, length=source.length)
+    if source.exact:
+        out["exact"] = True
     return out
 
 
