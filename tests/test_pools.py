@@ -196,3 +196,24 @@ async def test_a_pooled_blob_is_deleted_through_its_pool_and_not_extended_alone(
         await store.extend(stored.object_id, 1)
     await store.delete(stored.object_id)  # no pool named: the object names it
     assert (await chain.pools.get(pool)).blob_count == 0
+
+
+async def test_equal_bytes_stored_at_once_share_one_entry(
+    store: WalrusStore, chain: WalrusChain
+) -> None:
+    """Two uploads of the same bytes at the same time (a sparse file's equal chunks): both
+    look before either registers; the second registration is refused by the pool's table
+    (one entry per blob ID) and continues the first's entry. Both succeed, on one blob."""
+    pool, _ = await store.create_pool(1 << 20, 2)
+    data = _data(30_000, 31)
+    results = []
+
+    async def one() -> None:
+        results.append(await store.store(data, 2, pool=pool))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(one)
+        nursery.start_soon(one)
+    assert results[0].object_id == results[1].object_id
+    assert (await chain.pools.get(pool)).blob_count == 1
+    assert await store.read(results[0].blob_id, use_cache=False) == data

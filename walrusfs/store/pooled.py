@@ -83,18 +83,29 @@ async def store_pooled(
                 tip = await writer.relay_tip(writer.relay, data, committee)
             except RelayError as exc:
                 relay_refused = exc
-        blob, paid, registered = await chain.pools.register(
-            pool_id,
-            blob_u256,
-            int.from_bytes(enc.root_hash, "little"),
-            enc.unencoded_length,
-            deletable=opts.deletable,
-            attributes=opts.attributes,
-            relay_tip=None if tip is None else tip[0],
-        )
-        if tip is not None:
-            writer.tips_paid += tip[0].amount
-            relay_tip = (registered.digest, tip[1])
+        try:
+            blob, paid, registered = await chain.pools.register(
+                pool_id,
+                blob_u256,
+                int.from_bytes(enc.root_hash, "little"),
+                enc.unencoded_length,
+                deletable=opts.deletable,
+                attributes=opts.attributes,
+                relay_tip=None if tip is None else tip[0],
+            )
+            if tip is not None:
+                writer.tips_paid += tip[0].amount
+                relay_tip = (registered.digest, tip[1])
+        except chain_errors.BlobInPoolAlready:
+            # another upload of the same bytes (a sparse file's equal chunks, say) registered
+            # them since the look above: continue its entry, as a retry would
+            blob = await chain.pools.blob(await chain.pools.get(pool_id), blob_u256)
+            if blob is None or blob.deletable != opts.deletable:
+                raise
+            log.info("%s: registered meanwhile as %s; continuing it", enc.blob_id, blob.id)
+            reused = blob.is_certified
+            if reused:
+                await _add_attributes(writer, blob.id, opts.attributes or {})
     elif not blob.is_certified:
         log.info("%s: continuing its registration %s in pool %s", enc.blob_id, blob.id, pool_id)
     if opts.registered is not None and not reused:
