@@ -21,12 +21,8 @@ from chain.pools import create_cost, encoded_size, grow_cost, pool, pooled_blob,
 from chain.pricing import write_cost
 from chain.ptb import Ptb
 from chain.records import SystemInfo, TxResult
-from chain.transactions import RelayTip, in_turn, system_arg
+from chain.transactions import RelayTip, in_turn, storage_returned, system_arg
 from codec.params import BYTES_PER_UNIT_SIZE, ENCODING_TYPE_RS2, storage_units
-
-
-def _pool_arg(ptb: Ptb, ref: Any) -> Any:
-    return ptb.owned(ref)
 
 
 def _created_pool(result: TxResult) -> str:
@@ -97,7 +93,7 @@ async def register_pooled_blob(
     def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
         package = info.package_id
         system = system_arg(tx, ptb, info, True)
-        pool_arg = _pool_arg(ptb, pool_ref)
+        pool_arg = ptb.owned(pool_ref)
         for ref in absorb:
             ptb.move_call(
                 package,
@@ -164,7 +160,7 @@ async def certify_pooled_blob(
             "certify_pooled_blob",
             [
                 system_arg(tx, ptb, info, False),
-                _pool_arg(ptb, pool_ref),
+                ptb.owned(pool_ref),
                 ptb.u256(blob_id),
                 ptb.byte_vector(signature),
                 ptb.byte_vector(signers_bitmap),
@@ -175,24 +171,26 @@ async def certify_pooled_blob(
     return await tx.execute(build)
 
 
+async def _per_blob(tx: Executor, pool_id: str, blob_ids: list[int], function: str) -> TxResult:
+    """One transaction calling `system::<function>(&System, &mut pool, blob_id)` for each
+    blob (`delete_pooled_blob`, `burn_expired_pooled_blob`)."""
+    pool_ref = await tx.owned_ref(pool_id)
+
+    def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
+        system, pool_arg = system_arg(tx, ptb, info, False), ptb.owned(pool_ref)
+        for blob_id in blob_ids:
+            ptb.move_call(
+                info.package_id, "system", function, [system, pool_arg, ptb.u256(blob_id)]
+            )
+
+    return await tx.execute(build)
+
+
 @in_turn
 async def delete_pooled_blobs(tx: Executor, pool_id: str, blob_ids: list[int]) -> TxResult:
     """Delete deletable blobs of the pool in one transaction: their capacity returns to the
     pool for the next registrations."""
-    pool_ref = await tx.owned_ref(pool_id)
-
-    def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
-        system = system_arg(tx, ptb, info, False)
-        pool_arg = _pool_arg(ptb, pool_ref)
-        for blob_id in blob_ids:
-            ptb.move_call(
-                info.package_id,
-                "system",
-                "delete_pooled_blob",
-                [system, pool_arg, ptb.u256(blob_id)],
-            )
-
-    return await tx.execute(build)
+    return await _per_blob(tx, pool_id, blob_ids, "delete_pooled_blob")
 
 
 @in_turn
@@ -208,7 +206,7 @@ async def extend_pool(tx: Executor, pool_id: str, epochs: int) -> tuple[int, TxR
             info.package_id,
             "system",
             "extend_storage_pool",
-            [system_arg(tx, ptb, info, True), _pool_arg(ptb, pool_ref), ptb.u32(epochs), wal],
+            [system_arg(tx, ptb, info, True), ptb.owned(pool_ref), ptb.u32(epochs), wal],
         )
 
     return cost, await tx.execute(build, wal_needed=cost, info=info)
@@ -226,19 +224,11 @@ async def shrink_pool(tx: Executor, pool_id: str, size: int) -> TxResult:
             info.package_id,
             "system",
             "decrease_storage_pool_capacity_by_size",
-            [system_arg(tx, ptb, info, False), _pool_arg(ptb, pool_ref), ptb.u64(size)],
+            [system_arg(tx, ptb, info, False), ptb.owned(pool_ref), ptb.u64(size)],
         )
         ptb.transfer([storage], tx.address)
 
     return await tx.execute(build)
-
-
-def _storage_back(result: TxResult) -> mt.Storage:
-    storages = result.created.get("storage_resource::Storage", [])
-    if len(storages) != 1:
-        raise errors.ChainError(f"transaction {result.digest} returned no Storage")
-    storage: mt.Storage = storages[0]
-    return storage
 
 
 @in_turn
@@ -269,7 +259,7 @@ async def absorb_storage(tx: Executor, pool_id: str, storage_id: str) -> TxResul
             info.package_id,
             "system",
             "increase_storage_pool_capacity_with_storage",
-            [system_arg(tx, ptb, info, False), _pool_arg(ptb, pool_ref), ptb.owned(storage_ref)],
+            [system_arg(tx, ptb, info, False), ptb.owned(pool_ref), ptb.owned(storage_ref)],
         )
 
     return await tx.execute(build)
@@ -285,30 +275,17 @@ async def shrink_pool_by_percent(tx: Executor, pool_id: str, percent: int) -> mt
             info.package_id,
             "system",
             "decrease_storage_pool_unused_capacity_by_percent",
-            [system_arg(tx, ptb, info, False), _pool_arg(ptb, pool_ref), ptb.u8(percent)],
+            [system_arg(tx, ptb, info, False), ptb.owned(pool_ref), ptb.u8(percent)],
         )
         ptb.transfer([storage], tx.address)
 
-    return _storage_back(await tx.execute(build))
+    return storage_returned(await tx.execute(build))
 
 
 @in_turn
 async def burn_expired(tx: Executor, pool_id: str, blob_ids: list[int]) -> TxResult:
     """Remove blobs of an ended pool (permanent ones too): what empties it for `destroy`."""
-    pool_ref = await tx.owned_ref(pool_id)
-
-    def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
-        system = system_arg(tx, ptb, info, False)
-        pool_arg = _pool_arg(ptb, pool_ref)
-        for blob_id in blob_ids:
-            ptb.move_call(
-                info.package_id,
-                "system",
-                "burn_expired_pooled_blob",
-                [system, pool_arg, ptb.u256(blob_id)],
-            )
-
-    return await tx.execute(build)
+    return await _per_blob(tx, pool_id, blob_ids, "burn_expired_pooled_blob")
 
 
 @in_turn
@@ -317,9 +294,7 @@ async def destroy_pool(tx: Executor, pool_id: str) -> mt.Storage:
     pool_ref = await tx.owned_ref(pool_id)
 
     def build(ptb: Ptb, info: SystemInfo, wal: Any) -> None:
-        storage = ptb.move_call(
-            info.package_id, "storage_pool", "destroy", [_pool_arg(ptb, pool_ref)]
-        )
+        storage = ptb.move_call(info.package_id, "storage_pool", "destroy", [ptb.owned(pool_ref)])
         ptb.transfer([storage], tx.address)
 
-    return _storage_back(await tx.execute(build))
+    return storage_returned(await tx.execute(build))

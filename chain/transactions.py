@@ -230,7 +230,15 @@ async def delete_blob(tx: Executor, blob_object_id: str) -> mt.Storage:
         )
         ptb.transfer([storage], tx.address)
 
-    result = await tx.execute(build)
+    return storage_returned(await tx.execute(build))
+
+
+def storage_returned(result: TxResult) -> mt.Storage:
+    """The one Storage object `result` gave back to the wallet (a deleted blob's, a pool's).
+
+    Raises:
+        ChainError: it gave back none, or several.
+    """
     storages = result.created.get("storage_resource::Storage", [])
     if len(storages) != 1:
         raise errors.ChainError(f"transaction {result.digest} returned no Storage")
